@@ -1,0 +1,1 @@
+"""The `esc50` command line (click)."""

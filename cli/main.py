@@ -1,0 +1,128 @@
+"""`esc50` commands: train, list-plugins, download."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from esc50.core.config import TaskConfig, load_config
+from esc50.core.errors import Esc50Error
+
+# Flags for the most used TaskConfig keys; every other key goes through --set KEY=VALUE.
+TRAIN_FLAGS = {
+    "model": "model plugin id, e.g. plugins.crnn",
+    "featurizer": "featurizer plugin id, e.g. plugins.logmel",
+    "data": "dataset folder (default: $ESC50_DATA, else the download cache)",
+    "epochs": "number of epochs (num_epochs)",
+    "batch_size": "batch size",
+    "lr": "learning rate",
+    "split": "fold (official folds) or random (the report's train_ratio split)",
+    "val_fold": "validation fold for --split fold",
+    "seed": "random seed",
+    "device": "auto, cpu, cuda or cuda:N",
+    "output_dir": "where run directories go",
+    "run_name": "name of the run directory",
+}
+FLAG_TO_KEY = {"epochs": "num_epochs", "lr": "learning_rate"}
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an Esc50Error into click's one-line ``Error: ...`` and exit status 1."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except Esc50Error as exc:
+            raise click.ClickException(str(exc)) from None
+    return wrapper
+
+
+@click.group()
+@click.version_option(package_name="esc50")
+def cli() -> None:
+    """esc50: train, compare and use environmental sound classifiers."""
+
+
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML or YAML file of TaskConfig keys.")
+@click.option("--model", help=TRAIN_FLAGS["model"])
+@click.option("--featurizer", help=TRAIN_FLAGS["featurizer"])
+@click.option("--aug", "augs", multiple=True,
+              help="augmentation id[:key=value,...]; repeat for several.")
+@click.option("--data", help=TRAIN_FLAGS["data"])
+@click.option("--epochs", type=int, help=TRAIN_FLAGS["epochs"])
+@click.option("--batch-size", type=int, help=TRAIN_FLAGS["batch_size"])
+@click.option("--lr", type=float, help=TRAIN_FLAGS["lr"])
+@click.option("--split", type=click.Choice(["fold", "random"]), help=TRAIN_FLAGS["split"])
+@click.option("--val-fold", type=int, help=TRAIN_FLAGS["val_fold"])
+@click.option("--seed", type=int, help=TRAIN_FLAGS["seed"])
+@click.option("--device", help=TRAIN_FLAGS["device"])
+@click.option("--output-dir", help=TRAIN_FLAGS["output_dir"])
+@click.option("--run-name", help=TRAIN_FLAGS["run_name"])
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="any other TaskConfig key, e.g. --set n_mels=128; repeatable.")
+@click.option("--no-progress", is_flag=True, help="no progress bars (for logs).")
+@user_errors
+def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
+          no_progress: bool, **flags: Any) -> None:
+    """Train a model; writes config, checkpoints, history.csv and metrics.json to a run folder."""
+    from esc50.core.registry import load_registry
+    from esc50.core.trainer import Trainer
+
+    overrides = {FLAG_TO_KEY.get(k, k): v for k, v in flags.items() if v is not None}
+    if augs:
+        overrides["augs"] = list(augs)
+    if no_progress:
+        overrides["progress"] = False
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise Esc50Error(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key.strip()] = value
+    config = (load_config(config_file, **overrides) if config_file
+              else TaskConfig().override(**overrides))
+    registry = load_registry()
+    for problem in registry.problems:
+        click.echo(f"warning: {problem}", err=True)
+    run_dir = Trainer(config, registry, log=click.echo).fit()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    click.echo(f"best validation accuracy {metrics['best_val_accuracy']:.3f} at epoch "
+               f"{metrics['best_epoch']} ({metrics['split']}); run saved in {run_dir}")
+
+
+@cli.command("list-plugins")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output.")
+@user_errors
+def list_plugins(as_json: bool) -> None:
+    """List every model, augmentation and featurizer with its package and description."""
+    from esc50.cli.listing import plugin_rows, render_table
+    from esc50.core.registry import load_registry
+
+    registry = load_registry()
+    rows = plugin_rows(registry)
+    if as_json:
+        click.echo(json.dumps({"plugins": rows, "problems": registry.problems}, indent=2))
+        return
+    click.echo(render_table(rows))
+    for problem in registry.problems:
+        click.echo(f"broken: {problem}")
+
+
+@cli.command()
+@click.option("--dest", type=click.Path(file_okay=False), help="folder to unpack into "
+              "(default: the esc50 cache folder).")
+@click.option("--url", help="archive to fetch (default: the official ESC-50 release).")
+@click.option("--sha256", help="expected sha256 of the archive.")
+@user_errors
+def download(dest: str | None, url: str | None, sha256: str | None) -> None:
+    """Download and verify the ESC-50 dataset."""
+    from esc50.core.datapath import ENV_VAR, cache_dir
+    from esc50.core.download import OFFICIAL_URL, download_dataset
+
+    root = download_dataset(url or OFFICIAL_URL, Path(dest) if dest else cache_dir(), sha256)
+    click.echo(f"ESC-50 is ready in {root}; pass --data {root} or set {ENV_VAR}={root}")

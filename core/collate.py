@@ -1,0 +1,19 @@
+"""The report's collator: pads a batch of waveforms and keeps their lengths."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+
+def collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:
+    """Pad waveforms to the longest in the batch: ``{'wav': [B, T], 'label': [B],
+    'length': [B]}`` with lengths in samples."""
+    wavs = [item["wav"] for item in items]
+    return {
+        "wav": pad_sequence(wavs, batch_first=True),
+        "label": torch.tensor([item["label"] for item in items], dtype=torch.long),
+        "length": torch.tensor([len(w) for w in wavs], dtype=torch.long),
+    }

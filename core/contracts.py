@@ -1,0 +1,65 @@
+"""What the trainer expects of each kind of plugin component.
+
+- A featurizer turns a float batch of waveforms ``[B, T]`` into features ``[B, C, F, frames]``
+  and maps lengths in samples to lengths in frames.
+- A model maps ``(features [B, C, F, frames], frame_lengths [B])`` to logits ``[B, classes]``.
+- An augmentation transforms a training batch at one stage (``"wave"``: ``[B, T]`` waveforms in
+  [-1, 1]; ``"spec"``: ``[B, C, F, frames]`` features), drawing its randomness from the
+  ``torch.Generator`` it is given, so every draw follows the run's seed.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from esc50.core.errors import Esc50Error
+
+
+class Featurizer(nn.Module):
+    """Base class for featurizers (no trainable parameters; runs on the training device)."""
+
+    def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        """(channels, bins, frames) of the features of a clip of ``num_samples`` samples."""
+        raise NotImplementedError
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid frames per clip, given valid samples per clip."""
+        raise NotImplementedError
+
+
+class Augmentation(nn.Module):
+    """Base class for augmentations: each example is transformed with probability ``p``."""
+
+    stage: ClassVar[str] = "wave"
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        check_range("p", p, 0.0, 1.0)
+        self.p = p
+
+    def chosen(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """Boolean mask [B]: which examples of the batch this augmentation transforms."""
+        return torch.rand(batch_size, generator=generator, device=generator.device) < self.p
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """Raise a one-line error when ``value`` is outside [low, high]."""
+    if not low <= value <= high:
+        raise Esc50Error(f"option {name}={value} is out of range: expected {low} <= {name} <= {high}")
+
+
+def check_min_max(prefix: str, low: float, high: float) -> None:
+    """Raise a one-line error when a ``min_<prefix>``/``max_<prefix>`` pair is inverted."""
+    if low > high:
+        raise Esc50Error(f"option min_{prefix}={low} is larger than max_{prefix}={high}")
+
+
+def uniform(low: float, high: float, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` draws from U[low, high] on the generator's device."""
+    return low + (high - low) * torch.rand(n, generator=generator, device=generator.device)

@@ -1,0 +1,162 @@
+"""The ESC-50 dataset: finding clips, splitting them, and a decoded-audio cache.
+
+A dataset folder holds clips named ``{fold}-{clip}-{take}-{target}.<ext>``, either directly or in
+``audio/`` beside ``meta/esc50.csv`` (the official layout). The CSV, when present, gives folds,
+targets and class names; files are matched to its rows by name stem, so the official WAV release
+and a re-encoded copy (ogg, flac) are read the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset
+
+from esc50.core.audio import load_clip, to_int16
+from esc50.core.config import TaskConfig
+from esc50.core.errors import Esc50Error
+
+CLIP_NAME = re.compile(r"^(?P<fold>\d+)-(?P<clip>[^-]+)-(?P<take>[^-]+)-(?P<target>\d+)$")
+AUDIO_EXTENSIONS = {f".{ext.lower()}" for ext in sf.available_formats()} | {".oga"}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One labelled clip."""
+
+    path: Path
+    fold: int
+    target: int
+
+
+@dataclass
+class ClipTable:
+    """The clips of a dataset folder and its class names (index = target)."""
+
+    root: Path
+    clips: list[Clip]
+    class_names: list[str]
+
+    @property
+    def labels(self) -> list[int]:
+        return [c.target for c in self.clips]
+
+    @property
+    def folds(self) -> list[int]:
+        return [c.fold for c in self.clips]
+
+
+def find_clips(root: Path, config: TaskConfig) -> ClipTable:
+    """Index the clips under ``root`` (see the module docstring for the layouts read)."""
+    if not root.is_dir():
+        raise Esc50Error(f"dataset folder {root} does not exist")
+    audio_dir = root / "audio" if (root / "audio").is_dir() else root
+    files = {p.stem: p for p in sorted(audio_dir.iterdir())
+             if p.suffix.lower() in AUDIO_EXTENSIONS and fnmatch.fnmatch(p.name, config.keyword)}
+    meta = root / "meta" / "esc50.csv"
+    clips, names = (_clips_from_csv(meta, files) if meta.is_file() else _clips_from_names(files))
+    if not clips:
+        raise Esc50Error(f"no clips matching {config.keyword!r} found in {audio_dir}")
+    for clip in clips:
+        if not 0 <= clip.target < config.num_classes:
+            raise Esc50Error(f"{clip.path}: label {clip.target} is outside 0..{config.num_classes - 1}"
+                             f" (num_classes={config.num_classes})")
+    class_names = [names.get(t, str(t)) for t in range(config.num_classes)]
+    return ClipTable(root, clips, class_names)
+
+
+def _clips_from_csv(meta: Path, files: dict[str, Path]) -> tuple[list[Clip], dict[int, str]]:
+    clips, names = [], {}
+    with meta.open(newline="") as handle:
+        for row_number, row in enumerate(csv.DictReader(handle), start=2):
+            try:
+                stem = Path(row["filename"]).stem
+                fold, target = int(row["fold"]), int(row["target"])
+            except (KeyError, ValueError, TypeError):
+                raise Esc50Error(f"{meta}: row {row_number} lacks a valid filename, fold or "
+                                 "target") from None
+            if stem not in files:
+                continue  # a partial copy of the dataset: use the clips that are there
+            match = CLIP_NAME.match(stem)
+            if match and (int(match["fold"]), int(match["target"])) != (fold, target):
+                raise Esc50Error(f"{meta}: row {row_number} says fold {fold}, target {target} but "
+                                 f"the file name {stem} says fold {match['fold']}, target "
+                                 f"{match['target']}")
+            clips.append(Clip(files[stem], fold, target))
+            names.setdefault(target, row.get("category") or str(target))
+    return clips, names
+
+
+def _clips_from_names(files: dict[str, Path]) -> tuple[list[Clip], dict[int, str]]:
+    clips = []
+    for stem, path in files.items():
+        match = CLIP_NAME.match(stem)
+        if match is None:
+            raise Esc50Error(f"{path}: name does not follow {{fold}}-{{clip}}-{{take}}-{{target}}"
+                             ".<ext>")
+        clips.append(Clip(path, int(match["fold"]), int(match["target"])))
+    return clips, {}
+
+
+def split_indices(table: ClipTable, config: TaskConfig) -> tuple[list[int], list[int]]:
+    """Train and validation indices: by official fold (``split="fold"``) or the report's seeded
+    random ``train_ratio`` split (``split="random"``)."""
+    n = len(table.clips)
+    if config.split == "random":
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed)).tolist()
+        n_train = round(n * config.train_ratio)
+        if n_train in (0, n):
+            raise Esc50Error(f"train_ratio={config.train_ratio} leaves an empty split of {n} clips")
+        return sorted(order[:n_train]), sorted(order[n_train:])
+    val = [i for i, c in enumerate(table.clips) if c.fold == config.val_fold]
+    train = [i for i, c in enumerate(table.clips) if c.fold != config.val_fold]
+    if not val or not train:
+        present = sorted(set(table.folds))
+        which = f"fold {config.val_fold} has no clips" if not val else "no training folds are left"
+        raise Esc50Error(f"{which} in {table.root} (folds present: "
+                         f"{', '.join(map(str, present))}); pick --val-fold from those or use "
+                         "--split random")
+    return train, val
+
+
+class AudioCache:
+    """Every clip decoded once, resampled and padded/cropped, kept as int16 in memory."""
+
+    def __init__(self, clips: list[Clip], config: TaskConfig, threads: int | None = None) -> None:
+        self.waves = torch.zeros(len(clips), config.length_wav, dtype=torch.int16)
+        self.lengths = torch.zeros(len(clips), dtype=torch.long)
+
+        def decode(i: int) -> None:
+            wav, valid = load_clip(clips[i].path, config.sample_rate, config.length_wav)
+            self.waves[i] = to_int16(wav)
+            self.lengths[i] = valid
+
+        with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+            list(pool.map(decode, range(len(clips))))
+
+    def nbytes(self) -> int:
+        return self.waves.numel() * self.waves.element_size()
+
+
+class ClipDataset(Dataset):
+    """Items ``{'wav': int16 [T], 'label': int, 'length': int}`` of a subset of the cache."""
+
+    def __init__(self, cache: AudioCache, labels: list[int], indices: list[int]) -> None:
+        self.cache, self.indices = cache, indices
+        self.labels = [labels[i] for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int) -> dict[str, object]:
+        i = self.indices[item]
+        length = int(self.cache.lengths[i])
+        return {"wav": self.cache.waves[i, :length], "label": self.labels[item], "length": length}

@@ -1,0 +1,217 @@
+"""The plugin registry: loads plugins from entry points, collects their components, resolves ids.
+
+Each entry point in the ``esc50`` group names a plugin module; the part of its name before the
+first dot is the plugin's namespace, and a component registered by it gets the id
+``<namespace>.<name>`` (built-ins: ``plugins.crnn``). A plugin that fails to import, raises in a
+hook or registers nonsense is recorded in :attr:`Registry.problems` and the rest still load.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import typing
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+import pluggy
+
+from esc50.core import hookspecs
+from esc50.core.errors import Esc50Error
+
+ENTRY_POINT_GROUP = "esc50"
+KINDS = {"model": "register_models", "augmentation": "register_augmentations",
+         "featurizer": "register_featurizers"}
+
+
+@dataclass
+class Component:
+    """One registered model, augmentation or featurizer."""
+
+    kind: str
+    id: str
+    factory: Callable[..., Any]
+    description: str
+    package: str
+    version: str
+
+    def options(self) -> dict[str, inspect.Parameter]:
+        """Keyword options the factory takes (beyond the config and, for models, input shape)."""
+        params = inspect.signature(self.factory).parameters
+        skip = {"config", "input_shape", "self"}
+        return {n: p for n, p in params.items()
+                if n not in skip and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+
+@dataclass
+class PluginSource:
+    """Where a plugin namespace comes from."""
+
+    namespace: str
+    package: str
+    version: str
+    module: str
+
+
+@dataclass
+class Registry:
+    """All components by id, the sources of their plugins, and the problems met while loading."""
+
+    components: dict[str, Component] = field(default_factory=dict)
+    sources: list[PluginSource] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[Component]:
+        return sorted((c for c in self.components.values() if c.kind == kind), key=lambda c: c.id)
+
+    def resolve(self, kind: str, plugin_id: str) -> Component:
+        """Find a component by full id (``plugins.crnn``) or by an unambiguous bare name."""
+        candidates = {c.id: c for c in self.of_kind(kind)}
+        if plugin_id in candidates:
+            return candidates[plugin_id]
+        same_name = [c for c in candidates.values() if c.id.split(".", 1)[1] == plugin_id]
+        if len(same_name) == 1:
+            return same_name[0]
+        if same_name:
+            ids = ", ".join(c.id for c in same_name)
+            raise Esc50Error(f"{kind} {plugin_id!r} is ambiguous: it could be {ids}")
+        broken = [p for p in self.problems if plugin_id.split(".")[0] in p]
+        close = difflib.get_close_matches(plugin_id, list(candidates), n=3, cutoff=0.5)
+        close += [i for i in candidates if plugin_id in i and i not in close]
+        hint = f"; did you mean {', '.join(close[:3])}?" if close else \
+            f"; available: {', '.join(candidates) or 'none'}"
+        if broken:
+            hint += f" (a plugin failed to load: {broken[0]})"
+        raise Esc50Error(f"unknown {kind} {plugin_id!r}{hint}")
+
+    def create(self, kind: str, spec: str, *args: Any, **extra: Any) -> Any:
+        """Build a component from a spec ``id[:key=value,...]``; options are validated."""
+        plugin_id, options = parse_spec(spec)
+        component = self.resolve(kind, plugin_id)
+        kwargs = convert_options(component, options)
+        try:
+            return component.factory(*args, **kwargs, **extra)
+        except (Esc50Error, ValueError) as exc:  # a factory rejecting its config or options
+            raise Esc50Error(f"{kind} {component.id}: {exc}") from exc
+
+    def register_plugin(self, plugin: object, namespace: str, package: str = "(runtime)",
+                        version: str = "") -> None:
+        """Register a plugin object (module or instance with hook implementations) at run time."""
+        self._add_plugin(plugin, namespace, package, version, getattr(plugin, "__name__", ""))
+
+    def _add_plugin(self, plugin: object, namespace: str, package: str, version: str,
+                    module: str) -> None:
+        declared = getattr(plugin, "ESC50_PLUGIN_API", hookspecs.PLUGIN_API_VERSION)
+        if declared != hookspecs.PLUGIN_API_VERSION:
+            self.problems.append(
+                f"plugin {namespace} ({package}) is built for plugin API {declared}, but this esc50 "
+                f"provides API {hookspecs.PLUGIN_API_VERSION}: upgrade the plugin or esc50")
+            return
+        manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        manager.add_hookspecs(hookspecs)
+        try:
+            manager.register(plugin)
+        except Exception as exc:  # pluggy validates hook signatures here
+            self.problems.append(f"plugin {namespace} ({package}): {_one_line(exc)}")
+            return
+        self.sources.append(PluginSource(namespace, package, version, module))
+        for kind, hook_name in KINDS.items():
+            for impl in getattr(manager.hook, hook_name).get_hookimpls():
+                register = self._register_callback(kind, namespace, package, version)
+                try:
+                    impl.function(register=register)
+                except Exception as exc:
+                    self.problems.append(
+                        f"plugin {namespace} ({package}) failed in {hook_name}: {_one_line(exc)}")
+
+    def _register_callback(self, kind: str, namespace: str, package: str,
+                           version: str) -> Callable[..., None]:
+        def register(factory: Callable[..., Any], name: str | None = None,
+                     description: str | None = None) -> None:
+            if not callable(factory):
+                raise Esc50Error(f"registered {kind} {factory!r} is not callable")
+            name = name or getattr(factory, "name", None) or factory.__name__.lower()
+            if not isinstance(name, str) or not name.replace("_", "").isalnum():
+                raise Esc50Error(f"registered {kind} name {name!r} is not a plain identifier")
+            component_id = f"{namespace}.{name}"
+            if component_id in self.components:
+                other = self.components[component_id]
+                self.problems.append(f"{kind} id {component_id} is claimed by both {other.package} "
+                                     f"and {package}; keeping {other.package}'s")
+                return
+            doc = description or (inspect.getdoc(factory) or "").strip().split("\n")[0]
+            self.components[component_id] = Component(kind, component_id, factory, doc, package,
+                                                      version)
+        return register
+
+
+def load_registry() -> Registry:
+    """Load every plugin of the ``esc50`` entry-point group, isolating broken ones."""
+    registry = Registry()
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        namespace = ep.name.split(".", 1)[0]
+        package = ep.dist.name if ep.dist else "(unknown package)"
+        version = ep.dist.version if ep.dist else ""
+        try:
+            module = ep.load()
+        except Exception as exc:
+            registry.problems.append(
+                f"plugin {ep.name} ({package}) failed to import {ep.value}: {_one_line(exc)}")
+            continue
+        registry._add_plugin(module, namespace, package, version, ep.value)
+    return registry
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """Split ``id:key=value,key=value`` into the id and its (string) options."""
+    plugin_id, _, rest = spec.partition(":")
+    options: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise Esc50Error(f"bad option {item!r} in {spec!r}: expected key=value")
+        options[key.strip()] = value.strip()
+    if not plugin_id.strip():
+        raise Esc50Error(f"bad plugin spec {spec!r}: expected id[:key=value,...]")
+    return plugin_id.strip(), options
+
+
+def convert_options(component: Component, options: dict[str, Any]) -> dict[str, Any]:
+    """Check option names against the factory's signature and convert them to its types."""
+    accepted = component.options()
+    hints = typing.get_type_hints(component.factory.__init__ if inspect.isclass(component.factory)
+                                  else component.factory)
+    converted = {}
+    for key, value in options.items():
+        if key not in accepted:
+            names = ", ".join(accepted) or "none"
+            raise Esc50Error(f"{component.kind} {component.id} has no option {key!r} "
+                             f"(options: {names})")
+        kind = hints.get(key, type(accepted[key].default))
+        converted[key] = _convert_option(component, key, value, kind)
+    return converted
+
+
+def _convert_option(component: Component, key: str, value: Any, kind: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if args:  # Optional[X]
+        if value.lower() in ("none", ""):
+            return None
+        kind = args[0]
+    try:
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return value.lower() in ("true", "1")
+        return kind(value) if kind in (int, float, str) else value
+    except ValueError:
+        name = getattr(kind, "__name__", str(kind))
+        raise Esc50Error(f"{component.kind} {component.id}: option {key}={value!r} is not a valid "
+                         f"{name}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"

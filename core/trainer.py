@@ -1,0 +1,233 @@
+"""The trainer: decode once, featurize and augment whole batches on the training device,
+Adam + cross-entropy, per-epoch validation, checkpoints and history in a run directory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from esc50.core.audio import to_float
+from esc50.core.checkpoint import atomic_write, save_checkpoint
+from esc50.core.collate import collate
+from esc50.core.config import TaskConfig, save_config
+from esc50.core.contracts import Augmentation, Featurizer
+from esc50.core.datapath import resolve_data_dir
+from esc50.core.dataset import AudioCache, ClipDataset, find_clips, split_indices
+from esc50.core.errors import Esc50Error
+from esc50.core.registry import Registry, parse_spec
+from esc50.core.sampler import class_balanced_sampler
+
+HISTORY_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
+                  "seconds"]
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    accuracy: float
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) for a reproducible run."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` means CUDA when available, else CPU; asking for missing CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise Esc50Error(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise Esc50Error(f"device {name!r} was asked for but CUDA is not available here")
+    return device
+
+
+class Trainer:
+    """One training run, set up from a config and the plugin registry."""
+
+    def __init__(self, config: TaskConfig, registry: Registry,
+                 log: Callable[[str], None] = print) -> None:
+        self.config, self.log = config.validated(), log
+        seed_everything(config.seed)
+        self.device = pick_device(config.device)
+        table = find_clips(resolve_data_dir(config.data), config)
+        self.class_names = table.class_names
+        train_idx, val_idx = split_indices(table, config)
+        started = time.perf_counter()
+        cache = AudioCache(table.clips, config)
+        log(f"decoded {len(table.clips)} clips from {table.root} in "
+            f"{time.perf_counter() - started:.1f} s ({cache.nbytes() / 2**20:.0f} MiB cached); "
+            f"{len(train_idx)} train / {len(val_idx)} validation ({self._split_name()})")
+        self.train_set = ClipDataset(cache, table.labels, train_idx)
+        self.val_set = ClipDataset(cache, table.labels, val_idx)
+
+        self.featurizer: Featurizer = registry.create("featurizer", config.featurizer, config)
+        self.featurizer.to(self.device)
+        input_shape = self.featurizer.output_shape(config.length_wav)
+        self.model: nn.Module = registry.create("model", config.model, config, input_shape)
+        self.model.to(self.device)
+        augs: list[Augmentation] = [registry.create("augmentation", s, config).to(self.device)
+                                    for s in config.augs]
+        self.wave_augs = [a for a in augs if a.stage == "wave"]
+        self.spec_augs = [a for a in augs if a.stage == "spec"]
+        self.plugins = self._plugin_versions(registry)
+        self.params = sum(p.numel() for p in self.model.parameters())
+
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate,
+                                          weight_decay=config.weight_decay)
+        self.train_loader = DataLoader(
+            self.train_set, batch_size=config.batch_size, collate_fn=collate,
+            sampler=class_balanced_sampler(self.train_set.labels,
+                                           torch.Generator().manual_seed(config.seed)),
+            num_workers=config.num_workers, pin_memory=self.device.type == "cuda")
+        self.val_loader = DataLoader(self.val_set, batch_size=config.batch_size,
+                                     collate_fn=collate, num_workers=config.num_workers,
+                                     pin_memory=self.device.type == "cuda")
+        total_steps = config.num_epochs * len(self.train_loader)
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, total_steps)
+                          if config.scheduler == "cosine" else None)
+        self.aug_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.use_amp = config.amp and self.device.type == "cuda"
+
+    def _split_name(self) -> str:
+        if self.config.split == "random":
+            return f"random split, train_ratio={self.config.train_ratio}, seed={self.config.seed}"
+        return f"validation fold {self.config.val_fold}"
+
+    def _plugin_versions(self, registry: Registry) -> dict[str, dict[str, str]]:
+        specs = [("model", self.config.model), ("featurizer", self.config.featurizer)]
+        specs += [("augmentation", s) for s in self.config.augs]
+        used = {}
+        for kind, spec in specs:
+            component = registry.resolve(kind, parse_spec(spec)[0])
+            used[spec] = {"kind": kind, "id": component.id, "package": component.package,
+                          "version": component.version}
+        return used
+
+    def fit(self) -> Path:
+        """Train for ``num_epochs``; return the run directory."""
+        run_dir = self._make_run_dir()
+        self.log(f"training {self.config.model} ({self.params:,} parameters) on {self.device} "
+                 f"for {self.config.num_epochs} epochs; run directory {run_dir}")
+        history: list[dict[str, float]] = []
+        best = -1.0
+        for epoch in range(1, self.config.num_epochs + 1):
+            started = time.perf_counter()
+            train = self._run_epoch(self.train_loader, epoch, training=True)
+            val = self._run_epoch(self.val_loader, epoch, training=False)
+            row = {"epoch": epoch, "train_loss": train.loss, "train_accuracy": train.accuracy,
+                   "val_loss": val.loss, "val_accuracy": val.accuracy,
+                   "lr": self.optimizer.param_groups[0]["lr"],
+                   "seconds": time.perf_counter() - started}
+            history.append(row)
+            self.log(f"epoch {epoch}/{self.config.num_epochs}: train loss {train.loss:.3f} "
+                     f"acc {train.accuracy:.3f} | val loss {val.loss:.3f} acc {val.accuracy:.3f} "
+                     f"| {row['seconds']:.1f} s")
+            state = self._checkpoint_state(epoch, history)
+            save_checkpoint(state, run_dir / "last.pt")
+            if val.accuracy > best:
+                best = val.accuracy
+                save_checkpoint(state, run_dir / "best.pt")
+            self._write_history(run_dir, history)
+        return run_dir
+
+    def _make_run_dir(self) -> Path:
+        name = self.config.run_name or (f"{datetime.now():%Y%m%d-%H%M%S}-"
+                                        f"{self.config.model.split(':')[0].split('.')[-1]}")
+        run_dir = Path(self.config.output_dir) / name
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise Esc50Error(f"run directory {run_dir} already exists: choose another "
+                             "--run-name") from None
+        except OSError as exc:
+            raise Esc50Error(f"cannot create run directory {run_dir}: {exc.strerror}") from None
+        save_config(self.config, run_dir / "config.toml")
+        return run_dir
+
+    def _prepare(self, batch: dict[str, torch.Tensor], training: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Move a batch to the device, augment (training only) and featurize it."""
+        non_blocking = self.device.type == "cuda"
+        wav = to_float(batch["wav"].to(self.device, non_blocking=non_blocking))
+        lengths = batch["length"].to(self.device, non_blocking=non_blocking)
+        labels = batch["label"].to(self.device, non_blocking=non_blocking)
+        with torch.no_grad():
+            if training:
+                for aug in self.wave_augs:
+                    wav = aug(wav, self.aug_generator)
+            features = self.featurizer(wav)
+            if training:
+                for aug in self.spec_augs:
+                    features = aug(features, self.aug_generator)
+        return features, self.featurizer.frame_lengths(lengths), labels
+
+    def _run_epoch(self, loader: DataLoader, epoch: int, training: bool) -> EpochStats:
+        self.model.train(training)
+        total_loss, correct, seen = 0.0, 0, 0
+        desc = f"epoch {epoch} {'train' if training else 'val'}"
+        bar = tqdm(loader, desc=desc, leave=False, disable=not self.config.progress)
+        for batch in bar:
+            features, frame_lengths, labels = self._prepare(batch, training)
+            with torch.set_grad_enabled(training), torch.autocast(
+                    self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+                logits = self.model(features, frame_lengths)
+                loss = self.loss_fn(logits.float(), labels)
+            if training:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                if self.scheduler is not None:
+                    self.scheduler.step()
+            if not torch.isfinite(loss):
+                raise Esc50Error(f"{desc}: the loss became {loss.item()}; lower --lr or check the "
+                                 "data")
+            total_loss += loss.item() * len(labels)
+            correct += int((logits.argmax(dim=1) == labels).sum())
+            seen += len(labels)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+        return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1))
+
+    def _checkpoint_state(self, epoch: int, history: list[dict[str, float]]) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "epoch": epoch, "config": self.config.to_dict(), "class_names": self.class_names,
+                "plugins": self.plugins, "history": history}
+
+    def _write_history(self, run_dir: Path, history: list[dict[str, float]]) -> None:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write(run_dir / "history.csv", lambda h: h.write(text.getvalue().encode()))
+        best = max(history, key=lambda r: r["val_accuracy"])
+        metrics = {
+            "model": self.config.model, "parameters": self.params, "device": str(self.device),
+            "epochs": len(history), "best_epoch": best["epoch"],
+            "best_val_accuracy": best["val_accuracy"],
+            "final_val_accuracy": history[-1]["val_accuracy"],
+            "seconds_per_epoch": sum(r["seconds"] for r in history) / len(history),
+            "split": self._split_name(), "train_clips": len(self.train_set),
+            "val_clips": len(self.val_set), "plugins": self.plugins,
+        }
+        atomic_write(run_dir / "metrics.json",
+                     lambda h: h.write(json.dumps(metrics, indent=2).encode()))

@@ -1,0 +1,1 @@
+"""Built-in augmentation plugins, one augmentation per module."""

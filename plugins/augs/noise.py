@@ -1,0 +1,102 @@
+"""Background noise mixed in at a random SNR (the report's sixth augmentation, which its code
+never reached). Noise comes from a folder of recordings, or is generated coloured noise."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from esc50.core.audio import load_clip
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import Augmentation, check_min_max, check_range, uniform
+from esc50.core.dataset import AUDIO_EXTENSIONS
+from esc50.core.errors import Esc50Error
+from esc50.core.hookspecs import hookimpl
+
+EPS = 1e-12
+
+
+class BackgroundNoise(Augmentation):
+    """Add background noise at an SNR drawn from [min_snr_db, max_snr_db] (folder or coloured)."""
+
+    name = "noise"
+    stage = "wave"
+
+    def __init__(self, config: TaskConfig, path: str | None = None, min_snr_db: float = 0.0,
+                 max_snr_db: float = 40.0, min_f_decay: float = -6.0, max_f_decay: float = 0.0,
+                 p: float = 0.5) -> None:
+        super().__init__(p)
+        check_min_max("snr_db", min_snr_db, max_snr_db)
+        check_min_max("f_decay", min_f_decay, max_f_decay)
+        check_range("min_f_decay", min_f_decay, -12.0, 12.0)
+        check_range("max_f_decay", max_f_decay, -12.0, 12.0)
+        self.min_snr_db, self.max_snr_db = min_snr_db, max_snr_db
+        self.min_f_decay, self.max_f_decay = min_f_decay, max_f_decay
+        folder = path or config.path2noise
+        self.noises = _load_noise_folder(Path(folder), config.sample_rate) if folder else []
+
+    def forward(self, wav: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        batch, length = wav.shape
+        chosen = self.chosen(batch, generator)
+        noise = self._draw_noise(batch, length, generator).to(wav.device)
+        snr_db = uniform(self.min_snr_db, self.max_snr_db, batch, generator).to(wav.device)
+        signal_rms = wav.pow(2).mean(dim=1).sqrt()
+        noise_rms = noise.pow(2).mean(dim=1).sqrt().clamp(min=EPS)
+        alpha = signal_rms / noise_rms * torch.pow(10.0, -snr_db / 20)
+        mixed = (wav + alpha[:, None] * noise).clamp(-1.0, 1.0)
+        return torch.where(chosen.to(wav.device)[:, None], mixed, wav)
+
+    def _draw_noise(self, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
+        if self.noises:
+            return self._noise_windows(batch, length, generator)
+        return coloured_noise(batch, length,
+                              uniform(self.min_f_decay, self.max_f_decay, batch, generator),
+                              generator)
+
+    def _noise_windows(self, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
+        """A random window of ``length`` samples of a random recording per example (looped when
+        the recording is shorter than the clip)."""
+        picks = torch.randint(len(self.noises), (batch,), generator=generator,
+                              device=generator.device).tolist()
+        starts = torch.rand(batch, generator=generator, device=generator.device).tolist()
+        windows = []
+        for pick, start in zip(picks, starts):
+            noise = self.noises[pick]
+            if noise.shape[0] < length:
+                noise = noise.repeat(math.ceil(length / noise.shape[0]))
+            offset = int(start * (noise.shape[0] - length + 1))
+            windows.append(noise[offset:offset + length])
+        return torch.stack(windows)
+
+
+def coloured_noise(batch: int, length: int, f_decay_db: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Noise whose power falls by ``f_decay_db`` dB per octave (0: white, -3.01: pink,
+    -6.02: brown), one slope per example; generated in the frequency domain."""
+    white = torch.randn(batch, length, generator=generator, device=generator.device)
+    spectrum = torch.fft.rfft(white, dim=1)
+    freqs = torch.fft.rfftfreq(length, device=white.device)
+    freqs[0] = freqs[1]  # avoid 0 ** negative at DC
+    exponent = f_decay_db / (20 * math.log10(2))  # amplitude slope per octave
+    gain = freqs[None, :].pow(exponent[:, None])
+    return torch.fft.irfft(spectrum * gain, n=length, dim=1)
+
+
+def _load_noise_folder(folder: Path, sample_rate: int) -> list[torch.Tensor]:
+    if not folder.is_dir():
+        raise Esc50Error(f"noise folder {folder} does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise Esc50Error(f"noise folder {folder} holds no audio files")
+    noises = [load_clip(f, sample_rate)[0] for f in files]
+    silent = [str(f) for f, n in zip(files, noises) if n.abs().max() == 0]
+    if silent:
+        raise Esc50Error(f"noise file {silent[0]} is silent")
+    return noises
+
+
+@hookimpl
+def register_augmentations(register):
+    register(BackgroundNoise)
