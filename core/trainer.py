@@ -61,24 +61,14 @@ def pick_device(name: str) -> torch.device:
 
 
 class Trainer:
-    """One training run, set up from a config and the plugin registry."""
+    """One training run, set up from a config and the plugin registry. Plugins are built before
+    any audio is decoded, so a bad id or option fails at once."""
 
     def __init__(self, config: TaskConfig, registry: Registry,
                  log: Callable[[str], None] = print) -> None:
         self.config, self.log = config.validated(), log
         seed_everything(config.seed)
         self.device = pick_device(config.device)
-        table = find_clips(resolve_data_dir(config.data), config)
-        self.class_names = table.class_names
-        train_idx, val_idx = split_indices(table, config)
-        started = time.perf_counter()
-        cache = AudioCache(table.clips, config)
-        log(f"decoded {len(table.clips)} clips from {table.root} in "
-            f"{time.perf_counter() - started:.1f} s ({cache.nbytes() / 2**20:.0f} MiB cached); "
-            f"{len(train_idx)} train / {len(val_idx)} validation ({self._split_name()})")
-        self.train_set = ClipDataset(cache, table.labels, train_idx)
-        self.val_set = ClipDataset(cache, table.labels, val_idx)
-
         self.featurizer: Featurizer = registry.create("featurizer", config.featurizer, config)
         self.featurizer.to(self.device)
         input_shape = self.featurizer.output_shape(config.length_wav)
@@ -90,6 +80,17 @@ class Trainer:
         self.spec_augs = [a for a in augs if a.stage == "spec"]
         self.plugins = self._plugin_versions(registry)
         self.params = sum(p.numel() for p in self.model.parameters())
+
+        table = find_clips(resolve_data_dir(config.data), config)
+        self.class_names = table.class_names
+        train_idx, val_idx = split_indices(table, config)
+        started = time.perf_counter()
+        cache = AudioCache(table.clips, config)
+        log(f"decoded {len(table.clips)} clips from {table.root} in "
+            f"{time.perf_counter() - started:.1f} s ({cache.nbytes() / 2**20:.0f} MiB cached); "
+            f"{len(train_idx)} train / {len(val_idx)} validation ({self._split_name()})")
+        self.train_set = ClipDataset(cache, table.labels, train_idx)
+        self.val_set = ClipDataset(cache, table.labels, val_idx)
 
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate,
                                           weight_decay=config.weight_decay)

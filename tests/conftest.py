@@ -1,0 +1,66 @@
+"""Shared test helpers: generated audio folders and a small config for fast runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from esc50.core.config import TaskConfig
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "esc50"
+SR = 8000
+FREQS = [300.0, 700.0, 1500.0, 3000.0]  # one tone per class of the synthetic task
+
+
+def tone(freq: float, seconds: float = 1.0, sr: int = SR, amplitude: float = 0.5,
+         noise: float = 0.05, seed: int = 0) -> np.ndarray:
+    """A sine with a little white noise, float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    wav = amplitude * np.sin(2 * np.pi * freq * t) + noise * rng.standard_normal(t.size)
+    return wav.astype(np.float32)
+
+
+def write_synthetic_dataset(root: Path, clips_per_class_per_fold: int = 2, folds=(1, 2, 3),
+                            ext: str = "wav", with_csv: bool = False) -> Path:
+    """A folder of `{fold}-{clip}-{take}-{target}.<ext>` tone clips, one frequency per class."""
+    audio = root / "audio" if with_csv else root
+    audio.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for fold in folds:
+        for target, freq in enumerate(FREQS):
+            for k in range(clips_per_class_per_fold):
+                seed = fold * 1000 + target * 100 + k
+                jitter = 1 + 0.03 * np.random.default_rng(seed).uniform(-1, 1)
+                name = f"{fold}-{seed}-A-{target}.{ext}"
+                sf.write(audio / name, tone(freq * jitter, seed=seed), SR)
+                rows.append(f"{name},{fold},{target},class{target},False,{seed},A")
+    if with_csv:
+        (root / "meta").mkdir()
+        (root / "meta" / "esc50.csv").write_text(
+            "filename,fold,target,category,esc10,src_file,take\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def small_config(data: Path, **changes) -> TaskConfig:
+    """A config for 1-second 8 kHz clips with 4 classes that trains in seconds on a CPU."""
+    base = dict(data=str(data), sample_rate=SR, length_wav=SR, n_fft=256, win_length=256,
+                hop_length=64, n_mels=32, num_classes=len(FREQS), batch_size=16,
+                learning_rate=3e-3, num_epochs=2, progress=False, val_fold=1)
+    base.update(changes)
+    return TaskConfig().override(**base)
+
+
+@pytest.fixture
+def synthetic_data(tmp_path: Path) -> Path:
+    return write_synthetic_dataset(tmp_path / "data")
+
+
+@pytest.fixture
+def real_data() -> Path:
+    if not (REAL_DATA / "meta" / "esc50.csv").is_file():
+        pytest.skip(f"real ESC-50 clips not found at {REAL_DATA}")
+    return REAL_DATA

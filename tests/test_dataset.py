@@ -1,0 +1,115 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from esc50.core.audio import load_clip, to_float, to_int16
+from esc50.core.dataset import AudioCache, ClipDataset, find_clips, split_indices
+from esc50.core.errors import Esc50Error
+from tests.conftest import SR, small_config, tone, write_synthetic_dataset
+
+
+def test_index_from_file_names(synthetic_data):
+    table = find_clips(synthetic_data, small_config(synthetic_data))
+    assert len(table.clips) == 3 * 4 * 2
+    assert Counter(table.folds) == {1: 8, 2: 8, 3: 8}
+    assert Counter(table.labels) == {0: 6, 1: 6, 2: 6, 3: 6}
+    assert table.class_names == ["0", "1", "2", "3"]
+
+
+def test_index_from_meta_csv_matches_files_by_stem(tmp_path):
+    root = write_synthetic_dataset(tmp_path / "d", ext="flac", with_csv=True)
+    csv = root / "meta" / "esc50.csv"  # the CSV names .wav files, as the official release does
+    csv.write_text(csv.read_text().replace(".flac", ".wav"))
+    table = find_clips(root, small_config(root))
+    assert len(table.clips) == 24 and all(c.path.suffix == ".flac" for c in table.clips)
+    assert table.class_names == ["class0", "class1", "class2", "class3"]
+
+
+def test_meta_csv_disagreeing_with_a_file_name_is_an_error(tmp_path):
+    root = write_synthetic_dataset(tmp_path / "d", with_csv=True)
+    csv = root / "meta" / "esc50.csv"
+    lines = csv.read_text().splitlines()
+    name, _, rest = lines[1].split(",", 2)
+    lines[1] = f"{name},2,{rest}"
+    csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(Esc50Error, match="row 2 says fold 2"):
+        find_clips(root, small_config(root))
+
+
+def test_bad_names_labels_and_folders(tmp_path, synthetic_data):
+    with pytest.raises(Esc50Error, match="does not exist"):
+        find_clips(tmp_path / "nowhere", small_config(synthetic_data))
+    with pytest.raises(Esc50Error, match=r"label 3 is outside 0\.\.2"):
+        find_clips(synthetic_data, small_config(synthetic_data, num_classes=3))
+    sf.write(synthetic_data / "1-x-A-0-extra.wav", tone(300), SR)
+    with pytest.raises(Esc50Error, match="1-x-A-0-extra.wav: name does not follow"):
+        find_clips(synthetic_data, small_config(synthetic_data, keyword="*"))
+
+
+def test_fold_split_and_missing_fold(synthetic_data):
+    config = small_config(synthetic_data, val_fold=2)
+    table = find_clips(synthetic_data, config)
+    train, val = split_indices(table, config)
+    assert {table.clips[i].fold for i in val} == {2}
+    assert {table.clips[i].fold for i in train} == {1, 3}
+    with pytest.raises(Esc50Error, match=r"fold 5 has no clips .*folds present: 1, 2, 3"):
+        split_indices(table, small_config(synthetic_data, val_fold=5))
+
+
+def test_random_split_is_seeded_and_uses_train_ratio(synthetic_data):
+    config = small_config(synthetic_data, split="random", train_ratio=0.75, seed=3)
+    table = find_clips(synthetic_data, config)
+    train, val = split_indices(table, config)
+    assert (len(train), len(val)) == (18, 6) and not set(train) & set(val)
+    assert split_indices(table, config) == (train, val)
+    assert split_indices(table, config.override(seed=4)) != (train, val)
+
+
+def test_load_clip_mixes_resamples_and_pads(tmp_path):
+    left = tone(440, seconds=0.5, sr=16000, noise=0)
+    path = tmp_path / "stereo.flac"
+    sf.write(path, np.stack([left, -left * 0 + left], axis=1), 16000)
+    wav, valid = load_clip(path, SR, length=SR)
+    assert wav.shape == (SR,) and valid == SR // 2
+    assert torch.all(wav[valid + 50:] == 0)
+    spectrum = torch.fft.rfft(wav[:valid]).abs()
+    assert abs(int(spectrum.argmax()) * SR / valid - 440) < 5  # still a 440 Hz tone at 8 kHz
+    cropped, valid = load_clip(path, SR, length=1000)
+    assert cropped.shape == (1000,) and valid == 1000
+
+
+def test_corrupt_empty_and_nan_files_give_one_line_errors(tmp_path):
+    bad = tmp_path / "1-1-A-0.wav"
+    bad.write_bytes(b"RIFF0000WAVEnot really")
+    with pytest.raises(Esc50Error, match="1-1-A-0.wav: cannot decode audio"):
+        load_clip(bad, SR)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), SR)
+    with pytest.raises(Esc50Error, match="holds no samples"):
+        load_clip(empty, SR)
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.full(100, np.nan, dtype=np.float32), SR, subtype="FLOAT")
+    with pytest.raises(Esc50Error, match="NaN or infinite"):
+        load_clip(nan, SR)
+
+
+def test_cache_decodes_once_into_int16(synthetic_data):
+    config = small_config(synthetic_data)
+    table = find_clips(synthetic_data, config)
+    cache = AudioCache(table.clips, config)
+    assert cache.waves.dtype == torch.int16 and cache.waves.shape == (24, SR)
+    assert cache.nbytes() == 24 * SR * 2
+    expected, _ = load_clip(table.clips[5].path, SR, SR)
+    assert torch.allclose(to_float(cache.waves[5]), expected, atol=1 / 32768)
+    dataset = ClipDataset(cache, table.labels, [5, 7])
+    item = dataset[1]
+    assert item["label"] == table.labels[7] and item["length"] == SR
+    assert torch.equal(item["wav"], cache.waves[7])
+
+
+def test_int16_round_trip_clips_out_of_range_values():
+    wav = torch.tensor([0.0, 0.5, -1.0, 1.5])
+    assert torch.allclose(to_float(to_int16(wav)), torch.tensor([0.0, 0.5, -1.0, 32767 / 32768]))

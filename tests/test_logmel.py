@@ -1,0 +1,42 @@
+import librosa
+import numpy as np
+import torch
+
+from esc50.core.config import TaskConfig
+from esc50.core.registry import load_registry
+from tests.conftest import tone
+
+
+def make(config=None, **options):
+    config = config or TaskConfig()
+    spec = "plugins.logmel" + (":" + ",".join(f"{k}={v}" for k, v in options.items())
+                               if options else "")
+    return load_registry().create("featurizer", spec, config)
+
+
+def test_shape_and_frame_lengths_match_the_report():
+    featurizer = make()
+    assert featurizer.output_shape(220_500) == (1, 64, 862)
+    features = featurizer(torch.zeros(2, 220_500))
+    assert features.shape == (2, 1, 64, 862)
+    assert featurizer.frame_lengths(torch.tensor([220_500, 256, 1000])).tolist() == [862, 2, 4]
+    assert torch.all(features == np.log(1e-9))  # silence hits the log floor, never -inf
+
+
+def test_matches_librosa_htk_mel_spectrogram():
+    config = TaskConfig().override(sample_rate=16000, n_fft=512, win_length=400, hop_length=160,
+                                   n_mels=40)
+    wav = tone(1000, seconds=1.0, sr=16000) + tone(3000, seconds=1.0, sr=16000, seed=1)
+    ours = make(config)(torch.from_numpy(wav)[None])[0, 0].numpy()
+    ref = librosa.feature.melspectrogram(y=wav, sr=16000, n_fft=512, win_length=400,
+                                         hop_length=160, n_mels=40, htk=True, norm=None,
+                                         pad_mode="reflect", power=2.0)
+    ref = np.log(np.maximum(ref, 1e-9))
+    assert ours.shape == ref.shape
+    assert np.max(np.abs(ours - ref)) < 1e-3 * np.max(np.abs(ref)) + 1e-3
+
+
+def test_without_centering_frames_start_at_zero():
+    featurizer = make(center="false")
+    assert featurizer.output_shape(1024 + 256 * 9) == (1, 64, 10)
+    assert featurizer(torch.zeros(1, 1024 + 256 * 9)).shape[-1] == 10

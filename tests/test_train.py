@@ -1,0 +1,98 @@
+import csv
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from esc50.cli.main import cli
+from esc50.core.checkpoint import load_checkpoint
+from esc50.core.config import load_config
+from esc50.core.registry import load_registry
+from esc50.core.trainer import Trainer
+from tests.conftest import small_config, write_synthetic_dataset
+
+
+def test_crnn_learns_a_synthetic_tone_task(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data", clips_per_class_per_fold=4)
+    config = small_config(data, num_epochs=12, output_dir=str(tmp_path / "runs"),
+                          run_name="tones", augs=["noise:min_snr_db=20,max_snr_db=30"])
+    run_dir = Trainer(config, load_registry(), log=lambda _: None).fit()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["best_val_accuracy"] >= 0.85  # chance is 0.25
+    assert metrics["train_clips"] == 32 and metrics["val_clips"] == 16
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert len(rows) == 12 and float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert load_config(run_dir / "config.toml") == config
+
+
+def test_runs_with_the_same_seed_are_identical(synthetic_data, tmp_path):
+    def run(name):
+        config = small_config(synthetic_data, output_dir=str(tmp_path), run_name=name,
+                              augs=["noise"])
+        run_dir = Trainer(config, load_registry(), log=lambda _: None).fit()
+        return load_checkpoint(run_dir / "last.pt")
+
+    first, second = run("a"), run("b")
+    assert first["history"][-1]["train_loss"] == second["history"][-1]["train_loss"]
+    for key, value in first["model"].items():
+        assert torch.equal(value, second["model"][key]), key
+
+
+def test_checkpoint_carries_what_prediction_needs(synthetic_data, tmp_path):
+    config = small_config(synthetic_data, output_dir=str(tmp_path), run_name="r", num_epochs=1)
+    run_dir = Trainer(config, load_registry(), log=lambda _: None).fit()
+    state = load_checkpoint(run_dir / "best.pt")  # weights_only=True: no code runs on load
+    assert state["class_names"] == ["0", "1", "2", "3"] and state["epoch"] == 1
+    assert state["plugins"]["plugins.crnn"] == {"kind": "model", "id": "plugins.crnn",
+                                                "package": "esc50",
+                                                "version": state["plugins"]["plugins.crnn"]["version"]}
+    assert state["config"]["n_mels"] == 32
+
+
+def test_cli_train_writes_a_run_directory(synthetic_data, tmp_path):
+    result = CliRunner().invoke(cli, [
+        "train", "--model", "plugins.crnn", "--aug", "noise", "--data", str(synthetic_data),
+        "--epochs", "1", "--val-fold", "1", "--output-dir", str(tmp_path), "--run-name", "cli",
+        "--no-progress", "--set", "sample_rate=8000", "--set", "length_wav=8000",
+        "--set", "n_fft=256", "--set", "win_length=256", "--set", "hop_length=64",
+        "--set", "n_mels=32", "--set", "num_classes=4", "--batch-size", "8"])
+    assert result.exit_code == 0, result.output
+    assert "best validation accuracy" in result.output
+    assert {p.name for p in (tmp_path / "cli").iterdir()} == {
+        "config.toml", "history.csv", "metrics.json", "best.pt", "last.pt"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "plugins.cnn"], "Error: unknown model 'plugins.cnn'; did you mean plugins.crnn"),
+    (["--aug", "noise:min_snr_db=abc"], "option min_snr_db='abc' is not a valid float"),
+    (["--set", "batch_size=0"], "config batch_size=0 must be positive"),
+    (["--val-fold", "5"], "fold 5 has no clips"),
+])
+def test_cli_train_errors_are_one_line(synthetic_data, tmp_path, args, message):
+    base = ["train", "--data", str(synthetic_data), "--output-dir", str(tmp_path), "--epochs", "1",
+            "--val-fold", "1", "--set", "num_classes=4", "--set", "sample_rate=8000",
+            "--set", "length_wav=8000"]
+    result = CliRunner().invoke(cli, base + args)
+    assert result.exit_code == 1
+    assert message in result.output and result.output.count("\n") == 1, result.output
+
+
+def test_missing_dataset_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("ESC50_DATA", str(tmp_path / "absent"))
+    result = CliRunner().invoke(cli, ["train", "--epochs", "1"])
+    assert result.exit_code == 1
+    assert "from $ESC50_DATA): run `esc50 download`" in result.output
+
+
+def test_one_epoch_on_real_esc50_clips(real_data, tmp_path):
+    config = small_config(real_data, sample_rate=16000, length_wav=16000 * 5, n_fft=512,
+                          win_length=512, hop_length=256, n_mels=40, num_classes=50,
+                          split="random", batch_size=64, num_epochs=1,
+                          output_dir=str(tmp_path), run_name="real")
+    trainer = Trainer(config, load_registry(), log=lambda _: None)
+    assert len(trainer.train_set) + len(trainer.val_set) >= 400
+    assert trainer.class_names[0] == "dog" and trainer.class_names[49] == "hand_saw"
+    run_dir = trainer.fit()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["best_val_accuracy"] <= 1.0 and metrics["epochs"] == 1
