@@ -64,6 +64,9 @@ def cli() -> None:
 @click.option("--device", help=TRAIN_FLAGS["device"])
 @click.option("--output-dir", help=TRAIN_FLAGS["output_dir"])
 @click.option("--run-name", help=TRAIN_FLAGS["run_name"])
+@click.option("--weights", help="start the model from this state dict or esc50 checkpoint.")
+@click.option("--pretrained", is_flag=True, default=None,
+              help="start from pre-trained weights (models that offer them: plugins.vgg19).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="any other TaskConfig key, e.g. --set n_mels=128; repeatable.")
 @click.option("--no-progress", is_flag=True, help="no progress bars (for logs).")

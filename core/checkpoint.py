@@ -9,6 +9,8 @@ from typing import Any, Callable, IO
 
 import torch
 
+from esc50.core.errors import Esc50Error
+
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through ``write(handle)`` to a temporary file, fsync it, then rename it over ``path``."""
@@ -32,3 +34,23 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint without executing code from it."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_model_weights(model: torch.nn.Module, path: Path) -> None:
+    """Initialise ``model`` from a state dict file, or from the ``model`` entry of an esc50
+    checkpoint. Shapes and names must match the model exactly."""
+    if not path.is_file():
+        raise Esc50Error(f"weights file {path} does not exist")
+    try:
+        state = load_checkpoint(path)
+    except Exception as exc:  # unpickling errors have many types
+        raise Esc50Error(f"weights file {path} cannot be loaded safely: "
+                         f"{' '.join(str(exc).split())[:200]}") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()
+        raise Esc50Error(f"weights file {path} does not fit the model: "
+                         f"{' '.join(' '.join(first[:3]).split())[:300]}") from None

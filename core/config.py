@@ -50,6 +50,8 @@ class TaskConfig:
     data: str | None = None  # dataset folder; else $ESC50_DATA, else the default cache folder
     model: str = "plugins.crnn"
     featurizer: str = "plugins.logmel"
+    pretrained: bool = False  # models that offer it start from pre-trained weights (vgg19)
+    weights: str | None = None  # a local state dict (or esc50 checkpoint) to start the model from
     augs: list[str] = field(default_factory=list)  # e.g. ["noise:min_snr_db=5,p=0.5"]
     split: str = "fold"  # "fold": official folds; "random": the report's train_ratio split
     val_fold: int = 5

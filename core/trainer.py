@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from esc50.core.audio import to_float
-from esc50.core.checkpoint import atomic_write, save_checkpoint
+from esc50.core.checkpoint import atomic_write, load_model_weights, save_checkpoint
 from esc50.core.collate import collate
 from esc50.core.config import TaskConfig, save_config
 from esc50.core.contracts import Augmentation, Featurizer
@@ -73,6 +73,8 @@ class Trainer:
         self.featurizer.to(self.device)
         input_shape = self.featurizer.output_shape(config.length_wav)
         self.model: nn.Module = registry.create("model", config.model, config, input_shape)
+        if config.weights:
+            load_model_weights(self.model, Path(config.weights))
         self.model.to(self.device)
         augs: list[Augmentation] = [registry.create("augmentation", s, config).to(self.device)
                                     for s in config.augs]

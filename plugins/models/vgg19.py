@@ -1,0 +1,61 @@
+"""Transfer learning with torchvision's VGG19 (the report's section 3.5): the first convolution
+takes the featurizer's channels (one for a spectrogram), the last layer gives the classes.
+
+``pretrained=true`` (``--pretrained``) loads ImageNet weights through torchvision's weights API;
+the first layer's colour filters are summed into one channel. Without network access the
+weights must already be in torch's hub cache: the error names the file and where to get it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import VGG19_Weights, vgg19
+
+from esc50.core.config import TaskConfig
+from esc50.core.errors import Esc50Error
+from esc50.core.hookspecs import hookimpl
+from esc50.plugins.models.layers import pad_time
+
+MIN_FRAMES = 32  # five 2x2 poolings
+
+
+def imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """ImageNet VGG19 weights from torchvision (its cache, else a download)."""
+    weights = VGG19_Weights.IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    try:
+        return weights.get_state_dict(progress=False)
+    except Exception as exc:
+        raise Esc50Error(f"ImageNet weights for vgg19 not found at {cached} and not downloadable "
+                         f"({type(exc).__name__}); download {weights.url} on a machine with "
+                         f"network and place it at {cached} (or set TORCH_HOME)") from None
+
+
+class VGG19(nn.Module):
+    """torchvision VGG19 with a one-channel input layer and a num_classes output layer."""
+
+    name = "vgg19"
+
+    def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        channels = input_shape[0]
+        self.net = vgg19(weights=None)
+        first = self.net.features[0]
+        if config.pretrained:
+            self.net.load_state_dict(imagenet_state_dict())
+        summed = first.weight.detach().sum(dim=1, keepdim=True)  # colour filters -> one channel
+        self.net.features[0] = nn.Conv2d(channels, first.out_channels, 3, padding=1)
+        with torch.no_grad():
+            self.net.features[0].weight.copy_(summed.expand(-1, channels, -1, -1) / channels)
+            self.net.features[0].bias.copy_(first.bias)
+        self.net.classifier[6] = nn.Linear(self.net.classifier[6].in_features, config.num_classes)
+
+    def forward(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        return self.net(pad_time(features, MIN_FRAMES))
+
+
+@hookimpl
+def register_models(register):
+    register(VGG19)

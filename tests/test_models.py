@@ -1,0 +1,146 @@
+"""Every built-in model: shapes for several lengths, gradients, overfitting a tiny real batch,
+and starting from a saved state dict (--weights)."""
+
+import numpy as np
+import pytest
+import torch
+
+from esc50.core.config import TaskConfig
+from esc50.core.errors import Esc50Error
+from esc50.core.registry import load_registry
+from tests.conftest import FREQS, SR, tone
+
+MODELS = ["baseline", "advanced", "lstm", "crnn", "vgg19", "kumar"]
+CONFIG = TaskConfig().override(sample_rate=SR, length_wav=SR, n_fft=256, win_length=256,
+                               hop_length=64, n_mels=32, num_classes=len(FREQS), hidden_size=32,
+                               kernel_size=(5, 8), stride=(2, 4))
+
+
+def featurize(wav: torch.Tensor) -> torch.Tensor:
+    return load_registry().create("featurizer", "plugins.logmel", CONFIG)(wav)
+
+
+def build(name: str, config: TaskConfig = CONFIG, frames: int | None = None) -> torch.nn.Module:
+    torch.manual_seed(0)
+    frames = frames or CONFIG.length
+    return load_registry().create("model", f"plugins.{name}", config, (1, config.n_mels, frames))
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("frames", [20, 126, 400])
+def test_output_shape_for_several_lengths(name, frames):
+    model = build(name).eval()
+    features = torch.randn(3, 1, CONFIG.n_mels, frames)
+    lengths = torch.tensor([frames, frames // 2, frames])  # a padded batch
+    assert model(features, lengths).shape == (3, len(FREQS))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_gradients_reach_every_parameter(name):
+    model = build(name).train()
+    logits = model(torch.randn(4, 1, CONFIG.n_mels, 126), torch.tensor([126, 126, 90, 60]))
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert dead == []
+
+
+def recalibrate_batch_norm(model, features, lengths):
+    """Set BatchNorm running statistics to the batch's own (40 steps are too few for them to
+    catch up with the weights), so eval mode sees what training saw."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average: one batch gives exactly its statistics
+    model.train()
+    with torch.no_grad():
+        model(features, lengths)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_overfits_a_tiny_batch_of_tone_clips(name):
+    clips = [tone(f * (1 + 0.02 * k), seed=k) for f in FREQS for k in range(2)]
+    features = featurize(torch.from_numpy(np.stack(clips)))
+    labels = torch.arange(len(FREQS)).repeat_interleave(2)
+    lengths = torch.full((len(clips),), features.shape[-1])
+    model = build(name)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4 if name == "vgg19" else 3e-3)
+    for _ in range(15 if name == "vgg19" else 40):  # 140M parameters: fewer, slower steps
+        model.train()
+        loss = torch.nn.functional.cross_entropy(model(features, lengths), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    recalibrate_batch_norm(model, features, lengths)
+    model.eval()
+    with torch.no_grad():
+        accuracy = (model(features, lengths).argmax(1) == labels).float().mean()
+    assert accuracy == 1.0, f"{name}: final loss {loss.item():.3f}"
+
+
+def test_lstm_ignores_padding_after_a_clip():
+    model = build("lstm").eval()
+    clip = torch.randn(1, 1, CONFIG.n_mels, 256)
+    padded = torch.cat([clip, torch.randn(1, 1, CONFIG.n_mels, 128)], dim=-1)
+    with torch.no_grad():
+        assert torch.allclose(model(clip, torch.tensor([256])),
+                              model(padded, torch.tensor([256])), atol=1e-5)
+
+
+def test_segment_pooling_leaves_out_padded_steps():
+    from esc50.plugins.models.layers import masked_max, masked_mean
+
+    scores = torch.tensor([[[1.0, 5.0, 9.0], [2.0, 0.0, -4.0]]])  # [B=1, K=2, S=3]
+    assert masked_max(scores, torch.tensor([2])).tolist() == [[5.0, 2.0]]
+    assert masked_mean(scores, torch.tensor([2])).tolist() == [[3.0, 1.0]]
+    assert masked_max(scores, torch.tensor([3])).tolist() == [[9.0, 2.0]]
+
+
+def test_lstm_reads_the_last_valid_frame():
+    model = build("lstm").eval()
+    features = torch.randn(1, 1, CONFIG.n_mels, 50)
+    with torch.no_grad():
+        at_30 = model(features, torch.tensor([30]))
+        cut = model(features[..., :30], torch.tensor([30]))
+    assert torch.allclose(at_30, cut, atol=1e-6)
+
+
+def test_weights_option_loads_a_saved_state_dict(tmp_path, synthetic_data):
+    from esc50.core.trainer import Trainer
+    from tests.conftest import small_config
+
+    source = build("kumar", small_config(synthetic_data))
+    path = tmp_path / "kumar.pt"
+    torch.save(source.state_dict(), path)
+    config = small_config(synthetic_data, model="plugins.kumar", weights=str(path))
+    trainer = Trainer(config, load_registry(), log=lambda _: None)
+    for key, value in source.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[key], value), key
+    with pytest.raises(Esc50Error, match="kumar.pt does not fit the model"):
+        Trainer(config.override(model="plugins.crnn"), load_registry(), log=lambda _: None)
+    with pytest.raises(Esc50Error, match="weights file .*absent.pt does not exist"):
+        Trainer(config.override(weights=str(tmp_path / "absent.pt")), load_registry())
+
+
+def test_vgg19_pretrained_without_network_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")  # closed port: no traffic leaves
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    expected = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    with pytest.raises(Esc50Error, match=f"not found at {expected} .*place it at"):
+        build("vgg19", CONFIG.override(pretrained=True))
+
+
+def test_vgg19_pretrained_sums_the_colour_filters_of_cached_weights(tmp_path, monkeypatch):
+    from torchvision.models import vgg19
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    imagenet_like = vgg19(weights=None).state_dict()
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(imagenet_like, cache / "vgg19-dcbb9e9d.pth")
+    model = build("vgg19", CONFIG.override(pretrained=True))
+    first = model.net.features[0].weight
+    assert first.shape == (64, 1, 3, 3)
+    assert torch.allclose(first, imagenet_like["features.0.weight"].sum(1, keepdim=True))
+    assert torch.equal(model.net.features[2].weight, imagenet_like["features.2.weight"])
+    assert model.net.classifier[6].out_features == len(FREQS)
