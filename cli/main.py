@@ -16,6 +16,7 @@ from esc50.core.errors import Esc50Error
 TRAIN_FLAGS = {
     "model": "model plugin id, e.g. plugins.crnn",
     "featurizer": "featurizer plugin id, e.g. plugins.logmel",
+    "aug_policy": "all: each augmentation with its own p; one-of: one per clip (the report's)",
     "data": "dataset folder (default: $ESC50_DATA, else the download cache)",
     "epochs": "number of epochs (num_epochs)",
     "batch_size": "batch size",
@@ -54,6 +55,7 @@ def cli() -> None:
 @click.option("--featurizer", help=TRAIN_FLAGS["featurizer"])
 @click.option("--aug", "augs", multiple=True,
               help="augmentation id[:key=value,...]; repeat for several.")
+@click.option("--aug-policy", type=click.Choice(["all", "one-of"]), help=TRAIN_FLAGS["aug_policy"])
 @click.option("--data", help=TRAIN_FLAGS["data"])
 @click.option("--epochs", type=int, help=TRAIN_FLAGS["epochs"])
 @click.option("--batch-size", type=int, help=TRAIN_FLAGS["batch_size"])

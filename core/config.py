@@ -53,6 +53,7 @@ class TaskConfig:
     pretrained: bool = False  # models that offer it start from pre-trained weights (vgg19)
     weights: str | None = None  # a local state dict (or esc50 checkpoint) to start the model from
     augs: list[str] = field(default_factory=list)  # e.g. ["noise:min_snr_db=5,p=0.5"]
+    aug_policy: str = "all"  # "all": each aug with its own p; "one-of": one aug per clip
     split: str = "fold"  # "fold": official folds; "random": the report's train_ratio split
     val_fold: int = 5
     seed: int = 0
@@ -99,6 +100,8 @@ class TaskConfig:
             raise Esc50Error(f"config split={self.split!r} must be 'fold' or 'random'")
         if not 0.0 < self.train_ratio < 1.0:
             raise Esc50Error(f"config train_ratio={self.train_ratio} must be between 0 and 1")
+        if self.aug_policy not in ("all", "one-of"):
+            raise Esc50Error(f"config aug_policy={self.aug_policy!r} must be 'all' or 'one-of'")
         if self.scheduler not in ("cosine", "none"):
             raise Esc50Error(f"config scheduler={self.scheduler!r} must be 'cosine' or 'none'")
         if self.num_workers < 0:

@@ -4,8 +4,10 @@
   and maps lengths in samples to lengths in frames.
 - A model maps ``(features [B, C, F, frames], frame_lengths [B])`` to logits ``[B, classes]``.
 - An augmentation transforms a training batch at one stage (``"wave"``: ``[B, T]`` waveforms in
-  [-1, 1]; ``"spec"``: ``[B, C, F, frames]`` features), drawing its randomness from the
-  ``torch.Generator`` it is given, so every draw follows the run's seed.
+  [-1, 1]; ``"spec"``: ``[B, C, F, frames]`` features; ``"batch"``: features and label
+  probabilities ``[B, classes]`` together, ``forward(x, targets, generator) -> (x, targets)``),
+  drawing its randomness from the ``torch.Generator`` it is given, so every draw follows the
+  run's seed.
 """
 
 from __future__ import annotations

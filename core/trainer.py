@@ -20,10 +20,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from esc50.core.audio import to_float
+from esc50.core.augment import AugmentationPipeline
 from esc50.core.checkpoint import atomic_write, load_model_weights, save_checkpoint
 from esc50.core.collate import collate
 from esc50.core.config import TaskConfig, save_config
-from esc50.core.contracts import Augmentation, Featurizer
+from esc50.core.contracts import Featurizer
 from esc50.core.datapath import resolve_data_dir
 from esc50.core.dataset import AudioCache, ClipDataset, find_clips, split_indices
 from esc50.core.errors import Esc50Error
@@ -76,10 +77,9 @@ class Trainer:
         if config.weights:
             load_model_weights(self.model, Path(config.weights))
         self.model.to(self.device)
-        augs: list[Augmentation] = [registry.create("augmentation", s, config).to(self.device)
-                                    for s in config.augs]
-        self.wave_augs = [a for a in augs if a.stage == "wave"]
-        self.spec_augs = [a for a in augs if a.stage == "spec"]
+        self.augs = AugmentationPipeline(
+            [registry.create("augmentation", s, config).to(self.device) for s in config.augs],
+            config.aug_policy)
         self.plugins = self._plugin_versions(registry)
         self.params = sum(p.numel() for p in self.model.parameters())
 
@@ -147,9 +147,10 @@ class Trainer:
                      f"| {row['seconds']:.1f} s")
             state = self._checkpoint_state(epoch, history)
             save_checkpoint(state, run_dir / "last.pt")
-            if val.accuracy > best:
+            if val.accuracy > best:  # best.pt is for prediction: no optimizer state
                 best = val.accuracy
-                save_checkpoint(state, run_dir / "best.pt")
+                save_checkpoint({k: v for k, v in state.items()
+                                 if k not in ("optimizer", "scheduler")}, run_dir / "best.pt")
             self._write_history(run_dir, history)
         return run_dir
 
@@ -169,20 +170,21 @@ class Trainer:
 
     def _prepare(self, batch: dict[str, torch.Tensor], training: bool
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Move a batch to the device, augment (training only) and featurize it."""
+        """Move a batch to the device, augment it (training only) and featurize it. Returns
+        features, frame lengths and targets: label probabilities [B, classes] in training (mixup
+        mixes them), class indices [B] otherwise."""
         non_blocking = self.device.type == "cuda"
         wav = to_float(batch["wav"].to(self.device, non_blocking=non_blocking))
         lengths = batch["length"].to(self.device, non_blocking=non_blocking)
         labels = batch["label"].to(self.device, non_blocking=non_blocking)
         with torch.no_grad():
-            if training:
-                for aug in self.wave_augs:
-                    wav = aug(wav, self.aug_generator)
-            features = self.featurizer(wav)
-            if training:
-                for aug in self.spec_augs:
-                    features = aug(features, self.aug_generator)
-        return features, self.featurizer.frame_lengths(lengths), labels
+            if not training:
+                return self.featurizer(wav), self.featurizer.frame_lengths(lengths), labels
+            wav = self.augs.transform("wave", wav, self.aug_generator)
+            features = self.augs.transform("spec", self.featurizer(wav), self.aug_generator)
+            targets = nn.functional.one_hot(labels, self.config.num_classes).float()
+            features, targets = self.augs.mix(features, targets, self.aug_generator)
+        return features, self.featurizer.frame_lengths(lengths), targets
 
     def _run_epoch(self, loader: DataLoader, epoch: int, training: bool) -> EpochStats:
         self.model.train(training)
@@ -190,20 +192,21 @@ class Trainer:
         desc = f"epoch {epoch} {'train' if training else 'val'}"
         bar = tqdm(loader, desc=desc, leave=False, disable=not self.config.progress)
         for batch in bar:
-            features, frame_lengths, labels = self._prepare(batch, training)
+            features, frame_lengths, targets = self._prepare(batch, training)
             with torch.set_grad_enabled(training), torch.autocast(
                     self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
                 logits = self.model(features, frame_lengths)
-                loss = self.loss_fn(logits.float(), labels)
+                loss = self.loss_fn(logits.float(), targets)
+            if not torch.isfinite(loss):
+                raise Esc50Error(f"{desc}: the loss became {loss.item()}; lower --lr or check the "
+                                 "data")
             if training:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
                 if self.scheduler is not None:
                     self.scheduler.step()
-            if not torch.isfinite(loss):
-                raise Esc50Error(f"{desc}: the loss became {loss.item()}; lower --lr or check the "
-                                 "data")
+            labels = targets.argmax(1) if targets.dim() == 2 else targets
             total_loss += loss.item() * len(labels)
             correct += int((logits.argmax(dim=1) == labels).sum())
             seen += len(labels)

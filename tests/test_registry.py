@@ -57,7 +57,8 @@ def test_unknown_id_lists_close_matches():
     registry = load_registry()
     with pytest.raises(Esc50Error, match=r"unknown model 'plugins\.crn'; did you mean plugins\.crnn"):
         registry.resolve("model", "plugins.crn")
-    with pytest.raises(Esc50Error, match="unknown augmentation 'zzz'; available: plugins.noise"):
+    with pytest.raises(Esc50Error, match="unknown augmentation 'zzz'; available: plugins.gaussian, "
+                       "plugins.mixup, plugins.noise"):
         registry.resolve("augmentation", "zzz")
 
 

@@ -96,3 +96,46 @@ def test_one_epoch_on_real_esc50_clips(real_data, tmp_path):
     run_dir = trainer.fit()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["best_val_accuracy"] <= 1.0 and metrics["epochs"] == 1
+
+
+def test_augmentations_touch_training_batches_only(synthetic_data, tmp_path):
+    from esc50.core.contracts import Augmentation
+    from esc50.core.hookspecs import hookimpl
+
+    seen = []
+
+    class Spy(Augmentation):
+        """Record the batch sizes it is given."""
+
+        name = "spy"
+
+        def __init__(self, config, p: float = 1.0):
+            super().__init__(p)
+
+        def forward(self, wav, generator):
+            seen.append(wav.shape[0])
+            return wav
+
+    @hookimpl(specname="register_augmentations")
+    def hook(register):
+        register(Spy)
+
+    import types
+    registry = load_registry()
+    registry.register_plugin(types.SimpleNamespace(register_augmentations=hook), "test")
+    config = small_config(synthetic_data, augs=["test.spy"], num_epochs=2, output_dir=str(tmp_path))
+    trainer = Trainer(config, registry, log=lambda _: None)
+    trainer.fit()
+    assert sum(seen) == 2 * len(trainer.train_set) and len(trainer.val_set) > 0
+
+
+@pytest.mark.parametrize("policy", ["all", "one-of"])
+def test_training_with_every_augmentation(synthetic_data, tmp_path, policy):
+    augs = ["gaussian", "time_stretch", "pitch_shift:min_semitones=-1,max_semitones=1", "volume",
+            "noise", "specaugment", "mixup"]
+    config = small_config(synthetic_data, augs=augs, aug_policy=policy, num_epochs=1,
+                          output_dir=str(tmp_path))
+    run_dir = Trainer(config, load_registry(), log=lambda _: None).fit()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["plugins"]) >= {"gaussian", "mixup", "specaugment"}
+    assert metrics["plugins"]["mixup"]["id"] == "plugins.mixup"

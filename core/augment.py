@@ -1,0 +1,51 @@
+"""Applying a run's augmentations to training batches, stage by stage, under a policy.
+
+- ``all`` (default): every augmentation runs, each on the examples its own ``p`` picks.
+- ``one-of`` (the report's policy): within the wave stage and within the spec stage, each
+  example gets one augmentation drawn uniformly from that stage's list plus "none"; that
+  augmentation's ``p`` still applies (use ``p=1`` to reproduce the report).
+Batch-stage augmentations (mixup) always run on the whole batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from esc50.core.contracts import Augmentation
+
+POLICIES = ("all", "one-of")
+
+
+class AugmentationPipeline:
+    """The augmentations of a run, grouped by stage."""
+
+    def __init__(self, augs: list[Augmentation], policy: str = "all") -> None:
+        self.policy = policy
+        self.by_stage = {stage: [a for a in augs if a.stage == stage]
+                         for stage in ("wave", "spec", "batch")}
+
+    def __bool__(self) -> bool:
+        return any(self.by_stage.values())
+
+    def transform(self, stage: str, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Apply the ``wave`` or ``spec`` augmentations to ``x`` (first axis: examples)."""
+        augs = self.by_stage[stage]
+        if self.policy == "all" or len(augs) == 0:
+            for aug in augs:
+                x = aug(x, generator)
+            return x
+        choice = torch.randint(len(augs) + 1, (x.shape[0],), generator=generator,
+                               device=generator.device).to(x.device)
+        out = x.clone()
+        for i, aug in enumerate(augs, start=1):
+            picked = (choice == i).nonzero().squeeze(1)
+            if picked.numel():
+                out[picked] = aug(x[picked], generator)
+        return out
+
+    def mix(self, features: torch.Tensor, targets: torch.Tensor,
+            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply the batch-stage augmentations (features and label probabilities together)."""
+        for aug in self.by_stage["batch"]:
+            features, targets = aug(features, targets, generator)
+        return features, targets

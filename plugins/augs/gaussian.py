@@ -1,0 +1,35 @@
+"""Additive Gaussian noise (the report's N(0, 0.01) per sample, clamped to [-1, 1])."""
+
+from __future__ import annotations
+
+import torch
+
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import Augmentation, check_min_max, check_range, uniform
+from esc50.core.hookspecs import hookimpl
+
+
+class GaussianNoise(Augmentation):
+    """Add white Gaussian noise with a standard deviation drawn from [min_std, max_std]."""
+
+    name = "gaussian"
+    stage = "wave"
+
+    def __init__(self, config: TaskConfig, min_std: float = 0.01, max_std: float = 0.01,
+                 p: float = 0.5) -> None:
+        super().__init__(p)
+        check_range("min_std", min_std, 0.0, 1.0)
+        check_range("max_std", max_std, 0.0, 1.0)
+        check_min_max("std", min_std, max_std)
+        self.min_std, self.max_std = min_std, max_std
+
+    def forward(self, wav: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        chosen = self.chosen(wav.shape[0], generator)
+        std = uniform(self.min_std, self.max_std, wav.shape[0], generator) * chosen
+        noise = torch.randn(wav.shape, generator=generator, device=generator.device)
+        return (wav + std[:, None].to(wav.device) * noise.to(wav.device)).clamp(-1.0, 1.0)
+
+
+@hookimpl
+def register_augmentations(register):
+    register(GaussianNoise)

@@ -1,0 +1,46 @@
+"""Pitch shift keeping the duration (the report's ``librosa.effects.pitch_shift``, -5 semitones),
+batched: a phase-vocoder stretch by 2^(s/12), then resampling back to the clip's length, as
+librosa does. Memory and time do not depend on the shift (no resampling kernel is built)."""
+
+from __future__ import annotations
+
+import torch
+
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import Augmentation, check_min_max, check_range, uniform
+from esc50.core.hookspecs import hookimpl
+from esc50.plugins.augs.vocoder import lowpass, resample_linear, stretch
+
+
+class PitchShift(Augmentation):
+    """Shift pitch by semitones drawn from [min_semitones, max_semitones], same duration."""
+
+    name = "pitch_shift"
+    stage = "wave"
+
+    def __init__(self, config: TaskConfig, min_semitones: float = -5.0,
+                 max_semitones: float = 5.0, p: float = 0.5) -> None:
+        super().__init__(p)
+        check_range("min_semitones", min_semitones, -24.0, 24.0)
+        check_range("max_semitones", max_semitones, -24.0, 24.0)
+        check_min_max("semitones", min_semitones, max_semitones)
+        self.min_semitones, self.max_semitones = min_semitones, max_semitones
+
+    def forward(self, wav: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        chosen = self.chosen(wav.shape[0], generator)
+        semitones = uniform(self.min_semitones, self.max_semitones, wav.shape[0], generator)
+        if not chosen.any():
+            return wav
+        ratio = torch.pow(2.0, semitones[chosen] / 12)  # frequency ratio
+        length = wav.shape[1]
+        # Slow down by `ratio` (same pitch, ratio times longer), then read it `ratio` times faster.
+        slowed = stretch(wav[chosen], 1 / ratio, int(length * ratio.max()) + 1)
+        slowed = lowpass(slowed, (1 / ratio).clamp(max=1.0))  # no aliasing when shifting up
+        out = wav.clone()
+        out[chosen] = resample_linear(slowed, ratio, length).clamp(-1.0, 1.0)
+        return out
+
+
+@hookimpl
+def register_augmentations(register):
+    register(PitchShift)

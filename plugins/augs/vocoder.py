@@ -1,0 +1,62 @@
+"""A batched phase vocoder with one stretch rate per example: the shared engine of
+``time_stretch`` and ``pitch_shift`` (librosa does the same one clip at a time)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+N_FFT = 1024
+HOP = N_FFT // 4
+
+
+def stretch(wav: torch.Tensor, rates: torch.Tensor, out_length: int) -> torch.Tensor:
+    """Play each clip of ``wav`` [B, T] ``rates[b]`` times faster without changing its pitch;
+    return ``out_length`` samples per clip (zeros after a clip that ended, cropped if longer)."""
+    window = torch.hann_window(N_FFT, device=wav.device)
+    spec = torch.stft(wav, N_FFT, HOP, window=window, return_complex=True)  # [B, F, T]
+    bins, frames = spec.shape[1], spec.shape[2]
+    magnitude_in, phase_in = spec.abs(), spec.angle()
+    # Output frames that read inside the clip for some example; later ones are silence.
+    rates = rates.float().to(wav.device)
+    needed = min(out_length // HOP + 1, int(((frames - 1) / rates.min()).ceil()) + 1)
+    positions = torch.arange(needed, device=wav.device)[None, :] * rates[:, None]  # [B, T_out]
+    left = positions.floor().long().clamp(max=frames - 1)
+    right = (left + 1).clamp(max=frames - 1)
+    frac = (positions - positions.floor()).unsqueeze(1)  # [B, 1, T_out]
+    index_left = left.unsqueeze(1).expand(-1, bins, -1)
+    index_right = right.unsqueeze(1).expand(-1, bins, -1)
+    magnitude = torch.lerp(magnitude_in.gather(2, index_left),
+                           magnitude_in.gather(2, index_right), frac)
+    magnitude *= (positions < frames - 1).unsqueeze(1)  # past the clip's end: silence
+    # Phase: start from frame 0's phase and accumulate each bin's measured phase advance.
+    expected = torch.linspace(0, math.pi * HOP, bins, device=wav.device)[None, :, None]
+    advance = phase_in.gather(2, index_right) - phase_in.gather(2, index_left) - expected
+    advance -= 2 * math.pi * torch.round(advance / (2 * math.pi))
+    advance += expected
+    phase = torch.cat([phase_in[:, :, :1], advance[:, :, :-1]], dim=2).cumsum_(2)
+    synthesized = needed * HOP - HOP  # istft's length for `needed` centred frames
+    out = torch.istft(torch.polar(magnitude, phase), N_FFT, HOP, window=window,
+                      length=min(out_length, synthesized))
+    return torch.nn.functional.pad(out, (0, out_length - out.shape[1]))
+
+
+def resample_linear(wav: torch.Tensor, ratios: torch.Tensor, out_length: int) -> torch.Tensor:
+    """Read each clip at ``ratios[b]`` source samples per output sample (linear interpolation);
+    ``out_length`` samples per clip, zeros past the source's end."""
+    length = wav.shape[1]
+    steps = torch.arange(out_length, device=wav.device, dtype=torch.float32)
+    positions = steps[None, :] * ratios[:, None].float()
+    left = positions.floor().long().clamp(max=length - 1)
+    right = (left + 1).clamp(max=length - 1)
+    frac = positions - positions.floor()
+    out = (1 - frac) * wav.gather(1, left) + frac * wav.gather(1, right)
+    return out * (positions <= length - 1)
+
+
+def lowpass(wav: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
+    """Remove content above ``cutoff[b]`` (a fraction of Nyquist) from each clip (FFT mask)."""
+    spectrum = torch.fft.rfft(wav, dim=1)
+    freqs = torch.linspace(0, 1, spectrum.shape[1], device=wav.device)
+    return torch.fft.irfft(spectrum * (freqs[None, :] <= cutoff[:, None]), n=wav.shape[1], dim=1)

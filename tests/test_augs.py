@@ -1,0 +1,158 @@
+"""What each augmentation does to real signals, and the policies that combine them."""
+
+import numpy as np
+import pytest
+import torch
+
+from esc50.core.augment import AugmentationPipeline
+from esc50.core.config import TaskConfig
+from esc50.core.errors import Esc50Error
+from esc50.core.registry import load_registry
+
+SR = 16000
+CONFIG = TaskConfig().override(sample_rate=SR, length_wav=SR)
+WAVE_AUGS = ["gaussian", "time_stretch", "pitch_shift", "volume", "noise"]
+
+
+def make(spec, config=CONFIG):
+    return load_registry().create("augmentation", spec, config)
+
+
+def sine(freq, seconds=1.0, amplitude=0.3, sr=SR):
+    t = torch.arange(int(seconds * sr)) / sr
+    return amplitude * torch.sin(2 * torch.pi * freq * t)
+
+
+def peak_frequency(wav, sr=SR):
+    """Dominant frequency with parabolic interpolation of the log spectrum (Hann window)."""
+    spectrum = torch.fft.rfft(wav * torch.hann_window(len(wav), periodic=False)).abs().log()
+    k = int(spectrum[1:-1].argmax()) + 1
+    a, b, c = spectrum[k - 1], spectrum[k], spectrum[k + 1]
+    return (k + 0.5 * float(a - c) / float(a - 2 * b + c)) * sr / len(wav)
+
+
+def rms(x):
+    return x.pow(2).mean(-1).sqrt()
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_gaussian_noise_has_the_drawn_std():
+    clean = torch.stack([sine(300 + 50 * i, amplitude=0.2) for i in range(4)])
+    out = make("gaussian:min_std=0.02,max_std=0.02,p=1")(clean, gen())
+    assert torch.allclose((out - clean).std(dim=1), torch.full((4,), 0.02), rtol=0.03)
+    expected_snr = 10 * np.log10((0.2**2 / 2) / 0.02**2)
+    measured_snr = 10 * torch.log10(rms(clean).pow(2) / (out - clean).pow(2).mean(1))
+    assert torch.allclose(measured_snr, torch.full((4,), float(expected_snr)), atol=0.3)
+
+
+@pytest.mark.parametrize("semitones", [-5.0, -1.0, 3.0, 7.0])
+def test_pitch_shift_moves_a_sine_by_the_requested_semitones(semitones):
+    aug = make(f"pitch_shift:min_semitones={semitones},max_semitones={semitones},p=1")
+    clean = sine(440.0).repeat(2, 1)
+    out = aug(clean, gen())
+    assert out.shape == clean.shape
+    expected = 440.0 * 2 ** (semitones / 12)
+    for row in out:
+        cents = 1200 * np.log2(peak_frequency(row[2000:-2000]) / expected)
+        assert abs(cents) < 5, f"{semitones} semitones: off by {cents:.1f} cents"
+
+
+def test_pitch_shift_at_44k_with_large_shifts_stays_cheap():
+    config = TaskConfig()  # 44.1 kHz, 5 s clips: the setting that sank torchaudio's PitchShift
+    aug = make("pitch_shift:min_semitones=-12,max_semitones=12,p=1", config)
+    out = aug(torch.randn(2, config.length_wav) * 0.1, gen())
+    assert out.shape == (2, config.length_wav) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("rate", [0.8, 1.25, 2.0])
+def test_time_stretch_changes_a_tone_burst_duration_by_the_rate(rate):
+    clip = torch.zeros(2 * SR)
+    clip[SR // 4: SR // 4 + SR // 2] = sine(1000.0, seconds=0.5)  # 0.5 s burst at 0.25 s
+    aug = make(f"time_stretch:min_rate={rate},max_rate={rate},p=1")
+    out = aug(clip[None], gen())[0]
+    assert out.shape == clip.shape  # padded or cropped back to the clip's length
+    frames = out.unfold(0, 160, 160)  # 10 ms frames
+    loud = (rms(frames) > 0.5 * rms(frames).max()).nonzero().squeeze(1)
+    duration = (loud[-1] - loud[0] + 1).item() / 100
+    assert abs(duration - 0.5 / rate) < 0.03, duration
+    assert abs(loud[0].item() / 100 - 0.25 / rate) < 0.03
+    assert abs(peak_frequency(out[loud[0] * 160: (loud[-1] + 1) * 160]) - 1000) < 10
+
+
+def test_volume_scales_rms_by_the_gain():
+    clean = torch.stack([sine(200), sine(500)])
+    out = make("volume:p=1")(clean, gen())  # the report's Vol(0.25)
+    assert torch.allclose(rms(out) / rms(clean), torch.full((2,), 0.25), rtol=1e-3)
+    out = make("volume:min_gain_db=-6,max_gain_db=6,p=1")(clean.repeat(20, 1), gen())
+    gains_db = 20 * torch.log10(rms(out) / rms(clean.repeat(20, 1)))
+    assert gains_db.min() >= -6.01 and gains_db.max() <= 6.01 and gains_db.std() > 2
+
+
+def test_specaugment_masks_the_requested_widths():
+    aug = make("specaugment:freq_masks=1,min_freq_width=5,max_freq_width=5,time_masks=1,"
+               "min_time_width=20,max_time_width=20,p=1")
+    features = torch.randn(6, 1, 64, 200) + 10
+    out = aug(features, gen())
+    for clean, masked in zip(features, out):
+        changed = masked != clean
+        rows = changed.all(dim=2).squeeze(0).nonzero().squeeze(1)
+        cols = changed.all(dim=1).squeeze(0).nonzero().squeeze(1)
+        assert len(rows) == 5 and rows.diff().eq(1).all()
+        assert len(cols) == 20 and cols.diff().eq(1).all()
+        assert torch.allclose(masked[changed], clean.mean().expand(int(changed.sum())))
+        assert changed.sum() == 5 * 200 + 20 * 64 - 5 * 20  # nothing outside the two bands
+
+
+def test_mixup_mixes_features_and_labels_alike():
+    aug = make("mixup:alpha=0.4,p=1")
+    torch.manual_seed(0)
+    features = torch.randn(8, 1, 4, 10)
+    targets = torch.nn.functional.one_hot(torch.arange(8), 8).float()
+    mixed, mixed_targets = aug(features, targets, gen())
+    assert torch.allclose(mixed_targets.sum(1), torch.ones(8))
+    # Each mixed example is the same combination of the clips its label weights name.
+    recombined = torch.einsum("bk,k...->b...", mixed_targets, features)
+    assert torch.allclose(recombined, mixed, atol=1e-6)
+    assert (mixed_targets.max(1).values < 1).sum() >= 4
+
+
+@pytest.mark.parametrize("name", WAVE_AUGS)
+def test_p_zero_is_the_identity(name):
+    clean = torch.stack([sine(300), sine(800)])
+    assert torch.equal(make(f"{name}:p=0")(clean, gen()), clean)
+
+
+@pytest.mark.parametrize("name", WAVE_AUGS)
+def test_draws_follow_the_generator(name):
+    clean = torch.stack([sine(300 + 100 * i) for i in range(6)])
+    aug = make(f"{name}:p=0.5")
+    assert torch.equal(aug(clean, gen(3)), aug(clean, gen(3)))
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("pitch_shift:min_semitones=abc", "min_semitones='abc' is not a valid float"),
+    ("pitch_shift:min_semitones=5,max_semitones=-5", "min_semitones=5.0 is larger"),
+    ("time_stretch:max_rate=10", "max_rate=10.0 is out of range"),
+    ("gaussian:p=-0.1", "p=-0.1 is out of range"),
+    ("mixup:alpha=0", "alpha=0.0 must be positive"),
+    ("specaugment:freq_masks=-1", "must not be negative"),
+])
+def test_invalid_parameters_are_refused(spec, message):
+    with pytest.raises(Esc50Error, match=message):
+        make(spec)
+
+
+def test_one_of_policy_gives_each_clip_at_most_one_augmentation():
+    half = make("volume:min_gain_db=-6.0206,max_gain_db=-6.0206,p=1")  # x 0.5
+    tenth = make("volume:min_gain_db=-20,max_gain_db=-20,p=1")  # x 0.1
+    clean = sine(440).repeat(300, 1)
+    out = AugmentationPipeline([half, tenth], "one-of").transform("wave", clean, gen())
+    ratios = (rms(out) / rms(clean)).round(decimals=3)
+    counts = {r: int((ratios == r).sum()) for r in (1.0, 0.5, 0.1)}
+    assert sum(counts.values()) == 300  # never 0.05: no clip got both
+    assert all(70 < c < 130 for c in counts.values()), counts  # identity included, as the report
+    both = AugmentationPipeline([half, tenth], "all").transform("wave", clean, gen())
+    assert torch.allclose(rms(both) / rms(clean), torch.full((300,), 0.05), rtol=1e-3)
