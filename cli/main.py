@@ -102,18 +102,26 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
 
 @cli.command("list-plugins")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output.")
+@click.option("--verbose", "-v", is_flag=True, help="also show where each plugin comes from.")
 @user_errors
-def list_plugins(as_json: bool) -> None:
+def list_plugins(as_json: bool, verbose: bool) -> None:
     """List every model, augmentation and featurizer with its package and description."""
     from esc50.cli.listing import plugin_rows, render_table
     from esc50.core.registry import load_registry
 
     registry = load_registry()
     rows = plugin_rows(registry)
+    sources = [vars(source) for source in registry.sources]
     if as_json:
-        click.echo(json.dumps({"plugins": rows, "problems": registry.problems}, indent=2))
+        click.echo(json.dumps({"plugins": rows, "sources": sources,
+                               "problems": registry.problems}, indent=2))
         return
     click.echo(render_table(rows))
+    if verbose:
+        click.echo("\nplugin sources:")
+        for source in sources:
+            click.echo(f"  {source['namespace']}: {source['module']} from {source['package']} "
+                       f"{source['version']}")
     for problem in registry.problems:
         click.echo(f"broken: {problem}")
 

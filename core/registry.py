@@ -12,17 +12,21 @@ import difflib
 import inspect
 import typing
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable
 
 import pluggy
 
+from torch import nn
+
 from esc50.core import hookspecs
+from esc50.core.contracts import Augmentation, Featurizer
 from esc50.core.errors import Esc50Error
 
 ENTRY_POINT_GROUP = "esc50"
 KINDS = {"model": "register_models", "augmentation": "register_augmentations",
          "featurizer": "register_featurizers"}
+CONTRACTS = {"model": nn.Module, "augmentation": Augmentation, "featurizer": Featurizer}
 
 
 @dataclass
@@ -91,9 +95,17 @@ class Registry:
         component = self.resolve(kind, plugin_id)
         kwargs = convert_options(component, options)
         try:
-            return component.factory(*args, **kwargs, **extra)
+            built = component.factory(*args, **kwargs, **extra)
         except (Esc50Error, ValueError) as exc:  # a factory rejecting its config or options
             raise Esc50Error(f"{kind} {component.id}: {exc}") from exc
+        except Exception as exc:  # a bug in a plugin: name it instead of a bare traceback
+            raise Esc50Error(f"{kind} {component.id} ({component.package}) failed to build: "
+                             f"{_one_line(exc)}") from exc
+        expected = CONTRACTS[kind]
+        if not isinstance(built, expected):
+            raise Esc50Error(f"{kind} {component.id} ({component.package}) returned "
+                             f"{type(built).__name__}, not a {expected.__name__}")
+        return built
 
     def register_plugin(self, plugin: object, namespace: str, package: str = "(runtime)",
                         version: str = "") -> None:
@@ -147,9 +159,14 @@ class Registry:
 
 
 def load_registry() -> Registry:
-    """Load every plugin of the ``esc50`` entry-point group, isolating broken ones."""
+    """Load every plugin of the ``esc50`` entry-point group, isolating broken ones. The
+    toolkit's own plugins load first, so an id a third party also claims stays the built-in's."""
     registry = Registry()
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+
+    def builtin_first(ep: EntryPoint) -> tuple[bool, str]:
+        return (ep.dist is None or ep.dist.name != "esc50", ep.name)
+
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=builtin_first):
         namespace = ep.name.split(".", 1)[0]
         package = ep.dist.name if ep.dist else "(unknown package)"
         version = ep.dist.version if ep.dist else ""

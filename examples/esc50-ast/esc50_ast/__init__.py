@@ -1,0 +1,1 @@
+"""An example third-party esc50 plugin package."""

@@ -1,0 +1,114 @@
+"""Third-party plugins through real entry points: the example package installed with pip, and
+broken plugins that must not take the toolkit down."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from esc50.cli.main import cli
+from esc50.core.registry import load_registry
+from tests.conftest import write_synthetic_dataset
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "esc50-ast"
+
+
+def esc50(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "esc50", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
+                   check=True, timeout=600)
+
+
+@pytest.fixture
+def installed_example():
+    pip("install", "--no-deps", "--no-build-isolation", str(EXAMPLE))
+    yield
+    pip("uninstall", "-y", "esc50-ast")
+
+
+def test_example_package_installs_lists_and_trains(installed_example, tmp_path):
+    listing = json.loads(esc50("list-plugins", "--json").stdout)
+    by_id = {row["id"]: row for row in listing["plugins"]}
+    assert by_id["ast.ast"]["package"] == "esc50-ast" and by_id["ast.ast"]["version"] == "0.1.0"
+    assert by_id["ast.ast"]["parameters"] > 1_000_000
+    assert by_id["ast.time_shift"]["kind"] == "augmentation"
+    data = write_synthetic_dataset(tmp_path / "data")
+    result = esc50("train", "--model", "ast.ast", "--aug", "ast.time_shift:p=1", "--data",
+                   str(data), "--epochs", "1", "--val-fold", "1", "--output-dir", str(tmp_path),
+                   "--run-name", "ast", "--no-progress", "--set", "sample_rate=8000",
+                   "--set", "length_wav=8000", "--set", "n_fft=256", "--set", "win_length=256",
+                   "--set", "hop_length=64", "--set", "n_mels=32", "--set", "num_classes=4")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "ast" / "metrics.json").read_text())
+    assert metrics["plugins"]["ast.ast"]["package"] == "esc50-ast"
+
+
+def fake_distribution(site: Path, name: str, entry_points: str, modules: dict[str, str]) -> None:
+    """An installed-looking distribution (dist-info with entry points) on a sys.path folder."""
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[esc50]\n{entry_points}\n")
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(source)
+
+
+HOOK = "from esc50.core.hookspecs import hookimpl\n"
+BROKEN = {
+    "import error": ("missing = no_such_module_anywhere", {}, "failed to import"),
+    "exception in hook": ("raising = raising_plugin", {"raising_plugin": HOOK + (
+        "@hookimpl\ndef register_models(register):\n    raise KeyError('oops')\n")},
+        "failed in register_models: KeyError"),
+    "nonsense registered": ("nonsense = nonsense_plugin", {"nonsense_plugin": HOOK + (
+        "@hookimpl\ndef register_models(register):\n    register(42)\n")},
+        "is not callable"),
+    "id claimed twice": ("plugins.fake = claiming_plugin", {"claiming_plugin": HOOK + (
+        "from esc50.plugins.models.lstm import LSTMClassifier\n"
+        "@hookimpl\ndef register_models(register):\n    register(LSTMClassifier, name='crnn')\n")},
+        "plugins.crnn is claimed by both esc50 and broken-pkg"),
+    "old plugin API": ("old = old_plugin", {"old_plugin": HOOK + "ESC50_PLUGIN_API = 0\n"},
+                       "built for plugin API 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_a_broken_plugin_is_named_and_the_rest_still_load(case, tmp_path, monkeypatch):
+    entry, modules, message = BROKEN[case]
+    fake_distribution(tmp_path, "broken-pkg", entry, modules)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = load_registry()
+    assert any(message in problem and "broken-pkg" in problem for problem in registry.problems), \
+        registry.problems
+    assert registry.resolve("model", "plugins.crnn").package == "esc50"
+    result = CliRunner().invoke(cli, ["list-plugins"])
+    assert result.exit_code == 0 and "plugins.kumar" in result.output
+    broken = [line for line in result.output.splitlines() if line.startswith("broken: ")]
+    assert len(broken) == 1 and "broken-pkg" in broken[0]
+
+
+def test_using_a_broken_plugin_id_says_why(tmp_path, monkeypatch):
+    fake_distribution(tmp_path, "broken-pkg", "missing = no_such_module_anywhere", {})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = CliRunner().invoke(cli, ["train", "--model", "missing.model"])
+    assert result.exit_code == 1
+    assert "unknown model 'missing.model'" in result.output
+    assert "a plugin failed to load: plugin missing (broken-pkg) failed to import" in result.output
+
+
+def test_a_factory_returning_the_wrong_type_is_refused(tmp_path, monkeypatch):
+    fake_distribution(tmp_path, "odd-pkg", "odd = odd_plugin", {"odd_plugin": HOOK + (
+        "def thing(config, input_shape):\n    '''Not a module.'''\n    return 'model'\n"
+        "@hookimpl\ndef register_models(register):\n    register(thing)\n")})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from esc50.core.config import TaskConfig
+    from esc50.core.errors import Esc50Error
+
+    with pytest.raises(Esc50Error, match=r"model odd.thing \(odd-pkg\) returned str, not a Module"):
+        load_registry().create("model", "odd.thing", TaskConfig(), (1, 64, 862))
