@@ -139,3 +139,78 @@ def download(dest: str | None, url: str | None, sha256: str | None) -> None:
 
     root = download_dataset(url or OFFICIAL_URL, Path(dest) if dest else cache_dir(), sha256)
     click.echo(f"ESC-50 is ready in {root}; pass --data {root} or set {ENV_VAR}={root}")
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--data", help="dataset folder (default: the one the run was trained on).")
+@click.option("--fold", type=int, help="evaluate on this fold (default: the run's validation "
+              "split).")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output.")
+@user_errors
+def evaluate(checkpoint: str, data: str | None, fold: int | None, as_json: bool) -> None:
+    """Accuracy, macro F1, per-class precision/recall and confusion matrix of a trained run."""
+    from esc50.core.evaluate import evaluate as run_evaluation
+    from esc50.core.registry import load_registry
+
+    report = run_evaluation(Path(checkpoint), load_registry(), data, fold)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{report['checkpoint']} on {report['selection']} of {report['data']}: "
+               f"{report['clips']} clips")
+    click.echo(f"accuracy {report['accuracy']:.3f}   macro F1 {report['macro_f1']:.3f}\n")
+    click.echo(f"{'class':<20} {'precision':>9} {'recall':>7} {'f1':>6} {'clips':>6}")
+    for row in report["per_class"]:
+        if row["support"]:
+            click.echo(f"{row['class']:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} "
+                       f"{row['f1']:>6.3f} {row['support']:>6}")
+    names = [row["class"] for row in report["per_class"]]
+    confusions = sorted(((n, names[t], names[p]) for t, r in enumerate(report["confusion_matrix"])
+                         for p, n in enumerate(r) if n and p != t), reverse=True)[:10]
+    if confusions:
+        click.echo("\nmost frequent confusions (true -> predicted; --json has the full matrix):")
+        for count, true, pred in confusions:
+            click.echo(f"  {true} -> {pred}: {count}")
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--top-k", type=int, default=3, show_default=True, help="classes per file.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV output (file, rank, class, probability).")
+@user_errors
+def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool,
+            as_csv: bool) -> None:
+    """Top classes with probabilities for audio files or folders (any length, rate, channels)."""
+    from esc50.core.classifier import load_classifier
+    from esc50.core.config import TaskConfig
+    from esc50.core.predict import audio_files, predict_files
+    from esc50.core.registry import load_registry
+
+    if top_k < 1:
+        raise Esc50Error(f"--top-k {top_k} must be at least 1")
+    classifier, state = load_classifier(Path(checkpoint), load_registry())
+    config = TaskConfig().override(**state["config"])
+    paths = audio_files([Path(f) for f in files])
+    results = list(predict_files(classifier, state["class_names"], config.sample_rate,
+                                 config.length_wav, paths, top_k))
+    if as_json:
+        click.echo(json.dumps([{"file": str(r.path), "error": r.error,
+                                "top": [{"class": c, "probability": p} for c, p in r.top]}
+                               for r in results], indent=2))
+    elif as_csv:
+        click.echo("file,rank,class,probability")
+        for r in results:
+            for rank, (name, probability) in enumerate(r.top, start=1):
+                click.echo(f"{r.path},{rank},{name},{probability:.4f}")
+    else:
+        for r in results:
+            top = "  ".join(f"{name} {probability:.2f}" for name, probability in r.top)
+            click.echo(f"{r.path}: {top}" if r.error is None else f"{r.path}: error: {r.error}")
+    failed = [r for r in results if r.error]
+    for r in failed:
+        click.echo(f"warning: {r.error}", err=True)
+    if failed:
+        raise SystemExit(1)

@@ -60,6 +60,7 @@ class TaskConfig:
     num_workers: int = 0  # decoded audio is cached in memory, so loading needs no workers
     output_dir: str = "runs"
     run_name: str | None = None  # default: <time>-<model name>
+    normalize: bool = True  # per-frequency feature normalization (training-clip statistics)
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     scheduler: str = "cosine"  # "cosine" (per step, to zero) or "none"
     progress: bool = True

@@ -22,12 +22,13 @@ from tqdm import tqdm
 from esc50.core.audio import to_float
 from esc50.core.augment import AugmentationPipeline
 from esc50.core.checkpoint import atomic_write, load_model_weights, save_checkpoint
+from esc50.core.classifier import build_classifier
 from esc50.core.collate import collate
 from esc50.core.config import TaskConfig, save_config
-from esc50.core.contracts import Featurizer
 from esc50.core.datapath import resolve_data_dir
 from esc50.core.dataset import AudioCache, ClipDataset, find_clips, split_indices
 from esc50.core.errors import Esc50Error
+from esc50.core.normalize import FeatureNormalizer
 from esc50.core.registry import Registry, parse_spec
 from esc50.core.sampler import class_balanced_sampler
 
@@ -70,13 +71,10 @@ class Trainer:
         self.config, self.log = config.validated(), log
         seed_everything(config.seed)
         self.device = pick_device(config.device)
-        self.featurizer: Featurizer = registry.create("featurizer", config.featurizer, config)
-        self.featurizer.to(self.device)
-        input_shape = self.featurizer.output_shape(config.length_wav)
-        self.model: nn.Module = registry.create("model", config.model, config, input_shape)
+        self.classifier = build_classifier(config, registry).to(self.device)
+        self.model = self.classifier.model
         if config.weights:
             load_model_weights(self.model, Path(config.weights))
-        self.model.to(self.device)
         self.augs = AugmentationPipeline(
             [registry.create("augmentation", s, config).to(self.device) for s in config.augs],
             config.aug_policy)
@@ -93,6 +91,10 @@ class Trainer:
             f"{len(train_idx)} train / {len(val_idx)} validation ({self._split_name()})")
         self.train_set = ClipDataset(cache, table.labels, train_idx)
         self.val_set = ClipDataset(cache, table.labels, val_idx)
+        if config.normalize:  # statistics of the training clips only, without augmentation
+            self.classifier.normalizer = FeatureNormalizer.fit(
+                self.classifier.features(*self._on_device(batch)[:2])
+                for batch in DataLoader(self.train_set, config.batch_size, collate_fn=collate))
 
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate,
                                           weight_decay=config.weight_decay)
@@ -168,23 +170,29 @@ class Trainer:
         save_config(self.config, run_dir / "config.toml")
         return run_dir
 
+    def _on_device(self, batch: dict[str, torch.Tensor]
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Float waveforms, lengths and labels of a batch, on the training device."""
+        non_blocking = self.device.type == "cuda"
+        return (to_float(batch["wav"].to(self.device, non_blocking=non_blocking)),
+                batch["length"].to(self.device, non_blocking=non_blocking),
+                batch["label"].to(self.device, non_blocking=non_blocking))
+
     def _prepare(self, batch: dict[str, torch.Tensor], training: bool
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Move a batch to the device, augment it (training only) and featurize it. Returns
         features, frame lengths and targets: label probabilities [B, classes] in training (mixup
         mixes them), class indices [B] otherwise."""
-        non_blocking = self.device.type == "cuda"
-        wav = to_float(batch["wav"].to(self.device, non_blocking=non_blocking))
-        lengths = batch["length"].to(self.device, non_blocking=non_blocking)
-        labels = batch["label"].to(self.device, non_blocking=non_blocking)
+        wav, lengths, labels = self._on_device(batch)
+        if not training:
+            return *self.classifier.features(wav, lengths), labels
         with torch.no_grad():
-            if not training:
-                return self.featurizer(wav), self.featurizer.frame_lengths(lengths), labels
             wav = self.augs.transform("wave", wav, self.aug_generator)
-            features = self.augs.transform("spec", self.featurizer(wav), self.aug_generator)
+            features, frame_lengths = self.classifier.features(wav, lengths)
+            features = self.augs.transform("spec", features, self.aug_generator)
             targets = nn.functional.one_hot(labels, self.config.num_classes).float()
             features, targets = self.augs.mix(features, targets, self.aug_generator)
-        return features, self.featurizer.frame_lengths(lengths), targets
+        return features, frame_lengths, targets
 
     def _run_epoch(self, loader: DataLoader, epoch: int, training: bool) -> EpochStats:
         self.model.train(training)
@@ -216,6 +224,8 @@ class Trainer:
     def _checkpoint_state(self, epoch: int, history: list[dict[str, float]]) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "normalizer": (self.classifier.normalizer.state_dict()
+                               if self.classifier.normalizer is not None else None),
                 "epoch": epoch, "config": self.config.to_dict(), "class_names": self.class_names,
                 "plugins": self.plugins, "history": history}
 

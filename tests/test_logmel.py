@@ -40,3 +40,24 @@ def test_without_centering_frames_start_at_zero():
     featurizer = make(center="false")
     assert featurizer.output_shape(1024 + 256 * 9) == (1, 64, 10)
     assert featurizer(torch.zeros(1, 1024 + 256 * 9)).shape[-1] == 10
+
+
+def test_mfcc_matches_librosa():
+    config = TaskConfig().override(sample_rate=16000, n_fft=512, win_length=512, hop_length=160,
+                                   n_mels=40)
+    wav = tone(440, seconds=1.0, sr=16000) + tone(2500, seconds=1.0, sr=16000, seed=2)
+    ours = load_registry().create("featurizer", "plugins.mfcc:n_mfcc=20", config)(
+        torch.from_numpy(wav)[None])[0, 0].numpy()
+    mel = librosa.feature.melspectrogram(y=wav, sr=16000, n_fft=512, hop_length=160, n_mels=40,
+                                         htk=True, norm=None, pad_mode="reflect")
+    ref = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=80.0), n_mfcc=20, norm="ortho")
+    assert ours.shape == ref.shape == (20, 101)
+    assert np.max(np.abs(ours - ref)) < 1e-2 * np.max(np.abs(ref))
+
+
+def test_waveform_featurizer_passes_samples_through():
+    featurizer = load_registry().create("featurizer", "plugins.waveform", TaskConfig())
+    wav = torch.randn(2, 1000)
+    assert torch.equal(featurizer(wav)[:, 0, 0], wav)
+    assert featurizer.output_shape(1000) == (1, 1, 1000)
+    assert featurizer.frame_lengths(torch.tensor([1000, 10])).tolist() == [1000, 10]

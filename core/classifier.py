@@ -1,0 +1,62 @@
+"""A trained classifier: featurizer, optional normalizer and model, built from a config and
+the plugin registry, or loaded from a checkpoint with everything it needs to predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from esc50.core.checkpoint import load_checkpoint
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import Featurizer
+from esc50.core.errors import Esc50Error
+from esc50.core.normalize import FeatureNormalizer
+from esc50.core.registry import Registry
+
+
+class Classifier(nn.Module):
+    """Waveforms [B, T] in [-1, 1] and lengths in samples -> logits [B, classes]."""
+
+    def __init__(self, featurizer: Featurizer, model: nn.Module,
+                 normalizer: FeatureNormalizer | None = None) -> None:
+        super().__init__()
+        self.featurizer, self.model, self.normalizer = featurizer, model, normalizer
+
+    @torch.no_grad()
+    def features(self, wav: torch.Tensor, lengths: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalized features and frame lengths (no gradients: nothing here is trained)."""
+        features = self.featurizer(wav)
+        if self.normalizer is not None:
+            features = self.normalizer(features)
+        return features, self.featurizer.frame_lengths(lengths)
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model(*self.features(wav, lengths))
+
+
+def build_classifier(config: TaskConfig, registry: Registry) -> Classifier:
+    """A fresh (untrained, unnormalized) classifier for ``config``."""
+    featurizer = registry.create("featurizer", config.featurizer, config)
+    input_shape = featurizer.output_shape(config.length_wav)
+    return Classifier(featurizer, registry.create("model", config.model, config, input_shape))
+
+
+def load_classifier(path: Path, registry: Registry) -> tuple[Classifier, dict]:
+    """The classifier saved in an esc50 checkpoint (or a run directory's best.pt), in eval mode,
+    on the CPU, and the checkpoint's contents (config, class names, plugins, history)."""
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise Esc50Error(f"checkpoint {path} does not exist")
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise Esc50Error(f"{path} is not an esc50 checkpoint (no model and config in it)")
+    config = TaskConfig().override(**state["config"])
+    classifier = build_classifier(config, registry)
+    classifier.model.load_state_dict(state["model"])
+    if state.get("normalizer") is not None:
+        classifier.normalizer = FeatureNormalizer(**state["normalizer"])
+    return classifier.eval(), state

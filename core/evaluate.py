@@ -1,0 +1,53 @@
+"""`esc50 evaluate`: a trained classifier's metrics on a fold or on its own validation split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from esc50.core.audio import to_float
+from esc50.core.classifier import Classifier, load_classifier
+from esc50.core.config import TaskConfig
+from esc50.core.datapath import resolve_data_dir
+from esc50.core.dataset import AudioCache, find_clips, split_indices
+from esc50.core.errors import Esc50Error
+from esc50.core.metrics import classification_report
+from esc50.core.registry import Registry
+
+BATCH = 64
+
+
+def evaluate(checkpoint: Path, registry: Registry, data: str | None = None,
+             fold: int | None = None) -> dict:
+    """Metrics of the checkpoint's classifier on ``fold`` of ``data`` (default: the data and the
+    validation split the run was trained with)."""
+    classifier, state = load_classifier(checkpoint, registry)
+    config = TaskConfig().override(**state["config"])
+    table = find_clips(resolve_data_dir(data or config.data), config)
+    if fold is None:
+        indices, selection = split_indices(table, config)[1], "the run's validation split"
+    else:
+        indices = [i for i, clip in enumerate(table.clips) if clip.fold == fold]
+        selection = f"fold {fold}"
+        if not indices:
+            raise Esc50Error(f"fold {fold} has no clips in {table.root} (folds present: "
+                             f"{', '.join(map(str, sorted(set(table.folds))))})")
+    clips = [table.clips[i] for i in indices]
+    predictions = predict_cached(classifier, AudioCache(clips, config))
+    report = classification_report(np.array([c.target for c in clips]), predictions,
+                                   state["class_names"])
+    return {"checkpoint": str(checkpoint), "data": str(table.root), "selection": selection,
+            **report}
+
+
+@torch.no_grad()
+def predict_cached(classifier: Classifier, cache: AudioCache) -> np.ndarray:
+    """Predicted class of every clip of a decoded-audio cache."""
+    predictions = []
+    for start in range(0, cache.waves.shape[0], BATCH):
+        wav = to_float(cache.waves[start:start + BATCH])
+        logits = classifier(wav, cache.lengths[start:start + BATCH])
+        predictions.append(logits.argmax(dim=1))
+    return torch.cat(predictions).numpy()

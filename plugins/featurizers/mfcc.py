@@ -1,0 +1,44 @@
+"""MFCCs: the DCT (type II, orthonormal) of the log mel spectrogram in dB, as librosa computes
+them (``librosa.feature.mfcc`` on ``power_to_db`` of an HTK mel spectrogram)."""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import Featurizer
+from esc50.core.hookspecs import hookimpl
+
+
+class MFCC(Featurizer):
+    """Mel-frequency cepstral coefficients (n_mfcc of them) from the config's mel settings."""
+
+    name = "mfcc"
+
+    def __init__(self, config: TaskConfig, n_mfcc: int = 40, top_db: float = 80.0) -> None:
+        super().__init__()
+        if not 0 < n_mfcc <= config.n_mels:
+            raise ValueError(f"n_mfcc={n_mfcc} must be between 1 and n_mels={config.n_mels}")
+        self.n_mfcc, self.hop_length = n_mfcc, config.hop_length
+        self.mfcc = torchaudio.transforms.MFCC(
+            sample_rate=config.sample_rate, n_mfcc=n_mfcc, norm="ortho", log_mels=False,
+            melkwargs={"n_fft": config.n_fft, "win_length": config.win_length,
+                       "hop_length": config.hop_length, "n_mels": config.n_mels,
+                       "center": True, "window_fn": torch.hann_window})
+        self.mfcc.amplitude_to_DB.top_db = top_db
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        """[B, T] waveforms -> [B, 1, n_mfcc, frames]."""
+        return self.mfcc(wav).unsqueeze(1)
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return lengths // self.hop_length + 1
+
+    def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        return (1, self.n_mfcc, num_samples // self.hop_length + 1)
+
+
+@hookimpl
+def register_featurizers(register):
+    register(MFCC)

@@ -1,0 +1,81 @@
+"""evaluate and predict on a trained run: metrics, odd input files, a copied run directory."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from esc50.cli.main import cli
+from esc50.core.classifier import load_classifier
+from esc50.core.registry import load_registry
+from esc50.core.trainer import Trainer
+from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A CRNN trained on the synthetic tone task (4 classes, one tone each)."""
+    tmp = tmp_path_factory.mktemp("run")
+    data = write_synthetic_dataset(tmp / "data", clips_per_class_per_fold=4)
+    config = small_config(data, num_epochs=12, output_dir=str(tmp / "runs"), run_name="tones")
+    run_dir = Trainer(config, load_registry(), log=lambda _: None).fit()
+    return data, run_dir
+
+
+def test_evaluate_reports_metrics_of_the_validation_split(trained):
+    data, run_dir = trained
+    result = CliRunner().invoke(cli, ["evaluate", str(run_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["selection"] == "the run's validation split" and report["clips"] == 16
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert report["accuracy"] == pytest.approx(metrics["best_val_accuracy"])
+    matrix = np.array(report["confusion_matrix"])
+    assert matrix.sum() == 16 and np.trace(matrix) == round(report["accuracy"] * 16)
+    assert [row["support"] for row in report["per_class"]] == [4, 4, 4, 4]
+
+
+def test_evaluate_other_fold_and_missing_fold(trained):
+    data, run_dir = trained
+    result = CliRunner().invoke(cli, ["evaluate", str(run_dir / "best.pt"), "--fold", "2"])
+    assert result.exit_code == 0 and "fold 2" in result.output and "macro F1" in result.output
+    result = CliRunner().invoke(cli, ["evaluate", str(run_dir), "--fold", "9"])
+    assert result.exit_code == 1 and "fold 9 has no clips" in result.output
+
+
+def test_predict_any_rate_length_and_channel_count(trained, tmp_path):
+    _, run_dir = trained
+    files = {
+        "short_44k_stereo.wav": (np.stack([tone(FREQS[2], 0.4, 44100)] * 2, axis=1), 44100),
+        "long_16k.flac": (tone(FREQS[0], 3.7, 16000), 16000),
+        "exact_8k.ogg": (tone(FREQS[3], 1.0, SR), SR),
+    }
+    for name, (audio, rate) in files.items():
+        sf.write(tmp_path / name, audio, rate)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVE")
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), str(tmp_path), "--json",
+                                      "--top-k", "2"])
+    assert result.exit_code == 1  # one file could not be read; the others are still scored
+    rows = {row["file"].split("/")[-1]: row for row in json.loads(result.stdout)}
+    assert "cannot decode audio" in rows["broken.wav"]["error"]
+    assert rows["short_44k_stereo.wav"]["top"][0]["class"] == "2"
+    assert rows["long_16k.flac"]["top"][0]["class"] == "0"
+    assert rows["exact_8k.ogg"]["top"][0]["class"] == "3"
+    for name in files:
+        probabilities = [t["probability"] for t in rows[name]["top"]]
+        assert len(probabilities) == 2 and probabilities[0] >= probabilities[1]
+
+
+def test_a_copied_run_directory_predicts_the_same(trained, tmp_path):
+    _, run_dir = trained
+    sf.write(tmp_path / "clip.wav", tone(FREQS[1], 1.0, SR), SR)
+    copy = shutil.copytree(run_dir, tmp_path / "elsewhere")
+    outputs = [CliRunner().invoke(cli, ["predict", str(d), str(tmp_path / "clip.wav"), "--csv"])
+               for d in (run_dir, copy)]
+    assert outputs[0].exit_code == 0 and outputs[0].output == outputs[1].output
+    assert outputs[0].output.splitlines()[1].split(",")[2] == "1"
+    classifier, state = load_classifier(copy, load_registry())
+    assert classifier.normalizer is not None and state["plugins"]["plugins.crnn"]["package"] == "esc50"
