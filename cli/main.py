@@ -48,37 +48,39 @@ def cli() -> None:
     """esc50: train, compare and use environmental sound classifiers."""
 
 
-@cli.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="TOML or YAML file of TaskConfig keys.")
-@click.option("--model", help=TRAIN_FLAGS["model"])
-@click.option("--featurizer", help=TRAIN_FLAGS["featurizer"])
-@click.option("--aug", "augs", multiple=True,
-              help="augmentation id[:key=value,...]; repeat for several.")
-@click.option("--aug-policy", type=click.Choice(["all", "one-of"]), help=TRAIN_FLAGS["aug_policy"])
-@click.option("--data", help=TRAIN_FLAGS["data"])
-@click.option("--epochs", type=int, help=TRAIN_FLAGS["epochs"])
-@click.option("--batch-size", type=int, help=TRAIN_FLAGS["batch_size"])
-@click.option("--lr", type=float, help=TRAIN_FLAGS["lr"])
-@click.option("--split", type=click.Choice(["fold", "random"]), help=TRAIN_FLAGS["split"])
-@click.option("--val-fold", type=int, help=TRAIN_FLAGS["val_fold"])
-@click.option("--seed", type=int, help=TRAIN_FLAGS["seed"])
-@click.option("--device", help=TRAIN_FLAGS["device"])
-@click.option("--output-dir", help=TRAIN_FLAGS["output_dir"])
-@click.option("--run-name", help=TRAIN_FLAGS["run_name"])
-@click.option("--weights", help="start the model from this state dict or esc50 checkpoint.")
-@click.option("--pretrained", is_flag=True, default=None,
-              help="start from pre-trained weights (models that offer them: plugins.vgg19).")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="any other TaskConfig key, e.g. --set n_mels=128; repeatable.")
-@click.option("--no-progress", is_flag=True, help="no progress bars (for logs).")
-@user_errors
-def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
-          no_progress: bool, **flags: Any) -> None:
-    """Train a model; writes config, checkpoints, history.csv and metrics.json to a run folder."""
-    from esc50.core.registry import load_registry
-    from esc50.core.trainer import Trainer
+def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options `train` and `cv` share: a config file, flags and --set overrides."""
+    options = [
+        click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                     help="TOML or YAML file of TaskConfig keys."),
+        click.option("--model", help=TRAIN_FLAGS["model"]),
+        click.option("--featurizer", help=TRAIN_FLAGS["featurizer"]),
+        click.option("--aug", "augs", multiple=True,
+                     help="augmentation id[:key=value,...]; repeat for several."),
+        click.option("--aug-policy", type=click.Choice(["all", "one-of"]),
+                     help=TRAIN_FLAGS["aug_policy"]),
+        click.option("--data", help=TRAIN_FLAGS["data"]),
+        click.option("--epochs", type=int, help=TRAIN_FLAGS["epochs"]),
+        click.option("--batch-size", type=int, help=TRAIN_FLAGS["batch_size"]),
+        click.option("--lr", type=float, help=TRAIN_FLAGS["lr"]),
+        click.option("--seed", type=int, help=TRAIN_FLAGS["seed"]),
+        click.option("--device", help=TRAIN_FLAGS["device"]),
+        click.option("--output-dir", help=TRAIN_FLAGS["output_dir"]),
+        click.option("--weights", help="start the model from this state dict or esc50 checkpoint."),
+        click.option("--pretrained", is_flag=True, default=None,
+                     help="start from pre-trained weights (models that offer them: plugins.vgg19)."),
+        click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+                     help="any other TaskConfig key, e.g. --set n_mels=128; repeatable."),
+        click.option("--no-progress", is_flag=True, help="no progress bars (for logs)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
+
+def build_config(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
+                 no_progress: bool, flags: dict[str, Any]) -> TaskConfig:
+    """The run's TaskConfig: defaults, then the config file, then flags and --set."""
     overrides = {FLAG_TO_KEY.get(k, k): v for k, v in flags.items() if v is not None}
     if augs:
         overrides["augs"] = list(augs)
@@ -89,15 +91,71 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
         if not sep:
             raise Esc50Error(f"--set {item!r}: expected KEY=VALUE")
         overrides[key.strip()] = value
-    config = (load_config(config_file, **overrides) if config_file
-              else TaskConfig().override(**overrides))
+    return (load_config(config_file, **overrides) if config_file
+            else TaskConfig().override(**overrides))
+
+
+def loaded_registry() -> Any:
+    """The plugin registry, with a warning line per broken plugin."""
+    from esc50.core.registry import load_registry
+
     registry = load_registry()
     for problem in registry.problems:
         click.echo(f"warning: {problem}", err=True)
-    run_dir = Trainer(config, registry, log=click.echo).fit()
+    return registry
+
+
+@cli.command()
+@train_options
+@click.option("--split", type=click.Choice(["fold", "random"]), help=TRAIN_FLAGS["split"])
+@click.option("--val-fold", type=int, help=TRAIN_FLAGS["val_fold"])
+@click.option("--run-name", help=TRAIN_FLAGS["run_name"])
+@user_errors
+def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
+          no_progress: bool, **flags: Any) -> None:
+    """Train a model; writes config, checkpoints, history, metrics and curves to a run folder."""
+    from esc50.core.trainer import Trainer
+
+    config = build_config(config_file, augs, settings, no_progress, flags)
+    run_dir = Trainer(config, loaded_registry(), log=click.echo).fit()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     click.echo(f"best validation accuracy {metrics['best_val_accuracy']:.3f} at epoch "
                f"{metrics['best_epoch']} ({metrics['split']}); run saved in {run_dir}")
+
+
+@cli.command()
+@train_options
+@click.option("--name", required=True, help="folder under --output-dir for the fold runs.")
+@click.option("--folds", help="comma-separated folds to hold out (default: every fold present).")
+@user_errors
+def cv(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
+       no_progress: bool, name: str, folds: str | None, **flags: Any) -> None:
+    """Cross-validation: one model per held-out fold; re-running skips finished folds."""
+    from esc50.core.crossval import cross_validate
+
+    config = build_config(config_file, augs, settings, no_progress, flags)
+    try:
+        fold_list = [int(f) for f in folds.split(",")] if folds else None
+    except ValueError:
+        raise Esc50Error(f"--folds {folds!r}: expected comma-separated fold numbers") from None
+    summary = cross_validate(config, loaded_registry(), name, fold_list, log=click.echo)
+    per_fold = ", ".join(f"fold {k}: {v:.3f}" for k, v in summary["folds"].items())
+    click.echo(f"{per_fold}\nmean accuracy {summary['mean_accuracy']:.3f} +- "
+               f"{summary['std_accuracy']:.3f} over {len(summary['folds'])} folds (final epoch)")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", default="report", show_default=True, help="folder for report.md and PNGs.")
+@user_errors
+def report(runs: tuple[str, ...], out: str) -> None:
+    """Compare runs: a Markdown table plus learning-curve and confusion-matrix PNGs."""
+    from esc50.core.report import write_report
+
+    markdown = write_report([Path(r) for r in runs], Path(out), loaded_registry(),
+                            log=lambda line: click.echo(f"note: {line}", err=True))
+    click.echo(markdown)
+    click.echo(f"written to {Path(out) / 'report.md'}")
 
 
 @cli.command("list-plugins")

@@ -29,6 +29,7 @@ from esc50.core.datapath import resolve_data_dir
 from esc50.core.dataset import AudioCache, ClipDataset, find_clips, split_indices
 from esc50.core.errors import Esc50Error
 from esc50.core.normalize import FeatureNormalizer
+from esc50.core.plots import plot_learning_curves
 from esc50.core.registry import Registry, parse_spec
 from esc50.core.sampler import class_balanced_sampler
 
@@ -154,6 +155,8 @@ class Trainer:
                 save_checkpoint({k: v for k, v in state.items()
                                  if k not in ("optimizer", "scheduler")}, run_dir / "best.pt")
             self._write_history(run_dir, history)
+            plot_learning_curves(history, f"{run_dir.name} ({self.config.model})",
+                                 run_dir / "curves.png")
         return run_dir
 
     def _make_run_dir(self) -> Path:

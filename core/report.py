@@ -1,0 +1,71 @@
+"""`esc50 report`: a Markdown comparison of runs (like the report's table) with PNG figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from esc50.core.errors import Esc50Error
+from esc50.core.evaluate import evaluate
+from esc50.core.plots import plot_confusion_matrix, plot_learning_curves
+from esc50.core.registry import Registry
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run directories among ``paths``; a cross-validation folder stands for its fold runs."""
+    runs = []
+    for path in paths:
+        if (path / "metrics.json").is_file():
+            runs.append(path)
+        elif folds := sorted(p for p in path.glob("fold-*") if (p / "metrics.json").is_file()):
+            runs += folds
+        else:
+            raise Esc50Error(f"{path} is not a run directory (no metrics.json in it or in fold-*)")
+    return runs
+
+
+def read_history(run_dir: Path) -> list[dict[str, float]]:
+    with (run_dir / "history.csv").open(newline="") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def run_label(run_dir: Path) -> str:
+    return f"{run_dir.parent.name}-{run_dir.name}" if run_dir.name.startswith("fold-") \
+        else run_dir.name
+
+
+def write_report(paths: list[Path], out_dir: Path, registry: Registry,
+                 log: Callable[[str], None] = print) -> str:
+    """Write ``report.md``, learning curves and confusion matrices into ``out_dir``; return the
+    Markdown. A confusion matrix needs the run's data; without it the figure is skipped."""
+    runs = find_runs(paths)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["| run | model | parameters | epochs | val acc (final) | val acc (best) | "
+             "s / epoch | split |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    figures = []
+    for run_dir in runs:
+        m = json.loads((run_dir / "metrics.json").read_text())
+        label = run_label(run_dir)
+        lines.append(f"| {label} | {m['model']} | {m['parameters']:,} | {m['epochs']} | "
+                     f"{m['final_val_accuracy']:.1%} | {m['best_val_accuracy']:.1%} | "
+                     f"{m['seconds_per_epoch']:.1f} | {m['split']} |")
+        curves = out_dir / f"{label}-curves.png"
+        plot_learning_curves(read_history(run_dir), f"{label} ({m['model']})", curves)
+        figures.append(f"![{label} learning curves]({curves.name})")
+        try:
+            result = evaluate(run_dir, registry)
+        except Esc50Error as exc:
+            log(f"{label}: confusion matrix skipped ({exc})")
+            continue
+        confusion = out_dir / f"{label}-confusion.png"
+        names = [row["class"] for row in result["per_class"]]
+        plot_confusion_matrix(np.array(result["confusion_matrix"]), names,
+                              f"{label}: best checkpoint on {result['selection']}", confusion)
+        figures.append(f"![{label} confusion matrix]({confusion.name})")
+    markdown = "\n".join(["# esc50 run comparison", "", *lines, "", *figures, ""])
+    (out_dir / "report.md").write_text(markdown)
+    return markdown

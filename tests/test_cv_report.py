@@ -1,0 +1,79 @@
+"""Cross-validation fold assignment and resumption, and the comparison report."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from esc50.cli.main import cli
+from esc50.core.dataset import find_clips, split_indices
+from tests.conftest import REAL_DATA, small_config, write_synthetic_dataset
+
+SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", "--set", "n_fft=256",
+         "--set", "win_length=256", "--set", "hop_length=64", "--set", "n_mels=32",
+         "--set", "num_classes=4", "--batch-size", "16", "--no-progress"]
+
+
+def test_fold_assignment_of_real_esc50_names(real_data):
+    config = small_config(real_data, num_classes=50, val_fold=4)
+    table = find_clips(real_data, config)
+    train, val = split_indices(table, config)
+    for i in val:
+        assert table.clips[i].path.name.startswith("4-") and table.clips[i].fold == 4
+    for i in train:
+        assert not table.clips[i].path.name.startswith("4-")
+    assert len(val) == 400 and len(train) == len(table.clips) - 400
+
+
+def test_cv_trains_one_run_per_fold_and_resumes(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    args = ["cv", "--data", str(data), "--epochs", "2", "--output-dir", str(tmp_path / "runs"),
+            "--name", "tones", *SMALL]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "runs" / "tones" / "cv.json").read_text())
+    assert list(summary["folds"]) == ["1", "2", "3"]
+    for fold in (1, 2, 3):
+        metrics = json.loads((tmp_path / "runs" / "tones" / f"fold-{fold}" / "metrics.json")
+                             .read_text())
+        assert metrics["split"] == f"validation fold {fold}" and metrics["val_clips"] == 8
+        assert summary["folds"][str(fold)] == metrics["final_val_accuracy"]
+    assert "mean accuracy" in result.output
+    (tmp_path / "runs" / "tones" / "fold-2" / "metrics.json").unlink()  # as if fold 2 died
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0
+    assert "fold 1: already trained" in again.output and "fold 3: already trained" in again.output
+    assert "fold 2: training" in again.output
+
+
+def test_cv_refuses_folds_that_are_not_there(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2))
+    result = CliRunner().invoke(cli, ["cv", "--data", str(data), "--name", "x", "--folds",
+                                      "1,5", *SMALL])
+    assert result.exit_code == 1 and "fold(s) 5 have no clips (folds present: 1, 2)" in \
+        result.output
+
+
+def test_report_writes_a_table_and_figures(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data")
+    for model in ("crnn", "lstm"):
+        result = CliRunner().invoke(cli, [
+            "train", "--model", f"plugins.{model}", "--data", str(data), "--epochs", "2",
+            "--val-fold", "1", "--output-dir", str(tmp_path / "runs"), "--run-name", model,
+            *SMALL])
+        assert result.exit_code == 0, result.output
+        assert Image.open(tmp_path / "runs" / model / "curves.png").format == "PNG"
+    out = tmp_path / "report"
+    result = CliRunner().invoke(cli, ["report", str(tmp_path / "runs" / "crnn"),
+                                      str(tmp_path / "runs" / "lstm"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = [line for line in (out / "report.md").read_text().splitlines()
+             if line.startswith("| ")]
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in table[1:]]
+    assert [r["model"] for r in rows] == ["plugins.crnn", "plugins.lstm"]
+    assert all(r["epochs"] == "2" and r["val acc (final)"].endswith("%") for r in rows)
+    for name in ("crnn-curves.png", "crnn-confusion.png", "lstm-curves.png", "lstm-confusion.png"):
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and image.size[0] > 300
