@@ -56,8 +56,13 @@ def check_range(name: str, value: float, low: float, high: float) -> None:
         raise Esc50Error(f"option {name}={value} is out of range: expected {low} <= {name} <= {high}")
 
 
-def check_min_max(prefix: str, low: float, high: float) -> None:
-    """Raise a one-line error when a ``min_<prefix>``/``max_<prefix>`` pair is inverted."""
+def check_min_max(prefix: str, low: float, high: float,
+                  bounds: tuple[float, float] | None = None) -> None:
+    """Raise a one-line error when a ``min_<prefix>``/``max_<prefix>`` pair is inverted or,
+    given ``bounds``, leaves them."""
+    if bounds is not None:
+        check_range(f"min_{prefix}", low, *bounds)
+        check_range(f"max_{prefix}", high, *bounds)
     if low > high:
         raise Esc50Error(f"option min_{prefix}={low} is larger than max_{prefix}={high}")
 

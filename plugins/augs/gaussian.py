@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, check_range, uniform
+from esc50.core.contracts import Augmentation, check_min_max, uniform
 from esc50.core.hookspecs import hookimpl
 
 
@@ -18,9 +18,7 @@ class GaussianNoise(Augmentation):
     def __init__(self, config: TaskConfig, min_std: float = 0.01, max_std: float = 0.01,
                  p: float = 0.5) -> None:
         super().__init__(p)
-        check_range("min_std", min_std, 0.0, 1.0)
-        check_range("max_std", max_std, 0.0, 1.0)
-        check_min_max("std", min_std, max_std)
+        check_min_max("std", min_std, max_std, (0.0, 1.0))
         self.min_std, self.max_std = min_std, max_std
 
     def forward(self, wav: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

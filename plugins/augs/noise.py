@@ -10,7 +10,7 @@ import torch
 
 from esc50.core.audio import load_clip
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, check_range, uniform
+from esc50.core.contracts import Augmentation, check_min_max, uniform
 from esc50.core.dataset import AUDIO_EXTENSIONS
 from esc50.core.errors import Esc50Error
 from esc50.core.hookspecs import hookimpl
@@ -29,9 +29,7 @@ class BackgroundNoise(Augmentation):
                  p: float = 0.5) -> None:
         super().__init__(p)
         check_min_max("snr_db", min_snr_db, max_snr_db)
-        check_min_max("f_decay", min_f_decay, max_f_decay)
-        check_range("min_f_decay", min_f_decay, -12.0, 12.0)
-        check_range("max_f_decay", max_f_decay, -12.0, 12.0)
+        check_min_max("f_decay", min_f_decay, max_f_decay, (-12.0, 12.0))
         self.min_snr_db, self.max_snr_db = min_snr_db, max_snr_db
         self.min_f_decay, self.max_f_decay = min_f_decay, max_f_decay
         folder = path or config.path2noise

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, check_range, uniform
+from esc50.core.contracts import Augmentation, check_min_max, uniform
 from esc50.core.hookspecs import hookimpl
 from esc50.plugins.augs.vocoder import lowpass, resample_linear, stretch
 
@@ -21,9 +21,7 @@ class PitchShift(Augmentation):
     def __init__(self, config: TaskConfig, min_semitones: float = -5.0,
                  max_semitones: float = 5.0, p: float = 0.5) -> None:
         super().__init__(p)
-        check_range("min_semitones", min_semitones, -24.0, 24.0)
-        check_range("max_semitones", max_semitones, -24.0, 24.0)
-        check_min_max("semitones", min_semitones, max_semitones)
+        check_min_max("semitones", min_semitones, max_semitones, (-24.0, 24.0))
         self.min_semitones, self.max_semitones = min_semitones, max_semitones
 
     def forward(self, wav: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

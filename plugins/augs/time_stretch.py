@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, check_range, uniform
+from esc50.core.contracts import Augmentation, check_min_max, uniform
 from esc50.core.hookspecs import hookimpl
 from esc50.plugins.augs.vocoder import stretch
 
@@ -20,9 +20,7 @@ class TimeStretch(Augmentation):
     def __init__(self, config: TaskConfig, min_rate: float = 0.8, max_rate: float = 1.25,
                  p: float = 0.5) -> None:
         super().__init__(p)
-        check_range("min_rate", min_rate, 0.25, 4.0)
-        check_range("max_rate", max_rate, 0.25, 4.0)
-        check_min_max("rate", min_rate, max_rate)
+        check_min_max("rate", min_rate, max_rate, (0.25, 4.0))
         self.min_rate, self.max_rate = min_rate, max_rate
 
     def forward(self, wav: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

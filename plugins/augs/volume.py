@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, check_range, uniform
+from esc50.core.contracts import Augmentation, check_min_max, uniform
 from esc50.core.hookspecs import hookimpl
 
 
@@ -19,9 +19,7 @@ class Volume(Augmentation):
     def __init__(self, config: TaskConfig, min_gain_db: float = -12.04, max_gain_db: float = -12.04,
                  p: float = 0.5) -> None:
         super().__init__(p)
-        check_range("min_gain_db", min_gain_db, -60.0, 40.0)
-        check_range("max_gain_db", max_gain_db, -60.0, 40.0)
-        check_min_max("gain_db", min_gain_db, max_gain_db)
+        check_min_max("gain_db", min_gain_db, max_gain_db, (-60.0, 40.0))
         self.min_gain_db, self.max_gain_db = min_gain_db, max_gain_db
 
     def forward(self, wav: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
