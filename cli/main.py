@@ -110,14 +110,22 @@ def loaded_registry() -> Any:
 @click.option("--split", type=click.Choice(["fold", "random"]), help=TRAIN_FLAGS["split"])
 @click.option("--val-fold", type=int, help=TRAIN_FLAGS["val_fold"])
 @click.option("--run-name", help=TRAIN_FLAGS["run_name"])
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
+              help="continue an interrupted run from its last checkpoint (its own config; "
+              "--data may point to a moved dataset).")
 @user_errors
 def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
-          no_progress: bool, **flags: Any) -> None:
+          no_progress: bool, resume_dir: str | None, **flags: Any) -> None:
     """Train a model; writes config, checkpoints, history, metrics and curves to a run folder."""
     from esc50.core.trainer import Trainer
 
-    config = build_config(config_file, augs, settings, no_progress, flags)
-    run_dir = Trainer(config, loaded_registry(), log=click.echo).fit()
+    if resume_dir:
+        trainer = Trainer.resume(Path(resume_dir), loaded_registry(), flags.get("data"),
+                                 log=click.echo)
+    else:
+        config = build_config(config_file, augs, settings, no_progress, flags)
+        trainer = Trainer(config, loaded_registry(), log=click.echo)
+    run_dir = trainer.fit()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     click.echo(f"best validation accuracy {metrics['best_val_accuracy']:.3f} at epoch "
                f"{metrics['best_epoch']} ({metrics['split']}); run saved in {run_dir}")

@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from esc50.core.audio import to_float
 from esc50.core.augment import AugmentationPipeline
-from esc50.core.checkpoint import atomic_write, load_model_weights, save_checkpoint
+from esc50.core.checkpoint import (atomic_write, load_checkpoint, load_model_weights,
+                                   save_checkpoint)
 from esc50.core.classifier import build_classifier
 from esc50.core.collate import collate
 from esc50.core.config import TaskConfig, save_config
@@ -99,10 +100,10 @@ class Trainer:
 
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate,
                                           weight_decay=config.weight_decay)
+        self.sampler_generator = torch.Generator().manual_seed(config.seed)
         self.train_loader = DataLoader(
             self.train_set, batch_size=config.batch_size, collate_fn=collate,
-            sampler=class_balanced_sampler(self.train_set.labels,
-                                           torch.Generator().manual_seed(config.seed)),
+            sampler=class_balanced_sampler(self.train_set.labels, self.sampler_generator),
             num_workers=config.num_workers, pin_memory=self.device.type == "cuda")
         self.val_loader = DataLoader(self.val_set, batch_size=config.batch_size,
                                      collate_fn=collate, num_workers=config.num_workers,
@@ -113,6 +114,38 @@ class Trainer:
         self.aug_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.loss_fn = nn.CrossEntropyLoss()
         self.use_amp = config.amp and self.device.type == "cuda"
+        self.run_dir: Path | None = None  # set by fit(), or by resume() to the run it continues
+        self.history: list[dict[str, float]] = []
+
+    @classmethod
+    def resume(cls, run_dir: Path, registry: Registry, data: str | None = None,
+               log: Callable[[str], None] = print) -> Trainer:
+        """A trainer that continues the run in ``run_dir`` from its last checkpoint: model,
+        optimizer, scheduler, normalization, sampler and random-number states, epoch, history."""
+        path = run_dir / "last.pt"
+        if not path.is_file():
+            raise Esc50Error(f"cannot resume {run_dir}: no last.pt (no epoch finished); start the "
+                             "run again")
+        state = load_checkpoint(path)
+        config = TaskConfig().override(**state["config"])
+        if data:
+            config = config.override(data=data)
+        trainer = cls(config, registry, log)
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        if trainer.scheduler is not None:
+            trainer.scheduler.load_state_dict(state["scheduler"])
+        if state["normalizer"] is not None:
+            trainer.classifier.normalizer.load_state_dict(state["normalizer"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        trainer.sampler_generator.set_state(rng["sampler"])
+        trainer.aug_generator.set_state(rng["augment"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        trainer.run_dir, trainer.history = run_dir, state["history"]
+        log(f"resuming {run_dir} after epoch {len(trainer.history)}")
+        return trainer
 
     def _split_name(self) -> str:
         if self.config.split == "random":
@@ -130,16 +163,22 @@ class Trainer:
         return used
 
     def fit(self) -> Path:
-        """Train for ``num_epochs``; return the run directory."""
-        run_dir = self._make_run_dir()
+        """Train until ``num_epochs`` (continuing a resumed run); return the run directory.
+        Ctrl-C stops with a message saying how to resume from the last finished epoch."""
+        run_dir = self.run_dir = self.run_dir or self._make_run_dir()
+        history = self.history
         self.log(f"training {self.config.model} ({self.params:,} parameters) on {self.device} "
                  f"for {self.config.num_epochs} epochs; run directory {run_dir}")
-        history: list[dict[str, float]] = []
-        best = -1.0
-        for epoch in range(1, self.config.num_epochs + 1):
+        best = max((row["val_accuracy"] for row in history), default=-1.0)
+        for epoch in range(len(history) + 1, self.config.num_epochs + 1):
             started = time.perf_counter()
-            train = self._run_epoch(self.train_loader, epoch, training=True)
-            val = self._run_epoch(self.val_loader, epoch, training=False)
+            try:
+                train = self._run_epoch(self.train_loader, epoch, training=True)
+                val = self._run_epoch(self.val_loader, epoch, training=False)
+            except KeyboardInterrupt:
+                done = f"last.pt holds epoch {epoch - 1}" if epoch > 1 else "no epoch finished"
+                raise Esc50Error(f"interrupted in epoch {epoch}; {done}: continue with "
+                                 f"`esc50 train --resume {run_dir}`") from None
             row = {"epoch": epoch, "train_loss": train.loss, "train_accuracy": train.accuracy,
                    "val_loss": val.loss, "val_accuracy": val.accuracy,
                    "lr": self.optimizer.param_groups[0]["lr"],
@@ -150,10 +189,11 @@ class Trainer:
                      f"| {row['seconds']:.1f} s")
             state = self._checkpoint_state(epoch, history)
             save_checkpoint(state, run_dir / "last.pt")
-            if val.accuracy > best:  # best.pt is for prediction: no optimizer state
+            if val.accuracy > best:  # best.pt is for prediction: no optimizer or RNG state
                 best = val.accuracy
                 save_checkpoint({k: v for k, v in state.items()
-                                 if k not in ("optimizer", "scheduler")}, run_dir / "best.pt")
+                                 if k not in ("optimizer", "scheduler", "rng")},
+                                run_dir / "best.pt")
             self._write_history(run_dir, history)
             plot_learning_curves(history, f"{run_dir.name} ({self.config.model})",
                                  run_dir / "curves.png")
@@ -229,6 +269,11 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
                 "normalizer": (self.classifier.normalizer.state_dict()
                                if self.classifier.normalizer is not None else None),
+                "rng": {"torch": torch.get_rng_state(),
+                        "sampler": self.sampler_generator.get_state(),
+                        "augment": self.aug_generator.get_state(),
+                        "cuda": (torch.cuda.get_rng_state_all()
+                                 if self.device.type == "cuda" else None)},
                 "epoch": epoch, "config": self.config.to_dict(), "class_names": self.class_names,
                 "plugins": self.plugins, "history": history}
 

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from esc50.cli.main import cli
 from esc50.core.checkpoint import load_checkpoint
 from esc50.core.config import load_config
+from esc50.core.errors import Esc50Error
 from esc50.core.registry import load_registry
 from esc50.core.trainer import Trainer
 from tests.conftest import small_config, write_synthetic_dataset
@@ -139,3 +140,38 @@ def test_training_with_every_augmentation(synthetic_data, tmp_path, policy):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["plugins"]) >= {"gaussian", "mixup", "specaugment"}
     assert metrics["plugins"]["mixup"]["id"] == "plugins.mixup"
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(synthetic_data, tmp_path, monkeypatch):
+    config = small_config(synthetic_data, num_epochs=4, augs=["noise", "specaugment", "mixup"],
+                          output_dir=str(tmp_path))
+    straight = Trainer(config.override(run_name="straight"), load_registry(),
+                       log=lambda _: None).fit()
+
+    original = Trainer._run_epoch
+
+    def interrupt_in_epoch_3(self, loader, epoch, training):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return original(self, loader, epoch, training)
+
+    monkeypatch.setattr(Trainer, "_run_epoch", interrupt_in_epoch_3)
+    with pytest.raises(Esc50Error, match="interrupted in epoch 3; last.pt holds epoch 2: "
+                                         "continue with `esc50 train --resume"):
+        Trainer(config.override(run_name="cut"), load_registry(), log=lambda _: None).fit()
+    monkeypatch.setattr(Trainer, "_run_epoch", original)
+    result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "cut")])
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.output and "after epoch 2" in result.output
+
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert len(list(csv.DictReader((tmp_path / "cut" / "history.csv").open()))) == 4
+
+
+def test_resume_without_a_finished_epoch_says_so(tmp_path):
+    (tmp_path / "run").mkdir()
+    result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "no last.pt (no epoch finished)" in result.output
