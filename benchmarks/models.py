@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--val-fold", type=int, default=1)
     parser.add_argument("--train-ratio", type=float, default=0.9)
     parser.add_argument("--models", nargs="*", default=MODELS)
+    parser.add_argument("--batch-size", type=int, default=TaskConfig.batch_size)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
@@ -41,12 +42,14 @@ def main() -> None:
                 data=args.data, model=f"plugins.{name}", num_epochs=args.epochs,
                 split=args.split, val_fold=args.val_fold, train_ratio=args.train_ratio,
                 device=args.device, output_dir=out, run_name=name, progress=False,
+                batch_size=args.batch_size,
                 learning_rate=LEARNING_RATE.get(name, TaskConfig.learning_rate))
             run_dir = Trainer(config, registry, log=lambda line: print(line, flush=True)).fit()
             metrics = json.loads((run_dir / "metrics.json").read_text())
             rows.append(table_row(name, metrics))
             print(f"row: {rows[-1]}", flush=True)
-    print(f"\n{args.epochs} epochs, {metrics['split']}, {metrics['train_clips']} train / "
+    print(f"\n{args.epochs} epochs, batch {args.batch_size}, {metrics['split']}, "
+          f"{metrics['train_clips']} train / "
           f"{metrics['val_clips']} validation clips, device {metrics['device']}\n")
     print("\n".join([header, *rows]))
 
