@@ -40,11 +40,12 @@ class BackgroundNoise(Augmentation):
         chosen = self.chosen(batch, generator)
         noise = self._draw_noise(batch, length, generator).to(wav.device)
         snr_db = uniform(self.min_snr_db, self.max_snr_db, batch, generator).to(wav.device)
-        signal_rms = wav.pow(2).mean(dim=1).sqrt()
-        noise_rms = noise.pow(2).mean(dim=1).sqrt().clamp(min=EPS)
-        alpha = signal_rms / noise_rms * torch.pow(10.0, -snr_db / 20)
-        mixed = (wav + alpha[:, None] * noise).clamp(-1.0, 1.0)
-        return torch.where(chosen.to(wav.device)[:, None], mixed, wav)
+        signal_rms = torch.linalg.vector_norm(wav, dim=1) / wav.shape[1] ** 0.5
+        noise_rms = (torch.linalg.vector_norm(noise, dim=1) / length ** 0.5).clamp(min=EPS)
+        alpha = signal_rms / noise_rms * torch.pow(10.0, -snr_db / 20) * chosen.to(wav.device)
+        # In place on the noise tensor (ours): alpha = 0 leaves an unchosen clip exactly as it
+        # was, since clips are already within [-1, 1].
+        return noise.mul_(alpha[:, None]).add_(wav).clamp_(-1.0, 1.0)
 
     def _draw_noise(self, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
         if self.noises:

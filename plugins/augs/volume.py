@@ -26,7 +26,7 @@ class Volume(Augmentation):
         chosen = self.chosen(wav.shape[0], generator)
         gain_db = uniform(self.min_gain_db, self.max_gain_db, wav.shape[0], generator) * chosen
         gain = torch.pow(10.0, gain_db / 20).to(wav.device)
-        return (wav * gain[:, None]).clamp(-1.0, 1.0)
+        return (wav * gain[:, None]).clamp_(-1.0, 1.0)  # one new tensor: big ones are costly
 
 
 @hookimpl
