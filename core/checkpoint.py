@@ -1,8 +1,11 @@
-"""Writing run files atomically, so a crash never leaves a half-written checkpoint behind."""
+"""Writing run files atomically, so a crash never leaves a half-written checkpoint behind, and
+loading checkpoints safely: checksum verified, no code executed."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, IO
@@ -26,14 +29,73 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
+class _HashingWriter:
+    """A write-only file wrapper that feeds everything written into a hash."""
+
+    def __init__(self, handle: IO[bytes], digest: Any) -> None:
+        self.handle, self.digest = handle, digest
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def checksum_file(path: Path) -> Path:
+    """The sidecar holding the sha256 of ``path`` (one hex digest a line)."""
+    return path.with_name(path.name + ".sha256")
+
+
+def _known_digests(path: Path) -> list[str]:
+    sidecar = checksum_file(path)
+    return sidecar.read_text().split() if sidecar.is_file() else []
+
+
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Save a checkpoint of plain tensors and Python values (loadable with weights_only=True)."""
-    atomic_write(path, lambda handle: torch.save(state, handle))
+    """Save a checkpoint of plain tensors and Python values (loadable with weights_only=True),
+    atomically, with its sha256 in a sidecar file. The sidecar lists the old and the new digest
+    while the file is being replaced, so a kill at any moment leaves a checkpoint that loads."""
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, _HashingWriter(handle, digest))
+            handle.flush()
+            os.fsync(handle.fileno())
+        new = digest.hexdigest()
+        write_digests = lambda digests: atomic_write(  # noqa: E731
+            checksum_file(path), lambda h: h.write(("\n".join(digests) + "\n").encode()))
+        write_digests([new, *_known_digests(path)[:1]])
+        os.replace(tmp, path)
+        write_digests([new])
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint without executing code from it."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+def load_checkpoint(path: Path) -> Any:
+    """Load a checkpoint without executing code from it, after checking it against its sha256
+    sidecar when it has one. Every failure is a one-line Esc50Error."""
+    digests = _known_digests(path)
+    if digests:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        if digest.hexdigest() not in digests:
+            raise Esc50Error(f"checkpoint {path} does not match its checksum in "
+                             f"{checksum_file(path).name}: it was truncated or modified; refusing "
+                             "to load it")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise Esc50Error(f"{path} holds Python objects that only arbitrary code execution could "
+                         "load; refused (esc50 loads tensors and plain values only)") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise Esc50Error(f"{path} is not a readable checkpoint (truncated or not a PyTorch file): "
+                         f"{' '.join(str(exc).split())[:120]}") from None
 
 
 def load_model_weights(model: torch.nn.Module, path: Path) -> None:
@@ -41,11 +103,7 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> None:
     checkpoint. Shapes and names must match the model exactly."""
     if not path.is_file():
         raise Esc50Error(f"weights file {path} does not exist")
-    try:
-        state = load_checkpoint(path)
-    except Exception as exc:  # unpickling errors have many types
-        raise Esc50Error(f"weights file {path} cannot be loaded safely: "
-                         f"{' '.join(str(exc).split())[:200]}") from None
+    state = load_checkpoint(path)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     try:

@@ -61,7 +61,8 @@ def test_cli_train_writes_a_run_directory(synthetic_data, tmp_path):
     assert result.exit_code == 0, result.output
     assert "best validation accuracy" in result.output
     assert {p.name for p in (tmp_path / "cli").iterdir()} == {
-        "config.toml", "history.csv", "metrics.json", "best.pt", "last.pt", "curves.png"}
+        "config.toml", "history.csv", "metrics.json", "best.pt", "last.pt", "curves.png",
+        "best.pt.sha256", "last.pt.sha256"}
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,0 +1,71 @@
+"""Checkpoints: atomic, checksummed, and loaded without running code."""
+
+import os
+
+import pytest
+import torch
+
+from esc50.core.checkpoint import checksum_file, load_checkpoint, save_checkpoint
+from esc50.core.errors import Esc50Error
+
+STATE = {"model": {"w": torch.arange(10000.0)}, "epoch": 3, "config": {"n_mels": 64}}
+
+
+def test_round_trip_with_a_checksum_sidecar(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(STATE, path)
+    loaded = load_checkpoint(path)
+    assert loaded["epoch"] == 3 and torch.equal(loaded["model"]["w"], STATE["model"]["w"])
+    assert len(checksum_file(path).read_text().split()) == 1
+    save_checkpoint({**STATE, "epoch": 4}, path)
+    assert load_checkpoint(path)["epoch"] == 4
+    assert len(checksum_file(path).read_text().split()) == 1
+
+
+def test_a_modified_byte_or_a_truncated_file_is_refused(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(STATE, path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # torch.load alone would load this silently
+    path.write_bytes(bytes(data))
+    with pytest.raises(Esc50Error, match="does not match its checksum .*truncated or modified"):
+        load_checkpoint(path)
+    save_checkpoint(STATE, path)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(Esc50Error, match="does not match its checksum"):
+        load_checkpoint(path)
+    checksum_file(path).unlink()  # without a sidecar the zip reader still catches truncation
+    with pytest.raises(Esc50Error, match="not a readable checkpoint"):
+        load_checkpoint(path)
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo should-never-run",))
+
+
+def test_a_checkpoint_needing_code_execution_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Payload()}, path)
+    with pytest.raises(Esc50Error, match="only arbitrary code execution could load; refused"):
+        load_checkpoint(path)
+
+
+def test_a_kill_while_replacing_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(STATE, path)
+
+    real_replace = os.replace
+
+    def killed_at_the_checkpoint(src, dst):
+        if str(dst) == str(path):  # dies after the sidecar lists both digests, before the rename
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_at_the_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({**STATE, "epoch": 4}, path)
+    monkeypatch.undo()
+    assert len(checksum_file(path).read_text().split()) == 2
+    assert load_checkpoint(path)["epoch"] == 3  # sidecar lists old and new: the old one loads
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
