@@ -10,10 +10,13 @@ from torch.nn.utils.rnn import pad_sequence
 
 def collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:
     """Pad waveforms to the longest in the batch: ``{'wav': [B, T], 'label': [B],
-    'length': [B]}`` with lengths in samples."""
+    'length': [B]}`` with lengths in samples (and ``'index': [B]`` when items carry one)."""
     wavs = [item["wav"] for item in items]
-    return {
+    batch = {
         "wav": pad_sequence(wavs, batch_first=True),
         "label": torch.tensor([item["label"] for item in items], dtype=torch.long),
         "length": torch.tensor([len(w) for w in wavs], dtype=torch.long),
     }
+    if "index" in items[0]:
+        batch["index"] = torch.tensor([item["index"] for item in items], dtype=torch.long)
+    return batch

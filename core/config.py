@@ -61,6 +61,7 @@ class TaskConfig:
     output_dir: str = "runs"
     run_name: str | None = None  # default: <time>-<model name>
     normalize: bool = True  # per-frequency feature normalization (training-clip statistics)
+    cache_features: bool = True  # featurize once when no waveform augmentation is active
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     scheduler: str = "cosine"  # "cosine" (per step, to zero) or "none"
     progress: bool = True

@@ -147,7 +147,8 @@ class AudioCache:
 
 
 class ClipDataset(Dataset):
-    """Items ``{'wav': int16 [T], 'label': int, 'length': int}`` of a subset of the cache."""
+    """Items ``{'wav': int16 [T], 'label': int, 'length': int, 'index': int}`` of a subset of the
+    cache (``index``: the clip's row in the cache)."""
 
     def __init__(self, cache: AudioCache, labels: list[int], indices: list[int]) -> None:
         self.cache, self.indices = cache, indices
@@ -159,4 +160,5 @@ class ClipDataset(Dataset):
     def __getitem__(self, item: int) -> dict[str, object]:
         i = self.indices[item]
         length = int(self.cache.lengths[i])
-        return {"wav": self.cache.waves[i, :length], "label": self.labels[item], "length": length}
+        return {"wav": self.cache.waves[i, :length], "label": self.labels[item], "length": length,
+                "index": i}

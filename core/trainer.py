@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -93,10 +93,15 @@ class Trainer:
             f"{len(train_idx)} train / {len(val_idx)} validation ({self._split_name()})")
         self.train_set = ClipDataset(cache, table.labels, train_idx)
         self.val_set = ClipDataset(cache, table.labels, val_idx)
+        # Without waveform augmentation every epoch would featurize the same audio again: do it
+        # once, for all clips, on the training device.
+        self.feature_cache = (self._featurize(cache) if config.cache_features
+                              and not self.augs.by_stage["wave"] else None)
         if config.normalize:  # statistics of the training clips only, without augmentation
-            self.classifier.normalizer = FeatureNormalizer.fit(
-                self.classifier.features(*self._on_device(batch)[:2])
-                for batch in DataLoader(self.train_set, config.batch_size, collate_fn=collate))
+            self.classifier.normalizer = FeatureNormalizer.fit(self._training_features())
+            if self.feature_cache is not None:
+                features, frames = self.feature_cache
+                self.feature_cache = (self.classifier.normalizer(features), frames)
 
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate,
                                           weight_decay=config.weight_decay)
@@ -221,20 +226,51 @@ class Trainer:
                 batch["length"].to(self.device, non_blocking=non_blocking),
                 batch["label"].to(self.device, non_blocking=non_blocking))
 
+    @torch.no_grad()
+    def _featurize(self, cache: AudioCache) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and frame lengths of every cached clip (padded to length_wav), unnormalized."""
+        features, frames = [], []
+        for start in range(0, cache.waves.shape[0], self.config.batch_size):
+            wav = to_float(cache.waves[start:start + self.config.batch_size].to(self.device))
+            lengths = cache.lengths[start:start + self.config.batch_size].to(self.device)
+            features.append(self.classifier.featurizer(wav))
+            frames.append(self.classifier.featurizer.frame_lengths(lengths))
+        return torch.cat(features), torch.cat(frames)
+
+    def _training_features(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(features, frame lengths) batches of the training clips, unaugmented."""
+        for batch in DataLoader(self.train_set, self.config.batch_size, collate_fn=collate):
+            if self.feature_cache is not None:
+                index = batch["index"].to(self.device)
+                yield self.feature_cache[0][index], self.feature_cache[1][index]
+            else:
+                yield self.classifier.features(*self._on_device(batch)[:2])
+
+    def _features(self, batch: dict[str, torch.Tensor], training: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Features, frame lengths and labels of a batch on the device: cached, or featurized
+        (after the waveform augmentations, in training)."""
+        labels = batch["label"].to(self.device)
+        if self.feature_cache is not None:
+            index = batch["index"].to(self.device)
+            return self.feature_cache[0][index], self.feature_cache[1][index], labels
+        wav, lengths, _ = self._on_device(batch)
+        if training:
+            wav = self.augs.transform("wave", wav, self.aug_generator)
+        return *self.classifier.features(wav, lengths), labels
+
+    @torch.no_grad()
     def _prepare(self, batch: dict[str, torch.Tensor], training: bool
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Move a batch to the device, augment it (training only) and featurize it. Returns
-        features, frame lengths and targets: label probabilities [B, classes] in training (mixup
-        mixes them), class indices [B] otherwise."""
-        wav, lengths, labels = self._on_device(batch)
+        """Features, frame lengths and targets of a batch: label probabilities [B, classes] in
+        training (after the spec and batch augmentations; mixup mixes labels), class indices
+        [B] otherwise."""
+        features, frame_lengths, labels = self._features(batch, training)
         if not training:
-            return *self.classifier.features(wav, lengths), labels
-        with torch.no_grad():
-            wav = self.augs.transform("wave", wav, self.aug_generator)
-            features, frame_lengths = self.classifier.features(wav, lengths)
-            features = self.augs.transform("spec", features, self.aug_generator)
-            targets = nn.functional.one_hot(labels, self.config.num_classes).float()
-            features, targets = self.augs.mix(features, targets, self.aug_generator)
+            return features, frame_lengths, labels
+        features = self.augs.transform("spec", features, self.aug_generator)
+        targets = nn.functional.one_hot(labels, self.config.num_classes).float()
+        features, targets = self.augs.mix(features, targets, self.aug_generator)
         return features, frame_lengths, targets
 
     def _run_epoch(self, loader: DataLoader, epoch: int, training: bool) -> EpochStats:

@@ -176,3 +176,22 @@ def test_resume_without_a_finished_epoch_says_so(tmp_path):
     (tmp_path / "run").mkdir()
     result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run")])
     assert result.exit_code == 1 and "no last.pt (no epoch finished)" in result.output
+
+
+def test_features_are_cached_without_waveform_augmentation(synthetic_data, tmp_path):
+    def run(name, **changes):
+        config = small_config(synthetic_data, output_dir=str(tmp_path), run_name=name,
+                              augs=["specaugment", "mixup"], **changes)
+        trainer = Trainer(config, load_registry(), log=lambda _: None)
+        return trainer, load_checkpoint(trainer.fit() / "last.pt")
+
+    cached, with_cache = run("cached")
+    plain, without_cache = run("plain", cache_features=False)
+    assert cached.feature_cache is not None and plain.feature_cache is None
+    assert cached.feature_cache[0].shape == (24, 1, 32, 126)
+    for a, b in zip(with_cache["history"], without_cache["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["val_accuracy"] == b["val_accuracy"]
+    noisy = Trainer(small_config(synthetic_data, augs=["noise"]), load_registry(),
+                    log=lambda _: None)
+    assert noisy.feature_cache is None  # a waveform augmentation needs featurizing each epoch
