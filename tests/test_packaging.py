@@ -1,0 +1,24 @@
+"""A regular (non-editable) build puts everything under the one import package `esc50`."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_holds_only_the_esc50_package_and_its_entry_points(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, timeout=300)
+    wheel = next(tmp_path.glob("esc50-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names}
+    assert top_level == {"esc50", wheel.name.split("-py3")[0] + ".dist-info"}
+    for module in ("esc50/core/trainer.py", "esc50/plugins/models/crnn.py", "esc50/cli/main.py",
+                   "esc50/__main__.py"):
+        assert module in names
+    info = next(n for n in names if n.endswith("entry_points.txt"))
+    entry_points = zipfile.ZipFile(wheel).read(info).decode()
+    assert "esc50 = esc50.cli.main:cli" in entry_points
+    assert "plugins.kumar = esc50.plugins.models.kumar" in entry_points
