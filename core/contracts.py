@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 from torch import nn
@@ -45,6 +45,17 @@ class Augmentation(nn.Module):
     def chosen(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """Boolean mask [B]: which examples of the batch this augmentation transforms."""
         return torch.rand(batch_size, generator=generator, device=generator.device) < self.p
+
+    @staticmethod
+    def on_chosen(x: torch.Tensor, chosen: torch.Tensor,
+                  transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``transform`` applied to the chosen examples only (for costly transforms); the
+        others come back unchanged."""
+        if not chosen.any():
+            return x
+        out = x.clone()
+        out[chosen] = transform(x[chosen])
+        return out
 
     def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError

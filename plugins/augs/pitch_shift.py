@@ -27,16 +27,17 @@ class PitchShift(Augmentation):
     def forward(self, wav: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         chosen = self.chosen(wav.shape[0], generator)
         semitones = uniform(self.min_semitones, self.max_semitones, wav.shape[0], generator)
-        if not chosen.any():
-            return wav
-        ratio = torch.pow(2.0, semitones[chosen] / 12)  # frequency ratio
-        length = wav.shape[1]
-        # Slow down by `ratio` (same pitch, ratio times longer), then read it `ratio` times faster.
-        slowed = stretch(wav[chosen], 1 / ratio, int(length * ratio.max()) + 1)
-        slowed = lowpass(slowed, (1 / ratio).clamp(max=1.0))  # no aliasing when shifting up
-        out = wav.clone()
-        out[chosen] = resample_linear(slowed, ratio, length).clamp(-1.0, 1.0)
-        return out
+        return self.on_chosen(wav, chosen, lambda x: shift(x, semitones[chosen]))
+
+
+def shift(wav: torch.Tensor, semitones: torch.Tensor) -> torch.Tensor:
+    """Each clip of ``wav`` [B, T] shifted by ``semitones[b]``, same length."""
+    ratio = torch.pow(2.0, semitones / 12)  # frequency ratio
+    length = wav.shape[1]
+    # Slow down by `ratio` (same pitch, ratio times longer), then read it `ratio` times faster.
+    slowed = stretch(wav, 1 / ratio, int(length * ratio.max()) + 1)
+    slowed = lowpass(slowed, (1 / ratio).clamp(max=1.0))  # no aliasing when shifting up
+    return resample_linear(slowed, ratio, length).clamp(-1.0, 1.0)
 
 
 @hookimpl

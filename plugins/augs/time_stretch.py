@@ -25,12 +25,8 @@ class TimeStretch(Augmentation):
 
     def forward(self, wav: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         chosen = self.chosen(wav.shape[0], generator)
-        rates = uniform(self.min_rate, self.max_rate, wav.shape[0], generator)
-        if not chosen.any():
-            return wav
-        out = wav.clone()
-        out[chosen] = stretch(wav[chosen], rates[chosen], wav.shape[1]).clamp(-1.0, 1.0)
-        return out
+        rates = uniform(self.min_rate, self.max_rate, wav.shape[0], generator)[chosen]
+        return self.on_chosen(wav, chosen, lambda x: stretch(x, rates, x.shape[1]).clamp(-1, 1))
 
 
 @hookimpl
