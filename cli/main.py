@@ -69,6 +69,9 @@ def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--weights", help="start the model from this state dict or esc50 checkpoint."),
         click.option("--pretrained", is_flag=True, default=None,
                      help="start from pre-trained weights (models that offer them: plugins.vgg19)."),
+        click.option("--skip-bad-files", is_flag=True, default=None,
+                     help="leave out unreadable or silent clips with a warning instead of "
+                     "stopping."),
         click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
                      help="any other TaskConfig key, e.g. --set n_mels=128; repeatable."),
         click.option("--no-progress", is_flag=True, help="no progress bars (for logs)."),

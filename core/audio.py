@@ -25,6 +25,8 @@ def load_clip(path: Path, sample_rate: int, length: int | None = None) -> tuple[
         raise Esc50Error(f"{path}: the file holds no samples")
     if not np.isfinite(data).all():
         raise Esc50Error(f"{path}: the audio holds NaN or infinite samples")
+    if not data.any():
+        raise Esc50Error(f"{path}: the audio is all silence (every sample is zero)")
     wav = torch.from_numpy(data.mean(axis=1))
     if file_rate != sample_rate:
         wav = AF.resample(wav, file_rate, sample_rate)

@@ -24,9 +24,19 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        _raise_write_error(path, exc)
         raise
+
+
+def _raise_write_error(path: Path, exc: BaseException, cause: OSError | None = None) -> None:
+    """Turn a failed write (disk full, file too large, no permission) into a one-line error that
+    says the previous version of ``path`` is untouched."""
+    cause = exc if isinstance(exc, OSError) else cause
+    if cause is not None:
+        kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
+        raise Esc50Error(f"cannot write {path}: {cause.strerror or cause}; {kept}") from None
 
 
 class _HashingWriter:
@@ -34,10 +44,15 @@ class _HashingWriter:
 
     def __init__(self, handle: IO[bytes], digest: Any) -> None:
         self.handle, self.digest = handle, digest
+        self.error: OSError | None = None  # torch.save hides the OSError of a failed write
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
-        return self.handle.write(data)
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
 
     def flush(self) -> None:
         self.handle.flush()
@@ -59,9 +74,11 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     while the file is being replaced, so a kill at any moment leaves a checkpoint that loads."""
     digest = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    writer = None
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(state, _HashingWriter(handle, digest))
+            writer = _HashingWriter(handle, digest)
+            torch.save(state, writer)
             handle.flush()
             os.fsync(handle.fileno())
         new = digest.hexdigest()
@@ -70,8 +87,9 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         write_digests([new, *_known_digests(path)[:1]])
         os.replace(tmp, path)
         write_digests([new])
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        _raise_write_error(path, exc, writer.error if writer else None)
         raise
 
 

@@ -57,6 +57,7 @@ class TaskConfig:
     split: str = "fold"  # "fold": official folds; "random": the report's train_ratio split
     val_fold: int = 5
     seed: int = 0
+    skip_bad_files: bool = False  # leave out unreadable or silent clips with a warning
     num_workers: int = 0  # decoded audio is cached in memory, so loading needs no workers
     output_dir: str = "runs"
     run_name: str | None = None  # default: <time>-<model name>

@@ -15,6 +15,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import soundfile as sf
 import torch
@@ -128,19 +129,36 @@ def split_indices(table: ClipTable, config: TaskConfig) -> tuple[list[int], list
 
 
 class AudioCache:
-    """Every clip decoded once, resampled and padded/cropped, kept as int16 in memory."""
+    """Every clip decoded once, resampled and padded/cropped, kept as int16 in memory.
 
-    def __init__(self, clips: list[Clip], config: TaskConfig, threads: int | None = None) -> None:
+    A clip that cannot be used (corrupt, empty, silent, NaN) stops the run with its one-line
+    error, or, with ``skip_bad=True``, is reported through ``warn`` and listed in ``bad`` (its
+    row stays zero: callers leave those indices out)."""
+
+    def __init__(self, clips: list[Clip], config: TaskConfig, threads: int | None = None,
+                 skip_bad: bool = False, warn: Callable[[str], None] = print) -> None:
         self.waves = torch.zeros(len(clips), config.length_wav, dtype=torch.int16)
         self.lengths = torch.zeros(len(clips), dtype=torch.long)
+        errors: dict[int, str] = {}
 
         def decode(i: int) -> None:
-            wav, valid = load_clip(clips[i].path, config.sample_rate, config.length_wav)
+            try:
+                wav, valid = load_clip(clips[i].path, config.sample_rate, config.length_wav)
+            except Esc50Error as exc:
+                errors[i] = str(exc)
+                return
             self.waves[i] = to_int16(wav)
             self.lengths[i] = valid
 
         with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
             list(pool.map(decode, range(len(clips))))
+        if errors and not skip_bad:
+            more = f" (and {len(errors) - 1} more bad files)" if len(errors) > 1 else ""
+            raise Esc50Error(f"{errors[min(errors)]}{more}; --skip-bad-files leaves bad files "
+                             "out with a warning")
+        for i in sorted(errors):
+            warn(f"warning: skipped {errors[i]}")
+        self.bad = frozenset(errors)
 
     def nbytes(self) -> int:
         return self.waves.numel() * self.waves.element_size()

@@ -85,9 +85,13 @@ class Trainer:
 
         table = find_clips(resolve_data_dir(config.data), config)
         self.class_names = table.class_names
-        train_idx, val_idx = split_indices(table, config)
         started = time.perf_counter()
-        cache = AudioCache(table.clips, config)
+        cache = AudioCache(table.clips, config, skip_bad=config.skip_bad_files, warn=log)
+        train_idx, val_idx = ([i for i in part if i not in cache.bad]
+                              for part in split_indices(table, config))
+        if not train_idx or not val_idx:
+            raise Esc50Error(f"every {'training' if not train_idx else 'validation'} clip in "
+                             f"{table.root} was skipped as bad")
         log(f"decoded {len(table.clips)} clips from {table.root} in "
             f"{time.perf_counter() - started:.1f} s ({cache.nbytes() / 2**20:.0f} MiB cached); "
             f"{len(train_idx)} train / {len(val_idx)} validation ({self._split_name()})")

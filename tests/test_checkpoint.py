@@ -1,6 +1,8 @@
 """Checkpoints: atomic, checksummed, and loaded without running code."""
 
 import os
+import resource
+import signal
 
 import pytest
 import torch
@@ -68,4 +70,25 @@ def test_a_kill_while_replacing_leaves_the_previous_checkpoint_loadable(tmp_path
     monkeypatch.undo()
     assert len(checksum_file(path).read_text().split()) == 2
     assert load_checkpoint(path)["epoch"] == 3  # sidecar lists old and new: the old one loads
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_a_full_disk_gives_one_line_and_keeps_the_previous_checkpoint(tmp_path):
+    """A real failed write: the kernel refuses to grow files past RLIMIT_FSIZE (EFBIG), as it
+    refuses them on a full disk (ENOSPC)."""
+    path = tmp_path / "last.pt"
+    save_checkpoint(STATE, path)
+    big = {**STATE, "epoch": 4, "model": {"w": torch.zeros(2_000_000)}}
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, hard))
+    try:
+        with pytest.raises(Esc50Error) as caught:
+            save_checkpoint(big, path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    message = str(caught.value)
+    assert message == f"cannot write {path}: File too large; the previous last.pt is intact"
+    assert load_checkpoint(path)["epoch"] == 3
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []

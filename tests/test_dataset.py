@@ -94,6 +94,27 @@ def test_corrupt_empty_and_nan_files_give_one_line_errors(tmp_path):
     sf.write(nan, np.full(100, np.nan, dtype=np.float32), SR, subtype="FLOAT")
     with pytest.raises(Esc50Error, match="NaN or infinite"):
         load_clip(nan, SR)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(SR, dtype=np.float32), SR)
+    with pytest.raises(Esc50Error, match="silent.wav: the audio is all silence"):
+        load_clip(silent, SR)
+
+
+def test_cache_stops_at_a_bad_clip_or_skips_it_with_a_warning(synthetic_data):
+    config = small_config(synthetic_data)
+    table = find_clips(synthetic_data, config)
+    table.clips[3].path.write_bytes(b"not audio at all")
+    sf.write(table.clips[7].path, np.zeros(SR, dtype=np.float32), SR)
+    with pytest.raises(Esc50Error) as caught:
+        AudioCache(table.clips, config)
+    message = str(caught.value)
+    assert message.startswith(f"{table.clips[3].path}: cannot decode audio")
+    assert "(and 1 more bad files); --skip-bad-files" in message and "\n" not in message
+    warnings = []
+    cache = AudioCache(table.clips, config, skip_bad=True, warn=warnings.append)
+    assert cache.bad == {3, 7} and len(warnings) == 2
+    assert "all silence" in warnings[1] and str(table.clips[7].path) in warnings[1]
+    assert cache.lengths[4] == SR and cache.waves[4].abs().max() > 0
 
 
 def test_cache_decodes_once_into_int16(synthetic_data):

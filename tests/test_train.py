@@ -195,3 +195,30 @@ def test_features_are_cached_without_waveform_augmentation(synthetic_data, tmp_p
     noisy = Trainer(small_config(synthetic_data, augs=["noise"]), load_registry(),
                     log=lambda _: None)
     assert noisy.feature_cache is None  # a waveform augmentation needs featurizing each epoch
+
+
+def test_skip_bad_files_trains_on_the_rest(synthetic_data, tmp_path):
+    bad = sorted(synthetic_data.glob("2-*"))[0]
+    bad.write_bytes(b"RIFF0000WAVEtruncated")
+    base = ["train", "--data", str(synthetic_data), "--output-dir", str(tmp_path), "--epochs", "1",
+            "--val-fold", "1", "--no-progress", "--set", "num_classes=4", "--set",
+            "sample_rate=8000", "--set", "length_wav=8000", "--set", "n_fft=256", "--set",
+            "win_length=256", "--set", "hop_length=64", "--set", "n_mels=32"]
+    stopped = CliRunner().invoke(cli, base + ["--run-name", "stop"])
+    assert stopped.exit_code == 1 and stopped.output.count("\n") == 1, stopped.output
+    assert f"Error: {bad}: cannot decode audio" in stopped.output
+    assert not (tmp_path / "stop").exists()
+    skipped = CliRunner().invoke(cli, base + ["--run-name", "skip", "--skip-bad-files"])
+    assert skipped.exit_code == 0, skipped.output
+    assert f"warning: skipped {bad}: cannot decode audio" in skipped.output
+    metrics = json.loads((tmp_path / "skip" / "metrics.json").read_text())
+    assert metrics["train_clips"] == 15 and metrics["val_clips"] == 8
+
+
+def test_an_unusable_output_folder_is_a_one_line_error(synthetic_data, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    config = small_config(synthetic_data, output_dir=str(blocker / "runs"), run_name="r")
+    with pytest.raises(Esc50Error, match=f"cannot create run directory {blocker}/runs/r: "
+                                         "Not a directory"):
+        Trainer(config, load_registry(), log=lambda _: None).fit()
