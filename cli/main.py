@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -129,6 +130,9 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
         config = build_config(config_file, augs, settings, no_progress, flags)
         trainer = Trainer(config, loaded_registry(), log=click.echo)
     run_dir = trainer.fit()
+    trainer.dist.close()
+    if not trainer.dist.is_main:
+        return
     metrics = json.loads((run_dir / "metrics.json").read_text())
     click.echo(f"best validation accuracy {metrics['best_val_accuracy']:.3f} at epoch "
                f"{metrics['best_epoch']} ({metrics['split']}); run saved in {run_dir}")
@@ -142,6 +146,9 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
 def cv(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
        no_progress: bool, name: str, folds: str | None, **flags: Any) -> None:
     """Cross-validation: one model per held-out fold; re-running skips finished folds."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise Esc50Error("esc50 cv runs in one process; under torchrun, train the folds one by "
+                         "one with `esc50 train --val-fold N`")
     from esc50.core.crossval import cross_validate
 
     config = build_config(config_file, augs, settings, no_progress, flags)

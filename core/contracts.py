@@ -3,11 +3,15 @@
 - A featurizer turns a float batch of waveforms ``[B, T]`` into features ``[B, C, F, frames]``
   and maps lengths in samples to lengths in frames.
 - A model maps ``(features [B, C, F, frames], frame_lengths [B])`` to logits ``[B, classes]``.
+- A :class:`PowerFeaturizer` computes its features in two steps, ``compress(power(wav))``: a
+  linear power spectrogram ``[B, C, bands, frames]`` (STFT power summed through a filterbank),
+  then a compression (log, dB, DCT). Augmentations can work between the two.
 - An augmentation transforms a training batch at one stage (``"wave"``: ``[B, T]`` waveforms in
-  [-1, 1]; ``"spec"``: ``[B, C, F, frames]`` features; ``"batch"``: features and label
-  probabilities ``[B, classes]`` together, ``forward(x, targets, generator) -> (x, targets)``),
-  drawing its randomness from the ``torch.Generator`` it is given, so every draw follows the
-  run's seed.
+  [-1, 1]; ``"power"``: a PowerFeaturizer's power spectrogram; ``"spec"``: ``[B, C, F, frames]``
+  features; ``"batch"``: features and label probabilities ``[B, classes]`` together,
+  ``forward(x, targets, generator) -> (x, targets)``), drawing its randomness from the
+  ``torch.Generator`` it is given, so every draw follows the run's seed. Before training it is
+  shown the run's featurizer once (``attach``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,28 @@ class Featurizer(nn.Module):
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Valid frames per clip, given valid samples per clip."""
         raise NotImplementedError
+
+
+class PowerFeaturizer(Featurizer):
+    """A featurizer whose features are ``compress(power(wav))``. It sets ``filterbank``
+    ([STFT bins, bands]: band power = STFT power @ filterbank), ``frequencies`` ([STFT bins], Hz)
+    and ``window_energy`` (sum of the squared analysis window: white noise of variance s^2 has
+    STFT power s^2 * window_energy in every bin)."""
+
+    filterbank: torch.Tensor
+    frequencies: torch.Tensor
+    window_energy: float
+
+    def power(self, wav: torch.Tensor) -> torch.Tensor:
+        """[B, T] waveforms -> [B, C, bands, frames] linear power."""
+        raise NotImplementedError
+
+    def compress(self, power: torch.Tensor) -> torch.Tensor:
+        """Power spectrogram -> the features the model sees."""
+        raise NotImplementedError
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        return self.compress(self.power(wav))
 
 
 class Augmentation(nn.Module):
@@ -56,6 +82,10 @@ class Augmentation(nn.Module):
         out = x.clone()
         out[chosen] = transform(x[chosen])
         return out
+
+    def attach(self, featurizer: Featurizer) -> None:
+        """Called once before training with the run's featurizer (power-stage augmentations
+        read its filterbank); checks that the two can work together."""
 
     def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError

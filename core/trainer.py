@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -27,21 +28,23 @@ from esc50.core.classifier import build_classifier
 from esc50.core.collate import collate
 from esc50.core.config import TaskConfig, save_config
 from esc50.core.datapath import resolve_data_dir
+from esc50.core.distributed import Distributed
 from esc50.core.dataset import AudioCache, ClipDataset, find_clips, split_indices
 from esc50.core.errors import Esc50Error
 from esc50.core.normalize import FeatureNormalizer
 from esc50.core.plots import plot_learning_curves
 from esc50.core.registry import Registry, parse_spec
-from esc50.core.sampler import class_balanced_sampler
+from esc50.core.sampler import ClassBalancedSampler
 
 HISTORY_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
-                  "seconds"]
+                  "steps", "seconds"]
 
 
 @dataclass
 class EpochStats:
     loss: float
     accuracy: float
+    steps: int  # optimizer steps taken (0 in validation)
 
 
 def seed_everything(seed: int) -> None:
@@ -66,17 +69,27 @@ def pick_device(name: str) -> torch.device:
 
 class Trainer:
     """One training run, set up from a config and the plugin registry. Plugins are built before
-    any audio is decoded, so a bad id or option fails at once."""
+    any audio is decoded, so a bad id or option fails at once.
+
+    Under torchrun each process trains on its shard of every epoch's draw with its share of the
+    batch, gradients are averaged by DistributedDataParallel, metrics are summed over processes,
+    and rank 0 alone writes the run directory and prints."""
 
     def __init__(self, config: TaskConfig, registry: Registry,
                  log: Callable[[str], None] = print) -> None:
-        self.config, self.log = config.validated(), log
+        self.config = config.validated()
         seed_everything(config.seed)
-        self.device = pick_device(config.device)
+        device = pick_device(config.device)
+        self.dist = Distributed.from_environment(device)
+        self.device = self.dist.device(device)
+        self.log = log if self.dist.is_main else (lambda _: None)
+        log = self.log
         self.classifier = build_classifier(config, registry).to(self.device)
         self.model = self.classifier.model
         if config.weights:
             load_model_weights(self.model, Path(config.weights))
+        self.train_model = (DistributedDataParallel(self.model) if self.dist.enabled
+                            else self.model)  # the model as training steps call it
         self.augs = AugmentationPipeline(
             [registry.create("augmentation", s, config).to(self.device) for s in config.augs],
             config.aug_policy)
@@ -97,6 +110,8 @@ class Trainer:
             f"{len(train_idx)} train / {len(val_idx)} validation ({self._split_name()})")
         self.train_set = ClipDataset(cache, table.labels, train_idx)
         self.val_set = ClipDataset(cache, table.labels, val_idx)
+        val_shard = ClipDataset(cache, table.labels,
+                                val_idx[self.dist.rank::self.dist.world_size])
         # Without waveform augmentation every epoch would featurize the same audio again: do it
         # once, for all clips, on the training device.
         self.feature_cache = (self._featurize(cache) if config.cache_features
@@ -110,17 +125,20 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate,
                                           weight_decay=config.weight_decay)
         self.sampler_generator = torch.Generator().manual_seed(config.seed)
+        batch_size = self.dist.per_process_batch(config.batch_size)
         self.train_loader = DataLoader(
-            self.train_set, batch_size=config.batch_size, collate_fn=collate,
-            sampler=class_balanced_sampler(self.train_set.labels, self.sampler_generator),
+            self.train_set, batch_size=batch_size, collate_fn=collate,
+            sampler=ClassBalancedSampler(self.train_set.labels, self.sampler_generator,
+                                         self.dist.world_size, self.dist.rank),
             num_workers=config.num_workers, pin_memory=self.device.type == "cuda")
-        self.val_loader = DataLoader(self.val_set, batch_size=config.batch_size,
-                                     collate_fn=collate, num_workers=config.num_workers,
+        self.val_loader = DataLoader(val_shard, batch_size=batch_size, collate_fn=collate,
+                                     num_workers=config.num_workers,
                                      pin_memory=self.device.type == "cuda")
         total_steps = config.num_epochs * len(self.train_loader)
         self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, total_steps)
                           if config.scheduler == "cosine" else None)
-        self.aug_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        self.aug_generator = torch.Generator(device=self.device).manual_seed(
+            config.seed + 1 + self.dist.rank)  # each process its own augmentation draws
         self.loss_fn = nn.CrossEntropyLoss()
         self.use_amp = config.amp and self.device.type == "cuda"
         self.run_dir: Path | None = None  # set by fit(), or by resume() to the run it continues
@@ -149,7 +167,10 @@ class Trainer:
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         trainer.sampler_generator.set_state(rng["sampler"])
-        trainer.aug_generator.set_state(rng["augment"])
+        if len(rng["augment"]) != trainer.dist.world_size:
+            raise Esc50Error(f"{run_dir} was trained by {len(rng['augment'])} process(es); resume "
+                             f"it with as many, not {trainer.dist.world_size}")
+        trainer.aug_generator.set_state(rng["augment"][trainer.dist.rank])
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         trainer.run_dir, trainer.history = run_dir, state["history"]
@@ -174,7 +195,7 @@ class Trainer:
     def fit(self) -> Path:
         """Train until ``num_epochs`` (continuing a resumed run); return the run directory.
         Ctrl-C stops with a message saying how to resume from the last finished epoch."""
-        run_dir = self.run_dir = self.run_dir or self._make_run_dir()
+        run_dir = self.run_dir = self.run_dir or self._shared_run_dir()
         history = self.history
         self.log(f"training {self.config.model} ({self.params:,} parameters) on {self.device} "
                  f"for {self.config.num_epochs} epochs; run directory {run_dir}")
@@ -191,22 +212,42 @@ class Trainer:
             row = {"epoch": epoch, "train_loss": train.loss, "train_accuracy": train.accuracy,
                    "val_loss": val.loss, "val_accuracy": val.accuracy,
                    "lr": self.optimizer.param_groups[0]["lr"],
+                   "steps": (history[-1]["steps"] if history else 0) + train.steps,
                    "seconds": time.perf_counter() - started}
             history.append(row)
             self.log(f"epoch {epoch}/{self.config.num_epochs}: train loss {train.loss:.3f} "
                      f"acc {train.accuracy:.3f} | val loss {val.loss:.3f} acc {val.accuracy:.3f} "
                      f"| {row['seconds']:.1f} s")
             state = self._checkpoint_state(epoch, history)
-            save_checkpoint(state, run_dir / "last.pt")
-            if val.accuracy > best:  # best.pt is for prediction: no optimizer or RNG state
-                best = val.accuracy
-                save_checkpoint({k: v for k, v in state.items()
-                                 if k not in ("optimizer", "scheduler", "rng")},
-                                run_dir / "best.pt")
-            self._write_history(run_dir, history)
-            plot_learning_curves(history, f"{run_dir.name} ({self.config.model})",
-                                 run_dir / "curves.png")
+            if self.dist.is_main:
+                self._save_epoch(run_dir, state, history, is_best=val.accuracy > best)
+            best = max(best, val.accuracy)
+        self.dist.barrier()
         return run_dir
+
+    def _save_epoch(self, run_dir: Path, state: dict, history: list[dict[str, float]],
+                    is_best: bool) -> None:
+        """last.pt, best.pt when the epoch is the best so far, history, metrics and curves."""
+        save_checkpoint(state, run_dir / "last.pt")
+        if is_best:  # best.pt is for prediction: no optimizer or RNG state
+            save_checkpoint({k: v for k, v in state.items()
+                             if k not in ("optimizer", "scheduler", "rng")}, run_dir / "best.pt")
+        self._write_history(run_dir, history)
+        plot_learning_curves(history, f"{run_dir.name} ({self.config.model})",
+                             run_dir / "curves.png")
+
+    def _shared_run_dir(self) -> Path:
+        """Rank 0 makes the run directory; every process learns its path (or rank 0's error)."""
+        made: Path | Esc50Error | None = None
+        if self.dist.is_main:
+            try:
+                made = self._make_run_dir()
+            except Esc50Error as exc:
+                made = exc
+        made = self.dist.from_main(made)
+        if isinstance(made, Esc50Error):
+            raise made
+        return made
 
     def _make_run_dir(self) -> Path:
         name = self.config.run_name or (f"{datetime.now():%Y%m%d-%H%M%S}-"
@@ -281,12 +322,14 @@ class Trainer:
         self.model.train(training)
         total_loss, correct, seen = 0.0, 0, 0
         desc = f"epoch {epoch} {'train' if training else 'val'}"
-        bar = tqdm(loader, desc=desc, leave=False, disable=not self.config.progress)
+        model = self.train_model if training else self.model
+        bar = tqdm(loader, desc=desc, leave=False,
+                   disable=not (self.config.progress and self.dist.is_main))
         for batch in bar:
             features, frame_lengths, targets = self._prepare(batch, training)
             with torch.set_grad_enabled(training), torch.autocast(
                     self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
-                logits = self.model(features, frame_lengths)
+                logits = model(features, frame_lengths)
                 loss = self.loss_fn(logits.float(), targets)
             if not torch.isfinite(loss):
                 raise Esc50Error(f"{desc}: the loss became {loss.item()}; lower --lr or check the "
@@ -302,7 +345,9 @@ class Trainer:
             correct += int((logits.argmax(dim=1) == labels).sum())
             seen += len(labels)
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-        return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1))
+        steps = len(loader) if training else 0
+        total_loss, correct, seen = self.dist.sum([total_loss, correct, seen], self.device)
+        return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), steps)
 
     def _checkpoint_state(self, epoch: int, history: list[dict[str, float]]) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -311,7 +356,7 @@ class Trainer:
                                if self.classifier.normalizer is not None else None),
                 "rng": {"torch": torch.get_rng_state(),
                         "sampler": self.sampler_generator.get_state(),
-                        "augment": self.aug_generator.get_state(),
+                        "augment": self.dist.gather(self.aug_generator.get_state()),
                         "cuda": (torch.cuda.get_rng_state_all()
                                  if self.device.type == "cuda" else None)},
                 "epoch": epoch, "config": self.config.to_dict(), "class_names": self.class_names,

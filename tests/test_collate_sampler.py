@@ -3,7 +3,7 @@ from collections import Counter
 import torch
 
 from esc50.core.collate import collate
-from esc50.core.sampler import class_balanced_sampler
+from esc50.core.sampler import ClassBalancedSampler
 
 
 def test_collate_pads_to_the_longest_and_keeps_lengths():
@@ -17,7 +17,7 @@ def test_collate_pads_to_the_longest_and_keeps_lengths():
 
 def test_sampler_draws_classes_evenly_from_an_unbalanced_split():
     labels = [0] * 900 + [1] * 90 + [2] * 10
-    sampler = class_balanced_sampler(labels, torch.Generator().manual_seed(0))
+    sampler = ClassBalancedSampler(labels, torch.Generator().manual_seed(0))
     drawn = Counter(labels[i] for _ in range(20) for i in sampler)
     shares = [drawn[c] / sum(drawn.values()) for c in range(3)]
     assert all(abs(s - 1 / 3) < 0.02 for s in shares), shares
@@ -26,6 +26,21 @@ def test_sampler_draws_classes_evenly_from_an_unbalanced_split():
 
 def test_sampler_follows_its_generator():
     labels = [0, 0, 1, 2, 2, 2]
-    first = list(class_balanced_sampler(labels, torch.Generator().manual_seed(5)))
-    again = list(class_balanced_sampler(labels, torch.Generator().manual_seed(5)))
+    first = list(ClassBalancedSampler(labels, torch.Generator().manual_seed(5)))
+    again = list(ClassBalancedSampler(labels, torch.Generator().manual_seed(5)))
     assert first == again
+
+
+def test_shards_are_equal_slices_of_one_draw_and_keep_the_balance():
+    labels = [0] * 900 + [1] * 90 + [2] * 11
+    shards = [ClassBalancedSampler(labels, torch.Generator().manual_seed(3), 2, rank)
+              for rank in range(2)]
+    assert [len(s) for s in shards] == [501, 501]
+    first = [list(s) for s in shards]
+    weights = torch.tensor([1 / 900] * 900 + [1 / 90] * 90 + [1 / 11] * 11, dtype=torch.double)
+    one_draw = torch.multinomial(weights, 1002, True, generator=torch.Generator().manual_seed(3))
+    assert [first[i % 2][i // 2] for i in range(1002)] == one_draw.tolist()
+    for shard in shards:
+        drawn = Counter(labels[i] for _ in range(20) for i in shard)
+        shares = [drawn[c] / sum(drawn.values()) for c in range(3)]
+        assert all(abs(s - 1 / 3) < 0.03 for s in shares), shares

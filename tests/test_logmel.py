@@ -55,6 +55,19 @@ def test_mfcc_matches_librosa():
     assert np.max(np.abs(ours - ref)) < 1e-2 * np.max(np.abs(ref))
 
 
+
+def test_mfcc_of_a_clip_does_not_depend_on_its_batch_mates():
+    """top_db is measured from each clip's own peak, not from the loudest clip of the batch."""
+    config = TaskConfig().override(sample_rate=16000, n_fft=512, win_length=512, hop_length=160,
+                                   n_mels=40)
+    mfcc = load_registry().create("featurizer", "plugins.mfcc", config)
+    quiet = torch.from_numpy(tone(440, seconds=0.5, sr=16000, amplitude=1e-3, noise=1e-5))[None]
+    loud = torch.from_numpy(tone(440, seconds=0.5, sr=16000, amplitude=0.9, noise=0.0))[None]
+    alone = mfcc(quiet)
+    beside_a_loud_clip = mfcc(torch.cat([quiet, loud]))[:1]
+    assert torch.allclose(alone, beside_a_loud_clip, atol=1e-4)
+
+
 def test_waveform_featurizer_passes_samples_through():
     featurizer = load_registry().create("featurizer", "plugins.waveform", TaskConfig())
     wav = torch.randn(2, 1000)

@@ -1,5 +1,8 @@
 import csv
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -222,3 +225,39 @@ def test_an_unusable_output_folder_is_a_one_line_error(synthetic_data, tmp_path)
     with pytest.raises(Esc50Error, match=f"cannot create run directory {blocker}/runs/r: "
                                          "Not a directory"):
         Trainer(config, load_registry(), log=lambda _: None).fit()
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
+    """A real `kill -9` of a training process: the run resumes from last.pt and ends where an
+    uninterrupted run with the same seed ends."""
+    data = write_synthetic_dataset(tmp_path / "data")
+    args = [sys.executable, "-m", "esc50", "train", "--data", str(data), "--output-dir",
+            str(tmp_path), "--epochs", "60", "--val-fold", "1", "--no-progress", "--aug", "noise",
+            "--set", "num_classes=4", "--set", "sample_rate=8000", "--set", "length_wav=8000",
+            "--set", "n_fft=256", "--set", "win_length=256", "--set", "hop_length=64",
+            "--set", "n_mels=32", "--batch-size", "8"]
+    victim = subprocess.Popen([*args, "--run-name", "killed"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    history = tmp_path / "killed" / "history.csv"
+    deadline = time.monotonic() + 120
+    while victim.poll() is None and time.monotonic() < deadline:
+        if history.is_file() and len(history.read_text().splitlines()) > 3:  # 3 epochs done
+            break
+        time.sleep(0.01)
+    victim.kill()  # SIGKILL: no handler runs, no checkpoint is written on the way out
+    victim.wait()
+    killed_at = len(load_checkpoint(tmp_path / "killed" / "last.pt")["history"])
+    assert 3 <= killed_at < 60, "the run ended before it could be killed"
+    resumed = subprocess.run([sys.executable, "-m", "esc50", "train", "--resume",
+                              str(tmp_path / "killed"), "--no-progress"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"after epoch {killed_at}" in resumed.stdout
+    straight = subprocess.run([*args, "--run-name", "straight"], capture_output=True, text=True,
+                              timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "killed" / "last.pt")
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key

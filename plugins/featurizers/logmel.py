@@ -6,11 +6,12 @@ import torch
 import torchaudio
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Featurizer
+from esc50.core.contracts import PowerFeaturizer
 from esc50.core.hookspecs import hookimpl
+from esc50.plugins.featurizers.mel import describe_mel_power
 
 
-class LogMel(Featurizer):
+class LogMel(PowerFeaturizer):
     """Log mel spectrogram (n_fft, win_length, hop_length, n_mels from the config)."""
 
     name = "logmel"
@@ -23,10 +24,15 @@ class LogMel(Featurizer):
             sample_rate=config.sample_rate, n_fft=config.n_fft, win_length=config.win_length,
             hop_length=config.hop_length, n_mels=config.n_mels, center=center,
             window_fn=torch.hann_window)
+        describe_mel_power(self, self.mel, config)
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """[B, T] waveforms -> [B, 1, n_mels, frames] log mel energies."""
-        return torch.log(self.mel(wav).clamp(min=self.floor)).unsqueeze(1)
+    def power(self, wav: torch.Tensor) -> torch.Tensor:
+        """[B, T] waveforms -> [B, 1, n_mels, frames] mel power."""
+        return self.mel(wav).unsqueeze(1)
+
+    def compress(self, power: torch.Tensor) -> torch.Tensor:
+        """Natural log of the power, floored at ``floor``."""
+        return torch.log(power.clamp(min=self.floor))
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         if self.center:

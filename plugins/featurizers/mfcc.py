@@ -7,11 +7,12 @@ import torch
 import torchaudio
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Featurizer
+from esc50.core.contracts import PowerFeaturizer
 from esc50.core.hookspecs import hookimpl
+from esc50.plugins.featurizers.mel import describe_mel_power
 
 
-class MFCC(Featurizer):
+class MFCC(PowerFeaturizer):
     """Mel-frequency cepstral coefficients (n_mfcc of them) from the config's mel settings."""
 
     name = "mfcc"
@@ -27,10 +28,16 @@ class MFCC(Featurizer):
                        "hop_length": config.hop_length, "n_mels": config.n_mels,
                        "center": True, "window_fn": torch.hann_window})
         self.mfcc.amplitude_to_DB.top_db = top_db
+        describe_mel_power(self, self.mfcc.MelSpectrogram, config)
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """[B, T] waveforms -> [B, 1, n_mfcc, frames]."""
-        return self.mfcc(wav).unsqueeze(1)
+    def power(self, wav: torch.Tensor) -> torch.Tensor:
+        """[B, T] waveforms -> [B, 1, n_mels, frames] mel power."""
+        return self.mfcc.MelSpectrogram(wav).unsqueeze(1)
+
+    def compress(self, power: torch.Tensor) -> torch.Tensor:
+        """dB (``top_db`` below each clip's own peak), then the DCT: [B, 1, n_mfcc, frames]."""
+        db = self.mfcc.amplitude_to_DB(power)  # 4-D input: the peak is taken per clip
+        return torch.matmul(db.transpose(-1, -2), self.mfcc.dct_mat).transpose(-1, -2)
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return lengths // self.hop_length + 1

@@ -1,0 +1,68 @@
+"""Multi-process training: torchrun with the gloo backend, two CPU processes, real entry point."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from click.testing import CliRunner
+
+from esc50.cli.main import cli
+from esc50.core.checkpoint import load_checkpoint
+from tests.conftest import write_synthetic_dataset
+
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc-per-node 2 -m esc50 ARGS``; on a time-out the test fails
+    with what the processes printed."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node", "2", "-m", "esc50", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"torchrun timed out:\n{stdout}\n{stderr}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+SETTINGS = ["--set", "num_classes=4", "--set", "sample_rate=8000", "--set", "length_wav=8000",
+            "--set", "n_fft=256", "--set", "win_length=256", "--set", "hop_length=64",
+            "--set", "n_mels=32"]
+
+
+def test_two_processes_take_the_steps_of_one_and_learn(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data", clips_per_class_per_fold=4)
+    args = ["train", "--data", str(data), "--output-dir", str(tmp_path / "runs"), "--epochs", "6",
+            "--val-fold", "1", "--no-progress", "--device", "cpu", "--batch-size", "16",
+            "--lr", "3e-3", "--aug", "noise:min_snr_db=20,max_snr_db=30", *SETTINGS]
+    done = torchrun(*args, "--run-name", "two")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("best validation accuracy") == 1  # rank 0 alone prints
+    single = CliRunner().invoke(cli, [*args, "--run-name", "one"])
+    assert single.exit_code == 0, single.output
+
+    two = load_checkpoint(tmp_path / "runs" / "two" / "last.pt")
+    one = load_checkpoint(tmp_path / "runs" / "one" / "last.pt")
+    assert [r["steps"] for r in two["history"]] == [r["steps"] for r in one["history"]]
+    assert len(two["rng"]["augment"]) == 2  # each process's own augmentation stream
+    metrics = json.loads((tmp_path / "runs" / "two" / "metrics.json").read_text())
+    assert metrics["final_val_accuracy"] >= 0.85  # chance is 0.25
+    assert metrics["train_clips"] == 32 and metrics["val_clips"] == 16
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["one", "two"]
+
+    resumed = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "runs" / "two")])
+    assert resumed.exit_code == 1
+    assert "was trained by 2 process(es); resume it with as many, not 1" in resumed.output
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data")
+    done = torchrun("train", "--data", str(data), "--output-dir", str(tmp_path), "--val-fold", "1",
+                    "--batch-size", "15", "--device", "cpu", *SETTINGS)
+    assert done.returncode != 0
+    assert "Error: batch_size=15 does not split evenly over 2 processes" in done.stderr
