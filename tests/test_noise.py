@@ -80,7 +80,7 @@ def test_bad_noise_folders(tmp_path):
     with pytest.raises(Esc50Error, match="holds no audio files"):
         noise_aug(f"noise:path={tmp_path}")
     sf.write(tmp_path / "quiet.wav", np.zeros(100, dtype=np.float32), SR)
-    with pytest.raises(Esc50Error, match="quiet.wav is silent"):
+    with pytest.raises(Esc50Error, match="quiet.wav: the audio is all silence"):
         noise_aug(f"noise:path={tmp_path}")
     with pytest.raises(Esc50Error, match="p=1.5 is out of range"):
         noise_aug("noise:p=1.5")
