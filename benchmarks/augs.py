@@ -1,6 +1,7 @@
 """Clips per second of each augmentation on a batch of real 5 s ESC-50 clips, esc50's batched
-plugins against the report's per-clip librosa/torch calls and against audiomentations, all
-measured in this one run on the same clips.
+plugins (the waveform ones, and their power-spectrogram twins on the batch's cached mel power)
+against the report's per-clip librosa/torch calls and against audiomentations, all measured in
+this one run on the same clips.
 
     pip install audiomentations     # optional: its column is left out when it is missing
     python benchmarks/augs.py --data ../shared/datasets/esc50 [--device cuda]
@@ -125,6 +126,11 @@ def main() -> None:
             sf.write(Path(noise_dir) / f"noise{i}.wav", noise.numpy(), SR)
         ours = {name: registry.create("augmentation", spec.format(noise=noise_dir), config)
                 for name, spec in OURS.items()}
+        featurizer = registry.create("featurizer", config.featurizer, config).to(device)
+        spectral = {name: registry.create("augmentation", f"spec_{spec.format(noise=noise_dir)}",
+                                          config).to(device) for name, spec in OURS.items()}
+        for aug in spectral.values():
+            aug.attach(featurizer)
         report = report_ops([n.numpy() for n in noise_clips])
         try:
             others = audiomentations_ops(Path(noise_dir))
@@ -132,25 +138,35 @@ def main() -> None:
             others = {}
         print(f"{len(batch)} real 5 s clips at 44.1 kHz on {device}; per-clip references on "
               f"{len(reference)} clips; torch threads {torch.get_num_threads()}\n")
-        print("| augmentation | esc50 (batched) clips/s | report per-clip clips/s | "
-              "audiomentations clips/s | vs report | vs audiomentations |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| augmentation | esc50 waveform (batched) clips/s | esc50 power spectrogram "
+              "(batched) clips/s | report per-clip clips/s | audiomentations clips/s | "
+              "waveform vs report | waveform vs audiomentations | power vs report | "
+              "power vs audiomentations |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         device_batch = batch.to(device)
+        with torch.no_grad():
+            power_batch = featurizer.power(device_batch)
         for name, aug in ours.items():
             ours_rate = batched_rate(aug.to(device), device_batch, generator)
+            power_rate = batched_rate(spectral[name], power_batch, generator)
             report_rate = per_clip_rate(report[name], reference)
             other_rate = per_clip_rate(others[name], reference) if others else float("nan")
-            print(f"| {name} | {ours_rate:,.0f} | {report_rate:,.1f} | {other_rate:,.1f} | "
-                  f"{ours_rate / report_rate:.1f}x | {ours_rate / other_rate:.1f}x |", flush=True)
+            print(f"| {name} | {ours_rate:,.0f} | {power_rate:,.0f} | {report_rate:,.1f} | "
+                  f"{other_rate:,.1f} | {ours_rate / report_rate:.1f}x | "
+                  f"{ours_rate / other_rate:.1f}x | {power_rate / report_rate:.1f}x | "
+                  f"{power_rate / other_rate:.1f}x |", flush=True)
 
         # The report's whole policy: one of (identity + the five) drawn per clip.
-        pipeline = AugmentationPipeline(list(ours.values()), "one-of")
-        ours_rate = batched_rate(lambda x, g: pipeline.transform("wave", x, g), device_batch,
-                                 generator)
         ops = [lambda x: x, *report.values()]
         report_rate = per_clip_rate(lambda x: ops[np.random.randint(len(ops))](x), reference)
-        print(f"| report's policy (one of identity + 5) | {ours_rate:,.0f} | {report_rate:,.1f} "
-              f"| - | {ours_rate / report_rate:.1f}x | - |")
+        rates = []
+        for stage, augs, x in (("wave", ours, device_batch), ("power", spectral, power_batch)):
+            pipeline = AugmentationPipeline(list(augs.values()), "one-of")
+            rates.append(batched_rate(lambda x, g: pipeline.transform(stage, x, g), x,
+                                      generator))
+        print(f"| report's policy (one of identity + 5) | {rates[0]:,.0f} | {rates[1]:,.0f} | "
+              f"{report_rate:,.1f} | - | {rates[0] / report_rate:.1f}x | - | "
+              f"{rates[1] / report_rate:.1f}x | - |")
 
 
 if __name__ == "__main__":

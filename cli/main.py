@@ -130,7 +130,7 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
         config = build_config(config_file, augs, settings, no_progress, flags)
         trainer = Trainer(config, loaded_registry(), log=click.echo)
     run_dir = trainer.fit()
-    trainer.dist.close()
+    trainer.close()
     if not trainer.dist.is_main:
         return
     metrics = json.loads((run_dir / "metrics.json").read_text())

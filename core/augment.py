@@ -1,7 +1,7 @@
 """Applying a run's augmentations to training batches, stage by stage, under a policy.
 
 - ``all`` (default): every augmentation runs, each on the examples its own ``p`` picks.
-- ``one-of`` (the report's policy): within the wave stage and within the spec stage, each
+- ``one-of`` (the report's policy): within each of the wave, power and spec stages, each
   example gets one augmentation drawn uniformly from that stage's list plus "none"; that
   augmentation's ``p`` still applies (use ``p=1`` to reproduce the report).
 Batch-stage augmentations (mixup) always run on the whole batch.
@@ -11,24 +11,35 @@ from __future__ import annotations
 
 import torch
 
+from typing import Iterator
+
 from esc50.core.contracts import Augmentation
+from esc50.core.errors import Esc50Error
 
 POLICIES = ("all", "one-of")
+STAGES = ("wave", "power", "spec", "batch")  # in the order a training batch meets them
 
 
 class AugmentationPipeline:
     """The augmentations of a run, grouped by stage."""
 
     def __init__(self, augs: list[Augmentation], policy: str = "all") -> None:
+        for aug in augs:
+            if aug.stage not in STAGES:
+                raise Esc50Error(f"augmentation {type(aug).__name__} has stage {aug.stage!r}; "
+                                 f"expected one of {', '.join(STAGES)}")
         self.policy = policy
-        self.by_stage = {stage: [a for a in augs if a.stage == stage]
-                         for stage in ("wave", "spec", "batch")}
+        self.by_stage = {stage: [a for a in augs if a.stage == stage] for stage in STAGES}
 
     def __bool__(self) -> bool:
         return any(self.by_stage.values())
 
+    def __iter__(self) -> Iterator[Augmentation]:
+        return (aug for stage in STAGES for aug in self.by_stage[stage])
+
     def transform(self, stage: str, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Apply the ``wave`` or ``spec`` augmentations to ``x`` (first axis: examples)."""
+        """Apply the ``wave``, ``power`` or ``spec`` augmentations to ``x`` (first axis:
+        examples)."""
         augs = self.by_stage[stage]
         if self.policy == "all" or len(augs) == 0:
             for aug in augs:

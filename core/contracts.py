@@ -39,12 +39,12 @@ class Featurizer(nn.Module):
 class PowerFeaturizer(Featurizer):
     """A featurizer whose features are ``compress(power(wav))``. It sets ``filterbank``
     ([STFT bins, bands]: band power = STFT power @ filterbank), ``frequencies`` ([STFT bins], Hz)
-    and ``window_energy`` (sum of the squared analysis window: white noise of variance s^2 has
-    STFT power s^2 * window_energy in every bin)."""
+    and ``window`` ([n_fft], the analysis window as the STFT applies it), from which power-stage
+    augmentations work out the band power that added noise brings."""
 
     filterbank: torch.Tensor
     frequencies: torch.Tensor
-    window_energy: float
+    window: torch.Tensor
 
     def power(self, wav: torch.Tensor) -> torch.Tensor:
         """[B, T] waveforms -> [B, C, bands, frames] linear power."""

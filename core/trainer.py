@@ -27,6 +27,7 @@ from esc50.core.checkpoint import (atomic_write, load_checkpoint, load_model_wei
 from esc50.core.classifier import build_classifier
 from esc50.core.collate import collate
 from esc50.core.config import TaskConfig, save_config
+from esc50.core.contracts import PowerFeaturizer
 from esc50.core.datapath import resolve_data_dir
 from esc50.core.distributed import Distributed
 from esc50.core.dataset import AudioCache, ClipDataset, find_clips, split_indices
@@ -93,6 +94,12 @@ class Trainer:
         self.augs = AugmentationPipeline(
             [registry.create("augmentation", s, config).to(self.device) for s in config.augs],
             config.aug_policy)
+        featurizer = self.classifier.featurizer
+        for aug in self.augs:
+            aug.attach(featurizer)
+        # A power featurizer's power spectrogram is what gets cached, so that power-stage
+        # augmentations can run between it and the compression.
+        self.staged = isinstance(featurizer, PowerFeaturizer)
         self.plugins = self._plugin_versions(registry)
         self.params = sum(p.numel() for p in self.model.parameters())
 
@@ -118,9 +125,6 @@ class Trainer:
                               and not self.augs.by_stage["wave"] else None)
         if config.normalize:  # statistics of the training clips only, without augmentation
             self.classifier.normalizer = FeatureNormalizer.fit(self._training_features())
-            if self.feature_cache is not None:
-                features, frames = self.feature_cache
-                self.feature_cache = (self.classifier.normalizer(features), frames)
 
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate,
                                           weight_decay=config.weight_decay)
@@ -225,6 +229,12 @@ class Trainer:
         self.dist.barrier()
         return run_dir
 
+    def close(self) -> None:
+        """Leave the process group after training under torchrun. The DistributedDataParallel
+        wrapper goes first: destroyed after the group, it was seen to hang its process."""
+        self.train_model = self.model
+        self.dist.close()
+
     def _save_epoch(self, run_dir: Path, state: dict, history: list[dict[str, float]],
                     is_best: bool) -> None:
         """last.pt, best.pt when the epoch is the best so far, history, metrics and curves."""
@@ -271,38 +281,50 @@ class Trainer:
                 batch["length"].to(self.device, non_blocking=non_blocking),
                 batch["label"].to(self.device, non_blocking=non_blocking))
 
+    def _uncompressed(self, wav: torch.Tensor) -> torch.Tensor:
+        """What the feature cache holds: a power featurizer's power spectrogram, else features."""
+        featurizer = self.classifier.featurizer
+        return featurizer.power(wav) if self.staged else featurizer(wav)
+
     @torch.no_grad()
     def _featurize(self, cache: AudioCache) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features and frame lengths of every cached clip (padded to length_wav), unnormalized."""
+        """Uncompressed features and frame lengths of every cached clip (padded to length_wav)."""
         features, frames = [], []
         for start in range(0, cache.waves.shape[0], self.config.batch_size):
             wav = to_float(cache.waves[start:start + self.config.batch_size].to(self.device))
             lengths = cache.lengths[start:start + self.config.batch_size].to(self.device)
-            features.append(self.classifier.featurizer(wav))
+            features.append(self._uncompressed(wav))
             frames.append(self.classifier.featurizer.frame_lengths(lengths))
         return torch.cat(features), torch.cat(frames)
 
     def _training_features(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(features, frame lengths) batches of the training clips, unaugmented."""
+        """(features, frame lengths) batches of the training clips, unaugmented (and, before the
+        normalizer is fitted, unnormalized)."""
         for batch in DataLoader(self.train_set, self.config.batch_size, collate_fn=collate):
-            if self.feature_cache is not None:
-                index = batch["index"].to(self.device)
-                yield self.feature_cache[0][index], self.feature_cache[1][index]
-            else:
-                yield self.classifier.features(*self._on_device(batch)[:2])
+            yield self._features(batch, training=False)[:2]
 
+    @torch.no_grad()
     def _features(self, batch: dict[str, torch.Tensor], training: bool
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Features, frame lengths and labels of a batch on the device: cached, or featurized
-        (after the waveform augmentations, in training)."""
+        """Normalized features, frame lengths and labels of a batch on the device, from the
+        cache or the audio; in training after the wave and power augmentations."""
         labels = batch["label"].to(self.device)
         if self.feature_cache is not None:
             index = batch["index"].to(self.device)
-            return self.feature_cache[0][index], self.feature_cache[1][index], labels
-        wav, lengths, _ = self._on_device(batch)
-        if training:
-            wav = self.augs.transform("wave", wav, self.aug_generator)
-        return *self.classifier.features(wav, lengths), labels
+            features, frames = self.feature_cache[0][index], self.feature_cache[1][index]
+        else:
+            wav, lengths, _ = self._on_device(batch)
+            if training:
+                wav = self.augs.transform("wave", wav, self.aug_generator)
+            features = self._uncompressed(wav)
+            frames = self.classifier.featurizer.frame_lengths(lengths)
+        if self.staged:
+            if training:
+                features = self.augs.transform("power", features, self.aug_generator)
+            features = self.classifier.featurizer.compress(features)
+        if self.classifier.normalizer is not None:
+            features = self.classifier.normalizer(features)
+        return features, frames, labels
 
     @torch.no_grad()
     def _prepare(self, batch: dict[str, torch.Tensor], training: bool

@@ -156,3 +156,14 @@ def test_one_of_policy_gives_each_clip_at_most_one_augmentation():
     assert all(70 < c < 130 for c in counts.values()), counts  # identity included, as the report
     both = AugmentationPipeline([half, tenth], "all").transform("wave", clean, gen())
     assert torch.allclose(rms(both) / rms(clean), torch.full((300,), 0.05), rtol=1e-3)
+
+
+def test_an_augmentation_of_an_unknown_stage_is_refused():
+    from esc50.core.contracts import Augmentation
+
+    class Later(Augmentation):
+        stage = "later"
+
+    with pytest.raises(Esc50Error, match="augmentation Later has stage 'later'; expected one of "
+                                         "wave, power, spec, batch"):
+        AugmentationPipeline([Later(p=1.0)])

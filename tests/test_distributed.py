@@ -5,29 +5,39 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
 from esc50.core.checkpoint import load_checkpoint
 from tests.conftest import write_synthetic_dataset
 
-def torchrun(*args: str) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nproc-per-node 2 -m esc50 ARGS``; on a time-out the test fails
-    with what the processes printed."""
+
+def torchrun(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc-per-node 2 -m esc50 ARGS``, its output in files under
+    ``workdir``. On a time-out every process naming ``workdir`` is killed (torchrun starts its
+    workers in sessions of their own) and the test fails with what they printed."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc-per-node", "2", "-m", "esc50", *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
-    try:
-        stdout, stderr = process.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
-        pytest.fail(f"torchrun timed out:\n{stdout}\n{stderr}")
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    out, err = workdir / "torchrun.out", workdir / "torchrun.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr)
+        try:
+            process.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    if str(workdir).encode() in cmdline.read_bytes():
+                        os.kill(int(cmdline.parent.name), signal.SIGKILL)
+                except OSError:
+                    pass
+            process.kill()
+            process.wait()
+            pytest.fail(f"torchrun timed out:\n{out.read_text()}\n{err.read_text()}")
+    return subprocess.CompletedProcess(command, process.returncode, out.read_text(),
+                                       err.read_text())
 
 
 SETTINGS = ["--set", "num_classes=4", "--set", "sample_rate=8000", "--set", "length_wav=8000",
@@ -40,7 +50,7 @@ def test_two_processes_take_the_steps_of_one_and_learn(tmp_path):
     args = ["train", "--data", str(data), "--output-dir", str(tmp_path / "runs"), "--epochs", "6",
             "--val-fold", "1", "--no-progress", "--device", "cpu", "--batch-size", "16",
             "--lr", "3e-3", "--aug", "noise:min_snr_db=20,max_snr_db=30", *SETTINGS]
-    done = torchrun(*args, "--run-name", "two")
+    done = torchrun(tmp_path, *args, "--run-name", "two")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("best validation accuracy") == 1  # rank 0 alone prints
     single = CliRunner().invoke(cli, [*args, "--run-name", "one"])
@@ -62,7 +72,7 @@ def test_two_processes_take_the_steps_of_one_and_learn(tmp_path):
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path):
     data = write_synthetic_dataset(tmp_path / "data")
-    done = torchrun("train", "--data", str(data), "--output-dir", str(tmp_path), "--val-fold", "1",
+    done = torchrun(tmp_path, "train", "--data", str(data), "--output-dir", str(tmp_path), "--val-fold", "1",
                     "--batch-size", "15", "--device", "cpu", *SETTINGS)
     assert done.returncode != 0
     assert "Error: batch_size=15 does not split evenly over 2 processes" in done.stderr

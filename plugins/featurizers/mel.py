@@ -18,4 +18,7 @@ def describe_mel_power(featurizer: PowerFeaturizer, mel: torchaudio.transforms.M
     featurizer.register_buffer("frequencies", torch.linspace(0, config.sample_rate / 2,
                                                              config.n_fft // 2 + 1),
                                persistent=False)
-    featurizer.window_energy = float(torch.hann_window(config.win_length).pow(2).sum())
+    window = torch.hann_window(config.win_length)  # torch.stft centres it in n_fft samples
+    left = (config.n_fft - config.win_length) // 2
+    featurizer.register_buffer("window", torch.nn.functional.pad(
+        window, (left, config.n_fft - config.win_length - left)), persistent=False)

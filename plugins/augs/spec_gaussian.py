@@ -1,0 +1,35 @@
+"""``gaussian`` on the power spectrogram: white noise of standard deviation s adds band power
+drawn around its expected value s^2 * window energy * filter weight (see spectral.noise_bands).
+The cross term between clip and noise, zero on average, is left out."""
+
+from __future__ import annotations
+
+import torch
+
+from esc50.core.contracts import Featurizer, uniform
+from esc50.core.hookspecs import hookimpl
+from esc50.plugins.augs.gaussian import GaussianNoise
+from esc50.plugins.augs.spectral import noise_bands, require_power
+
+
+class SpecGaussianNoise(GaussianNoise):
+    """White Gaussian noise added as band power (fast): std from [min_std, max_std]."""
+
+    name = "spec_gaussian"
+    stage = "power"
+
+    def attach(self, featurizer: Featurizer) -> None:
+        self.featurizer = require_power(self.name, featurizer)
+
+    def forward(self, power: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        batch, bins = power.shape[0], self.featurizer.frequencies.shape[0]
+        chosen = self.chosen(batch, generator)
+        std = uniform(self.min_std, self.max_std, batch, generator) * chosen
+        energy = float(self.featurizer.window.pow(2).sum())  # white noise's power per bin
+        psd = (std.pow(2) * energy)[:, None].expand(batch, bins)
+        return power + noise_bands(psd, self.featurizer, power.shape[-1], generator).to(power)
+
+
+@hookimpl
+def register_augmentations(register):
+    register(SpecGaussianNoise)

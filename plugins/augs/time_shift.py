@@ -1,0 +1,43 @@
+"""Random time shift of the features (a random crop of a circularly extended clip): each example
+is rolled along time by a fraction of its length drawn from [min_shift, max_shift]; with
+``rollover=false`` the frames shifted in take the example's lowest value (silence) instead."""
+
+from __future__ import annotations
+
+import torch
+
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import Augmentation, check_min_max, uniform
+from esc50.core.hookspecs import hookimpl
+
+
+class TimeShift(Augmentation):
+    """Shift features in time by a fraction of the clip from [min_shift, max_shift]."""
+
+    name = "time_shift"
+    stage = "spec"
+
+    def __init__(self, config: TaskConfig, min_shift: float = -0.5, max_shift: float = 0.5,
+                 rollover: bool = True, p: float = 0.5) -> None:
+        super().__init__(p)
+        check_min_max("shift", min_shift, max_shift, (-1.0, 1.0))
+        self.min_shift, self.max_shift, self.rollover = min_shift, max_shift, rollover
+
+    def forward(self, features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        batch, frames = features.shape[0], features.shape[-1]
+        chosen = self.chosen(batch, generator)
+        fraction = uniform(self.min_shift, self.max_shift, batch, generator) * chosen
+        shift = (fraction * frames).round().long().to(features.device)  # frames, + = later
+        source = torch.arange(frames, device=features.device)[None, :] - shift[:, None]
+        index = source.remainder(frames)[:, None, None, :].expand_as(features)
+        shifted = features.gather(3, index)
+        if self.rollover:
+            return shifted
+        outside = ((source < 0) | (source >= frames))[:, None, None, :]
+        floor = features.amin(dim=(1, 2, 3), keepdim=True)
+        return torch.where(outside, floor, shifted)
+
+
+@hookimpl
+def register_augmentations(register):
+    register(TimeShift)
