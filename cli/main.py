@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import click
 
-from esc50.core.config import TaskConfig, load_config
+from esc50.core.config import TaskConfig, load_config, recipe_path
 from esc50.core.errors import Esc50Error
 
 # Flags for the most used TaskConfig keys; every other key goes through --set KEY=VALUE.
@@ -54,6 +54,8 @@ def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--config", "config_file", type=click.Path(dir_okay=False),
                      help="TOML or YAML file of TaskConfig keys."),
+        click.option("--recipe", help="a built-in recipe of TaskConfig keys, e.g. strong "
+                     "(esc50/recipes/NAME.toml); flags and --set override it."),
         click.option("--model", help=TRAIN_FLAGS["model"]),
         click.option("--featurizer", help=TRAIN_FLAGS["featurizer"]),
         click.option("--aug", "augs", multiple=True,
@@ -84,7 +86,12 @@ def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def build_config(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
                  no_progress: bool, flags: dict[str, Any]) -> TaskConfig:
-    """The run's TaskConfig: defaults, then the config file, then flags and --set."""
+    """The run's TaskConfig: defaults, then the config file or recipe, then flags and --set."""
+    recipe = flags.pop("recipe", None)
+    if recipe:
+        if config_file:
+            raise Esc50Error("--recipe and --config both give a config file: use one")
+        config_file = str(recipe_path(recipe))
     overrides = {FLAG_TO_KEY.get(k, k): v for k, v in flags.items() if v is not None}
     if augs:
         overrides["augs"] = list(augs)

@@ -56,7 +56,11 @@ def load_classifier(path: Path, registry: Registry) -> tuple[Classifier, dict]:
         raise Esc50Error(f"{path} is not an esc50 checkpoint (no model and config in it)")
     config = TaskConfig().override(**state["config"])
     classifier = build_classifier(config, registry)
-    classifier.model.load_state_dict(state["model"])
+    weights = state["model"]
+    if state.get("ema"):  # last.pt of a run with weight averaging: predict with the average
+        weights = {k.removeprefix("module."): v for k, v in state["ema"].items()
+                   if k.startswith("module.")}
+    classifier.model.load_state_dict(weights)
     if state.get("normalizer") is not None:
         classifier.normalizer = FeatureNormalizer(**state["normalizer"])
     return classifier.eval(), state

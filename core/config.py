@@ -7,6 +7,7 @@ Load from TOML or YAML with :func:`load_config`, override with :meth:`TaskConfig
 from __future__ import annotations
 
 import dataclasses
+from importlib import resources
 import difflib
 import json
 import tomllib
@@ -65,6 +66,9 @@ class TaskConfig:
     cache_features: bool = True  # featurize once when no waveform augmentation is active
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     scheduler: str = "cosine"  # "cosine" (per step, to zero) or "none"
+    warmup_epochs: float = 0.0  # linear learning-rate warm-up before the schedule
+    label_smoothing: float = 0.0  # of the training cross-entropy (validation loss is plain)
+    ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of weights
     progress: bool = True
 
     @property
@@ -107,6 +111,12 @@ class TaskConfig:
             raise Esc50Error(f"config aug_policy={self.aug_policy!r} must be 'all' or 'one-of'")
         if self.scheduler not in ("cosine", "none"):
             raise Esc50Error(f"config scheduler={self.scheduler!r} must be 'cosine' or 'none'")
+        if not 0.0 <= self.warmup_epochs <= self.num_epochs:
+            raise Esc50Error(f"config warmup_epochs={self.warmup_epochs} must be between 0 and "
+                             f"num_epochs={self.num_epochs}")
+        for name in ("label_smoothing", "ema_decay"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise Esc50Error(f"config {name}={getattr(self, name)} must be in [0, 1)")
         if self.num_workers < 0:
             raise Esc50Error(f"config num_workers={self.num_workers} must not be negative")
         for name in ("kernel_size", "stride"):
@@ -144,6 +154,16 @@ def load_config(path: str | Path, **overrides: Any) -> TaskConfig:
         return TaskConfig().override(**{**values, **overrides})
     except Esc50Error as exc:
         raise Esc50Error(f"config file {path}: {exc}") from exc
+
+
+def recipe_path(name: str) -> Path:
+    """The TOML file of a built-in training recipe (``esc50/recipes/<name>.toml``)."""
+    folder = Path(str(resources.files("esc50") / "recipes"))
+    path = folder / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.toml"))) or "none"
+        raise Esc50Error(f"unknown recipe {name!r} (recipes: {known})")
+    return path
 
 
 def save_config(config: TaskConfig, path: Path) -> None:

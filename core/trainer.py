@@ -4,6 +4,7 @@ Adam + cross-entropy, per-epoch validation, checkpoints and history in a run dir
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import random
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -36,6 +38,7 @@ from esc50.core.normalize import FeatureNormalizer
 from esc50.core.plots import plot_learning_curves
 from esc50.core.registry import Registry, parse_spec
 from esc50.core.sampler import ClassBalancedSampler
+from esc50.core.schedule import lr_factor
 
 HISTORY_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
                   "steps", "seconds"]
@@ -138,12 +141,17 @@ class Trainer:
         self.val_loader = DataLoader(val_shard, batch_size=batch_size, collate_fn=collate,
                                      num_workers=config.num_workers,
                                      pin_memory=self.device.type == "cuda")
-        total_steps = config.num_epochs * len(self.train_loader)
-        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, total_steps)
-                          if config.scheduler == "cosine" else None)
+        steps_per_epoch = len(self.train_loader)
+        self.scheduler = (torch.optim.lr_scheduler.LambdaLR(self.optimizer, functools.partial(
+            lr_factor, warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+            total_steps=config.num_epochs * steps_per_epoch, cosine=config.scheduler == "cosine"))
+            if config.scheduler == "cosine" or config.warmup_epochs else None)
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
+                                  use_buffers=True) if config.ema_decay else None)
         self.aug_generator = torch.Generator(device=self.device).manual_seed(
             config.seed + 1 + self.dist.rank)  # each process its own augmentation draws
-        self.loss_fn = nn.CrossEntropyLoss()
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.val_loss_fn = nn.CrossEntropyLoss()
         self.use_amp = config.amp and self.device.type == "cuda"
         self.run_dir: Path | None = None  # set by fit(), or by resume() to the run it continues
         self.history: list[dict[str, float]] = []
@@ -168,6 +176,8 @@ class Trainer:
             trainer.scheduler.load_state_dict(state["scheduler"])
         if state["normalizer"] is not None:
             trainer.classifier.normalizer.load_state_dict(state["normalizer"])
+        if trainer.ema is not None:
+            trainer.ema.load_state_dict(state["ema"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         trainer.sampler_generator.set_state(rng["sampler"])
@@ -229,6 +239,11 @@ class Trainer:
         self.dist.barrier()
         return run_dir
 
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """The weights validation scores and best.pt keeps: the moving average when enabled."""
+        return self.ema.module if self.ema is not None else self.model
+
     def close(self) -> None:
         """Leave the process group after training under torchrun. The DistributedDataParallel
         wrapper goes first: destroyed after the group, it was seen to hang its process."""
@@ -239,9 +254,10 @@ class Trainer:
                     is_best: bool) -> None:
         """last.pt, best.pt when the epoch is the best so far, history, metrics and curves."""
         save_checkpoint(state, run_dir / "last.pt")
-        if is_best:  # best.pt is for prediction: no optimizer or RNG state
-            save_checkpoint({k: v for k, v in state.items()
-                             if k not in ("optimizer", "scheduler", "rng")}, run_dir / "best.pt")
+        if is_best:  # best.pt is for prediction: the validated weights, no optimizer or RNG state
+            save_checkpoint({**{k: v for k, v in state.items()
+                                if k not in ("optimizer", "scheduler", "rng", "ema")},
+                             "model": self.evaluated_model.state_dict()}, run_dir / "best.pt")
         self._write_history(run_dir, history)
         plot_learning_curves(history, f"{run_dir.name} ({self.config.model})",
                              run_dir / "curves.png")
@@ -341,10 +357,11 @@ class Trainer:
         return features, frame_lengths, targets
 
     def _run_epoch(self, loader: DataLoader, epoch: int, training: bool) -> EpochStats:
-        self.model.train(training)
+        model = self.train_model if training else self.evaluated_model
+        model.train(training)
         total_loss, correct, seen = 0.0, 0, 0
         desc = f"epoch {epoch} {'train' if training else 'val'}"
-        model = self.train_model if training else self.model
+        loss_fn = self.loss_fn if training else self.val_loss_fn
         bar = tqdm(loader, desc=desc, leave=False,
                    disable=not (self.config.progress and self.dist.is_main))
         for batch in bar:
@@ -352,7 +369,7 @@ class Trainer:
             with torch.set_grad_enabled(training), torch.autocast(
                     self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
                 logits = model(features, frame_lengths)
-                loss = self.loss_fn(logits.float(), targets)
+                loss = loss_fn(logits.float(), targets)
             if not torch.isfinite(loss):
                 raise Esc50Error(f"{desc}: the loss became {loss.item()}; lower --lr or check the "
                                  "data")
@@ -362,6 +379,8 @@ class Trainer:
                 self.optimizer.step()
                 if self.scheduler is not None:
                     self.scheduler.step()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.model)
             labels = targets.argmax(1) if targets.dim() == 2 else targets
             total_loss += loss.item() * len(labels)
             correct += int((logits.argmax(dim=1) == labels).sum())
@@ -374,6 +393,7 @@ class Trainer:
     def _checkpoint_state(self, epoch: int, history: list[dict[str, float]]) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "ema": self.ema.state_dict() if self.ema is not None else None,
                 "normalizer": (self.classifier.normalizer.state_dict()
                                if self.classifier.normalizer is not None else None),
                 "rng": {"torch": torch.get_rng_state(),

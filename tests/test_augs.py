@@ -167,3 +167,13 @@ def test_an_augmentation_of_an_unknown_stage_is_refused():
     with pytest.raises(Esc50Error, match="augmentation Later has stage 'later'; expected one of "
                                          "wave, power, spec, batch"):
         AugmentationPipeline([Later(p=1.0)])
+
+
+def test_time_shift_rolls_or_shifts_in_silence():
+    features = torch.arange(40.0).repeat(2, 1, 3, 1)  # [2, 1, 3, 40]: value = frame index
+    rolled = make("time_shift:min_shift=0.25,max_shift=0.25,p=1")(features, gen())
+    assert rolled[0, 0, 0].tolist() == [(t - 10) % 40 for t in range(40)]
+    shifted = make("time_shift:min_shift=-0.25,max_shift=-0.25,rollover=false,p=1")(
+        features, gen())
+    assert shifted[1, 0, 2].tolist() == [t + 10 for t in range(30)] + [0.0] * 10
+    assert torch.equal(make("time_shift:p=0")(features, gen()), features)

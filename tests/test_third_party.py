@@ -38,9 +38,10 @@ def test_example_package_installs_lists_and_trains(installed_example, tmp_path):
     by_id = {row["id"]: row for row in listing["plugins"]}
     assert by_id["ast.ast"]["package"] == "esc50-ast" and by_id["ast.ast"]["version"] == "0.1.0"
     assert by_id["ast.ast"]["parameters"] > 1_000_000
-    assert by_id["ast.time_shift"]["kind"] == "augmentation"
+    assert by_id["ast.logspec"]["kind"] == "featurizer"
     data = write_synthetic_dataset(tmp_path / "data")
-    result = esc50("train", "--model", "ast.ast", "--aug", "ast.time_shift:p=1", "--data",
+    result = esc50("train", "--model", "ast.ast", "--featurizer", "ast.logspec", "--aug",
+                   "spec_pitch_shift:p=1", "--aug", "spec_noise:p=1", "--data",
                    str(data), "--epochs", "1", "--val-fold", "1", "--output-dir", str(tmp_path),
                    "--run-name", "ast", "--no-progress", "--set", "sample_rate=8000",
                    "--set", "length_wav=8000", "--set", "n_fft=256", "--set", "win_length=256",
@@ -48,6 +49,7 @@ def test_example_package_installs_lists_and_trains(installed_example, tmp_path):
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "ast" / "metrics.json").read_text())
     assert metrics["plugins"]["ast.ast"]["package"] == "esc50-ast"
+    assert metrics["plugins"]["ast.logspec"]["package"] == "esc50-ast"
 
 
 def fake_distribution(site: Path, name: str, entry_points: str, modules: dict[str, str]) -> None:

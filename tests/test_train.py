@@ -1,5 +1,6 @@
 import csv
 import json
+import math
 import subprocess
 import sys
 import time
@@ -148,7 +149,8 @@ def test_training_with_every_augmentation(synthetic_data, tmp_path, policy):
 
 def test_an_interrupted_run_resumes_to_the_same_weights(synthetic_data, tmp_path, monkeypatch):
     config = small_config(synthetic_data, num_epochs=4, augs=["noise", "specaugment", "mixup"],
-                          output_dir=str(tmp_path))
+                          output_dir=str(tmp_path), ema_decay=0.9, warmup_epochs=1,
+                          label_smoothing=0.1)
     straight = Trainer(config.override(run_name="straight"), load_registry(),
                        log=lambda _: None).fit()
 
@@ -261,3 +263,71 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+
+
+def test_label_smoothing_keeps_the_training_loss_above_its_floor(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data", clips_per_class_per_fold=4)
+
+    def final_train_loss(name, **changes):
+        config = small_config(data, num_epochs=12, output_dir=str(tmp_path), run_name=name,
+                              **changes)
+        run_dir = Trainer(config, load_registry(), log=lambda _: None).fit()
+        return load_checkpoint(run_dir / "last.pt")["history"][-1]
+
+    plain, smoothed = final_train_loss("plain"), final_train_loss("smooth", label_smoothing=0.2)
+    # Smoothed targets (0.85, 0.05, 0.05, 0.05) have entropy 0.587: no model gets below it.
+    floor = -(0.85 * math.log(0.85) + 3 * 0.05 * math.log(0.05))
+    assert plain["train_loss"] < 0.2 and plain["val_accuracy"] >= 0.85
+    assert floor <= smoothed["train_loss"] < floor + 0.2 and smoothed["val_accuracy"] >= 0.85
+    assert smoothed["val_loss"] < 0.5  # validation loss is the plain cross-entropy
+
+
+def test_weight_averaging_is_what_validation_and_best_pt_use(synthetic_data, tmp_path):
+    from esc50.core.classifier import load_classifier
+
+    config = small_config(synthetic_data, num_epochs=1, output_dir=str(tmp_path), run_name="ema",
+                          ema_decay=0.5, batch_size=4)  # 4 steps: the average lags the weights
+    trainer = Trainer(config, load_registry(), log=lambda _: None)
+    run_dir = trainer.fit()  # one epoch: it is the best, so best.pt holds its validated weights
+    averaged = trainer.ema.module.state_dict()
+    raw = trainer.model.state_dict()
+    assert any(not torch.equal(averaged[k], raw[k]) for k in raw)
+    best = load_checkpoint(run_dir / "best.pt")
+    assert all(torch.equal(best["model"][k], averaged[k]) for k in averaged)
+    classifier, _ = load_classifier(run_dir / "last.pt", load_registry())
+    assert all(torch.equal(classifier.model.state_dict()[k], averaged[k]) for k in averaged)
+
+
+def test_warm_up_then_cosine():
+    from esc50.core.schedule import lr_factor
+
+    factors = [lr_factor(step, warmup_steps=4, total_steps=20, cosine=True) for step in range(20)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert factors[4] == 1.0 and factors[12] == pytest.approx(0.5)
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
+    assert lr_factor(20, 4, 20, cosine=True) == pytest.approx(0.0)
+    assert lr_factor(15, 4, 20, cosine=False) == 1.0
+
+
+def test_the_strong_recipe_is_a_readable_config_whose_plugins_all_build(synthetic_data, tmp_path):
+    from esc50.core.config import recipe_path
+
+    config = load_config(recipe_path("strong"))
+    assert (config.model, config.n_mels, config.label_smoothing) == ("plugins.kumar", 128, 0.1)
+    assert config.ema_decay > 0 and config.warmup_epochs > 0 and len(config.augs) >= 5
+    registry = load_registry()
+    for spec in config.augs:  # every augmentation and option in it is valid
+        registry.create("augmentation", spec, config)
+    result = CliRunner().invoke(cli, [
+        "train", "--recipe", "strong", "--model", "plugins.crnn", "--data", str(synthetic_data),
+        "--epochs", "1", "--set", "warmup_epochs=1", "--val-fold", "1", "--output-dir",
+        str(tmp_path), "--run-name", "strong", "--no-progress", "--batch-size", "8",
+        "--set", "sample_rate=8000", "--set", "length_wav=8000", "--set", "n_fft=256",
+        "--set", "win_length=256", "--set", "hop_length=64", "--set", "n_mels=32",
+        "--set", "num_classes=4"])
+    assert result.exit_code == 0, result.output
+    used = load_config(tmp_path / "strong" / "config.toml")
+    assert used.augs == config.augs and used.ema_decay == config.ema_decay
+    assert used.model == "plugins.crnn" and used.n_mels == 32  # flags override the recipe
+    unknown = CliRunner().invoke(cli, ["train", "--recipe", "fast"])
+    assert unknown.exit_code == 1 and "unknown recipe 'fast' (recipes: strong)" in unknown.output

@@ -1,4 +1,4 @@
-"""esc50 hooks of this package: one model and one augmentation."""
+"""esc50 hooks of this package: one model and one featurizer."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_range, uniform
+from esc50.core.contracts import PowerFeaturizer
 from esc50.core.hookspecs import hookimpl
 
 ESC50_PLUGIN_API = 1
@@ -55,24 +55,37 @@ class AST(nn.Module):
         return self.head(self.norm(x[:, 0]))
 
 
-class TimeShift(Augmentation):
-    """Roll each clip in time by a random fraction of its length in [-max_shift, max_shift]."""
+class LogSpectrogram(PowerFeaturizer):
+    """Log power of the linear-frequency STFT (no mel bands), with a power stage."""
 
-    name = "time_shift"
-    stage = "wave"
+    name = "logspec"
 
-    def __init__(self, config: TaskConfig, max_shift: float = 0.5, p: float = 0.5) -> None:
-        super().__init__(p)
-        check_range("max_shift", max_shift, 0.0, 1.0)
-        self.max_shift = max_shift
+    def __init__(self, config: TaskConfig, floor: float = 1e-10) -> None:
+        super().__init__()
+        self.n_fft, self.hop_length, self.floor = config.n_fft, config.hop_length, floor
+        window = torch.hann_window(config.win_length)
+        left = (config.n_fft - config.win_length) // 2
+        self.register_buffer("window", nn.functional.pad(
+            window, (left, config.n_fft - config.win_length - left)), persistent=False)
+        bins = config.n_fft // 2 + 1
+        # Each feature band is one STFT bin, so the filterbank is the identity.
+        self.register_buffer("filterbank", torch.eye(bins), persistent=False)
+        self.register_buffer("frequencies", torch.linspace(0, config.sample_rate / 2, bins),
+                             persistent=False)
 
-    def forward(self, wav: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        batch, length = wav.shape
-        chosen = self.chosen(batch, generator)
-        shifts = (uniform(-self.max_shift, self.max_shift, batch, generator) * length).long()
-        shifts = (shifts * chosen).to(wav.device)
-        index = (torch.arange(length, device=wav.device)[None, :] - shifts[:, None]) % length
-        return wav.gather(1, index)
+    def power(self, wav: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(wav, self.n_fft, self.hop_length, window=self.window,
+                          return_complex=True)
+        return spec.abs().pow(2).unsqueeze(1)
+
+    def compress(self, power: torch.Tensor) -> torch.Tensor:
+        return torch.log(power.clamp(min=self.floor))
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return lengths // self.hop_length + 1
+
+    def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        return (1, self.n_fft // 2 + 1, num_samples // self.hop_length + 1)
 
 
 @hookimpl
@@ -81,5 +94,5 @@ def register_models(register):
 
 
 @hookimpl
-def register_augmentations(register):
-    register(TimeShift)
+def register_featurizers(register):
+    register(LogSpectrogram)
