@@ -49,25 +49,27 @@ class BackgroundNoise(Augmentation):
 
     def _draw_noise(self, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
         if self.noises:
-            return self._noise_windows(batch, length, generator)
+            return noise_windows(self.noises, batch, length, generator)
         return coloured_noise(batch, length,
                               uniform(self.min_f_decay, self.max_f_decay, batch, generator),
                               generator)
 
-    def _noise_windows(self, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
-        """A random window of ``length`` samples of a random recording per example (looped when
-        the recording is shorter than the clip)."""
-        picks = torch.randint(len(self.noises), (batch,), generator=generator,
-                              device=generator.device).tolist()
-        starts = torch.rand(batch, generator=generator, device=generator.device).tolist()
-        windows = []
-        for pick, start in zip(picks, starts):
-            noise = self.noises[pick]
-            if noise.shape[0] < length:
-                noise = noise.repeat(math.ceil(length / noise.shape[0]))
-            offset = int(start * (noise.shape[0] - length + 1))
-            windows.append(noise[offset:offset + length])
-        return torch.stack(windows)
+
+def noise_windows(recordings: list[torch.Tensor], batch: int, length: int,
+                  generator: torch.Generator) -> torch.Tensor:
+    """A random window of ``length`` steps of the last axis of a random recording per example
+    (looped when the recording is shorter), stacked: [batch, ..., length]."""
+    picks = torch.randint(len(recordings), (batch,), generator=generator,
+                          device=generator.device).tolist()
+    starts = torch.rand(batch, generator=generator, device=generator.device).tolist()
+    windows = []
+    for pick, start in zip(picks, starts):
+        noise = recordings[pick]
+        if noise.shape[-1] < length:
+            noise = noise.repeat(*[1] * (noise.dim() - 1), math.ceil(length / noise.shape[-1]))
+        offset = int(start * (noise.shape[-1] - length + 1))
+        windows.append(noise[..., offset:offset + length])
+    return torch.stack(windows)
 
 
 def coloured_noise(batch: int, length: int, f_decay_db: torch.Tensor,
@@ -76,11 +78,17 @@ def coloured_noise(batch: int, length: int, f_decay_db: torch.Tensor,
     -6.02: brown), one slope per example; generated in the frequency domain."""
     white = torch.randn(batch, length, generator=generator, device=generator.device)
     spectrum = torch.fft.rfft(white, dim=1)
-    freqs = torch.fft.rfftfreq(length, device=white.device)
-    freqs[0] = freqs[1]  # avoid 0 ** negative at DC
-    exponent = f_decay_db / (20 * math.log10(2))  # amplitude slope per octave
-    gain = freqs[None, :].pow(exponent[:, None])
+    gain = colour_gain(torch.fft.rfftfreq(length, device=white.device), f_decay_db)
     return torch.fft.irfft(spectrum * gain, n=length, dim=1)
+
+
+def colour_gain(freqs: torch.Tensor, f_decay_db: torch.Tensor) -> torch.Tensor:
+    """Amplitude gain [B, len(freqs)] at ``freqs`` (any unit, DC first) under which power falls
+    by ``f_decay_db[b]`` dB per octave."""
+    freqs = freqs.clone()
+    freqs[0] = freqs[1]  # avoid 0 ** negative at DC
+    exponent = f_decay_db.to(freqs.device) / (20 * math.log10(2))  # amplitude slope per octave
+    return freqs[None, :].pow(exponent[:, None])
 
 
 def _load_noise_folder(folder: Path, sample_rate: int) -> list[torch.Tensor]:

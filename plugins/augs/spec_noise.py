@@ -5,13 +5,11 @@ is left out, and nothing is clamped."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from esc50.core.contracts import Featurizer, uniform
 from esc50.core.hookspecs import hookimpl
-from esc50.plugins.augs.noise import BackgroundNoise
+from esc50.plugins.augs.noise import BackgroundNoise, colour_gain, noise_windows
 from esc50.plugins.augs.spectral import EPS, noise_bands, require_power
 
 
@@ -41,22 +39,9 @@ class SpecBackgroundNoise(BackgroundNoise):
                           ) -> torch.Tensor:
         if not self.noise_powers:
             decay = uniform(self.min_f_decay, self.max_f_decay, batch, generator)
-            freqs = self.featurizer.frequencies.clone().to(decay.device)
-            freqs[0] = freqs[1]  # avoid 0 ** negative at DC
-            exponent = 2 * decay / (20 * math.log10(2))  # power slope per octave
-            return noise_bands(freqs[None, :].pow(exponent[:, None]), self.featurizer, frames,
-                               generator)
-        picks = torch.randint(len(self.noise_powers), (batch,), generator=generator,
-                              device=generator.device).tolist()
-        starts = torch.rand(batch, generator=generator, device=generator.device).tolist()
-        windows = []
-        for pick, start in zip(picks, starts):
-            noise = self.noise_powers[pick]
-            if noise.shape[-1] < frames:
-                noise = noise.repeat(1, 1, math.ceil(frames / noise.shape[-1]))
-            offset = int(start * (noise.shape[-1] - frames + 1))
-            windows.append(noise[..., offset:offset + frames])
-        return torch.stack(windows)
+            psd = colour_gain(self.featurizer.frequencies, decay).pow(2)
+            return noise_bands(psd, self.featurizer, frames, generator)
+        return noise_windows(self.noise_powers, batch, frames, generator)
 
 
 @hookimpl
