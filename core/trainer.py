@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -38,7 +38,7 @@ from esc50.core.normalize import FeatureNormalizer
 from esc50.core.plots import plot_learning_curves
 from esc50.core.registry import Registry, parse_spec
 from esc50.core.sampler import ClassBalancedSampler
-from esc50.core.schedule import lr_factor
+from esc50.core.schedule import ema_step, lr_factor
 
 HISTORY_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
                   "steps", "seconds"]
@@ -126,8 +126,14 @@ class Trainer:
         # once, for all clips, on the training device.
         self.feature_cache = (self._featurize(cache) if config.cache_features
                               and not self.augs.by_stage["wave"] else None)
+        self.cache_finished = False  # the cache holds uncompressed features until below
         if config.normalize:  # statistics of the training clips only, without augmentation
             self.classifier.normalizer = FeatureNormalizer.fit(self._training_features())
+        if self.feature_cache is not None and not self.augs.by_stage["power"]:
+            # Nothing runs between the cache and the model: cache the finished features.
+            features, frames = self.feature_cache
+            self.feature_cache = (self._finish(features, training=False), frames)
+            self.cache_finished = True
 
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate,
                                           weight_decay=config.weight_decay)
@@ -146,8 +152,8 @@ class Trainer:
             lr_factor, warmup_steps=round(config.warmup_epochs * steps_per_epoch),
             total_steps=config.num_epochs * steps_per_epoch, cosine=config.scheduler == "cosine"))
             if config.scheduler == "cosine" or config.warmup_epochs else None)
-        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
-                                  use_buffers=True) if config.ema_decay else None)
+        self.ema = (AveragedModel(self.model, avg_fn=functools.partial(
+            ema_step, decay=config.ema_decay), use_buffers=True) if config.ema_decay else None)
         self.aug_generator = torch.Generator(device=self.device).manual_seed(
             config.seed + 1 + self.dist.rank)  # each process its own augmentation draws
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -328,19 +334,26 @@ class Trainer:
         if self.feature_cache is not None:
             index = batch["index"].to(self.device)
             features, frames = self.feature_cache[0][index], self.feature_cache[1][index]
+            if self.cache_finished:
+                return features, frames, labels
         else:
             wav, lengths, _ = self._on_device(batch)
             if training:
                 wav = self.augs.transform("wave", wav, self.aug_generator)
             features = self._uncompressed(wav)
             frames = self.classifier.featurizer.frame_lengths(lengths)
+        return self._finish(features, training), frames, labels
+
+    def _finish(self, features: torch.Tensor, training: bool) -> torch.Tensor:
+        """Uncompressed features to the model's input: power augmentations (in training), the
+        featurizer's compression, normalization."""
         if self.staged:
             if training:
                 features = self.augs.transform("power", features, self.aug_generator)
             features = self.classifier.featurizer.compress(features)
         if self.classifier.normalizer is not None:
             features = self.classifier.normalizer(features)
-        return features, frames, labels
+        return features
 
     @torch.no_grad()
     def _prepare(self, batch: dict[str, torch.Tensor], training: bool

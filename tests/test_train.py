@@ -331,3 +331,12 @@ def test_the_strong_recipe_is_a_readable_config_whose_plugins_all_build(syntheti
     assert used.model == "plugins.crnn" and used.n_mels == 32  # flags override the recipe
     unknown = CliRunner().invoke(cli, ["train", "--recipe", "fast"])
     assert unknown.exit_code == 1 and "unknown recipe 'fast' (recipes: strong)" in unknown.output
+
+
+def test_the_moving_average_forgets_the_initial_weights_in_a_short_run():
+    from esc50.core.schedule import ema_step
+
+    average, target = torch.zeros(1), torch.ones(1)
+    for n in range(100):  # 100 steps towards 1, as in a 10-epoch run of 10 steps
+        average = ema_step(average, target, torch.tensor(n), decay=0.999)
+    assert float(average) > 0.99  # a fixed 0.999 decay would still be at 1 - 0.999**100 = 0.10
