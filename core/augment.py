@@ -9,9 +9,9 @@ Batch-stage augmentations (mixup) always run on the whole batch.
 
 from __future__ import annotations
 
-import torch
-
 from typing import Iterator
+
+import torch
 
 from esc50.core.contracts import Augmentation
 from esc50.core.errors import Esc50Error

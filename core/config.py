@@ -7,13 +7,13 @@ Load from TOML or YAML with :func:`load_config`, override with :meth:`TaskConfig
 from __future__ import annotations
 
 import dataclasses
-from importlib import resources
 import difflib
 import json
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
