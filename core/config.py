@@ -65,6 +65,8 @@ class TaskConfig:
     normalize: bool = True  # per-frequency feature normalization (training-clip statistics)
     cache_features: bool = True  # featurize once when no waveform augmentation is active
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    channels_last: bool = True  # convolution weights and 4-D inputs in channels-last layout
+    compile: bool = False  # torch.compile the model for training steps (slow start, faster steps)
     scheduler: str = "cosine"  # "cosine" (per step, to zero) or "none"
     warmup_epochs: float = 0.0  # linear learning-rate warm-up before the schedule
     label_smoothing: float = 0.0  # of the training cross-entropy (validation loss is plain)

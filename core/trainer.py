@@ -94,6 +94,8 @@ class Trainer:
             load_model_weights(self.model, Path(config.weights))
         self.train_model = (DistributedDataParallel(self.model) if self.dist.enabled
                             else self.model)  # the model as training steps call it
+        if config.compile:
+            self.train_model = torch.compile(self.train_model)
         self.augs = AugmentationPipeline(
             [registry.create("augmentation", s, config).to(self.device) for s in config.augs],
             config.aug_policy)
@@ -361,13 +363,12 @@ class Trainer:
         """Features, frame lengths and targets of a batch: label probabilities [B, classes] in
         training (after the spec and batch augmentations; mixup mixes labels), class indices
         [B] otherwise."""
-        features, frame_lengths, labels = self._features(batch, training)
-        if not training:
-            return features, frame_lengths, labels
-        features = self.augs.transform("spec", features, self.aug_generator)
-        targets = nn.functional.one_hot(labels, self.config.num_classes).float()
-        features, targets = self.augs.mix(features, targets, self.aug_generator)
-        return features, frame_lengths, targets
+        features, frame_lengths, targets = self._features(batch, training)
+        if training:
+            features = self.augs.transform("spec", features, self.aug_generator)
+            targets = nn.functional.one_hot(targets, self.config.num_classes).float()
+            features, targets = self.augs.mix(features, targets, self.aug_generator)
+        return self.classifier.model_input(features), frame_lengths, targets
 
     def _run_epoch(self, loader: DataLoader, epoch: int, training: bool) -> EpochStats:
         model = self.train_model if training else self.evaluated_model

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from esc50.core.classifier import Classifier
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
 from esc50.core.registry import load_registry
@@ -42,6 +43,20 @@ def test_gradients_reach_every_parameter(name):
     torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
     assert dead == []
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_channels_last_layout_gives_the_same_logits(name):
+    featurizer = load_registry().create("featurizer", "plugins.logmel", CONFIG)
+    plain = Classifier(featurizer, build(name).eval())
+    fast = Classifier(featurizer, build(name).eval(), channels_last=True)
+    convs = [m.weight for m in fast.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not plain.model_input(torch.zeros(2, 3, 4, 5)).is_contiguous(
+        memory_format=torch.channels_last)
+    wav = torch.from_numpy(np.stack([tone(f, seed=i) for i, f in enumerate(FREQS)]))
+    lengths = torch.tensor([SR, SR, SR // 2, SR])
+    torch.testing.assert_close(fast(wav, lengths), plain(wav, lengths), rtol=1e-4, atol=1e-4)
 
 
 def recalibrate_batch_norm(model, features, lengths):

@@ -44,6 +44,22 @@ def test_runs_with_the_same_seed_are_identical(synthetic_data, tmp_path):
         assert torch.equal(value, second["model"][key]), key
 
 
+def test_a_compiled_model_trains_like_the_eager_one(synthetic_data, tmp_path):
+    def run(name, **changes):
+        config = small_config(synthetic_data, output_dir=str(tmp_path), run_name=name,
+                              num_epochs=1, **changes)
+        trainer = Trainer(config, load_registry(), log=lambda _: None)
+        assert hasattr(trainer.train_model, "_orig_mod") == config.compile  # torch.compile's
+        return load_checkpoint(trainer.fit() / "last.pt")
+
+    eager, compiled = run("eager"), run("compiled", compile=True)
+    assert compiled["model"].keys() == eager["model"].keys()  # loads into an uncompiled model
+    assert compiled["history"][-1]["train_loss"] == pytest.approx(
+        eager["history"][-1]["train_loss"], rel=1e-3)
+    for key, value in eager["model"].items():
+        torch.testing.assert_close(compiled["model"][key], value, rtol=1e-3, atol=1e-3)
+
+
 def test_checkpoint_carries_what_prediction_needs(synthetic_data, tmp_path):
     config = small_config(synthetic_data, output_dir=str(tmp_path), run_name="r", num_epochs=1)
     run_dir = Trainer(config, load_registry(), log=lambda _: None).fit()
