@@ -63,6 +63,7 @@ class TaskConfig:
     output_dir: str = "runs"
     run_name: str | None = None  # default: <time>-<model name>
     normalize: bool = True  # per-frequency feature normalization (training-clip statistics)
+    audio_cache: str | None = None  # folder of an on-disk decoded-audio cache; None: in memory
     cache_features: bool = True  # featurize once when no waveform augmentation is active
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     channels_last: bool = True  # convolution weights and 4-D inputs in channels-last layout

@@ -1,5 +1,5 @@
 """Cross-validation over the folds present: one model per held-out fold, trained from scratch,
-resumable fold by fold. Each fold is scored at its final epoch, so no fold's held-out accuracy
+resumable fold by fold (a fold interrupted after an epoch continues from its last checkpoint). Each fold is scored at its final epoch, so no fold's held-out accuracy
 chooses anything."""
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ def cross_validate(config: TaskConfig, registry: Registry, name: str,
         if metrics_file.is_file() and json.loads(metrics_file.read_text())["epochs"] == \
                 config.num_epochs:
             log(f"fold {fold}: already trained in {run_dir}, skipping")
+        elif (run_dir / "last.pt").is_file():  # interrupted after an epoch: continue it
+            log(f"fold {fold}: resuming {run_dir}")
+            Trainer.resume(run_dir, registry, config.data, log=log).fit()
         else:
-            shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished fold starts over
+            shutil.rmtree(run_dir, ignore_errors=True)  # killed before its first epoch ended
             log(f"fold {fold}: training with fold {fold} held out")
             fold_config = config.override(split="fold", val_fold=fold, output_dir=str(root),
                                           run_name=f"fold-{fold}")

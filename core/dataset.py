@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from esc50.core.audio import load_clip, to_int16
 from esc50.core.config import TaskConfig
+from esc50.core.diskcache import DiskStore
 from esc50.core.errors import Esc50Error
 
 CLIP_NAME = re.compile(r"^(?P<fold>\d+)-(?P<clip>[^-]+)-(?P<take>[^-]+)-(?P<target>\d+)$")
@@ -129,7 +130,9 @@ def split_indices(table: ClipTable, config: TaskConfig) -> tuple[list[int], list
 
 
 class AudioCache:
-    """Every clip decoded once, resampled and padded/cropped, kept as int16 in memory.
+    """Every clip decoded once, resampled and padded/cropped, kept as int16: in memory, or with
+    ``config.audio_cache`` set, in a memory-mapped store in that folder that later runs on the
+    same files reuse (see :mod:`esc50.core.diskcache`).
 
     A clip that cannot be used (corrupt, empty, silent, NaN) stops the run with its one-line
     error, or, with ``skip_bad=True``, is reported through ``warn`` and listed in ``bad`` (its
@@ -137,8 +140,29 @@ class AudioCache:
 
     def __init__(self, clips: list[Clip], config: TaskConfig, threads: int | None = None,
                  skip_bad: bool = False, warn: Callable[[str], None] = print) -> None:
-        self.waves = torch.zeros(len(clips), config.length_wav, dtype=torch.int16)
-        self.lengths = torch.zeros(len(clips), dtype=torch.long)
+        store = (DiskStore(Path(config.audio_cache), [c.path for c in clips], config.sample_rate,
+                           config.length_wav) if config.audio_cache else None)
+        self.location = store.waves_path if store else None
+        if store is not None and store.exists():
+            self.waves, self.lengths, errors = store.load()
+        else:
+            self.waves = (store.new_waves() if store else
+                          torch.zeros(len(clips), config.length_wav, dtype=torch.int16))
+            self.lengths = torch.zeros(len(clips), dtype=torch.long)
+            errors = self._decode(clips, config, threads)
+            if store is not None:
+                store.save(self.lengths, errors)
+        if errors and not skip_bad:
+            more = f" (and {len(errors) - 1} more bad files)" if len(errors) > 1 else ""
+            raise Esc50Error(f"{errors[min(errors)]}{more}; --skip-bad-files leaves bad files "
+                             "out with a warning")
+        for i in sorted(errors):
+            warn(f"warning: skipped {errors[i]}")
+        self.bad = frozenset(errors)
+
+    def _decode(self, clips: list[Clip], config: TaskConfig, threads: int | None
+                ) -> dict[int, str]:
+        """Decode every clip into ``waves`` and ``lengths``; the errors of unusable clips."""
         errors: dict[int, str] = {}
 
         def decode(i: int) -> None:
@@ -152,13 +176,7 @@ class AudioCache:
 
         with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
             list(pool.map(decode, range(len(clips))))
-        if errors and not skip_bad:
-            more = f" (and {len(errors) - 1} more bad files)" if len(errors) > 1 else ""
-            raise Esc50Error(f"{errors[min(errors)]}{more}; --skip-bad-files leaves bad files "
-                             "out with a warning")
-        for i in sorted(errors):
-            warn(f"warning: skipped {errors[i]}")
-        self.bad = frozenset(errors)
+        return errors
 
     def nbytes(self) -> int:
         return self.waves.numel() * self.waves.element_size()

@@ -117,8 +117,9 @@ class Trainer:
         if not train_idx or not val_idx:
             raise Esc50Error(f"every {'training' if not train_idx else 'validation'} clip in "
                              f"{table.root} was skipped as bad")
+        where = f"in {cache.location}" if cache.location else "in memory"
         log(f"decoded {len(table.clips)} clips from {table.root} in "
-            f"{time.perf_counter() - started:.1f} s ({cache.nbytes() / 2**20:.0f} MiB cached); "
+            f"{time.perf_counter() - started:.1f} s ({cache.nbytes() / 2**20:.0f} MiB {where}); "
             f"{len(train_idx)} train / {len(val_idx)} validation ({self._split_name()})")
         self.train_set = ClipDataset(cache, table.labels, train_idx)
         self.val_set = ClipDataset(cache, table.labels, val_idx)
@@ -196,6 +197,8 @@ class Trainer:
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         trainer.run_dir, trainer.history = run_dir, state["history"]
+        if trainer.dist.is_main:  # a kill after last.pt was written leaves these an epoch behind
+            trainer._write_history(run_dir, trainer.history)
         log(f"resuming {run_dir} after epoch {len(trainer.history)}")
         return trainer
 

@@ -1,6 +1,7 @@
 """Cross-validation fold assignment and resumption, and the comparison report."""
 
 import json
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -8,6 +9,7 @@ from PIL import Image
 
 from esc50.cli.main import cli
 from esc50.core.dataset import find_clips, split_indices
+from esc50.core.trainer import Trainer
 from tests.conftest import REAL_DATA, small_config, write_synthetic_dataset
 
 SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", "--set", "n_fft=256",
@@ -26,25 +28,39 @@ def test_fold_assignment_of_real_esc50_names(real_data):
     assert len(val) == 400 and len(train) == len(table.clips) - 400
 
 
-def test_cv_trains_one_run_per_fold_and_resumes(tmp_path):
+def test_cv_trains_one_run_per_fold_and_resumes(tmp_path, monkeypatch):
     data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
     args = ["cv", "--data", str(data), "--epochs", "2", "--output-dir", str(tmp_path / "runs"),
             "--name", "tones", *SMALL]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    summary = json.loads((tmp_path / "runs" / "tones" / "cv.json").read_text())
+    runs = tmp_path / "runs" / "tones"
+    summary = json.loads((runs / "cv.json").read_text())
     assert list(summary["folds"]) == ["1", "2", "3"]
     for fold in (1, 2, 3):
-        metrics = json.loads((tmp_path / "runs" / "tones" / f"fold-{fold}" / "metrics.json")
-                             .read_text())
+        metrics = json.loads((runs / f"fold-{fold}" / "metrics.json").read_text())
         assert metrics["split"] == f"validation fold {fold}" and metrics["val_clips"] == 8
         assert summary["folds"][str(fold)] == metrics["final_val_accuracy"]
     assert "mean accuracy" in result.output
-    (tmp_path / "runs" / "tones" / "fold-2" / "metrics.json").unlink()  # as if fold 2 died
+
+    (runs / "fold-3" / "metrics.json").unlink()  # as if killed between last.pt and metrics
+    shutil.rmtree(runs / "fold-2")  # and fold 2 trained again, interrupted in its epoch 2
+    original = Trainer._run_epoch
+
+    def interrupt_fold_2_in_epoch_2(self, loader, epoch, training):
+        if self.config.val_fold == 2 and epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, loader, epoch, training)
+
+    monkeypatch.setattr(Trainer, "_run_epoch", interrupt_fold_2_in_epoch_2)
+    cut = CliRunner().invoke(cli, args)
+    assert cut.exit_code == 1 and "interrupted in epoch 2; last.pt holds epoch 1" in cut.output
+    monkeypatch.setattr(Trainer, "_run_epoch", original)
     again = CliRunner().invoke(cli, args)
-    assert again.exit_code == 0
-    assert "fold 1: already trained" in again.output and "fold 3: already trained" in again.output
-    assert "fold 2: training" in again.output
+    assert again.exit_code == 0, again.output
+    assert "fold 1: already trained" in again.output
+    assert "fold 2: resuming" in again.output and "fold 3: resuming" in again.output
+    assert json.loads((runs / "cv.json").read_text()) == summary  # exact resume: same results
 
 
 def test_cv_refuses_folds_that_are_not_there(tmp_path):

@@ -1,4 +1,5 @@
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,6 +130,50 @@ def test_cache_decodes_once_into_int16(synthetic_data):
     item = dataset[1]
     assert item["label"] == table.labels[7] and item["length"] == SR
     assert torch.equal(item["wav"], cache.waves[7])
+
+
+def mapped_file(address: int) -> str | None:
+    """The file mapped at ``address`` in this process (Linux), if any."""
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        span, *fields = line.split(maxsplit=5)
+        low, high = (int(end, 16) for end in span.split("-"))
+        if low <= address < high:
+            return fields[4] if len(fields) == 5 else None
+    return None
+
+
+def test_disk_cache_is_reused_until_a_file_or_the_rate_changes(synthetic_data, tmp_path,
+                                                                monkeypatch):
+    store = tmp_path / "audio-cache"
+    config = small_config(synthetic_data, audio_cache=str(store))
+    table = find_clips(synthetic_data, config)
+    sf.write(table.clips[7].path, np.zeros(SR, dtype=np.float32), SR)  # a silent clip
+    first = AudioCache(table.clips, config, skip_bad=True, warn=lambda _: None)
+    in_memory = AudioCache(table.clips, small_config(synthetic_data), skip_bad=True,
+                           warn=lambda _: None)
+    assert torch.equal(first.waves, in_memory.waves)
+    assert first.location.parent == store and len(list(store.glob("*.npy"))) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded although the disk cache holds the clips")
+
+    monkeypatch.setattr("esc50.core.dataset.load_clip", no_decoding)
+    warnings = []
+    second = AudioCache(table.clips, config, skip_bad=True, warn=warnings.append)
+    assert mapped_file(second.waves.data_ptr()) == str(second.location)  # pages from the file
+    assert torch.equal(second.waves, in_memory.waves)
+    assert torch.equal(second.lengths, in_memory.lengths)
+    assert second.bad == {7} and "all silence" in warnings[0]  # the same report, kept
+    with pytest.raises(Esc50Error, match="all silence"):
+        AudioCache(table.clips, config)  # without --skip-bad-files the stored error stops it
+
+    monkeypatch.undo()
+    sf.write(table.clips[7].path, tone(440.0), SR)  # the file's content changes
+    third = AudioCache(table.clips, config)
+    assert third.bad == set() and third.waves[7].abs().max() > 0
+    AudioCache(table.clips, small_config(synthetic_data, audio_cache=str(store),
+                                         sample_rate=4000, length_wav=4000))
+    assert len(list(store.glob("*.npy"))) == 3 and not list(store.glob(".*partial"))
 
 
 def test_int16_round_trip_clips_out_of_range_values():

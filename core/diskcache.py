@@ -1,0 +1,80 @@
+"""An on-disk store of decoded audio, for datasets larger than memory.
+
+One store is a pair of files in the cache folder named by a key: the sha256 of every clip's file
+content, in order, with the sample rate and clip length. ``<key>.npy`` holds the int16 clips
+[clips, length_wav] and is memory-mapped, so the operating system keeps in memory only the
+pages a run touches; ``<key>.json`` holds the valid lengths and the errors of unusable clips and
+is written last, so a store without it is incomplete and is decoded again. Any change to a file,
+the clip list, the sample rate or the length gives another key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from esc50.core.checkpoint import atomic_write
+from esc50.core.errors import Esc50Error
+
+CHUNK = 1 << 20
+
+
+def content_key(paths: list[Path], sample_rate: int, length: int) -> str:
+    """A key that changes when any file's bytes, the file list, the rate or the length do."""
+    key = hashlib.sha256(f"esc50-audio-v1 {sample_rate} {length} {len(paths)}".encode())
+    for path in paths:
+        digest = hashlib.sha256()
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise Esc50Error(f"{path}: cannot read ({exc.strerror})") from None
+        key.update(digest.digest())
+    return key.hexdigest()[:32]
+
+
+class DiskStore:
+    """The store of one clip list at one sample rate and length in ``folder``."""
+
+    def __init__(self, folder: Path, paths: list[Path], sample_rate: int, length: int) -> None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise Esc50Error(f"cannot create audio cache folder {folder}: {exc.strerror}") from None
+        key = content_key(paths, sample_rate, length)
+        self.waves_path, self.meta_path = folder / f"{key}.npy", folder / f"{key}.json"
+        self.shape = (len(paths), length)
+        self._partial = folder / f".{key}.npy.partial"
+
+    def exists(self) -> bool:
+        return self.meta_path.is_file() and self.waves_path.is_file()
+
+    def load(self) -> tuple[torch.Tensor, torch.Tensor, dict[int, str]]:
+        """Memory-mapped clips, their valid lengths and the errors of unusable clips."""
+        meta = json.loads(self.meta_path.read_text())
+        # copy-on-write: pages are read from the file on demand and never written back
+        waves = np.load(self.waves_path, mmap_mode="c")
+        if waves.shape != self.shape or waves.dtype != np.int16:
+            raise Esc50Error(f"audio cache {self.waves_path} holds {waves.dtype} {waves.shape}, "
+                             f"not int16 {self.shape}: delete it")
+        return (torch.from_numpy(waves), torch.tensor(meta["lengths"], dtype=torch.long),
+                {int(i): message for i, message in meta["errors"].items()})
+
+    def new_waves(self) -> torch.Tensor:
+        """A zeroed, memory-mapped int16 tensor to decode into (a partial file until saved)."""
+        self._decoding = np.lib.format.open_memmap(self._partial, mode="w+", dtype=np.int16,
+                                                   shape=self.shape)
+        return torch.from_numpy(self._decoding)
+
+    def save(self, lengths: torch.Tensor, errors: dict[int, str]) -> None:
+        """Complete the store: flush the clips decoded into :meth:`new_waves`, then write the
+        lengths and errors."""
+        self._decoding.flush()
+        self._partial.replace(self.waves_path)
+        meta = {"lengths": lengths.tolist(), "errors": {str(i): m for i, m in errors.items()}}
+        atomic_write(self.meta_path, lambda handle: handle.write(json.dumps(meta).encode()))
