@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import json
 import os
 from pathlib import Path
@@ -284,10 +286,13 @@ def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool,
                                 "top": [{"class": c, "probability": p} for c, p in r.top]}
                                for r in results], indent=2))
     elif as_csv:
-        click.echo("file,rank,class,probability")
+        text = io.StringIO()
+        rows = csv.writer(text, lineterminator="\n")  # quotes a name that needs it
+        rows.writerow(["file", "rank", "class", "probability"])
         for r in results:
-            for rank, (name, probability) in enumerate(r.top, start=1):
-                click.echo(f"{r.path},{rank},{name},{probability:.4f}")
+            rows.writerows([r.path, rank, name, f"{probability:.4f}"]
+                           for rank, (name, probability) in enumerate(r.top, start=1))
+        click.echo(text.getvalue(), nl=False)
     else:
         for r in results:
             top = "  ".join(f"{name} {probability:.2f}" for name, probability in r.top)
