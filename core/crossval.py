@@ -1,6 +1,6 @@
 """Cross-validation over the folds present: one model per held-out fold, trained from scratch,
-resumable fold by fold (a fold interrupted after an epoch continues from its last checkpoint). Each fold is scored at its final epoch, so no fold's held-out accuracy
-chooses anything."""
+resumable fold by fold (a fold interrupted after an epoch continues from its last checkpoint).
+Each fold is scored at its final epoch, so no fold's held-out accuracy chooses anything."""
 
 from __future__ import annotations
 

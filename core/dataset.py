@@ -143,7 +143,8 @@ class AudioCache:
         store = (DiskStore(Path(config.audio_cache), [c.path for c in clips], config.sample_rate,
                            config.length_wav) if config.audio_cache else None)
         self.location = store.waves_path if store else None
-        if store is not None and store.exists():
+        self.reused = store is not None and store.exists()  # nothing decoded: mapped as stored
+        if self.reused:
             self.waves, self.lengths, errors = store.load()
         else:
             self.waves = (store.new_waves() if store else

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +51,6 @@ class DiskStore:
         key = content_key(paths, sample_rate, length)
         self.waves_path, self.meta_path = folder / f"{key}.npy", folder / f"{key}.json"
         self.shape = (len(paths), length)
-        self._partial = folder / f".{key}.npy.partial"
 
     def exists(self) -> bool:
         return self.meta_path.is_file() and self.waves_path.is_file()
@@ -66,7 +67,12 @@ class DiskStore:
                 {int(i): message for i, message in meta["errors"].items()})
 
     def new_waves(self) -> torch.Tensor:
-        """A zeroed, memory-mapped int16 tensor to decode into (a partial file until saved)."""
+        """A zeroed, memory-mapped int16 tensor to decode into: a file of this process's own
+        until saved (processes under torchrun may decode the same store side by side)."""
+        fd, partial = tempfile.mkstemp(dir=self.waves_path.parent,
+                                       prefix=f".{self.waves_path.stem}.", suffix=".partial")
+        os.close(fd)
+        self._partial = Path(partial)
         self._decoding = np.lib.format.open_memmap(self._partial, mode="w+", dtype=np.int16,
                                                    shape=self.shape)
         return torch.from_numpy(self._decoding)

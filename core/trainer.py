@@ -118,8 +118,9 @@ class Trainer:
             raise Esc50Error(f"every {'training' if not train_idx else 'validation'} clip in "
                              f"{table.root} was skipped as bad")
         where = f"in {cache.location}" if cache.location else "in memory"
-        log(f"decoded {len(table.clips)} clips from {table.root} in "
-            f"{time.perf_counter() - started:.1f} s ({cache.nbytes() / 2**20:.0f} MiB {where}); "
+        log(f"{'mapped' if cache.reused else 'decoded'} {len(table.clips)} clips from "
+            f"{table.root} in {time.perf_counter() - started:.1f} s "
+            f"({cache.nbytes() / 2**20:.0f} MiB {where}); "
             f"{len(train_idx)} train / {len(val_idx)} validation ({self._split_name()})")
         self.train_set = ClipDataset(cache, table.labels, train_idx)
         self.val_set = ClipDataset(cache, table.labels, val_idx)

@@ -153,6 +153,7 @@ def test_disk_cache_is_reused_until_a_file_or_the_rate_changes(synthetic_data, t
                            warn=lambda _: None)
     assert torch.equal(first.waves, in_memory.waves)
     assert first.location.parent == store and len(list(store.glob("*.npy"))) == 1
+    assert not first.reused and in_memory.location is None
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the disk cache holds the clips")
@@ -160,7 +161,7 @@ def test_disk_cache_is_reused_until_a_file_or_the_rate_changes(synthetic_data, t
     monkeypatch.setattr("esc50.core.dataset.load_clip", no_decoding)
     warnings = []
     second = AudioCache(table.clips, config, skip_bad=True, warn=warnings.append)
-    assert mapped_file(second.waves.data_ptr()) == str(second.location)  # pages from the file
+    assert second.reused and mapped_file(second.waves.data_ptr()) == str(second.location)
     assert torch.equal(second.waves, in_memory.waves)
     assert torch.equal(second.lengths, in_memory.lengths)
     assert second.bad == {7} and "all silence" in warnings[0]  # the same report, kept
@@ -170,7 +171,7 @@ def test_disk_cache_is_reused_until_a_file_or_the_rate_changes(synthetic_data, t
     monkeypatch.undo()
     sf.write(table.clips[7].path, tone(440.0), SR)  # the file's content changes
     third = AudioCache(table.clips, config)
-    assert third.bad == set() and third.waves[7].abs().max() > 0
+    assert not third.reused and third.bad == set() and third.waves[7].abs().max() > 0
     AudioCache(table.clips, small_config(synthetic_data, audio_cache=str(store),
                                          sample_rate=4000, length_wav=4000))
     assert len(list(store.glob("*.npy"))) == 3 and not list(store.glob(".*partial"))
