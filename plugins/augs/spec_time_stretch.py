@@ -10,6 +10,7 @@ from esc50.core.contracts import Featurizer, uniform
 from esc50.core.hookspecs import hookimpl
 from esc50.plugins.augs.spectral import require_power
 from esc50.plugins.augs.time_stretch import TimeStretch
+from esc50.plugins.augs.vocoder import read_at
 
 
 class SpecTimeStretch(TimeStretch):
@@ -29,16 +30,11 @@ class SpecTimeStretch(TimeStretch):
 
 
 def stretch_frames(power: torch.Tensor, rates: torch.Tensor) -> torch.Tensor:
-    """[B, C, F, T] power read at frame positions t * rates[b], linearly interpolated."""
+    """[B, C, F, T] power read at frame positions t * rates[b], linearly interpolated; silent
+    past the clip's end."""
     frames = power.shape[-1]
     positions = torch.arange(frames, device=power.device)[None, :] * rates[:, None]  # [B, T]
-    left = positions.floor().long().clamp(max=frames - 1)
-    right = (left + 1).clamp(max=frames - 1)
-    shape = (-1, power.shape[1], power.shape[2], -1)
-    pick = lambda index: power.gather(3, index[:, None, None, :].expand(shape))  # noqa: E731
-    frac = (positions - positions.floor())[:, None, None, :]
-    inside = (positions <= frames - 1)[:, None, None, :]
-    return torch.lerp(pick(left), pick(right), frac) * inside
+    return read_at(power, positions) * (positions <= frames - 1)[:, None, None, :]
 
 
 @hookimpl

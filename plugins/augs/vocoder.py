@@ -45,14 +45,24 @@ def stretch(wav: torch.Tensor, rates: torch.Tensor, out_length: int) -> torch.Te
 def resample_linear(wav: torch.Tensor, ratios: torch.Tensor, out_length: int) -> torch.Tensor:
     """Read each clip at ``ratios[b]`` source samples per output sample (linear interpolation);
     ``out_length`` samples per clip, zeros past the source's end."""
-    length = wav.shape[1]
     steps = torch.arange(out_length, device=wav.device, dtype=torch.float32)
     positions = steps[None, :] * ratios[:, None].float()
-    left = positions.floor().long().clamp(max=length - 1)
-    right = (left + 1).clamp(max=length - 1)
-    frac = positions - positions.floor()
-    out = (1 - frac) * wav.gather(1, left) + frac * wav.gather(1, right)
-    return out * (positions <= length - 1)
+    return read_at(wav, positions) * (positions <= wav.shape[1] - 1)
+
+
+def read_at(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``x`` [B, ..., T] read at fractional ``positions`` [B, T_out] along its last axis, linearly
+    interpolated between the two nearest steps (the last step repeats past the end):
+    [B, ..., T_out]. Callers mask what lies past the end as their transform needs."""
+    steps, out = x.shape[-1], positions.shape[1]
+    left = positions.floor().long().clamp(max=steps - 1)
+    right = (left + 1).clamp(max=steps - 1)
+    per_example = (x.shape[0],) + (1,) * (x.dim() - 2) + (out,)  # broadcast over the middle axes
+
+    def pick(index: torch.Tensor) -> torch.Tensor:
+        return x.gather(-1, index.view(per_example).expand(*x.shape[:-1], out))
+
+    return torch.lerp(pick(left), pick(right), (positions - positions.floor()).view(per_example))
 
 
 def lowpass(wav: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
