@@ -33,7 +33,8 @@ from augs import OURS, report_ops
 from esc50.core.audio import load_clip
 from esc50.core.collate import collate
 from esc50.core.config import TaskConfig
-from esc50.core.dataset import find_clips, split_indices
+from esc50.core.dataset import find_clips
+from esc50.core.split import make_split
 from esc50.core.registry import load_registry
 from esc50.core.sampler import ClassBalancedSampler
 from esc50.core.trainer import Trainer
@@ -115,16 +116,16 @@ def esc50_epoch_rate(config: TaskConfig, model_name: str, augs: list[str]) -> di
     rates = []
     for epoch in (1, 2):
         started = time.perf_counter()
-        trainer._run_epoch(trainer.train_loader, epoch, training=True)
+        trainer._run_epoch(epoch, training=True)
         _synchronize(trainer.device)
-        rates.append(len(trainer.train_set) / (time.perf_counter() - started))
-    cached = trainer.feature_cache[0].nbytes if trainer.feature_cache is not None else 0
+        rates.append(len(trainer.data.train_set) / (time.perf_counter() - started))
+    cached = trainer.data.cache[0].nbytes if trainer.data.cache is not None else 0
     return {"clips_per_s": rates[-1], "setup_s": setup, "feature_cache_mib": cached / 2**20}
 
 
 def _training_clips(config: TaskConfig):
     table = find_clips(Path(config.data), config)
-    return table, split_indices(table, config)[0]
+    return table, make_split(table, config, {}).indices(table)[0]
 
 
 def _synchronize(device: torch.device) -> None:

@@ -1,4 +1,4 @@
-"""`esc50` commands: train, list-plugins, download."""
+"""`esc50` commands: train, cv, evaluate, predict, report, list-plugins, download."""
 
 from __future__ import annotations
 
@@ -118,23 +118,46 @@ def loaded_registry() -> Any:
     return registry
 
 
+ALLOW_CHANGED_DATA = click.option(
+    "--allow-changed-data", is_flag=True,
+    help="accept a dataset that changed since the run was trained: use the run's recorded split "
+    "of the clips still there, saying what changed.")
+CHECKPOINT_CHOICE = click.option(
+    "--checkpoint", "which", type=click.Choice(["last", "best"]), default="last",
+    show_default=True, help="last: the final epoch (what runs report); best: the epoch chosen "
+    "on the validation clips (optimistic on them).")
+# What `train --resume` accepts besides the run: everything else would change the run.
+RESUME_FLAGS = {"data", "epochs"}
+
+
 @cli.command()
 @train_options
 @click.option("--split", type=click.Choice(["fold", "random"]), help=TRAIN_FLAGS["split"])
 @click.option("--val-fold", type=int, help=TRAIN_FLAGS["val_fold"])
 @click.option("--run-name", help=TRAIN_FLAGS["run_name"])
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
-              help="continue an interrupted run from its last checkpoint (its own config; "
-              "--data may point to a moved dataset).")
+              help="continue an interrupted run from its last checkpoint, with its own config "
+              "and split; --data may point to a moved dataset, --epochs extends the run.")
+@ALLOW_CHANGED_DATA
 @user_errors
 def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
-          no_progress: bool, resume_dir: str | None, **flags: Any) -> None:
-    """Train a model; writes config, checkpoints, history, metrics and curves to a run folder."""
+          no_progress: bool, resume_dir: str | None, allow_changed_data: bool,
+          **flags: Any) -> None:
+    """Train a model; writes config, split, checkpoints, history, metrics and curves to a run
+    folder. The accuracy it reports is the final epoch's."""
     from esc50.core.trainer import Trainer
 
     if resume_dir:
+        changing = [f"--{k.replace('_', '-')}" for k, v in flags.items()
+                    if v is not None and k not in RESUME_FLAGS]
+        changing += ["--config"] * bool(config_file) + ["--aug"] * bool(augs) + \
+            ["--set"] * bool(settings)
+        if changing:
+            raise Esc50Error(f"--resume continues {resume_dir} with its own config; "
+                             f"{', '.join(changing)} would change the run: start a new run "
+                             "instead (only --data and --epochs go with --resume)")
         trainer = Trainer.resume(Path(resume_dir), loaded_registry(), flags.get("data"),
-                                 log=click.echo)
+                                 flags.get("epochs"), allow_changed_data, log=click.echo)
     else:
         config = build_config(config_file, augs, settings, no_progress, flags)
         trainer = Trainer(config, loaded_registry(), log=click.echo)
@@ -143,18 +166,26 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
     if not trainer.dist.is_main:
         return
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    click.echo(f"best validation accuracy {metrics['best_val_accuracy']:.3f} at epoch "
-               f"{metrics['best_epoch']} ({metrics['split']}); run saved in {run_dir}")
+    selected = metrics["selected_on_validation"]
+    click.echo(f"final validation accuracy {metrics['final_val_accuracy']:.3f} after "
+               f"{metrics['epochs']} epochs ({metrics['weights']} weights; {metrics['split']}); "
+               f"run saved in {run_dir}")
+    click.echo(f"(best.pt: epoch {selected['epoch']}, chosen on the same validation clips, so "
+               "its accuracy there is optimistic; commands use last.pt unless told "
+               "--checkpoint best)")
 
 
 @cli.command()
 @train_options
 @click.option("--name", required=True, help="folder under --output-dir for the fold runs.")
 @click.option("--folds", help="comma-separated folds to hold out (default: every fold present).")
+@ALLOW_CHANGED_DATA
 @user_errors
 def cv(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
-       no_progress: bool, name: str, folds: str | None, **flags: Any) -> None:
-    """Cross-validation: one model per held-out fold; re-running skips finished folds."""
+       no_progress: bool, name: str, folds: str | None, allow_changed_data: bool,
+       **flags: Any) -> None:
+    """Cross-validation: one model per held-out fold, each scored at its final epoch;
+    re-running with the same settings skips finished folds and resumes interrupted ones."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise Esc50Error("esc50 cv runs in one process; under torchrun, train the folds one by "
                          "one with `esc50 train --val-fold N`")
@@ -165,10 +196,13 @@ def cv(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...]
         fold_list = [int(f) for f in folds.split(",")] if folds else None
     except ValueError:
         raise Esc50Error(f"--folds {folds!r}: expected comma-separated fold numbers") from None
-    summary = cross_validate(config, loaded_registry(), name, fold_list, log=click.echo)
+    summary = cross_validate(config, loaded_registry(), name, fold_list, allow_changed_data,
+                             log=click.echo)
     per_fold = ", ".join(f"fold {k}: {v:.3f}" for k, v in summary["folds"].items())
-    click.echo(f"{per_fold}\nmean accuracy {summary['mean_accuracy']:.3f} +- "
-               f"{summary['std_accuracy']:.3f} over {len(summary['folds'])} folds (final epoch)")
+    spread = (f" +- {summary['std_accuracy']:.3f} ({summary['std']})"
+              if summary["std_accuracy"] is not None else "")
+    click.echo(f"{per_fold}\nmean accuracy {summary['mean_accuracy']:.3f}{spread} over "
+               f"{len(summary['folds'])} folds, each at its final epoch")
 
 
 @cli.command()
@@ -232,18 +266,23 @@ def download(dest: str | None, url: str | None, sha256: str | None) -> None:
 @click.option("--fold", type=int, help="evaluate on this fold (default: the run's validation "
               "split).")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output.")
+@CHECKPOINT_CHOICE
+@ALLOW_CHANGED_DATA
 @user_errors
-def evaluate(checkpoint: str, data: str | None, fold: int | None, as_json: bool) -> None:
-    """Accuracy, macro F1, per-class precision/recall and confusion matrix of a trained run."""
+def evaluate(checkpoint: str, data: str | None, fold: int | None, as_json: bool, which: str,
+             allow_changed_data: bool) -> None:
+    """Accuracy, macro F1, per-class precision/recall and confusion matrix of a trained run
+    (its final epoch unless --checkpoint best)."""
     from esc50.core.evaluate import evaluate as run_evaluation
     from esc50.core.registry import load_registry
 
-    report = run_evaluation(Path(checkpoint), load_registry(), data, fold)
+    report = run_evaluation(Path(checkpoint), load_registry(), data, fold, which,
+                            allow_changed_data, warn=lambda line: click.echo(line, err=True))
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"{report['checkpoint']} on {report['selection']} of {report['data']}: "
-               f"{report['clips']} clips")
+    click.echo(f"{report['checkpoint']} (epoch {report['epoch']}) on {report['selection']} of "
+               f"{report['data']}: {report['clips']} clips")
     click.echo(f"accuracy {report['accuracy']:.3f}   macro F1 {report['macro_f1']:.3f}\n")
     click.echo(f"{'class':<20} {'precision':>9} {'recall':>7} {'f1':>6} {'clips':>6}")
     for row in report["per_class"]:
@@ -265,9 +304,10 @@ def evaluate(checkpoint: str, data: str | None, fold: int | None, as_json: bool)
 @click.option("--top-k", type=int, default=3, show_default=True, help="classes per file.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV output (file, rank, class, probability).")
+@CHECKPOINT_CHOICE
 @user_errors
 def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool,
-            as_csv: bool) -> None:
+            as_csv: bool, which: str) -> None:
     """Top classes with probabilities for audio files or folders (any length, rate, channels)."""
     from esc50.core.classifier import load_classifier
     from esc50.core.config import TaskConfig
@@ -276,7 +316,7 @@ def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool,
 
     if top_k < 1:
         raise Esc50Error(f"--top-k {top_k} must be at least 1")
-    classifier, state = load_classifier(Path(checkpoint), load_registry())
+    classifier, state = load_classifier(Path(checkpoint), load_registry(), which)
     config = TaskConfig().override(**state["config"])
     paths = audio_files([Path(f) for f in files])
     results = list(predict_files(classifier, state["class_names"], config.sample_rate,

@@ -12,6 +12,7 @@ from typing import Any, Callable, IO
 
 import torch
 
+from esc50.core.digest import file_sha256
 from esc50.core.errors import Esc50Error
 
 
@@ -98,11 +99,7 @@ def load_checkpoint(path: Path) -> Any:
     sidecar when it has one. Every failure is a one-line Esc50Error."""
     digests = _known_digests(path)
     if digests:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        if digest.hexdigest() not in digests:
+        if file_sha256(path) not in digests:
             raise Esc50Error(f"checkpoint {path} does not match its checksum in "
                              f"{checksum_file(path).name}: it was truncated or modified; refusing "
                              "to load it")

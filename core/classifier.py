@@ -3,6 +3,7 @@ the plugin registry, or loaded from a checkpoint with everything it needs to pre
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -14,6 +15,7 @@ from esc50.core.contracts import Featurizer
 from esc50.core.errors import Esc50Error
 from esc50.core.normalize import FeatureNormalizer
 from esc50.core.registry import Registry
+from esc50.core.rundir import checkpoint_path
 
 
 class Classifier(nn.Module):
@@ -46,26 +48,28 @@ class Classifier(nn.Module):
         return self.model(*self.features(wav, lengths))
 
 
-def build_classifier(config: TaskConfig, registry: Registry) -> Classifier:
-    """A fresh (untrained, unnormalized) classifier for ``config``."""
+def build_classifier(config: TaskConfig, registry: Registry, fresh: bool = True) -> Classifier:
+    """An untrained, unnormalized classifier for ``config``. ``fresh=False`` builds it to receive
+    a checkpoint's weights: one-time set-up (``pretrained`` weights) is skipped."""
+    if not fresh:
+        config = dataclasses.replace(config, pretrained=False)
     featurizer = registry.create("featurizer", config.featurizer, config)
     input_shape = featurizer.output_shape(config.length_wav)
     return Classifier(featurizer, registry.create("model", config.model, config, input_shape),
                       channels_last=config.channels_last)
 
 
-def load_classifier(path: Path, registry: Registry) -> tuple[Classifier, dict]:
-    """The classifier saved in an esc50 checkpoint (or a run directory's best.pt), in eval mode,
-    on the CPU, and the checkpoint's contents (config, class names, plugins, history)."""
-    if path.is_dir():
-        path = path / "best.pt"
-    if not path.is_file():
-        raise Esc50Error(f"checkpoint {path} does not exist")
+def load_classifier(path: Path, registry: Registry, which: str = "last"
+                    ) -> tuple[Classifier, dict]:
+    """The classifier saved in an esc50 checkpoint, or in a run directory's ``last.pt`` (the
+    reported final epoch; ``which="best"``: ``best.pt``, chosen on validation), in eval mode, on
+    the CPU, and the checkpoint's contents (config, class names, plugins, history, split)."""
+    path = checkpoint_path(path, which)
     state = load_checkpoint(path)
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise Esc50Error(f"{path} is not an esc50 checkpoint (no model and config in it)")
     config = TaskConfig().override(**state["config"])
-    classifier = build_classifier(config, registry)
+    classifier = build_classifier(config, registry, fresh=False)
     weights = state["model"]
     if state.get("ema"):  # last.pt of a run with weight averaging: predict with the average
         weights = {k.removeprefix("module."): v for k, v in state["ema"].items()

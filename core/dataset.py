@@ -1,9 +1,10 @@
-"""The ESC-50 dataset: finding clips, splitting them, and a decoded-audio cache.
+"""The ESC-50 dataset: finding clips and a decoded-audio cache.
 
 A dataset folder holds clips named ``{fold}-{clip}-{take}-{target}.<ext>``, either directly or in
 ``audio/`` beside ``meta/esc50.csv`` (the official layout). The CSV, when present, gives folds,
-targets and class names; files are matched to its rows by name stem, so the official WAV release
-and a re-encoded copy (ogg, flac) are read the same way.
+targets, class names and the recording each clip was cut from (``src_file``); files are matched
+to its rows by name stem, so the official WAV release and a re-encoded copy (ogg, flac) are read
+the same way. Without the CSV the ``{clip}`` part of a name identifies the recording.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch.utils.data import Dataset
 
 from esc50.core.audio import load_clip, to_int16
 from esc50.core.config import TaskConfig
+from esc50.core.digest import file_sha256
 from esc50.core.diskcache import DiskStore
 from esc50.core.errors import Esc50Error
 
@@ -32,11 +34,12 @@ AUDIO_EXTENSIONS = {f".{ext.lower()}" for ext in sf.available_formats()} | {".og
 
 @dataclass(frozen=True)
 class Clip:
-    """One labelled clip."""
+    """One labelled clip; clips with the same ``group`` were cut from one recording."""
 
     path: Path
     fold: int
     target: int
+    group: str
 
 
 @dataclass
@@ -55,6 +58,10 @@ class ClipTable:
     def folds(self) -> list[int]:
         return [c.fold for c in self.clips]
 
+    def names(self) -> list[str]:
+        """Each clip's path relative to the dataset folder (how a run records its split)."""
+        return [c.path.relative_to(self.root).as_posix() for c in self.clips]
+
 
 def find_clips(root: Path, config: TaskConfig) -> ClipTable:
     """Index the clips under ``root`` (see the module docstring for the layouts read)."""
@@ -64,7 +71,8 @@ def find_clips(root: Path, config: TaskConfig) -> ClipTable:
     files = {p.stem: p for p in sorted(audio_dir.iterdir())
              if p.suffix.lower() in AUDIO_EXTENSIONS and fnmatch.fnmatch(p.name, config.keyword)}
     meta = root / "meta" / "esc50.csv"
-    clips, names = (_clips_from_csv(meta, files) if meta.is_file() else _clips_from_names(files))
+    clips, names = (_clips_from_csv(meta, files, config.num_classes) if meta.is_file()
+                    else _clips_from_names(files))
     if not clips:
         raise Esc50Error(f"no clips matching {config.keyword!r} found in {audio_dir}")
     for clip in clips:
@@ -75,8 +83,13 @@ def find_clips(root: Path, config: TaskConfig) -> ClipTable:
     return ClipTable(root, clips, class_names)
 
 
-def _clips_from_csv(meta: Path, files: dict[str, Path]) -> tuple[list[Clip], dict[int, str]]:
+def _clips_from_csv(meta: Path, files: dict[str, Path], num_classes: int
+                    ) -> tuple[list[Clip], dict[int, str]]:
+    """Clips of the CSV rows whose file is present. Every row is checked, present or not: a
+    duplicate file name, a target outside 0..num_classes-1 or a category that disagrees with
+    another row of the same target is an error naming the row."""
     clips, names = [], {}
+    first_row: dict[str, int] = {}  # file stem -> the row that listed it first
     with meta.open(newline="") as handle:
         for row_number, row in enumerate(csv.DictReader(handle), start=2):
             try:
@@ -85,6 +98,17 @@ def _clips_from_csv(meta: Path, files: dict[str, Path]) -> tuple[list[Clip], dic
             except (KeyError, ValueError, TypeError):
                 raise Esc50Error(f"{meta}: row {row_number} lacks a valid filename, fold or "
                                  "target") from None
+            if stem in first_row:
+                raise Esc50Error(f"{meta}: row {row_number} lists {row['filename']} again (first "
+                                 f"in row {first_row[stem]}); each clip must appear once")
+            first_row[stem] = row_number
+            if not 0 <= target < num_classes:
+                raise Esc50Error(f"{meta}: row {row_number} has target {target}, outside "
+                                 f"0..{num_classes - 1} (num_classes={num_classes})")
+            category = row.get("category") or str(target)
+            if names.setdefault(target, category) != category:
+                raise Esc50Error(f"{meta}: row {row_number} names target {target} {category!r}, "
+                                 f"but an earlier row names it {names[target]!r}")
             if stem not in files:
                 continue  # a partial copy of the dataset: use the clips that are there
             match = CLIP_NAME.match(stem)
@@ -92,8 +116,8 @@ def _clips_from_csv(meta: Path, files: dict[str, Path]) -> tuple[list[Clip], dic
                 raise Esc50Error(f"{meta}: row {row_number} says fold {fold}, target {target} but "
                                  f"the file name {stem} says fold {match['fold']}, target "
                                  f"{match['target']}")
-            clips.append(Clip(files[stem], fold, target))
-            names.setdefault(target, row.get("category") or str(target))
+            group = row.get("src_file") or (match["clip"] if match else stem)
+            clips.append(Clip(files[stem], fold, target, group))
     return clips, names
 
 
@@ -104,29 +128,8 @@ def _clips_from_names(files: dict[str, Path]) -> tuple[list[Clip], dict[int, str
         if match is None:
             raise Esc50Error(f"{path}: name does not follow {{fold}}-{{clip}}-{{take}}-{{target}}"
                              ".<ext>")
-        clips.append(Clip(path, int(match["fold"]), int(match["target"])))
+        clips.append(Clip(path, int(match["fold"]), int(match["target"]), match["clip"]))
     return clips, {}
-
-
-def split_indices(table: ClipTable, config: TaskConfig) -> tuple[list[int], list[int]]:
-    """Train and validation indices: by official fold (``split="fold"``) or the report's seeded
-    random ``train_ratio`` split (``split="random"``)."""
-    n = len(table.clips)
-    if config.split == "random":
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed)).tolist()
-        n_train = round(n * config.train_ratio)
-        if n_train in (0, n):
-            raise Esc50Error(f"train_ratio={config.train_ratio} leaves an empty split of {n} clips")
-        return sorted(order[:n_train]), sorted(order[n_train:])
-    val = [i for i, c in enumerate(table.clips) if c.fold == config.val_fold]
-    train = [i for i, c in enumerate(table.clips) if c.fold != config.val_fold]
-    if not val or not train:
-        present = sorted(set(table.folds))
-        which = f"fold {config.val_fold} has no clips" if not val else "no training folds are left"
-        raise Esc50Error(f"{which} in {table.root} (folds present: "
-                         f"{', '.join(map(str, present))}); pick --val-fold from those or use "
-                         "--split random")
-    return train, val
 
 
 class AudioCache:
@@ -139,9 +142,14 @@ class AudioCache:
     row stays zero: callers leave those indices out)."""
 
     def __init__(self, clips: list[Clip], config: TaskConfig, threads: int | None = None,
-                 skip_bad: bool = False, warn: Callable[[str], None] = print) -> None:
-        store = (DiskStore(Path(config.audio_cache), [c.path for c in clips], config.sample_rate,
-                           config.length_wav) if config.audio_cache else None)
+                 skip_bad: bool = False, warn: Callable[[str], None] = print,
+                 digests: list[str] | None = None) -> None:
+        if config.audio_cache:  # ``digests``: each clip's file sha256, when already known
+            digests = digests or [file_sha256(c.path) for c in clips]
+            store = DiskStore(Path(config.audio_cache), digests, config.sample_rate,
+                              config.length_wav)
+        else:
+            store = None
         self.location = store.waves_path if store else None
         self.reused = store is not None and store.exists()  # nothing decoded: mapped as stored
         if self.reused:

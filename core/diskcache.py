@@ -22,35 +22,28 @@ import torch
 from esc50.core.checkpoint import atomic_write
 from esc50.core.errors import Esc50Error
 
-CHUNK = 1 << 20
 
-
-def content_key(paths: list[Path], sample_rate: int, length: int) -> str:
-    """A key that changes when any file's bytes, the file list, the rate or the length do."""
-    key = hashlib.sha256(f"esc50-audio-v1 {sample_rate} {length} {len(paths)}".encode())
-    for path in paths:
-        digest = hashlib.sha256()
-        try:
-            with path.open("rb") as handle:
-                while chunk := handle.read(CHUNK):
-                    digest.update(chunk)
-        except OSError as exc:
-            raise Esc50Error(f"{path}: cannot read ({exc.strerror})") from None
-        key.update(digest.digest())
+def content_key(digests: list[str], sample_rate: int, length: int) -> str:
+    """A key that changes when any file's bytes (``digests``: each file's sha256, in order), the
+    file list, the rate or the length do."""
+    key = hashlib.sha256(f"esc50-audio-v2 {sample_rate} {length} {len(digests)}".encode())
+    for digest in digests:
+        key.update(digest.encode())
     return key.hexdigest()[:32]
 
 
 class DiskStore:
-    """The store of one clip list at one sample rate and length in ``folder``."""
+    """The store of one clip list (the sha256 of each file) at one sample rate and length in
+    ``folder``."""
 
-    def __init__(self, folder: Path, paths: list[Path], sample_rate: int, length: int) -> None:
+    def __init__(self, folder: Path, digests: list[str], sample_rate: int, length: int) -> None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise Esc50Error(f"cannot create audio cache folder {folder}: {exc.strerror}") from None
-        key = content_key(paths, sample_rate, length)
+        key = content_key(digests, sample_rate, length)
         self.waves_path, self.meta_path = folder / f"{key}.npy", folder / f"{key}.json"
-        self.shape = (len(paths), length)
+        self.shape = (len(digests), length)
 
     def exists(self) -> bool:
         return self.meta_path.is_file() and self.waves_path.is_file()

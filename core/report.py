@@ -41,30 +41,31 @@ def run_label(run_dir: Path) -> str:
 def write_report(paths: list[Path], out_dir: Path, registry: Registry,
                  log: Callable[[str], None] = print) -> str:
     """Write ``report.md``, learning curves and confusion matrices into ``out_dir``; return the
-    Markdown. A confusion matrix needs the run's data; without it the figure is skipped."""
+    Markdown. Every figure is the final epoch's (``last.pt``): nothing chosen on validation. A
+    confusion matrix needs the run's data unchanged; without it the figure is skipped."""
     runs = find_runs(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = ["| run | model | parameters | epochs | val acc (final) | val acc (best) | "
-             "s / epoch | split |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| run | model | parameters | epochs | val acc (final epoch) | s / epoch | split |",
+             "|---|---|---:|---:|---:|---:|---|"]
     figures = []
     for run_dir in runs:
         m = json.loads((run_dir / "metrics.json").read_text())
         label = run_label(run_dir)
         lines.append(f"| {label} | {m['model']} | {m['parameters']:,} | {m['epochs']} | "
-                     f"{m['final_val_accuracy']:.1%} | {m['best_val_accuracy']:.1%} | "
-                     f"{m['seconds_per_epoch']:.1f} | {m['split']} |")
+                     f"{m['final_val_accuracy']:.1%} | {m['seconds_per_epoch']:.1f} | "
+                     f"{m['split']} |")
         curves = out_dir / f"{label}-curves.png"
         plot_learning_curves(read_history(run_dir), f"{label} ({m['model']})", curves)
         figures.append(f"![{label} learning curves]({curves.name})")
         try:
-            result = evaluate(run_dir, registry)
+            result = evaluate(run_dir, registry, warn=log)
         except Esc50Error as exc:
             log(f"{label}: confusion matrix skipped ({exc})")
             continue
         confusion = out_dir / f"{label}-confusion.png"
         names = [row["class"] for row in result["per_class"]]
         plot_confusion_matrix(np.array(result["confusion_matrix"]), names,
-                              f"{label}: best checkpoint on {result['selection']}", confusion)
+                              f"{label}: final epoch on {result['selection']}", confusion)
         figures.append(f"![{label} confusion matrix]({confusion.name})")
     markdown = "\n".join(["# esc50 run comparison", "", *lines, "", *figures, ""])
     (out_dir / "report.md").write_text(markdown)

@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from esc50.cli.main import cli
-from esc50.core.dataset import find_clips, split_indices
+from esc50.core.dataset import find_clips
+from esc50.core.split import make_split
 from esc50.core.trainer import Trainer
 from tests.conftest import REAL_DATA, small_config, write_synthetic_dataset
 
@@ -20,7 +21,7 @@ SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", "--set", "n_ff
 def test_fold_assignment_of_real_esc50_names(real_data):
     config = small_config(real_data, num_classes=50, val_fold=4)
     table = find_clips(real_data, config)
-    train, val = split_indices(table, config)
+    train, val = make_split(table, config, {}).indices(table)
     for i in val:
         assert table.clips[i].path.name.startswith("4-") and table.clips[i].fold == 4
     for i in train:
@@ -47,10 +48,10 @@ def test_cv_trains_one_run_per_fold_and_resumes(tmp_path, monkeypatch):
     shutil.rmtree(runs / "fold-2")  # and fold 2 trained again, interrupted in its epoch 2
     original = Trainer._run_epoch
 
-    def interrupt_fold_2_in_epoch_2(self, loader, epoch, training):
+    def interrupt_fold_2_in_epoch_2(self, epoch, training):
         if self.config.val_fold == 2 and epoch == 2:
             raise KeyboardInterrupt
-        return original(self, loader, epoch, training)
+        return original(self, epoch, training)
 
     monkeypatch.setattr(Trainer, "_run_epoch", interrupt_fold_2_in_epoch_2)
     cut = CliRunner().invoke(cli, args)
@@ -89,7 +90,10 @@ def test_report_writes_a_table_and_figures(tmp_path):
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
     rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in table[1:]]
     assert [r["model"] for r in rows] == ["plugins.crnn", "plugins.lstm"]
-    assert all(r["epochs"] == "2" and r["val acc (final)"].endswith("%") for r in rows)
+    for row, model in zip(rows, ("crnn", "lstm")):
+        metrics = json.loads((tmp_path / "runs" / model / "metrics.json").read_text())
+        assert row["epochs"] == "2"
+        assert row["val acc (final epoch)"] == f"{metrics['final_val_accuracy']:.1%}"
     for name in ("crnn-curves.png", "crnn-confusion.png", "lstm-curves.png", "lstm-confusion.png"):
         with Image.open(out / name) as image:
             assert image.format == "PNG" and image.size[0] > 300

@@ -7,7 +7,8 @@ import soundfile as sf
 import torch
 
 from esc50.core.audio import load_clip, to_float, to_int16
-from esc50.core.dataset import AudioCache, ClipDataset, find_clips, split_indices
+from esc50.core.dataset import AudioCache, ClipDataset, find_clips
+from esc50.core.split import make_split
 from esc50.core.errors import Esc50Error
 from tests.conftest import SR, small_config, tone, write_synthetic_dataset
 
@@ -53,20 +54,11 @@ def test_bad_names_labels_and_folders(tmp_path, synthetic_data):
 def test_fold_split_and_missing_fold(synthetic_data):
     config = small_config(synthetic_data, val_fold=2)
     table = find_clips(synthetic_data, config)
-    train, val = split_indices(table, config)
+    train, val = make_split(table, config, {}).indices(table)
     assert {table.clips[i].fold for i in val} == {2}
     assert {table.clips[i].fold for i in train} == {1, 3}
     with pytest.raises(Esc50Error, match=r"fold 5 has no clips .*folds present: 1, 2, 3"):
-        split_indices(table, small_config(synthetic_data, val_fold=5))
-
-
-def test_random_split_is_seeded_and_uses_train_ratio(synthetic_data):
-    config = small_config(synthetic_data, split="random", train_ratio=0.75, seed=3)
-    table = find_clips(synthetic_data, config)
-    train, val = split_indices(table, config)
-    assert (len(train), len(val)) == (18, 6) and not set(train) & set(val)
-    assert split_indices(table, config) == (train, val)
-    assert split_indices(table, config.override(seed=4)) != (train, val)
+        make_split(table, small_config(synthetic_data, val_fold=5), {})
 
 
 def test_load_clip_mixes_resamples_and_pads(tmp_path):

@@ -32,9 +32,16 @@ def test_evaluate_reports_metrics_of_the_validation_split(trained):
     result = CliRunner().invoke(cli, ["evaluate", str(run_dir), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["selection"] == "the run's validation split" and report["clips"] == 16
+    assert report["selection"] == "the run's validation split (validation fold 1)"
+    assert report["clips"] == 16 and report["checkpoint"].endswith("last.pt")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert report["accuracy"] == pytest.approx(metrics["best_val_accuracy"])
+    assert report["epoch"] == 12  # the final epoch, not one chosen on these clips
+    assert report["accuracy"] == pytest.approx(metrics["final_val_accuracy"])
+    best = json.loads(CliRunner().invoke(cli, ["evaluate", str(run_dir), "--json",
+                                               "--checkpoint", "best"]).output)
+    selected = metrics["selected_on_validation"]
+    assert best["epoch"] == selected["epoch"] and best["checkpoint"].endswith("best.pt")
+    assert best["accuracy"] == pytest.approx(selected["val_accuracy"])
     matrix = np.array(report["confusion_matrix"])
     assert matrix.sum() == 16 and np.trace(matrix) == round(report["accuracy"] * 16)
     assert [row["support"] for row in report["per_class"]] == [4, 4, 4, 4]

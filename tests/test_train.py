@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -24,7 +25,7 @@ def test_crnn_learns_a_synthetic_tone_task(tmp_path):
                           run_name="tones", augs=["noise:min_snr_db=20,max_snr_db=30"])
     run_dir = Trainer(config, load_registry(), log=lambda _: None).fit()
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["best_val_accuracy"] >= 0.85  # chance is 0.25
+    assert metrics["final_val_accuracy"] >= 0.85  # chance is 0.25
     assert metrics["train_clips"] == 32 and metrics["val_clips"] == 16
     rows = list(csv.DictReader((run_dir / "history.csv").open()))
     assert len(rows) == 12 and float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
@@ -79,10 +80,13 @@ def test_cli_train_writes_a_run_directory(synthetic_data, tmp_path):
         "--set", "n_fft=256", "--set", "win_length=256", "--set", "hop_length=64",
         "--set", "n_mels=32", "--set", "num_classes=4", "--batch-size", "8"])
     assert result.exit_code == 0, result.output
-    assert "best validation accuracy" in result.output
+    metrics = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert f"final validation accuracy {metrics['final_val_accuracy']:.3f} after 1 epochs" in \
+        result.output and "best validation accuracy" not in result.output
+    assert "best.pt: epoch 1, chosen on the same validation clips" in result.output
     assert {p.name for p in (tmp_path / "cli").iterdir()} == {
-        "config.toml", "history.csv", "metrics.json", "best.pt", "last.pt", "curves.png",
-        "best.pt.sha256", "last.pt.sha256"}
+        "config.toml", "split.json", "history.csv", "metrics.json", "best.pt", "last.pt",
+        "curves.png", "best.pt.sha256", "last.pt.sha256", ".lock"}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -110,14 +114,23 @@ def test_missing_dataset_says_how_to_get_it(tmp_path, monkeypatch):
 def test_one_epoch_on_real_esc50_clips(real_data, tmp_path):
     config = small_config(real_data, sample_rate=16000, length_wav=16000 * 5, n_fft=512,
                           win_length=512, hop_length=256, n_mels=40, num_classes=50,
-                          split="random", batch_size=64, num_epochs=1,
-                          output_dir=str(tmp_path), run_name="real")
+                          split="random", batch_size=64, num_epochs=1, keyword="1-*",
+                          output_dir=str(tmp_path), run_name="real")  # fold 1: 400 clips
     trainer = Trainer(config, load_registry(), log=lambda _: None)
-    assert len(trainer.train_set) + len(trainer.val_set) >= 400
+    assert len(trainer.data.train_set) + len(trainer.data.val_set) == 400
     assert trainer.class_names[0] == "dog" and trainer.class_names[49] == "hand_saw"
+    recordings = {}  # src_file of the official CSV -> the sides its clips went to
+    meta = {row["filename"]: row["src_file"] for row in csv.DictReader(
+        (real_data / "meta" / "esc50.csv").open())}
+    for side, names in (("train", trainer.split.train), ("val", trainer.split.val)):
+        for name in names:
+            recordings.setdefault(meta[name.split("/")[-1]], set()).add(side)
+    assert all(len(sides) == 1 for sides in recordings.values())  # no recording on both sides
+    val_per_class = np.bincount(trainer.data.val_set.labels, minlength=50)
+    assert 30 <= len(trainer.data.val_set) <= 50 and val_per_class.max() <= 2
     run_dir = trainer.fit()
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert 0.0 <= metrics["best_val_accuracy"] <= 1.0 and metrics["epochs"] == 1
+    assert metrics["epochs"] == 1 and metrics["split"].startswith("grouped random split")
 
 
 def test_augmentations_touch_training_batches_only(synthetic_data, tmp_path):
@@ -148,7 +161,7 @@ def test_augmentations_touch_training_batches_only(synthetic_data, tmp_path):
     config = small_config(synthetic_data, augs=["test.spy"], num_epochs=2, output_dir=str(tmp_path))
     trainer = Trainer(config, registry, log=lambda _: None)
     trainer.fit()
-    assert sum(seen) == 2 * len(trainer.train_set) and len(trainer.val_set) > 0
+    assert sum(seen) == 2 * len(trainer.data.train_set) and len(trainer.data.val_set) > 0
 
 
 @pytest.mark.parametrize("policy", ["all", "one-of"])
@@ -172,10 +185,10 @@ def test_an_interrupted_run_resumes_to_the_same_weights(synthetic_data, tmp_path
 
     original = Trainer._run_epoch
 
-    def interrupt_in_epoch_3(self, loader, epoch, training):
+    def interrupt_in_epoch_3(self, epoch, training):
         if epoch == 3:
             raise KeyboardInterrupt
-        return original(self, loader, epoch, training)
+        return original(self, epoch, training)
 
     monkeypatch.setattr(Trainer, "_run_epoch", interrupt_in_epoch_3)
     with pytest.raises(Esc50Error, match="interrupted in epoch 3; last.pt holds epoch 2: "
@@ -208,14 +221,14 @@ def test_features_are_cached_without_waveform_augmentation(synthetic_data, tmp_p
 
     cached, with_cache = run("cached")
     plain, without_cache = run("plain", cache_features=False)
-    assert cached.feature_cache is not None and plain.feature_cache is None
-    assert cached.feature_cache[0].shape == (24, 1, 32, 126)
+    assert cached.data.cache is not None and plain.data.cache is None
+    assert cached.data.cache[0].shape == (24, 1, 32, 126)
     for a, b in zip(with_cache["history"], without_cache["history"]):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert a["val_accuracy"] == b["val_accuracy"]
     noisy = Trainer(small_config(synthetic_data, augs=["noise"]), load_registry(),
                     log=lambda _: None)
-    assert noisy.feature_cache is None  # a waveform augmentation needs featurizing each epoch
+    assert noisy.data.cache is None  # a waveform augmentation needs featurizing each epoch
 
 
 def test_skip_bad_files_trains_on_the_rest(synthetic_data, tmp_path):

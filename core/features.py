@@ -1,0 +1,162 @@
+"""The data side of training: the decoded clips of a split, their features, the augmentation
+stages and the normalization, batch by batch on the training device.
+
+A training batch meets, in order: the ``wave`` augmentations, the featurizer (for a
+:class:`PowerFeaturizer`: its power spectrogram, the ``power`` augmentations, its compression),
+the normalization, the ``spec`` augmentations, then the ``batch`` augmentations (mixup), which
+turn the labels into probabilities. Without waveform augmentation every epoch would featurize the
+same audio again, so features are computed once for all clips (the power spectrogram when power
+augmentations run, else the finished features) and batches are gathered from that cache.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from esc50.core.audio import to_float
+from esc50.core.augment import AugmentationPipeline
+from esc50.core.classifier import Classifier
+from esc50.core.collate import collate
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import PowerFeaturizer
+from esc50.core.dataset import AudioCache, ClipDataset, ClipTable
+from esc50.core.distributed import Distributed
+from esc50.core.errors import Esc50Error
+from esc50.core.normalize import FeatureNormalizer
+from esc50.core.sampler import ClassBalancedSampler
+from esc50.core.split import Split
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features, frame lengths, targets
+
+
+class FeatureSource:
+    """Training and validation batches ``(features, frame_lengths, targets)`` of a split.
+
+    It decodes the clips once, fits the classifier's normalizer on the training clips (without
+    augmentation) and owns the loaders: a class-balanced sampler (sharded per process under
+    torchrun) for training, the validation clips in order (this process's share) for
+    validation."""
+
+    def __init__(self, config: TaskConfig, classifier: Classifier, augs: AugmentationPipeline,
+                 table: ClipTable, split: Split, digests: list[str], device: torch.device,
+                 dist: Distributed, log: Callable[[str], None]) -> None:
+        self.config, self.classifier, self.augs, self.device = config, classifier, augs, device
+        started = time.perf_counter()
+        cache = AudioCache(table.clips, config, skip_bad=config.skip_bad_files, warn=log,
+                           digests=digests)
+        train_idx, val_idx = ([i for i in side if i not in cache.bad]
+                              for side in split.indices(table))
+        if not train_idx or not val_idx:
+            raise Esc50Error(f"every {'training' if not train_idx else 'validation'} clip in "
+                             f"{table.root} was skipped as bad")
+        where = f"in {cache.location}" if cache.location else "in memory"
+        log(f"{'mapped' if cache.reused else 'decoded'} {len(table.clips)} clips from "
+            f"{table.root} in {time.perf_counter() - started:.1f} s "
+            f"({cache.nbytes() / 2**20:.0f} MiB {where}); "
+            f"{len(train_idx)} train / {len(val_idx)} validation ({split.description})")
+        self.train_set = ClipDataset(cache, table.labels, train_idx)
+        self.val_set = ClipDataset(cache, table.labels, val_idx)
+        # A power featurizer's power spectrogram is what gets cached, so that power-stage
+        # augmentations can run between it and the compression.
+        self.staged = isinstance(classifier.featurizer, PowerFeaturizer)
+        self.cache = (self._featurize(cache) if config.cache_features
+                      and not augs.by_stage["wave"] else None)
+        self.cache_finished = False  # the cache holds uncompressed features until below
+        if config.normalize:  # statistics of the training clips only, without augmentation
+            classifier.normalizer = FeatureNormalizer.fit(self._training_features())
+        if self.cache is not None and not augs.by_stage["power"]:
+            # Nothing runs between the cache and the model: cache the finished features.
+            self.cache = (self._finish(self.cache[0], training=False), self.cache[1])
+            self.cache_finished = True
+
+        self.sampler_generator = torch.Generator().manual_seed(config.seed)
+        batch_size = dist.per_process_batch(config.batch_size)
+        pin = device.type == "cuda"
+        self.train_loader = DataLoader(
+            self.train_set, batch_size=batch_size, collate_fn=collate,
+            sampler=ClassBalancedSampler(self.train_set.labels, self.sampler_generator,
+                                         dist.world_size, dist.rank),
+            num_workers=config.num_workers, pin_memory=pin)
+        val_shard = ClipDataset(cache, table.labels, val_idx[dist.rank::dist.world_size])
+        self.val_loader = DataLoader(val_shard, batch_size=batch_size, collate_fn=collate,
+                                     num_workers=config.num_workers, pin_memory=pin)
+
+    def loader(self, training: bool) -> DataLoader:
+        return self.train_loader if training else self.val_loader
+
+    def batches(self, training: bool, generator: torch.Generator) -> Iterator[Batch]:
+        """One epoch of batches: augmented, with label probabilities [B, classes], in training;
+        plain, with class indices [B], in validation. ``generator`` draws every augmentation."""
+        for batch in self.loader(training):
+            yield self._prepare(batch, training, generator)
+
+    @torch.no_grad()
+    def _prepare(self, batch: dict[str, torch.Tensor], training: bool,
+                 generator: torch.Generator) -> Batch:
+        features, frames = self._features(batch, training, generator)
+        targets = batch["label"].to(self.device)
+        if training:
+            features = self.augs.transform("spec", features, generator)
+            targets = nn.functional.one_hot(targets, self.config.num_classes).float()
+            features, targets = self.augs.mix(features, targets, generator)
+        return self.classifier.model_input(features), frames, targets
+
+    @torch.no_grad()
+    def _features(self, batch: dict[str, torch.Tensor], training: bool,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalized features and frame lengths of a batch, from the cache or the audio; in
+        training after the wave and power augmentations."""
+        if self.cache is not None:
+            index = batch["index"].to(self.device)
+            features, frames = self.cache[0][index], self.cache[1][index]
+        else:
+            non_blocking = self.device.type == "cuda"
+            wav = to_float(batch["wav"].to(self.device, non_blocking=non_blocking))
+            if training:
+                wav = self.augs.transform("wave", wav, generator)
+            features = self._uncompressed(wav)
+            frames = self.classifier.featurizer.frame_lengths(
+                batch["length"].to(self.device, non_blocking=non_blocking))
+        if not self.cache_finished:
+            features = self._finish(features, training, generator)
+        return features, frames
+
+    def _uncompressed(self, wav: torch.Tensor) -> torch.Tensor:
+        """What the feature cache holds: a power featurizer's power spectrogram, else features."""
+        featurizer = self.classifier.featurizer
+        return featurizer.power(wav) if self.staged else featurizer(wav)
+
+    def _finish(self, features: torch.Tensor, training: bool,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Uncompressed features to normalized ones: the power augmentations (in training), the
+        featurizer's compression, the normalization."""
+        if self.staged:
+            if training:
+                features = self.augs.transform("power", features, generator)
+            features = self.classifier.featurizer.compress(features)
+        if self.classifier.normalizer is not None:
+            features = self.classifier.normalizer(features)
+        return features
+
+    @torch.no_grad()
+    def _featurize(self, cache: AudioCache) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uncompressed features and frame lengths of every cached clip (padded to length_wav)."""
+        features, frames = [], []
+        step = self.config.batch_size
+        for start in range(0, cache.waves.shape[0], step):
+            wav = to_float(cache.waves[start:start + step].to(self.device))
+            features.append(self._uncompressed(wav))
+            frames.append(self.classifier.featurizer.frame_lengths(
+                cache.lengths[start:start + step].to(self.device)))
+        return torch.cat(features), torch.cat(frames)
+
+    def _training_features(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(features, frame lengths) of the training clips, unaugmented (and, before the
+        normalizer is fitted, unnormalized)."""
+        for batch in DataLoader(self.train_set, self.config.batch_size, collate_fn=collate):
+            yield self._features(batch, training=False)
