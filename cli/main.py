@@ -73,7 +73,8 @@ def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--output-dir", help=TRAIN_FLAGS["output_dir"]),
         click.option("--weights", help="start the model from this state dict or esc50 checkpoint."),
         click.option("--pretrained", is_flag=True, default=None,
-                     help="start from pre-trained weights (models that offer them: plugins.vgg19)."),
+                     help="start from pre-trained weights (the model's `pretrained` option: "
+                     "plugins.vgg19)."),
         click.option("--skip-bad-files", is_flag=True, default=None,
                      help="leave out unreadable or silent clips with a warning instead of "
                      "stopping."),
@@ -104,8 +105,13 @@ def build_config(config_file: str | None, augs: tuple[str, ...], settings: tuple
         if not sep:
             raise Esc50Error(f"--set {item!r}: expected KEY=VALUE")
         overrides[key.strip()] = value
-    return (load_config(config_file, **overrides) if config_file
-            else TaskConfig().override(**overrides))
+    pretrained = overrides.pop("pretrained", None)
+    config = (load_config(config_file, **overrides) if config_file
+              else TaskConfig().override(**overrides))
+    if pretrained:  # --pretrained is the model's `pretrained` option
+        config = config.override(model=config.model + (",", ":")[":" not in config.model]
+                                 + "pretrained=true")
+    return config
 
 
 def loaded_registry() -> Any:

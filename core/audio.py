@@ -31,10 +31,13 @@ def load_clip(path: Path, sample_rate: int, length: int | None = None) -> tuple[
     if file_rate != sample_rate:
         wav = AF.resample(wav, file_rate, sample_rate)
     valid = wav.shape[0] if length is None else min(wav.shape[0], length)
-    if length is not None:
-        wav = wav[:length] if wav.shape[0] >= length else torch.nn.functional.pad(
-            wav, (0, length - wav.shape[0]))
-    return wav, valid
+    return (wav if length is None else fit_length(wav, length)), valid
+
+
+def fit_length(wav: torch.Tensor, length: int) -> torch.Tensor:
+    """The first ``length`` samples of ``wav`` [T], zero-padded at the end when shorter."""
+    return wav[:length] if wav.shape[0] >= length else torch.nn.functional.pad(
+        wav, (0, length - wav.shape[0]))
 
 
 def to_int16(wav: torch.Tensor) -> torch.Tensor:

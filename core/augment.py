@@ -1,7 +1,7 @@
 """Applying a run's augmentations to training batches, stage by stage, under a policy.
 
 - ``all`` (default): every augmentation runs, each on the examples its own ``p`` picks.
-- ``one-of`` (the report's policy): within each of the wave, power and spec stages, each
+- ``one-of`` (the report's policy): within each of the wave, power and features stages, each
   example gets one augmentation drawn uniformly from that stage's list plus "none"; that
   augmentation's ``p`` still applies (use ``p=1`` to reproduce the report).
 Batch-stage augmentations (mixup) always run on the whole batch.
@@ -17,7 +17,7 @@ from esc50.core.contracts import Augmentation
 from esc50.core.errors import Esc50Error
 
 POLICIES = ("all", "one-of")
-STAGES = ("wave", "power", "spec", "batch")  # in the order a training batch meets them
+STAGES = ("wave", "power", "features", "batch")  # in the order a training batch meets them
 
 
 class AugmentationPipeline:
@@ -38,7 +38,7 @@ class AugmentationPipeline:
         return (aug for stage in STAGES for aug in self.by_stage[stage])
 
     def transform(self, stage: str, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Apply the ``wave``, ``power`` or ``spec`` augmentations to ``x`` (first axis:
+        """Apply the ``wave``, ``power`` or ``features`` augmentations to ``x`` (first axis:
         examples)."""
         augs = self.by_stage[stage]
         if self.policy == "all" or len(augs) == 0:

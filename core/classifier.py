@@ -3,7 +3,6 @@ the plugin registry, or loaded from a checkpoint with everything it needs to pre
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -51,12 +50,11 @@ class Classifier(nn.Module):
 def build_classifier(config: TaskConfig, registry: Registry, fresh: bool = True) -> Classifier:
     """An untrained, unnormalized classifier for ``config``. ``fresh=False`` builds it to receive
     a checkpoint's weights: one-time set-up (``pretrained`` weights) is skipped."""
-    if not fresh:
-        config = dataclasses.replace(config, pretrained=False)
+    registry.check_option_tables(config.options)
     featurizer = registry.create("featurizer", config.featurizer, config)
     input_shape = featurizer.output_shape(config.length_wav)
-    return Classifier(featurizer, registry.create("model", config.model, config, input_shape),
-                      channels_last=config.channels_last)
+    model = registry.create("model", config.model, config, input_shape, fresh=fresh)
+    return Classifier(featurizer, model, channels_last=config.channels_last)
 
 
 def load_classifier(path: Path, registry: Registry, which: str = "last"

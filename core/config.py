@@ -10,14 +10,23 @@ import dataclasses
 import difflib
 import json
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from esc50.core.convert import convert
 from esc50.core.errors import Esc50Error
+
+
+# The report's knobs that are plugin options (see recipes/report.toml), by the plugins that take
+# them, so that an old config or habit gets a pointer instead of "unknown key".
+MOVED_TO_PLUGINS = {
+    "cnn_out_channels": "plugins.crnn, plugins.baseline", "kernel_size": "plugins.crnn",
+    "stride": "plugins.crnn", "hidden_size": "plugins.crnn, plugins.lstm",
+    "gru_num_layers": "plugins.crnn", "bidirectional": "plugins.crnn",
+    "pretrained": "plugins.vgg19", "path2noise": "plugins.noise (as `path`)"}
 
 
 @dataclass
@@ -25,25 +34,21 @@ class TaskConfig:
     """All settings of a run. The first block holds the report's knobs with its defaults."""
 
     # --- the report's TaskConfig -------------------------------------------------------------
+    # (its model knobs, cnn_out_channels, kernel_size, stride, hidden_size, gru_num_layers and
+    # bidirectional, are options of the model plugins; its path2noise is plugins.noise's `path`;
+    # recipes/report.toml sets them all under the report's names)
     keyword: str = "*-*-*-*.*"  # glob for clips (the report's '?-*-*.wav', any audio extension)
     batch_size: int = 128
     learning_rate: float = 3e-4
     weight_decay: float = 1e-5
     num_epochs: int = 20  # the report's experiments use 10
     n_mels: int = 64
-    cnn_out_channels: int = 8
-    kernel_size: tuple[int, int] = (5, 20)
-    stride: tuple[int, int] = (2, 8)
-    hidden_size: int = 64
-    gru_num_layers: int = 2
-    bidirectional: bool = False
     num_classes: int = 50
     sample_rate: int = 44_100
     n_fft: int = 1024
     win_length: int = 1024
     hop_length: int = 256
     device: str = "auto"  # "auto": cuda when available, else cpu
-    path2noise: str | None = None  # folder of background-noise recordings for the `noise` aug
     train_ratio: float = 0.9
     length_wav: int = 220_500  # samples per clip after padding/cropping (5 s at 44.1 kHz)
 
@@ -51,9 +56,12 @@ class TaskConfig:
     data: str | None = None  # dataset folder; else $ESC50_DATA, else the default cache folder
     model: str = "plugins.crnn"
     featurizer: str = "plugins.logmel"
-    pretrained: bool = False  # models that offer it start from pre-trained weights (vgg19)
     weights: str | None = None  # a local state dict (or esc50 checkpoint) to start the model from
     augs: list[str] = field(default_factory=list)  # e.g. ["noise:min_snr_db=5,p=0.5"]
+    # plugin options by plugin id: a config file's tables ([plugins.crnn] hidden_size = 128) or
+    # --set plugins.crnn.hidden_size=128; options in an id's spec (plugins.crnn:hidden_size=128)
+    # take precedence
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     aug_policy: str = "all"  # "all": each aug with its own p; "one-of": one aug per clip
     split: str = "fold"  # "fold": official folds; "random": the report's train_ratio split
     val_fold: int = 5
@@ -80,20 +88,33 @@ class TaskConfig:
         return self.length_wav // self.hop_length + 1
 
     def override(self, **changes: Any) -> TaskConfig:
-        """A copy with ``changes`` applied; string values are converted to the field's type."""
+        """A copy with ``changes`` applied; string values are converted to the field's type. A key
+        ``<plugin id>.<option>`` (``plugins.crnn.hidden_size``) sets a plugin option."""
         known = {f.name: f for f in dataclasses.fields(self)}
-        converted = {}
+        converted: dict[str, Any] = {}
+        options = {k: dict(v) for k, v in self.options.items()}
         for key, value in changes.items():
-            if key not in known:
+            if key == "options":
+                for plugin_id, table in _convert(key, value, dict).items():
+                    options.setdefault(plugin_id, {}).update(_convert(plugin_id, table, dict))
+            elif key not in known and key.count(".") >= 2:
+                plugin_id, _, option = key.rpartition(".")
+                options.setdefault(plugin_id, {})[option] = value
+            elif key in MOVED_TO_PLUGINS:
+                owners = MOVED_TO_PLUGINS[key]
+                raise Esc50Error(f"config key {key!r} is an option of {owners} now: set it with "
+                                 f"--set {owners.split(',')[0]}.{key}=VALUE or in that plugin's "
+                                 "table of a config file")
+            elif key not in known:
                 raise Esc50Error(f"unknown config key {key!r}{_suggest(key, known)}")
-            converted[key] = _convert(key, value, _field_types()[key])
-        return dataclasses.replace(self, **converted).validated()
+            else:
+                converted[key] = _convert(key, value, _field_types()[key])
+        return dataclasses.replace(self, **converted, options=options).validated()
 
     def validated(self) -> TaskConfig:
         """Return self after checking that the settings can work together."""
-        positive = ["batch_size", "num_epochs", "n_mels", "cnn_out_channels", "hidden_size",
-                    "gru_num_layers", "num_classes", "sample_rate", "n_fft", "win_length",
-                    "hop_length", "length_wav"]
+        positive = ["batch_size", "num_epochs", "n_mels", "num_classes", "sample_rate", "n_fft",
+                    "win_length", "hop_length", "length_wav"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise Esc50Error(f"config {name}={getattr(self, name)} must be positive")
@@ -122,10 +143,6 @@ class TaskConfig:
                 raise Esc50Error(f"config {name}={getattr(self, name)} must be in [0, 1)")
         if self.num_workers < 0:
             raise Esc50Error(f"config num_workers={self.num_workers} must not be negative")
-        for name in ("kernel_size", "stride"):
-            value = getattr(self, name)
-            if len(value) != 2 or min(value) <= 0:
-                raise Esc50Error(f"config {name}={list(value)} must be two positive integers")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,8 +170,15 @@ def load_config(path: str | Path, **overrides: Any) -> TaskConfig:
         raise Esc50Error(f"config file {path}: {' '.join(str(exc).split())}") from exc
     if not isinstance(values, dict):
         raise Esc50Error(f"config file {path}: expected a table of keys, got {type(values).__name__}")
+    # Tables are plugin options: [plugins.crnn] parses as {"plugins": {"crnn": {...}}}.
+    tables = {key: values.pop(key) for key in list(values) if isinstance(values[key], dict)}
+    options = {f"{namespace}.{name}": table for namespace, names in tables.items()
+               for name, table in names.items()}
+    if any(not isinstance(t, dict) for t in options.values()) or "options" in values:
+        raise Esc50Error(f"config file {path}: plugin options go in a table per plugin id, "
+                         "e.g. [plugins.crnn]")
     try:
-        return TaskConfig().override(**{**values, **overrides})
+        return TaskConfig().override(**{**values, "options": options, **overrides})
     except Esc50Error as exc:
         raise Esc50Error(f"config file {path}: {exc}") from exc
 
@@ -170,12 +194,19 @@ def recipe_path(name: str) -> Path:
 
 
 def save_config(config: TaskConfig, path: Path) -> None:
-    """Write the config as TOML that :func:`load_config` reads back to an equal config."""
-    lines = []
-    for key, value in config.to_dict().items():
-        if value is not None:  # TOML has no null: an absent key means the default (None)
-            lines.append(f"{key} = {_toml_value(value)}")
+    """Write the config as TOML that :func:`load_config` reads back to an equal config: keys,
+    then a table of options per plugin id."""
+    values = config.to_dict()
+    options = values.pop("options")
+    lines = _toml_lines(values)
+    for plugin_id, table in options.items():
+        lines += ["", f"[{plugin_id}]", *_toml_lines(table)]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _toml_lines(values: dict[str, Any]) -> list[str]:
+    # TOML has no null: an absent key means the default (None)
+    return [f"{key} = {_toml_value(value)}" for key, value in values.items() if value is not None]
 
 
 def _toml_value(value: Any) -> str:
@@ -199,28 +230,7 @@ def _suggest(word: str, choices: typing.Iterable[str]) -> str:
 
 def _convert(key: str, value: Any, kind: Any) -> Any:
     """Convert ``value`` (a string from the command line, or a parsed TOML/YAML value)."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):  # `X | None`
-        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
-            return None
-        return _convert(key, value, next(a for a in args if a is not type(None)))
-    if origin in (tuple, list):
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)):
-            raise Esc50Error(f"config {key}={value!r}: expected a list")
-        converted = [_convert(key, v, args[0]) for v in items if v != ""]
-        return tuple(converted) if origin is tuple else converted
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("1", "true", "yes", "on"):
-            return True
-        if str(value).lower() in ("0", "false", "no", "off"):
-            return False
-        raise Esc50Error(f"config {key}={value!r}: expected true or false")
     try:
-        if kind is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError
-        return kind(value)
-    except (TypeError, ValueError):
-        raise Esc50Error(f"config {key}={value!r}: expected {kind.__name__}") from None
+        return convert(value, kind)
+    except ValueError as exc:
+        raise Esc50Error(f"config {key}={value!r}: expected {exc}") from None

@@ -7,9 +7,9 @@
   linear power spectrogram ``[B, C, bands, frames]`` (STFT power summed through a filterbank),
   then a compression (log, dB, DCT). Augmentations can work between the two.
 - An augmentation transforms a training batch at one stage (``"wave"``: ``[B, T]`` waveforms in
-  [-1, 1]; ``"power"``: a PowerFeaturizer's power spectrogram; ``"spec"``: ``[B, C, F, frames]``
-  features; ``"batch"``: features and label probabilities ``[B, classes]`` together,
-  ``forward(x, targets, generator) -> (x, targets)``), drawing its randomness from the
+  [-1, 1]; ``"power"``: a PowerFeaturizer's power spectrogram; ``"features"``: the normalized
+  features ``[B, C, F, frames]`` the model sees; ``"batch"``: features and label probabilities
+  ``[B, classes]`` together, see :class:`BatchAugmentation`), drawing its randomness from the
   ``torch.Generator`` it is given, so every draw follows the run's seed. Before training it is
   shown the run's featurizer once (``attach``).
 """
@@ -59,7 +59,13 @@ class PowerFeaturizer(Featurizer):
 
 
 class Augmentation(nn.Module):
-    """Base class for augmentations: each example is transformed with probability ``p``."""
+    """Base class for augmentations, with audiomentations' draw-then-apply template, batched:
+    :meth:`forward` draws which examples are transformed (each with probability ``p``), asks
+    :meth:`sample` for per-example parameters, records them, and calls :meth:`apply`. A plugin
+    implements ``sample`` and ``apply``; none re-implements ``p``.
+
+    Parameters are drawn for every example of the batch (used or not), so the draws of one
+    example do not depend on which others were chosen."""
 
     stage: ClassVar[str] = "wave"
 
@@ -67,16 +73,50 @@ class Augmentation(nn.Module):
         super().__init__()
         check_range("p", p, 0.0, 1.0)
         self.p = p
+        self.last_params: dict[str, torch.Tensor] = {}  # "chosen" and the last batch's draws
+        self.reset_counts()
 
     def chosen(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """Boolean mask [B]: which examples of the batch this augmentation transforms."""
         return torch.rand(batch_size, generator=generator, device=generator.device) < self.p
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Per-example parameters ``{name: [B] tensor}``, drawn from ``generator``."""
+        return {}
+
+    def apply(self, x: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
+              generator: torch.Generator) -> torch.Tensor:
+        """``x`` with the chosen examples transformed by their ``params``; the others unchanged.
+        Bulk randomness (a noise signal) may be drawn here from ``generator``."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        chosen, params = self._draw(x.shape[0], generator)
+        return self.apply(x, chosen, params, generator)
+
+    def _draw(self, batch_size: int, generator: torch.Generator
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        chosen = self.chosen(batch_size, generator)
+        params = self.sample(batch_size, generator)
+        self.last_params = {"chosen": chosen, **params}
+        self.transformed = self.transformed + chosen.sum()
+        self.seen += batch_size
+        return chosen, params
+
+    def reset_counts(self) -> None:
+        self.seen = 0
+        self.transformed: torch.Tensor | int = 0  # a tensor: counting never waits for the device
+
+    def counts(self) -> dict[str, int]:
+        """How many examples this augmentation was shown and transformed since the last reset."""
+        return {"seen": self.seen, "transformed": int(self.transformed)}
 
     @staticmethod
     def on_chosen(x: torch.Tensor, chosen: torch.Tensor,
                   transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``transform`` applied to the chosen examples only (for costly transforms); the
         others come back unchanged."""
+        chosen = chosen.to(x.device)
         if not chosen.any():
             return x
         out = x.clone()
@@ -87,8 +127,30 @@ class Augmentation(nn.Module):
         """Called once before training with the run's featurizer (power-stage augmentations
         read its filterbank); checks that the two can work together."""
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+
+class BatchAugmentation(Augmentation):
+    """Base class for ``batch``-stage augmentations, which see features and label
+    probabilities ``[B, classes]`` together (mixup): the same template, with ``apply(features,
+    targets, chosen, params, generator) -> (features, targets)``."""
+
+    stage: ClassVar[str] = "batch"
+
+    def apply(self, features: torch.Tensor, targets: torch.Tensor,  # type: ignore[override]
+              chosen: torch.Tensor, params: dict[str, torch.Tensor],
+              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def forward(self, features: torch.Tensor, targets: torch.Tensor,  # type: ignore[override]
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        chosen, params = self._draw(features.shape[0], generator)
+        return self.apply(features, targets, chosen, params, generator)
+
+
+def frame_mask(frames: int, lengths: torch.Tensor) -> torch.Tensor:
+    """[B, frames] booleans: True on the first ``lengths[b]`` frames (at least one, at most
+    ``frames``), the ones that hold real, not padded, input."""
+    valid = lengths.clamp(1, frames)
+    return torch.arange(frames, device=lengths.device)[None, :] < valid[:, None]
 
 
 def check_range(name: str, value: float, low: float, high: float) -> None:

@@ -3,7 +3,7 @@ stages and the normalization, batch by batch on the training device.
 
 A training batch meets, in order: the ``wave`` augmentations, the featurizer (for a
 :class:`PowerFeaturizer`: its power spectrogram, the ``power`` augmentations, its compression),
-the normalization, the ``spec`` augmentations, then the ``batch`` augmentations (mixup), which
+the normalization, the ``features`` augmentations, then the ``batch`` augmentations (mixup), which
 turn the labels into probabilities. Without waveform augmentation every epoch would featurize the
 same audio again, so features are computed once for all clips (the power spectrogram when power
 augmentations run, else the finished features) and batches are gathered from that cache.
@@ -101,7 +101,7 @@ class FeatureSource:
         features, frames = self._features(batch, training, generator)
         targets = batch["label"].to(self.device)
         if training:
-            features = self.augs.transform("spec", features, generator)
+            features = self.augs.transform("features", features, generator)
             targets = nn.functional.one_hot(targets, self.config.num_classes).float()
             features, targets = self.augs.mix(features, targets, generator)
         return self.classifier.model_input(features), frames, targets

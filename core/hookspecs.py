@@ -23,7 +23,7 @@ import pluggy
 PROJECT_NAME = "esc50"
 # Bumped when a hook or a component contract changes incompatibly. A plugin module may declare
 # ``ESC50_PLUGIN_API = <int>``; a plugin declaring another version is refused.
-PLUGIN_API_VERSION = 1
+PLUGIN_API_VERSION = 2  # 2 (esc50 0.2): augmentations implement sample/apply; stage "features"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)

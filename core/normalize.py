@@ -7,6 +7,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from esc50.core.contracts import frame_mask
+
 
 class FeatureNormalizer(nn.Module):
     """(features - mean) / std per channel and frequency bin; statistics are buffers, so they
@@ -23,8 +25,7 @@ class FeatureNormalizer(nn.Module):
         batches (float64 sums, so large datasets do not lose precision)."""
         total = total_sq = count = None
         for features, lengths in batches:
-            mask = (torch.arange(features.shape[-1], device=features.device)[None, :]
-                    < lengths[:, None]).to(torch.float64)[:, None, None, :]
+            mask = frame_mask(features.shape[-1], lengths).to(torch.float64)[:, None, None, :]
             x = features.to(torch.float64)
             part, part_sq = (x * mask).sum(dim=(0, 3)), (x * x * mask).sum(dim=(0, 3))
             n = mask.sum()

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import torch
 
-from esc50.core.audio import load_clip
+from esc50.core.audio import fit_length, load_clip
 from esc50.core.classifier import Classifier
 from esc50.core.dataset import AUDIO_EXTENSIONS
 from esc50.core.errors import Esc50Error
@@ -44,8 +44,7 @@ def audio_files(paths: list[Path]) -> list[Path]:
 def windows(wav: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """[N, length] windows of a clip (padded when shorter) and their valid lengths."""
     if wav.shape[0] <= length:
-        padded = torch.nn.functional.pad(wav, (0, length - wav.shape[0]))
-        return padded[None], torch.tensor([wav.shape[0]])
+        return fit_length(wav, length)[None], torch.tensor([wav.shape[0]])
     hop = max(length // 2, 1)
     starts = list(range(0, wav.shape[0] - length + 1, hop))
     if starts[-1] != wav.shape[0] - length:

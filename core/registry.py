@@ -21,6 +21,7 @@ from torch import nn
 
 from esc50.core import hookspecs
 from esc50.core.contracts import Augmentation, Featurizer
+from esc50.core.convert import convert
 from esc50.core.errors import Esc50Error
 
 ENTRY_POINT_GROUP = "esc50"
@@ -66,6 +67,18 @@ class Registry:
     sources: list[PluginSource] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
+    def check_option_tables(self, options: dict[str, dict[str, Any]]) -> None:
+        """Every plugin id a config gives options for must be a known plugin (a typo in a table
+        name would otherwise leave its options unused without a word)."""
+        for plugin_id in options:
+            matches = [c for c in self.components.values()
+                       if plugin_id in (c.id, c.id.split(".", 1)[1])]
+            if not matches:
+                close = difflib.get_close_matches(plugin_id, list(self.components), n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise Esc50Error(f"config has options for {plugin_id!r}, which no plugin "
+                                 f"provides{hint}")
+
     def of_kind(self, kind: str) -> list[Component]:
         return sorted((c for c in self.components.values() if c.kind == kind), key=lambda c: c.id)
 
@@ -89,13 +102,20 @@ class Registry:
             hint += f" (a plugin failed to load: {broken[0]})"
         raise Esc50Error(f"unknown {kind} {plugin_id!r}{hint}")
 
-    def create(self, kind: str, spec: str, *args: Any, **extra: Any) -> Any:
-        """Build a component from a spec ``id[:key=value,...]``; options are validated."""
-        plugin_id, options = parse_spec(spec)
+    def create(self, kind: str, spec: str, config: Any, *args: Any, fresh: bool = True) -> Any:
+        """Build a component from a spec ``id[:key=value,...]`` and the options ``config`` holds
+        for it (the spec's win); options are validated. ``fresh=False`` builds a component to
+        receive trained weights: an option ``pretrained`` (one-time set-up) is then false."""
+        plugin_id, spec_options = parse_spec(spec)
         component = self.resolve(kind, plugin_id)
+        options = {**config.options.get(component.id, {}),
+                   **(config.options.get(plugin_id, {}) if plugin_id != component.id else {}),
+                   **spec_options}
         kwargs = convert_options(component, options)
+        if not fresh and "pretrained" in component.options():
+            kwargs["pretrained"] = False
         try:
-            built = component.factory(*args, **kwargs, **extra)
+            built = component.factory(config, *args, **kwargs)
         except (Esc50Error, ValueError) as exc:  # a factory rejecting its config or options
             raise Esc50Error(f"{kind} {component.id}: {exc}") from exc
         except Exception as exc:  # a bug in a plugin: name it instead of a bare traceback
@@ -211,23 +231,11 @@ def convert_options(component: Component, options: dict[str, Any]) -> dict[str, 
 
 
 def _convert_option(component: Component, key: str, value: Any, kind: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    args = [a for a in typing.get_args(kind) if a is not type(None)]
-    if args:  # Optional[X]
-        if value.lower() in ("none", ""):
-            return None
-        kind = args[0]
     try:
-        if kind is bool:
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return value.lower() in ("true", "1")
-        return kind(value) if kind in (int, float, str) else value
-    except ValueError:
-        name = getattr(kind, "__name__", str(kind))
+        return convert(value, kind)
+    except ValueError as exc:
         raise Esc50Error(f"{component.kind} {component.id}: option {key}={value!r} is not a valid "
-                         f"{name}") from None
+                         f"{exc}") from None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -103,9 +103,9 @@ class Trainer:
                             else self.model)  # the model as training steps call it
         if config.compile:
             self.train_model = torch.compile(self.train_model)
-        self.augs = AugmentationPipeline(
-            [registry.create("augmentation", s, config).to(self.device) for s in config.augs],
-            config.aug_policy)
+        self.aug_by_spec = {s: registry.create("augmentation", s, config).to(self.device)
+                            for s in config.augs}
+        self.augs = AugmentationPipeline(list(self.aug_by_spec.values()), config.aug_policy)
         for aug in self.augs:
             aug.attach(self.classifier.featurizer)
         self.plugins = plugin_versions(config, registry)
@@ -138,6 +138,7 @@ class Trainer:
         self.use_amp = config.amp and self.device.type == "cuda"
         self.run_dir: Path | None = None  # set by fit(), or by resume() to the run it continues
         self.history: list[dict[str, float]] = []
+        self.augmented: dict[str, dict[str, int]] = {}  # per augmentation, in the last epoch
 
     @classmethod
     def resume(cls, run_dir: Path, registry: Registry, data: str | None = None,
@@ -187,6 +188,7 @@ class Trainer:
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         trainer.run_dir, trainer.history = run_dir, state["history"]
+        trainer.augmented = state["augmented"]
         if trainer.dist.is_main:  # a kill after last.pt was written leaves these an epoch behind
             save_config(config, run_dir / "config.toml")
             rundir.write_history(run_dir, trainer.history, trainer._metrics())
@@ -211,6 +213,8 @@ class Trainer:
         best = max((row["val_accuracy"] for row in history), default=-1.0)
         for epoch in range(len(history) + 1, self.config.num_epochs + 1):
             started = time.perf_counter()
+            for aug in self.augs:
+                aug.reset_counts()
             try:
                 train = self._run_epoch(epoch, training=True)
                 val = self._run_epoch(epoch, training=False)
@@ -218,6 +222,7 @@ class Trainer:
                 done = f"last.pt holds epoch {epoch - 1}" if epoch > 1 else "no epoch finished"
                 raise Esc50Error(f"interrupted in epoch {epoch}; {done}: continue with "
                                  f"`esc50 train --resume {run_dir}`") from None
+            self.augmented = {spec: aug.counts() for spec, aug in self.aug_by_spec.items()}
             history.append({
                 "epoch": epoch, "train_loss": train.loss, "train_accuracy": train.accuracy,
                 "val_loss": val.loss, "val_accuracy": val.accuracy,
@@ -308,11 +313,13 @@ class Trainer:
                         "cuda": (torch.cuda.get_rng_state_all()
                                  if self.device.type == "cuda" else None)},
                 "epoch": epoch, "config": self.config.to_dict(), "class_names": self.class_names,
-                "plugins": self.plugins, "history": self.history, "split": self.split.to_dict()}
+                "plugins": self.plugins, "history": self.history, "split": self.split.to_dict(),
+                "augmented": self.augmented}
 
     def _best_state(self, state: dict[str, Any]) -> dict[str, Any]:
         """best.pt: the validated weights and what prediction needs; no optimizer or RNG state."""
-        kept = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rng", "ema")}
+        kept = {k: v for k, v in state.items()
+                if k not in ("optimizer", "scheduler", "rng", "ema", "augmented")}
         return {**kept, "model": self.evaluated_model.state_dict()}
 
     def _metrics(self) -> dict[str, Any]:
@@ -320,4 +327,5 @@ class Trainer:
         return {"model": self.config.model, "parameters": self.params, "device": str(self.device),
                 "weights": "moving average (ema_decay)" if self.ema is not None else "final",
                 "split": self.split.description, "train_clips": len(self.data.train_set),
-                "val_clips": len(self.data.val_set), "plugins": self.plugins}
+                "val_clips": len(self.data.val_set), "plugins": self.plugins,
+                "augmented_in_last_epoch": self.augmented}

@@ -165,7 +165,7 @@ def test_an_augmentation_of_an_unknown_stage_is_refused():
         stage = "later"
 
     with pytest.raises(Esc50Error, match="augmentation Later has stage 'later'; expected one of "
-                                         "wave, power, spec, batch"):
+                                         "wave, power, features, batch"):
         AugmentationPipeline([Later(p=1.0)])
 
 

@@ -2,22 +2,57 @@ import pytest
 
 from esc50.core.config import TaskConfig, load_config, save_config
 from esc50.core.errors import Esc50Error
+from esc50.core.registry import load_registry
 
 
 def test_defaults_are_the_reports():
     c = TaskConfig()
     assert (c.batch_size, c.learning_rate, c.weight_decay, c.num_epochs) == (128, 3e-4, 1e-5, 20)
-    assert (c.n_mels, c.cnn_out_channels, c.kernel_size, c.stride) == (64, 8, (5, 20), (2, 8))
-    assert (c.hidden_size, c.gru_num_layers, c.bidirectional, c.num_classes) == (64, 2, False, 50)
+    assert (c.n_mels, c.num_classes) == (64, 50)
     assert (c.sample_rate, c.n_fft, c.win_length, c.hop_length) == (44100, 1024, 1024, 256)
     assert (c.train_ratio, c.length_wav, c.length) == (0.9, 220500, 862)
 
 
 def test_override_converts_command_line_strings():
-    c = TaskConfig().override(n_mels="128", bidirectional="true", kernel_size="3,9",
-                              learning_rate="1e-3", path2noise="none", augs="noise")
-    assert c.n_mels == 128 and c.bidirectional is True and c.kernel_size == (3, 9)
-    assert c.learning_rate == 1e-3 and c.path2noise is None and c.augs == ["noise"]
+    c = TaskConfig().override(n_mels="128", amp="false", learning_rate="1e-3",
+                              audio_cache="none", augs="noise,volume:p=1")
+    assert c.n_mels == 128 and c.amp is False and c.learning_rate == 1e-3
+    assert c.audio_cache is None and c.augs == ["noise", "volume:p=1"]
+
+
+def test_the_report_recipe_keeps_the_reports_names_and_values():
+    from esc50.core.config import recipe_path
+    c = load_config(recipe_path("report"))
+    assert (c.batch_size, c.learning_rate, c.num_epochs, c.n_mels, c.length) == (
+        128, 3e-4, 10, 64, 862)
+    assert c.options["plugins.crnn"] == {"cnn_out_channels": 8, "kernel_size": [5, 20],
+                                         "stride": [2, 8], "hidden_size": 64,
+                                         "gru_num_layers": 2, "bidirectional": False}
+    crnn = load_registry().create("model", c.model, c, (1, c.n_mels, c.length))
+    assert (crnn.conv.kernel_size, crnn.conv.stride, crnn.conv.out_channels) == (
+        (5, 20), (2, 8), 8)
+    assert (crnn.gru.hidden_size, crnn.gru.num_layers, crnn.gru.bidirectional) == (64, 2, False)
+
+
+def test_plugin_options_from_tables_set_and_specs_in_that_order(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('model = "crnn"\n[plugins.crnn]\nhidden_size = 16\ngru_num_layers = 1\n')
+    config = load_config(path, **{"plugins.crnn.gru_num_layers": "3"})
+    assert config.options == {"plugins.crnn": {"hidden_size": 16, "gru_num_layers": "3"}}
+    save_config(config, tmp_path / "again.toml")
+    assert load_config(tmp_path / "again.toml") == config
+    registry = load_registry()
+    model = registry.create("model", "crnn:hidden_size=8", config, (1, 64, 862))
+    assert (model.gru.hidden_size, model.gru.num_layers) == (8, 3)  # spec, then --set, then table
+    with pytest.raises(Esc50Error, match="option gru_num_layers='x' is not a valid int"):
+        registry.create("model", "crnn:gru_num_layers=x", config, (1, 64, 862))
+    typo = config.override(options={"plugins.crnm": {"hidden_size": 8}})
+    with pytest.raises(Esc50Error, match="options for 'plugins.crnm', which no plugin provides; "
+                                         "did you mean plugins.crnn"):
+        registry.check_option_tables(typo.options)
+    with pytest.raises(Esc50Error, match="'hidden_size' is an option of plugins.crnn, "
+                                         "plugins.lstm"):
+        TaskConfig().override(hidden_size=3)
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -35,7 +70,8 @@ def test_bad_settings_give_one_line_errors(changes, message):
 
 
 def test_toml_round_trip(tmp_path):
-    c = TaskConfig().override(n_mels=96, augs=["noise:p=0.3"], kernel_size=(3, 7), seed=7)
+    c = TaskConfig().override(n_mels=96, augs=["noise:p=0.3"], seed=7,
+                              options={"plugins.crnn": {"kernel_size": [3, 7]}})
     path = tmp_path / "config.toml"
     save_config(c, path)
     assert load_config(path) == c

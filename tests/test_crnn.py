@@ -35,8 +35,9 @@ def test_padded_frames_do_not_change_the_prediction():
 
 
 def test_bidirectional_and_layers_are_honoured():
-    config = TaskConfig().override(bidirectional=True, gru_num_layers=3, hidden_size=32,
-                                   n_mels=40)
+    config = TaskConfig().override(**{"plugins.crnn.bidirectional": "true", "n_mels": 40,
+                                      "plugins.crnn.gru_num_layers": "3"},
+                                   options={"plugins.crnn": {"hidden_size": 32}})
     model = build(config, shape=(1, 40, 200))
     assert model.gru.bidirectional and model.gru.num_layers == 3
     assert model.classifier.in_features == 64

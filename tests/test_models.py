@@ -13,8 +13,10 @@ from tests.conftest import FREQS, SR, tone
 
 MODELS = ["baseline", "advanced", "lstm", "crnn", "vgg19", "kumar"]
 CONFIG = TaskConfig().override(sample_rate=SR, length_wav=SR, n_fft=256, win_length=256,
-                               hop_length=64, n_mels=32, num_classes=len(FREQS), hidden_size=32,
-                               kernel_size=(5, 8), stride=(2, 4))
+                               hop_length=64, n_mels=32, num_classes=len(FREQS),
+                               options={"plugins.crnn": {"hidden_size": 32, "kernel_size": [5, 8],
+                                                         "stride": [2, 4]},
+                                        "plugins.lstm": {"hidden_size": 32}})
 
 
 def featurize(wav: torch.Tensor) -> torch.Tensor:
@@ -141,8 +143,12 @@ def test_vgg19_pretrained_without_network_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")  # closed port: no traffic leaves
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     expected = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    config = CONFIG.override(**{"plugins.vgg19.pretrained": "true"})
     with pytest.raises(Esc50Error, match=f"not found at {expected} .*place it at"):
-        build("vgg19", CONFIG.override(pretrained=True))
+        build("vgg19", config)
+    # Rebuilt to receive a checkpoint's weights (predict, evaluate, resume), it fetches nothing.
+    rebuilt = load_registry().create("model", "plugins.vgg19", config, (1, 32, 126), fresh=False)
+    assert rebuilt.net.classifier[6].out_features == len(FREQS)
 
 
 def test_vgg19_pretrained_sums_the_colour_filters_of_cached_weights(tmp_path, monkeypatch):
@@ -153,7 +159,7 @@ def test_vgg19_pretrained_sums_the_colour_filters_of_cached_weights(tmp_path, mo
     cache = tmp_path / "hub" / "checkpoints"
     cache.mkdir(parents=True)
     torch.save(imagenet_like, cache / "vgg19-dcbb9e9d.pth")
-    model = build("vgg19", CONFIG.override(pretrained=True))
+    model = build("vgg19", CONFIG.override(**{"plugins.vgg19.pretrained": "true"}))
     first = model.net.features[0].weight
     assert first.shape == (64, 1, 3, 3)
     assert torch.allclose(first, imagenet_like["features.0.weight"].sum(1, keepdim=True))

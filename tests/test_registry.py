@@ -20,8 +20,8 @@ class Louder(Augmentation):
         super().__init__(p)
         self.gain = gain
 
-    def forward(self, wav, generator):
-        return wav * self.gain
+    def apply(self, wav, chosen, params, generator):
+        return wav * torch.where(chosen, self.gain, 1.0)[:, None]
 
 
 def make_plugin(**hooks):

@@ -172,4 +172,3 @@ def test_training_with_the_report_policy_in_the_power_domain(tmp_path):
     assert trainer.data.cache is not None  # featurized once, augmented every epoch
     metrics = json.loads((trainer.fit() / "metrics.json").read_text())
     assert metrics["final_val_accuracy"] >= 0.85  # chance is 0.25
-    assert np.isfinite([metrics["final_val_accuracy"]]).all()

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from esc50.core.config import TaskConfig
 from esc50.core.contracts import Augmentation, check_min_max, uniform
 from esc50.core.hookspecs import hookimpl
+
+
+@dataclass
+class StdRange:
+    """The noise's standard deviation, drawn per example from [min_std, max_std] (shared with
+    ``spec_gaussian``)."""
+
+    min_std: float = 0.01
+    max_std: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_min_max("std", self.min_std, self.max_std, (0.0, 1.0))
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"std": uniform(self.min_std, self.max_std, batch_size, generator)}
 
 
 class GaussianNoise(Augmentation):
@@ -15,18 +32,20 @@ class GaussianNoise(Augmentation):
     name = "gaussian"
     stage = "wave"
 
-    def __init__(self, config: TaskConfig, min_std: float = 0.01, max_std: float = 0.01,
-                 p: float = 0.5) -> None:
+    def __init__(self, config: TaskConfig, min_std: float = StdRange.min_std,
+                 max_std: float = StdRange.max_std, p: float = 0.5) -> None:
         super().__init__(p)
-        check_min_max("std", min_std, max_std, (0.0, 1.0))
-        self.min_std, self.max_std = min_std, max_std
+        self.range = StdRange(min_std, max_std)
 
-    def forward(self, wav: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        chosen = self.chosen(wav.shape[0], generator)
-        std = uniform(self.min_std, self.max_std, wav.shape[0], generator) * chosen
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.range.sample(batch_size, generator)
+
+    def apply(self, wav: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
+              generator: torch.Generator) -> torch.Tensor:
+        std = (params["std"] * chosen).to(wav.device)
         noise = torch.randn(wav.shape, generator=generator, device=generator.device)
         # Work in place on the one new tensor: allocating big tensors costs more than the math.
-        return noise.to(wav.device).mul_(std[:, None].to(wav.device)).add_(wav).clamp_(-1.0, 1.0)
+        return noise.to(wav.device).mul_(std[:, None]).add_(wav).clamp_(-1.0, 1.0)
 
 
 @hookimpl

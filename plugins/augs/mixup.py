@@ -7,16 +7,15 @@ from __future__ import annotations
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation
+from esc50.core.contracts import BatchAugmentation
 from esc50.core.errors import Esc50Error
 from esc50.core.hookspecs import hookimpl
 
 
-class Mixup(Augmentation):
+class Mixup(BatchAugmentation):
     """Mix pairs of examples and their labels with weights from Beta(alpha, alpha)."""
 
     name = "mixup"
-    stage = "batch"
 
     def __init__(self, config: TaskConfig, alpha: float = 0.4, p: float = 0.5) -> None:
         super().__init__(p)
@@ -25,17 +24,21 @@ class Mixup(Augmentation):
         self.alpha = alpha
         self.beta = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
 
-    def forward(self, features: torch.Tensor, targets: torch.Tensor,
-                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``targets`` [B, classes] are label probabilities; returns mixed features and targets."""
-        batch = features.shape[0]
-        chosen = self.chosen(batch, generator)
-        partner = torch.randperm(batch, generator=generator, device=generator.device)
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Each example's partner in the batch and its own weight."""
+        partner = torch.randperm(batch_size, generator=generator, device=generator.device)
         # torch's Beta sampler takes no generator: it draws from torch's global RNG, which the
         # trainer seeds with the run's seed.
-        lam = self.beta.sample((batch,)).to(generator.device)
+        return {"partner": partner, "weight": self.beta.sample((batch_size,)).to(generator.device)}
+
+    def apply(self, features: torch.Tensor, targets: torch.Tensor, chosen: torch.Tensor,
+              params: dict[str, torch.Tensor], generator: torch.Generator
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``targets`` [B, classes] are label probabilities; returns mixed features and targets."""
+        batch = features.shape[0]
+        lam = params["weight"]
         lam = torch.where(chosen, lam, torch.ones_like(lam)).to(features.device)
-        partner = partner.to(features.device)
+        partner = params["partner"].to(features.device)
         shape = (batch,) + (1,) * (features.dim() - 1)
         mixed = lam.view(shape) * features + (1 - lam.view(shape)) * features[partner]
         mixed_targets = lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]

@@ -4,6 +4,7 @@ never reached). Noise comes from a folder of recordings, or is generated coloure
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,41 +19,61 @@ from esc50.core.hookspecs import hookimpl
 EPS = 1e-12
 
 
+@dataclass
+class NoiseSettings:
+    """Where noise comes from and how loud it is (shared with ``spec_noise``): recordings under
+    ``path`` (else coloured noise whose power falls by a slope drawn per example from
+    [min_f_decay, max_f_decay] dB per octave), at an SNR drawn from [min_snr_db, max_snr_db]."""
+
+    path: str | None = None
+    min_snr_db: float = 0.0
+    max_snr_db: float = 40.0
+    min_f_decay: float = -6.0
+    max_f_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_min_max("snr_db", self.min_snr_db, self.max_snr_db)
+        check_min_max("f_decay", self.min_f_decay, self.max_f_decay, (-12.0, 12.0))
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"snr_db": uniform(self.min_snr_db, self.max_snr_db, batch_size, generator),
+                "f_decay": uniform(self.min_f_decay, self.max_f_decay, batch_size, generator)}
+
+    def recordings(self, sample_rate: int) -> list[torch.Tensor]:
+        """The noise recordings at ``sample_rate`` (none without ``path``)."""
+        return _load_noise_folder(Path(self.path), sample_rate) if self.path else []
+
+
 class BackgroundNoise(Augmentation):
     """Add background noise at an SNR drawn from [min_snr_db, max_snr_db] (folder or coloured)."""
 
     name = "noise"
     stage = "wave"
 
-    def __init__(self, config: TaskConfig, path: str | None = None, min_snr_db: float = 0.0,
-                 max_snr_db: float = 40.0, min_f_decay: float = -6.0, max_f_decay: float = 0.0,
-                 p: float = 0.5) -> None:
+    def __init__(self, config: TaskConfig, path: str | None = NoiseSettings.path,
+                 min_snr_db: float = NoiseSettings.min_snr_db,
+                 max_snr_db: float = NoiseSettings.max_snr_db,
+                 min_f_decay: float = NoiseSettings.min_f_decay,
+                 max_f_decay: float = NoiseSettings.max_f_decay, p: float = 0.5) -> None:
         super().__init__(p)
-        check_min_max("snr_db", min_snr_db, max_snr_db)
-        check_min_max("f_decay", min_f_decay, max_f_decay, (-12.0, 12.0))
-        self.min_snr_db, self.max_snr_db = min_snr_db, max_snr_db
-        self.min_f_decay, self.max_f_decay = min_f_decay, max_f_decay
-        folder = path or config.path2noise
-        self.noises = _load_noise_folder(Path(folder), config.sample_rate) if folder else []
+        self.settings = NoiseSettings(path, min_snr_db, max_snr_db, min_f_decay, max_f_decay)
+        self.noises = self.settings.recordings(config.sample_rate)
 
-    def forward(self, wav: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.settings.sample(batch_size, generator)
+
+    def apply(self, wav: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
+              generator: torch.Generator) -> torch.Tensor:
         batch, length = wav.shape
-        chosen = self.chosen(batch, generator)
-        noise = self._draw_noise(batch, length, generator).to(wav.device)
-        snr_db = uniform(self.min_snr_db, self.max_snr_db, batch, generator).to(wav.device)
-        signal_rms = torch.linalg.vector_norm(wav, dim=1) / wav.shape[1] ** 0.5
+        noise = (noise_windows(self.noises, batch, length, generator) if self.noises
+                 else coloured_noise(batch, length, params["f_decay"], generator)).to(wav.device)
+        snr_db = params["snr_db"].to(wav.device)
+        signal_rms = torch.linalg.vector_norm(wav, dim=1) / length ** 0.5
         noise_rms = (torch.linalg.vector_norm(noise, dim=1) / length ** 0.5).clamp(min=EPS)
         alpha = signal_rms / noise_rms * torch.pow(10.0, -snr_db / 20) * chosen.to(wav.device)
         # In place on the noise tensor (ours): alpha = 0 leaves an unchosen clip exactly as it
         # was, since clips are already within [-1, 1].
         return noise.mul_(alpha[:, None]).add_(wav).clamp_(-1.0, 1.0)
-
-    def _draw_noise(self, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
-        if self.noises:
-            return noise_windows(self.noises, batch, length, generator)
-        return coloured_noise(batch, length,
-                              uniform(self.min_f_decay, self.max_f_decay, batch, generator),
-                              generator)
 
 
 def noise_windows(recordings: list[torch.Tensor], batch: int, length: int,

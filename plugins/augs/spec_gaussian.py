@@ -6,25 +6,34 @@ from __future__ import annotations
 
 import torch
 
-from esc50.core.contracts import Featurizer, uniform
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import Augmentation, Featurizer
 from esc50.core.hookspecs import hookimpl
-from esc50.plugins.augs.gaussian import GaussianNoise
+from esc50.plugins.augs.gaussian import StdRange
 from esc50.plugins.augs.spectral import noise_bands, require_power
 
 
-class SpecGaussianNoise(GaussianNoise):
+class SpecGaussianNoise(Augmentation):
     """White Gaussian noise added as band power (fast): std from [min_std, max_std]."""
 
     name = "spec_gaussian"
     stage = "power"
 
+    def __init__(self, config: TaskConfig, min_std: float = StdRange.min_std,
+                 max_std: float = StdRange.max_std, p: float = 0.5) -> None:
+        super().__init__(p)
+        self.range = StdRange(min_std, max_std)
+
     def attach(self, featurizer: Featurizer) -> None:
         self.featurizer = require_power(self.name, featurizer)
 
-    def forward(self, power: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.range.sample(batch_size, generator)
+
+    def apply(self, power: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
+              generator: torch.Generator) -> torch.Tensor:
         batch, bins = power.shape[0], self.featurizer.frequencies.shape[0]
-        chosen = self.chosen(batch, generator)
-        std = uniform(self.min_std, self.max_std, batch, generator) * chosen
+        std = params["std"] * chosen
         energy = float(self.featurizer.window.pow(2).sum())  # white noise's power per bin
         psd = (std.pow(2) * energy)[:, None].expand(batch, bins)
         return power + noise_bands(psd, self.featurizer, power.shape[-1], generator).to(power)

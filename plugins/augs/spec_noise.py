@@ -7,17 +7,27 @@ from __future__ import annotations
 
 import torch
 
-from esc50.core.contracts import Featurizer, uniform
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import Augmentation, Featurizer
 from esc50.core.hookspecs import hookimpl
-from esc50.plugins.augs.noise import BackgroundNoise, colour_gain, noise_windows
+from esc50.plugins.augs.noise import NoiseSettings, colour_gain, noise_windows
 from esc50.plugins.augs.spectral import EPS, noise_bands, require_power
 
 
-class SpecBackgroundNoise(BackgroundNoise):
+class SpecBackgroundNoise(Augmentation):
     """Background noise added as band power at an SNR from [min_snr_db, max_snr_db] (fast)."""
 
     name = "spec_noise"
     stage = "power"
+
+    def __init__(self, config: TaskConfig, path: str | None = NoiseSettings.path,
+                 min_snr_db: float = NoiseSettings.min_snr_db,
+                 max_snr_db: float = NoiseSettings.max_snr_db,
+                 min_f_decay: float = NoiseSettings.min_f_decay,
+                 max_f_decay: float = NoiseSettings.max_f_decay, p: float = 0.5) -> None:
+        super().__init__(p)
+        self.settings = NoiseSettings(path, min_snr_db, max_snr_db, min_f_decay, max_f_decay)
+        self.noises = self.settings.recordings(config.sample_rate)
 
     def attach(self, featurizer: Featurizer) -> None:
         self.featurizer = require_power(self.name, featurizer)
@@ -26,22 +36,22 @@ class SpecBackgroundNoise(BackgroundNoise):
             self.noise_powers = [featurizer.power(noise[None].to(device))[0]
                                  for noise in self.noises]
 
-    def forward(self, power: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.settings.sample(batch_size, generator)
+
+    def apply(self, power: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
+              generator: torch.Generator) -> torch.Tensor:
         batch, frames = power.shape[0], power.shape[-1]
-        chosen = self.chosen(batch, generator)
-        noise = self._draw_noise_power(batch, frames, generator).to(power)
-        snr_db = uniform(self.min_snr_db, self.max_snr_db, batch, generator).to(power.device)
+        if self.noise_powers:
+            noise = noise_windows(self.noise_powers, batch, frames, generator)
+        else:
+            psd = colour_gain(self.featurizer.frequencies, params["f_decay"]).pow(2)
+            noise = noise_bands(psd, self.featurizer, frames, generator)
+        noise = noise.to(power)
+        snr_db = params["snr_db"].to(power.device)
         ratio = power.sum(dim=(1, 2, 3)) / noise.sum(dim=(1, 2, 3)).clamp(min=EPS)
         scale = ratio * torch.pow(10.0, -snr_db / 10) * chosen.to(power.device)
         return power + noise * scale[:, None, None, None]
-
-    def _draw_noise_power(self, batch: int, frames: int, generator: torch.Generator
-                          ) -> torch.Tensor:
-        if not self.noise_powers:
-            decay = uniform(self.min_f_decay, self.max_f_decay, batch, generator)
-            psd = colour_gain(self.featurizer.frequencies, decay).pow(2)
-            return noise_bands(psd, self.featurizer, frames, generator)
-        return noise_windows(self.noise_powers, batch, frames, generator)
 
 
 @hookimpl

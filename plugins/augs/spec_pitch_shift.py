@@ -7,26 +7,34 @@ from __future__ import annotations
 
 import torch
 
-from esc50.core.contracts import Featurizer, uniform
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import Augmentation, Featurizer
 from esc50.core.hookspecs import hookimpl
-from esc50.plugins.augs.pitch_shift import PitchShift
+from esc50.plugins.augs.pitch_shift import SemitoneRange
 from esc50.plugins.augs.spectral import EPS, band_centres, require_power
 
 
-class SpecPitchShift(PitchShift):
+class SpecPitchShift(Augmentation):
     """Pitch shift of the power spectrogram (fast): semitones from [min_semitones, max_semitones]."""
 
     name = "spec_pitch_shift"
     stage = "power"
 
+    def __init__(self, config: TaskConfig, min_semitones: float = SemitoneRange.min_semitones,
+                 max_semitones: float = SemitoneRange.max_semitones, p: float = 0.5) -> None:
+        super().__init__(p)
+        self.range = SemitoneRange(min_semitones, max_semitones)
+
     def attach(self, featurizer: Featurizer) -> None:
         self.centres = band_centres(require_power(self.name, featurizer))
 
-    def forward(self, power: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        chosen = self.chosen(power.shape[0], generator)
-        semitones = uniform(self.min_semitones, self.max_semitones, power.shape[0], generator)
-        ratios = torch.pow(2.0, semitones[chosen] / 12).to(power.device)
-        return self.on_chosen(power, chosen.to(power.device),
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.range.sample(batch_size, generator)
+
+    def apply(self, power: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
+              generator: torch.Generator) -> torch.Tensor:
+        ratios = torch.pow(2.0, params["semitones"][chosen] / 12).to(power.device)
+        return self.on_chosen(power, chosen,
                               lambda x: shift_bands(x, self.centres.to(x.device), ratios))
 
 

@@ -6,27 +6,35 @@ from __future__ import annotations
 
 import torch
 
-from esc50.core.contracts import Featurizer, uniform
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import Augmentation, Featurizer
 from esc50.core.hookspecs import hookimpl
 from esc50.plugins.augs.spectral import require_power
-from esc50.plugins.augs.time_stretch import TimeStretch
+from esc50.plugins.augs.time_stretch import RateRange
 from esc50.plugins.augs.vocoder import read_at
 
 
-class SpecTimeStretch(TimeStretch):
+class SpecTimeStretch(Augmentation):
     """Time stretch of the power spectrogram (fast): rate from [min_rate, max_rate]."""
 
     name = "spec_time_stretch"
     stage = "power"
 
+    def __init__(self, config: TaskConfig, min_rate: float = RateRange.min_rate,
+                 max_rate: float = RateRange.max_rate, p: float = 0.5) -> None:
+        super().__init__(p)
+        self.range = RateRange(min_rate, max_rate)
+
     def attach(self, featurizer: Featurizer) -> None:
         require_power(self.name, featurizer)
 
-    def forward(self, power: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        chosen = self.chosen(power.shape[0], generator)
-        rates = uniform(self.min_rate, self.max_rate, power.shape[0], generator)[chosen]
-        return self.on_chosen(power, chosen.to(power.device),
-                              lambda x: stretch_frames(x, rates.to(x.device)))
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.range.sample(batch_size, generator)
+
+    def apply(self, power: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
+              generator: torch.Generator) -> torch.Tensor:
+        rates = params["rate"][chosen]
+        return self.on_chosen(power, chosen, lambda x: stretch_frames(x, rates.to(x.device)))
 
 
 def stretch_frames(power: torch.Tensor, rates: torch.Tensor) -> torch.Tensor:

@@ -5,25 +5,34 @@ from __future__ import annotations
 
 import torch
 
-from esc50.core.contracts import Featurizer, uniform
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import Augmentation, Featurizer
 from esc50.core.hookspecs import hookimpl
 from esc50.plugins.augs.spectral import require_power
-from esc50.plugins.augs.volume import Volume
+from esc50.plugins.augs.volume import GainRange
 
 
-class SpecVolume(Volume):
+class SpecVolume(Augmentation):
     """Volume change on the power spectrogram (fast, exact): gain from [min_gain_db, max_gain_db]."""
 
     name = "spec_volume"
     stage = "power"
 
+    def __init__(self, config: TaskConfig, min_gain_db: float = GainRange.min_gain_db,
+                 max_gain_db: float = GainRange.max_gain_db, p: float = 0.5) -> None:
+        super().__init__(p)
+        self.range = GainRange(min_gain_db, max_gain_db)
+
     def attach(self, featurizer: Featurizer) -> None:
         require_power(self.name, featurizer)
 
-    def forward(self, power: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        chosen = self.chosen(power.shape[0], generator)
-        gain_db = uniform(self.min_gain_db, self.max_gain_db, power.shape[0], generator) * chosen
-        return power * torch.pow(10.0, gain_db / 10).to(power.device)[:, None, None, None]
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.range.sample(batch_size, generator)
+
+    def apply(self, power: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
+              generator: torch.Generator) -> torch.Tensor:
+        gain = torch.pow(10.0, params["gain_db"] * chosen / 10).to(power.device)
+        return power * gain[:, None, None, None]
 
 
 @hookimpl

@@ -30,7 +30,7 @@ class SpecAugment(Augmentation):
     """Mask frequency bands and time spans of the features (SpecAugment)."""
 
     name = "specaugment"
-    stage = "spec"
+    stage = "features"
 
     def __init__(self, config: TaskConfig, freq_masks: int = 2, min_freq_width: int = 0,
                  max_freq_width: int = 8, time_masks: int = 2, min_time_width: int = 0,
@@ -43,13 +43,13 @@ class SpecAugment(Augmentation):
         self.freq = (freq_masks, min_freq_width, max_freq_width)
         self.time = (time_masks, min_time_width, max_time_width)
 
-    def forward(self, features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def apply(self, features: torch.Tensor, chosen: torch.Tensor,
+              params: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         batch, _, bins, frames = features.shape
-        chosen = self.chosen(batch, generator).to(features.device)
         freq = band_masks(*self.freq[:1], bins, *self.freq[1:], batch, generator)
         time = band_masks(*self.time[:1], frames, *self.time[1:], batch, generator)
         mask = (freq.to(features.device)[:, None, :, None] | time.to(features.device)[:, None, None, :])
-        mask &= chosen[:, None, None, None]
+        mask &= chosen.to(features.device)[:, None, None, None]
         mean = features.mean(dim=(1, 2, 3), keepdim=True)
         return torch.where(mask, mean, features)
 

@@ -15,7 +15,7 @@ class TimeShift(Augmentation):
     """Shift features in time by a fraction of the clip from [min_shift, max_shift]."""
 
     name = "time_shift"
-    stage = "spec"
+    stage = "features"
 
     def __init__(self, config: TaskConfig, min_shift: float = -0.5, max_shift: float = 0.5,
                  rollover: bool = True, p: float = 0.5) -> None:
@@ -23,10 +23,13 @@ class TimeShift(Augmentation):
         check_min_max("shift", min_shift, max_shift, (-1.0, 1.0))
         self.min_shift, self.max_shift, self.rollover = min_shift, max_shift, rollover
 
-    def forward(self, features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        batch, frames = features.shape[0], features.shape[-1]
-        chosen = self.chosen(batch, generator)
-        fraction = uniform(self.min_shift, self.max_shift, batch, generator) * chosen
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"shift": uniform(self.min_shift, self.max_shift, batch_size, generator)}
+
+    def apply(self, features: torch.Tensor, chosen: torch.Tensor,
+              params: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        frames = features.shape[-1]
+        fraction = params["shift"] * chosen
         shift = (fraction * frames).round().long().to(features.device)  # frames, + = later
         source = torch.arange(frames, device=features.device)[None, :] - shift[:, None]
         index = source.remainder(frames)[:, None, None, :].expand_as(features)

@@ -3,6 +3,8 @@ batched with a phase vocoder; each clip keeps its length (padded with silence or
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from esc50.core.config import TaskConfig
@@ -11,21 +13,38 @@ from esc50.core.hookspecs import hookimpl
 from esc50.plugins.augs.vocoder import stretch
 
 
+@dataclass
+class RateRange:
+    """The speed-up rate, drawn per example from [min_rate, max_rate] (shared with
+    ``spec_time_stretch``)."""
+
+    min_rate: float = 0.8
+    max_rate: float = 1.25
+
+    def __post_init__(self) -> None:
+        check_min_max("rate", self.min_rate, self.max_rate, (0.25, 4.0))
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"rate": uniform(self.min_rate, self.max_rate, batch_size, generator)}
+
+
 class TimeStretch(Augmentation):
     """Speed clips up or slow them down by a rate drawn from [min_rate, max_rate], same pitch."""
 
     name = "time_stretch"
     stage = "wave"
 
-    def __init__(self, config: TaskConfig, min_rate: float = 0.8, max_rate: float = 1.25,
-                 p: float = 0.5) -> None:
+    def __init__(self, config: TaskConfig, min_rate: float = RateRange.min_rate,
+                 max_rate: float = RateRange.max_rate, p: float = 0.5) -> None:
         super().__init__(p)
-        check_min_max("rate", min_rate, max_rate, (0.25, 4.0))
-        self.min_rate, self.max_rate = min_rate, max_rate
+        self.range = RateRange(min_rate, max_rate)
 
-    def forward(self, wav: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        chosen = self.chosen(wav.shape[0], generator)
-        rates = uniform(self.min_rate, self.max_rate, wav.shape[0], generator)[chosen]
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.range.sample(batch_size, generator)
+
+    def apply(self, wav: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
+              generator: torch.Generator) -> torch.Tensor:
+        rates = params["rate"][chosen]
         return self.on_chosen(wav, chosen, lambda x: stretch(x, rates, x.shape[1]).clamp(-1, 1))
 
 

@@ -3,11 +3,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from esc50.core.config import TaskConfig
 from esc50.core.contracts import Augmentation, check_min_max, uniform
 from esc50.core.hookspecs import hookimpl
+
+
+@dataclass
+class GainRange:
+    """The gain in dB, drawn per example from [min_gain_db, max_gain_db] (shared with
+    ``spec_volume``)."""
+
+    min_gain_db: float = -12.04
+    max_gain_db: float = -12.04
+
+    def __post_init__(self) -> None:
+        check_min_max("gain_db", self.min_gain_db, self.max_gain_db, (-60.0, 40.0))
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"gain_db": uniform(self.min_gain_db, self.max_gain_db, batch_size, generator)}
 
 
 class Volume(Augmentation):
@@ -16,16 +33,17 @@ class Volume(Augmentation):
     name = "volume"
     stage = "wave"
 
-    def __init__(self, config: TaskConfig, min_gain_db: float = -12.04, max_gain_db: float = -12.04,
-                 p: float = 0.5) -> None:
+    def __init__(self, config: TaskConfig, min_gain_db: float = GainRange.min_gain_db,
+                 max_gain_db: float = GainRange.max_gain_db, p: float = 0.5) -> None:
         super().__init__(p)
-        check_min_max("gain_db", min_gain_db, max_gain_db, (-60.0, 40.0))
-        self.min_gain_db, self.max_gain_db = min_gain_db, max_gain_db
+        self.range = GainRange(min_gain_db, max_gain_db)
 
-    def forward(self, wav: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        chosen = self.chosen(wav.shape[0], generator)
-        gain_db = uniform(self.min_gain_db, self.max_gain_db, wav.shape[0], generator) * chosen
-        gain = torch.pow(10.0, gain_db / 20).to(wav.device)
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.range.sample(batch_size, generator)
+
+    def apply(self, wav: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
+              generator: torch.Generator) -> torch.Tensor:
+        gain = torch.pow(10.0, params["gain_db"] * chosen / 20).to(wav.device)
         return (wav * gain[:, None]).clamp_(-1.0, 1.0)  # one new tensor: big ones are costly
 
 

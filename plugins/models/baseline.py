@@ -21,10 +21,12 @@ class Baseline(nn.Module):
     name = "baseline"
 
     def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int],
-                 kernel: int = 3, pool: int = 4) -> None:
+                 cnn_out_channels: int = 8, kernel: int = 3, pool: int = 4) -> None:
         super().__init__()
         channels, bins, frames = input_shape
-        width = config.cnn_out_channels
+        if cnn_out_channels <= 0:
+            raise ValueError(f"option cnn_out_channels={cnn_out_channels} must be positive")
+        width = cnn_out_channels
         self.min_frames = 3 * (kernel - 1) + pool
         conv_bins, conv_frames = bins - 3 * (kernel - 1), max(frames, self.min_frames) - 3 * (kernel - 1)
         if conv_bins < pool:

@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from esc50.core.config import TaskConfig
+from esc50.core.contracts import frame_mask
 from esc50.core.hookspecs import hookimpl
+from esc50.plugins.models.layers import pad_time
 
 
 class Attention(nn.Module):
@@ -32,34 +34,41 @@ class CRNN(nn.Module):
     name = "crnn"
 
     def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int],
+                 cnn_out_channels: int = 8, kernel_size: tuple[int, int] = (5, 20),
+                 stride: tuple[int, int] = (2, 8), hidden_size: int = 64,
+                 gru_num_layers: int = 2, bidirectional: bool = False,
                  dropout: float = 0.1) -> None:
         super().__init__()
         channels, bins, _ = input_shape
-        self.kernel_size, self.stride = tuple(config.kernel_size), tuple(config.stride)
+        for name, value in (("kernel_size", kernel_size), ("stride", stride)):
+            if len(value) != 2 or min(value) <= 0:
+                raise ValueError(f"option {name}={list(value)} must be two positive integers")
+        for name, value in (("cnn_out_channels", cnn_out_channels), ("hidden_size", hidden_size),
+                            ("gru_num_layers", gru_num_layers)):
+            if value <= 0:
+                raise ValueError(f"option {name}={value} must be positive")
+        self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)
         if bins < self.kernel_size[0]:
             raise ValueError(f"{bins} feature bins are fewer than kernel_size[0]="
                              f"{self.kernel_size[0]}")
-        self.conv = nn.Conv2d(channels, config.cnn_out_channels, self.kernel_size, self.stride)
+        self.conv = nn.Conv2d(channels, cnn_out_channels, self.kernel_size, self.stride)
         conv_bins = (bins - self.kernel_size[0]) // self.stride[0] + 1
-        self.gru = nn.GRU(input_size=config.cnn_out_channels * conv_bins,
-                          hidden_size=config.hidden_size, num_layers=config.gru_num_layers,
-                          dropout=dropout if config.gru_num_layers > 1 else 0.0,
-                          bidirectional=config.bidirectional, batch_first=True)
-        size = config.hidden_size * (2 if config.bidirectional else 1)
+        self.gru = nn.GRU(input_size=cnn_out_channels * conv_bins, hidden_size=hidden_size,
+                          num_layers=gru_num_layers,
+                          dropout=dropout if gru_num_layers > 1 else 0.0,
+                          bidirectional=bidirectional, batch_first=True)
+        size = hidden_size * (2 if bidirectional else 1)
         self.attention = Attention(size)
         self.classifier = nn.Linear(size, config.num_classes)
 
     def forward(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
         """[B, C, F, T] features and [B] valid frames -> [B, num_classes] logits."""
-        frames = features.shape[-1]
-        if frames < self.kernel_size[1]:  # too short for one convolution step: pad the time axis
-            features = nn.functional.pad(features, (0, self.kernel_size[1] - frames))
+        features = pad_time(features, self.kernel_size[1])  # at least one convolution step
         conv = self.conv(features)  # [B, C', F', T']
         seq = conv.flatten(1, 2).transpose(1, 2)  # [B, T', C' * F']
         out, _ = self.gru(seq)
-        steps = ((frame_lengths - self.kernel_size[1]) // self.stride[1] + 1).clamp(1, out.shape[1])
-        mask = torch.arange(out.shape[1], device=out.device)[None, :] < steps[:, None]
-        return self.classifier(self.attention(out, mask))
+        steps = (frame_lengths - self.kernel_size[1]) // self.stride[1] + 1
+        return self.classifier(self.attention(out, frame_mask(out.shape[1], steps)))
 
 
 @hookimpl

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from esc50.core.contracts import frame_mask
+
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int | tuple[int, int] = 3,
                  padding: int | str = 1) -> nn.Sequential:
@@ -13,21 +15,15 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int | tuple[i
                          nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
-def time_mask(steps: int, lengths: torch.Tensor) -> torch.Tensor:
-    """[B, steps] booleans: True where a time step holds real (not padded) input."""
-    valid = lengths.clamp(1, steps)
-    return torch.arange(steps, device=lengths.device)[None, :] < valid[:, None]
-
-
 def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Mean over the last (time) axis of [B, ..., T], counting only the first ``lengths`` steps."""
-    mask = time_mask(x.shape[-1], lengths).view(x.shape[0], *([1] * (x.dim() - 2)), -1)
+    mask = frame_mask(x.shape[-1], lengths).view(x.shape[0], *([1] * (x.dim() - 2)), -1)
     return (x * mask).sum(-1) / mask.sum(-1)
 
 
 def masked_max(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Max over the last (time) axis of [B, ..., T], ignoring padded steps."""
-    mask = time_mask(x.shape[-1], lengths).view(x.shape[0], *([1] * (x.dim() - 2)), -1)
+    mask = frame_mask(x.shape[-1], lengths).view(x.shape[0], *([1] * (x.dim() - 2)), -1)
     return x.masked_fill(~mask, float("-inf")).amax(-1)
 
 

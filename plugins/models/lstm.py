@@ -16,11 +16,14 @@ class LSTMClassifier(nn.Module):
 
     name = "lstm"
 
-    def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int]) -> None:
+    def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int],
+                 hidden_size: int = 64) -> None:
         super().__init__()
         channels, bins, _ = input_shape
-        self.rnn = nn.LSTM(channels * bins, config.hidden_size, batch_first=True)
-        self.classifier = nn.Linear(config.hidden_size, config.num_classes)
+        if hidden_size <= 0:
+            raise ValueError(f"option hidden_size={hidden_size} must be positive")
+        self.rnn = nn.LSTM(channels * bins, hidden_size, batch_first=True)
+        self.classifier = nn.Linear(hidden_size, config.num_classes)
 
     def forward(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
         seq = features.flatten(1, 2).transpose(1, 2)  # [B, T, C * F]

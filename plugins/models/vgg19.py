@@ -38,12 +38,15 @@ class VGG19(nn.Module):
 
     name = "vgg19"
 
-    def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int]) -> None:
+    def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int],
+                 pretrained: bool = False) -> None:
+        """``pretrained``: start from torchvision's ImageNet weights (a fresh run only: a model
+        rebuilt for a checkpoint gets its weights from the checkpoint)."""
         super().__init__()
         channels = input_shape[0]
         self.net = vgg19(weights=None)
         first = self.net.features[0]
-        if config.pretrained:
+        if pretrained:
             self.net.load_state_dict(imagenet_state_dict())
         summed = first.weight.detach().sum(dim=1, keepdim=True)  # colour filters -> one channel
         self.net.features[0] = nn.Conv2d(channels, first.out_channels, 3, padding=1)

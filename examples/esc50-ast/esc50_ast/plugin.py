@@ -9,7 +9,7 @@ from esc50.core.config import TaskConfig
 from esc50.core.contracts import PowerFeaturizer
 from esc50.core.hookspecs import hookimpl
 
-ESC50_PLUGIN_API = 1
+ESC50_PLUGIN_API = 2
 
 
 class AST(nn.Module):

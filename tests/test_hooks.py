@@ -1,0 +1,179 @@
+"""Each hook, used as a third party would (a plugin registered at run time, trained through the
+real trainer), the augmentation template, and datasette-style meta-tests: every hook has a test
+and a docs section, every built-in plugin id is exercised by a test."""
+
+import configparser
+import json
+import re
+import types
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from esc50.core import hookspecs
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import Augmentation, BatchAugmentation, Featurizer, uniform
+from esc50.core.hookspecs import hookimpl
+from esc50.core.registry import load_registry
+from esc50.core.trainer import Trainer
+from tests.conftest import small_config, write_synthetic_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("register_"))
+
+
+class MeanPool(nn.Module):
+    """Mean over time of every band, then a linear layer."""
+
+    name = "meanpool"
+
+    def __init__(self, config: TaskConfig, input_shape, scale: float = 1.0) -> None:
+        super().__init__()
+        channels, bins, _ = input_shape
+        self.linear = nn.Linear(channels * bins, config.num_classes)
+        self.scale = scale
+
+    def forward(self, features, frame_lengths):
+        return self.linear(features.mean(dim=-1).flatten(1)) * self.scale
+
+
+class Gain(Augmentation):
+    """Scale waveforms by a gain drawn from [min_gain, max_gain]."""
+
+    name = "gain"
+
+    def __init__(self, config: TaskConfig, min_gain: float = 0.5, max_gain: float = 0.9,
+                 p: float = 0.5) -> None:
+        super().__init__(p)
+        self.min_gain, self.max_gain = min_gain, max_gain
+
+    def sample(self, batch_size, generator):
+        return {"gain": uniform(self.min_gain, self.max_gain, batch_size, generator)}
+
+    def apply(self, wav, chosen, params, generator):
+        return wav * torch.where(chosen, params["gain"], 1.0)[:, None]
+
+
+class BandEnergy(Featurizer):
+    """Log energy in linear frequency bands of a framed waveform."""
+
+    name = "bands"
+
+    def __init__(self, config: TaskConfig, bands: int = 16) -> None:
+        super().__init__()
+        self.n_fft, self.hop, self.bands = config.n_fft, config.hop_length, bands
+
+    def forward(self, wav):
+        spec = torch.stft(wav, self.n_fft, self.hop, window=torch.hann_window(self.n_fft),
+                          return_complex=True).abs().pow(2)  # [B, bins, frames]
+        usable = spec.shape[1] // self.bands * self.bands
+        banded = spec[:, :usable].unflatten(1, (self.bands, -1)).sum(2)
+        return torch.log(banded + 1e-8).unsqueeze(1)
+
+    def frame_lengths(self, lengths):
+        return lengths // self.hop + 1
+
+    def output_shape(self, num_samples):
+        return (1, self.bands, num_samples // self.hop + 1)
+
+
+def runtime_registry(**hooks):
+    registry = load_registry()
+    registry.register_plugin(types.SimpleNamespace(__name__="tests", **hooks), "mine")
+    return registry
+
+
+def train(tmp_path, registry, **changes):
+    data = write_synthetic_dataset(tmp_path / "data", clips_per_class_per_fold=4)
+    config = small_config(data, output_dir=str(tmp_path / "runs"), **changes)
+    trainer = Trainer(config, registry, log=lambda _: None)
+    run_dir = trainer.fit()
+    return trainer, json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_hook_register_models(tmp_path):
+    @hookimpl(specname="register_models")
+    def hook(register):
+        register(MeanPool)
+
+    trainer, metrics = train(tmp_path, runtime_registry(register_models=hook),
+                             model="mine.meanpool:scale=2", learning_rate=3e-2, num_epochs=8)
+    assert isinstance(trainer.model, MeanPool) and trainer.model.scale == 2.0
+    assert metrics["plugins"]["mine.meanpool:scale=2"]["id"] == "mine.meanpool"
+    assert metrics["final_val_accuracy"] >= 0.75  # four tones, chance 0.25
+
+
+def test_hook_register_augmentations(tmp_path):
+    @hookimpl(specname="register_augmentations")
+    def hook(register):
+        register(Gain)
+
+    trainer, metrics = train(tmp_path, runtime_registry(register_augmentations=hook),
+                             augs=["mine.gain:p=0.5"], num_epochs=2)
+    counts = metrics["augmented_in_last_epoch"]["mine.gain:p=0.5"]
+    assert counts["seen"] == len(trainer.data.train_set)  # training clips only, once per epoch
+    assert 0 < counts["transformed"] < counts["seen"]
+    gain = trainer.aug_by_spec["mine.gain:p=0.5"]
+    assert set(gain.last_params) == {"chosen", "gain"}
+
+
+def test_hook_register_featurizers(tmp_path):
+    @hookimpl(specname="register_featurizers")
+    def hook(register):
+        register(BandEnergy)
+
+    trainer, metrics = train(tmp_path, runtime_registry(register_featurizers=hook),
+                             featurizer="mine.bands:bands=32", num_epochs=8)
+    assert trainer.data.cache[0].shape[1:] == (1, 32, 126)  # cached once: no waveform aug
+    assert metrics["final_val_accuracy"] >= 0.75
+
+
+def test_the_template_draws_p_records_parameters_and_applies_to_the_chosen_only():
+    gain = Gain(TaskConfig(), min_gain=0.5, max_gain=0.5, p=0.5)
+    wav = torch.ones(1000, 4)
+    out = gain(wav, torch.Generator().manual_seed(0))
+    chosen = gain.last_params["chosen"]
+    assert 400 < int(chosen.sum()) < 600  # p = 0.5 of 1000 examples
+    assert torch.equal(out[chosen], torch.full((int(chosen.sum()), 4), 0.5))
+    assert torch.equal(out[~chosen], wav[~chosen])
+    assert gain.counts() == {"seen": 1000, "transformed": int(chosen.sum())}
+    again = Gain(TaskConfig(), p=0.5)(wav, torch.Generator().manual_seed(0))
+    assert torch.equal(again != 1, out != 1)  # the same draws from the same seed
+
+    class Swap(BatchAugmentation):
+        def apply(self, features, targets, chosen, params, generator):
+            return features.flip(0), targets.flip(0)
+
+    features, targets = Swap(p=1.0)(torch.arange(3.0), torch.eye(3), torch.Generator())
+    assert features.tolist() == [2.0, 1.0, 0.0] and Swap.stage == "batch"
+
+
+def test_every_hook_has_a_test_and_a_docs_section():
+    tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    assert HOOKS == ["register_augmentations", "register_featurizers", "register_models"]
+    for hook in HOOKS:
+        assert f"def test_hook_{hook}(" in tests, hook
+        assert f"### `{hook}(register)`" in docs, hook
+
+
+def test_every_builtin_plugin_id_is_exercised_by_a_test():
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    ids = [line.split("=")[0].strip() for line in
+           setup["options.entry_points"]["esc50"].strip().splitlines()]
+    assert len(ids) == 22
+    tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    for plugin_id in ids:
+        name = plugin_id.split(".", 1)[1]
+        used = re.search(rf'"(plugins\.)?{name}[":]|\b{name}\b\s*[,\]]|f"plugins\.{{name}}"',
+                         tests)
+        assert used, f"{plugin_id} has no test"
+
+
+def test_no_builtin_augmentation_reimplements_p():
+    for module in (ROOT / "plugins" / "augs").glob("*.py"):
+        text = module.read_text()
+        assert "self.chosen(" not in text and "self.p " not in text, module.name
+        assert "def forward(" not in text, f"{module.name}: use sample/apply, not forward"
