@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    config = TaskConfig().override(data=args.data)
+    config = TaskConfig().override(data=args.data, num_classes=50, sample_rate=44_100, length_wav=220_500)
     table = find_clips(Path(args.data), config)
     clips = table.clips[: args.clips + 4]
     cache = AudioCache(clips, config)

@@ -62,7 +62,7 @@ def main() -> None:
     for name in args.models:
         times = []
         for variant in VARIANTS.values():
-            config = TaskConfig().override(model=f"plugins.{name}", **variant)
+            config = TaskConfig().override(model=f"plugins.{name}", num_classes=50, sample_rate=44_100, length_wav=220_500, **variant)
             times.append(step_ms(config, registry, args.batch_size, args.steps, device))
         ratios = [f"{times[0] / t:.2f}x" for t in times[1:]]
         print(f"| plugins.{name} | " + " | ".join(f"{t:.1f}" for t in times) + " | " +

@@ -136,6 +136,7 @@ def _synchronize(device: torch.device) -> None:
 def measure(args: argparse.Namespace) -> None:
     """One measurement (in its own process): print a JSON line."""
     config = TaskConfig().override(data=args.data, split="random", train_ratio=args.train_ratio,
+                                   num_classes=50, sample_rate=44_100, length_wav=220_500,
                                    device=args.device, progress=False, output_dir=args.work,
                                    batch_size=args.batch_size, seed=0)
     torch.manual_seed(0)
@@ -157,7 +158,7 @@ def measure(args: argparse.Namespace) -> None:
 def prepare(data: str, work: Path, clips: int | None) -> int:
     """WAV copies of the clips (the official release's format, which the report read) and four
     clips as the background-noise folder. Returns the number of clips."""
-    config = TaskConfig().override(data=data)
+    config = TaskConfig().override(data=data, num_classes=50, sample_rate=44_100, length_wav=220_500)
     table = find_clips(Path(data), config)
     (work / "wav").mkdir()
     (work / "noise").mkdir()

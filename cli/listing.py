@@ -12,7 +12,7 @@ def plugin_rows(registry: Registry) -> list[dict[str, Any]]:
     """One row per component: kind, id, package, version, description (and model size)."""
     rows = []
     shape = _default_input_shape(registry)
-    for kind in ("model", "augmentation", "featurizer"):
+    for kind in ("model", "augmentation", "featurizer", "dataset"):
         for component in registry.of_kind(kind):
             row = {"kind": kind, "id": component.id, "package": component.package,
                    "version": component.version, "description": component.description}
@@ -38,8 +38,12 @@ def _params_text(count: int | None) -> str:
     return f"{count / 1e6:.2f}M" if count >= 1e6 else f"{count / 1e3:.1f}k"
 
 
+# Model sizes are counted for ESC-50's defaults (50 classes, 5 s at 44.1 kHz).
+ESC50_CONFIG = TaskConfig().override(num_classes=50, sample_rate=44_100, length_wav=220_500)
+
+
 def _default_input_shape(registry: Registry) -> tuple[int, int, int] | None:
-    config = TaskConfig()
+    config = ESC50_CONFIG
     try:
         featurizer = registry.create("featurizer", config.featurizer, config)
         return featurizer.output_shape(config.length_wav)
@@ -51,7 +55,7 @@ def _parameter_count(component: Component, shape: tuple[int, int, int] | None) -
     if shape is None:
         return None
     try:
-        model = component.factory(TaskConfig(), shape)
+        model = component.factory(ESC50_CONFIG, shape)
         return sum(p.numel() for p in model.parameters())
     except Exception:  # a model that cannot be built for the defaults shows "-"
         return None

@@ -12,11 +12,11 @@ from typing import Any, Callable
 
 import click
 
-from esc50.core.config import TaskConfig, load_config, recipe_path
 from esc50.core.errors import Esc50Error
 
 # Flags for the most used TaskConfig keys; every other key goes through --set KEY=VALUE.
 TRAIN_FLAGS = {
+    "dataset": "dataset plugin id[:options], e.g. plugins.folder (default plugins.esc50)",
     "model": "model plugin id, e.g. plugins.crnn",
     "featurizer": "featurizer plugin id, e.g. plugins.logmel",
     "aug_policy": "all: each augmentation with its own p; one-of: one per clip (the report's)",
@@ -24,7 +24,8 @@ TRAIN_FLAGS = {
     "epochs": "number of epochs (num_epochs)",
     "batch_size": "batch size",
     "lr": "learning rate",
-    "split": "fold (official folds) or random (the report's train_ratio split)",
+    "split": "fold (official folds), random (grouped train_ratio split) or auto (fold when "
+             "the dataset has folds, else random; the default)",
     "val_fold": "validation fold for --split fold",
     "seed": "random seed",
     "device": "auto, cpu, cuda or cuda:N",
@@ -58,6 +59,7 @@ def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="TOML or YAML file of TaskConfig keys."),
         click.option("--recipe", help="a built-in recipe of TaskConfig keys, e.g. strong "
                      "(esc50/recipes/NAME.toml); flags and --set override it."),
+        click.option("--dataset", help=TRAIN_FLAGS["dataset"]),
         click.option("--model", help=TRAIN_FLAGS["model"]),
         click.option("--featurizer", help=TRAIN_FLAGS["featurizer"]),
         click.option("--aug", "augs", multiple=True,
@@ -87,14 +89,12 @@ def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def build_config(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
-                 no_progress: bool, flags: dict[str, Any]) -> TaskConfig:
-    """The run's TaskConfig: defaults, then the config file or recipe, then flags and --set."""
+def config_arguments(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
+                     no_progress: bool, flags: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of :func:`esc50.core.api.config` that flags, --set and files give."""
     recipe = flags.pop("recipe", None)
-    if recipe:
-        if config_file:
-            raise Esc50Error("--recipe and --config both give a config file: use one")
-        config_file = str(recipe_path(recipe))
+    if recipe and config_file:
+        raise Esc50Error("--recipe and --config both give a config file: use one")
     overrides = {FLAG_TO_KEY.get(k, k): v for k, v in flags.items() if v is not None}
     if augs:
         overrides["augs"] = list(augs)
@@ -105,23 +105,7 @@ def build_config(config_file: str | None, augs: tuple[str, ...], settings: tuple
         if not sep:
             raise Esc50Error(f"--set {item!r}: expected KEY=VALUE")
         overrides[key.strip()] = value
-    pretrained = overrides.pop("pretrained", None)
-    config = (load_config(config_file, **overrides) if config_file
-              else TaskConfig().override(**overrides))
-    if pretrained:  # --pretrained is the model's `pretrained` option
-        config = config.override(model=config.model + (",", ":")[":" not in config.model]
-                                 + "pretrained=true")
-    return config
-
-
-def loaded_registry() -> Any:
-    """The plugin registry, with a warning line per broken plugin."""
-    from esc50.core.registry import load_registry
-
-    registry = load_registry()
-    for problem in registry.problems:
-        click.echo(f"warning: {problem}", err=True)
-    return registry
+    return {"config_file": config_file, "recipe": recipe, **overrides}
 
 
 ALLOW_CHANGED_DATA = click.option(
@@ -138,7 +122,7 @@ RESUME_FLAGS = {"data", "epochs"}
 
 @cli.command()
 @train_options
-@click.option("--split", type=click.Choice(["fold", "random"]), help=TRAIN_FLAGS["split"])
+@click.option("--split", type=click.Choice(["auto", "fold", "random"]), help=TRAIN_FLAGS["split"])
 @click.option("--val-fold", type=int, help=TRAIN_FLAGS["val_fold"])
 @click.option("--run-name", help=TRAIN_FLAGS["run_name"])
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
@@ -151,7 +135,8 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
           **flags: Any) -> None:
     """Train a model; writes config, split, checkpoints, history, metrics and curves to a run
     folder. The accuracy it reports is the final epoch's."""
-    from esc50.core.trainer import Trainer
+    from esc50.core import api
+    from esc50.core.distributed import is_main_process
 
     if resume_dir:
         changing = [f"--{k.replace('_', '-')}" for k, v in flags.items()
@@ -162,20 +147,18 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
             raise Esc50Error(f"--resume continues {resume_dir} with its own config; "
                              f"{', '.join(changing)} would change the run: start a new run "
                              "instead (only --data and --epochs go with --resume)")
-        trainer = Trainer.resume(Path(resume_dir), loaded_registry(), flags.get("data"),
-                                 flags.get("epochs"), allow_changed_data, log=click.echo)
+        run = api.resume(resume_dir, flags.get("data"), flags.get("epochs"), allow_changed_data,
+                         log=click.echo)
     else:
-        config = build_config(config_file, augs, settings, no_progress, flags)
-        trainer = Trainer(config, loaded_registry(), log=click.echo)
-    run_dir = trainer.fit()
-    trainer.close()
-    if not trainer.dist.is_main:
+        run = api.train(log=click.echo, **config_arguments(config_file, augs, settings,
+                                                           no_progress, flags))
+    if not is_main_process():
         return
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = run.metrics
     selected = metrics["selected_on_validation"]
     click.echo(f"final validation accuracy {metrics['final_val_accuracy']:.3f} after "
                f"{metrics['epochs']} epochs ({metrics['weights']} weights; {metrics['split']}); "
-               f"run saved in {run_dir}")
+               f"run saved in {run.run_dir}")
     click.echo(f"(best.pt: epoch {selected['epoch']}, chosen on the same validation clips, so "
                "its accuracy there is optimistic; commands use last.pt unless told "
                "--checkpoint best)")
@@ -185,25 +168,27 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
 @train_options
 @click.option("--name", required=True, help="folder under --output-dir for the fold runs.")
 @click.option("--folds", help="comma-separated folds to hold out (default: every fold present).")
+@click.option("--k", "k_folds", type=int, help="for a dataset without folds (plugins.folder, a "
+              "manifest without a fold column): cross-validate over K grouped, stratified folds.")
 @ALLOW_CHANGED_DATA
 @user_errors
 def cv(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
        no_progress: bool, name: str, folds: str | None, allow_changed_data: bool,
-       **flags: Any) -> None:
+       k_folds: int | None, **flags: Any) -> None:
     """Cross-validation: one model per held-out fold, each scored at its final epoch;
     re-running with the same settings skips finished folds and resumes interrupted ones."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise Esc50Error("esc50 cv runs in one process; under torchrun, train the folds one by "
                          "one with `esc50 train --val-fold N`")
-    from esc50.core.crossval import cross_validate
+    from esc50.core import api
 
-    config = build_config(config_file, augs, settings, no_progress, flags)
     try:
         fold_list = [int(f) for f in folds.split(",")] if folds else None
     except ValueError:
         raise Esc50Error(f"--folds {folds!r}: expected comma-separated fold numbers") from None
-    summary = cross_validate(config, loaded_registry(), name, fold_list, allow_changed_data,
-                             log=click.echo)
+    summary = api.cv(name=name, folds=fold_list, allow_changed_data=allow_changed_data,
+                     log=click.echo, **config_arguments(config_file, augs, settings, no_progress,
+                                                         {**flags, "k_folds": k_folds})).summary
     per_fold = ", ".join(f"fold {k}: {v:.3f}" for k, v in summary["folds"].items())
     spread = (f" +- {summary['std_accuracy']:.3f} ({summary['std']})"
               if summary["std_accuracy"] is not None else "")
@@ -217,9 +202,11 @@ def cv(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...]
 @user_errors
 def report(runs: tuple[str, ...], out: str) -> None:
     """Compare runs: a Markdown table plus learning-curve and confusion-matrix PNGs."""
+    from esc50.core.api import registry_with_warnings
     from esc50.core.report import write_report
 
-    markdown = write_report([Path(r) for r in runs], Path(out), loaded_registry(),
+    warn = functools.partial(click.echo, err=True)
+    markdown = write_report([Path(r) for r in runs], Path(out), registry_with_warnings(warn),
                             log=lambda line: click.echo(f"note: {line}", err=True))
     click.echo(markdown)
     click.echo(f"written to {Path(out) / 'report.md'}")
@@ -279,11 +266,10 @@ def evaluate(checkpoint: str, data: str | None, fold: int | None, as_json: bool,
              allow_changed_data: bool) -> None:
     """Accuracy, macro F1, per-class precision/recall and confusion matrix of a trained run
     (its final epoch unless --checkpoint best)."""
-    from esc50.core.evaluate import evaluate as run_evaluation
-    from esc50.core.registry import load_registry
+    from esc50.core import api
 
-    report = run_evaluation(Path(checkpoint), load_registry(), data, fold, which,
-                            allow_changed_data, warn=lambda line: click.echo(line, err=True))
+    report = api.load(checkpoint, which).evaluate(
+        data, fold, allow_changed_data, warn=lambda line: click.echo(line, err=True))
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -315,18 +301,11 @@ def evaluate(checkpoint: str, data: str | None, fold: int | None, as_json: bool,
 def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool,
             as_csv: bool, which: str) -> None:
     """Top classes with probabilities for audio files or folders (any length, rate, channels)."""
-    from esc50.core.classifier import load_classifier
-    from esc50.core.config import TaskConfig
-    from esc50.core.predict import audio_files, predict_files
-    from esc50.core.registry import load_registry
+    from esc50.core import api
 
     if top_k < 1:
         raise Esc50Error(f"--top-k {top_k} must be at least 1")
-    classifier, state = load_classifier(Path(checkpoint), load_registry(), which)
-    config = TaskConfig().override(**state["config"])
-    paths = audio_files([Path(f) for f in files])
-    results = list(predict_files(classifier, state["class_names"], config.sample_rate,
-                                 config.length_wav, paths, top_k))
+    results = list(api.load(checkpoint, which).predict_files(list(files), top_k))
     if as_json:
         click.echo(json.dumps([{"file": str(r.path), "error": r.error,
                                 "top": [{"class": c, "probability": p} for c, p in r.top]}

@@ -21,17 +21,22 @@ def load_clip(path: Path, sample_rate: int, length: int | None = None) -> tuple[
         data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise Esc50Error(f"{path}: cannot decode audio ({' '.join(str(exc).split())})") from exc
-    if data.shape[0] == 0:
-        raise Esc50Error(f"{path}: the file holds no samples")
-    if not np.isfinite(data).all():
-        raise Esc50Error(f"{path}: the audio holds NaN or infinite samples")
-    if not data.any():
-        raise Esc50Error(f"{path}: the audio is all silence (every sample is zero)")
-    wav = torch.from_numpy(data.mean(axis=1))
-    if file_rate != sample_rate:
-        wav = AF.resample(wav, file_rate, sample_rate)
+    wav = to_mono(data, file_rate, sample_rate, str(path))
     valid = wav.shape[0] if length is None else min(wav.shape[0], length)
     return (wav if length is None else fit_length(wav, length)), valid
+
+
+def to_mono(data: np.ndarray, rate: int, sample_rate: int, source: str) -> torch.Tensor:
+    """Float audio ``[samples, channels]`` at ``rate`` checked (not empty, finite, not all
+    silence: one-line errors naming ``source``), mixed to mono and resampled to ``sample_rate``."""
+    if data.shape[0] == 0:
+        raise Esc50Error(f"{source}: the file holds no samples")
+    if not np.isfinite(data).all():
+        raise Esc50Error(f"{source}: the audio holds NaN or infinite samples")
+    if not data.any():
+        raise Esc50Error(f"{source}: the audio is all silence (every sample is zero)")
+    wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1), dtype=np.float32))
+    return AF.resample(wav, rate, sample_rate) if rate != sample_rate else wav
 
 
 def fit_length(wav: torch.Tensor, length: int) -> torch.Tensor:

@@ -6,38 +6,14 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import IO, Any
 
 import torch
 
 from esc50.core.digest import file_sha256
 from esc50.core.errors import Esc50Error
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write through ``write(handle)`` to a temporary file, fsync it, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        _raise_write_error(path, exc)
-        raise
-
-
-def _raise_write_error(path: Path, exc: BaseException, cause: OSError | None = None) -> None:
-    """Turn a failed write (disk full, file too large, no permission) into a one-line error that
-    says the previous version of ``path`` is untouched."""
-    cause = exc if isinstance(exc, OSError) else cause
-    if cause is not None:
-        kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
-        raise Esc50Error(f"cannot write {path}: {cause.strerror or cause}; {kept}") from None
+from esc50.core.files import atomic_write, raise_write_error, temporary_beside
 
 
 class _HashingWriter:
@@ -74,7 +50,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     atomically, with its sha256 in a sidecar file. The sidecar lists the old and the new digest
     while the file is being replaced, so a kill at any moment leaves a checkpoint that loads."""
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temporary_beside(path)
     writer = None
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -90,7 +66,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         write_digests([new])
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        _raise_write_error(path, exc, writer.error if writer else None)
+        raise_write_error(path, exc, writer.error if writer else None)
         raise
 
 

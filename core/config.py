@@ -18,6 +18,7 @@ from typing import Any
 
 from esc50.core.convert import convert
 from esc50.core.errors import Esc50Error
+from esc50.core.files import write_text
 
 
 # The report's knobs that are plugin options (see recipes/report.toml), by the plugins that take
@@ -43,17 +44,19 @@ class TaskConfig:
     weight_decay: float = 1e-5
     num_epochs: int = 20  # the report's experiments use 10
     n_mels: int = 64
-    num_classes: int = 50
-    sample_rate: int = 44_100
+    num_classes: int | None = None  # None: the dataset's (ESC-50: 50); set, it must agree
+    sample_rate: int | None = None  # None: the dataset's default (ESC-50: 44 100)
     n_fft: int = 1024
     win_length: int = 1024
     hop_length: int = 256
     device: str = "auto"  # "auto": cuda when available, else cpu
     train_ratio: float = 0.9
-    length_wav: int = 220_500  # samples per clip after padding/cropping (5 s at 44.1 kHz)
+    length_wav: int | None = None  # samples per clip after padding/cropping; None: the
+    # dataset's clip length at sample_rate (ESC-50: 220 500, 5 s at 44.1 kHz)
 
     # --- what the toolkit adds ---------------------------------------------------------------
     data: str | None = None  # dataset folder; else $ESC50_DATA, else the default cache folder
+    dataset: str = "plugins.esc50"  # the dataset plugin that reads the folder
     model: str = "plugins.crnn"
     featurizer: str = "plugins.logmel"
     weights: str | None = None  # a local state dict (or esc50 checkpoint) to start the model from
@@ -63,8 +66,10 @@ class TaskConfig:
     # take precedence
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     aug_policy: str = "all"  # "all": each aug with its own p; "one-of": one aug per clip
-    split: str = "fold"  # "fold": official folds; "random": the report's train_ratio split
+    split: str = "auto"  # "fold": official folds; "random": grouped train_ratio split;
+    # "auto": "fold" when the dataset has folds, else "random"
     val_fold: int = 5
+    k_folds: int = 0  # > 0: give a dataset without folds this many (esc50 cv --k)
     seed: int = 0
     skip_bad_files: bool = False  # leave out unreadable or silent clips with a warning
     num_workers: int = 0  # decoded audio is cached in memory, so loading needs no workers
@@ -86,6 +91,14 @@ class TaskConfig:
     def length(self) -> int:
         """Mel frames of a clip of ``length_wav`` samples (the report's ``length``, 862)."""
         return self.length_wav // self.hop_length + 1
+
+    def for_dataset(self, class_names: list[str], sample_rate: int, clip_seconds: float
+                    ) -> TaskConfig:
+        """This config with what it leaves to the dataset filled in: ``num_classes``,
+        ``sample_rate`` and ``length_wav`` (the dataset's clip length at the sample rate)."""
+        rate = self.sample_rate or sample_rate
+        return self.override(num_classes=len(class_names), sample_rate=rate,
+                             length_wav=self.length_wav or round(clip_seconds * rate))
 
     def override(self, **changes: Any) -> TaskConfig:
         """A copy with ``changes`` applied; string values are converted to the field's type. A key
@@ -116,8 +129,10 @@ class TaskConfig:
         positive = ["batch_size", "num_epochs", "n_mels", "num_classes", "sample_rate", "n_fft",
                     "win_length", "hop_length", "length_wav"]
         for name in positive:
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise Esc50Error(f"config {name}={getattr(self, name)} must be positive")
+        if self.k_folds < 0 or self.k_folds == 1:
+            raise Esc50Error(f"config k_folds={self.k_folds} must be 0 (off) or at least 2")
         if self.learning_rate <= 0:
             raise Esc50Error(f"config learning_rate={self.learning_rate} must be positive")
         if self.weight_decay < 0:
@@ -127,8 +142,8 @@ class TaskConfig:
         if self.n_mels > self.n_fft // 2 + 1:
             raise Esc50Error(f"config n_mels={self.n_mels} exceeds the n_fft // 2 + 1 = "
                              f"{self.n_fft // 2 + 1} frequency bins that n_fft={self.n_fft} gives")
-        if self.split not in ("fold", "random"):
-            raise Esc50Error(f"config split={self.split!r} must be 'fold' or 'random'")
+        if self.split not in ("auto", "fold", "random"):
+            raise Esc50Error(f"config split={self.split!r} must be 'auto', 'fold' or 'random'")
         if not 0.0 < self.train_ratio < 1.0:
             raise Esc50Error(f"config train_ratio={self.train_ratio} must be between 0 and 1")
         if self.aug_policy not in ("all", "one-of"):
@@ -201,7 +216,7 @@ def save_config(config: TaskConfig, path: Path) -> None:
     lines = _toml_lines(values)
     for plugin_id, table in options.items():
         lines += ["", f"[{plugin_id}]", *_toml_lines(table)]
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def _toml_lines(values: dict[str, Any]) -> list[str]:

@@ -13,7 +13,9 @@ TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 def type_name(kind: Any) -> str:
     """How an error message names ``kind`` (``int``, ``float | None``, ``tuple[int, ...]``)."""
-    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+    if typing.get_origin(kind) is not None:  # tuple[int, int], float | None, ...
+        return str(kind).replace("typing.", "")
+    return getattr(kind, "__name__", None) or str(kind)
 
 
 def convert(value: Any, kind: Any) -> Any:

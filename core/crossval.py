@@ -45,7 +45,11 @@ def cross_validate(config: TaskConfig, registry: Registry, name: str,
     """Train one run per fold under ``<output_dir>/<name>/fold-<k>``; a fold whose run finished
     earlier with the same settings is not trained again. Returns per-fold and mean +- std
     final-epoch accuracy (also written to ``cv.json``)."""
-    present = sorted(set(find_clips(resolve_data_dir(config.data), config).folds))
+    table = find_clips(resolve_data_dir(config.data), config, registry)
+    if not table.has_folds:
+        raise Esc50Error(f"dataset {config.dataset} in {table.root} has no folds: give it k "
+                         "grouped, stratified folds with --k K (e.g. --k 5)")
+    present = sorted(set(table.folds))
     folds = folds or present
     missing = [k for k in folds if k not in present]
     if missing:

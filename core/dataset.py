@@ -1,22 +1,22 @@
-"""The ESC-50 dataset: finding clips and a decoded-audio cache.
+"""Datasets: the labelled clips a dataset plugin finds in a folder, and a decoded-audio cache.
 
-A dataset folder holds clips named ``{fold}-{clip}-{take}-{target}.<ext>``, either directly or in
-``audio/`` beside ``meta/esc50.csv`` (the official layout). The CSV, when present, gives folds,
-targets, class names and the recording each clip was cut from (``src_file``); files are matched
-to its rows by name stem, so the official WAV release and a re-encoded copy (ogg, flac) are read
-the same way. Without the CSV the ``{clip}`` part of a name identifies the recording.
+A dataset plugin (``register_datasets``; ``plugins.esc50`` by default) reads a folder into a
+:class:`ClipTable`: each clip's file, label, official fold (0: the dataset has none) and
+recording (clips of one recording share a ``group`` and are never split apart), the class
+names, and the dataset's default sample rate and clip length. :func:`find_clips` runs the
+run's dataset plugin and checks what it found. Files a reader does not use are listed in
+``ignored`` (the trainer warns about them), hidden files and macOS ``._*`` files are counted.
 """
 
 from __future__ import annotations
 
-import csv
-import fnmatch
 import os
-import re
+import random
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import soundfile as sf
 import torch
@@ -28,13 +28,13 @@ from esc50.core.digest import file_sha256
 from esc50.core.diskcache import DiskStore
 from esc50.core.errors import Esc50Error
 
-CLIP_NAME = re.compile(r"^(?P<fold>\d+)-(?P<clip>[^-]+)-(?P<take>[^-]+)-(?P<target>\d+)$")
-AUDIO_EXTENSIONS = {f".{ext.lower()}" for ext in sf.available_formats()} | {".oga"}
+AUDIO_EXTENSIONS = {f".{ext.lower()}" for ext in sf.available_formats()} | {".oga", ".opus"}
 
 
 @dataclass(frozen=True)
 class Clip:
-    """One labelled clip; clips with the same ``group`` were cut from one recording."""
+    """One labelled clip; clips with the same ``group`` were cut from one recording. ``fold``
+    is the dataset's official fold, 0 when it has none."""
 
     path: Path
     fold: int
@@ -44,11 +44,16 @@ class Clip:
 
 @dataclass
 class ClipTable:
-    """The clips of a dataset folder and its class names (index = target)."""
+    """The clips of a dataset folder, its class names (index = target), the dataset's default
+    sample rate and clip length, and the files it left out."""
 
     root: Path
     clips: list[Clip]
     class_names: list[str]
+    sample_rate: int = 44_100
+    clip_seconds: float = 5.0
+    ignored: list[str] = field(default_factory=list)  # files not used, with why
+    hidden: int = 0  # hidden and ._* AppleDouble files skipped
 
     @property
     def labels(self) -> list[int]:
@@ -58,78 +63,107 @@ class ClipTable:
     def folds(self) -> list[int]:
         return [c.fold for c in self.clips]
 
+    @property
+    def has_folds(self) -> bool:
+        return any(c.fold for c in self.clips)
+
     def names(self) -> list[str]:
         """Each clip's path relative to the dataset folder (how a run records its split)."""
         return [c.path.relative_to(self.root).as_posix() for c in self.clips]
 
 
-def find_clips(root: Path, config: TaskConfig) -> ClipTable:
-    """Index the clips under ``root`` (see the module docstring for the layouts read)."""
+class DatasetReader:
+    """Base class of dataset plugins: ``read(root)`` returns the :class:`ClipTable` of a
+    folder. A factory ``factory(config, **options) -> DatasetReader`` builds one."""
+
+    def read(self, root: Path) -> ClipTable:
+        raise NotImplementedError
+
+
+def find_clips(root: Path, config: TaskConfig, registry: Any = None) -> ClipTable:
+    """The clips of ``root`` as the run's dataset plugin reads them, checked; with
+    ``config.k_folds`` a dataset without folds gets that many grouped, stratified folds."""
+    if registry is None:
+        from esc50.core.registry import load_registry
+
+        registry = load_registry()
     if not root.is_dir():
         raise Esc50Error(f"dataset folder {root} does not exist")
-    audio_dir = root / "audio" if (root / "audio").is_dir() else root
-    files = {p.stem: p for p in sorted(audio_dir.iterdir())
-             if p.suffix.lower() in AUDIO_EXTENSIONS and fnmatch.fnmatch(p.name, config.keyword)}
-    meta = root / "meta" / "esc50.csv"
-    clips, names = (_clips_from_csv(meta, files, config.num_classes) if meta.is_file()
-                    else _clips_from_names(files))
-    if not clips:
-        raise Esc50Error(f"no clips matching {config.keyword!r} found in {audio_dir}")
-    for clip in clips:
-        if not 0 <= clip.target < config.num_classes:
-            raise Esc50Error(f"{clip.path}: label {clip.target} is outside 0..{config.num_classes - 1}"
-                             f" (num_classes={config.num_classes})")
-    class_names = [names.get(t, str(t)) for t in range(config.num_classes)]
-    return ClipTable(root, clips, class_names)
+    table = registry.create("dataset", config.dataset, config).read(root)
+    if not table.clips:
+        raise Esc50Error(f"dataset {config.dataset} found no clips in {root}")
+    classes = len(table.class_names)
+    for clip in table.clips:
+        if not 0 <= clip.target < classes:
+            raise Esc50Error(f"{clip.path}: label {clip.target} is outside 0..{classes - 1}")
+    if config.num_classes is not None and config.num_classes != classes:
+        raise Esc50Error(f"config num_classes={config.num_classes}, but dataset "
+                         f"{config.dataset} in {root} has {classes} classes (leave num_classes "
+                         "unset: the dataset decides it)")
+    if config.k_folds:
+        assign_folds(table, config.k_folds, config.seed)
+    return table
 
 
-def _clips_from_csv(meta: Path, files: dict[str, Path], num_classes: int
-                    ) -> tuple[list[Clip], dict[int, str]]:
-    """Clips of the CSV rows whose file is present. Every row is checked, present or not: a
-    duplicate file name, a target outside 0..num_classes-1 or a category that disagrees with
-    another row of the same target is an error naming the row."""
-    clips, names = [], {}
-    first_row: dict[str, int] = {}  # file stem -> the row that listed it first
-    with meta.open(newline="") as handle:
-        for row_number, row in enumerate(csv.DictReader(handle), start=2):
-            try:
-                stem = Path(row["filename"]).stem
-                fold, target = int(row["fold"]), int(row["target"])
-            except (KeyError, ValueError, TypeError):
-                raise Esc50Error(f"{meta}: row {row_number} lacks a valid filename, fold or "
-                                 "target") from None
-            if stem in first_row:
-                raise Esc50Error(f"{meta}: row {row_number} lists {row['filename']} again (first "
-                                 f"in row {first_row[stem]}); each clip must appear once")
-            first_row[stem] = row_number
-            if not 0 <= target < num_classes:
-                raise Esc50Error(f"{meta}: row {row_number} has target {target}, outside "
-                                 f"0..{num_classes - 1} (num_classes={num_classes})")
-            category = row.get("category") or str(target)
-            if names.setdefault(target, category) != category:
-                raise Esc50Error(f"{meta}: row {row_number} names target {target} {category!r}, "
-                                 f"but an earlier row names it {names[target]!r}")
-            if stem not in files:
-                continue  # a partial copy of the dataset: use the clips that are there
-            match = CLIP_NAME.match(stem)
-            if match and (int(match["fold"]), int(match["target"])) != (fold, target):
-                raise Esc50Error(f"{meta}: row {row_number} says fold {fold}, target {target} but "
-                                 f"the file name {stem} says fold {match['fold']}, target "
-                                 f"{match['target']}")
-            group = row.get("src_file") or (match["clip"] if match else stem)
-            clips.append(Clip(files[stem], fold, target, group))
-    return clips, names
+def leftovers(table: ClipTable, shown: int = 5) -> list[str]:
+    """Lines saying which files of the dataset folder were not used, and why."""
+    lines = []
+    if table.ignored:
+        more = f" (and {len(table.ignored) - shown} more)" if len(table.ignored) > shown else ""
+        lines.append(f"{len(table.ignored)} file(s) in {table.root} not used: "
+                     f"{'; '.join(table.ignored[:shown])}{more}")
+    if table.hidden:
+        lines.append(f"skipped {table.hidden} hidden file(s) in {table.root} (names starting "
+                     "with '.', macOS ._* files among them)")
+    return lines
 
 
-def _clips_from_names(files: dict[str, Path]) -> tuple[list[Clip], dict[int, str]]:
-    clips = []
-    for stem, path in files.items():
-        match = CLIP_NAME.match(stem)
-        if match is None:
-            raise Esc50Error(f"{path}: name does not follow {{fold}}-{{clip}}-{{take}}-{{target}}"
-                             ".<ext>")
-        clips.append(Clip(path, int(match["fold"]), int(match["target"]), match["clip"]))
-    return clips, {}
+def assign_folds(table: ClipTable, k: int, seed: int) -> None:
+    """Give a dataset without folds ``k`` folds in place: recordings are shuffled per class and
+    dealt to the fold with the fewest clips of that class, so folds are grouped and stratified."""
+    if table.has_folds:
+        raise Esc50Error(f"the dataset in {table.root} has official folds: cross-validate over "
+                         "them instead of --k")
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, clip in enumerate(table.clips):
+        members[clip.group].append(i)
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for group, rows in members.items():
+        by_class[table.clips[rows[0]].target].append(group)
+    rng = random.Random(seed)
+    fold_of: dict[int, int] = {}
+    for label in sorted(by_class):
+        groups = sorted(by_class[label])
+        rng.shuffle(groups)
+        sizes = [0] * k
+        for group in sorted(groups, key=lambda g: -len(members[g])):
+            fold = min(range(k), key=lambda f: (sizes[f], f))
+            sizes[fold] += len(members[group])
+            fold_of.update({i: fold + 1 for i in members[group]})
+    table.clips = [Clip(c.path, fold_of[i], c.target, c.group) for i, c in enumerate(table.clips)]
+
+
+def list_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path], int]:
+    """The audio files under ``folder`` (sorted), the other files, and how many hidden files
+    (names starting with ".", macOS ``._*`` among them) were skipped."""
+    audio, other, hidden = [], [], 0
+    for path in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            hidden += path.is_file()
+        elif path.is_file():
+            (audio if path.suffix.lower() in AUDIO_EXTENSIONS else other).append(path)
+    return audio, other, hidden
+
+
+def check_unique_stems(files: list[Path]) -> dict[str, Path]:
+    """Files by name stem; two files with one stem (x.wav beside x.ogg) are an error."""
+    by_stem: dict[str, Path] = {}
+    for path in files:
+        if path.stem in by_stem:
+            raise Esc50Error(f"{by_stem[path.stem]} and {path} are one clip in two files: keep "
+                             "one")
+        by_stem[path.stem] = path
+    return by_stem
 
 
 class AudioCache:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from esc50.core.checkpoint import atomic_write
+from esc50.core.files import atomic_write
 from esc50.core.errors import Esc50Error
 
 

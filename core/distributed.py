@@ -17,6 +17,11 @@ import torch.distributed as dist
 from esc50.core.errors import Esc50Error
 
 
+def is_main_process() -> bool:
+    """False in the torchrun processes other than rank 0 (which alone print and write)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 @dataclass(frozen=True)
 class Distributed:
     """This process's place among the training processes, and the collectives the trainer uses."""

@@ -2,40 +2,36 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
 from esc50.core.audio import to_float
-from esc50.core.classifier import Classifier, load_classifier
+from esc50.core.classifier import Classifier
 from esc50.core.config import TaskConfig
 from esc50.core.datapath import resolve_data_dir
 from esc50.core.dataset import AudioCache, find_clips
 from esc50.core.errors import Esc50Error
 from esc50.core.metrics import classification_report
-from esc50.core.registry import Registry
-from esc50.core.rundir import checkpoint_path
 from esc50.core.split import Split, dataset_digests
 
 BATCH = 64
 
 
-def evaluate(checkpoint: Path, registry: Registry, data: str | None = None,
-             fold: int | None = None, which: str = "last", allow_changed_data: bool = False,
-             warn: Callable[[str], None] = print) -> dict:
-    """Metrics of a run's classifier (``which``: its ``last`` checkpoint, the reported final
-    epoch, or ``best``, chosen on validation) on ``fold`` of ``data``; by default on the data and
-    the recorded validation split the run was trained with, refused when that data changed
-    unless ``allow_changed_data``."""
-    classifier, state = load_classifier(checkpoint, registry, which)
+def evaluate_classifier(classifier: Classifier, state: dict, data: str | None = None,
+                        fold: int | None = None, allow_changed_data: bool = False,
+                        warn: Callable[[str], None] = print) -> dict:
+    """Metrics of a trained classifier (loaded with its checkpoint's ``state``) on ``fold`` of
+    ``data``; by default on the data and the recorded validation split the run was trained with,
+    refused when that data changed unless ``allow_changed_data`` (then ``warn`` says what
+    changed)."""
     config = TaskConfig().override(**state["config"])
     table = find_clips(resolve_data_dir(data or config.data), config)
     if fold is None:
         if "split" not in state:
-            raise Esc50Error(f"{checkpoint} records no split (written by an older esc50): pass "
-                             "--fold N")
+            raise Esc50Error("the checkpoint records no split (written by an older esc50): pass "
+                             "a fold")
         split = Split.from_dict(state["split"])
         split.check_data(table, dataset_digests(table), allow_changed_data, warn)
         indices = split.indices(table)[1]
@@ -50,8 +46,7 @@ def evaluate(checkpoint: Path, registry: Registry, data: str | None = None,
     predictions = predict_cached(classifier, AudioCache(clips, config))
     report = classification_report(np.array([c.target for c in clips]), predictions,
                                    state["class_names"])
-    return {"checkpoint": str(checkpoint_path(checkpoint, which)), "epoch": state["epoch"],
-            "data": str(table.root), "selection": selection, **report}
+    return {"epoch": state["epoch"], "data": str(table.root), "selection": selection, **report}
 
 
 @torch.no_grad()

@@ -44,3 +44,8 @@ def register_augmentations(register: Register) -> None:
 @hookspec
 def register_featurizers(register: Register) -> None:
     """Register featurizer factories: ``factory(config, **options) -> Featurizer``."""
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register dataset factories: ``factory(config, **options) -> DatasetReader``."""

@@ -29,15 +29,14 @@ class Prediction:
 
 
 def audio_files(paths: list[Path]) -> list[Path]:
-    """Files as given, and the audio files under folders (sorted)."""
+    """Files as given (a missing one too: scoring it reports it), and the audio files under
+    folders (sorted)."""
     found = []
     for path in paths:
         if path.is_dir():
             found += sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
-        elif path.exists():
-            found.append(path)
         else:
-            raise Esc50Error(f"{path} does not exist")
+            found.append(path)
     return found
 
 
@@ -59,11 +58,25 @@ def predict_files(classifier: Classifier, class_names: list[str], sample_rate: i
     and the others are still scored."""
     for path in paths:
         try:
+            if not path.exists():
+                raise Esc50Error(f"{path} does not exist")
             wav, _ = load_clip(path, sample_rate)
         except Esc50Error as exc:
             yield Prediction(path, [], str(exc))
             continue
-        batch, lengths = windows(wav, length)
-        probabilities = torch.softmax(classifier(batch, lengths), dim=1).mean(dim=0)
-        values, indices = probabilities.topk(min(top_k, len(class_names)))
-        yield Prediction(path, [(class_names[i], float(v)) for v, i in zip(values, indices)])
+        yield Prediction(path, top_classes(probabilities(classifier, wav, length), class_names,
+                                           top_k))
+
+
+@torch.no_grad()
+def probabilities(classifier: Classifier, wav: torch.Tensor, length: int) -> torch.Tensor:
+    """Class probabilities [classes] of a mono clip of any length: the mean over its windows."""
+    batch, lengths = windows(wav, length)
+    return torch.softmax(classifier(batch, lengths), dim=1).mean(dim=0)
+
+
+def top_classes(probabilities: torch.Tensor, class_names: list[str], top_k: int
+                ) -> list[tuple[str, float]]:
+    """The ``top_k`` most probable (class name, probability), most probable first."""
+    values, indices = probabilities.topk(min(top_k, len(class_names)))
+    return [(class_names[i], float(v)) for v, i in zip(values, indices)]

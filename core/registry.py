@@ -21,13 +21,15 @@ from torch import nn
 
 from esc50.core import hookspecs
 from esc50.core.contracts import Augmentation, Featurizer
-from esc50.core.convert import convert
+from esc50.core.convert import convert, type_name
+from esc50.core.dataset import DatasetReader
 from esc50.core.errors import Esc50Error
 
 ENTRY_POINT_GROUP = "esc50"
 KINDS = {"model": "register_models", "augmentation": "register_augmentations",
-         "featurizer": "register_featurizers"}
-CONTRACTS = {"model": nn.Module, "augmentation": Augmentation, "featurizer": Featurizer}
+         "featurizer": "register_featurizers", "dataset": "register_datasets"}
+CONTRACTS = {"model": nn.Module, "augmentation": Augmentation, "featurizer": Featurizer,
+             "dataset": DatasetReader}
 
 
 @dataclass
@@ -47,6 +49,21 @@ class Component:
         skip = {"config", "input_shape", "self"}
         return {n: p for n, p in params.items()
                 if n not in skip and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+    def option_types(self) -> dict[str, Any]:
+        """The annotated type of each option (the default's type when unannotated)."""
+        hints = typing.get_type_hints(self.factory.__init__ if inspect.isclass(self.factory)
+                                      else self.factory)
+        return {n: hints.get(n, type(p.default)) for n, p in self.options().items()}
+
+    def option_table(self) -> list[dict[str, Any]]:
+        """Each option's name, type and default (None when it has none), JSON-ready."""
+        rows = []
+        for (name, param), kind in zip(self.options().items(), self.option_types().values()):
+            default = None if param.default is inspect.Parameter.empty else param.default
+            rows.append({"name": name, "type": type_name(kind),
+                         "default": list(default) if isinstance(default, tuple) else default})
+        return rows
 
 
 @dataclass
@@ -216,17 +233,14 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 def convert_options(component: Component, options: dict[str, Any]) -> dict[str, Any]:
     """Check option names against the factory's signature and convert them to its types."""
-    accepted = component.options()
-    hints = typing.get_type_hints(component.factory.__init__ if inspect.isclass(component.factory)
-                                  else component.factory)
+    types = component.option_types()
     converted = {}
     for key, value in options.items():
-        if key not in accepted:
-            names = ", ".join(accepted) or "none"
+        if key not in types:
+            names = ", ".join(types) or "none"
             raise Esc50Error(f"{component.kind} {component.id} has no option {key!r} "
                              f"(options: {names})")
-        kind = hints.get(key, type(accepted[key].default))
-        converted[key] = _convert_option(component, key, value, kind)
+        converted[key] = _convert_option(component, key, value, types[key])
     return converted
 
 

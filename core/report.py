@@ -10,7 +10,8 @@ from typing import Callable
 import numpy as np
 
 from esc50.core.errors import Esc50Error
-from esc50.core.evaluate import evaluate
+from esc50.core.api import load
+from esc50.core.files import write_text
 from esc50.core.plots import plot_confusion_matrix, plot_learning_curves
 from esc50.core.registry import Registry
 
@@ -58,7 +59,7 @@ def write_report(paths: list[Path], out_dir: Path, registry: Registry,
         plot_learning_curves(read_history(run_dir), f"{label} ({m['model']})", curves)
         figures.append(f"![{label} learning curves]({curves.name})")
         try:
-            result = evaluate(run_dir, registry, warn=log)
+            result = load(run_dir, registry=registry).evaluate(warn=log)
         except Esc50Error as exc:
             log(f"{label}: confusion matrix skipped ({exc})")
             continue
@@ -68,5 +69,5 @@ def write_report(paths: list[Path], out_dir: Path, registry: Registry,
                               f"{label}: final epoch on {result['selection']}", confusion)
         figures.append(f"![{label} confusion matrix]({confusion.name})")
     markdown = "\n".join(["# esc50 run comparison", "", *lines, "", *figures, ""])
-    (out_dir / "report.md").write_text(markdown)
+    write_text(out_dir / "report.md", markdown)
     return markdown

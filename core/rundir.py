@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from esc50.core.checkpoint import atomic_write, save_checkpoint
+from esc50.core.checkpoint import save_checkpoint
+from esc50.core.files import atomic_write
 from esc50.core.config import TaskConfig, save_config
 from esc50.core.errors import Esc50Error
 from esc50.core.plots import plot_learning_curves

@@ -80,7 +80,8 @@ def dataset_digests(table: ClipTable) -> dict[str, str]:
 
 def make_split(table: ClipTable, config: TaskConfig, digests: dict[str, str]) -> Split:
     """The split ``config`` asks for (see the module docstring)."""
-    if config.split == "random":
+    split = config.split if config.split != "auto" else ("fold" if table.has_folds else "random")
+    if split == "random":
         train, val = grouped_random_split([c.group for c in table.clips], table.labels,
                                           config.train_ratio, config.seed)
         description = (f"grouped random split (clips of one recording on one side, stratified by "

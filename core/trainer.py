@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from esc50.core import rundir
 from esc50.core.augment import AugmentationPipeline
@@ -25,7 +25,7 @@ from esc50.core.checkpoint import load_checkpoint, load_model_weights
 from esc50.core.classifier import build_classifier
 from esc50.core.config import TaskConfig, save_config
 from esc50.core.datapath import resolve_data_dir
-from esc50.core.dataset import find_clips
+from esc50.core.dataset import find_clips, leftovers
 from esc50.core.distributed import Distributed
 from esc50.core.errors import Esc50Error
 from esc50.core.features import FeatureSource
@@ -63,7 +63,8 @@ def pick_device(name: str) -> torch.device:
 
 def plugin_versions(config: TaskConfig, registry: Registry) -> dict[str, dict[str, str]]:
     """The id, package and version of every plugin a config uses, by the spec it gives."""
-    specs = [("model", config.model), ("featurizer", config.featurizer)]
+    specs = [("dataset", config.dataset), ("model", config.model),
+             ("featurizer", config.featurizer)]
     specs += [("augmentation", s) for s in config.augs]
     used = {}
     for kind, spec in specs:
@@ -88,13 +89,22 @@ class Trainer:
     def __init__(self, config: TaskConfig, registry: Registry,
                  log: Callable[[str], None] = print, recorded_split: Split | None = None,
                  allow_changed_data: bool = False) -> None:
-        self.config = config.validated()
+        config = config.validated()
         seed_everything(config.seed)
         device = pick_device(config.device)
         self.dist = Distributed.from_environment(device)
         self.device = self.dist.device(device)
         self.log = log if self.dist.is_main else (lambda _: None)
         fresh = recorded_split is None
+        self.plugins = plugin_versions(config, registry)  # an unknown id fails before any I/O
+        # The dataset first (cheap: names and metadata): it decides the classes, the sample rate
+        # and the clip length; its audio is decoded only after every plugin is built.
+        table = find_clips(resolve_data_dir(config.data), config, registry)
+        for line in leftovers(table):
+            self.log(f"warning: {line}")
+        self.class_names = table.class_names
+        config = self.config = config.for_dataset(table.class_names, table.sample_rate,
+                                                  table.clip_seconds)
         self.classifier = build_classifier(config, registry, fresh=fresh).to(self.device)
         self.model = self.classifier.model
         if config.weights and fresh:
@@ -108,11 +118,8 @@ class Trainer:
         self.augs = AugmentationPipeline(list(self.aug_by_spec.values()), config.aug_policy)
         for aug in self.augs:
             aug.attach(self.classifier.featurizer)
-        self.plugins = plugin_versions(config, registry)
         self.params = sum(p.numel() for p in self.model.parameters())
 
-        table = find_clips(resolve_data_dir(config.data), config)
-        self.class_names = table.class_names
         digests = dataset_digests(table)
         if fresh:
             self.split = make_split(table, config, digests)

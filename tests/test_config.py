@@ -8,9 +8,12 @@ from esc50.core.registry import load_registry
 def test_defaults_are_the_reports():
     c = TaskConfig()
     assert (c.batch_size, c.learning_rate, c.weight_decay, c.num_epochs) == (128, 3e-4, 1e-5, 20)
-    assert (c.n_mels, c.num_classes) == (64, 50)
-    assert (c.sample_rate, c.n_fft, c.win_length, c.hop_length) == (44100, 1024, 1024, 256)
-    assert (c.train_ratio, c.length_wav, c.length) == (0.9, 220500, 862)
+    assert (c.n_mels, c.n_fft, c.win_length, c.hop_length) == (64, 1024, 1024, 256)
+    assert (c.num_classes, c.sample_rate, c.length_wav) == (None, None, None)  # the dataset's
+    esc50 = c.for_dataset([f"class{i}" for i in range(50)], 44_100, 5.0)  # ESC-50's defaults
+    assert (esc50.num_classes, esc50.sample_rate, esc50.train_ratio) == (50, 44100, 0.9)
+    assert (esc50.length_wav, esc50.length) == (220500, 862)
+    assert c.override(sample_rate=16000).for_dataset(["a"], 44_100, 4.0).length_wav == 64000
 
 
 def test_override_converts_command_line_strings():
@@ -36,7 +39,7 @@ def test_the_report_recipe_keeps_the_reports_names_and_values():
 
 def test_plugin_options_from_tables_set_and_specs_in_that_order(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('model = "crnn"\n[plugins.crnn]\nhidden_size = 16\ngru_num_layers = 1\n')
+    path.write_text('model = "crnn"\nnum_classes = 50\n[plugins.crnn]\nhidden_size = 16\ngru_num_layers = 1\n')
     config = load_config(path, **{"plugins.crnn.gru_num_layers": "3"})
     assert config.options == {"plugins.crnn": {"hidden_size": 16, "gru_num_layers": "3"}}
     save_config(config, tmp_path / "again.toml")

@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
 from esc50.core.registry import load_registry
+from tests.conftest import esc50_config
 
 
 def build(config=None, shape=(1, 64, 862)):
-    return load_registry().create("model", "plugins.crnn", config or TaskConfig(), shape)
+    return load_registry().create("model", "plugins.crnn", config or esc50_config(), shape)
 
 
 @pytest.mark.parametrize("frames", [15, 100, 862, 2000])
@@ -35,7 +35,7 @@ def test_padded_frames_do_not_change_the_prediction():
 
 
 def test_bidirectional_and_layers_are_honoured():
-    config = TaskConfig().override(**{"plugins.crnn.bidirectional": "true", "n_mels": 40,
+    config = esc50_config(**{"plugins.crnn.bidirectional": "true", "n_mels": 40,
                                       "plugins.crnn.gru_num_layers": "3"},
                                    options={"plugins.crnn": {"hidden_size": 32}})
     model = build(config, shape=(1, 40, 200))

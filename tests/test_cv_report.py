@@ -3,7 +3,6 @@
 import json
 import shutil
 
-import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -11,7 +10,7 @@ from esc50.cli.main import cli
 from esc50.core.dataset import find_clips
 from esc50.core.split import make_split
 from esc50.core.trainer import Trainer
-from tests.conftest import REAL_DATA, small_config, write_synthetic_dataset
+from tests.conftest import small_config, write_synthetic_dataset
 
 SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", "--set", "n_fft=256",
          "--set", "win_length=256", "--set", "hop_length=64", "--set", "n_mels=32",

@@ -8,16 +8,19 @@ import re
 import types
 from pathlib import Path
 
+import soundfile as sf
 import torch
 from torch import nn
 
 from esc50.core import hookspecs
 from esc50.core.config import TaskConfig
+from esc50.core.checkpoint import load_checkpoint
 from esc50.core.contracts import Augmentation, BatchAugmentation, Featurizer, uniform
+from esc50.core.dataset import Clip, ClipTable, DatasetReader
 from esc50.core.hookspecs import hookimpl
 from esc50.core.registry import load_registry
 from esc50.core.trainer import Trainer
-from tests.conftest import small_config, write_synthetic_dataset
+from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("register_"))
@@ -129,6 +132,45 @@ def test_hook_register_featurizers(tmp_path):
     assert metrics["final_val_accuracy"] >= 0.75
 
 
+class Tones(DatasetReader):
+    """Files named <label>_<anything>.wav in one folder; the label prefix is the class."""
+
+    name = "tones"
+
+    def __init__(self, config: TaskConfig, clip_seconds: float = 1.0) -> None:
+        self.clip_seconds = clip_seconds
+
+    def read(self, root):
+        files = sorted(root.glob("*.wav"))
+        names = sorted({f.name.split("_")[0] for f in files})
+        clips = [Clip(f, 0, names.index(f.name.split("_")[0]), f.stem) for f in files]
+        return ClipTable(root, clips, names, 8000, self.clip_seconds)
+
+
+def test_hook_register_datasets(tmp_path):
+    @hookimpl(specname="register_datasets")
+    def hook(register):
+        register(Tones)
+
+    data = tmp_path / "flat"
+    data.mkdir()
+    for i, freq in enumerate(FREQS):
+        for k in range(6):
+            sf.write(data / f"{['low', 'mid', 'high', 'top'][i]}_{k}.wav",
+                     tone(freq * (1 + 0.02 * k), seed=k), SR)
+    config = small_config(data, dataset="mine.tones:clip_seconds=0.5", num_classes=None,
+                          sample_rate=None, length_wav=None, output_dir=str(tmp_path / "runs"),
+                          num_epochs=6, train_ratio=0.5)
+    trainer = Trainer(config, runtime_registry(register_datasets=hook), log=lambda _: None)
+    assert trainer.class_names == ["high", "low", "mid", "top"]
+    assert (trainer.config.num_classes, trainer.config.sample_rate, trainer.config.length_wav) \
+        == (4, 8000, 4000)  # what the dataset decides
+    assert trainer.split.description.startswith("grouped random split")  # it has no folds
+    state = load_checkpoint(trainer.fit() / "last.pt")
+    assert state["plugins"]["mine.tones:clip_seconds=0.5"]["id"] == "mine.tones"
+    assert state["class_names"] == ["high", "low", "mid", "top"]
+
+
 def test_the_template_draws_p_records_parameters_and_applies_to_the_chosen_only():
     gain = Gain(TaskConfig(), min_gain=0.5, max_gain=0.5, p=0.5)
     wav = torch.ones(1000, 4)
@@ -152,7 +194,8 @@ def test_the_template_draws_p_records_parameters_and_applies_to_the_chosen_only(
 def test_every_hook_has_a_test_and_a_docs_section():
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
     docs = (ROOT / "docs" / "plugins.md").read_text()
-    assert HOOKS == ["register_augmentations", "register_featurizers", "register_models"]
+    assert HOOKS == ["register_augmentations", "register_datasets", "register_featurizers",
+                     "register_models"]
     for hook in HOOKS:
         assert f"def test_hook_{hook}(" in tests, hook
         assert f"### `{hook}(register)`" in docs, hook
@@ -163,7 +206,7 @@ def test_every_builtin_plugin_id_is_exercised_by_a_test():
     setup.read(ROOT / "setup.cfg")
     ids = [line.split("=")[0].strip() for line in
            setup["options.entry_points"]["esc50"].strip().splitlines()]
-    assert len(ids) == 22
+    assert len(ids) == 27
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
     for plugin_id in ids:
         name = plugin_id.split(".", 1)[1]

@@ -4,11 +4,11 @@ import torch
 
 from esc50.core.config import TaskConfig
 from esc50.core.registry import load_registry
-from tests.conftest import tone
+from tests.conftest import esc50_config, tone
 
 
 def make(config=None, **options):
-    config = config or TaskConfig()
+    config = config or esc50_config()
     spec = "plugins.logmel" + (":" + ",".join(f"{k}={v}" for k, v in options.items())
                                if options else "")
     return load_registry().create("featurizer", spec, config)
@@ -69,7 +69,7 @@ def test_mfcc_of_a_clip_does_not_depend_on_its_batch_mates():
 
 
 def test_waveform_featurizer_passes_samples_through():
-    featurizer = load_registry().create("featurizer", "plugins.waveform", TaskConfig())
+    featurizer = load_registry().create("featurizer", "plugins.waveform", esc50_config())
     wav = torch.randn(2, 1000)
     assert torch.equal(featurizer(wav)[:, 0, 0], wav)
     assert featurizer.output_shape(1000) == (1, 1, 1000)

@@ -4,7 +4,6 @@ waveform augmentation it stands for, featurized by the real log-mel featurizer."
 import json
 import math
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch

@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
 from esc50.core.registry import load_registry
-from tests.conftest import write_synthetic_dataset
+from tests.conftest import FREQS, SR, esc50_config, tone
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "esc50-ast"
 
@@ -39,17 +40,25 @@ def test_example_package_installs_lists_and_trains(installed_example, tmp_path):
     assert by_id["ast.ast"]["package"] == "esc50-ast" and by_id["ast.ast"]["version"] == "0.1.0"
     assert by_id["ast.ast"]["parameters"] > 1_000_000
     assert by_id["ast.logspec"]["kind"] == "featurizer"
-    data = write_synthetic_dataset(tmp_path / "data")
-    result = esc50("train", "--model", "ast.ast", "--featurizer", "ast.logspec", "--aug",
-                   "spec_pitch_shift:p=1", "--aug", "spec_noise:p=1", "--data",
-                   str(data), "--epochs", "1", "--val-fold", "1", "--output-dir", str(tmp_path),
-                   "--run-name", "ast", "--no-progress", "--set", "sample_rate=8000",
-                   "--set", "length_wav=8000", "--set", "n_fft=256", "--set", "win_length=256",
-                   "--set", "hop_length=64", "--set", "n_mels=32", "--set", "num_classes=4")
+    assert by_id["ast.filenames"]["kind"] == "dataset"
+    data = tmp_path / "flat"
+    data.mkdir()
+    for i, freq in enumerate(FREQS):
+        for k in range(4):
+            sf.write(data / f"tone{i}_{k}.wav", tone(freq, seed=k), SR)
+    result = esc50("train", "--dataset", "ast.filenames:sample_rate=8000", "--model", "ast.ast",
+                   "--featurizer", "ast.logspec", "--aug", "spec_pitch_shift:p=1", "--aug",
+                   "spec_noise:p=1", "--data", str(data), "--epochs", "1", "--output-dir",
+                   str(tmp_path), "--run-name", "ast", "--no-progress", "--set", "n_fft=256",
+                   "--set", "win_length=256", "--set", "hop_length=64", "--set",
+                   "train_ratio=0.5")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "ast" / "metrics.json").read_text())
-    assert metrics["plugins"]["ast.ast"]["package"] == "esc50-ast"
-    assert metrics["plugins"]["ast.logspec"]["package"] == "esc50-ast"
+    for spec, kind in (("ast.ast", "model"), ("ast.logspec", "featurizer"),
+                       ("ast.filenames:sample_rate=8000", "dataset")):
+        assert metrics["plugins"][spec]["package"] == "esc50-ast"
+        assert metrics["plugins"][spec]["kind"] == kind
+    assert metrics["split"].startswith("grouped random split") and metrics["val_clips"] == 8
 
 
 def fake_distribution(site: Path, name: str, entry_points: str, modules: dict[str, str]) -> None:
@@ -109,8 +118,7 @@ def test_a_factory_returning_the_wrong_type_is_refused(tmp_path, monkeypatch):
         "def thing(config, input_shape):\n    '''Not a module.'''\n    return 'model'\n"
         "@hookimpl\ndef register_models(register):\n    register(thing)\n")})
     monkeypatch.syspath_prepend(str(tmp_path))
-    from esc50.core.config import TaskConfig
     from esc50.core.errors import Esc50Error
 
     with pytest.raises(Esc50Error, match=r"model odd.thing \(odd-pkg\) returned str, not a Module"):
-        load_registry().create("model", "odd.thing", TaskConfig(), (1, 64, 862))
+        load_registry().create("model", "odd.thing", esc50_config(), (1, 64, 862))

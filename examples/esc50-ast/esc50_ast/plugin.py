@@ -1,12 +1,16 @@
-"""esc50 hooks of this package: one model and one featurizer."""
+"""esc50 hooks of this package: a model, a featurizer and a dataset."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from esc50.core.config import TaskConfig
 from esc50.core.contracts import PowerFeaturizer
+from esc50.core.dataset import Clip, ClipTable, DatasetReader, list_files
+from esc50.core.errors import Esc50Error
 from esc50.core.hookspecs import hookimpl
 
 ESC50_PLUGIN_API = 2
@@ -88,9 +92,35 @@ class LogSpectrogram(PowerFeaturizer):
         return (1, self.n_fft // 2 + 1, num_samples // self.hop_length + 1)
 
 
+class Filenames(DatasetReader):
+    """One folder of clips named <label><separator><anything>.<ext>: the label is the class."""
+
+    name = "filenames"
+
+    def __init__(self, config: TaskConfig, separator: str = "_", sample_rate: int = 16_000,
+                 clip_seconds: float = 1.0) -> None:
+        self.separator, self.sample_rate, self.clip_seconds = separator, sample_rate, clip_seconds
+
+    def read(self, root: Path) -> ClipTable:
+        audio, other, hidden = list_files(root)
+        unlabelled = [p for p in audio if self.separator not in p.stem]
+        if unlabelled:
+            raise Esc50Error(f"{unlabelled[0]}: no {self.separator!r} in the name, so no label")
+        labels = [p.stem.split(self.separator, 1)[0] for p in audio]
+        names = sorted(set(labels))
+        clips = [Clip(p, 0, names.index(label), p.stem) for p, label in zip(audio, labels)]
+        return ClipTable(root, clips, names, self.sample_rate, self.clip_seconds,
+                         [f"{p.name} (not audio)" for p in other], hidden)
+
+
 @hookimpl
 def register_models(register):
     register(AST)
+
+
+@hookimpl
+def register_datasets(register):
+    register(Filenames)
 
 
 @hookimpl

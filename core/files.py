@@ -1,0 +1,51 @@
+"""Writing files atomically: a temporary file beside the target, fsynced, then renamed over it,
+so a crash or a full disk never leaves a half-written file; a failed write is one line saying
+the previous version is intact."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Callable
+
+from esc50.core.errors import Esc50Error
+
+
+def temporary_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file next to ``path`` (an open descriptor and its name), with the
+    permissions a plain new file gets under the process's umask (mkstemp's are 600)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write through ``write(handle)`` to a temporary file, fsync it, then rename it over ``path``."""
+    fd, tmp = temporary_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise_write_error(path, exc)
+        raise
+
+
+def raise_write_error(path: Path, exc: BaseException, cause: OSError | None = None) -> None:
+    """Turn a failed write (disk full, file too large, no permission) into a one-line error that
+    says the previous version of ``path`` is untouched."""
+    cause = exc if isinstance(exc, OSError) else cause
+    if cause is not None:
+        kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
+        raise Esc50Error(f"cannot write {path}: {cause.strerror or cause}; {kept}") from None
+
+
+def write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write` of a text file (UTF-8)."""
+    atomic_write(path, lambda handle: handle.write(text.encode()))

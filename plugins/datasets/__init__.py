@@ -1,0 +1,1 @@
+"""Built-in dataset plugins: ESC-50, ESC-10, a folder per class, a CSV manifest, UrbanSound8K."""
