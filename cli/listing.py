@@ -4,26 +4,45 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from esc50.core.config import TaskConfig
 from esc50.core.registry import Component, Registry
 
 
 def plugin_rows(registry: Registry) -> list[dict[str, Any]]:
-    """One row per component: kind, id, package, version, description (and model size)."""
+    """One row per component: kind, id, package, version, description, options (name, type,
+    default) and, for models, the parameter count for ESC-50's defaults."""
     rows = []
     shape = _default_input_shape(registry)
     for kind in ("model", "augmentation", "featurizer", "dataset"):
         for component in registry.of_kind(kind):
             row = {"kind": kind, "id": component.id, "package": component.package,
-                   "version": component.version, "description": component.description}
+                   "version": component.version, "description": component.description,
+                   "options": component.option_table()}
             if kind == "model":
                 row["parameters"] = _parameter_count(component, shape)
             rows.append(row)
     return rows
 
 
+def render_options(rows: list[dict[str, Any]]) -> str:
+    """Each component followed by its options, one per line: name, type, default."""
+    lines = []
+    for row in rows:
+        lines.append(f"{row['kind']} {row['id']} ({row['package']} {row['version']}): "
+                     f"{row['description']}")
+        for option in row["options"]:
+            lines.append(f"    {option['name']}: {option['type']} = {option['default']!r}")
+        if not row["options"]:
+            lines.append("    (no options)")
+    return "\n".join(lines)
+
+
 def render_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table with aligned columns."""
+    # PARAMS: weights of a model built for ESC-50's defaults ("-": not a model, or it could not
+    # be built for them)
     header = ["KIND", "ID", "PACKAGE", "PARAMS", "DESCRIPTION"]
     lines = [[r["kind"], r["id"], f"{r['package']} {r['version']}".strip(),
               _params_text(r.get("parameters")), r["description"]] for r in rows]
@@ -52,10 +71,12 @@ def _default_input_shape(registry: Registry) -> tuple[int, int, int] | None:
 
 
 def _parameter_count(component: Component, shape: tuple[int, int, int] | None) -> int | None:
+    """Built on the meta device: shapes without memory, so 140M-weight models cost nothing."""
     if shape is None:
         return None
     try:
-        model = component.factory(ESC50_CONFIG, shape)
+        with torch.device("meta"):
+            model = component.factory(ESC50_CONFIG, shape)
         return sum(p.numel() for p in model.parameters())
     except Exception:  # a model that cannot be built for the defaults shows "-"
         return None

@@ -7,6 +7,7 @@ import functools
 import io
 import json
 import os
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,21 +36,31 @@ TRAIN_FLAGS = {
 FLAG_TO_KEY = {"epochs": "num_epochs", "lr": "learning_rate"}
 
 
+DEBUG_VARIABLE = "ESC50_DEBUG"
+
+
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn an Esc50Error into click's one-line ``Error: ...`` and exit status 1."""
+    """Turn an Esc50Error into click's one-line ``Error: ...`` and exit status 1; with
+    ``--traceback`` (or ESC50_DEBUG=1) the full traceback, the causes' included, comes first."""
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except Esc50Error as exc:
+            if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+                traceback.print_exception(exc)
             raise click.ClickException(str(exc)) from None
     return wrapper
 
 
 @click.group()
 @click.version_option(package_name="esc50")
-def cli() -> None:
+@click.option("--traceback", "show_traceback", is_flag=True,
+              help=f"print the full traceback of an error (also: {DEBUG_VARIABLE}=1).")
+def cli(show_traceback: bool) -> None:
     """esc50: train, compare and use environmental sound classifiers."""
+    if show_traceback:
+        os.environ[DEBUG_VARIABLE] = "1"
 
 
 def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -215,10 +226,14 @@ def report(runs: tuple[str, ...], out: str) -> None:
 @cli.command("list-plugins")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output.")
 @click.option("--verbose", "-v", is_flag=True, help="also show where each plugin comes from.")
+@click.option("--options", "show_options", is_flag=True,
+              help="each plugin's options: name, type, default.")
+@click.option("--strict", is_flag=True, help="exit with status 1 when a plugin is broken.")
 @user_errors
-def list_plugins(as_json: bool, verbose: bool) -> None:
-    """List every model, augmentation and featurizer with its package and description."""
-    from esc50.cli.listing import plugin_rows, render_table
+def list_plugins(as_json: bool, verbose: bool, show_options: bool, strict: bool) -> None:
+    """List every model, augmentation, featurizer and dataset with its package, description
+    and options."""
+    from esc50.cli.listing import plugin_rows, render_options, render_table
     from esc50.core.registry import load_registry
 
     registry = load_registry()
@@ -227,15 +242,17 @@ def list_plugins(as_json: bool, verbose: bool) -> None:
     if as_json:
         click.echo(json.dumps({"plugins": rows, "sources": sources,
                                "problems": registry.problems}, indent=2))
-        return
-    click.echo(render_table(rows))
-    if verbose:
-        click.echo("\nplugin sources:")
-        for source in sources:
-            click.echo(f"  {source['namespace']}: {source['module']} from {source['package']} "
-                       f"{source['version']}")
-    for problem in registry.problems:
-        click.echo(f"broken: {problem}")
+    else:
+        click.echo(render_options(rows) if show_options else render_table(rows))
+        if verbose:
+            click.echo("\nplugin sources:")
+            for source in sources:
+                click.echo(f"  {source['namespace']}: {source['module']} from "
+                           f"{source['package']} {source['version']}")
+        for problem in registry.problems:
+            click.echo(f"broken: {problem}")
+    if strict and registry.problems:
+        raise SystemExit(1)
 
 
 @cli.command()

@@ -4,6 +4,7 @@ the plugin registry, or loaded from a checkpoint with everything it needs to pre
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -57,8 +58,8 @@ def build_classifier(config: TaskConfig, registry: Registry, fresh: bool = True)
     return Classifier(featurizer, model, channels_last=config.channels_last)
 
 
-def load_classifier(path: Path, registry: Registry, which: str = "last"
-                    ) -> tuple[Classifier, dict]:
+def load_classifier(path: Path, registry: Registry, which: str = "last",
+                    warn: Callable[[str], None] = print) -> tuple[Classifier, dict]:
     """The classifier saved in an esc50 checkpoint, or in a run directory's ``last.pt`` (the
     reported final epoch; ``which="best"``: ``best.pt``, chosen on validation), in eval mode, on
     the CPU, and the checkpoint's contents (config, class names, plugins, history, split)."""
@@ -66,6 +67,7 @@ def load_classifier(path: Path, registry: Registry, which: str = "last"
     state = load_checkpoint(path)
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise Esc50Error(f"{path} is not an esc50 checkpoint (no model and config in it)")
+    registry.check_recorded(state.get("plugins", {}), warn)
     config = TaskConfig().override(**state["config"])
     classifier = build_classifier(config, registry, fresh=False)
     weights = state["model"]

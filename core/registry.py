@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import traceback
 import typing
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -83,6 +84,23 @@ class Registry:
     components: dict[str, Component] = field(default_factory=dict)
     sources: list[PluginSource] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+
+    def check_recorded(self, plugins: dict[str, dict[str, str]],
+                       warn: Callable[[str], None]) -> None:
+        """The plugins a run recorded (spec -> kind, id, package, version) must be installed: a
+        missing one is an error naming the package and version to install; another installed
+        version is a warning."""
+        for info in plugins.values():
+            try:
+                installed = self.resolve(info["kind"], info["id"])
+            except Esc50Error:
+                raise Esc50Error(
+                    f"this run needs {info['kind']} {info['id']} from {info['package']} "
+                    f"{info['version']}, which is not installed here: pip install "
+                    f"'{info['package']}=={info['version']}'") from None
+            if installed.package == info["package"] and installed.version != info["version"]:
+                warn(f"warning: {info['kind']} {info['id']} is {installed.package} "
+                     f"{installed.version} here; the run was trained with {info['version']}")
 
     def check_option_tables(self, options: dict[str, dict[str, Any]]) -> None:
         """Every plugin id a config gives options for must be a known plugin (a typo in a table
@@ -253,4 +271,8 @@ def _convert_option(component: Component, key: str, value: Any, kind: Any) -> An
 
 
 def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    """The exception on one line, with the file and line where it was raised (the plugin's
+    own code, for a bug at import or in a hook)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}{where}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import random
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -19,7 +20,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
-from esc50.core import rundir
+from esc50.core import checks, rundir
+from esc50.core.audio import to_float
+from esc50.core.augment import STAGES
+from esc50.core.collate import collate
+from esc50.core.contracts import PowerFeaturizer
 from esc50.core.augment import AugmentationPipeline
 from esc50.core.checkpoint import load_checkpoint, load_model_weights
 from esc50.core.classifier import build_classifier
@@ -143,6 +148,7 @@ class Trainer:
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.val_loss_fn = nn.CrossEntropyLoss()
         self.use_amp = config.amp and self.device.type == "cuda"
+        self._setup_pass()
         self.run_dir: Path | None = None  # set by fit(), or by resume() to the run it continues
         self.history: list[dict[str, float]] = []
         self.augmented: dict[str, dict[str, int]] = {}  # per augmentation, in the last epoch
@@ -163,6 +169,7 @@ class Trainer:
         if "split" not in state:
             raise Esc50Error(f"cannot resume {run_dir}: its checkpoint records no split (written "
                              "by an older esc50); start the run again")
+        registry.check_recorded(state["plugins"], log)
         config = TaskConfig().override(**state["config"])
         done = len(state["history"])
         if data:
@@ -202,14 +209,70 @@ class Trainer:
         log(f"resuming {run_dir} after epoch {done}")
         return trainer
 
+    @torch.no_grad()
+    def _setup_pass(self) -> None:
+        """Two training clips through every augmentation, the featurizer and the model, each
+        output checked against its contract (:mod:`esc50.core.checks`), before the run makes its
+        folder. Its draws come from a generator of its own; torch's global random state is put
+        back, so the run is the same with or without it."""
+        name = {spec: checks.who(info) for spec, info in self.plugins.items()}
+        global_state = torch.get_rng_state()
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        batch = collate([self.data.train_set[i] for i in range(min(2, len(self.data.train_set)))])
+        wav, lengths = to_float(batch["wav"]).to(self.device), batch["length"].to(self.device)
+        size = wav.shape[0]
+        by_stage = {stage: [(spec, aug) for spec, aug in self.aug_by_spec.items()
+                            if aug.stage == stage] for stage in STAGES}
+        for spec, aug in by_stage["wave"]:
+            out = checks.run(name[spec], aug, wav, generator)
+            checks.check_transformed(wav, out, name[spec])
+            wav = out
+        featurizer, fname = self.classifier.featurizer, name[self.config.featurizer]
+        if isinstance(featurizer, PowerFeaturizer):
+            power = checks.run(fname, featurizer.power, wav)
+            for spec, aug in by_stage["power"]:
+                out = checks.run(name[spec], aug, power, generator)
+                checks.check_transformed(power, out, name[spec])
+                power = out
+            features = checks.run(fname, featurizer.compress, power)
+        else:
+            features = checks.run(fname, featurizer, wav)
+        checks.check_features(features, size, featurizer.output_shape(self.config.length_wav),
+                              fname)
+        frames = checks.run(fname, featurizer.frame_lengths, lengths)
+        checks.check_frames(frames, size, fname)
+        if self.classifier.normalizer is not None:
+            features = self.classifier.normalizer(features)
+        for spec, aug in by_stage["features"]:
+            out = checks.run(name[spec], aug, features, generator)
+            checks.check_transformed(features, out, name[spec])
+            features = out
+        targets = nn.functional.one_hot(batch["label"], self.config.num_classes).float()
+        for spec, aug in by_stage["batch"]:
+            out = checks.run(name[spec], aug, features, targets.to(self.device), generator)
+            checks.check_mixed(features, targets.to(self.device), out, name[spec])
+            features = out[0]
+        self.model.eval()
+        logits = checks.run(name[self.config.model], self.model,
+                            self.classifier.model_input(features), frames)
+        self.model.train()
+        checks.check_logits(logits, size, self.config.num_classes, name[self.config.model])
+        torch.set_rng_state(global_state)
+
     def fit(self) -> Path:
         """Train until ``num_epochs`` (continuing a resumed run); return the run directory.
         Ctrl-C stops with a message saying how to resume from the last finished epoch."""
+        fresh = self.run_dir is None
         run_dir = self.run_dir = self.run_dir or self._shared_run_dir()
         lock = (rundir.locked(run_dir, "use another --run-name") if self.dist.is_main
                 else nullcontext())
-        with lock:
-            self._train(run_dir)
+        try:
+            with lock:
+                self._train(run_dir)
+        except BaseException:
+            if fresh and not self.history and self.dist.is_main:  # nothing worth keeping
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         self.dist.barrier()
         return run_dir
 
@@ -226,9 +289,12 @@ class Trainer:
                 train = self._run_epoch(epoch, training=True)
                 val = self._run_epoch(epoch, training=False)
             except KeyboardInterrupt:
-                done = f"last.pt holds epoch {epoch - 1}" if epoch > 1 else "no epoch finished"
-                raise Esc50Error(f"interrupted in epoch {epoch}; {done}: continue with "
-                                 f"`esc50 train --resume {run_dir}`") from None
+                if not history:
+                    raise Esc50Error(f"interrupted in epoch {epoch} before any epoch finished: "
+                                     f"nothing was kept ({run_dir} is removed)") from None
+                raise Esc50Error(f"interrupted in epoch {epoch}; last.pt holds epoch "
+                                 f"{epoch - 1}: continue with `esc50 train --resume {run_dir}`"
+                                 ) from None
             self.augmented = {spec: aug.counts() for spec, aug in self.aug_by_spec.items()}
             history.append({
                 "epoch": epoch, "train_loss": train.loss, "train_accuracy": train.accuracy,

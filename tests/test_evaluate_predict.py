@@ -91,3 +91,22 @@ def test_a_copied_run_directory_predicts_the_same(trained, tmp_path):
     assert first[:3] == [str(clip), "1", "1"]
     classifier, state = load_classifier(copy, load_registry())
     assert classifier.normalizer is not None and state["plugins"]["plugins.crnn"]["package"] == "esc50"
+
+
+def test_a_run_whose_plugin_is_gone_names_the_package_to_install(trained, monkeypatch, tmp_path):
+    from esc50.core.checkpoint import load_checkpoint, save_checkpoint
+
+    _, run_dir = trained
+    state = load_checkpoint(run_dir / "last.pt")
+    state["plugins"]["plugins.crnn"] = {**state["plugins"]["plugins.crnn"], "version": "0.0.1"}
+    save_checkpoint(state, tmp_path / "older.pt")
+    warned = CliRunner().invoke(cli, ["predict", str(tmp_path / "older.pt"), str(tmp_path)])
+    assert "warning: model plugins.crnn is esc50" in warned.output
+    assert "the run was trained with 0.0.1" in warned.output
+    state["plugins"]["plugins.crnn"] = {"kind": "model", "id": "mypkg.mymodel",
+                                        "package": "mypkg", "version": "1.2"}
+    save_checkpoint(state, tmp_path / "gone.pt")
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "gone.pt")])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "needs model mypkg.mymodel from mypkg 1.2, which is not installed here: pip install " \
+        "'mypkg==1.2'" in result.output

@@ -102,6 +102,34 @@ def test_a_broken_plugin_is_named_and_the_rest_still_load(case, tmp_path, monkey
     assert result.exit_code == 0 and "plugins.kumar" in result.output
     broken = [line for line in result.output.splitlines() if line.startswith("broken: ")]
     assert len(broken) == 1 and "broken-pkg" in broken[0]
+    strict = CliRunner().invoke(cli, ["list-plugins", "--strict"])
+    assert strict.exit_code == 1 and "broken: " in strict.output
+
+
+def test_a_bug_at_import_names_its_file_and_line_and_traceback_shows_it(tmp_path, monkeypatch):
+    fake_distribution(tmp_path, "buggy-pkg", "buggy = buggy_plugin", {"buggy_plugin": (
+        "import math\n\nVALUE = math.sqrt(-1)\n")})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    problem = next(p for p in load_registry().problems if "buggy-pkg" in p)
+    assert "ValueError: math domain error" in problem
+    assert f"({tmp_path / 'buggy_plugin.py'}:3)" in problem
+    quiet = CliRunner().invoke(cli, ["train", "--model", "buggy.thing"])
+    assert quiet.exit_code == 1 and "Traceback" not in quiet.output
+    loud = CliRunner().invoke(cli, ["train", "--model", "buggy.thing"], env={"ESC50_DEBUG": "1"})
+    assert loud.exit_code == 1 and "Traceback (most recent call last)" in loud.output
+    assert loud.output.rstrip().splitlines()[-1].startswith("Error: unknown model 'buggy.thing'")
+
+
+def test_options_are_listed_with_type_and_default_without_building_big_models():
+    text = CliRunner().invoke(cli, ["list-plugins", "--options"]).output
+    assert "model plugins.crnn (esc50" in text and "    hidden_size: int = 64" in text
+    assert "    kernel_size: tuple[int, int] = [5, 20]" in text
+    assert "augmentation plugins.noise" in text and "    min_snr_db: float = 0.0" in text
+    rows = {r["id"]: r for r in json.loads(CliRunner().invoke(
+        cli, ["list-plugins", "--json"]).output)["plugins"]}
+    assert {"name": "groups", "type": "str", "default": "file"} in rows["plugins.folder"]["options"]
+    # counted on the meta device: VGG19's 140M weights need no memory
+    assert rows["plugins.vgg19"]["parameters"] == 139_773_938
 
 
 def test_using_a_broken_plugin_id_says_why(tmp_path, monkeypatch):

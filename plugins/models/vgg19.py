@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import VGG19_Weights, vgg19
 
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
@@ -23,6 +22,8 @@ MIN_FRAMES = 32  # five 2x2 poolings
 
 def imagenet_state_dict() -> dict[str, torch.Tensor]:
     """ImageNet VGG19 weights from torchvision (its cache, else a download)."""
+    from torchvision.models import VGG19_Weights
+
     weights = VGG19_Weights.IMAGENET1K_V1
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     try:
@@ -44,6 +45,8 @@ class VGG19(nn.Module):
         rebuilt for a checkpoint gets its weights from the checkpoint)."""
         super().__init__()
         channels = input_shape[0]
+        from torchvision.models import vgg19  # imported here: 2 s that other commands skip
+
         self.net = vgg19(weights=None)
         first = self.net.features[0]
         if pretrained:

@@ -1,0 +1,116 @@
+"""Plugin contracts checked at run time: a plugin that breaks its contract gets one line naming
+it, its package, what it returned and what was expected, before the run makes its folder."""
+
+import types
+
+import pytest
+import torch
+from torch import nn
+
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import Augmentation, Featurizer
+from esc50.core.errors import Esc50Error
+from esc50.core.hookspecs import hookimpl
+from esc50.core.registry import load_registry
+from esc50.core.trainer import Trainer
+from tests.conftest import small_config
+
+
+class WrongClasses(nn.Module):
+    """Logits for 53 classes whatever the dataset has."""
+
+    name = "wrong"
+
+    def __init__(self, config: TaskConfig, input_shape, shape: str = "53") -> None:
+        super().__init__()
+        self.linear = nn.Linear(input_shape[1], 53)
+        self.shape = shape
+
+    def forward(self, features, frame_lengths):
+        logits = self.linear(features.mean(dim=(1, 3)))
+        return logits if self.shape == "53" else logits[:, 0]
+
+
+class DropOne(Augmentation):
+    """Loses the last example of the batch."""
+
+    name = "dropone"
+
+    def __init__(self, config: TaskConfig, p: float = 1.0) -> None:
+        super().__init__(p)
+
+    def apply(self, wav, chosen, params, generator):
+        return wav[:-1]
+
+
+class NaNs(Featurizer):
+    """A featurizer whose output is NaN."""
+
+    name = "nans"
+
+    def __init__(self, config: TaskConfig) -> None:
+        super().__init__()
+        self.hop = config.hop_length
+
+    def forward(self, wav):
+        return torch.full((wav.shape[0], 1, 8, wav.shape[1] // self.hop + 1), float("nan"))
+
+    def frame_lengths(self, lengths):
+        return lengths // self.hop + 1
+
+    def output_shape(self, num_samples):
+        return (1, 8, num_samples // self.hop + 1)
+
+
+@hookimpl(specname="register_models")
+def models(register):
+    register(WrongClasses)
+
+
+@hookimpl(specname="register_augmentations")
+def augmentations(register):
+    register(DropOne)
+
+
+@hookimpl(specname="register_featurizers")
+def featurizers(register):
+    register(NaNs)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"model": "bad.wrong"}, "model bad.wrong (tests 9.9) returned a torch.float32 tensor of "
+                             "shape [2, 53]; expected logits of shape [2, 4] (batch, num_classes)"),
+    ({"model": "bad.wrong:shape=flat"}, "returned a torch.float32 tensor of shape [2]; expected "
+                                        "logits of shape [2, 4]"),
+    ({"augs": ["bad.dropone"]}, "augmentation bad.dropone (tests 9.9) returned a torch.float32 "
+                                "tensor of shape [1, 8000] for a torch.float32 tensor of shape "
+                                "[2, 8000]; an augmentation must keep the batch size"),
+    ({"featurizer": "bad.nans"}, "featurizer bad.nans (tests 9.9) returned 2016 NaN or infinite "
+                                 "value(s)"),
+])
+def test_a_broken_contract_is_one_line_naming_the_plugin(synthetic_data, tmp_path, changes,
+                                                          message):
+    registry = load_registry()
+    plugin = types.SimpleNamespace(__name__="bad_plugin", register_models=models,
+                                   register_augmentations=augmentations,
+                                   register_featurizers=featurizers)
+    registry.register_plugin(plugin, "bad", package="tests", version="9.9")
+    config = small_config(synthetic_data, output_dir=str(tmp_path / "runs"), run_name="r",
+                          normalize=False, **changes)
+    with pytest.raises(Esc50Error) as info:
+        Trainer(config, registry, log=lambda _: None)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "runs" / "r").exists()  # nothing left behind
+
+
+def test_a_run_interrupted_in_its_first_epoch_leaves_no_folder(synthetic_data, tmp_path,
+                                                               monkeypatch):
+    def interrupt(self, epoch, training):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_run_epoch", interrupt)
+    trainer = Trainer(small_config(synthetic_data, output_dir=str(tmp_path), run_name="r"),
+                      load_registry(), log=lambda _: None)
+    with pytest.raises(Esc50Error, match="before any epoch finished: nothing was kept"):
+        trainer.fit()
+    assert not (tmp_path / "r").exists()
