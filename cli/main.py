@@ -255,6 +255,20 @@ def list_plugins(as_json: bool, verbose: bool, show_options: bool, strict: bool)
         raise SystemExit(1)
 
 
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--dir", "parent", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="where to write the package folder esc50-NAME.")
+@user_errors
+def new_plugin(name: str, parent: str) -> None:
+    """Write a working plugin package to start from: one model, one augmentation, a test."""
+    from esc50.cli.skeleton import write_skeleton
+
+    root = write_skeleton(name, Path(parent))
+    click.echo(f"wrote {root}: pip install -e {root}, then esc50 list-plugins shows "
+               f"{name}.meanpool and {name}.gain; run its test with python -m pytest {root}/tests")
+
+
 @cli.command()
 @click.option("--dest", type=click.Path(file_okay=False), help="folder to unpack into "
               "(default: the esc50 cache folder).")

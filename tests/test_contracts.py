@@ -114,3 +114,22 @@ def test_a_run_interrupted_in_its_first_epoch_leaves_no_folder(synthetic_data, t
     with pytest.raises(Esc50Error, match="before any epoch finished: nothing was kept"):
         trainer.fit()
     assert not (tmp_path / "r").exists()
+
+
+def test_esc50_testing_runs_the_same_checks_for_plugin_authors():
+    from esc50.testing import check_augmentation, check_featurizer, check_model
+
+    registry = load_registry()
+    plugin = types.SimpleNamespace(__name__="bad_plugin", register_models=models,
+                                   register_augmentations=augmentations,
+                                   register_featurizers=featurizers)
+    registry.register_plugin(plugin, "bad", package="tests", version="9.9")
+    check_model("plugins.crnn", registry)
+    check_augmentation("plugins.spec_noise:p=1", registry)
+    check_featurizer("plugins.mfcc:n_mfcc=20", registry)
+    with pytest.raises(Esc50Error, match=r"model bad.wrong \(tests 9.9\) returned .* \[2, 53\]"):
+        check_model("bad.wrong", registry)
+    with pytest.raises(Esc50Error, match="augmentation bad.dropone .* must keep the batch size"):
+        check_augmentation("bad.dropone", registry)
+    with pytest.raises(Esc50Error, match="featurizer bad.nans .* NaN or infinite"):
+        check_featurizer("bad.nans", registry, normalize=False)

@@ -220,3 +220,22 @@ def test_no_builtin_augmentation_reimplements_p():
         text = module.read_text()
         assert "self.chosen(" not in text and "self.p " not in text, module.name
         assert "def forward(" not in text, f"{module.name}: use sample/apply, not forward"
+
+
+def test_every_public_name_the_author_reference_mentions_exists():
+    import importlib
+
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    reference = docs.split("## Reference for authors", 1)[1].split("Conventions:", 1)[0]
+    rows = [line.split("|")[1:3] for line in reference.splitlines() if line.startswith("| `")]
+    assert len(rows) >= 15
+    for names, where in rows:
+        module = importlib.import_module(where.split("`")[1])
+        for name in re.findall(r"`(\w+)", names):
+            assert hasattr(module, name), f"{name} is not in {module.__name__}"
+    fields = docs.split("TaskConfig fields a plugin may read", 1)[1]
+    named = [n for line in re.findall(r"^\| ((?:`\w+`(?:, )?)+) \|", fields, flags=re.M)
+             for n in re.findall(r"`(\w+)`", line)]
+    assert len(named) >= 11
+    for field in named:
+        assert field in TaskConfig.__dataclass_fields__, field

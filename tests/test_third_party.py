@@ -59,6 +59,9 @@ def test_example_package_installs_lists_and_trains(installed_example, tmp_path):
         assert metrics["plugins"][spec]["package"] == "esc50-ast"
         assert metrics["plugins"][spec]["kind"] == kind
     assert metrics["split"].startswith("grouped random split") and metrics["val_clips"] == 8
+    own_tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                str(EXAMPLE / "tests")], capture_output=True, text=True)
+    assert own_tests.returncode == 0 and "2 passed" in own_tests.stdout, own_tests.stdout
 
 
 def fake_distribution(site: Path, name: str, entry_points: str, modules: dict[str, str]) -> None:
@@ -150,3 +153,24 @@ def test_a_factory_returning_the_wrong_type_is_refused(tmp_path, monkeypatch):
 
     with pytest.raises(Esc50Error, match=r"model odd.thing \(odd-pkg\) returned str, not a Module"):
         load_registry().create("model", "odd.thing", esc50_config(), (1, 64, 862))
+
+
+def test_new_plugin_writes_a_package_that_installs_and_passes_its_own_test(tmp_path):
+    result = CliRunner().invoke(cli, ["new-plugin", "mytools", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "esc50-mytools"
+    assert (root / "pyproject.toml").is_file() and (root / "mytools_esc50" / "plugin.py").is_file()
+    pip("install", "--no-deps", "--no-build-isolation", str(root))
+    try:
+        listing = {r["id"]: r for r in json.loads(esc50("list-plugins", "--json").stdout)["plugins"]}
+        assert listing["mytools.meanpool"]["package"] == "esc50-mytools"
+        assert listing["mytools.gain"]["kind"] == "augmentation"
+        own = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                              str(root / "tests")], capture_output=True, text=True)
+        assert own.returncode == 0 and "2 passed" in own.stdout, own.stdout + own.stderr
+    finally:
+        pip("uninstall", "-y", "esc50-mytools")
+    again = CliRunner().invoke(cli, ["new-plugin", "mytools", "--dir", str(tmp_path)])
+    assert again.exit_code == 1 and "already exists" in again.output
+    bad = CliRunner().invoke(cli, ["new-plugin", "My-Tools", "--dir", str(tmp_path)])
+    assert bad.exit_code == 1 and "must be a lower-case identifier" in bad.output
