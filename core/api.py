@@ -83,8 +83,9 @@ class Run:
             with (run_dir / "history.csv").open(newline="") as handle:
                 history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
             metrics = json.loads((run_dir / "metrics.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise Esc50Error(f"{run_dir} is not a finished run directory ({exc})") from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise Esc50Error(f"{run_dir} is not a finished run directory: "
+                             f"{' '.join(str(exc).split())}") from None
         return cls(run_dir, load_config(run_dir / "config.toml"), history, metrics)
 
     @property

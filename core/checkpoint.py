@@ -35,6 +35,9 @@ class _HashingWriter:
         self.handle.flush()
 
 
+RUN_CHECKPOINTS = ("last.pt", "best.pt")  # always written with a sidecar
+
+
 def checksum_file(path: Path) -> Path:
     """The sidecar holding the sha256 of ``path`` (one hex digest a line)."""
     return path.with_name(path.name + ".sha256")
@@ -73,7 +76,15 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 def load_checkpoint(path: Path) -> Any:
     """Load a checkpoint without executing code from it, after checking it against its sha256
     sidecar when it has one. Every failure is a one-line Esc50Error."""
+    sidecar = checksum_file(path)
     digests = _known_digests(path)
+    if sidecar.is_file() and not digests:
+        raise Esc50Error(f"checkpoint {path}: its checksum file {sidecar.name} is empty, so the "
+                         "checkpoint cannot be verified; refusing to load it")
+    if not sidecar.is_file() and path.name in RUN_CHECKPOINTS:
+        raise Esc50Error(f"checkpoint {path} has no {sidecar.name} (deleted?), so it cannot be "
+                         "verified; refusing to load it. If you trust the file: sha256sum "
+                         f"{path.name} > {sidecar.name}")
     if digests:
         if file_sha256(path) not in digests:
             raise Esc50Error(f"checkpoint {path} does not match its checksum in "

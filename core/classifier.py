@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from esc50.core.checkpoint import load_checkpoint
-from esc50.core.config import TaskConfig
+from esc50.core.config import TaskConfig, load_config
 from esc50.core.contracts import Featurizer
 from esc50.core.errors import Esc50Error
 from esc50.core.normalize import FeatureNormalizer
@@ -69,6 +69,13 @@ def load_classifier(path: Path, registry: Registry, which: str = "last",
         raise Esc50Error(f"{path} is not an esc50 checkpoint (no model and config in it)")
     registry.check_recorded(state.get("plugins", {}), warn)
     config = TaskConfig().override(**state["config"])
+    written = path.parent / "config.toml"
+    if written.is_file():
+        edited = sorted(k for k, v in load_config(written).to_dict().items()
+                        if v != config.to_dict()[k])
+        if edited:
+            warn(f"note: {written} differs from the checkpoint's config ({', '.join(edited)}); "
+                 "the checkpoint's is used: the weights were trained with it")
     classifier = build_classifier(config, registry, fresh=False)
     weights = state["model"]
     if state.get("ema"):  # last.pt of a run with weight averaging: predict with the average

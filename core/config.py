@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -133,10 +134,21 @@ class TaskConfig:
                 raise Esc50Error(f"config {name}={getattr(self, name)} must be positive")
         if self.k_folds < 0 or self.k_folds == 1:
             raise Esc50Error(f"config k_folds={self.k_folds} must be 0 (off) or at least 2")
-        if self.learning_rate <= 0:
-            raise Esc50Error(f"config learning_rate={self.learning_rate} must be positive")
-        if self.weight_decay < 0:
-            raise Esc50Error(f"config weight_decay={self.weight_decay} must not be negative")
+        if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
+            raise Esc50Error(f"config learning_rate={self.learning_rate} must be a positive number")
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise Esc50Error(f"config weight_decay={self.weight_decay} must be a number of at "
+                             "least 0")
+        if not 0 <= self.seed < 2**32:
+            raise Esc50Error(f"config seed={self.seed} must be between 0 and 2**32 - 1")
+        if self.length_wav is not None and self.length_wav < self.n_fft:
+            raise Esc50Error(f"config length_wav={self.length_wav} is shorter than one analysis "
+                             f"window (n_fft={self.n_fft} samples)")
+        device = self.device.split(":")[0]
+        if device not in ("auto", "cpu", "cuda") or (":" in self.device and (
+                device != "cuda" or not self.device.split(":", 1)[1].isdigit())):
+            raise Esc50Error(f"config device={self.device!r}: esc50 runs on auto, cpu, cuda or "
+                             "cuda:N")
         if self.win_length > self.n_fft:
             raise Esc50Error(f"config win_length={self.win_length} exceeds n_fft={self.n_fft}")
         if self.n_mels > self.n_fft // 2 + 1:

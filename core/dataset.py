@@ -10,6 +10,8 @@ run's dataset plugin and checks what it found. Files a reader does not use are l
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import random
 from collections import defaultdict
@@ -28,7 +30,9 @@ from esc50.core.digest import file_sha256
 from esc50.core.diskcache import DiskStore
 from esc50.core.errors import Esc50Error
 
-AUDIO_EXTENSIONS = {f".{ext.lower()}" for ext in sf.available_formats()} | {".oga", ".opus"}
+# What soundfile decodes, by extension; headerless RAW needs parameters no file carries.
+AUDIO_EXTENSIONS = ({f".{ext.lower()}" for ext in sf.available_formats()}
+                    | {".oga", ".opus", ".aif"}) - {".raw"}
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,21 @@ def list_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[
     return audio, other, hidden
 
 
+def read_table(path: Path) -> list[dict[str, str]]:
+    """The rows of a metadata CSV as dicts, read the way spreadsheets write them: UTF-8 with or
+    without a byte-order mark, else Latin-1; comma, semicolon or tab delimited (from the header
+    line); spaces around names and values dropped."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    header = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=header.count)
+    rows = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in rows]
+
+
 def check_unique_stems(files: list[Path]) -> dict[str, Path]:
     """Files by name stem; two files with one stem (x.wav beside x.ogg) are an error."""
     by_stem: dict[str, Path] = {}
@@ -213,6 +232,11 @@ class AudioCache:
                 wav, valid = load_clip(clips[i].path, config.sample_rate, config.length_wav)
             except Esc50Error as exc:
                 errors[i] = str(exc)
+                return
+            if valid < config.win_length:  # it would train as padding
+                errors[i] = (f"{clips[i].path}: {valid} samples at {config.sample_rate} Hz, "
+                             f"shorter than one analysis window (win_length="
+                             f"{config.win_length})")
                 return
             self.waves[i] = to_int16(wav)
             self.lengths[i] = valid

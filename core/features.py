@@ -34,6 +34,34 @@ from esc50.core.split import Split
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features, frame lengths, targets
 
 
+def available_memory() -> int | None:
+    """Bytes of memory the system can give (Linux's MemAvailable), None where unknown."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(config: TaskConfig, clips: int, feature_shape: tuple[int, int, int]) -> None:
+    """Refuse, before decoding anything, a run whose decoded audio (int16, unless it goes to a
+    memory-mapped audio_cache) and cached features (float32) cannot fit in memory."""
+    available = available_memory()
+    if available is None:
+        return
+    audio = 0 if config.audio_cache else clips * config.length_wav * 2
+    features = clips * 4 * feature_shape[0] * feature_shape[1] * feature_shape[2] \
+        if config.cache_features else 0
+    if audio + features > 0.9 * available:
+        raise Esc50Error(f"{clips} clips of length_wav={config.length_wav} need about "
+                         f"{(audio + features) / 2**30:.1f} GiB in memory (decoded audio "
+                         f"{audio / 2**30:.1f}, features {features / 2**30:.1f}) but "
+                         f"{available / 2**30:.1f} GiB is available: lower length_wav or "
+                         "sample_rate, or set audio_cache=DIR and cache_features=false")
+
+
 class FeatureSource:
     """Training and validation batches ``(features, frame_lengths, targets)`` of a split.
 
@@ -46,6 +74,7 @@ class FeatureSource:
                  table: ClipTable, split: Split, digests: list[str], device: torch.device,
                  dist: Distributed, log: Callable[[str], None]) -> None:
         self.config, self.classifier, self.augs, self.device = config, classifier, augs, device
+        check_memory(config, len(table.clips), classifier.featurizer.output_shape(config.length_wav))
         started = time.perf_counter()
         cache = AudioCache(table.clips, config, skip_bad=config.skip_bad_files, warn=log,
                            digests=digests)
@@ -77,8 +106,10 @@ class FeatureSource:
         self.sampler_generator = torch.Generator().manual_seed(config.seed)
         batch_size = dist.per_process_batch(config.batch_size)
         pin = device.type == "cuda"
+        # A last batch of one clip would break batch normalization in training: leave it out.
         self.train_loader = DataLoader(
             self.train_set, batch_size=batch_size, collate_fn=collate,
+            drop_last=len(train_idx) // dist.world_size % batch_size == 1,
             sampler=ClassBalancedSampler(self.train_set.labels, self.sampler_generator,
                                          dist.world_size, dist.rank),
             num_workers=config.num_workers, pin_memory=pin)

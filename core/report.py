@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from esc50.core.errors import Esc50Error
-from esc50.core.api import load
+from esc50.core.api import Run, load
 from esc50.core.files import write_text
 from esc50.core.plots import plot_confusion_matrix, plot_learning_curves
 from esc50.core.registry import Registry
@@ -29,11 +27,6 @@ def find_runs(paths: list[Path]) -> list[Path]:
     return runs
 
 
-def read_history(run_dir: Path) -> list[dict[str, float]]:
-    with (run_dir / "history.csv").open(newline="") as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-
-
 def run_label(run_dir: Path) -> str:
     return f"{run_dir.parent.name}-{run_dir.name}" if run_dir.name.startswith("fold-") \
         else run_dir.name
@@ -50,13 +43,17 @@ def write_report(paths: list[Path], out_dir: Path, registry: Registry,
              "|---|---|---:|---:|---:|---:|---|"]
     figures = []
     for run_dir in runs:
-        m = json.loads((run_dir / "metrics.json").read_text())
-        label = run_label(run_dir)
-        lines.append(f"| {label} | {m['model']} | {m['parameters']:,} | {m['epochs']} | "
-                     f"{m['final_val_accuracy']:.1%} | {m['seconds_per_epoch']:.1f} | "
-                     f"{m['split']} |")
+        run = Run.open(run_dir)
+        m, label = run.metrics, run_label(run_dir)
+        try:
+            lines.append(f"| {label} | {m['model']} | {m['parameters']:,} | {m['epochs']} | "
+                         f"{m['final_val_accuracy']:.1%} | {m['seconds_per_epoch']:.1f} | "
+                         f"{m['split']} |")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Esc50Error(f"{run_dir / 'metrics.json'} lacks a valid {exc}: not a metrics "
+                             "file esc50 wrote") from None
         curves = out_dir / f"{label}-curves.png"
-        plot_learning_curves(read_history(run_dir), f"{label} ({m['model']})", curves)
+        plot_learning_curves(run.history, f"{label} ({m['model']})", curves)
         figures.append(f"![{label} learning curves]({curves.name})")
         try:
             result = load(run_dir, registry=registry).evaluate(warn=log)

@@ -96,11 +96,19 @@ def save_epoch(run_dir: Path, state: dict[str, Any], best_state: dict[str, Any] 
                metrics: dict[str, Any], title: str) -> None:
     """After an epoch: ``last.pt``, ``best.pt`` (when ``best_state`` is given: the epoch is the
     best so far), history, metrics and curves."""
-    save_checkpoint(state, run_dir / CHECKPOINTS["last"])
+    # best.pt first: a kill between the two leaves last.pt at the previous epoch, which the
+    # resumed run trains again, so the files an epoch promises are never missing.
     if best_state is not None:
         save_checkpoint(best_state, run_dir / CHECKPOINTS["best"])
+    save_checkpoint(state, run_dir / CHECKPOINTS["last"])
     write_history(run_dir, state["history"], metrics)
     plot_learning_curves(state["history"], title, run_dir / "curves.png")
+
+
+def remove_partial_files(run_dir: Path) -> None:
+    """Temporary files a killed write left behind (``.last.pt.*.tmp``)."""
+    for leftover in run_dir.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 def write_history(run_dir: Path, history: list[dict[str, float]],

@@ -57,10 +57,7 @@ def pick_device(name: str) -> torch.device:
     """``auto`` means CUDA when available, else CPU; asking for missing CUDA is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise Esc50Error(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    device = torch.device(name)  # one of cpu, cuda, cuda:N (TaskConfig.validated checks)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise Esc50Error(f"device {name!r} was asked for but CUDA is not available here")
     return device
@@ -204,6 +201,7 @@ class Trainer:
         trainer.run_dir, trainer.history = run_dir, state["history"]
         trainer.augmented = state["augmented"]
         if trainer.dist.is_main:  # a kill after last.pt was written leaves these an epoch behind
+            rundir.remove_partial_files(run_dir)
             save_config(config, run_dir / "config.toml")
             rundir.write_history(run_dir, trainer.history, trainer._metrics())
         log(f"resuming {run_dir} after epoch {done}")
@@ -308,8 +306,12 @@ class Trainer:
             state = self.state_dict(epoch)
             if self.dist.is_main:
                 best_state = self._best_state(state) if val.accuracy > best else None
-                rundir.save_epoch(run_dir, state, best_state, self._metrics(),
-                                  f"{run_dir.name} ({self.config.model})")
+                try:
+                    rundir.save_epoch(run_dir, state, best_state, self._metrics(),
+                                      f"{run_dir.name} ({self.config.model})")
+                except KeyboardInterrupt:  # the writes are atomic: the last complete epoch holds
+                    raise Esc50Error(f"interrupted while saving epoch {epoch}; continue with "
+                                     f"`esc50 train --resume {run_dir}`") from None
             best = max(best, val.accuracy)
 
     @property

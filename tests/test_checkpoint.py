@@ -36,9 +36,17 @@ def test_a_modified_byte_or_a_truncated_file_is_refused(tmp_path):
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(Esc50Error, match="does not match its checksum"):
         load_checkpoint(path)
-    checksum_file(path).unlink()  # without a sidecar the zip reader still catches truncation
-    with pytest.raises(Esc50Error, match="not a readable checkpoint"):
+    checksum_file(path).write_text("")  # an emptied sidecar verifies nothing: refused
+    with pytest.raises(Esc50Error, match="last.pt: its checksum file last.pt.sha256 is empty"):
         load_checkpoint(path)
+    checksum_file(path).unlink()  # a deleted one neither, for a run's own checkpoints
+    with pytest.raises(Esc50Error, match="has no last.pt.sha256 \\(deleted\\?\\), so it cannot be "
+                                         "verified; refusing"):
+        load_checkpoint(path)
+    other = tmp_path / "weights.pt"  # a state dict from elsewhere has none: the zip reader
+    other.write_bytes(path.read_bytes())  # still catches truncation
+    with pytest.raises(Esc50Error, match="not a readable checkpoint"):
+        load_checkpoint(other)
 
 
 class Payload:

@@ -18,13 +18,12 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "esc50-ast"
 
 
 def esc50(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "esc50", *args], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-m", "esc50", *args], capture_output=True, text=True)
 
 
 def pip(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
-                   check=True, timeout=600)
+                   check=True)
 
 
 @pytest.fixture

@@ -270,8 +270,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     victim = subprocess.Popen([*args, "--run-name", "killed"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     history = tmp_path / "killed" / "history.csv"
-    deadline = time.monotonic() + 120
-    while victim.poll() is None and time.monotonic() < deadline:
+    while victim.poll() is None:  # waits on progress, however slow the machine is
         if history.is_file() and len(history.read_text().splitlines()) > 3:  # 3 epochs done
             break
         time.sleep(0.01)
@@ -281,11 +280,10 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     assert 3 <= killed_at < 60, "the run ended before it could be killed"
     resumed = subprocess.run([sys.executable, "-m", "esc50", "train", "--resume",
                               str(tmp_path / "killed"), "--no-progress"],
-                             capture_output=True, text=True, timeout=300)
+                             capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"after epoch {killed_at}" in resumed.stdout
-    straight = subprocess.run([*args, "--run-name", "straight"], capture_output=True, text=True,
-                              timeout=300)
+    straight = subprocess.run([*args, "--run-name", "straight"], capture_output=True, text=True)
     assert straight.returncode == 0, straight.stderr
     a = load_checkpoint(tmp_path / "straight" / "last.pt")
     b = load_checkpoint(tmp_path / "killed" / "last.pt")

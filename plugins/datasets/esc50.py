@@ -11,14 +11,14 @@ reported (``ClipTable.ignored``)."""
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import re
 from pathlib import Path
 from typing import Any
 
 from esc50.core.config import TaskConfig
-from esc50.core.dataset import Clip, ClipTable, DatasetReader, check_unique_stems, list_files
+from esc50.core.dataset import (Clip, ClipTable, DatasetReader, check_unique_stems, list_files,
+                                read_table)
 from esc50.core.errors import Esc50Error
 from esc50.core.hookspecs import hookimpl
 
@@ -72,34 +72,38 @@ def read_rows(meta: Path, num_classes: int | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     first_row: dict[str, int] = {}  # file stem -> the row that listed it first
     names: dict[int, str] = {}
-    with meta.open(newline="") as handle:
-        for row_number, row in enumerate(csv.DictReader(handle), start=2):
-            try:
-                stem = Path(row["filename"]).stem
-                fold, target = int(row["fold"]), int(row["target"])
-            except (KeyError, ValueError, TypeError):
-                raise Esc50Error(f"{meta}: row {row_number} lacks a valid filename, fold or "
-                                 "target") from None
-            if stem in first_row:
-                raise Esc50Error(f"{meta}: row {row_number} lists {row['filename']} again (first "
-                                 f"in row {first_row[stem]}); each clip must appear once")
-            first_row[stem] = row_number
-            if target < 0 or (num_classes is not None and target >= num_classes):
-                upper = f"0..{num_classes - 1} (num_classes={num_classes})" if num_classes \
-                    else "0 or more"
-                raise Esc50Error(f"{meta}: row {row_number} has target {target}, outside {upper}")
-            category = row.get("category") or str(target)
-            if names.setdefault(target, category) != category:
-                raise Esc50Error(f"{meta}: row {row_number} names target {target} {category!r}, "
-                                 f"but an earlier row names it {names[target]!r}")
-            match = CLIP_NAME.match(stem)
-            if match and (int(match["fold"]), int(match["target"])) != (fold, target):
-                raise Esc50Error(f"{meta}: row {row_number} says fold {fold}, target {target} but "
-                                 f"the file name {stem} says fold {match['fold']}, target "
-                                 f"{match['target']}")
-            rows.append({"stem": stem, "fold": fold, "target": target, "category": category,
-                         "group": row.get("src_file") or (match["clip"] if match else stem),
-                         "esc10": (row.get("esc10") or "").strip().lower() == "true"})
+    table = read_table(meta)
+    missing = [c for c in ("filename", "fold", "target") if table and c not in table[0]]
+    if missing:
+        raise Esc50Error(f"{meta}: the header lacks {', '.join(missing)} (columns found: "
+                         f"{', '.join(table[0]) or 'none'})")
+    for row_number, row in enumerate(table, start=2):
+        try:
+            stem = Path(row["filename"]).stem
+            fold, target = int(row["fold"]), int(row["target"])
+        except (KeyError, ValueError, TypeError):
+            raise Esc50Error(f"{meta}: row {row_number} lacks a valid filename, fold or "
+                             "target") from None
+        if stem in first_row:
+            raise Esc50Error(f"{meta}: row {row_number} lists {row['filename']} again (first "
+                             f"in row {first_row[stem]}); each clip must appear once")
+        first_row[stem] = row_number
+        if target < 0 or (num_classes is not None and target >= num_classes):
+            upper = f"0..{num_classes - 1} (num_classes={num_classes})" if num_classes \
+                else "0 or more"
+            raise Esc50Error(f"{meta}: row {row_number} has target {target}, outside {upper}")
+        category = row.get("category") or str(target)
+        if names.setdefault(target, category) != category:
+            raise Esc50Error(f"{meta}: row {row_number} names target {target} {category!r}, "
+                             f"but an earlier row names it {names[target]!r}")
+        match = CLIP_NAME.match(stem)
+        if match and (int(match["fold"]), int(match["target"])) != (fold, target):
+            raise Esc50Error(f"{meta}: row {row_number} says fold {fold}, target {target} but "
+                             f"the file name {stem} says fold {match['fold']}, target "
+                             f"{match['target']}")
+        rows.append({"stem": stem, "fold": fold, "target": target, "category": category,
+                     "group": row.get("src_file") or (match["clip"] if match else stem),
+                     "esc10": (row.get("esc10") or "").strip().lower() == "true"})
     return rows
 
 

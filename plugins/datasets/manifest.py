@@ -6,11 +6,10 @@ the options ``sample_rate`` and ``clip_seconds``."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from esc50.core.config import TaskConfig
-from esc50.core.dataset import AUDIO_EXTENSIONS, Clip, ClipTable, DatasetReader
+from esc50.core.dataset import AUDIO_EXTENSIONS, Clip, ClipTable, DatasetReader, read_table
 from esc50.core.errors import Esc50Error
 from esc50.core.hookspecs import hookimpl
 
@@ -30,15 +29,12 @@ class Manifest(DatasetReader):
         manifest = root / self.file
         if not manifest.is_file():
             raise Esc50Error(f"manifest {manifest} does not exist (option file={self.file!r})")
-        rows = []
-        with manifest.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            missing = {"path", "label"} - set(reader.fieldnames or [])
-            if missing:
-                raise Esc50Error(f"{manifest}: the header lacks {', '.join(sorted(missing))} "
-                                 f"(columns: path, label[, fold, group])")
-            for number, row in enumerate(reader, start=2):
-                rows.append(self.row(manifest, number, row))
+        table = read_table(manifest)
+        missing = {"path", "label"} - set(table[0] if table else ())
+        if missing:
+            raise Esc50Error(f"{manifest}: the header lacks {', '.join(sorted(missing))} "
+                             f"(columns: path, label[, fold, group])")
+        rows = [self.row(manifest, number, row) for number, row in enumerate(table, start=2)]
         seen: dict[Path, int] = {}
         for path, _, _, _, number in rows:
             if path in seen:

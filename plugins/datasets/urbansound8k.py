@@ -6,11 +6,10 @@ many rates; the default here is 22.05 kHz and 4 s, as most of the literature use
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from esc50.core.config import TaskConfig
-from esc50.core.dataset import Clip, ClipTable, DatasetReader, list_files
+from esc50.core.dataset import Clip, ClipTable, DatasetReader, list_files, read_table
 from esc50.core.errors import Esc50Error
 from esc50.core.hookspecs import hookimpl
 
@@ -28,23 +27,21 @@ class UrbanSound8K(DatasetReader):
         if not meta.is_file():
             raise Esc50Error(f"UrbanSound8K metadata {meta} does not exist")
         clips, names, listed = [], {}, set()
-        with meta.open(newline="") as handle:
-            for number, row in enumerate(csv.DictReader(handle), start=2):
-                try:
-                    name, fold = row["slice_file_name"].strip(), int(row["fold"])
-                    target, group = int(row["classID"]), row["fsID"].strip()
-                except (KeyError, ValueError, AttributeError):
-                    raise Esc50Error(f"{meta}: row {number} lacks a valid slice_file_name, "
-                                     "fold, classID or fsID") from None
-                category = (row.get("class") or str(target)).strip()
-                if names.setdefault(target, category) != category:
-                    raise Esc50Error(f"{meta}: row {number} names classID {target} "
-                                     f"{category!r}, but an earlier row names it "
-                                     f"{names[target]!r}")
-                path = root / "audio" / f"fold{fold}" / name
-                listed.add(path)
-                if path.is_file():
-                    clips.append(Clip(path, fold, target, group))
+        for number, row in enumerate(read_table(meta), start=2):
+            try:
+                name, fold = row["slice_file_name"], int(row["fold"])
+                target, group = int(row["classID"]), row["fsID"]
+            except (KeyError, ValueError):
+                raise Esc50Error(f"{meta}: row {number} lacks a valid slice_file_name, fold, "
+                                 "classID or fsID") from None
+            category = row.get("class") or str(target)
+            if names.setdefault(target, category) != category:
+                raise Esc50Error(f"{meta}: row {number} names classID {target} {category!r}, "
+                                 f"but an earlier row names it {names[target]!r}")
+            path = root / "audio" / f"fold{fold}" / name
+            listed.add(path)
+            if path.is_file():
+                clips.append(Clip(path, fold, target, group))
         if sorted(names) != list(range(len(names))):
             raise Esc50Error(f"{meta}: classID values {sorted(names)} are not 0..{len(names) - 1}")
         audio, other, hidden = (list_files(root / "audio", recursive=True)
