@@ -33,7 +33,8 @@ def render_options(rows: list[dict[str, Any]]) -> str:
         lines.append(f"{row['kind']} {row['id']} ({row['package']} {row['version']}): "
                      f"{row['description']}")
         for option in row["options"]:
-            lines.append(f"    {option['name']}: {option['type']} = {option['default']!r}")
+            doc = f"  # {option['doc']}" if option["doc"] else ""
+            lines.append(f"    {option['name']}: {option['type']} = {option['default']!r}{doc}")
         if not row["options"]:
             lines.append("    (no options)")
     return "\n".join(lines)

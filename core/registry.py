@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 import traceback
 import typing
 from dataclasses import dataclass, field
@@ -57,13 +58,34 @@ class Component:
                                       else self.factory)
         return {n: hints.get(n, type(p.default)) for n, p in self.options().items()}
 
+    def option_docs(self) -> dict[str, str]:
+        """A line per option: from the factory's docstrings (lines ``name: what it does``); the
+        shared ``p`` and ``min_``/``max_`` range options are described by their names."""
+        texts = [inspect.getdoc(self.factory) or ""]
+        if inspect.isclass(self.factory):
+            texts.append(inspect.getdoc(self.factory.__init__) or "")
+        options, docs = self.options(), {}
+        for line in "\n".join(texts).splitlines():
+            match = re.match(r"\s*`{0,2}(\w+)`{0,2}: (.+)", line)
+            if match and match[1] in options:
+                docs.setdefault(match[1], match[2].strip())
+        for name in options:
+            if name == "p":
+                docs.setdefault(name, "probability that an example is transformed")
+            elif name.startswith(("min_", "max_")):
+                end = "lower" if name.startswith("min_") else "upper"
+                docs.setdefault(name, f"{end} end of the range {name[4:]} is drawn from, per "
+                                      "example")
+        return docs
+
     def option_table(self) -> list[dict[str, Any]]:
-        """Each option's name, type and default (None when it has none), JSON-ready."""
-        rows = []
+        """Each option's name, type, default (None when it has none) and doc, JSON-ready."""
+        rows, docs = [], self.option_docs()
         for (name, param), kind in zip(self.options().items(), self.option_types().values()):
             default = None if param.default is inspect.Parameter.empty else param.default
             rows.append({"name": name, "type": type_name(kind),
-                         "default": list(default) if isinstance(default, tuple) else default})
+                         "default": list(default) if isinstance(default, tuple) else default,
+                         "doc": docs.get(name, "")})
         return rows
 
 

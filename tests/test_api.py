@@ -90,8 +90,8 @@ def test_config_plugins_and_cv(tmp_path):
     assert esc50.config(model="plugins.vgg19", pretrained=True).model == \
         "plugins.vgg19:pretrained=true"
     models = {p["id"]: p for p in esc50.list_plugins("model")}
-    assert {"name": "hidden_size", "type": "int", "default": 64} in \
-        models["plugins.crnn"]["options"]
+    assert {"name": "hidden_size", "type": "int", "default": 64,
+            "doc": "GRU hidden units per direction"} in models["plugins.crnn"]["options"]
     assert {p["kind"] for p in esc50.list_plugins()} == {"model", "augmentation", "featurizer",
                                                          "dataset"}
     data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))

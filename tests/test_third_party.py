@@ -124,12 +124,17 @@ def test_a_bug_at_import_names_its_file_and_line_and_traceback_shows_it(tmp_path
 
 def test_options_are_listed_with_type_and_default_without_building_big_models():
     text = CliRunner().invoke(cli, ["list-plugins", "--options"]).output
-    assert "model plugins.crnn (esc50" in text and "    hidden_size: int = 64" in text
+    assert "model plugins.crnn (esc50" in text
+    assert "    hidden_size: int = 64  # GRU hidden units per direction" in text
     assert "    kernel_size: tuple[int, int] = [5, 20]" in text
     assert "augmentation plugins.noise" in text and "    min_snr_db: float = 0.0" in text
     rows = {r["id"]: r for r in json.loads(CliRunner().invoke(
         cli, ["list-plugins", "--json"]).output)["plugins"]}
-    assert {"name": "groups", "type": "str", "default": "file"} in rows["plugins.folder"]["options"]
+    groups = next(o for o in rows["plugins.folder"]["options"] if o["name"] == "groups")
+    assert (groups["type"], groups["default"]) == ("str", "file") and "recording" in groups["doc"]
+    undocumented = [f"{r['id']}.{o['name']}" for r in rows.values() for o in r["options"]
+                    if not o["doc"]]
+    assert undocumented == []  # every built-in option has its one-line doc
     # counted on the meta device: VGG19's 140M weights need no memory
     assert rows["plugins.vgg19"]["parameters"] == 139_773_938
 
@@ -173,3 +178,13 @@ def test_new_plugin_writes_a_package_that_installs_and_passes_its_own_test(tmp_p
     assert again.exit_code == 1 and "already exists" in again.output
     bad = CliRunner().invoke(cli, ["new-plugin", "My-Tools", "--dir", str(tmp_path)])
     assert bad.exit_code == 1 and "must be a lower-case identifier" in bad.output
+
+
+def test_the_inline_example_package_in_the_docs_is_what_new_plugin_writes(tmp_path):
+    from esc50.cli.skeleton import write_skeleton
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    root = write_skeleton("mytools", tmp_path)
+    for path, fence in (("pyproject.toml", "toml"), ("mytools_esc50/plugin.py", "python"),
+                        ("tests/test_plugin.py", "python")):
+        assert f"`{path}`:\n\n```{fence}\n{(root / path).read_text()}```" in docs, path

@@ -18,6 +18,9 @@ class Mixup(BatchAugmentation):
     name = "mixup"
 
     def __init__(self, config: TaskConfig, alpha: float = 0.4, p: float = 0.5) -> None:
+        """Options:
+        alpha: Beta(alpha, alpha) of the mixing weights (small: mostly one clip)
+        """
         super().__init__(p)
         if alpha <= 0:
             raise Esc50Error(f"option alpha={alpha} must be positive")

@@ -55,6 +55,9 @@ class BackgroundNoise(Augmentation):
                  max_snr_db: float = NoiseSettings.max_snr_db,
                  min_f_decay: float = NoiseSettings.min_f_decay,
                  max_f_decay: float = NoiseSettings.max_f_decay, p: float = 0.5) -> None:
+        """Options:
+        path: a folder of noise recordings (the report's path2noise); none: coloured noise
+        """
         super().__init__(p)
         self.settings = NoiseSettings(path, min_snr_db, max_snr_db, min_f_decay, max_f_decay)
         self.noises = self.settings.recordings(config.sample_rate)

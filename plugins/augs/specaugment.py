@@ -35,6 +35,10 @@ class SpecAugment(Augmentation):
     def __init__(self, config: TaskConfig, freq_masks: int = 2, min_freq_width: int = 0,
                  max_freq_width: int = 8, time_masks: int = 2, min_time_width: int = 0,
                  max_time_width: int = 40, p: float = 0.5) -> None:
+        """Options:
+        freq_masks: frequency bands masked per example
+        time_masks: time spans masked per example
+        """
         super().__init__(p)
         if freq_masks < 0 or time_masks < 0 or min(min_freq_width, min_time_width) < 0:
             raise Esc50Error("option freq_masks, time_masks and the widths must not be negative")

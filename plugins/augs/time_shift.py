@@ -19,6 +19,9 @@ class TimeShift(Augmentation):
 
     def __init__(self, config: TaskConfig, min_shift: float = -0.5, max_shift: float = 0.5,
                  rollover: bool = True, p: float = 0.5) -> None:
+        """Options:
+        rollover: frames shifted out come back at the other end (else silence)
+        """
         super().__init__(p)
         check_min_max("shift", min_shift, max_shift, (-1.0, 1.0))
         self.min_shift, self.max_shift, self.rollover = min_shift, max_shift, rollover

@@ -31,6 +31,12 @@ class Folder(DatasetReader):
 
     def __init__(self, config: TaskConfig, groups: str = "file", separator: str = "_",
                  min_clips_per_class: int = 1, max_seconds: float = 10.0) -> None:
+        """Options:
+        groups: which files are takes of one recording: file, folder or prefix
+        separator: what ends the prefix of groups=prefix
+        min_clips_per_class: classes with fewer files are left out
+        max_seconds: the longest default clip length
+        """
         if groups not in GROUP_RULES:
             raise Esc50Error(f"option groups={groups!r} must be one of {', '.join(GROUP_RULES)}")
         if min_clips_per_class < 1 or max_seconds <= 0:

@@ -21,6 +21,11 @@ class Manifest(DatasetReader):
 
     def __init__(self, config: TaskConfig, file: str = "labels.csv", sample_rate: int = 44_100,
                  clip_seconds: float = 5.0) -> None:
+        """Options:
+        file: the manifest's name inside the dataset folder
+        sample_rate: the default sample rate of a run
+        clip_seconds: the default clip length of a run
+        """
         if sample_rate <= 0 or clip_seconds <= 0:
             raise Esc50Error("options sample_rate and clip_seconds must be positive")
         self.file, self.sample_rate, self.clip_seconds = file, sample_rate, clip_seconds

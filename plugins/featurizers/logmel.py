@@ -17,6 +17,10 @@ class LogMel(PowerFeaturizer):
     name = "logmel"
 
     def __init__(self, config: TaskConfig, center: bool = True, floor: float = 1e-9) -> None:
+        """Options:
+        center: pad each clip by n_fft // 2 at both ends, as torch.stft does
+        floor: the smallest power before the log
+        """
         super().__init__()
         self.center, self.floor = center, floor
         self.n_fft, self.hop_length, self.n_mels = config.n_fft, config.hop_length, config.n_mels

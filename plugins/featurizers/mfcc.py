@@ -18,6 +18,10 @@ class MFCC(PowerFeaturizer):
     name = "mfcc"
 
     def __init__(self, config: TaskConfig, n_mfcc: int = 40, top_db: float = 80.0) -> None:
+        """Options:
+        n_mfcc: coefficients kept (at most n_mels)
+        top_db: dynamic range kept below each clip's peak, in dB
+        """
         super().__init__()
         if not 0 < n_mfcc <= config.n_mels:
             raise ValueError(f"n_mfcc={n_mfcc} must be between 1 and n_mels={config.n_mels}")

@@ -21,6 +21,11 @@ class Advanced(nn.Module):
 
     def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int],
                  base_channels: int = 16, blocks: int = 4, dropout: float = 0.3) -> None:
+        """Options:
+        base_channels: channels of the first block (doubling per block)
+        blocks: conv-conv-pool blocks
+        dropout: dropout before the classifier
+        """
         super().__init__()
         channels, bins, _ = input_shape
         check_range("dropout", dropout, 0.0, 1.0)

@@ -22,6 +22,11 @@ class Baseline(nn.Module):
 
     def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int],
                  cnn_out_channels: int = 8, kernel: int = 3, pool: int = 4) -> None:
+        """Options:
+        cnn_out_channels: channels of each convolution (the report's cnn_out_channels)
+        kernel: convolution kernel size
+        pool: max-pooling size
+        """
         super().__init__()
         channels, bins, frames = input_shape
         if cnn_out_channels <= 0:

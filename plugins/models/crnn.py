@@ -38,6 +38,15 @@ class CRNN(nn.Module):
                  stride: tuple[int, int] = (2, 8), hidden_size: int = 64,
                  gru_num_layers: int = 2, bidirectional: bool = False,
                  dropout: float = 0.1) -> None:
+        """Options:
+        cnn_out_channels: channels of the convolution
+        kernel_size: convolution kernel (bands, frames)
+        stride: convolution stride (bands, frames)
+        hidden_size: GRU hidden units per direction
+        gru_num_layers: stacked GRU layers
+        bidirectional: a GRU in both directions
+        dropout: dropout between stacked GRU layers
+        """
         super().__init__()
         channels, bins, _ = input_shape
         for name, value in (("kernel_size", kernel_size), ("stride", stride)):

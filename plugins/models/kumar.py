@@ -39,6 +39,9 @@ class Kumar(nn.Module):
 
     def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int],
                  pooling: str = "max") -> None:
+        """Options:
+        pooling: how segment outputs are pooled over time (max or mean)
+        """
         super().__init__()
         if pooling not in ("max", "mean"):
             raise ValueError(f"pooling={pooling!r} must be 'max' or 'mean'")

@@ -18,6 +18,9 @@ class LSTMClassifier(nn.Module):
 
     def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int],
                  hidden_size: int = 64) -> None:
+        """Options:
+        hidden_size: LSTM hidden units
+        """
         super().__init__()
         channels, bins, _ = input_shape
         if hidden_size <= 0:

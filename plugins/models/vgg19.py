@@ -41,8 +41,9 @@ class VGG19(nn.Module):
 
     def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int],
                  pretrained: bool = False) -> None:
-        """``pretrained``: start from torchvision's ImageNet weights (a fresh run only: a model
-        rebuilt for a checkpoint gets its weights from the checkpoint)."""
+        """``pretrained``: start from torchvision's ImageNet weights (fresh runs only)
+
+        A model rebuilt for a checkpoint gets its weights from the checkpoint instead."""
         super().__init__()
         channels = input_shape[0]
         from torchvision.models import vgg19  # imported here: 2 s that other commands skip
