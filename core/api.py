@@ -57,9 +57,9 @@ def config(config_file: str | Path | None = None, recipe: str | None = None,
 
 def list_plugins(kind: str | None = None, registry: Registry | None = None
                  ) -> list[dict[str, Any]]:
-    """Every installed model, augmentation and featurizer (or those of one ``kind``): id, kind,
-    package, version, description and options (name, type, default). (``esc50.plugins`` is the
-    package of the built-in plugins, hence this name.)"""
+    """Every installed model, augmentation, featurizer and dataset (or those of one ``kind``):
+    id, kind, package, version, description and options (name, type, default, doc). Also
+    reachable as ``esc50.plugins(kind)``."""
     registry = registry or load_registry()
     kinds = [kind] if kind else ["model", "augmentation", "featurizer", "dataset"]
     return [{"id": c.id, "kind": c.kind, "package": c.package, "version": c.version,

@@ -1,2 +1,20 @@
-"""Built-in plugins. Each module is its own entry point in the ``esc50`` group (see setup.cfg),
-registered through the same hooks a third-party package uses."""
+"""The built-in plugins (models, augmentations, featurizers, datasets), registered through the
+same ``esc50`` entry-point group as third-party packages.
+
+The package is also the Python API's listing function: ``esc50.plugins(kind=None)`` returns
+every installed plugin (see :func:`esc50.core.api.list_plugins`), so a notebook reads
+``esc50.plugins("model")`` while ``esc50.plugins.models`` stays this package's sub-package."""
+
+import sys
+import types
+from typing import Any
+
+
+class _CallablePackage(types.ModuleType):
+    def __call__(self, kind: str | None = None) -> list[dict[str, Any]]:
+        from esc50.core.api import list_plugins
+
+        return list_plugins(kind)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

@@ -89,7 +89,9 @@ def test_config_plugins_and_cv(tmp_path):
     assert config.batch_size == 32 and config.options["plugins.crnn"]["hidden_size"] == 16
     assert esc50.config(model="plugins.vgg19", pretrained=True).model == \
         "plugins.vgg19:pretrained=true"
-    models = {p["id"]: p for p in esc50.list_plugins("model")}
+    models = {p["id"]: p for p in esc50.plugins("model")}
+    assert esc50.plugins("model") == esc50.list_plugins("model")
+    assert esc50.plugins.models.__name__ == "esc50.plugins.models"  # still the package
     assert {"name": "hidden_size", "type": "int", "default": 64,
             "doc": "GRU hidden units per direction"} in models["plugins.crnn"]["options"]
     assert {p["kind"] for p in esc50.list_plugins()} == {"model", "augmentation", "featurizer",

@@ -20,6 +20,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 _API = {"train": "esc50.core.api", "resume": "esc50.core.api", "cv": "esc50.core.api",
         "load": "esc50.core.api", "list_plugins": "esc50.core.api", "config": "esc50.core.api",
+        "plugins": None,  # the built-in plugins' package, callable: esc50.plugins(kind=None)
         "Run": "esc50.core.api", "CrossValidation": "esc50.core.api", "Model": "esc50.core.api",
         "Prediction": "esc50.core.predict", "TaskConfig": "esc50.core.config",
         "Esc50Error": "esc50.core.errors"}
@@ -27,6 +28,8 @@ __all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "plugins":
+        return import_module("esc50.plugins")
     if name in _API:
         return getattr(import_module(_API[name]), name)
     raise AttributeError(f"module 'esc50' has no attribute {name!r}")
