@@ -34,7 +34,7 @@ from esc50.core.dataset import find_clips, leftovers
 from esc50.core.distributed import Distributed
 from esc50.core.errors import Esc50Error
 from esc50.core.features import FeatureSource
-from esc50.core.registry import Registry, parse_spec
+from esc50.core.registry import Registry, convert_options, parse_spec
 from esc50.core.schedule import ema_step, lr_factor
 from esc50.core.split import Split, dataset_digests, make_split
 
@@ -64,13 +64,16 @@ def pick_device(name: str) -> torch.device:
 
 
 def plugin_versions(config: TaskConfig, registry: Registry) -> dict[str, dict[str, str]]:
-    """The id, package and version of every plugin a config uses, by the spec it gives."""
+    """The id, package and version of every plugin a config uses, by the spec it gives; an
+    unknown id or a bad option in a spec fails here, before anything is read."""
     specs = [("dataset", config.dataset), ("model", config.model),
              ("featurizer", config.featurizer)]
     specs += [("augmentation", s) for s in config.augs]
     used = {}
     for kind, spec in specs:
-        component = registry.resolve(kind, parse_spec(spec)[0])
+        plugin_id, options = parse_spec(spec)
+        component = registry.resolve(kind, plugin_id)
+        convert_options(component, options)
         used[spec] = {"kind": kind, "id": component.id, "package": component.package,
                       "version": component.version}
     return used
