@@ -251,10 +251,12 @@ class AudioCache:
 
 class ClipDataset(Dataset):
     """Items ``{'wav': int16 [T], 'label': int, 'length': int, 'index': int}`` of a subset of the
-    cache (``index``: the clip's row in the cache)."""
+    cache (``index``: the clip's row in the cache); with ``audio=False`` only ``label`` and
+    ``index`` (when features are cached, batches need no waveforms)."""
 
-    def __init__(self, cache: AudioCache, labels: list[int], indices: list[int]) -> None:
-        self.cache, self.indices = cache, indices
+    def __init__(self, cache: AudioCache, labels: list[int], indices: list[int],
+                 audio: bool = True) -> None:
+        self.cache, self.indices, self.audio = cache, indices, audio
         self.labels = [labels[i] for i in indices]
 
     def __len__(self) -> int:
@@ -262,6 +264,8 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, item: int) -> dict[str, object]:
         i = self.indices[item]
+        if not self.audio:
+            return {"label": self.labels[item], "index": i}
         length = int(self.cache.lengths[i])
         return {"wav": self.cache.waves[i, :length], "label": self.labels[item], "length": length,
                 "index": i}

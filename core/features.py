@@ -88,13 +88,15 @@ class FeatureSource:
             f"{table.root} in {time.perf_counter() - started:.1f} s "
             f"({cache.nbytes() / 2**20:.0f} MiB {where}); "
             f"{len(train_idx)} train / {len(val_idx)} validation ({split.description})")
-        self.train_set = ClipDataset(cache, table.labels, train_idx)
-        self.val_set = ClipDataset(cache, table.labels, val_idx)
         # A power featurizer's power spectrogram is what gets cached, so that power-stage
         # augmentations can run between it and the compression.
         self.staged = isinstance(classifier.featurizer, PowerFeaturizer)
         self.cache = (self._featurize(cache) if config.cache_features
                       and not augs.by_stage["wave"] else None)
+        audio = self.cache is None  # with cached features, loaders carry indices only
+        self.train_audio = ClipDataset(cache, table.labels, train_idx)  # for the set-up pass
+        self.train_set = ClipDataset(cache, table.labels, train_idx, audio)
+        self.val_set = ClipDataset(cache, table.labels, val_idx, audio)
         self.cache_finished = False  # the cache holds uncompressed features until below
         if config.normalize:  # statistics of the training clips only, without augmentation
             classifier.normalizer = FeatureNormalizer.fit(self._training_features())
@@ -113,7 +115,7 @@ class FeatureSource:
             sampler=ClassBalancedSampler(self.train_set.labels, self.sampler_generator,
                                          dist.world_size, dist.rank),
             num_workers=config.num_workers, pin_memory=pin)
-        val_shard = ClipDataset(cache, table.labels, val_idx[dist.rank::dist.world_size])
+        val_shard = ClipDataset(cache, table.labels, val_idx[dist.rank::dist.world_size], audio)
         self.val_loader = DataLoader(val_shard, batch_size=batch_size, collate_fn=collate,
                                      num_workers=config.num_workers, pin_memory=pin)
 

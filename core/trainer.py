@@ -39,6 +39,9 @@ from esc50.core.schedule import ema_step, lr_factor
 from esc50.core.split import Split, dataset_digests, make_split
 
 
+SYNC_EVERY = 20  # steps between reads of the running loss from the device
+
+
 @dataclass
 class EpochStats:
     loss: float
@@ -219,7 +222,8 @@ class Trainer:
         name = {spec: checks.who(info) for spec, info in self.plugins.items()}
         global_state = torch.get_rng_state()
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
-        batch = collate([self.data.train_set[i] for i in range(min(2, len(self.data.train_set)))])
+        audio = self.data.train_audio
+        batch = collate([audio[i] for i in range(min(2, len(audio)))])
         wav, lengths = to_float(batch["wav"]).to(self.device), batch["length"].to(self.device)
         size = wav.shape[0]
         by_stage = {stage: [(spec, aug) for spec, aug in self.aug_by_spec.items()
@@ -345,22 +349,32 @@ class Trainer:
         return made
 
     def _run_epoch(self, epoch: int, training: bool) -> EpochStats:
+        """One pass over the training or validation batches. Loss and accuracy are summed on the
+        training device and read back (a GPU sync) only every ``SYNC_EVERY`` steps, for the
+        progress bar and the finiteness check, and at the end."""
         model = self.train_model if training else self.evaluated_model
         model.train(training)
-        total_loss, correct, seen = 0.0, 0, 0
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        seen = 0
         desc = f"epoch {epoch} {'train' if training else 'val'}"
         loss_fn = self.loss_fn if training else self.val_loss_fn
         steps = len(self.data.loader(training))
         bar = tqdm(self.data.batches(training, self.aug_generator), total=steps, desc=desc,
                    leave=False, disable=not (self.config.progress and self.dist.is_main))
-        for features, frame_lengths, targets in bar:
+        for step, (features, frame_lengths, targets) in enumerate(bar, start=1):
             with torch.set_grad_enabled(training), torch.autocast(
                     self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
                 logits = model(features, frame_lengths)
                 loss = loss_fn(logits.float(), targets)
-            if not torch.isfinite(loss):
-                raise Esc50Error(f"{desc}: the loss became {loss.item()}; lower --lr or check the "
-                                 "data")
+            finite &= torch.isfinite(loss)
+            if step % SYNC_EVERY == 0 or step == steps:
+                if not finite:
+                    raise Esc50Error(f"{desc}: the loss became {loss.item()} (by step {step}); "
+                                     "lower --lr or check the data")
+                bar.set_postfix(loss=f"{float(total_loss) / max(seen, 1):.3f}",
+                                acc=f"{int(correct) / max(seen, 1):.3f}")
             if training:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -370,11 +384,11 @@ class Trainer:
                 if self.ema is not None:
                     self.ema.update_parameters(self.model)
             labels = targets.argmax(1) if targets.dim() == 2 else targets
-            total_loss += loss.item() * len(labels)
-            correct += int((logits.argmax(dim=1) == labels).sum())
+            total_loss += loss.detach().double() * len(labels)
+            correct += (logits.argmax(dim=1) == labels).sum()
             seen += len(labels)
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-        total_loss, correct, seen = self.dist.sum([total_loss, correct, seen], self.device)
+        total_loss, correct, seen = self.dist.sum([float(total_loss), int(correct), seen],
+                                                  self.device)
         return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1),
                           steps if training else 0)
 

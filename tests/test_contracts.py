@@ -133,3 +133,29 @@ def test_esc50_testing_runs_the_same_checks_for_plugin_authors():
         check_augmentation("bad.dropone", registry)
     with pytest.raises(Esc50Error, match="featurizer bad.nans .* NaN or infinite"):
         check_featurizer("bad.nans", registry, normalize=False)
+
+
+def test_a_loss_that_turns_nan_in_training_stops_the_run_with_one_line(synthetic_data, tmp_path):
+    class NaNWhenTraining(nn.Module):
+        name = "nantrain"
+
+        def __init__(self, config, input_shape):
+            super().__init__()
+            self.linear = nn.Linear(input_shape[1], config.num_classes)
+
+        def forward(self, features, frame_lengths):
+            logits = self.linear(features.mean(dim=(1, 3)))
+            return logits * float("nan") if self.training else logits
+
+    @hookimpl(specname="register_models")
+    def hook(register):
+        register(NaNWhenTraining)
+
+    registry = load_registry()
+    registry.register_plugin(types.SimpleNamespace(__name__="m", register_models=hook), "odd")
+    trainer = Trainer(small_config(synthetic_data, model="odd.nantrain", output_dir=str(tmp_path),
+                                   run_name="r"), registry, log=lambda _: None)
+    with pytest.raises(Esc50Error, match=r"epoch 1 train: the loss became nan \(by step 1\); "
+                                         "lower --lr or check the data"):
+        trainer.fit()
+    assert not (tmp_path / "r").exists()

@@ -225,6 +225,8 @@ def test_features_are_cached_without_waveform_augmentation(synthetic_data, tmp_p
     plain, without_cache = run("plain", cache_features=False)
     assert cached.data.cache is not None and plain.data.cache is None
     assert cached.data.cache[0].shape == (24, 1, 32, 126)
+    assert set(next(iter(cached.data.train_loader))) == {"label", "index"}  # no waveforms
+    assert set(next(iter(plain.data.train_loader))) == {"wav", "label", "length", "index"}
     for a, b in zip(with_cache["history"], without_cache["history"]):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert a["val_accuracy"] == b["val_accuracy"]
