@@ -1,6 +1,6 @@
 """Plugin contracts checked at run time: before a run creates its folder, one small batch of its
-training clips goes through every augmentation, the featurizer and the model (the set-up pass),
-and each output is checked against what the contract promises. A plugin that breaks it gets one
+training clips goes through every augmentation, the featurizer and the model
+(:func:`setup_pass`), and each output is checked against what the contract promises. A plugin that breaks it gets one
 line naming its id, its package, what it returned and what was expected, instead of a traceback
 from the component after it. ``esc50.testing`` runs the same checks in a plugin's own tests."""
 
@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+from torch import nn
 
+from esc50.core.audio import to_float
+from esc50.core.contracts import Augmentation, PowerFeaturizer
 from esc50.core.errors import Esc50Error
 
 
@@ -83,3 +86,50 @@ def _check_finite(x: torch.Tensor, name: str) -> None:
         bad = int((~torch.isfinite(x)).sum())
         raise Esc50Error(f"{name} returned {bad} NaN or infinite value(s) in "
                          f"{describe(x)}")
+
+
+@torch.no_grad()
+def setup_pass(classifier: Any, augs: dict[str, Augmentation], names: dict[str, str],
+               config: Any, batch: dict[str, torch.Tensor], device: torch.device) -> None:
+    """``batch`` (collated training clips) through the augmentations (``augs`` by spec), the
+    featurizer and the model of ``classifier``, every output checked; ``names`` says how a
+    message names each spec's plugin. Its draws come from a generator of its own, and torch's
+    global random state is put back, so a run is the same with or without it."""
+    global_state = torch.get_rng_state()
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+
+    def through(stage: str, x: torch.Tensor) -> torch.Tensor:
+        for spec, aug in augs.items():
+            if aug.stage == stage:
+                out = run(names[spec], aug, x, generator)
+                check_transformed(x, out, names[spec])
+                x = out
+        return x
+
+    wav, lengths = to_float(batch["wav"]).to(device), batch["length"].to(device)
+    size = wav.shape[0]
+    wav = through("wave", wav)
+    featurizer, fname = classifier.featurizer, names[config.featurizer]
+    if isinstance(featurizer, PowerFeaturizer):
+        power = through("power", run(fname, featurizer.power, wav))
+        features = run(fname, featurizer.compress, power)
+    else:
+        features = run(fname, featurizer, wav)
+    check_features(features, size, featurizer.output_shape(config.length_wav), fname)
+    frames = run(fname, featurizer.frame_lengths, lengths)
+    check_frames(frames, size, fname)
+    if classifier.normalizer is not None:
+        features = classifier.normalizer(features)
+    features = through("features", features)
+    targets = nn.functional.one_hot(batch["label"], config.num_classes).float().to(device)
+    for spec, aug in augs.items():
+        if aug.stage == "batch":
+            out = run(names[spec], aug, features, targets, generator)
+            check_mixed(features, targets, out, names[spec])
+            features, targets = out
+    model = classifier.model
+    model.eval()
+    logits = run(names[config.model], model, classifier.model_input(features), frames)
+    model.train()
+    check_logits(logits, size, config.num_classes, names[config.model])
+    torch.set_rng_state(global_state)

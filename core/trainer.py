@@ -21,10 +21,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from esc50.core import checks, rundir
-from esc50.core.audio import to_float
-from esc50.core.augment import STAGES
 from esc50.core.collate import collate
-from esc50.core.contracts import PowerFeaturizer
 from esc50.core.augment import AugmentationPipeline
 from esc50.core.checkpoint import load_checkpoint, load_model_weights
 from esc50.core.classifier import build_classifier
@@ -213,56 +210,14 @@ class Trainer:
         log(f"resuming {run_dir} after epoch {done}")
         return trainer
 
-    @torch.no_grad()
     def _setup_pass(self) -> None:
-        """Two training clips through every augmentation, the featurizer and the model, each
-        output checked against its contract (:mod:`esc50.core.checks`), before the run makes its
-        folder. Its draws come from a generator of its own; torch's global random state is put
-        back, so the run is the same with or without it."""
-        name = {spec: checks.who(info) for spec, info in self.plugins.items()}
-        global_state = torch.get_rng_state()
-        generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        """Two training clips through every plugin, each output checked against its contract
+        (:func:`esc50.core.checks.setup_pass`), before the run makes its folder."""
         audio = self.data.train_audio
         batch = collate([audio[i] for i in range(min(2, len(audio)))])
-        wav, lengths = to_float(batch["wav"]).to(self.device), batch["length"].to(self.device)
-        size = wav.shape[0]
-        by_stage = {stage: [(spec, aug) for spec, aug in self.aug_by_spec.items()
-                            if aug.stage == stage] for stage in STAGES}
-        for spec, aug in by_stage["wave"]:
-            out = checks.run(name[spec], aug, wav, generator)
-            checks.check_transformed(wav, out, name[spec])
-            wav = out
-        featurizer, fname = self.classifier.featurizer, name[self.config.featurizer]
-        if isinstance(featurizer, PowerFeaturizer):
-            power = checks.run(fname, featurizer.power, wav)
-            for spec, aug in by_stage["power"]:
-                out = checks.run(name[spec], aug, power, generator)
-                checks.check_transformed(power, out, name[spec])
-                power = out
-            features = checks.run(fname, featurizer.compress, power)
-        else:
-            features = checks.run(fname, featurizer, wav)
-        checks.check_features(features, size, featurizer.output_shape(self.config.length_wav),
-                              fname)
-        frames = checks.run(fname, featurizer.frame_lengths, lengths)
-        checks.check_frames(frames, size, fname)
-        if self.classifier.normalizer is not None:
-            features = self.classifier.normalizer(features)
-        for spec, aug in by_stage["features"]:
-            out = checks.run(name[spec], aug, features, generator)
-            checks.check_transformed(features, out, name[spec])
-            features = out
-        targets = nn.functional.one_hot(batch["label"], self.config.num_classes).float()
-        for spec, aug in by_stage["batch"]:
-            out = checks.run(name[spec], aug, features, targets.to(self.device), generator)
-            checks.check_mixed(features, targets.to(self.device), out, name[spec])
-            features = out[0]
-        self.model.eval()
-        logits = checks.run(name[self.config.model], self.model,
-                            self.classifier.model_input(features), frames)
-        self.model.train()
-        checks.check_logits(logits, size, self.config.num_classes, name[self.config.model])
-        torch.set_rng_state(global_state)
+        names = {spec: checks.who(info) for spec, info in self.plugins.items()}
+        checks.setup_pass(self.classifier, self.aug_by_spec, names, self.config, batch,
+                          self.device)
 
     def fit(self) -> Path:
         """Train until ``num_epochs`` (continuing a resumed run); return the run directory.
