@@ -50,6 +50,9 @@ def cross_validate(config: TaskConfig, registry: Registry, name: str,
         raise Esc50Error(f"dataset {config.dataset} in {table.root} has no folds: give it k "
                          "grouped, stratified folds with --k K (e.g. --k 5)")
     present = sorted(set(table.folds))
+    # Fold runs record their config with what the dataset decides filled in; compare like with
+    # like, so a re-run with the same settings finds its folds.
+    config = config.for_dataset(table.class_names, table.sample_rate, table.clip_seconds)
     folds = folds or present
     missing = [k for k in folds if k not in present]
     if missing:

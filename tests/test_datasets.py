@@ -77,6 +77,8 @@ def test_train_predict_and_cv_on_your_own_sounds(tmp_path):
     assert cv.exit_code == 0, cv.output
     summary = json.loads((tmp_path / "runs" / "k3" / "cv.json").read_text())
     assert list(summary["folds"]) == ["1", "2", "3"]
+    again = CliRunner().invoke(cli, ["cv", *base, "--name", "k3", "--epochs", "1", "--k", "3"])
+    assert again.exit_code == 0 and again.output.count("already trained") == 3, again.output
     splits = [json.loads((tmp_path / "runs" / "k3" / f"fold-{k}" / "split.json").read_text())
               for k in (1, 2, 3)]
     val_sets = [set(s["val"]) for s in splits]
