@@ -189,7 +189,7 @@ class Model:
     length. ``load(run)`` gives one; :meth:`predict` takes a file, a folder or audio samples."""
 
     def __init__(self, path: Path, checkpoint: str, registry: Registry) -> None:
-        self.path, self.checkpoint = path, checkpoint
+        self.path, self.checkpoint, self.registry = path, checkpoint, registry
         self.classifier, self.state = load_classifier(path, registry, checkpoint)
         self.config = TaskConfig().override(**self.state["config"])
         self._reports: dict[tuple, dict] = {}
@@ -246,7 +246,7 @@ class Model:
         recorded validation split (default) or on ``fold`` of ``data`` (``esc50 evaluate``)."""
         key = (data, fold, allow_changed_data)
         if key not in self._reports:
-            report = evaluate_classifier(self.classifier, self.state, data, fold,
+            report = evaluate_classifier(self.classifier, self.state, self.registry, data, fold,
                                          allow_changed_data, warn)
             self._reports[key] = {"checkpoint": str(checkpoint_path(self.path, self.checkpoint)),
                                   **report}

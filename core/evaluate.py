@@ -14,20 +14,22 @@ from esc50.core.datapath import resolve_data_dir
 from esc50.core.dataset import AudioCache, find_clips
 from esc50.core.errors import Esc50Error
 from esc50.core.metrics import classification_report
+from esc50.core.registry import Registry
 from esc50.core.split import Split, dataset_digests
 
 BATCH = 64
 
 
-def evaluate_classifier(classifier: Classifier, state: dict, data: str | None = None,
-                        fold: int | None = None, allow_changed_data: bool = False,
+def evaluate_classifier(classifier: Classifier, state: dict, registry: Registry,
+                        data: str | None = None, fold: int | None = None,
+                        allow_changed_data: bool = False,
                         warn: Callable[[str], None] = print) -> dict:
     """Metrics of a trained classifier (loaded with its checkpoint's ``state``) on ``fold`` of
     ``data``; by default on the data and the recorded validation split the run was trained with,
     refused when that data changed unless ``allow_changed_data`` (then ``warn`` says what
     changed)."""
     config = TaskConfig().override(**state["config"])
-    table = find_clips(resolve_data_dir(data or config.data), config)
+    table = find_clips(resolve_data_dir(data or config.data), config, registry)
     if fold is None:
         if "split" not in state:
             raise Esc50Error("the checkpoint records no split (written by an older esc50): pass "
