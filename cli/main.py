@@ -104,8 +104,6 @@ def config_arguments(config_file: str | None, augs: tuple[str, ...], settings: t
                      no_progress: bool, flags: dict[str, Any]) -> dict[str, Any]:
     """The arguments of :func:`esc50.core.api.config` that flags, --set and files give."""
     recipe = flags.pop("recipe", None)
-    if recipe and config_file:
-        raise Esc50Error("--recipe and --config both give a config file: use one")
     overrides = {FLAG_TO_KEY.get(k, k): v for k, v in flags.items() if v is not None}
     if augs:
         overrides["augs"] = list(augs)

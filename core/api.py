@@ -45,7 +45,8 @@ def config(config_file: str | Path | None = None, recipe: str | None = None,
     ``settings`` (TaskConfig keys, or ``"<plugin id>.<option>"`` keys given as a dict;
     None values are left out). ``pretrained=True`` sets the model's ``pretrained`` option."""
     if recipe and config_file:
-        raise Esc50Error("recipe and config file both give a config: use one")
+        raise Esc50Error("a recipe (--recipe) and a config file (--config) both give a config: "
+                         "use one")
     settings = {k: v for k, v in settings.items() if v is not None}
     path = recipe_path(recipe) if recipe else config_file
     built = load_config(path, **settings) if path else TaskConfig().override(**settings)

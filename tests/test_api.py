@@ -11,9 +11,11 @@ import pandas
 import pytest
 import soundfile as sf
 from matplotlib.figure import Figure
+from click.testing import CliRunner
 from nbclient import NotebookClient
 
 import esc50
+from esc50.cli.main import cli
 from tests.conftest import FREQS, REAL_DATA, SR, tone, write_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +84,10 @@ def test_errors_are_esc50_errors_with_the_commands_messages(run, tmp_path):
         esc50.train(model="plugins.cnn", data=str(tmp_path), log=lambda _: None)
     with pytest.raises(esc50.Esc50Error, match="config batch_size=0 must be positive"):
         esc50.config(batch_size=0)
+    both = CliRunner().invoke(cli, ["train", "--recipe", "strong", "--config",
+                                    str(tmp_path / "c.toml")])
+    assert both.exit_code == 1 and "a recipe (--recipe) and a config file (--config) both " \
+        "give a config: use one" in both.output
 
 
 def test_config_plugins_and_cv(tmp_path):
