@@ -18,13 +18,13 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from esc50.core.audio import to_mono
+from esc50.core.audio import mono_blocks
 from esc50.core.classifier import load_classifier
 from esc50.core.config import TaskConfig, load_config, recipe_path
 from esc50.core.crossval import cross_validate
@@ -231,8 +231,9 @@ class Model:
             raise Esc50Error(f"predict(samples) takes [T] or [N, T] samples, not shape "
                              f"{tuple(samples.shape)}")
         clips = [samples] if samples.dim() == 1 else list(samples)
-        results = [self._top(to_mono(clip.numpy()[:, None], sample_rate, self.sample_rate,
-                                     "the samples"), top_k) for clip in clips]
+        results = [self._top(mono_blocks([(clip.numpy()[:, None], sample_rate)],
+                                         self.sample_rate, "the samples"), top_k)
+                   for clip in clips]
         return results[0] if samples.dim() == 1 else results
 
     def predict_files(self, paths: list[str | Path], top_k: int = 3) -> Iterator[Prediction]:
@@ -263,8 +264,8 @@ class Model:
         return confusion_figure(np.array(report["confusion_matrix"]), self.class_names,
                                 f"epoch {report['epoch']} on {report['selection']}")
 
-    def _top(self, wav: torch.Tensor, top_k: int) -> list[tuple[str, float]]:
-        return top_classes(probabilities(self.classifier, wav, self.config.length_wav),
+    def _top(self, blocks: Iterable[torch.Tensor], top_k: int) -> list[tuple[str, float]]:
+        return top_classes(probabilities(self.classifier, blocks, self.config.length_wav),
                            self.class_names, top_k)
 
     def __repr__(self) -> str:

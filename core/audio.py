@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -15,35 +17,111 @@ INT16_SCALE = 32768.0
 SILENT_MIX = 1e-3  # a mono mix 60 dB below its channels: they cancel out
 
 
+BLOCK_SECONDS = 30.0  # audio read, mixed and resampled at a time: memory is bounded by this
+
+
 def load_clip(path: Path, sample_rate: int, length: int | None = None) -> tuple[torch.Tensor, int]:
     """Decode ``path`` (any format soundfile reads), mix to mono, resample to ``sample_rate``
     and pad with zeros or crop to ``length`` samples. Returns (float32 [length], valid samples)."""
-    try:
-        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as exc:
-        raise Esc50Error(f"{path}: cannot decode audio ({' '.join(str(exc).split())})") from exc
-    wav = to_mono(data, file_rate, sample_rate, str(path))
+    wav = torch.cat(list(read_mono(path, sample_rate)))
     valid = wav.shape[0] if length is None else min(wav.shape[0], length)
     return (wav if length is None else fit_length(wav, length)), valid
 
 
-def to_mono(data: np.ndarray, rate: int, sample_rate: int, source: str) -> torch.Tensor:
-    """Float audio ``[samples, channels]`` at ``rate`` checked (not empty, finite, not all
-    silence, channels that do not cancel out: one-line errors naming ``source``), mixed to mono,
-    clipped to [-1, 1] (as the int16 cache of training clips is, so training and prediction see
-    the same audio) and resampled to ``sample_rate``."""
-    if data.shape[0] == 0:
+def read_mono(path: Path, sample_rate: int, block_seconds: float = BLOCK_SECONDS
+              ) -> Iterator[torch.Tensor]:
+    """The mono audio of ``path`` at ``sample_rate`` in consecutive float32 blocks of about
+    ``block_seconds``, so a file of any length is read in bounded memory (see
+    :func:`mono_blocks`)."""
+    return mono_blocks(_read_blocks(path, block_seconds), sample_rate, str(path))
+
+
+def mono_blocks(blocks: Iterable[tuple[np.ndarray, int]], sample_rate: int, source: str
+                ) -> Iterator[torch.Tensor]:
+    """Float audio blocks ``[frames, channels]`` at their rate, checked, mixed to mono, clipped
+    to [-1, 1] (as the int16 cache of training clips is, so training and prediction see the same
+    audio) and resampled to ``sample_rate``; the blocks returned, joined, equal the whole signal
+    treated at once. Checks, as one-line errors naming ``source``: not empty, finite, not all
+    silence, channels that do not cancel out when mixed (the last two are known, and raised,
+    after the last block)."""
+    peak_mono = peak_channels = 0.0
+    resampler = None
+    for data, rate in blocks:
+        if data.shape[0] == 0:
+            continue
+        if not np.isfinite(data).all():
+            raise Esc50Error(f"{source}: the audio holds NaN or infinite samples")
+        mono = data.mean(axis=1)
+        peak_mono = max(peak_mono, float(np.abs(mono).max()))
+        peak_channels = max(peak_channels, float(np.abs(data).max()))
+        resampler = resampler or BlockResampler(rate, sample_rate)
+        yield from resampler.push(torch.from_numpy(np.clip(mono, -1.0, 1.0).astype(np.float32)))
+    if resampler is None:
         raise Esc50Error(f"{source}: the file holds no samples")
-    if not np.isfinite(data).all():
-        raise Esc50Error(f"{source}: the audio holds NaN or infinite samples")
-    if not data.any():
+    if peak_channels == 0.0:
         raise Esc50Error(f"{source}: the audio is all silence (every sample is zero)")
-    mono = data.mean(axis=1)
-    if np.abs(mono).max() < SILENT_MIX * np.abs(data).max():
+    if peak_mono < SILENT_MIX * peak_channels:
         raise Esc50Error(f"{source}: the channels cancel out when mixed to mono (opposite "
                          "phase); fix the file or keep one channel")
-    wav = torch.from_numpy(np.ascontiguousarray(np.clip(mono, -1.0, 1.0), dtype=np.float32))
-    return AF.resample(wav, rate, sample_rate) if rate != sample_rate else wav
+    yield from resampler.finish()
+
+
+def _read_blocks(path: Path, block_seconds: float) -> Iterator[tuple[np.ndarray, int]]:
+    """float32 ``[frames, channels]`` blocks of ``path`` with its sample rate; a file soundfile
+    cannot read is a one-line error naming it."""
+    try:
+        with sf.SoundFile(str(path)) as audio:
+            frames = max(int(audio.samplerate * block_seconds), 1)
+            for data in audio.blocks(blocksize=frames, dtype="float32", always_2d=True):
+                yield data, audio.samplerate
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as exc:
+        raise Esc50Error(f"{path}: cannot decode audio ({' '.join(str(exc).split())})") from exc
+
+
+class BlockResampler:
+    """``torchaudio.functional.resample`` over a signal that arrives in blocks, with the same
+    output as resampling it whole. The sinc resampler turns each period of ``orig`` input samples
+    (the rates divided by their gcd) into ``new`` output samples from the input within ``width``
+    samples of that period; each block is resampled from a period boundary with at least that
+    much input kept on either side, and only its outputs that saw no artificial edge are kept."""
+
+    def __init__(self, rate: int, sample_rate: int) -> None:
+        common = math.gcd(rate, sample_rate)
+        self.rate, self.sample_rate = rate, sample_rate
+        self.orig, self.new = rate // common, sample_rate // common
+        # torchaudio's kernel half-width for its defaults (lowpass_filter_width 6, rolloff 0.99)
+        width = math.ceil(6 * self.orig / (min(self.orig, self.new) * 0.99))
+        self.context = self.orig * math.ceil((width + self.orig) / self.orig)
+        self.pending = torch.zeros(0)  # input from ``start`` on
+        self.start = 0
+        self.done = 0  # input samples whose output has been returned (a multiple of orig)
+
+    def push(self, block: torch.Tensor) -> list[torch.Tensor]:
+        """The output samples ``block`` completes (none while they need more input)."""
+        if self.orig == self.new:
+            return [block]
+        self.pending = torch.cat([self.pending, block])
+        end = self.start + self.pending.shape[0]
+        ready = (end - self.context - self.done) // self.orig * self.orig
+        if ready <= 0:
+            return []
+        out = self._resample(self.done + ready + self.context)[:ready * self.new // self.orig]
+        self.done += ready
+        keep = max(self.done - self.context, 0)
+        self.pending, self.start = self.pending[keep - self.start:], keep
+        return [out]
+
+    def finish(self) -> list[torch.Tensor]:
+        """The output samples left once the input has ended."""
+        if self.orig == self.new or self.start + self.pending.shape[0] == self.done:
+            return []
+        return [self._resample(self.start + self.pending.shape[0])]
+
+    def _resample(self, stop: int) -> torch.Tensor:
+        """Output samples from input ``done`` on, resampling the input up to ``stop``."""
+        segment = self.pending[:stop - self.start]
+        first = (self.done - self.start) * self.new // self.orig
+        return AF.resample(segment, self.rate, self.sample_rate)[first:]
 
 
 def fit_length(wav: torch.Tensor, length: int) -> torch.Tensor:

@@ -204,7 +204,7 @@ class AudioCache:
         else:
             store = None
         self.location = store.waves_path if store else None
-        self.reused = store is not None and store.exists()  # nothing decoded: mapped as stored
+        self.reused = store is not None and store.usable(warn)  # nothing decoded: mapped as stored
         if self.reused:
             self.waves, self.lengths, errors = store.load()
         else:

@@ -3,9 +3,11 @@
 One store is a pair of files in the cache folder named by a key: the sha256 of every clip's file
 content, in order, with the sample rate and clip length. ``<key>.npy`` holds the int16 clips
 [clips, length_wav] and is memory-mapped, so the operating system keeps in memory only the
-pages a run touches; ``<key>.json`` holds the valid lengths and the errors of unusable clips and
-is written last, so a store without it is incomplete and is decoded again. Any change to a file,
-the clip list, the sample rate or the length gives another key.
+pages a run touches; ``<key>.json`` holds the valid lengths, the errors of unusable clips and the
+size and sha256 of ``<key>.npy``, and is written last, so a store without it is incomplete and is
+decoded again. A store whose ``.npy`` no longer has its recorded size or checksum (truncated by a
+full disk, zeroed, edited) is reported and decoded again, never trained on. Any change to a
+file, the clip list, the sample rate or the length gives another key.
 """
 
 from __future__ import annotations
@@ -15,18 +17,20 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from esc50.core.files import atomic_write
+from esc50.core.digest import file_sha256
 from esc50.core.errors import Esc50Error
+from esc50.core.files import atomic_write
 
 
 def content_key(digests: list[str], sample_rate: int, length: int) -> str:
     """A key that changes when any file's bytes (``digests``: each file's sha256, in order), the
     file list, the rate or the length do."""
-    key = hashlib.sha256(f"esc50-audio-v2 {sample_rate} {length} {len(digests)}".encode())
+    key = hashlib.sha256(f"esc50-audio-v3 {sample_rate} {length} {len(digests)}".encode())
     for digest in digests:
         key.update(digest.encode())
     return key.hexdigest()[:32]
@@ -45,8 +49,25 @@ class DiskStore:
         self.waves_path, self.meta_path = folder / f"{key}.npy", folder / f"{key}.json"
         self.shape = (len(digests), length)
 
-    def exists(self) -> bool:
-        return self.meta_path.is_file() and self.waves_path.is_file()
+    def usable(self, warn: Callable[[str], None]) -> bool:
+        """Whether the store is complete and intact; a damaged one is reported through ``warn``
+        (it is then decoded again)."""
+        if not (self.meta_path.is_file() and self.waves_path.is_file()):
+            return False
+        try:
+            meta = json.loads(self.meta_path.read_text())
+            size, digest = meta["npy_bytes"], meta["npy_sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            problem = f"{self.meta_path.name} is unreadable"
+        else:
+            actual = self.waves_path.stat().st_size
+            problem = (f"{actual} bytes where {size} were written" if actual != size else
+                       "its content changed since it was written"
+                       if file_sha256(self.waves_path) != digest else None)
+        if problem:
+            warn(f"warning: audio cache {self.waves_path} is damaged ({problem}): decoding "
+                 "the clips again")
+        return problem is None
 
     def load(self) -> tuple[torch.Tensor, torch.Tensor, dict[int, str]]:
         """Memory-mapped clips, their valid lengths and the errors of unusable clips."""
@@ -74,6 +95,7 @@ class DiskStore:
         """Complete the store: flush the clips decoded into :meth:`new_waves`, then write the
         lengths and errors."""
         self._decoding.flush()
+        meta = {"lengths": lengths.tolist(), "errors": {str(i): m for i, m in errors.items()},
+                "npy_bytes": self._partial.stat().st_size, "npy_sha256": file_sha256(self._partial)}
         self._partial.replace(self.waves_path)
-        meta = {"lengths": lengths.tolist(), "errors": {str(i): m for i, m in errors.items()}}
         atomic_write(self.meta_path, lambda handle: handle.write(json.dumps(meta).encode()))

@@ -173,6 +173,35 @@ def test_disk_cache_is_reused_until_a_file_or_the_rate_changes(synthetic_data, t
     assert len(list(store.glob("*.npy"))) == 3 and not list(store.glob(".*partial"))
 
 
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed", "unreadable record"])
+def test_a_damaged_disk_cache_is_reported_and_decoded_again(synthetic_data, tmp_path, damage):
+    """A store cut short by a full disk, zeroed or with a broken record is never trained on:
+    it is named in a warning, decoded again and its clips are the real ones."""
+    store = tmp_path / "audio-cache"
+    config = small_config(synthetic_data, audio_cache=str(store))
+    table = find_clips(synthetic_data, config)
+    first = AudioCache(table.clips, config)
+    expected = first.waves.clone()
+    del first
+    [npy] = store.glob("*.npy")
+    if damage == "truncated":
+        npy.write_bytes(npy.read_bytes()[:-1000])
+    elif damage == "zeroed":
+        content = npy.read_bytes()
+        header = 128  # the .npy header; the clips follow
+        npy.write_bytes(content[:header] + bytes(len(content) - header))
+    else:
+        npy.with_suffix(".json").write_text("{")
+    warnings = []
+    again = AudioCache(table.clips, config, warn=warnings.append)
+    assert not again.reused and torch.equal(again.waves, expected)
+    assert len(warnings) == 1 and f"audio cache {npy} is damaged" in warnings[0]
+    assert {"truncated": "bytes where", "zeroed": "content changed",
+            "unreadable record": "is unreadable"}[damage] in warnings[0]
+    assert AudioCache(table.clips, config, warn=warnings.append).reused  # repaired
+    assert len(warnings) == 1
+
 def test_int16_round_trip_clips_out_of_range_values():
     wav = torch.tensor([0.0, 0.5, -1.0, 1.5])
     assert torch.allclose(to_float(to_int16(wav)), torch.tensor([0.0, 0.5, -1.0, 32767 / 32768]))

@@ -110,3 +110,73 @@ def test_a_run_whose_plugin_is_gone_names_the_package_to_install(trained, monkey
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert "needs model mypkg.mymodel from mypkg 1.2, which is not installed here: pip install " \
         "'mypkg==1.2'" in result.output
+
+
+@pytest.mark.parametrize("rate, target, seconds", [
+    (44100, 16000, 7.3), (48000, 44100, 5.01), (22050, 44100, 3.3), (8000, 8000, 2.0)])
+def test_a_file_read_in_blocks_equals_the_file_read_whole(tmp_path, rate, target, seconds):
+    """Streaming keeps memory bounded without changing the audio: every block boundary falls
+    mid-file (0.37 s blocks), and the joined blocks match mixing and resampling at once."""
+    import torch
+    import torchaudio.functional as AF
+
+    from esc50.core.audio import read_mono
+
+    stereo = np.random.default_rng(0).uniform(-0.6, 0.6, (int(rate * seconds), 2))
+    stereo[:, 1] *= 0.3  # unequal channels: a bug reading one channel would show
+    sf.write(tmp_path / "a.wav", stereo.astype(np.float32), rate, subtype="FLOAT")
+    whole = torch.from_numpy(stereo.astype(np.float32).mean(axis=1))
+    whole = AF.resample(whole, rate, target) if rate != target else whole
+    blocks = list(read_mono(tmp_path / "a.wav", target, block_seconds=0.37))
+    assert len(blocks) > 5
+    joined = torch.cat(blocks)
+    assert joined.shape == whole.shape
+    assert torch.allclose(joined, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("total", [1, 99, 100, 101, 150, 250, 377])
+def test_windows_of_a_stream_are_the_windows_of_the_whole_clip(total):
+    import torch
+
+    from esc50.core.predict import windows
+
+    clip = torch.arange(1, total + 1, dtype=torch.float32)
+    expected_starts = list(range(0, max(total - 100, 0) + 1, 50))
+    if total > 100 and expected_starts[-1] != total - 100:
+        expected_starts.append(total - 100)
+    for block in (1, 7, 64, 1000):
+        got = list(windows(clip.split(block), 100))
+        assert [int(w[0]) - 1 for w, _ in got] == expected_starts
+        assert all(w.shape == (100,) for w, _ in got)
+        assert [valid for _, valid in got] == [min(total, 100)] * len(expected_starts)
+        if total < 100:  # one window, zero-padded
+            assert got[0][0][total:].abs().sum() == 0
+
+
+def test_a_long_file_scores_as_the_mean_over_all_its_windows(trained, tmp_path):
+    """Scored in batches of windows as it streams, a long file gets the probabilities of
+    scoring every window at once (the tool before streaming)."""
+    import torch
+
+    from esc50.core.audio import load_clip
+    from esc50.core.predict import WINDOW_BATCH, predict_files, probabilities
+
+    _, run_dir = trained
+    classifier, state = load_classifier(run_dir, load_registry())
+    length = state["config"]["length_wav"]
+    rng = np.random.default_rng(1)
+    audio = np.concatenate([tone(f, 2.0, 16000) for f in rng.choice(FREQS, 20)])  # 40 s
+    sf.write(tmp_path / "long.wav", audio, 16000)
+    wav, _ = load_clip(tmp_path / "long.wav", SR)
+    starts = list(range(0, wav.shape[0] - length + 1, length // 2))
+    starts += [wav.shape[0] - length] if starts[-1] != wav.shape[0] - length else []
+    assert len(starts) > WINDOW_BATCH  # more than one batch of windows
+    every = torch.stack([wav[s:s + length] for s in starts])
+    with torch.no_grad():
+        expected = torch.softmax(classifier(every, torch.full((len(starts),), length)), 1)
+    streamed = probabilities(classifier, wav.split(3000), length)
+    assert torch.allclose(streamed, expected.mean(0), atol=1e-5)
+    [result] = predict_files(classifier, [str(c) for c in range(4)], SR, length,
+                             [tmp_path / "long.wav"], top_k=4)
+    assert [p for _, p in result.top] == pytest.approx(
+        sorted(expected.mean(0).tolist(), reverse=True), abs=1e-4)

@@ -94,13 +94,24 @@ def test_overfits_a_tiny_batch_of_tone_clips(name):
     assert accuracy == 1.0, f"{name}: final loss {loss.item():.3f}"
 
 
-def test_lstm_ignores_padding_after_a_clip():
-    model = build("lstm").eval()
-    clip = torch.randn(1, 1, CONFIG.n_mels, 256)
-    padded = torch.cat([clip, torch.randn(1, 1, CONFIG.n_mels, 128)], dim=-1)
+@pytest.mark.parametrize("name", [*MODELS, "crnn-bidirectional"])
+def test_a_clip_scores_the_same_alone_and_in_any_padded_batch(name):
+    """A model's output for a clip depends on the clip's valid frames only: scored alone, and
+    in a batch padded to a longer clip, with noise as padding so that any leak shows (clips
+    shorter than a model's minimum input included)."""
+    config = CONFIG
+    if name == "crnn-bidirectional":
+        config = CONFIG.override(options={"plugins.crnn": {
+            **CONFIG.options["plugins.crnn"], "bidirectional": True}})
+    model = build(name.split("-")[0], config).eval()
+    lengths = [126, 61, 9, 97]
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.randn(len(lengths), 1, CONFIG.n_mels, 180, generator=generator)
     with torch.no_grad():
-        assert torch.allclose(model(clip, torch.tensor([256])),
-                              model(padded, torch.tensor([256])), atol=1e-5)
+        alone = torch.cat([model(batch[i:i + 1, ..., :n], torch.tensor([n]))
+                           for i, n in enumerate(lengths)])
+        together = model(batch, torch.tensor(lengths))
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-4)
 
 
 def test_segment_pooling_leaves_out_padded_steps():

@@ -1,7 +1,8 @@
 """The report's "advanced" model: VGG blocks (conv-conv-pool) whose channel count doubles from
 block to block, with batch normalization and dropout. The report shows its code only as a
 picture; this follows its text: ``blocks`` blocks of two 3x3 conv-BN-ReLU and 2x2 max pooling,
-starting at ``base_channels``, then the mean over valid frames and two linear layers."""
+starting at ``base_channels``, then the mean over valid frames and two linear layers. Padded frames are zeroed before every
+convolution and pooling, so a clip scores the same in any padded batch."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch import nn
 from esc50.core.config import TaskConfig
 from esc50.core.contracts import check_range
 from esc50.core.hookspecs import hookimpl
-from esc50.plugins.models.layers import conv_bn_relu, masked_mean, pad_time
+from esc50.plugins.models.layers import conv_bn_relu, masked_layers, masked_mean, pad_time
 
 
 class Advanced(nn.Module):
@@ -43,9 +44,9 @@ class Advanced(nn.Module):
                                   nn.Linear(width, config.num_classes))
 
     def forward(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
-        x = self.features(pad_time(features, self.reduction))  # [B, C, F', T']
-        pooled = masked_mean(x.mean(dim=2), frame_lengths // self.reduction)
-        return self.head(pooled)
+        x, lengths = masked_layers(self.features, pad_time(features, self.reduction),
+                                   frame_lengths)  # [B, C, F', T'], [B]
+        return self.head(masked_mean(x.mean(dim=2), lengths))
 
 
 @hookimpl

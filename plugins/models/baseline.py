@@ -3,7 +3,8 @@ then three fully connected layers d -> d/4 -> d/64 -> classes.
 
 Fix of the report's code: d is not hard-coded (20904) but follows the input shape. The pooling
 is adaptive to the pooled size of the configured clip length, so clips of other lengths (and
-padded batches) give the same d; for the configured length it pools like MaxPool2d(4)."""
+padded batches) give the same d; for the configured length it pools like MaxPool2d(4). Each
+clip is pooled over its own valid frames, so it scores the same in any padded batch."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from torch import nn
 
 from esc50.core.config import TaskConfig
 from esc50.core.hookspecs import hookimpl
-from esc50.plugins.models.layers import pad_time
+from esc50.plugins.models.layers import pad_time, per_clip, zero_padding
 
 
 class Baseline(nn.Module):
@@ -32,7 +33,8 @@ class Baseline(nn.Module):
         if cnn_out_channels <= 0:
             raise ValueError(f"option cnn_out_channels={cnn_out_channels} must be positive")
         width = cnn_out_channels
-        self.min_frames = 3 * (kernel - 1) + pool
+        self.shrink = 3 * (kernel - 1)  # frames the three unpadded convolutions remove
+        self.min_frames = self.shrink + pool
         conv_bins, conv_frames = bins - 3 * (kernel - 1), max(frames, self.min_frames) - 3 * (kernel - 1)
         if conv_bins < pool:
             raise ValueError(f"{bins} feature bins are too few for three {kernel}x{kernel} "
@@ -49,7 +51,9 @@ class Baseline(nn.Module):
             nn.Linear(max(d // 64, 1), config.num_classes))
 
     def forward(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.convs(pad_time(features, self.min_frames))))
+        x = self.convs(pad_time(zero_padding(features, frame_lengths), self.min_frames))
+        valid = frame_lengths.clamp(min=self.min_frames) - self.shrink
+        return self.head(per_clip(self.pool, x, valid))
 
 
 @hookimpl

@@ -2,7 +2,10 @@
 
 Fixes of the report's code: the attention and classifier take ``2 * hidden_size`` features when
 the GRU is bidirectional; attention ignores padded frames (from the featurizer's frame lengths);
-GRU dropout is only applied between stacked layers (PyTorch warns otherwise)."""
+GRU dropout is only applied between stacked layers (PyTorch warns otherwise); a bidirectional
+GRU runs backwards from each clip's last valid step (packed sequences), so a clip scores the same
+in any padded batch (packing reads the lengths on the host: one device wait per step, only when
+bidirectional)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from torch import nn
 from esc50.core.config import TaskConfig
 from esc50.core.contracts import frame_mask
 from esc50.core.hookspecs import hookimpl
-from esc50.plugins.models.layers import pad_time
+from esc50.plugins.models.layers import pad_time, zero_padding
 
 
 class Attention(nn.Module):
@@ -72,11 +75,18 @@ class CRNN(nn.Module):
 
     def forward(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
         """[B, C, F, T] features and [B] valid frames -> [B, num_classes] logits."""
-        features = pad_time(features, self.kernel_size[1])  # at least one convolution step
+        # at least one convolution step; padded frames zeroed, as past a clip scored alone
+        features = pad_time(zero_padding(features, frame_lengths), self.kernel_size[1])
         conv = self.conv(features)  # [B, C', F', T']
         seq = conv.flatten(1, 2).transpose(1, 2)  # [B, T', C' * F']
-        out, _ = self.gru(seq)
-        steps = (frame_lengths - self.kernel_size[1]) // self.stride[1] + 1
+        steps = ((frame_lengths - self.kernel_size[1]) // self.stride[1] + 1).clamp(1, seq.shape[1])
+        if self.gru.bidirectional:  # the reverse direction starts at each clip's last valid step
+            packed = nn.utils.rnn.pack_padded_sequence(seq, steps.cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            out = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True,
+                                                   total_length=seq.shape[1])[0]
+        else:  # the forward direction never sees the padding before a valid step
+            out, _ = self.gru(seq)
         return self.classifier(self.attention(out, frame_mask(out.shape[1], steps)))
 
 

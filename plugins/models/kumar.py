@@ -10,7 +10,8 @@ Sources of each choice:
 - Segment outputs to a clip prediction (paper, section 2; ``globalpool`` in the repository):
   F2 gives one output per class and time segment; a global pooling over the whole map (max in
   ``weak_mxh64_1024``, the "mx") turns them into the clip's prediction. Padded segments are left
-  out of the pooling.
+  out of the pooling, and zeroed before every convolution and pooling, so a clip scores the same
+  in any padded batch.
 - The repository ends F2 with a sigmoid for AudioSet's multi-label targets; ESC-50 is single-label
   and trained with cross-entropy, so this returns the pooled pre-sigmoid scores as logits (the
   sigmoid is monotonic, so max pooling picks the same segment either way).
@@ -26,7 +27,8 @@ from torch import nn
 
 from esc50.core.config import TaskConfig
 from esc50.core.hookspecs import hookimpl
-from esc50.plugins.models.layers import conv_bn_relu, masked_max, masked_mean, pad_time
+from esc50.plugins.models.layers import (conv_bn_relu, masked_layers, masked_max, masked_mean,
+                                         pad_time)
 
 BLOCKS = [(16, 2), (32, 2), (64, 2), (128, 2), (256, 2), (512, 1)]  # (channels, convolutions)
 REDUCTION = 2 ** len(BLOCKS)
@@ -59,9 +61,10 @@ class Kumar(nn.Module):
         self.f2 = nn.Conv2d(1024, config.num_classes, kernel_size=1)
 
     def forward(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
-        x = self.f2(self.f1(self.blocks(pad_time(features, 2 * REDUCTION))))  # [B, K, F, S]
+        x, segments = masked_layers(self.blocks, pad_time(features, 2 * REDUCTION), frame_lengths)
+        x = self.f2(self.f1(x))  # [B, K, F, S]
         scores = x.amax(dim=2) if self.pooling == "max" else x.mean(dim=2)  # [B, K, S]
-        segments = -(-frame_lengths // REDUCTION) - 1  # F1's 2-wide kernel drops one segment
+        segments = segments - 1  # F1's 2-wide kernel drops one segment
         pool = masked_max if self.pooling == "max" else masked_mean
         return pool(scores, segments)
 

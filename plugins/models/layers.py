@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
 from esc50.core.contracts import frame_mask
+
+
+POINTWISE = (nn.ReLU, nn.BatchNorm2d, nn.Dropout)  # layers that keep zeroed steps apart
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int | tuple[int, int] = 3,
@@ -25,6 +30,41 @@ def masked_max(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Max over the last (time) axis of [B, ..., T], ignoring padded steps."""
     mask = frame_mask(x.shape[-1], lengths).view(x.shape[0], *([1] * (x.dim() - 2)), -1)
     return x.masked_fill(~mask, float("-inf")).amax(-1)
+
+
+def zero_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``x`` [B, ..., T] with the steps past each clip's ``lengths`` set to zero."""
+    return x * frame_mask(x.shape[-1], lengths).view(x.shape[0], *([1] * (x.dim() - 2)), -1)
+
+
+def masked_layers(layers: nn.Sequential, x: torch.Tensor, lengths: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``layers`` on [B, C, F, T] with each clip's padded steps zeroed before every layer,
+    so that a clip's valid output does not depend on how much padding its batch adds: a
+    convolution's zero padding at the end of a clip scored alone and the zeroed steps of a padded
+    batch are the same zeros (pointwise layers need no zeroing). Valid lengths follow the 2-wide max poolings (rounded as the
+    pooling rounds, at least one step). Returns the output and its valid lengths."""
+    for layer in layers:
+        x = layer(x if isinstance(layer, POINTWISE) else zero_padding(x, lengths))
+        if isinstance(layer, nn.MaxPool2d):
+            lengths = (-(-lengths // 2) if layer.ceil_mode else lengths // 2).clamp(min=1)
+    return zero_padding(x, lengths), lengths
+
+
+def per_clip(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+             lengths: torch.Tensor) -> torch.Tensor:
+    """``fn`` applied to each clip's valid steps of [B, ..., T] (clips of one length together):
+    for layers that summarize the whole time axis (adaptive pooling). Reads the lengths on the
+    host, so it waits for the device once per call."""
+    if bool((lengths >= x.shape[-1]).all()):
+        return fn(x)
+    valid = lengths.clamp(1, x.shape[-1]).tolist()
+    out: list[torch.Tensor | None] = [None] * x.shape[0]
+    for length in set(valid):
+        rows = [i for i, v in enumerate(valid) if v == length]
+        for i, y in zip(rows, fn(x[rows, ..., :length])):
+            out[i] = y
+    return torch.stack(out)
 
 
 def pad_time(features: torch.Tensor, frames: int) -> torch.Tensor:

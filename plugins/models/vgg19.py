@@ -15,7 +15,7 @@ from torch import nn
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
 from esc50.core.hookspecs import hookimpl
-from esc50.plugins.models.layers import pad_time
+from esc50.plugins.models.layers import masked_layers, pad_time, per_clip
 
 MIN_FRAMES = 32  # five 2x2 poolings
 
@@ -60,7 +60,10 @@ class VGG19(nn.Module):
         self.net.classifier[6] = nn.Linear(self.net.classifier[6].in_features, config.num_classes)
 
     def forward(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
-        return self.net(pad_time(features, MIN_FRAMES))
+        x, lengths = masked_layers(self.net.features, pad_time(features, MIN_FRAMES),
+                                   frame_lengths)
+        x = per_clip(self.net.avgpool, x, lengths)  # each clip pooled over its valid frames
+        return self.net.classifier(torch.flatten(x, 1))
 
 
 @hookimpl
