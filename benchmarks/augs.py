@@ -162,8 +162,9 @@ def main() -> None:
         rates = []
         for stage, augs, x in (("wave", ours, device_batch), ("power", spectral, power_batch)):
             pipeline = AugmentationPipeline(list(augs.values()), "one-of")
-            rates.append(batched_rate(lambda x, g: pipeline.transform(stage, x, g), x,
-                                      generator))
+            lengths = torch.full((x.shape[0],), x.shape[-1], device=x.device)
+            rates.append(batched_rate(lambda x, g: pipeline.transform(stage, x, lengths, g)[0],
+                                      x, generator))
         print(f"| report's policy (one of identity + 5) | {rates[0]:,.0f} | {rates[1]:,.0f} | "
               f"{report_rate:,.1f} | - | {rates[0] / report_rate:.1f}x | - | "
               f"{rates[1] / report_rate:.1f}x | - |")

@@ -37,22 +37,26 @@ class AugmentationPipeline:
     def __iter__(self) -> Iterator[Augmentation]:
         return (aug for stage in STAGES for aug in self.by_stage[stage])
 
-    def transform(self, stage: str, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def transform(self, stage: str, x: torch.Tensor, lengths: torch.Tensor,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Apply the ``wave``, ``power`` or ``features`` augmentations to ``x`` (first axis:
-        examples)."""
+        examples, last: time) whose valid lengths are ``lengths`` [B]; returns both after
+        them."""
         augs = self.by_stage[stage]
         if self.policy == "all" or len(augs) == 0:
             for aug in augs:
                 x = aug(x, generator)
-            return x
+                lengths = aug.valid_lengths(lengths, x.shape[-1])
+            return x, lengths
         choice = torch.randint(len(augs) + 1, (x.shape[0],), generator=generator,
                                device=generator.device).to(x.device)
-        out = x.clone()
+        out, out_lengths = x.clone(), lengths.clone()
         for i, aug in enumerate(augs, start=1):
             picked = (choice == i).nonzero().squeeze(1)
             if picked.numel():
                 out[picked] = aug(x[picked], generator)
-        return out
+                out_lengths[picked] = aug.valid_lengths(lengths[picked], x.shape[-1])
+        return out, out_lengths
 
     def mix(self, features: torch.Tensor, targets: torch.Tensor,
             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -48,12 +48,13 @@ def check_features(features: Any, batch: int, shape: tuple[int, int, int], name:
     _check_finite(features, name)
 
 
-def check_frames(frames: Any, batch: int, name: str) -> None:
-    """``frame_lengths``: [B] whole numbers, at least 1."""
+def check_frames(frames: Any, batch: int, name: str, method: str = "frame_lengths") -> None:
+    """``frame_lengths`` (or an augmentation's ``valid_lengths``): [B] whole numbers, at
+    least 1."""
     if not isinstance(frames, torch.Tensor) or tuple(frames.shape) != (batch,) or \
             frames.is_floating_point() or bool((frames < 1).any()):
-        raise Esc50Error(f"{name} frame_lengths returned {describe(frames)}; expected [{batch}] "
-                         "whole numbers of at least 1 (valid frames per clip)")
+        raise Esc50Error(f"{name} {method} returned {describe(frames)}; expected [{batch}] "
+                         "whole numbers of at least 1 (valid samples or frames per clip)")
 
 
 def check_transformed(before: torch.Tensor, after: Any, name: str) -> None:
@@ -98,29 +99,31 @@ def setup_pass(classifier: Any, augs: dict[str, Augmentation], names: dict[str, 
     global_state = torch.get_rng_state()
     generator = torch.Generator(device=device).manual_seed(config.seed)
 
-    def through(stage: str, x: torch.Tensor) -> torch.Tensor:
+    def through(stage: str, x: torch.Tensor, lengths: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         for spec, aug in augs.items():
             if aug.stage == stage:
                 out = run(names[spec], aug, x, generator)
                 check_transformed(x, out, names[spec])
-                x = out
-        return x
+                x, lengths = out, run(names[spec], aug.valid_lengths, lengths, x.shape[-1])
+                check_frames(lengths, x.shape[0], names[spec], "valid_lengths")
+        return x, lengths
 
     wav, lengths = to_float(batch["wav"]).to(device), batch["length"].to(device)
     size = wav.shape[0]
-    wav = through("wave", wav)
+    wav, lengths = through("wave", wav, lengths)
     featurizer, fname = classifier.featurizer, names[config.featurizer]
+    frames = run(fname, featurizer.frame_lengths, lengths)
+    check_frames(frames, size, fname)
     if isinstance(featurizer, PowerFeaturizer):
-        power = through("power", run(fname, featurizer.power, wav))
+        power, frames = through("power", run(fname, featurizer.power, wav), frames)
         features = run(fname, featurizer.compress, power)
     else:
         features = run(fname, featurizer, wav)
     check_features(features, size, featurizer.output_shape(config.length_wav), fname)
-    frames = run(fname, featurizer.frame_lengths, lengths)
-    check_frames(frames, size, fname)
     if classifier.normalizer is not None:
         features = classifier.normalizer(features)
-    features = through("features", features)
+    features, frames = through("features", features, frames)
     targets = nn.functional.one_hot(batch["label"], config.num_classes).float().to(device)
     for spec, aug in augs.items():
         if aug.stage == "batch":

@@ -90,6 +90,13 @@ class Augmentation(nn.Module):
         Bulk randomness (a noise signal) may be drawn here from ``generator``."""
         raise NotImplementedError
 
+    def valid_lengths(self, lengths: torch.Tensor, size: int) -> torch.Tensor:
+        """Each example's valid length after the last :meth:`forward`, from ``lengths`` [B]
+        before it (samples at the wave stage, frames at the power and features stages; ``size``:
+        the padded length). The default keeps them; an augmentation that changes a clip's
+        duration (time stretch) overrides it, reading its draws from ``last_params``."""
+        return lengths
+
     def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         chosen, params = self._draw(x.shape[0], generator)
         return self.apply(x, chosen, params, generator)

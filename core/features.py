@@ -102,7 +102,7 @@ class FeatureSource:
             classifier.normalizer = FeatureNormalizer.fit(self._training_features())
         if self.cache is not None and not augs.by_stage["power"]:
             # Nothing runs between the cache and the model: cache the finished features.
-            self.cache = (self._finish(self.cache[0], training=False), self.cache[1])
+            self.cache = self._finish(*self.cache, training=False)
             self.cache_finished = True
 
         self.sampler_generator = torch.Generator().manual_seed(config.seed)
@@ -134,7 +134,7 @@ class FeatureSource:
         features, frames = self._features(batch, training, generator)
         targets = batch["label"].to(self.device)
         if training:
-            features = self.augs.transform("features", features, generator)
+            features, frames = self.augs.transform("features", features, frames, generator)
             targets = nn.functional.one_hot(targets, self.config.num_classes).float()
             features, targets = self.augs.mix(features, targets, generator)
         return self.classifier.model_input(features), frames, targets
@@ -150,13 +150,13 @@ class FeatureSource:
         else:
             non_blocking = self.device.type == "cuda"
             wav = to_float(batch["wav"].to(self.device, non_blocking=non_blocking))
+            samples = batch["length"].to(self.device, non_blocking=non_blocking)
             if training:
-                wav = self.augs.transform("wave", wav, generator)
+                wav, samples = self.augs.transform("wave", wav, samples, generator)
             features = self._uncompressed(wav)
-            frames = self.classifier.featurizer.frame_lengths(
-                batch["length"].to(self.device, non_blocking=non_blocking))
+            frames = self.classifier.featurizer.frame_lengths(samples)
         if not self.cache_finished:
-            features = self._finish(features, training, generator)
+            features, frames = self._finish(features, frames, training, generator)
         return features, frames
 
     def _uncompressed(self, wav: torch.Tensor) -> torch.Tensor:
@@ -164,17 +164,17 @@ class FeatureSource:
         featurizer = self.classifier.featurizer
         return featurizer.power(wav) if self.staged else featurizer(wav)
 
-    def _finish(self, features: torch.Tensor, training: bool,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Uncompressed features to normalized ones: the power augmentations (in training), the
-        featurizer's compression, the normalization."""
+    def _finish(self, features: torch.Tensor, frames: torch.Tensor, training: bool,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uncompressed features to normalized ones, with their frame lengths: the power
+        augmentations (in training), the featurizer's compression, the normalization."""
         if self.staged:
             if training:
-                features = self.augs.transform("power", features, generator)
+                features, frames = self.augs.transform("power", features, frames, generator)
             features = self.classifier.featurizer.compress(features)
         if self.classifier.normalizer is not None:
             features = self.classifier.normalizer(features)
-        return features
+        return features, frames
 
     @torch.no_grad()
     def _featurize(self, cache: AudioCache) -> tuple[torch.Tensor, torch.Tensor]:

@@ -150,13 +150,34 @@ def test_one_of_policy_gives_each_clip_at_most_one_augmentation():
     half = make("volume:min_gain_db=-6.0206,max_gain_db=-6.0206,p=1")  # x 0.5
     tenth = make("volume:min_gain_db=-20,max_gain_db=-20,p=1")  # x 0.1
     clean = sine(440).repeat(300, 1)
-    out = AugmentationPipeline([half, tenth], "one-of").transform("wave", clean, gen())
+    lengths = torch.full((300,), clean.shape[1])
+    out, _ = AugmentationPipeline([half, tenth], "one-of").transform("wave", clean, lengths, gen())
     ratios = (rms(out) / rms(clean)).round(decimals=3)
     counts = {r: int((ratios == r).sum()) for r in (1.0, 0.5, 0.1)}
     assert sum(counts.values()) == 300  # never 0.05: no clip got both
     assert all(70 < c < 130 for c in counts.values()), counts  # identity included, as the report
-    both = AugmentationPipeline([half, tenth], "all").transform("wave", clean, gen())
+    both, _ = AugmentationPipeline([half, tenth], "all").transform("wave", clean, lengths, gen())
     assert torch.allclose(rms(both) / rms(clean), torch.full((300,), 0.05), rtol=1e-3)
+
+
+@pytest.mark.parametrize("stage, spec", [("wave", "time_stretch"), ("power", "spec_time_stretch")])
+@pytest.mark.parametrize("policy", ["all", "one-of"])
+def test_time_stretch_gives_the_stretched_clip_its_valid_length(stage, spec, policy):
+    """Sped up twice, a clip of L valid steps lasts L / 2: its valid length says so, so the
+    model reads the stretched clip and not the silence behind it (slowed down, it may grow up to
+    the padded length); clips left alone keep theirs."""
+    faster = make(f"{spec}:min_rate=2,max_rate=2,p=0.5")
+    slower = make(f"{spec}:min_rate=0.5,max_rate=0.5,p=1")
+    size = 4000 if stage == "wave" else 400  # samples, frames
+    x = torch.rand(64, size) if stage == "wave" else torch.rand(64, 1, 8, size)
+    lengths = torch.tensor([size, size * 3 // 4 + 1] * 32)
+    pipeline = AugmentationPipeline([faster], policy)
+    _, after = pipeline.transform(stage, x, lengths, gen())
+    stretched = after != lengths
+    assert 0 < int(stretched.sum()) < 64
+    assert torch.equal(after[stretched], torch.ceil(lengths[stretched] / 2).long())
+    _, slowed = AugmentationPipeline([slower], "all").transform(stage, x, lengths, gen())
+    assert slowed.tolist() == [size] * 64  # 2 L, up to the padded size
 
 
 def test_an_augmentation_of_an_unknown_stage_is_refused():

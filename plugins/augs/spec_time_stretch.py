@@ -1,6 +1,7 @@
 """``time_stretch`` on the power spectrogram: output frame t reads the power at input frame
 t * rate, interpolated between the two nearest frames, as the phase vocoder interpolates
-magnitudes; frames past the clip's end are silent, so the clip keeps its length."""
+magnitudes; frames past the clip's end are silent, so the clip keeps its padded length, and its
+valid frames become L / rate."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ class SpecTimeStretch(Augmentation):
               generator: torch.Generator) -> torch.Tensor:
         rates = params["rate"][chosen]
         return self.on_chosen(power, chosen, lambda x: stretch_frames(x, rates.to(x.device)))
+
+    def valid_lengths(self, frames: torch.Tensor, size: int) -> torch.Tensor:
+        return self.range.stretched_lengths(frames, self.last_params, size)
 
 
 def stretch_frames(power: torch.Tensor, rates: torch.Tensor) -> torch.Tensor:

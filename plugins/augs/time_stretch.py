@@ -1,5 +1,6 @@
 """Time stretch without pitch change (the report's ``librosa.effects.time_stretch``, rate 2.0),
-batched with a phase vocoder; each clip keeps its length (padded with silence or cropped)."""
+batched with a phase vocoder; each clip keeps its padded length (padded with silence or cropped)
+and its valid length becomes L / rate, so the model reads the stretched clip and no padding."""
 
 from __future__ import annotations
 
@@ -27,6 +28,16 @@ class RateRange:
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         return {"rate": uniform(self.min_rate, self.max_rate, batch_size, generator)}
 
+    @staticmethod
+    def stretched_lengths(lengths: torch.Tensor, params: dict[str, torch.Tensor],
+                          size: int) -> torch.Tensor:
+        """Valid lengths after stretching: a clip of L steps sped up by ``rate`` lasts L / rate
+        (up to the padded ``size``); examples not chosen keep theirs."""
+        chosen = params["chosen"].to(lengths.device)
+        rate = params["rate"].to(lengths.device)
+        stretched = torch.ceil(lengths / rate).to(lengths.dtype).clamp(1, size)
+        return torch.where(chosen, stretched, lengths)
+
 
 class TimeStretch(Augmentation):
     """Speed clips up or slow them down by a rate drawn from [min_rate, max_rate], same pitch."""
@@ -46,6 +57,9 @@ class TimeStretch(Augmentation):
               generator: torch.Generator) -> torch.Tensor:
         rates = params["rate"][chosen]
         return self.on_chosen(wav, chosen, lambda x: stretch(x, rates, x.shape[1]).clamp(-1, 1))
+
+    def valid_lengths(self, lengths: torch.Tensor, size: int) -> torch.Tensor:
+        return self.range.stretched_lengths(lengths, self.last_params, size)
 
 
 @hookimpl
