@@ -4,7 +4,8 @@ resumable fold by fold (a fold interrupted after an epoch continues from its las
 Each fold is scored at its final epoch, so no fold's held-out accuracy chooses anything. A fold
 found on disk is reused only when it was trained with the same settings: each fold's run records
 its config, and a re-run with any other setting (model, learning rate, epochs, ...) is refused
-with the keys that differ. The spread over folds is the sample standard deviation (n - 1)."""
+with the keys that differ. The spread over folds is the sample standard deviation (n - 1). The folds share the clips'
+decoded audio and, where no waveform augmentation runs, their features: each is computed once."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from esc50.core.datapath import resolve_data_dir
 from esc50.core.dataset import find_clips
 from esc50.core.digest import values_sha256
 from esc50.core.errors import Esc50Error
+from esc50.core.features import SetupMemo
 from esc50.core.registry import Registry
 from esc50.core.trainer import Trainer
 
@@ -63,8 +65,9 @@ def cross_validate(config: TaskConfig, registry: Registry, name: str,
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise Esc50Error(f"cannot create cross-validation folder {root}: {exc.strerror}") from None
+    memo = SetupMemo()  # the folds share their decoded audio and features
     with rundir.locked(root, "use another --name"):
-        results = {fold: _run_fold(config, registry, root, fold, allow_changed_data, log)
+        results = {fold: _run_fold(config, registry, root, fold, allow_changed_data, log, memo)
                    for fold in folds}
     accuracies = list(results.values())
     summary = {"model": config.model, "epochs": config.num_epochs,
@@ -79,7 +82,7 @@ def cross_validate(config: TaskConfig, registry: Registry, name: str,
 
 
 def _run_fold(config: TaskConfig, registry: Registry, root: Path, fold: int,
-              allow_changed_data: bool, log: Callable[[str], None]) -> float:
+              allow_changed_data: bool, log: Callable[[str], None], memo: SetupMemo) -> float:
     """Train, resume or reuse the run of one held-out fold; its final-epoch accuracy."""
     run_dir = root / f"fold-{fold}"
     fold_config = config.override(split="fold", val_fold=fold, output_dir=str(root),
@@ -93,11 +96,11 @@ def _run_fold(config: TaskConfig, registry: Registry, root: Path, fold: int,
         else:  # interrupted after an epoch: continue it
             log(f"fold {fold}: resuming {run_dir}")
             Trainer.resume(run_dir, registry, config.data, allow_changed_data=allow_changed_data,
-                           log=log).fit()
+                           log=log, memo=memo).fit()
     else:
         shutil.rmtree(run_dir, ignore_errors=True)  # killed before its first epoch ended
         log(f"fold {fold}: training with fold {fold} held out")
-        Trainer(fold_config, registry, log=log).fit()
+        Trainer(fold_config, registry, log=log, memo=memo).fit()
     metrics = json.loads(metrics_file.read_text())
     log(f"fold {fold}: accuracy {metrics['final_val_accuracy']:.3f} ({metrics['val_clips']} "
         "clips, final epoch)")

@@ -62,36 +62,62 @@ def check_memory(config: TaskConfig, clips: int, feature_shape: tuple[int, int, 
                          "sample_rate, or set audio_cache=DIR and cache_features=false")
 
 
+class SetupMemo:
+    """Decoded audio and featurized clips kept between the runs of one experiment in one
+    process (the folds of ``esc50 cv``, which share every setting but the held-out fold): a run
+    over the same files (the same sha256 digests) reuses them instead of decoding and
+    featurizing again. Holding one is the caller's promise that its runs share the settings
+    decoding and featurizing read."""
+
+    def __init__(self) -> None:
+        self.digests: list[str] | None = None
+        self.audio: AudioCache | None = None
+        self.features: tuple[torch.Tensor, torch.Tensor] | None = None  # uncompressed, frames
+
+    def holds(self, digests: list[str]) -> bool:
+        return self.audio is not None and self.digests == digests
+
+
 class FeatureSource:
     """Training and validation batches ``(features, frame_lengths, targets)`` of a split.
 
     It decodes the clips once, fits the classifier's normalizer on the training clips (without
     augmentation) and owns the loaders: a class-balanced sampler (sharded per process under
     torchrun) for training, the validation clips in order (this process's share) for
-    validation."""
+    validation. With a :class:`SetupMemo`, decoded audio and features of an earlier run over
+    the same files are reused."""
 
     def __init__(self, config: TaskConfig, classifier: Classifier, augs: AugmentationPipeline,
                  table: ClipTable, split: Split, digests: list[str], device: torch.device,
-                 dist: Distributed, log: Callable[[str], None]) -> None:
+                 dist: Distributed, log: Callable[[str], None],
+                 memo: SetupMemo | None = None) -> None:
         self.config, self.classifier, self.augs, self.device = config, classifier, augs, device
-        check_memory(config, len(table.clips), classifier.featurizer.output_shape(config.length_wav))
         started = time.perf_counter()
-        cache = AudioCache(table.clips, config, skip_bad=config.skip_bad_files, warn=log,
-                           digests=digests)
+        reused = memo is not None and memo.holds(digests)
+        if reused:
+            cache = memo.audio
+        else:
+            check_memory(config, len(table.clips),
+                         classifier.featurizer.output_shape(config.length_wav))
+            cache = AudioCache(table.clips, config, skip_bad=config.skip_bad_files, warn=log,
+                               digests=digests)
+            if memo is not None:
+                memo.digests, memo.audio, memo.features = digests, cache, None
         train_idx, val_idx = ([i for i in side if i not in cache.bad]
                               for side in split.indices(table))
         if not train_idx or not val_idx:
             raise Esc50Error(f"every {'training' if not train_idx else 'validation'} clip in "
                              f"{table.root} was skipped as bad")
         where = f"in {cache.location}" if cache.location else "in memory"
-        log(f"{'mapped' if cache.reused else 'decoded'} {len(table.clips)} clips from "
+        how = "reused" if reused else "mapped" if cache.reused else "decoded"
+        log(f"{how} {len(table.clips)} clips from "
             f"{table.root} in {time.perf_counter() - started:.1f} s "
             f"({cache.nbytes() / 2**20:.0f} MiB {where}); "
             f"{len(train_idx)} train / {len(val_idx)} validation ({split.description})")
         # A power featurizer's power spectrogram is what gets cached, so that power-stage
         # augmentations can run between it and the compression.
         self.staged = isinstance(classifier.featurizer, PowerFeaturizer)
-        self.cache = (self._featurize(cache) if config.cache_features
+        self.cache = (self._cached_features(cache, memo) if config.cache_features
                       and not augs.by_stage["wave"] else None)
         audio = self.cache is None  # with cached features, loaders carry indices only
         self.train_audio = ClipDataset(cache, table.labels, train_idx)  # for the set-up pass
@@ -175,6 +201,16 @@ class FeatureSource:
         if self.classifier.normalizer is not None:
             features = self.classifier.normalizer(features)
         return features, frames
+
+    def _cached_features(self, cache: AudioCache, memo: SetupMemo | None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uncompressed features of every clip: the memo's, else computed (and memoized)."""
+        if memo is not None and memo.features is not None:
+            return memo.features
+        features = self._featurize(cache)
+        if memo is not None:
+            memo.features = features
+        return features
 
     @torch.no_grad()
     def _featurize(self, cache: AudioCache) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ from esc50.core.datapath import resolve_data_dir
 from esc50.core.dataset import find_clips, leftovers
 from esc50.core.distributed import Distributed
 from esc50.core.errors import Esc50Error
-from esc50.core.features import FeatureSource
+from esc50.core.features import FeatureSource, SetupMemo
 from esc50.core.registry import Registry, convert_options, parse_spec
 from esc50.core.schedule import ema_step, lr_factor
 from esc50.core.split import Split, dataset_digests, make_split
@@ -93,7 +93,7 @@ class Trainer:
 
     def __init__(self, config: TaskConfig, registry: Registry,
                  log: Callable[[str], None] = print, recorded_split: Split | None = None,
-                 allow_changed_data: bool = False) -> None:
+                 allow_changed_data: bool = False, memo: SetupMemo | None = None) -> None:
         config = config.validated()
         seed_everything(config.seed)
         device = pick_device(config.device)
@@ -132,7 +132,8 @@ class Trainer:
             self.split = recorded_split
             self.split.check_data(table, digests, allow_changed_data, self.log)
         self.data = FeatureSource(config, self.classifier, self.augs, table, self.split,
-                                  list(digests.values()), self.device, self.dist, self.log)
+                                  list(digests.values()), self.device, self.dist, self.log,
+                                  memo)
 
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate,
                                           weight_decay=config.weight_decay)
@@ -156,7 +157,7 @@ class Trainer:
     @classmethod
     def resume(cls, run_dir: Path, registry: Registry, data: str | None = None,
                epochs: int | None = None, allow_changed_data: bool = False,
-               log: Callable[[str], None] = print) -> Trainer:
+               log: Callable[[str], None] = print, memo: SetupMemo | None = None) -> Trainer:
         """A trainer that continues the run in ``run_dir`` from its last checkpoint: model,
         optimizer, scheduler, normalization, sampler and random-number states, epoch, history,
         on the run's recorded split. ``epochs`` extends the run (its learning-rate schedule is
@@ -179,7 +180,8 @@ class Trainer:
             if epochs < done:
                 raise Esc50Error(f"--epochs {epochs}: {run_dir} has already trained {done} epochs")
             config = config.override(num_epochs=epochs)
-        trainer = cls(config, registry, log, Split.from_dict(state["split"]), allow_changed_data)
+        trainer = cls(config, registry, log, Split.from_dict(state["split"]), allow_changed_data,
+                      memo)
         if extended:
             log(f"extending {run_dir} from {state['config']['num_epochs']} to {epochs} epochs: "
                 "the learning-rate schedule is stretched from here on, so the run differs from a "

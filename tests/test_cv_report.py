@@ -1,5 +1,6 @@
 """Cross-validation fold assignment and resumption, and the comparison report."""
 
+import csv
 import json
 import shutil
 
@@ -62,6 +63,35 @@ def test_cv_trains_one_run_per_fold_and_resumes(tmp_path, monkeypatch):
     assert "fold 2: resuming" in again.output and "fold 3: resuming" in again.output
     assert json.loads((runs / "cv.json").read_text()) == summary  # exact resume: same results
 
+
+
+def test_cv_decodes_and_featurizes_the_clips_once_for_all_folds(tmp_path, monkeypatch):
+    """The folds share decoded audio and features (each clip decoded once, the featurizer run
+    once), and sharing changes no result: a fold trained on its own scores the same."""
+    from esc50.core import dataset
+    from esc50.core.features import FeatureSource
+
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    decoded, featurized = [], []
+    load_clip, featurize = dataset.load_clip, FeatureSource._featurize
+    monkeypatch.setattr(dataset, "load_clip", lambda *a, **k: decoded.append(a[0]) or load_clip(*a, **k))
+    monkeypatch.setattr(FeatureSource, "_featurize",
+                        lambda self, cache: featurized.append(1) or featurize(self, cache))
+    args = ["cv", "--data", str(data), "--epochs", "1", "--output-dir", str(tmp_path / "runs"),
+            "--name", "shared", *SMALL]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    clips = len(list(data.glob("*.wav")))
+    assert len(decoded) == clips == len(set(decoded)) and featurized == [1]
+    assert result.output.count("reused") == 2  # folds 2 and 3
+    alone = CliRunner().invoke(cli, ["train", "--data", str(data), "--epochs", "1", "--val-fold",
+                                     "3", "--output-dir", str(tmp_path / "runs"), "--run-name",
+                                     "fold-3-alone", *SMALL])
+    assert alone.exit_code == 0, alone.output
+    histories = [[{k: v for k, v in row.items() if k != "seconds"} for row in
+                  csv.DictReader(open(tmp_path / "runs" / name / "history.csv"))]
+                 for name in ("shared/fold-3", "fold-3-alone")]
+    assert histories[0] == histories[1] and float(histories[0][0]["train_loss"]) > 0
 
 def test_cv_refuses_folds_that_are_not_there(tmp_path):
     data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2))
