@@ -321,6 +321,23 @@ def evaluate(checkpoint: str, data: str | None, fold: int | None, as_json: bool,
 
 @cli.command()
 @click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), required=True,
+              help="onnx (runs in onnxruntime) or torchscript (runs in torch alone).")
+@click.option("--out", type=click.Path(dir_okay=False), help="file to write (default: "
+              "model.onnx or model.pt in the run folder); a .json side file goes beside it.")
+@CHECKPOINT_CHOICE
+@user_errors
+def export(checkpoint: str, fmt: str, out: str | None, which: str) -> None:
+    """A trained run as one file that takes mono waveforms of the run's clip length at its
+    sample rate and returns class probabilities (featurizer and normalization included)."""
+    from esc50.core import api
+
+    path, side = api.load(checkpoint, which).export(fmt, out)
+    click.echo(f"wrote {path} and {side} (class names, sample rate, clip length)")
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True))
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--top-k", type=int, default=3, show_default=True, help="classes per file.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")

@@ -31,6 +31,7 @@ from esc50.core.crossval import cross_validate
 from esc50.core.errors import Esc50Error
 from esc50.core.evaluate import evaluate_classifier
 from esc50.core.plots import PlotFigure, confusion_figure, learning_curves
+from esc50.core.export import FORMATS, export_classifier, write_side_file
 from esc50.core.predict import Prediction, audio_files, predict_files, probabilities, top_classes
 from esc50.core.registry import Registry, load_registry
 from esc50.core.rundir import checkpoint_path
@@ -263,6 +264,21 @@ class Model:
         report = self.evaluate(data, fold)
         return confusion_figure(np.array(report["confusion_matrix"]), self.class_names,
                                 f"epoch {report['epoch']} on {report['selection']}")
+
+    def export(self, fmt: str, out: str | Path | None = None) -> tuple[Path, Path]:
+        """Write this classifier as a file that takes mono waveforms of the run's clip length at
+        its sample rate and returns class probabilities, featurizer and normalization included:
+        ``fmt`` is ``"onnx"`` or ``"torchscript"``; ``out`` defaults to ``model.<ext>`` in the
+        run folder. Returns the file and its JSON side file (class names, rate, clip length)."""
+        if fmt not in FORMATS:
+            raise Esc50Error(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
+        run_dir = self.path if self.path.is_dir() else self.path.parent
+        path = Path(out) if out else run_dir / f"model{FORMATS[fmt]}"
+        samples = self.config.length_wav
+        export_classifier(self.classifier, fmt, path, samples, self.config.model)
+        side = write_side_file(path, fmt, self.class_names, self.sample_rate, samples,
+                               str(checkpoint_path(self.path, self.checkpoint)))
+        return path, side
 
     def _top(self, blocks: Iterable[torch.Tensor], top_k: int) -> list[tuple[str, float]]:
         return top_classes(probabilities(self.classifier, blocks, self.config.length_wav),
