@@ -27,7 +27,7 @@ import torch
 from esc50.core.audio import load_clip, read_mono
 from esc50.core.classifier import build_classifier
 from esc50.core.config import TaskConfig
-from esc50.core.predict import probabilities
+from esc50.core.predict import probabilities, windows
 from esc50.core.registry import load_registry
 
 RATE = 44_100
@@ -54,11 +54,8 @@ def measure(path: Path, mode: str) -> dict:
             scores = probabilities(classifier, read_mono(path, RATE), config.length_wav)
         else:  # whole: the file decoded at once, every window featurized and scored at once
             wav, _ = load_clip(path, RATE)
-            length = config.length_wav
-            starts = list(range(0, wav.shape[0] - length + 1, length // 2))
-            starts += [wav.shape[0] - length] if starts[-1] != wav.shape[0] - length else []
-            batch = torch.stack([wav[s:s + length] for s in starts])
-            scores = torch.softmax(classifier(batch, torch.full((len(starts),), length)), 1).mean(0)
+            batch, lengths = zip(*windows([wav], config.length_wav))
+            scores = torch.softmax(classifier(torch.stack(batch), torch.tensor(lengths)), 1).mean(0)
     return {"seconds": time.perf_counter() - started, "top": int(scores.argmax()),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 

@@ -31,7 +31,7 @@ from esc50.core.crossval import cross_validate
 from esc50.core.errors import Esc50Error
 from esc50.core.evaluate import evaluate_classifier
 from esc50.core.plots import PlotFigure, confusion_figure, learning_curves
-from esc50.core.export import FORMATS, export_classifier, write_side_file
+from esc50.core.export import export_classifier, suffix, write_side_file
 from esc50.core.predict import Prediction, audio_files, predict_files, probabilities, top_classes
 from esc50.core.registry import Registry, load_registry
 from esc50.core.rundir import checkpoint_path
@@ -270,10 +270,8 @@ class Model:
         its sample rate and returns class probabilities, featurizer and normalization included:
         ``fmt`` is ``"onnx"`` or ``"torchscript"``; ``out`` defaults to ``model.<ext>`` in the
         run folder. Returns the file and its JSON side file (class names, rate, clip length)."""
-        if fmt not in FORMATS:
-            raise Esc50Error(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
         run_dir = self.path if self.path.is_dir() else self.path.parent
-        path = Path(out) if out else run_dir / f"model{FORMATS[fmt]}"
+        path = Path(out) if out else run_dir / f"model{suffix(fmt)}"
         samples = self.config.length_wav
         export_classifier(self.classifier, fmt, path, samples, self.config.model)
         side = write_side_file(path, fmt, self.class_names, self.sample_rate, samples,

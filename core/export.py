@@ -43,12 +43,18 @@ class Probabilities(nn.Module):
         return torch.softmax(self.classifier(wav, lengths), dim=1)
 
 
+def suffix(fmt: str) -> str:
+    """The file suffix of an export format; an unknown format is a one-line error."""
+    if fmt not in FORMATS:
+        raise Esc50Error(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
+    return FORMATS[fmt]
+
+
 def export_classifier(classifier: Classifier, fmt: str, path: Path, samples: int,
                       name: str) -> None:
     """Write ``classifier`` (for clips of ``samples`` samples) to ``path`` in ``fmt``; a model
     that cannot be exported is a one-line error naming it (``name``)."""
-    if fmt not in FORMATS:
-        raise Esc50Error(f"--format {fmt!r} must be one of {', '.join(FORMATS)}")
+    suffix(fmt)
     module = Probabilities(classifier.cpu()).eval()
     example = 0.1 * torch.randn(2, samples, generator=torch.Generator().manual_seed(0))
     try:

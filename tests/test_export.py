@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from esc50.cli.main import cli
 from esc50.core.audio import load_clip
-from esc50.core.classifier import Classifier
+from esc50.core.classifier import Classifier, build_classifier
 from esc50.core.errors import Esc50Error
 from esc50.core.export import Probabilities, export_classifier
 from esc50.core.registry import load_registry
@@ -74,10 +74,7 @@ def test_every_built_in_model_exports_to_both_formats(name, tmp_path):
     registry = load_registry()
     torch.manual_seed(0)
     config = CONFIG.override(model=f"plugins.{name}")
-    featurizer = registry.create("featurizer", "plugins.logmel", config)
-    model = registry.create("model", f"plugins.{name}", config,
-                            featurizer.output_shape(config.length_wav))
-    classifier = Classifier(featurizer, model, channels_last=True)
+    classifier = build_classifier(config, registry)
     wav = 0.3 * torch.randn(3, config.length_wav, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = Probabilities(classifier)(wav).numpy()
