@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -77,13 +76,11 @@ def report_epoch_rate(config: TaskConfig, model_name: str, augment: bool, wav_di
     dataset = ReportDataset(files, labels, augment, noises)
     for op in dataset.ops:  # compile librosa's numba code once, before the workers fork
         op(np.zeros(config.length_wav, dtype=np.float32) + 1e-3)
-    mel = torchaudio.transforms.MelSpectrogram(
-        config.sample_rate, n_fft=config.n_fft, win_length=config.win_length,
-        hop_length=config.hop_length, n_mels=config.n_mels, center=True,
-        window_fn=torch.hann_window).to(device)
-    input_shape = (1, config.n_mels, config.length)
-    model = load_registry().create("model", f"plugins.{model_name}", config,
-                                   input_shape).to(device)
+    registry = load_registry()
+    featurizer = registry.create("featurizer", "plugins.logmel", config)  # the report's settings
+    mel = featurizer.settings.spectrogram().to(device)
+    input_shape = featurizer.output_shape(config.length_wav)
+    model = registry.create("model", f"plugins.{model_name}", config, input_shape).to(device)
     optimizer = torch.optim.Adam(model.parameters(), config.learning_rate,
                                  weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
@@ -96,7 +93,7 @@ def report_epoch_rate(config: TaskConfig, model_name: str, augment: bool, wav_di
         for batch in loader:
             wav = batch["wav"].to(device)
             features = torch.log(mel(wav).clamp(min=1e-9)).unsqueeze(1)
-            frames = batch["length"].to(device) // config.hop_length + 1
+            frames = batch["length"].to(device) // featurizer.settings.hop_length + 1
             loss = loss_fn(model(features, frames), batch["label"].to(device))
             optimizer.zero_grad()
             loss.backward()

@@ -92,7 +92,8 @@ def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="leave out unreadable or silent clips with a warning instead of "
                      "stopping."),
         click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-                     help="any other TaskConfig key, e.g. --set n_mels=128; repeatable."),
+                     help="any other TaskConfig key or plugin option, e.g. --set "
+                     "label_smoothing=0.1 or --set plugins.logmel.n_mels=128; repeatable."),
         click.option("--no-progress", is_flag=True, help="no progress bars (for logs)."),
     ]
     for option in reversed(options):

@@ -71,8 +71,8 @@ def load_classifier(path: Path, registry: Registry, which: str = "last",
     config = TaskConfig().override(**state["config"])
     written = path.parent / "config.toml"
     if written.is_file():
-        edited = sorted(k for k, v in load_config(written).to_dict().items()
-                        if v != config.to_dict()[k])
+        saved, used = load_config(written).flat(), config.flat()
+        edited = sorted(k for k in saved.keys() | used.keys() if saved.get(k) != used.get(k))
         if edited:
             warn(f"note: {written} differs from the checkpoint's config ({', '.join(edited)}); "
                  "the checkpoint's is used: the weights were trained with it")

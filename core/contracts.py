@@ -25,7 +25,13 @@ from esc50.core.errors import Esc50Error
 
 
 class Featurizer(nn.Module):
-    """Base class for featurizers (no trainable parameters; runs on the training device)."""
+    """Base class for featurizers (no trainable parameters; runs on the training device).
+
+    ``min_samples``: the shortest clip, in valid samples, that gives at least one frame of real
+    signal (an STFT featurizer: its window length); shorter clips are refused as bad files, since
+    they would train as padding."""
+
+    min_samples: int = 1
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
         """(channels, bins, frames) of the features of a clip of ``num_samples`` samples."""

@@ -190,13 +190,14 @@ class AudioCache:
     ``config.audio_cache`` set, in a memory-mapped store in that folder that later runs on the
     same files reuse (see :mod:`esc50.core.diskcache`).
 
-    A clip that cannot be used (corrupt, empty, silent, NaN) stops the run with its one-line
-    error, or, with ``skip_bad=True``, is reported through ``warn`` and listed in ``bad`` (its
-    row stays zero: callers leave those indices out)."""
+    A clip that cannot be used (corrupt, empty, silent, NaN, or shorter than ``min_samples``,
+    the featurizer's analysis window) stops the run with its one-line error, or, with
+    ``skip_bad=True``, is reported through ``warn`` and listed in ``bad`` (callers leave those
+    indices out)."""
 
     def __init__(self, clips: list[Clip], config: TaskConfig, threads: int | None = None,
                  skip_bad: bool = False, warn: Callable[[str], None] = print,
-                 digests: list[str] | None = None) -> None:
+                 digests: list[str] | None = None, min_samples: int = 1) -> None:
         if config.audio_cache:  # ``digests``: each clip's file sha256, when already known
             digests = digests or [file_sha256(c.path) for c in clips]
             store = DiskStore(Path(config.audio_cache), digests, config.sample_rate,
@@ -214,6 +215,10 @@ class AudioCache:
             errors = self._decode(clips, config, threads)
             if store is not None:
                 store.save(self.lengths, errors)
+        for i in (self.lengths < min_samples).nonzero().flatten().tolist():
+            errors.setdefault(i, f"{clips[i].path}: {int(self.lengths[i])} samples at "
+                                 f"{config.sample_rate} Hz, shorter than one analysis window "
+                                 f"of the featurizer ({min_samples} samples)")
         if errors and not skip_bad:
             more = f" (and {len(errors) - 1} more bad files)" if len(errors) > 1 else ""
             raise Esc50Error(f"{errors[min(errors)]}{more}; --skip-bad-files leaves bad files "
@@ -232,11 +237,6 @@ class AudioCache:
                 wav, valid = load_clip(clips[i].path, config.sample_rate, config.length_wav)
             except Esc50Error as exc:
                 errors[i] = str(exc)
-                return
-            if valid < config.win_length:  # it would train as padding
-                errors[i] = (f"{clips[i].path}: {valid} samples at {config.sample_rate} Hz, "
-                             f"shorter than one analysis window (win_length="
-                             f"{config.win_length})")
                 return
             self.waves[i] = to_int16(wav)
             self.lengths[i] = valid

@@ -45,7 +45,8 @@ def evaluate_classifier(classifier: Classifier, state: dict, registry: Registry,
             raise Esc50Error(f"fold {fold} has no clips in {table.root} (folds present: "
                              f"{', '.join(map(str, sorted(set(table.folds))))})")
     clips = [table.clips[i] for i in indices]
-    predictions = predict_cached(classifier, AudioCache(clips, config))
+    predictions = predict_cached(classifier, AudioCache(
+        clips, config, min_samples=classifier.featurizer.min_samples))
     report = classification_report(np.array([c.target for c in clips]), predictions,
                                    state["class_names"])
     return {"epoch": state["epoch"], "data": str(table.root), "selection": selection, **report}

@@ -100,7 +100,8 @@ class FeatureSource:
             check_memory(config, len(table.clips),
                          classifier.featurizer.output_shape(config.length_wav))
             cache = AudioCache(table.clips, config, skip_bad=config.skip_bad_files, warn=log,
-                               digests=digests)
+                               digests=digests,
+                               min_samples=classifier.featurizer.min_samples)
             if memo is not None:
                 memo.digests, memo.audio, memo.features = digests, cache, None
         train_idx, val_idx = ([i for i in side if i not in cache.bad]

@@ -34,6 +34,10 @@ CONTRACTS = {"model": nn.Module, "augmentation": Augmentation, "featurizer": Fea
              "dataset": DatasetReader}
 
 
+# Model options that only say where a fresh run's first weights come from (a published file,
+# downloaded weights): a model rebuilt to receive trained weights ignores them.
+ONE_TIME_OPTIONS = {"pretrained", "checkpoint"}
+
 @dataclass
 class Component:
     """One registered model, augmentation or featurizer."""
@@ -161,16 +165,18 @@ class Registry:
 
     def create(self, kind: str, spec: str, config: Any, *args: Any, fresh: bool = True) -> Any:
         """Build a component from a spec ``id[:key=value,...]`` and the options ``config`` holds
-        for it (the spec's win); options are validated. ``fresh=False`` builds a component to
-        receive trained weights: an option ``pretrained`` (one-time set-up) is then false."""
+        for it (the spec's win); options are validated. ``fresh=False`` builds a model to receive
+        trained weights: its one-time set-up options (``pretrained``, ``checkpoint``: where its
+        first weights come from) then keep their defaults."""
         plugin_id, spec_options = parse_spec(spec)
         component = self.resolve(kind, plugin_id)
         options = {**config.options.get(component.id, {}),
                    **(config.options.get(plugin_id, {}) if plugin_id != component.id else {}),
                    **spec_options}
         kwargs = convert_options(component, options)
-        if not fresh and "pretrained" in component.options():
-            kwargs["pretrained"] = False
+        if not fresh and kind == "model":
+            for name in ONE_TIME_OPTIONS & component.options().keys():
+                kwargs.pop(name, None)
         try:
             built = component.factory(config, *args, **kwargs)
         except (Esc50Error, ValueError) as exc:  # a factory rejecting its config or options

@@ -79,6 +79,16 @@ def plugin_versions(config: TaskConfig, registry: Registry) -> dict[str, dict[st
     return used
 
 
+
+def parameter_groups(model: nn.Module, learning_rate: float) -> list[dict]:
+    """The optimizer's parameter groups: the model's own ``parameter_groups()`` ((parameters,
+    learning-rate factor) pairs: a pre-trained backbone learns slower than its new head) where
+    it has one, else one group; frozen parameters (``requires_grad`` false) are left out."""
+    groups = (model.parameter_groups() if hasattr(model, "parameter_groups")
+              else [(list(model.parameters()), 1.0)])
+    return [{"params": [p for p in params if p.requires_grad], "lr": learning_rate * factor}
+            for params, factor in groups]
+
 class Trainer:
     """One training run, set up from a config and the plugin registry. Plugins are built before
     any audio is decoded, so a bad id or option fails at once.
@@ -135,7 +145,8 @@ class Trainer:
                                   list(digests.values()), self.device, self.dist, self.log,
                                   memo)
 
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate,
+        self.optimizer = torch.optim.Adam(parameter_groups(self.model, config.learning_rate),
+                                          lr=config.learning_rate,
                                           weight_decay=config.weight_decay)
         steps_per_epoch = len(self.data.train_loader)
         self.scheduler = (torch.optim.lr_scheduler.LambdaLR(self.optimizer, functools.partial(

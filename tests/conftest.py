@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 
 from esc50.core.config import TaskConfig
+from esc50.testing import SMALL_STFT
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "esc50"
 SR = 8000
@@ -45,6 +46,11 @@ def write_synthetic_dataset(root: Path, clips_per_class_per_fold: int = 2, folds
     return root
 
 
+# The small STFT as command-line flags: --set plugins.logmel.n_fft=256 ...
+STFT_FLAGS = [arg for key, value in SMALL_STFT.items()
+              for arg in ("--set", f"plugins.logmel.{key}={value}")]
+
+
 def esc50_config(**changes) -> TaskConfig:
     """The defaults with what ESC-50 decides filled in: 50 classes, 5 s at 44.1 kHz."""
     return TaskConfig().override(num_classes=50, sample_rate=44_100, length_wav=220_500,
@@ -53,11 +59,10 @@ def esc50_config(**changes) -> TaskConfig:
 
 def small_config(data: Path, **changes) -> TaskConfig:
     """A config for 1-second 8 kHz clips with 4 classes that trains in seconds on a CPU."""
-    base = dict(data=str(data), sample_rate=SR, length_wav=SR, n_fft=256, win_length=256,
-                hop_length=64, n_mels=32, num_classes=len(FREQS), batch_size=16,
+    base = dict(data=str(data), sample_rate=SR, length_wav=SR,
+                options={"plugins.logmel": SMALL_STFT}, num_classes=len(FREQS), batch_size=16,
                 learning_rate=3e-3, num_epochs=2, progress=False, val_fold=1)
-    base.update(changes)
-    return TaskConfig().override(**base)
+    return TaskConfig().override(**base).override(**changes)
 
 
 @pytest.fixture

@@ -16,10 +16,11 @@ from nbclient import NotebookClient
 
 import esc50
 from esc50.cli.main import cli
+from esc50.testing import SMALL_STFT
 from tests.conftest import FREQS, REAL_DATA, SR, tone, write_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = dict(sample_rate=SR, length_wav=SR, n_fft=256, win_length=256, hop_length=64, n_mels=32,
+SMALL = dict(sample_rate=SR, length_wav=SR, options={"plugins.logmel": SMALL_STFT},
              num_classes=4, batch_size=16, learning_rate=3e-3, progress=False, val_fold=1)
 
 
@@ -116,7 +117,8 @@ def test_the_example_notebook_runs_end_to_end(tmp_path):
         pytest.skip(f"real ESC-50 clips not found at {REAL_DATA}")
     notebook = nbformat.read(ROOT / "examples" / "notebook.ipynb", as_version=4)
     quick = {"keyword": "1-1*", "split": "random", "sample_rate": 8000, "length_wav": 40000,
-             "n_fft": 256, "win_length": 256, "hop_length": 128, "n_mels": 32,
+             "options": {"plugins.logmel": {"n_fft": 256, "win_length": 256, "hop_length": 128,
+                                            "n_mels": 32}},
              "batch_size": 32, "progress": False, "output_dir": str(tmp_path / "runs")}
     os.environ.update(ESC50_NOTEBOOK_DATA=str(REAL_DATA), ESC50_NOTEBOOK_EPOCHS="1",
                       ESC50_NOTEBOOK_SETTINGS=json.dumps(quick))

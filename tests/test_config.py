@@ -8,30 +8,36 @@ from esc50.core.registry import load_registry
 def test_defaults_are_the_reports():
     c = TaskConfig()
     assert (c.batch_size, c.learning_rate, c.weight_decay, c.num_epochs) == (128, 3e-4, 1e-5, 20)
-    assert (c.n_mels, c.n_fft, c.win_length, c.hop_length) == (64, 1024, 1024, 256)
     assert (c.num_classes, c.sample_rate, c.length_wav) == (None, None, None)  # the dataset's
     esc50 = c.for_dataset([f"class{i}" for i in range(50)], 44_100, 5.0)  # ESC-50's defaults
     assert (esc50.num_classes, esc50.sample_rate, esc50.train_ratio) == (50, 44100, 0.9)
-    assert (esc50.length_wav, esc50.length) == (220500, 862)
+    assert esc50.length_wav == 220500
     assert c.override(sample_rate=16000).for_dataset(["a"], 44_100, 4.0).length_wav == 64000
+    logmel = load_registry().create("featurizer", c.featurizer, esc50)  # the report's STFT
+    assert (logmel.settings.n_fft, logmel.settings.win_length, logmel.settings.hop_length,
+            logmel.settings.n_mels) == (1024, 1024, 256, 64)
+    assert logmel.output_shape(esc50.length_wav) == (1, 64, 862)  # the report's `length`
 
 
 def test_override_converts_command_line_strings():
-    c = TaskConfig().override(n_mels="128", amp="false", learning_rate="1e-3",
+    c = TaskConfig().override(num_epochs="128", amp="false", learning_rate="1e-3",
                               audio_cache="none", augs="noise,volume:p=1")
-    assert c.n_mels == 128 and c.amp is False and c.learning_rate == 1e-3
+    assert c.num_epochs == 128 and c.amp is False and c.learning_rate == 1e-3
     assert c.audio_cache is None and c.augs == ["noise", "volume:p=1"]
 
 
 def test_the_report_recipe_keeps_the_reports_names_and_values():
     from esc50.core.config import recipe_path
     c = load_config(recipe_path("report"))
-    assert (c.batch_size, c.learning_rate, c.num_epochs, c.n_mels, c.length) == (
-        128, 3e-4, 10, 64, 862)
+    assert (c.batch_size, c.learning_rate, c.num_epochs) == (128, 3e-4, 10)
+    assert c.options["plugins.logmel"] == {"n_mels": 64, "n_fft": 1024, "win_length": 1024,
+                                           "hop_length": 256}
+    shape = load_registry().create("featurizer", c.featurizer, c).output_shape(c.length_wav)
+    assert shape == (1, 64, 862)  # the report's n_mels and `length`
     assert c.options["plugins.crnn"] == {"cnn_out_channels": 8, "kernel_size": [5, 20],
                                          "stride": [2, 8], "hidden_size": 64,
                                          "gru_num_layers": 2, "bidirectional": False}
-    crnn = load_registry().create("model", c.model, c, (1, c.n_mels, c.length))
+    crnn = load_registry().create("model", c.model, c, shape)
     assert (crnn.conv.kernel_size, crnn.conv.stride, crnn.conv.out_channels) == (
         (5, 20), (2, 8), 8)
     assert (crnn.gru.hidden_size, crnn.gru.num_layers, crnn.gru.bidirectional) == (64, 2, False)
@@ -59,11 +65,12 @@ def test_plugin_options_from_tables_set_and_specs_in_that_order(tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"n_mel": 3}, "unknown config key 'n_mel' (did you mean n_mels"),
+    ({"batch_sise": 3}, "unknown config key 'batch_sise' (did you mean batch_size"),
     ({"batch_size": 0}, "batch_size=0 must be positive"),
-    ({"n_mels": 600}, "n_mels=600 exceeds"),
+    ({"n_mels": 128}, "config key 'n_mels' is an option of plugins.logmel, plugins.mfcc now: "
+                      "set it with --set plugins.logmel.n_mels=VALUE"),
     ({"split": "folds"}, "split='folds' must be"),
-    ({"n_mels": "many"}, "n_mels='many': expected int"),
+    ({"num_epochs": "many"}, "num_epochs='many': expected int"),
     ({"train_ratio": 1.5}, "train_ratio=1.5"),
 ])
 def test_bad_settings_give_one_line_errors(changes, message):
@@ -72,9 +79,28 @@ def test_bad_settings_give_one_line_errors(changes, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("spec, message", [
+    ("plugins.logmel:n_mels=600", "featurizer plugins.logmel: n_mels=600 exceeds the n_fft // 2 "
+                                  "+ 1 = 513 frequency bins"),
+    ("plugins.logmel:win_length=2048", "featurizer plugins.logmel: win_length=2048 exceeds "
+                                       "n_fft=1024"),
+    ("plugins.mfcc:hop_length=0", "featurizer plugins.mfcc: hop_length=0 must be positive"),
+    ("plugins.logmel:n_fft=4096", "featurizer plugins.logmel: a clip (length_wav=2000 samples) is "
+                                  "shorter than one analysis window (n_fft=4096)"),
+    ("plugins.logmel:n_mels=many", "option n_mels='many' is not a valid int"),
+])
+def test_bad_featurizer_options_give_one_line_errors(spec, message):
+    config = TaskConfig().override(sample_rate=8000, length_wav=2000, num_classes=2)
+    with pytest.raises(Esc50Error, match=message.replace("(", r"\(").replace(")", r"\)")
+                       .replace("+", r"\+")) as info:
+        load_registry().create("featurizer", spec, config)
+    assert "\n" not in str(info.value)
+
+
 def test_toml_round_trip(tmp_path):
-    c = TaskConfig().override(n_mels=96, augs=["noise:p=0.3"], seed=7,
-                              options={"plugins.crnn": {"kernel_size": [3, 7]}})
+    c = TaskConfig().override(num_epochs=96, augs=["noise:p=0.3"], seed=7,
+                              options={"plugins.crnn": {"kernel_size": [3, 7]},
+                                       "plugins.logmel": {"n_mels": 40}})
     path = tmp_path / "config.toml"
     save_config(c, path)
     assert load_config(path) == c
@@ -82,9 +108,11 @@ def test_toml_round_trip(tmp_path):
 
 def test_yaml_file_with_command_line_override(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("n_mels: 40\nbatch_size: 32\naugs: [noise]\n")
+    path.write_text("num_epochs: 40\nbatch_size: 32\naugs: [noise]\nplugins:\n  logmel:\n"
+                    "    n_mels: 40\n")
     c = load_config(path, batch_size=8)
-    assert (c.n_mels, c.batch_size, c.augs) == (40, 8, ["noise"])
+    assert (c.num_epochs, c.batch_size, c.augs) == (40, 8, ["noise"])
+    assert c.options == {"plugins.logmel": {"n_mels": 40}}
 
 
 def test_config_file_errors_name_the_file(tmp_path):

@@ -50,7 +50,7 @@ class NaNs(Featurizer):
 
     def __init__(self, config: TaskConfig) -> None:
         super().__init__()
-        self.hop = config.hop_length
+        self.hop = 64
 
     def forward(self, wav):
         return torch.full((wav.shape[0], 1, 8, wav.shape[1] // self.hop + 1), float("nan"))

@@ -35,7 +35,7 @@ def test_padded_frames_do_not_change_the_prediction():
 
 
 def test_bidirectional_and_layers_are_honoured():
-    config = esc50_config(**{"plugins.crnn.bidirectional": "true", "n_mels": 40,
+    config = esc50_config(**{"plugins.crnn.bidirectional": "true",
                                       "plugins.crnn.gru_num_layers": "3"},
                                    options={"plugins.crnn": {"hidden_size": 32}})
     model = build(config, shape=(1, 40, 200))

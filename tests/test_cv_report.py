@@ -11,10 +11,9 @@ from esc50.cli.main import cli
 from esc50.core.dataset import find_clips
 from esc50.core.split import make_split
 from esc50.core.trainer import Trainer
-from tests.conftest import small_config, write_synthetic_dataset
+from tests.conftest import STFT_FLAGS, small_config, write_synthetic_dataset
 
-SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", "--set", "n_fft=256",
-         "--set", "win_length=256", "--set", "hop_length=64", "--set", "n_mels=32",
+SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
          "--set", "num_classes=4", "--batch-size", "16", "--no-progress"]
 
 

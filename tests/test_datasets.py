@@ -13,10 +13,9 @@ from esc50.core.config import TaskConfig
 from esc50.core.dataset import find_clips, leftovers
 from esc50.core.errors import Esc50Error
 from esc50.core.registry import load_registry
-from tests.conftest import FREQS, REAL_DATA, SR, tone
+from tests.conftest import FREQS, REAL_DATA, SR, STFT_FLAGS, tone
 
-FAST = ["--set", "n_fft=256", "--set", "win_length=256", "--set", "hop_length=64",
-        "--set", "n_mels=32", "--batch-size", "16", "--no-progress"]
+FAST = [*STFT_FLAGS, "--batch-size", "16", "--no-progress"]
 
 
 def write_class_folders(root, takes=2, recordings=4):

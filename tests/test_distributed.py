@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from esc50.cli.main import cli
 from esc50.core.checkpoint import load_checkpoint
-from tests.conftest import write_synthetic_dataset
+from tests.conftest import STFT_FLAGS, write_synthetic_dataset
 
 
 def torchrun(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -24,8 +24,7 @@ def torchrun(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 SETTINGS = ["--set", "num_classes=4", "--set", "sample_rate=8000", "--set", "length_wav=8000",
-            "--set", "n_fft=256", "--set", "win_length=256", "--set", "hop_length=64",
-            "--set", "n_mels=32"]
+            *STFT_FLAGS]
 
 
 def test_two_processes_take_the_steps_of_one_and_learn(tmp_path):

@@ -15,10 +15,10 @@ from esc50.core import rundir
 from esc50.core.dataset import find_clips
 from esc50.core.errors import Esc50Error
 from esc50.core.split import grouped_random_split, make_split
-from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
+from tests.conftest import (FREQS, SR, STFT_FLAGS, small_config, tone,
+                            write_synthetic_dataset)
 
-SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", "--set", "n_fft=256",
-         "--set", "win_length=256", "--set", "hop_length=64", "--set", "n_mels=32",
+SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
          "--set", "num_classes=4", "--batch-size", "16", "--no-progress"]
 
 
@@ -104,7 +104,7 @@ def test_resume_refuses_flags_that_change_the_run(synthetic_data, tmp_path):
                                       "--epochs", "1", *SMALL])
     assert result.exit_code == 0, result.output
     refused = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "r"), "--epochs", "3",
-                                       "--lr", "0.5", "--set", "n_mels=16"])
+                                       "--lr", "0.5", "--set", "plugins.logmel.n_mels=16"])
     assert refused.exit_code == 1 and refused.output.count("\n") == 1
     assert "--lr, --set would change the run" in refused.output
     shorter = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "r"), "--epochs", "0"])

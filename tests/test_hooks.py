@@ -63,9 +63,10 @@ class BandEnergy(Featurizer):
 
     name = "bands"
 
-    def __init__(self, config: TaskConfig, bands: int = 16) -> None:
+    def __init__(self, config: TaskConfig, bands: int = 16, n_fft: int = 256, hop: int = 64
+                 ) -> None:
         super().__init__()
-        self.n_fft, self.hop, self.bands = config.n_fft, config.hop_length, bands
+        self.n_fft, self.hop, self.bands = n_fft, hop, bands
 
     def forward(self, wav):
         spec = torch.stft(wav, self.n_fft, self.hop, window=torch.hann_window(self.n_fft),
@@ -204,9 +205,9 @@ def test_every_hook_has_a_test_and_a_docs_section():
 def test_every_builtin_plugin_id_is_exercised_by_a_test():
     setup = configparser.ConfigParser()
     setup.read(ROOT / "setup.cfg")
-    ids = [line.split("=")[0].strip() for line in
-           setup["options.entry_points"]["esc50"].strip().splitlines()]
-    assert len(ids) == 27
+    modules = setup["options.entry_points"]["esc50"].strip().splitlines()
+    ids = [c.id for c in load_registry().components.values() if c.package == "esc50"]
+    assert len(modules) == 33 and len(ids) == 36  # two modules register two or three each
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
     for plugin_id in ids:
         name = plugin_id.split(".", 1)[1]
@@ -236,6 +237,6 @@ def test_every_public_name_the_author_reference_mentions_exists():
     fields = docs.split("TaskConfig fields a plugin may read", 1)[1]
     named = [n for line in re.findall(r"^\| ((?:`\w+`(?:, )?)+) \|", fields, flags=re.M)
              for n in re.findall(r"`(\w+)`", line)]
-    assert len(named) >= 11
+    assert len(named) >= 7
     for field in named:
         assert field in TaskConfig.__dataclass_fields__, field

@@ -6,6 +6,9 @@ from esc50.core.config import TaskConfig
 from esc50.core.registry import load_registry
 from tests.conftest import esc50_config, tone
 
+CONFIG_16K = TaskConfig().override(sample_rate=16000, length_wav=16000)
+MFCC_STFT = "n_fft=512,win_length=512,hop_length=160,n_mels=40"
+
 
 def make(config=None, **options):
     config = config or esc50_config()
@@ -24,10 +27,9 @@ def test_shape_and_frame_lengths_match_the_report():
 
 
 def test_matches_librosa_htk_mel_spectrogram():
-    config = TaskConfig().override(sample_rate=16000, n_fft=512, win_length=400, hop_length=160,
-                                   n_mels=40)
     wav = tone(1000, seconds=1.0, sr=16000) + tone(3000, seconds=1.0, sr=16000, seed=1)
-    ours = make(config)(torch.from_numpy(wav)[None])[0, 0].numpy()
+    ours = make(CONFIG_16K, n_fft=512, win_length=400, hop_length=160, n_mels=40)(
+        torch.from_numpy(wav)[None])[0, 0].numpy()
     ref = librosa.feature.melspectrogram(y=wav, sr=16000, n_fft=512, win_length=400,
                                          hop_length=160, n_mels=40, htk=True, norm=None,
                                          pad_mode="reflect", power=2.0)
@@ -43,10 +45,9 @@ def test_without_centering_frames_start_at_zero():
 
 
 def test_mfcc_matches_librosa():
-    config = TaskConfig().override(sample_rate=16000, n_fft=512, win_length=512, hop_length=160,
-                                   n_mels=40)
     wav = tone(440, seconds=1.0, sr=16000) + tone(2500, seconds=1.0, sr=16000, seed=2)
-    ours = load_registry().create("featurizer", "plugins.mfcc:n_mfcc=20", config)(
+    ours = load_registry().create("featurizer", f"plugins.mfcc:n_mfcc=20,{MFCC_STFT}",
+                                        CONFIG_16K)(
         torch.from_numpy(wav)[None])[0, 0].numpy()
     mel = librosa.feature.melspectrogram(y=wav, sr=16000, n_fft=512, hop_length=160, n_mels=40,
                                          htk=True, norm=None, pad_mode="reflect")
@@ -58,9 +59,7 @@ def test_mfcc_matches_librosa():
 
 def test_mfcc_of_a_clip_does_not_depend_on_its_batch_mates():
     """top_db is measured from each clip's own peak, not from the loudest clip of the batch."""
-    config = TaskConfig().override(sample_rate=16000, n_fft=512, win_length=512, hop_length=160,
-                                   n_mels=40)
-    mfcc = load_registry().create("featurizer", "plugins.mfcc", config)
+    mfcc = load_registry().create("featurizer", f"plugins.mfcc:{MFCC_STFT}", CONFIG_16K)
     quiet = torch.from_numpy(tone(440, seconds=0.5, sr=16000, amplitude=1e-3, noise=1e-5))[None]
     loud = torch.from_numpy(tone(440, seconds=0.5, sr=16000, amplitude=0.9, noise=0.0))[None]
     alone = mfcc(quiet)

@@ -17,10 +17,9 @@ from esc50.core.dataset import find_clips, leftovers
 from esc50.core.errors import Esc50Error
 from esc50.core.registry import load_registry
 from esc50.core.trainer import Trainer
-from tests.conftest import SR, small_config, tone, write_synthetic_dataset
+from tests.conftest import SR, STFT_FLAGS, small_config, tone, write_synthetic_dataset
 
-SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", "--set", "n_fft=256",
-         "--set", "win_length=256", "--set", "hop_length=64", "--set", "n_mels=32",
+SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
          "--batch-size", "16", "--no-progress"]
 
 
@@ -84,7 +83,8 @@ def test_a_clip_shorter_than_a_window_is_a_bad_file(synthetic_data, tmp_path):
     ("learning_rate=nan", "learning_rate=nan must be a positive number"),
     ("weight_decay=nan", "weight_decay=nan must be a number of at least 0"),
     ("seed=-1", "seed=-1 must be between 0 and 2**32 - 1"),
-    ("length_wav=100", "length_wav=100 is shorter than one analysis window (n_fft=256"),
+    ("length_wav=100", "featurizer plugins.logmel: a clip (length_wav=100 samples) is shorter "
+                       "than one analysis window (n_fft=256)"),
     ("device=mps", "device='mps': esc50 runs on auto, cpu, cuda or cuda:N"),
     ("device=meta", "device='meta'"),
     ("length_wav=1000000000", "need about"),
@@ -142,7 +142,8 @@ def test_report_on_a_damaged_run_and_a_hand_edited_config(synthetic_data, tmp_pa
     sf.write(clip, tone(300.0), SR)
     predicted = CliRunner().invoke(cli, ["predict", str(run_dir), str(clip)])
     assert predicted.exit_code == 0
-    assert "config.toml differs from the checkpoint's config (n_mels); the checkpoint's is " \
+    assert "config.toml differs from the checkpoint's config (plugins.logmel.n_mels); the " \
+           "checkpoint's is " \
            "used" in predicted.output
     (run_dir / "metrics.json").write_text("{broken")
     broken = CliRunner().invoke(cli, ["report", str(run_dir), "--out", str(tmp_path / "rep")])

@@ -16,8 +16,8 @@ from esc50.plugins.augs.spectral import band_centres
 from tests.conftest import small_config, write_synthetic_dataset
 
 SR = 16000
-CONFIG = TaskConfig().override(sample_rate=SR, length_wav=2 * SR, n_fft=512, win_length=512,
-                               hop_length=128, n_mels=64)
+CONFIG = TaskConfig().override(sample_rate=SR, length_wav=2 * SR, options={
+    "plugins.logmel": {"n_fft": 512, "win_length": 512, "hop_length": 128, "n_mels": 64}})
 SPEC_AUGS = ["spec_gaussian", "spec_time_stretch", "spec_pitch_shift", "spec_volume",
              "spec_noise"]
 REGISTRY = load_registry()

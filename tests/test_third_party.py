@@ -45,15 +45,15 @@ def test_example_package_installs_lists_and_trains(installed_example, tmp_path):
     for i, freq in enumerate(FREQS):
         for k in range(4):
             sf.write(data / f"tone{i}_{k}.wav", tone(freq, seed=k), SR)
+    LOGSPEC = "ast.logspec:n_fft=256,win_length=256,hop_length=64"  # the plugin's own options
     result = esc50("train", "--dataset", "ast.filenames:sample_rate=8000", "--model", "ast.ast",
-                   "--featurizer", "ast.logspec", "--aug", "spec_pitch_shift:p=1", "--aug",
-                   "spec_noise:p=1", "--data", str(data), "--epochs", "1", "--output-dir",
-                   str(tmp_path), "--run-name", "ast", "--no-progress", "--set", "n_fft=256",
-                   "--set", "win_length=256", "--set", "hop_length=64", "--set",
-                   "train_ratio=0.5")
+                   "--featurizer", LOGSPEC, "--aug",
+                   "spec_pitch_shift:p=1", "--aug", "spec_noise:p=1", "--data", str(data),
+                   "--epochs", "1", "--output-dir", str(tmp_path), "--run-name", "ast",
+                   "--no-progress", "--set", "train_ratio=0.5")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "ast" / "metrics.json").read_text())
-    for spec, kind in (("ast.ast", "model"), ("ast.logspec", "featurizer"),
+    for spec, kind in (("ast.ast", "model"), (LOGSPEC, "featurizer"),
                        ("ast.filenames:sample_rate=8000", "dataset")):
         assert metrics["plugins"][spec]["package"] == "esc50-ast"
         assert metrics["plugins"][spec]["kind"] == kind

@@ -17,7 +17,7 @@ from esc50.core.config import load_config
 from esc50.core.errors import Esc50Error
 from esc50.core.registry import load_registry
 from esc50.core.trainer import Trainer
-from tests.conftest import small_config, write_synthetic_dataset
+from tests.conftest import STFT_FLAGS, small_config, write_synthetic_dataset
 
 
 def test_crnn_learns_a_synthetic_tone_task(tmp_path):
@@ -69,7 +69,7 @@ def test_checkpoint_carries_what_prediction_needs(synthetic_data, tmp_path):
     assert state["class_names"] == ["0", "1", "2", "3"] and state["epoch"] == 1
     assert state["plugins"]["plugins.crnn"] == {"kind": "model", "id": "plugins.crnn",
                                                 "package": "esc50", "version": version("esc50")}
-    assert state["config"]["n_mels"] == 32
+    assert state["config"]["options"]["plugins.logmel"]["n_mels"] == 32
 
 
 def test_cli_train_writes_a_run_directory(synthetic_data, tmp_path):
@@ -77,8 +77,7 @@ def test_cli_train_writes_a_run_directory(synthetic_data, tmp_path):
         "train", "--model", "plugins.crnn", "--aug", "noise", "--data", str(synthetic_data),
         "--epochs", "1", "--val-fold", "1", "--output-dir", str(tmp_path), "--run-name", "cli",
         "--no-progress", "--set", "sample_rate=8000", "--set", "length_wav=8000",
-        "--set", "n_fft=256", "--set", "win_length=256", "--set", "hop_length=64",
-        "--set", "n_mels=32", "--set", "num_classes=4", "--batch-size", "8"])
+        *STFT_FLAGS, "--set", "num_classes=4", "--batch-size", "8"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "cli" / "metrics.json").read_text())
     assert f"final validation accuracy {metrics['final_val_accuracy']:.3f} after 1 epochs" in \
@@ -112,8 +111,10 @@ def test_missing_dataset_says_how_to_get_it(tmp_path, monkeypatch):
 
 
 def test_one_epoch_on_real_esc50_clips(real_data, tmp_path):
-    config = small_config(real_data, sample_rate=16000, length_wav=16000 * 5, n_fft=512,
-                          win_length=512, hop_length=256, n_mels=40, num_classes=50,
+    config = small_config(real_data, sample_rate=16000, length_wav=16000 * 5,
+                          options={"plugins.logmel": {"n_fft": 512, "win_length": 512,
+                                                      "hop_length": 256, "n_mels": 40}},
+                          num_classes=50,
                           split="random", batch_size=64, num_epochs=1, keyword="1-*",
                           output_dir=str(tmp_path), run_name="real")  # fold 1: 400 clips
     trainer = Trainer(config, load_registry(), log=lambda _: None)
@@ -240,8 +241,7 @@ def test_skip_bad_files_trains_on_the_rest(synthetic_data, tmp_path):
     bad.write_bytes(b"RIFF0000WAVEtruncated")
     base = ["train", "--data", str(synthetic_data), "--output-dir", str(tmp_path), "--epochs", "1",
             "--val-fold", "1", "--no-progress", "--set", "num_classes=4", "--set",
-            "sample_rate=8000", "--set", "length_wav=8000", "--set", "n_fft=256", "--set",
-            "win_length=256", "--set", "hop_length=64", "--set", "n_mels=32"]
+            "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS]
     stopped = CliRunner().invoke(cli, base + ["--run-name", "stop"])
     assert stopped.exit_code == 1 and stopped.output.count("\n") == 1, stopped.output
     assert f"Error: {bad}: cannot decode audio" in stopped.output
@@ -269,8 +269,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     args = [sys.executable, "-m", "esc50", "train", "--data", str(data), "--output-dir",
             str(tmp_path), "--epochs", "20", "--val-fold", "1", "--no-progress", "--aug", "noise",
             "--set", "num_classes=4", "--set", "sample_rate=8000", "--set", "length_wav=8000",
-            "--set", "n_fft=256", "--set", "win_length=256", "--set", "hop_length=64",
-            "--set", "n_mels=32", "--batch-size", "8"]
+            *STFT_FLAGS, "--batch-size", "8"]
     victim = subprocess.Popen([*args, "--run-name", "killed"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     history = tmp_path / "killed" / "history.csv"
@@ -344,7 +343,8 @@ def test_the_strong_recipe_is_a_readable_config_whose_plugins_all_build(syntheti
     from esc50.core.config import recipe_path
 
     config = load_config(recipe_path("strong"))
-    assert (config.model, config.n_mels, config.label_smoothing) == ("plugins.kumar", 128, 0.1)
+    assert (config.model, config.options["plugins.logmel"]["n_mels"], config.label_smoothing) \
+        == ("plugins.kumar", 128, 0.1)
     assert config.ema_decay > 0 and config.warmup_epochs > 0 and len(config.augs) >= 5
     registry = load_registry()
     for spec in config.augs:  # every augmentation and option in it is valid
@@ -353,15 +353,17 @@ def test_the_strong_recipe_is_a_readable_config_whose_plugins_all_build(syntheti
         "train", "--recipe", "strong", "--model", "plugins.crnn", "--data", str(synthetic_data),
         "--epochs", "1", "--set", "warmup_epochs=1", "--val-fold", "1", "--output-dir",
         str(tmp_path), "--run-name", "strong", "--no-progress", "--batch-size", "8",
-        "--set", "sample_rate=8000", "--set", "length_wav=8000", "--set", "n_fft=256",
-        "--set", "win_length=256", "--set", "hop_length=64", "--set", "n_mels=32",
+        "--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
         "--set", "num_classes=4"])
     assert result.exit_code == 0, result.output
     used = load_config(tmp_path / "strong" / "config.toml")
     assert used.augs == config.augs and used.ema_decay == config.ema_decay
-    assert used.model == "plugins.crnn" and used.n_mels == 32  # flags override the recipe
+    assert used.model == "plugins.crnn"  # flags override the recipe
+    assert used.options["plugins.logmel"]["n_mels"] == "32"  # converted when the plugin builds
     unknown = CliRunner().invoke(cli, ["train", "--recipe", "fast"])
-    assert unknown.exit_code == 1 and "unknown recipe 'fast' (recipes: report, strong)" in unknown.output
+    assert unknown.exit_code == 1
+    assert "unknown recipe 'fast' (recipes: ast-finetune, ast-probe, cnn14-finetune, " \
+           "cnn14-probe, kumar-finetune, kumar-probe, report, strong)" in unknown.output
 
 
 def test_the_moving_average_forgets_the_initial_weights_in_a_short_run():

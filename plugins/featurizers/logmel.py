@@ -3,32 +3,35 @@
 from __future__ import annotations
 
 import torch
-import torchaudio
 
 from esc50.core.config import TaskConfig
 from esc50.core.contracts import PowerFeaturizer
 from esc50.core.hookspecs import hookimpl
-from esc50.plugins.featurizers.mel import describe_mel_power
+from esc50.plugins.featurizers.mel import MelSettings
 
 
 class LogMel(PowerFeaturizer):
-    """Log mel spectrogram (n_fft, win_length, hop_length, n_mels from the config)."""
+    """Log mel spectrogram (the report's n_fft 1024, hop 256, 64 mel bands by default)."""
 
     name = "logmel"
 
-    def __init__(self, config: TaskConfig, center: bool = True, floor: float = 1e-9) -> None:
+    def __init__(self, config: TaskConfig, n_fft: int = 1024, win_length: int = 1024,
+                 hop_length: int = 256, n_mels: int = 64, center: bool = True,
+                 floor: float = 1e-9) -> None:
         """Options:
+        n_fft: STFT size in samples
+        win_length: Hann window length in samples (at most n_fft)
+        hop_length: samples between frames
+        n_mels: mel bands
         center: pad each clip by n_fft // 2 at both ends, as torch.stft does
         floor: the smallest power before the log
         """
         super().__init__()
+        self.settings = MelSettings(config.sample_rate, n_fft, win_length, hop_length,
+                                    n_mels).checked(config.length_wav)
         self.center, self.floor = center, floor
-        self.n_fft, self.hop_length, self.n_mels = config.n_fft, config.hop_length, config.n_mels
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=config.sample_rate, n_fft=config.n_fft, win_length=config.win_length,
-            hop_length=config.hop_length, n_mels=config.n_mels, center=center,
-            window_fn=torch.hann_window)
-        describe_mel_power(self, self.mel, config)
+        self.mel = self.settings.spectrogram(center)
+        self.settings.describe(self, self.mel.mel_scale.fb)
 
     def power(self, wav: torch.Tensor) -> torch.Tensor:
         """[B, T] waveforms -> [B, 1, n_mels, frames] mel power."""
@@ -39,13 +42,14 @@ class LogMel(PowerFeaturizer):
         return torch.log(power.clamp(min=self.floor))
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        hop = self.settings.hop_length
         if self.center:
-            return lengths // self.hop_length + 1
-        return ((lengths - self.n_fft) // self.hop_length + 1).clamp(min=1)
+            return lengths // hop + 1
+        return ((lengths - self.settings.n_fft) // hop + 1).clamp(min=1)
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
         frames = int(self.frame_lengths(torch.tensor(num_samples)))
-        return (1, self.n_mels, frames)
+        return (1, self.settings.n_mels, frames)
 
 
 @hookimpl

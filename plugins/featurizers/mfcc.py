@@ -9,30 +9,37 @@ import torchaudio
 from esc50.core.config import TaskConfig
 from esc50.core.contracts import PowerFeaturizer
 from esc50.core.hookspecs import hookimpl
-from esc50.plugins.featurizers.mel import describe_mel_power
+from esc50.plugins.featurizers.mel import MelSettings
 
 
 class MFCC(PowerFeaturizer):
-    """Mel-frequency cepstral coefficients (n_mfcc of them) from the config's mel settings."""
+    """Mel-frequency cepstral coefficients (n_mfcc of them) of a log mel spectrogram."""
 
     name = "mfcc"
 
-    def __init__(self, config: TaskConfig, n_mfcc: int = 40, top_db: float = 80.0) -> None:
+    def __init__(self, config: TaskConfig, n_mfcc: int = 40, top_db: float = 80.0,
+                 n_fft: int = 1024, win_length: int = 1024, hop_length: int = 256,
+                 n_mels: int = 64) -> None:
         """Options:
         n_mfcc: coefficients kept (at most n_mels)
         top_db: dynamic range kept below each clip's peak, in dB
+        n_fft: STFT size in samples
+        win_length: Hann window length in samples (at most n_fft)
+        hop_length: samples between frames
+        n_mels: mel bands
         """
         super().__init__()
-        if not 0 < n_mfcc <= config.n_mels:
-            raise ValueError(f"n_mfcc={n_mfcc} must be between 1 and n_mels={config.n_mels}")
-        self.n_mfcc, self.hop_length = n_mfcc, config.hop_length
+        settings = MelSettings(config.sample_rate, n_fft, win_length, hop_length,
+                               n_mels).checked(config.length_wav)
+        if not 0 < n_mfcc <= n_mels:
+            raise ValueError(f"n_mfcc={n_mfcc} must be between 1 and n_mels={n_mels}")
+        self.n_mfcc, self.hop_length = n_mfcc, hop_length
         self.mfcc = torchaudio.transforms.MFCC(
             sample_rate=config.sample_rate, n_mfcc=n_mfcc, norm="ortho", log_mels=False,
-            melkwargs={"n_fft": config.n_fft, "win_length": config.win_length,
-                       "hop_length": config.hop_length, "n_mels": config.n_mels,
-                       "center": True, "window_fn": torch.hann_window})
+            melkwargs={"n_fft": n_fft, "win_length": win_length, "hop_length": hop_length,
+                       "n_mels": n_mels, "center": True, "window_fn": torch.hann_window})
         self.mfcc.amplitude_to_DB.top_db = top_db
-        describe_mel_power(self, self.mfcc.MelSpectrogram, config)
+        settings.describe(self, self.mfcc.MelSpectrogram.mel_scale.fb)
 
     def power(self, wav: torch.Tensor) -> torch.Tensor:
         """[B, T] waveforms -> [B, 1, n_mels, frames] mel power."""

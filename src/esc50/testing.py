@@ -11,7 +11,8 @@ Each builds the plugin from its id (through the installed entry points, or ``reg
 small run on generated tone clips (4 classes, 1 s at 8 kHz) and runs the set-up pass every
 ``esc50 train`` runs: a batch through the augmentations, the featurizer and the model, each
 output checked against its contract. A broken contract raises :class:`esc50.Esc50Error` with the
-one-line message a user would see; ``settings`` are TaskConfig keys for the run (``n_mels=40``).
+one-line message a user would see; ``settings`` are TaskConfig keys for the run
+(``batch_size=4``, or ``**{"plugins.logmel.n_mels": 40}`` for a plugin's option).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from esc50.core.registry import Registry, load_registry
 from esc50.core.trainer import Trainer
 
 RATE = 8000
+# STFT and mel options for 1 s clips at 8 kHz (the built-in mel featurizers' option names)
+SMALL_STFT = {"n_fft": 256, "win_length": 256, "hop_length": 64, "n_mels": 32}
 FREQUENCIES = (300.0, 700.0, 1500.0, 3000.0)
 
 
@@ -63,7 +66,7 @@ def write_tones(folder: Path, clips_per_class: int = 2, folds: tuple[int, ...] =
 def _set_up(settings: dict[str, Any], registry: Registry | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = dict(data=str(write_tones(Path(tmp))), sample_rate=RATE, length_wav=RATE,
-                    n_fft=256, win_length=256, hop_length=64, n_mels=32, batch_size=8,
+                    options={"plugins.logmel": SMALL_STFT}, batch_size=8,
                     val_fold=1, progress=False, output_dir=str(Path(tmp) / "runs"))
-        config = TaskConfig().override(**{**base, **settings})
+        config = TaskConfig().override(**base).override(**settings)
         Trainer(config, registry or load_registry(), log=lambda _: None)  # runs the set-up pass

@@ -13,7 +13,7 @@ from esc50.core.dataset import Clip, ClipTable, DatasetReader, list_files
 from esc50.core.errors import Esc50Error
 from esc50.core.hookspecs import hookimpl
 
-ESC50_PLUGIN_API = 2
+ESC50_PLUGIN_API = 3
 
 
 class AST(nn.Module):
@@ -64,14 +64,25 @@ class LogSpectrogram(PowerFeaturizer):
 
     name = "logspec"
 
-    def __init__(self, config: TaskConfig, floor: float = 1e-10) -> None:
+    def __init__(self, config: TaskConfig, n_fft: int = 1024, win_length: int = 1024,
+                 hop_length: int = 256, floor: float = 1e-10) -> None:
+        """Options:
+        n_fft: STFT size in samples
+        win_length: Hann window length in samples (at most n_fft)
+        hop_length: samples between frames
+        floor: the smallest power before the log
+        """
         super().__init__()
-        self.n_fft, self.hop_length, self.floor = config.n_fft, config.hop_length, floor
-        window = torch.hann_window(config.win_length)
-        left = (config.n_fft - config.win_length) // 2
+        if not 0 < win_length <= n_fft or hop_length <= 0:
+            raise ValueError(f"need 0 < win_length={win_length} <= n_fft={n_fft} and a "
+                             f"positive hop_length={hop_length}")
+        self.n_fft, self.hop_length, self.floor = n_fft, hop_length, floor
+        self.min_samples = win_length
+        window = torch.hann_window(win_length)
+        left = (n_fft - win_length) // 2
         self.register_buffer("window", nn.functional.pad(
-            window, (left, config.n_fft - config.win_length - left)), persistent=False)
-        bins = config.n_fft // 2 + 1
+            window, (left, n_fft - win_length - left)), persistent=False)
+        bins = n_fft // 2 + 1
         # Each feature band is one STFT bin, so the filterbank is the identity.
         self.register_buffer("filterbank", torch.eye(bins), persistent=False)
         self.register_buffer("frequencies", torch.linspace(0, config.sample_rate / 2, bins),

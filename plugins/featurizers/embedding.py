@@ -1,0 +1,117 @@
+"""Linear probing: a frozen pre-trained network as a featurizer. Its front end and backbone turn a
+clip into one embedding ``[1, size, 1]``; with no waveform augmentation the trainer computes the
+embeddings once and caches them (shared by the folds of ``esc50 cv``), so only a small head
+(``plugins.linear``) trains: minutes on a CPU.
+
+Sources of each choice:
+- Kumar et al. 2018 (section 3): F1's output averaged over time, 1024 values, then a linear
+  classifier: ``kumar_embedding`` (``plugins.kumar``'s ``embed``).
+- Kong et al. 2020 (PANNs, section V-D, "freeze the CNN14 and use it as a feature extractor"):
+  the 2048-dimensional output of ``fc1``: ``cnn14_embedding``.
+- AST (Gong et al. 2021): the mean of its class and distillation tokens, ``ast_embedding``.
+- The backbone stays in evaluation mode (batch-norm statistics and dropout off), as a feature
+  extractor does; each clip is embedded as the trainer pads or crops it (``length_wav``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from esc50.core.config import TaskConfig
+from esc50.core.contracts import Featurizer
+from esc50.core.hookspecs import hookimpl
+from esc50.plugins.featurizers.ast_fbank import ASTFbank
+from esc50.plugins.featurizers.dbmel import KumarLogMel, PannsLogMel
+from esc50.plugins.models.ast import AST, checkpoint_config
+from esc50.plugins.models.cnn14 import Cnn14
+from esc50.plugins.models.kumar import Kumar
+
+
+class Embedding(Featurizer):
+    """``backbone.embed(front_end(wav))`` as features ``[B, 1, size, 1]``, frozen."""
+
+    def __init__(self, front_end: Featurizer, backbone: nn.Module, size: int) -> None:
+        super().__init__()
+        self.front_end, self.size = front_end, size
+        self.backbone = backbone.eval().requires_grad_(False)
+        self.min_samples = front_end.min_samples
+
+    def train(self, mode: bool = True) -> Embedding:
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        features = self.front_end(wav)
+        frames = torch.full((wav.shape[0],), features.shape[-1], device=wav.device)
+        return self.backbone.embed(features, frames)[:, None, :, None]
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(lengths)
+
+    def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        return (1, self.size, 1)
+
+
+def published(model: type[nn.Module], config: TaskConfig, front_end: Featurizer,
+              **weights: str) -> nn.Module:
+    """``model`` for ``front_end``'s features, from the published weights its one option in
+    ``weights`` names (required: random weights give no useful embedding)."""
+    (option, where), = weights.items()
+    if not where:
+        raise ValueError(f"the {option} option is required (where the published weights are)")
+    return model(config, front_end.output_shape(config.length_wav), **weights)
+
+
+class Cnn14Embedding(Embedding):
+    """PANNs CNN14's 2048-dimensional embedding (after fc1) of panns_logmel features."""
+
+    name = "cnn14_embedding"
+
+    def __init__(self, config: TaskConfig, checkpoint: str = "") -> None:
+        """Options:
+        checkpoint: the published Cnn14_mAP=0.431.pth (required)
+        """
+        front_end = PannsLogMel(config)
+        super().__init__(front_end, published(Cnn14, config, front_end, checkpoint=checkpoint),
+                         2048)
+
+
+class KumarEmbedding(Embedding):
+    """Kumar et al.'s 1024-dimensional embedding (F1 averaged over time) of kumar_logmel features."""
+
+    name = "kumar_embedding"
+
+    def __init__(self, config: TaskConfig, checkpoint: str = "") -> None:
+        """Options:
+        checkpoint: the published mx-h64-1024_0d3-1.17.pkl (required)
+        """
+        front_end = KumarLogMel(config)
+        super().__init__(front_end, published(Kumar, config, front_end, checkpoint=checkpoint),
+                         1024)
+
+
+class ASTEmbedding(Embedding):
+    """The Audio Spectrogram Transformer's pooled class and distillation tokens of ast_fbank."""
+
+    name = "ast_embedding"
+
+    def __init__(self, config: TaskConfig, source: str = "") -> None:
+        """Options:
+        source: a directory saved with save_pretrained, or a hub id when online (required)
+        """
+        if not source:
+            raise ValueError("the source option is required (where the published weights are)")
+        settings = checkpoint_config(source)
+        front_end = ASTFbank(config, max_length=settings.max_length,
+                             n_mels=settings.num_mel_bins)
+        super().__init__(front_end, published(AST, config, front_end, source=source),
+                         settings.hidden_size)
+
+
+@hookimpl
+def register_featurizers(register):
+    register(Cnn14Embedding)
+    register(KumarEmbedding)
+    register(ASTEmbedding)
