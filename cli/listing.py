@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.registry import Component, Registry
+from esc50.core.registry import KINDS, Component, Registry
 
 
 def plugin_rows(registry: Registry) -> list[dict[str, Any]]:
@@ -15,7 +15,7 @@ def plugin_rows(registry: Registry) -> list[dict[str, Any]]:
     default) and, for models, the parameter count for ESC-50's defaults."""
     rows = []
     shape = _default_input_shape(registry)
-    for kind in ("model", "augmentation", "featurizer", "dataset"):
+    for kind in KINDS:
         for component in registry.of_kind(kind):
             row = {"kind": kind, "id": component.id, "package": component.package,
                    "version": component.version, "description": component.description,

@@ -75,6 +75,9 @@ def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--featurizer", help=TRAIN_FLAGS["featurizer"]),
         click.option("--aug", "augs", multiple=True,
                      help="augmentation id[:key=value,...]; repeat for several."),
+        click.option("--logger", "loggers", multiple=True,
+                     help="logger id[:key=value,...], e.g. tensorboard; repeat for several "
+                     "(history.csv is always written)."),
         click.option("--aug-policy", type=click.Choice(["all", "one-of"]),
                      help=TRAIN_FLAGS["aug_policy"]),
         click.option("--data", help=TRAIN_FLAGS["data"]),
@@ -105,7 +108,7 @@ def config_arguments(config_file: str | None, augs: tuple[str, ...], settings: t
                      no_progress: bool, flags: dict[str, Any]) -> dict[str, Any]:
     """The arguments of :func:`esc50.core.api.config` that flags, --set and files give."""
     recipe = flags.pop("recipe", None)
-    overrides = {FLAG_TO_KEY.get(k, k): v for k, v in flags.items() if v is not None}
+    overrides = {FLAG_TO_KEY.get(k, k): v for k, v in flags.items() if v not in (None, ())}
     if augs:
         overrides["augs"] = list(augs)
     if no_progress:
@@ -150,7 +153,7 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
 
     if resume_dir:
         changing = [f"--{k.replace('_', '-')}" for k, v in flags.items()
-                    if v is not None and k not in RESUME_FLAGS]
+                    if v not in (None, ()) and k not in RESUME_FLAGS]
         changing += ["--config"] * bool(config_file) + ["--aug"] * bool(augs) + \
             ["--set"] * bool(settings)
         if changing:
@@ -209,17 +212,22 @@ def cv(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...]
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", default="report", show_default=True, help="folder for report.md and PNGs.")
+@click.option("--html", "as_html", is_flag=True,
+              help="also report.html: one self-contained page with the clips to listen to.")
 @user_errors
-def report(runs: tuple[str, ...], out: str) -> None:
-    """Compare runs: a Markdown table plus learning-curve and confusion-matrix PNGs."""
+def report(runs: tuple[str, ...], out: str, as_html: bool) -> None:
+    """Compare runs: a Markdown table plus learning-curve and confusion-matrix PNGs; with
+    --html also one self-contained page to look at and listen to."""
     from esc50.core.api import registry_with_warnings
     from esc50.core.report import write_report
 
     warn = functools.partial(click.echo, err=True)
     markdown = write_report([Path(r) for r in runs], Path(out), registry_with_warnings(warn),
-                            log=lambda line: click.echo(f"note: {line}", err=True))
+                            log=lambda line: click.echo(f"note: {line}", err=True),
+                            html=as_html)
     click.echo(markdown)
-    click.echo(f"written to {Path(out) / 'report.md'}")
+    click.echo(f"written to {Path(out) / 'report.md'}"
+               + (f" and {Path(out) / 'report.html'}" if as_html else ""))
 
 
 @cli.command("list-plugins")
@@ -230,7 +238,7 @@ def report(runs: tuple[str, ...], out: str) -> None:
 @click.option("--strict", is_flag=True, help="exit with status 1 when a plugin is broken.")
 @user_errors
 def list_plugins(as_json: bool, verbose: bool, show_options: bool, strict: bool) -> None:
-    """List every model, augmentation, featurizer and dataset with its package, description
+    """List every model, augmentation, featurizer, dataset and logger with its package, description
     and options."""
     from esc50.cli.listing import plugin_rows, render_options, render_table
     from esc50.core.registry import load_registry

@@ -33,7 +33,7 @@ from esc50.core.evaluate import evaluate_classifier
 from esc50.core.plots import PlotFigure, confusion_figure, learning_curves
 from esc50.core.export import export_classifier, suffix, write_side_file
 from esc50.core.predict import Prediction, audio_files, predict_files, probabilities, top_classes
-from esc50.core.registry import Registry, load_registry
+from esc50.core.registry import KINDS, Registry, load_registry
 from esc50.core.rundir import checkpoint_path
 from esc50.core.trainer import Trainer
 
@@ -59,11 +59,11 @@ def config(config_file: str | Path | None = None, recipe: str | None = None,
 
 def list_plugins(kind: str | None = None, registry: Registry | None = None
                  ) -> list[dict[str, Any]]:
-    """Every installed model, augmentation, featurizer and dataset (or those of one ``kind``):
+    """Every installed model, augmentation, featurizer, dataset and logger (or one ``kind``'s):
     id, kind, package, version, description and options (name, type, default, doc). Also
     reachable as ``esc50.plugins(kind)``."""
     registry = registry or load_registry()
-    kinds = [kind] if kind else ["model", "augmentation", "featurizer", "dataset"]
+    kinds = [kind] if kind else list(KINDS)
     return [{"id": c.id, "kind": c.kind, "package": c.package, "version": c.version,
              "description": c.description, "options": c.option_table()}
             for k in kinds for c in registry.of_kind(k)]

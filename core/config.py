@@ -61,6 +61,7 @@ class TaskConfig:
     featurizer: str = "plugins.logmel"
     weights: str | None = None  # a local state dict (or esc50 checkpoint) to start the model from
     augs: list[str] = field(default_factory=list)  # e.g. ["noise:min_snr_db=5,p=0.5"]
+    loggers: list[str] = field(default_factory=list)  # e.g. ["tensorboard"]; besides history.csv
     # plugin options by plugin id: a config file's tables ([plugins.crnn] hidden_size = 128) or
     # --set plugins.crnn.hidden_size=128; options in an id's spec (plugins.crnn:hidden_size=128)
     # take precedence

@@ -18,6 +18,7 @@ from esc50.core.registry import Registry
 from esc50.core.split import Split, dataset_digests
 
 BATCH = 64
+WORST = 10  # clips listed as the worst classified (lowest probability of their true class)
 
 
 def evaluate_classifier(classifier: Classifier, state: dict, registry: Registry,
@@ -27,7 +28,7 @@ def evaluate_classifier(classifier: Classifier, state: dict, registry: Registry,
     """Metrics of a trained classifier (loaded with its checkpoint's ``state``) on ``fold`` of
     ``data``; by default on the data and the recorded validation split the run was trained with,
     refused when that data changed unless ``allow_changed_data`` (then ``warn`` says what
-    changed)."""
+    changed). ``worst``: the clips whose true class got the lowest probability."""
     config = TaskConfig().override(**state["config"])
     table = find_clips(resolve_data_dir(data or config.data), config, registry)
     if fold is None:
@@ -45,19 +46,25 @@ def evaluate_classifier(classifier: Classifier, state: dict, registry: Registry,
             raise Esc50Error(f"fold {fold} has no clips in {table.root} (folds present: "
                              f"{', '.join(map(str, sorted(set(table.folds))))})")
     clips = [table.clips[i] for i in indices]
-    predictions = predict_cached(classifier, AudioCache(
+    probabilities = probabilities_cached(classifier, AudioCache(
         clips, config, min_samples=classifier.featurizer.min_samples))
-    report = classification_report(np.array([c.target for c in clips]), predictions,
-                                   state["class_names"])
-    return {"epoch": state["epoch"], "data": str(table.root), "selection": selection, **report}
+    targets = np.array([c.target for c in clips])
+    names = state["class_names"]
+    report = classification_report(targets, probabilities.argmax(axis=1), names)
+    p_true = probabilities[np.arange(len(clips)), targets]
+    worst = [{"path": str(clips[i].path), "true": names[targets[i]],
+              "predicted": names[int(probabilities[i].argmax())], "p_true": float(p_true[i])}
+             for i in np.argsort(p_true, kind="stable")[:WORST]]
+    return {"epoch": state["epoch"], "data": str(table.root), "selection": selection, **report,
+            "worst": worst}
 
 
 @torch.no_grad()
-def predict_cached(classifier: Classifier, cache: AudioCache) -> np.ndarray:
-    """Predicted class of every clip of a decoded-audio cache."""
-    predictions = []
+def probabilities_cached(classifier: Classifier, cache: AudioCache) -> np.ndarray:
+    """Class probabilities [clips, classes] of every clip of a decoded-audio cache."""
+    probabilities = []
     for start in range(0, cache.waves.shape[0], BATCH):
         wav = to_float(cache.waves[start:start + BATCH])
         logits = classifier(wav, cache.lengths[start:start + BATCH])
-        predictions.append(logits.argmax(dim=1))
-    return torch.cat(predictions).numpy()
+        probabilities.append(torch.softmax(logits.float(), dim=1))
+    return torch.cat(probabilities).numpy()

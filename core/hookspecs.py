@@ -51,3 +51,8 @@ def register_featurizers(register: Register) -> None:
 @hookspec
 def register_datasets(register: Register) -> None:
     """Register dataset factories: ``factory(config, **options) -> DatasetReader``."""
+
+
+@hookspec
+def register_loggers(register: Register) -> None:
+    """Register logger factories: ``factory(config, **options) -> Logger``."""

@@ -26,12 +26,14 @@ from esc50.core.contracts import Augmentation, Featurizer
 from esc50.core.convert import convert, type_name
 from esc50.core.dataset import DatasetReader
 from esc50.core.errors import Esc50Error
+from esc50.core.loggers import Logger
 
 ENTRY_POINT_GROUP = "esc50"
 KINDS = {"model": "register_models", "augmentation": "register_augmentations",
-         "featurizer": "register_featurizers", "dataset": "register_datasets"}
+         "featurizer": "register_featurizers", "dataset": "register_datasets",
+         "logger": "register_loggers"}
 CONTRACTS = {"model": nn.Module, "augmentation": Augmentation, "featurizer": Featurizer,
-             "dataset": DatasetReader}
+             "dataset": DatasetReader, "logger": Logger}
 
 
 # Model options that only say where a fresh run's first weights come from (a published file,

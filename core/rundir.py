@@ -22,13 +22,16 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from esc50.core.checkpoint import save_checkpoint
 from esc50.core.files import atomic_write
 from esc50.core.config import TaskConfig, save_config
 from esc50.core.errors import Esc50Error
-from esc50.core.plots import plot_learning_curves
+from esc50.core.plots import learning_curves, save
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CHECKPOINTS = {"last": "last.pt", "best": "best.pt"}  # "last" is the reported checkpoint
 HISTORY_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
@@ -93,16 +96,18 @@ def write_json(path: Path, values: Any) -> None:
 
 
 def save_epoch(run_dir: Path, state: dict[str, Any], best_state: dict[str, Any] | None,
-               metrics: dict[str, Any], title: str) -> None:
+               metrics: dict[str, Any], title: str) -> Figure:
     """After an epoch: ``last.pt``, ``best.pt`` (when ``best_state`` is given: the epoch is the
-    best so far), history, metrics and curves."""
+    best so far), metrics and curves (returned; ``history.csv`` is the history logger's)."""
     # best.pt first: a kill between the two leaves last.pt at the previous epoch, which the
     # resumed run trains again, so the files an epoch promises are never missing.
     if best_state is not None:
         save_checkpoint(best_state, run_dir / CHECKPOINTS["best"])
     save_checkpoint(state, run_dir / CHECKPOINTS["last"])
-    write_history(run_dir, state["history"], metrics)
-    plot_learning_curves(state["history"], title, run_dir / "curves.png")
+    write_metrics(run_dir, state["history"], metrics)
+    curves = learning_curves(state["history"], title)
+    save(curves, run_dir / "curves.png")
+    return curves
 
 
 def remove_partial_files(run_dir: Path) -> None:
@@ -111,14 +116,18 @@ def remove_partial_files(run_dir: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def write_history(run_dir: Path, history: list[dict[str, float]],
-                  metrics: dict[str, Any]) -> None:
-    """``history.csv`` and ``metrics.json`` (``metrics`` plus the figures drawn from history)."""
+def write_history(run_dir: Path, history: list[dict[str, float]]) -> None:
+    """``history.csv``: a row per epoch (written by the built-in history logger)."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=HISTORY_FIELDS)
     writer.writeheader()
     writer.writerows(history)
     atomic_write(run_dir / "history.csv", lambda h: h.write(text.getvalue().encode()))
+
+
+def write_metrics(run_dir: Path, history: list[dict[str, float]],
+                  metrics: dict[str, Any]) -> None:
+    """``metrics.json``: ``metrics`` plus the figures drawn from history."""
     write_json(run_dir / "metrics.json", {**metrics, **headline(history)})
 
 

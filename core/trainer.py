@@ -24,13 +24,15 @@ from esc50.core import checks, rundir
 from esc50.core.collate import collate
 from esc50.core.augment import AugmentationPipeline
 from esc50.core.checkpoint import load_checkpoint, load_model_weights
-from esc50.core.classifier import build_classifier
+from esc50.core.classifier import build_classifier, load_classifier
 from esc50.core.config import TaskConfig, save_config
 from esc50.core.datapath import resolve_data_dir
 from esc50.core.dataset import find_clips, leftovers
 from esc50.core.distributed import Distributed
 from esc50.core.errors import Esc50Error
+from esc50.core.evaluate import evaluate_classifier
 from esc50.core.features import FeatureSource, SetupMemo
+from esc50.core.loggers import HISTORY_LOGGER, Loggers, RunStart
 from esc50.core.registry import Registry, convert_options, parse_spec
 from esc50.core.schedule import ema_step, lr_factor
 from esc50.core.split import Split, dataset_digests, make_split
@@ -79,7 +81,6 @@ def plugin_versions(config: TaskConfig, registry: Registry) -> dict[str, dict[st
     return used
 
 
-
 def parameter_groups(model: nn.Module, learning_rate: float) -> list[dict]:
     """The optimizer's parameter groups: the model's own ``parameter_groups()`` ((parameters,
     learning-rate factor) pairs: a pre-trained backbone learns slower than its new head) where
@@ -112,6 +113,10 @@ class Trainer:
         self.log = log if self.dist.is_main else (lambda _: None)
         fresh = recorded_split is None
         self.plugins = plugin_versions(config, registry)  # an unknown id fails before any I/O
+        self.registry = registry
+        self.loggers = Loggers({spec: registry.create("logger", spec, config)
+                                for spec in [HISTORY_LOGGER, *config.loggers]}
+                               if self.dist.is_main else {}, self.log)
         # The dataset first (cheap: names and metadata): it decides the classes, the sample rate
         # and the clip length; its audio is decoded only after every plugin is built.
         table = find_clips(resolve_data_dir(config.data), config, registry)
@@ -219,7 +224,7 @@ class Trainer:
         if trainer.dist.is_main:  # a kill after last.pt was written leaves these an epoch behind
             rundir.remove_partial_files(run_dir)
             save_config(config, run_dir / "config.toml")
-            rundir.write_history(run_dir, trainer.history, trainer._metrics())
+            rundir.write_metrics(run_dir, trainer.history, trainer._metrics())
         log(f"resuming {run_dir} after epoch {done}")
         return trainer
 
@@ -254,6 +259,8 @@ class Trainer:
         self.log(f"training {self.config.model} ({self.params:,} parameters) on {self.device} "
                  f"for {self.config.num_epochs} epochs; run directory {run_dir}")
         best = max((row["val_accuracy"] for row in history), default=-1.0)
+        self.loggers.emit("start", RunStart(run_dir, self.config, self.class_names,
+                                            list(history)))
         for epoch in range(len(history) + 1, self.config.num_epochs + 1):
             started = time.perf_counter()
             for aug in self.augs:
@@ -282,12 +289,18 @@ class Trainer:
             if self.dist.is_main:
                 best_state = self._best_state(state) if val.accuracy > best else None
                 try:
-                    rundir.save_epoch(run_dir, state, best_state, self._metrics(),
-                                      f"{run_dir.name} ({self.config.model})")
+                    curves = rundir.save_epoch(run_dir, state, best_state, self._metrics(),
+                                               f"{run_dir.name} ({self.config.model})")
                 except KeyboardInterrupt:  # the writes are atomic: the last complete epoch holds
                     raise Esc50Error(f"interrupted while saving epoch {epoch}; continue with "
                                      f"`esc50 train --resume {run_dir}`") from None
+                self.loggers.emit("epoch", history[-1])
+                self.loggers.emit("figure", "learning_curves", curves, epoch)
             best = max(best, val.accuracy)
+        self.loggers.finish(len(history), {**self._metrics(), **rundir.headline(history)},
+                            self.config.sample_rate, lambda: evaluate_classifier(
+                                *load_classifier(run_dir, self.registry, warn=self.log),
+                                self.registry, warn=self.log))
 
     @property
     def evaluated_model(self) -> nn.Module:
@@ -355,6 +368,11 @@ class Trainer:
             total_loss += loss.detach().double() * len(labels)
             correct += (logits.argmax(dim=1) == labels).sum()
             seen += len(labels)
+            if training and (step % SYNC_EVERY == 0 or step == steps):  # read back anyway
+                done = self.history[-1]["steps"] if self.history else 0
+                self.loggers.emit("step", done + step, {
+                    "train_loss": float(total_loss) / seen,
+                    "lr": self.optimizer.param_groups[0]["lr"]})
         total_loss, correct, seen = self.dist.sum([float(total_loss), int(correct), seen],
                                                   self.device)
         return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1),

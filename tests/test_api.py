@@ -102,7 +102,7 @@ def test_config_plugins_and_cv(tmp_path):
     assert {"name": "hidden_size", "type": "int", "default": 64,
             "doc": "GRU hidden units per direction"} in models["plugins.crnn"]["options"]
     assert {p["kind"] for p in esc50.list_plugins()} == {"model", "augmentation", "featurizer",
-                                                         "dataset"}
+                                                         "dataset", "logger"}
     data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
     result = esc50.cv(data=str(data), epochs=1, name="x", output_dir=str(tmp_path / "runs"),
                       log=lambda _: None, **{**SMALL, "val_fold": 5})

@@ -196,7 +196,7 @@ def test_every_hook_has_a_test_and_a_docs_section():
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
     docs = (ROOT / "docs" / "plugins.md").read_text()
     assert HOOKS == ["register_augmentations", "register_datasets", "register_featurizers",
-                     "register_models"]
+                     "register_loggers", "register_models"]
     for hook in HOOKS:
         assert f"def test_hook_{hook}(" in tests, hook
         assert f"### `{hook}(register)`" in docs, hook
@@ -207,7 +207,7 @@ def test_every_builtin_plugin_id_is_exercised_by_a_test():
     setup.read(ROOT / "setup.cfg")
     modules = setup["options.entry_points"]["esc50"].strip().splitlines()
     ids = [c.id for c in load_registry().components.values() if c.package == "esc50"]
-    assert len(modules) == 33 and len(ids) == 36  # two modules register two or three each
+    assert len(modules) == 35 and len(ids) == 38  # two modules register two or three each
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
     for plugin_id in ids:
         name = plugin_id.split(".", 1)[1]

@@ -1,0 +1,1 @@
+"""Built-in logger plugins: the run folder's history.csv, and TensorBoard."""

@@ -1,0 +1,36 @@
+"""The run folder's ``history.csv`` (a row per epoch: losses, accuracies, learning rate, steps,
+seconds), written as a logger: every run has it, and ``esc50 report``, the Python API and the
+learning curves read it. Each write replaces the whole file atomically, so it always holds whole
+epochs; a resumed run rewrites it from its checkpoint's history first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from esc50.core.config import TaskConfig
+from esc50.core.hookspecs import hookimpl
+from esc50.core.loggers import Logger, RunStart
+from esc50.core.rundir import write_history
+
+
+class History(Logger):
+    """history.csv in the run folder: one row per epoch (every run writes it)."""
+
+    name = "history"
+
+    def __init__(self, config: TaskConfig) -> None:
+        self.run_dir: Path | None = None
+        self.rows: list[dict[str, float]] = []
+
+    def start(self, run: RunStart) -> None:
+        self.run_dir, self.rows = run.run_dir, list(run.history)
+        write_history(self.run_dir, self.rows)
+
+    def epoch(self, row: dict[str, float]) -> None:
+        self.rows.append(row)
+        write_history(self.run_dir, self.rows)
+
+
+@hookimpl
+def register_loggers(register):
+    register(History)
