@@ -238,8 +238,8 @@ def report(runs: tuple[str, ...], out: str, as_html: bool) -> None:
 @click.option("--strict", is_flag=True, help="exit with status 1 when a plugin is broken.")
 @user_errors
 def list_plugins(as_json: bool, verbose: bool, show_options: bool, strict: bool) -> None:
-    """List every model, augmentation, featurizer, dataset and logger with its package, description
-    and options."""
+    """List every model, augmentation, featurizer, dataset and logger with its package,
+    description and options."""
     from esc50.cli.listing import plugin_rows, render_options, render_table
     from esc50.core.registry import load_registry
 

@@ -49,7 +49,7 @@ class Logger:
         """Every few training steps: the running ``train_loss`` of the epoch and the ``lr``."""
 
     def epoch(self, row: dict[str, float]) -> None:
-        """An epoch finished: its row of history (``epoch``, ``train_loss``, ``val_accuracy``...)."""
+        """An epoch finished: its history row (``epoch``, ``train_loss``, ``val_accuracy``...)."""
 
     def figure(self, name: str, figure: Figure, epoch: int) -> None:
         """A figure: ``learning_curves`` after each epoch, ``confusion_matrix`` at the end."""

@@ -291,7 +291,8 @@ def test_ast_loads_a_saved_checkpoint_and_gives_its_pooled_output(ast_reference,
         REGISTRY.create("model", f"plugins.ast:source={damaged}", AST_CONFIG, (1, 128, 100))
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
     with pytest.raises(Esc50Error, match=r"^model plugins.ast: plugins.ast needs the "
-                                         r"transformers package: pip install 'esc50\[pretrained\]'$"):
+                                         r"transformers package: pip install "
+                                         r"'esc50\[pretrained\]'$"):
         REGISTRY.create("model", f"plugins.ast:source={path}", AST_CONFIG, (1, 128, 100))
 
 

@@ -79,7 +79,7 @@ class Cnn14Embedding(Embedding):
 
 
 class KumarEmbedding(Embedding):
-    """Kumar et al.'s 1024-dimensional embedding (F1 averaged over time) of kumar_logmel features."""
+    """Kumar et al.'s 1024-value embedding (F1 averaged over time) of kumar_logmel features."""
 
     name = "kumar_embedding"
 

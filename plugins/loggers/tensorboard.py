@@ -23,7 +23,7 @@ from esc50.core.loggers import Logger, RunStart
 
 
 class TensorBoard(Logger):
-    """TensorBoard scalars, confusion matrix, worst-classified clips as audio, config and metrics."""
+    """TensorBoard scalars, confusion matrix, worst-classified clips as audio, config, metrics."""
 
     name = "tensorboard"
 
