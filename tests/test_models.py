@@ -88,7 +88,7 @@ def test_vgg19_memorizes_a_tiny_batch():
     lengths = torch.full((len(clips),), features.shape[-1])
     model = build("vgg19")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    for _ in range(15):
+    for _ in range(10):  # all 8 clips are right from the 6th step on
         loss = torch.nn.functional.cross_entropy(model.train()(features, lengths), labels)
         optimizer.zero_grad()
         loss.backward()
