@@ -52,7 +52,8 @@ class Logger:
         """An epoch finished: its history row (``epoch``, ``train_loss``, ``val_accuracy``...)."""
 
     def figure(self, name: str, figure: Figure, epoch: int) -> None:
-        """A figure: ``learning_curves`` after each epoch, ``confusion_matrix`` at the end."""
+        """A figure: ``learning_curves`` whenever curves.png is redrawn (about ten times a run
+        and after the last epoch), ``confusion_matrix`` at the end."""
 
     def audio(self, name: str, wav: np.ndarray, sample_rate: int, caption: str) -> None:
         """An audio example: the worst-classified validation clips at the end (mono float,

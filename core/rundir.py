@@ -96,18 +96,27 @@ def write_json(path: Path, values: Any) -> None:
 
 
 def save_epoch(run_dir: Path, state: dict[str, Any], best_state: dict[str, Any] | None,
-               metrics: dict[str, Any], title: str) -> Figure:
+               metrics: dict[str, Any], title: str, draw_curves: bool = True) -> Figure | None:
     """After an epoch: ``last.pt``, ``best.pt`` (when ``best_state`` is given: the epoch is the
-    best so far), metrics and curves (returned; ``history.csv`` is the history logger's)."""
+    best so far), metrics and, with ``draw_curves``, ``curves.png`` (its figure is returned;
+    ``history.csv`` is the history logger's)."""
     # best.pt first: a kill between the two leaves last.pt at the previous epoch, which the
     # resumed run trains again, so the files an epoch promises are never missing.
     if best_state is not None:
         save_checkpoint(best_state, run_dir / CHECKPOINTS["best"])
     save_checkpoint(state, run_dir / CHECKPOINTS["last"])
     write_metrics(run_dir, state["history"], metrics)
+    if not draw_curves:
+        return None
     curves = learning_curves(state["history"], title)
     save(curves, run_dir / "curves.png")
     return curves
+
+
+def curves_due(epoch: int, num_epochs: int) -> bool:
+    """Whether ``curves.png`` is redrawn after ``epoch``: about ten times a run and after its
+    last epoch (drawing takes a third of a second, more than a small model's epoch)."""
+    return epoch >= num_epochs or epoch % max(1, num_epochs // 10) == 0
 
 
 def remove_partial_files(run_dir: Path) -> None:

@@ -289,13 +289,16 @@ class Trainer:
             if self.dist.is_main:
                 best_state = self._best_state(state) if val.accuracy > best else None
                 try:
-                    curves = rundir.save_epoch(run_dir, state, best_state, self._metrics(),
-                                               f"{run_dir.name} ({self.config.model})")
+                    curves = rundir.save_epoch(
+                        run_dir, state, best_state, self._metrics(),
+                        f"{run_dir.name} ({self.config.model})",
+                        draw_curves=rundir.curves_due(epoch, self.config.num_epochs))
                 except KeyboardInterrupt:  # the writes are atomic: the last complete epoch holds
                     raise Esc50Error(f"interrupted while saving epoch {epoch}; continue with "
                                      f"`esc50 train --resume {run_dir}`") from None
                 self.loggers.emit("epoch", history[-1])
-                self.loggers.emit("figure", "learning_curves", curves, epoch)
+                if curves is not None:
+                    self.loggers.emit("figure", "learning_curves", curves, epoch)
             best = max(best, val.accuracy)
         self.loggers.finish(len(history), {**self._metrics(), **rundir.headline(history)},
                             self.config.sample_rate, lambda: evaluate_classifier(

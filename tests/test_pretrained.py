@@ -20,7 +20,7 @@ import esc50
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
 from esc50.core.registry import load_registry
-from esc50.core.trainer import Trainer
+from esc50.core.trainer import Trainer, parameter_groups
 from tests.conftest import small_config, write_synthetic_dataset
 
 REGISTRY = load_registry()
@@ -149,6 +149,12 @@ def test_kumar_loads_the_published_weights_and_gives_the_papers_embedding(kumar_
     with pytest.raises(Esc50Error, match="take 1 x 128 mel bands, not 1 x 64: use --featurizer "
                                          "plugins.kumar_logmel"):
         REGISTRY.create("model", f"plugins.kumar:checkpoint={path}", KUMAR, (1, 64, 128))
+    partly = REGISTRY.create("model", "plugins.kumar:freeze_blocks=2", KUMAR, (1, 128, 128))
+    optimized = {id(p) for group in parameter_groups(partly, 1e-3) for p in group["params"]}
+    assert not any(id(p) in optimized for p in partly.blocks[:6].parameters())  # B1, B2
+    assert all(id(p) in optimized for p in partly.blocks[6:].parameters())
+    partly.train()
+    assert not partly.blocks[4][1].training and partly.blocks[6][1].training  # batch norms
 
 
 def tone_run(tmp_path: Path, rate: int, seconds: float = 1.0, **settings) -> Trainer:
@@ -298,14 +304,17 @@ def test_ast_loads_a_saved_checkpoint_and_gives_its_pooled_output(ast_reference,
 
 def test_ast_fine_tunes_and_probes_linearly(ast_reference, tmp_path):
     _, path = ast_reference
-    finetune = tone_run(tmp_path / "f", 16000, model=f"plugins.ast:source={path}",
+    finetune = tone_run(tmp_path / "f", 16000, model=f"plugins.ast:source={path},freeze_blocks=1",
                         featurizer="plugins.ast_fbank:max_length=100", normalize=False,
                         num_epochs=1, run_name="ft")
     head, encoder = finetune.optimizer.param_groups
     assert encoder["lr"] == pytest.approx(0.1 * head["lr"])
-    before = finetune.model.encoder.embeddings.cls_token.detach().clone()
+    encoder = finetune.model.encoder
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
     run = finetune.fit()
-    assert not torch.equal(before, finetune.model.encoder.embeddings.cls_token)
+    moved = {k for k, v in encoder.state_dict().items() if not torch.equal(v, before[k])}
+    assert moved and not any(k.startswith(("embeddings.", "layers.0.")) for k in moved)
+    assert any(k.startswith("layers.1.") for k in moved)  # the layer after the frozen one
     trained = esc50.load(run).classifier.model.state_dict()  # the run's weights, not the source's
     assert all(torch.equal(v, trained[k]) for k, v in finetune.model.state_dict().items())
     probe = tone_run(tmp_path / "p", 16000, model="plugins.linear",

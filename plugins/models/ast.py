@@ -11,7 +11,8 @@ Sources of each choice:
   (``pooler_output``), as ``ASTForAudioClassification`` uses it; the new head is its
   ``ASTMLPHead`` (layer norm, linear) with the run's classes.
 - Fine-tuning (AST section 3 on ESC-50): all layers; the encoder at ``backbone_lr_scale`` of the
-  learning rate, the new head at the full rate.
+  learning rate, the new head at the full rate; ``freeze_blocks`` keeps the patch embedding and
+  the first transformer layers as loaded.
 - The input: ``plugins.ast_fbank`` (time-major ``[B, frames, bands]`` inside, as ``ASTModel``
   takes it), exactly ``max_length`` frames of ``num_mel_bins`` bands from the checkpoint's
   config. Every clip is padded to those frames the same way alone or in a batch, so a clip's
@@ -31,7 +32,7 @@ from torch import nn
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
 from esc50.core.hookspecs import hookimpl
-from esc50.plugins.models.published import trainable_groups
+from esc50.plugins.models.published import Freezable, check_freeze, trainable_groups
 
 
 def transformers_module() -> Any:
@@ -85,16 +86,23 @@ def load_encoder(source: str, input_shape: tuple[int, int, int]) -> nn.Module:
     return encoder
 
 
-class AST(nn.Module):
+def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The transformer layers of an ``ASTModel`` (``layers`` in transformers 5, ``encoder.layer``
+    before)."""
+    return encoder.layers if hasattr(encoder, "layers") else encoder.encoder.layer
+
+
+class AST(Freezable):
     """Audio Spectrogram Transformer (Hugging Face ASTModel) with a new classification head."""
 
     name = "ast"
 
     def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int], source: str = "",
-                 backbone_lr_scale: float = 0.1) -> None:
+                 backbone_lr_scale: float = 0.1, freeze_blocks: int = 0) -> None:
         """Options:
         source: a directory saved with save_pretrained, or a hub id when online ("": random)
         backbone_lr_scale: learning rate of the encoder, times the run's
+        freeze_blocks: transformer layers (with the patch embedding) kept frozen
         """
         super().__init__()
         if not 0 < backbone_lr_scale <= 1:
@@ -104,6 +112,9 @@ class AST(nn.Module):
         size = self.encoder.config.hidden_size
         self.head = nn.Sequential(nn.LayerNorm(size, eps=self.encoder.config.layer_norm_eps),
                                   nn.Linear(size, config.num_classes))
+        layers = encoder_layers(self.encoder)
+        check_freeze(freeze_blocks, len(layers))
+        self.freeze([self.encoder.embeddings, *layers[:freeze_blocks]] if freeze_blocks else [])
 
     def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
         """The new head at the learning rate, the encoder at ``backbone_lr_scale`` of it."""

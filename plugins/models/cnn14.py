@@ -35,7 +35,8 @@ from esc50.core.errors import Esc50Error
 from esc50.core.hookspecs import hookimpl
 from esc50.plugins.featurizers.dbmel import PannsLogMel
 from esc50.plugins.models.layers import masked_max, masked_mean, pad_time, zero_padding
-from esc50.plugins.models.published import load_published, read_state_dict, trainable_groups
+from esc50.plugins.models.published import (Freezable, check_freeze, load_published,
+                                             read_state_dict, trainable_groups)
 
 WIDTHS = [64, 128, 256, 512, 1024, 2048]
 POOLINGS = 5  # 2x2 average poolings after blocks 1-5
@@ -59,7 +60,7 @@ class ConvBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(zero_padding(x, lengths))))
 
 
-class Cnn14(nn.Module):
+class Cnn14(Freezable):
     """PANNs CNN14 with a new classification head; optionally from the AudioSet checkpoint."""
 
     name = "cnn14"
@@ -74,8 +75,7 @@ class Cnn14(nn.Module):
         """
         super().__init__()
         channels, bands, _ = input_shape
-        if not 0 <= freeze_blocks <= len(WIDTHS):
-            raise ValueError(f"freeze_blocks={freeze_blocks} must be between 0 and {len(WIDTHS)}")
+        check_freeze(freeze_blocks, len(WIDTHS))
         if not 0 < backbone_lr_scale <= 1:
             raise ValueError(f"backbone_lr_scale={backbone_lr_scale} must be in (0, 1]")
         self.backbone_lr_scale = backbone_lr_scale
@@ -87,9 +87,7 @@ class Cnn14(nn.Module):
         self.head = nn.Linear(channels, config.num_classes)
         if checkpoint:
             self.load_checkpoint(checkpoint, config)
-        self.frozen = [self.bn0, *self.blocks[:freeze_blocks]] if freeze_blocks else []
-        for module in self.frozen:
-            module.requires_grad_(False)
+        self.freeze([self.bn0, *self.blocks[:freeze_blocks]] if freeze_blocks else [])
 
     @property
     def blocks(self) -> list[ConvBlock]:
@@ -114,12 +112,6 @@ class Cnn14(nn.Module):
                                  "plugins.panns_logmel")
         load_published(self, state, lambda key: None if key.startswith(
             (*FRONT_END, "fc_audioset.")) else key, new=("head.",), file=path)
-
-    def train(self, mode: bool = True) -> Cnn14:
-        super().train(mode)
-        for module in self.frozen:  # frozen layers keep their batch-norm statistics
-            module.eval()
-        return self
 
     def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
         """The new head at the learning rate, the rest at ``backbone_lr_scale`` of it."""

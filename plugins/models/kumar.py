@@ -39,7 +39,8 @@ from esc50.core.config import TaskConfig
 from esc50.core.hookspecs import hookimpl
 from esc50.plugins.models.layers import (conv_bn_relu, masked_layers, masked_max, masked_mean,
                                          pad_time)
-from esc50.plugins.models.published import load_published, read_state_dict, trainable_groups
+from esc50.plugins.models.published import (Freezable, check_freeze, load_published,
+                                             read_state_dict, trainable_groups)
 
 BLOCKS = [(16, 2), (32, 2), (64, 2), (128, 2), (256, 2), (512, 1)]  # (channels, convolutions)
 REDUCTION = 2 ** len(BLOCKS)
@@ -59,42 +60,46 @@ def published_key(key: str) -> str | None:
     return f"blocks.{number - 1}.{rest}" if number else key
 
 
-class Kumar(nn.Module):
+class Kumar(Freezable):
     """Kumar et al. 2018 CNN (B1-B6, F1, F2) with global pooling of segment outputs."""
 
     name = "kumar"
 
     def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int],
-                 pooling: str = "max", checkpoint: str = "", backbone_lr_scale: float = 1.0
-                 ) -> None:
+                 pooling: str = "max", checkpoint: str = "", backbone_lr_scale: float = 1.0,
+                 freeze_blocks: int = 0) -> None:
         """Options:
         pooling: how segment outputs are pooled over time (max or mean)
         checkpoint: the published mx-h64-1024_0d3-1.17.pkl to start from ("": random weights)
         backbone_lr_scale: learning rate of the layers before F2, times the run's (0.1 to fine-tune)
+        freeze_blocks: blocks B1.. (of 6) kept frozen, weights and batch-norm statistics
         """
         super().__init__()
         if pooling not in ("max", "mean"):
             raise ValueError(f"pooling={pooling!r} must be 'max' or 'mean'")
         if not 0 < backbone_lr_scale <= 1:
             raise ValueError(f"backbone_lr_scale={backbone_lr_scale} must be in (0, 1]")
+        check_freeze(freeze_blocks, len(BLOCKS))
         self.pooling, self.backbone_lr_scale = pooling, backbone_lr_scale
         channels, bins, _ = input_shape
         if checkpoint and (channels, bins) != (1, PUBLISHED_BANDS):
             raise ValueError(f"the published weights take 1 x {PUBLISHED_BANDS} mel bands, not "
                              f"{channels} x {bins}: use --featurizer plugins.kumar_logmel")
-        layers = []
+        layers, first_blocks = [], []
         for width, convs in BLOCKS:
             for _ in range(convs):
                 layers.append(conv_bn_relu(channels, width))
                 channels = width
             layers.append(nn.MaxPool2d(2, ceil_mode=True))
             bins = -(-bins // 2)
+            first_blocks.append(list(layers))
         self.blocks = nn.Sequential(*layers)
         self.f1 = conv_bn_relu(channels, 1024, kernel_size=(min(2, bins), 2), padding=0)
         self.f2 = nn.Conv2d(1024, config.num_classes, kernel_size=1)
         if checkpoint:
             load_published(self, read_state_dict(checkpoint, EXPECTED), published_key,
                            new=("f2.",), file=checkpoint)
+        self.freeze(first_blocks[freeze_blocks - 1] if freeze_blocks else [])
 
     def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
         """F2 at the learning rate, the layers before it at ``backbone_lr_scale`` of it."""

@@ -71,6 +71,29 @@ def load_published(model: nn.Module, state: dict[str, torch.Tensor],
             own[key].copy_(value)
 
 
+class Freezable(nn.Module):
+    """A model whose first layers can stay as loaded: :meth:`freeze` stops their gradients, and
+    they stay in evaluation mode (batch-norm statistics and dropout) while the rest trains."""
+
+    frozen: list[nn.Module] = []
+
+    def freeze(self, modules: list[nn.Module]) -> None:
+        self.frozen = list(modules)
+        for module in self.frozen:
+            module.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> Freezable:
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
+
+
+def check_freeze(freeze_blocks: int, blocks: int) -> None:
+    if not 0 <= freeze_blocks <= blocks:
+        raise ValueError(f"freeze_blocks={freeze_blocks} must be between 0 and {blocks}")
+
+
 def trainable_groups(head: nn.Module, backbone: list[nn.Module], backbone_lr_scale: float
                      ) -> list[tuple[list[nn.Parameter], float]]:
     """Parameter groups with learning-rate factors: the new head at the base rate, the backbone
