@@ -90,6 +90,7 @@ def parameter_groups(model: nn.Module, learning_rate: float) -> list[dict]:
     return [{"params": [p for p in params if p.requires_grad], "lr": learning_rate * factor}
             for params, factor in groups]
 
+
 class Trainer:
     """One training run, set up from a config and the plugin registry. Plugins are built before
     any audio is decoded, so a bad id or option fails at once.
@@ -371,7 +372,8 @@ class Trainer:
             total_loss += loss.detach().double() * len(labels)
             correct += (logits.argmax(dim=1) == labels).sum()
             seen += len(labels)
-            if training and (step % SYNC_EVERY == 0 or step == steps):  # read back anyway
+            if training and (step % SYNC_EVERY == 0 or step == steps) and \
+                    self.loggers.want("step"):  # where the loss is read back anyway
                 done = self.history[-1]["steps"] if self.history else 0
                 self.loggers.emit("step", done + step, {
                     "train_loss": float(total_loss) / seen,

@@ -323,3 +323,24 @@ def test_ast_fine_tunes_and_probes_linearly(ast_reference, tmp_path):
     assert probe.classifier.featurizer.output_shape(16000) == (1, 32, 1)
     run = probe.fit()
     assert esc50.load(run).evaluate(fold=1)["accuracy"] >= 0.75
+
+
+def test_a_linear_probe_cross_validates_on_embeddings_computed_once(kumar_reference, tmp_path,
+                                                                    monkeypatch):
+    from esc50.plugins.featurizers.embedding import Embedding
+
+    _, path = kumar_reference
+    data = write_synthetic_dataset(tmp_path / "data", clips_per_class_per_fold=2, folds=(1, 2, 3))
+    embedded = []
+    forward = Embedding.forward
+    monkeypatch.setattr(Embedding, "forward",
+                        lambda self, wav: embedded.append(len(wav)) or forward(self, wav))
+    lines = []
+    result = esc50.cv(model="plugins.linear", data=str(data), epochs=2, name="probe",
+                      featurizer=f"plugins.kumar_embedding:checkpoint={path}",
+                      sample_rate=44100, length_wav=44100, batch_size=8, progress=False,
+                      output_dir=str(tmp_path / "runs"), log=lines.append)
+    assert len(result.runs) == 3
+    setups = [line.split(" ")[0] for line in lines if " clips from " in line]
+    assert setups == ["decoded", "reused", "reused"]  # audio decoded for the first fold only
+    assert sum(embedded) == 24 + 3 * 2  # each clip once, and each fold's 2-clip set-up check
