@@ -40,6 +40,15 @@ class DbMel(PowerFeaturizer):
 
     def __init__(self, config: TaskConfig, n_fft: int, win_length: int, hop_length: int,
                  n_mels: int, f_min: float, f_max: float, top_db: float) -> None:
+        """Options:
+        n_fft: STFT size in samples
+        win_length: Hann window length in samples (at most n_fft)
+        hop_length: samples between frames
+        n_mels: mel bands
+        f_min: lowest frequency of the mel bands, Hz
+        f_max: highest frequency of the mel bands, Hz (0: half the sample rate)
+        top_db: dynamic range kept below each clip's peak, dB (0: all)
+        """
         super().__init__()
         self.settings = MelSettings(config.sample_rate, n_fft, win_length, hop_length,
                                     n_mels).checked(config.length_wav)
@@ -76,22 +85,15 @@ class DbMel(PowerFeaturizer):
 
 
 class PannsLogMel(DbMel):
-    """PANNs' front end (CNN14 and its family): 64 bands, 50-14 000 Hz, hop 320 at 32 kHz."""
+    """PANNs' front end (CNN14 and its family): 64 bands, 50-14 000 Hz, hop 320 at 32 kHz.
+
+    Its defaults only differ from ``KumarLogMel``'s; the options are ``DbMel``'s."""
 
     name = "panns_logmel"
 
     def __init__(self, config: TaskConfig, n_fft: int = 1024, win_length: int = 1024,
                  hop_length: int = 320, n_mels: int = 64, f_min: float = 50.0,
                  f_max: float = 14000.0, top_db: float = 0.0) -> None:
-        """Options:
-        n_fft: STFT size in samples
-        win_length: Hann window length in samples (at most n_fft)
-        hop_length: samples between frames
-        n_mels: mel bands
-        f_min: lowest frequency of the mel bands, Hz
-        f_max: highest frequency of the mel bands, Hz (0: half the sample rate)
-        top_db: dynamic range kept below each clip's peak, dB (0: all)
-        """
         super().__init__(config, n_fft, win_length, hop_length, n_mels, f_min, f_max, top_db)
 
 
@@ -103,15 +105,6 @@ class KumarLogMel(DbMel):
     def __init__(self, config: TaskConfig, n_fft: int = 1024, win_length: int = 1024,
                  hop_length: int = 512, n_mels: int = 128, f_min: float = 0.0,
                  f_max: float = 0.0, top_db: float = 80.0) -> None:
-        """Options:
-        n_fft: STFT size in samples
-        win_length: Hann window length in samples (at most n_fft)
-        hop_length: samples between frames
-        n_mels: mel bands
-        f_min: lowest frequency of the mel bands, Hz
-        f_max: highest frequency of the mel bands, Hz (0: half the sample rate)
-        top_db: dynamic range kept below each clip's peak, dB (0: all)
-        """
         super().__init__(config, n_fft, win_length, hop_length, n_mels, f_min, f_max, top_db)
 
 

@@ -64,32 +64,36 @@ def published(model: type[nn.Module], config: TaskConfig, front_end: Featurizer,
     return model(config, front_end.output_shape(config.length_wav), **weights)
 
 
-class Cnn14Embedding(Embedding):
+class PublishedEmbedding(Embedding):
+    """The embedding of a built-in network loaded from its published file, with the front end
+    it was trained with (``front_end_type``, ``backbone_type`` and ``embedding_size`` per
+    subclass)."""
+
+    front_end_type: type[Featurizer]
+    backbone_type: type[nn.Module]
+    embedding_size: int
+
+    def __init__(self, config: TaskConfig, checkpoint: str = "") -> None:
+        """Options:
+        checkpoint: the published weights' file (required; see docs/pretrained.md)
+        """
+        front_end = self.front_end_type(config)
+        super().__init__(front_end, published(self.backbone_type, config, front_end,
+                                              checkpoint=checkpoint), self.embedding_size)
+
+
+class Cnn14Embedding(PublishedEmbedding):
     """PANNs CNN14's 2048-dimensional embedding (after fc1) of panns_logmel features."""
 
     name = "cnn14_embedding"
-
-    def __init__(self, config: TaskConfig, checkpoint: str = "") -> None:
-        """Options:
-        checkpoint: the published Cnn14_mAP=0.431.pth (required)
-        """
-        front_end = PannsLogMel(config)
-        super().__init__(front_end, published(Cnn14, config, front_end, checkpoint=checkpoint),
-                         2048)
+    front_end_type, backbone_type, embedding_size = PannsLogMel, Cnn14, 2048
 
 
-class KumarEmbedding(Embedding):
+class KumarEmbedding(PublishedEmbedding):
     """Kumar et al.'s 1024-value embedding (F1 averaged over time) of kumar_logmel features."""
 
     name = "kumar_embedding"
-
-    def __init__(self, config: TaskConfig, checkpoint: str = "") -> None:
-        """Options:
-        checkpoint: the published mx-h64-1024_0d3-1.17.pkl (required)
-        """
-        front_end = KumarLogMel(config)
-        super().__init__(front_end, published(Kumar, config, front_end, checkpoint=checkpoint),
-                         1024)
+    front_end_type, backbone_type, embedding_size = KumarLogMel, Kumar, 1024
 
 
 class ASTEmbedding(Embedding):

@@ -10,7 +10,7 @@ Sources of each choice:
   plus mean over time; dropout 0.5, ``fc1`` (2048 -> 2048) with ReLU: the embedding.
 - The new head (``Transfer_Cnn14``): dropout 0.5 and a linear layer from the embedding to the
   classes, trained from scratch; the AudioSet output layer (``fc_audioset``) is not used.
-- The published checkpoint (``Cnn14_mAP=0.431.pth``, Zenodo record 3987831, CC BY 4.0) holds a
+- The published checkpoint (``Cnn14_mAP=0.431.pth``, Zenodo record 3987831) holds a
   dict whose ``model`` entry is the state dict, with torchlibrosa's front-end buffers: those are
   checked against ``plugins.panns_logmel`` (the mel filterbank must be the one this run
   computes, so the run's sample rate must be 32 kHz) and not loaded into the model.
@@ -40,7 +40,7 @@ from esc50.plugins.models.published import (Freezable, check_freeze, load_publis
 
 WIDTHS = [64, 128, 256, 512, 1024, 2048]
 POOLINGS = 5  # 2x2 average poolings after blocks 1-5
-EXPECTED = ("Cnn14_mAP=0.431.pth from https://zenodo.org/record/3987831 (PANNs, CC BY 4.0); "
+EXPECTED = ("Cnn14_mAP=0.431.pth from https://zenodo.org/record/3987831 (PANNs); "
             "pass its path as plugins.cnn14's checkpoint option")
 FRONT_END = ("spectrogram_extractor.", "logmel_extractor.")
 
