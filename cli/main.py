@@ -152,8 +152,8 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
     from esc50.core.distributed import is_main_process
 
     if resume_dir:
-        changing = [f"--{k.replace('_', '-')}" for k, v in flags.items()
-                    if v not in (None, ()) and k not in RESUME_FLAGS]
+        changing = [f"--{'logger' if k == 'loggers' else k.replace('_', '-')}"
+                    for k, v in flags.items() if v not in (None, ()) and k not in RESUME_FLAGS]
         changing += ["--config"] * bool(config_file) + ["--aug"] * bool(augs) + \
             ["--set"] * bool(settings)
         if changing:

@@ -27,9 +27,9 @@ from esc50.core.trainer import Trainer
 
 # Keys that may differ between the folds of one experiment: the held-out fold, where files go,
 # where the data is read from (its content is checked against each fold's recorded split) and
-# what only changes speed or output.
+# what only changes speed or output (loggers never change a result).
 PER_FOLD_KEYS = {"val_fold", "output_dir", "run_name", "data", "progress", "num_workers",
-                 "audio_cache"}
+                 "audio_cache", "loggers"}
 
 
 def experiment_settings(config: TaskConfig) -> dict[str, Any]:
