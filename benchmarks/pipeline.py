@@ -43,6 +43,7 @@ AUGS = {  # setting: esc50's augmentation specs (applied one per clip, as the re
     "off": [],
     "report's five (waveform)": list(OURS.values()),
     "report's five (power spectrogram)": [f"spec_{spec}" for spec in OURS.values()],
+    "noise (the README's --aug noise)": ["noise"],
 }
 
 

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from esc50.core import checks, rundir
 from esc50.core.collate import collate
+from esc50.core.allocator import keep_freed_memory
 from esc50.core.augment import AugmentationPipeline
 from esc50.core.checkpoint import load_checkpoint, load_model_weights
 from esc50.core.classifier import build_classifier, load_classifier
@@ -114,6 +115,7 @@ class Trainer:
         self.log = log if self.dist.is_main else (lambda _: None)
         fresh = recorded_split is None
         self.plugins = plugin_versions(config, registry)  # an unknown id fails before any I/O
+        keep_freed_memory()  # every step allocates the same large buffers again
         self.registry = registry
         self.loggers = Loggers({spec: registry.create("logger", spec, config)
                                 for spec in [HISTORY_LOGGER, *config.loggers]}

@@ -1,0 +1,44 @@
+"""The allocator setting a training process turns on (core/allocator.py): large freed blocks are
+reused by the next allocation instead of being handed back to the system and faulted in page by
+page again. Counted in minor page faults, each process on its own (the setting is process-wide)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+CHURN = """
+import resource, sys, torch
+from esc50.core.allocator import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+
+def churn():
+    for _ in range(8):  # what each training step does with its batch buffers
+        block = torch.ones(16 * 2**20)  # 64 MiB, above glibc's largest mmap threshold
+        del block
+
+churn()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+churn()
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def faults(mode: str, **env: str) -> tuple[bool, int]:
+    done = subprocess.run([sys.executable, "-c", CHURN, mode], capture_output=True, text=True,
+                          env={**os.environ, **env}, check=True)
+    applied, count = done.stdout.split()
+    return applied == "True", int(count)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_freed_large_blocks_are_reused_instead_of_faulted_in_again():
+    applied, kept = faults("keep")
+    _, plain = faults("plain")
+    assert applied
+    assert plain > 10 * max(kept, 10)  # 8 x 64 MiB faulted in again, against (nearly) none
+    switched_off, again = faults("keep", ESC50_KEEP_FREED_MEMORY="0")
+    assert not switched_off and again > 10 * max(kept, 10)
