@@ -68,8 +68,15 @@ class BackgroundNoise(Augmentation):
     def apply(self, wav: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:
         batch, length = wav.shape
-        noise = (noise_windows(self.noises, batch, length, generator) if self.noises
-                 else coloured_noise(batch, length, params["f_decay"], generator)).to(wav.device)
+        if self.noises:
+            noise = noise_windows(self.noises, batch, length, generator).to(wav.device)
+        else:  # white noise for every example (the draws of one do not depend on which others
+            # were chosen), coloured for the chosen ones only: the others add none of it
+            noise = torch.randn(batch, length, generator=generator, device=generator.device)
+            rows = chosen.nonzero().flatten()
+            if len(rows):  # (an FFT of no rows is an error)
+                noise[rows] = coloured_noise(noise[rows], params["f_decay"][rows])
+            noise = noise.to(wav.device)
         snr_db = params["snr_db"].to(wav.device)
         signal_rms = torch.linalg.vector_norm(wav, dim=1) / length ** 0.5
         noise_rms = (torch.linalg.vector_norm(noise, dim=1) / length ** 0.5).clamp(min=EPS)
@@ -96,11 +103,10 @@ def noise_windows(recordings: list[torch.Tensor], batch: int, length: int,
     return torch.stack(windows)
 
 
-def coloured_noise(batch: int, length: int, f_decay_db: torch.Tensor,
-                   generator: torch.Generator) -> torch.Tensor:
-    """Noise whose power falls by ``f_decay_db`` dB per octave (0: white, -3.01: pink,
-    -6.02: brown), one slope per example; generated in the frequency domain."""
-    white = torch.randn(batch, length, generator=generator, device=generator.device)
+def coloured_noise(white: torch.Tensor, f_decay_db: torch.Tensor) -> torch.Tensor:
+    """White noise [B, T] coloured so that its power falls by ``f_decay_db`` dB per octave (0:
+    white, -3.01: pink, -6.02: brown), one slope per example; in the frequency domain."""
+    length = white.shape[1]
     spectrum = torch.fft.rfft(white, dim=1)
     gain = colour_gain(torch.fft.rfftfreq(length, device=white.device), f_decay_db)
     return torch.fft.irfft(spectrum * gain, n=length, dim=1)
