@@ -54,13 +54,17 @@ class Embedding(Featurizer):
         return (1, self.size, 1)
 
 
-def published(model: type[nn.Module], config: TaskConfig, front_end: Featurizer,
-              **weights: str) -> nn.Module:
-    """``model`` for ``front_end``'s features, from the published weights its one option in
-    ``weights`` names (required: random weights give no useful embedding)."""
-    (option, where), = weights.items()
+def required(option: str, where: str) -> str:
+    """``where`` the published weights are, refused when empty: random weights give no useful
+    embedding."""
     if not where:
         raise ValueError(f"the {option} option is required (where the published weights are)")
+    return where
+
+
+def published(model: type[nn.Module], config: TaskConfig, front_end: Featurizer,
+              **weights: str) -> nn.Module:
+    """``model`` for ``front_end``'s features, from the published weights ``weights`` names."""
     return model(config, front_end.output_shape(config.length_wav), **weights)
 
 
@@ -79,7 +83,8 @@ class PublishedEmbedding(Embedding):
         """
         front_end = self.front_end_type(config)
         super().__init__(front_end, published(self.backbone_type, config, front_end,
-                                              checkpoint=checkpoint), self.embedding_size)
+                                              checkpoint=required("checkpoint", checkpoint)),
+                         self.embedding_size)
 
 
 class Cnn14Embedding(PublishedEmbedding):
@@ -105,9 +110,7 @@ class ASTEmbedding(Embedding):
         """Options:
         source: a directory saved with save_pretrained, or a hub id when online (required)
         """
-        if not source:
-            raise ValueError("the source option is required (where the published weights are)")
-        settings = checkpoint_config(source)
+        settings = checkpoint_config(required("source", source))
         front_end = ASTFbank(config, max_length=settings.max_length,
                              n_mels=settings.num_mel_bins)
         super().__init__(front_end, published(AST, config, front_end, source=source),
