@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, frame_mask, uniform
+from esc50.core.contracts import Augmentation, check_min_max, frame_mask, to_device, uniform
 from esc50.core.hookspecs import hookimpl
 
 ESC50_PLUGIN_API = {api}
@@ -80,7 +80,7 @@ class Gain(Augmentation):
     def apply(self, wav: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:
         gain = torch.where(chosen, params["gain"], torch.ones_like(params["gain"]))
-        return wav * gain.to(wav.device)[:, None]
+        return wav * to_device(gain, wav)[:, None]
 
 
 @hookimpl

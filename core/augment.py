@@ -13,7 +13,7 @@ from typing import Iterator
 
 import torch
 
-from esc50.core.contracts import Augmentation
+from esc50.core.contracts import Augmentation, Randomness, to_device
 from esc50.core.errors import Esc50Error
 
 POLICIES = ("all", "one-of")
@@ -38,7 +38,8 @@ class AugmentationPipeline:
         return (aug for stage in STAGES for aug in self.by_stage[stage])
 
     def transform(self, stage: str, x: torch.Tensor, lengths: torch.Tensor,
-                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator | Randomness
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Apply the ``wave``, ``power`` or ``features`` augmentations to ``x`` (first axis:
         examples, last: time) whose valid lengths are ``lengths`` [B]; returns both after
         them."""
@@ -48,18 +49,21 @@ class AugmentationPipeline:
                 x = aug(x, generator)
                 lengths = aug.valid_lengths(lengths, x.shape[-1])
             return x, lengths
-        choice = torch.randint(len(augs) + 1, (x.shape[0],), generator=generator,
-                               device=generator.device).to(x.device)
+        draws = Randomness.of(generator).draws
+        choice = torch.randint(len(augs) + 1, (x.shape[0],), generator=draws,
+                               device=draws.device)
         out, out_lengths = x.clone(), lengths.clone()
         for i, aug in enumerate(augs, start=1):
-            picked = (choice == i).nonzero().squeeze(1)
+            picked = (choice == i).nonzero().squeeze(1)  # no wait for the device on the host
             if picked.numel():
-                out[picked] = aug(x[picked], generator)
-                out_lengths[picked] = aug.valid_lengths(lengths[picked], x.shape[-1])
+                picked = to_device(picked, x)
+                out.index_copy_(0, picked, aug(x.index_select(0, picked), generator))
+                out_lengths.index_copy_(0, picked, aug.valid_lengths(
+                    lengths.index_select(0, picked), x.shape[-1]))
         return out, out_lengths
 
     def mix(self, features: torch.Tensor, targets: torch.Tensor,
-            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            generator: torch.Generator | Randomness) -> tuple[torch.Tensor, torch.Tensor]:
         """Apply the batch-stage augmentations (features and label probabilities together)."""
         for aug in self.by_stage["batch"]:
             features, targets = aug(features, targets, generator)

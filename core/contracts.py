@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, ClassVar
 
 import torch
@@ -64,6 +65,28 @@ class PowerFeaturizer(Featurizer):
         return self.compress(self.power(wav))
 
 
+@dataclass(frozen=True)
+class Randomness:
+    """Where an augmentation's randomness comes from: ``draws``, the few numbers per example
+    (which examples, their parameters), and ``bulk``, signals as large as the batch (noise). In
+    training on a GPU ``draws`` is a CPU generator, so that deciding which clips to transform
+    (and the shapes that follow) never waits for the GPU, and ``bulk`` is on the GPU. A single
+    generator serves as both (any call that passes a ``torch.Generator``)."""
+
+    draws: torch.Generator
+    bulk: torch.Generator
+
+    @classmethod
+    def of(cls, source: torch.Generator | Randomness) -> Randomness:
+        return source if isinstance(source, Randomness) else cls(source, source)
+
+
+def to_device(draw: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A draw moved to ``like``'s device without waiting for the device's queued work (a plain
+    ``.to(device)`` of a CPU tensor makes the host wait for the GPU to finish)."""
+    return draw.to(like.device, non_blocking=True)
+
+
 class Augmentation(nn.Module):
     """Base class for augmentations, with audiomentations' draw-then-apply template, batched:
     :meth:`forward` draws which examples are transformed (each with probability ``p``), asks
@@ -71,7 +94,9 @@ class Augmentation(nn.Module):
     implements ``sample`` and ``apply``; none re-implements ``p``.
 
     Parameters are drawn for every example of the batch (used or not), so the draws of one
-    example do not depend on which others were chosen."""
+    example do not depend on which others were chosen. They come from ``Randomness.draws``: in
+    training on a GPU they are CPU tensors, which :meth:`apply` moves with :func:`to_device`.
+    Bulk randomness in ``apply`` comes from the generator it is given (``Randomness.bulk``)."""
 
     stage: ClassVar[str] = "wave"
 
@@ -103,9 +128,10 @@ class Augmentation(nn.Module):
         duration (time stretch) overrides it, reading its draws from ``last_params``."""
         return lengths
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        chosen, params = self._draw(x.shape[0], generator)
-        return self.apply(x, chosen, params, generator)
+    def forward(self, x: torch.Tensor, generator: torch.Generator | Randomness) -> torch.Tensor:
+        randomness = Randomness.of(generator)
+        chosen, params = self._draw(x.shape[0], randomness.draws)
+        return self.apply(x, chosen, params, randomness.bulk)
 
     def _draw(self, batch_size: int, generator: torch.Generator
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -129,12 +155,11 @@ class Augmentation(nn.Module):
                   transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``transform`` applied to the chosen examples only (for costly transforms); the
         others come back unchanged."""
-        chosen = chosen.to(x.device)
-        if not chosen.any():
+        rows = chosen.nonzero().flatten()  # no wait for the device when drawn on the host
+        if not len(rows):
             return x
-        out = x.clone()
-        out[chosen] = transform(x[chosen])
-        return out
+        rows = to_device(rows, x)
+        return x.index_copy(0, rows, transform(x.index_select(0, rows)))
 
     def attach(self, featurizer: Featurizer) -> None:
         """Called once before training with the run's featurizer (power-stage augmentations
@@ -154,9 +179,10 @@ class BatchAugmentation(Augmentation):
         raise NotImplementedError
 
     def forward(self, features: torch.Tensor, targets: torch.Tensor,  # type: ignore[override]
-                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        chosen, params = self._draw(features.shape[0], generator)
-        return self.apply(features, targets, chosen, params, generator)
+                generator: torch.Generator | Randomness) -> tuple[torch.Tensor, torch.Tensor]:
+        randomness = Randomness.of(generator)
+        chosen, params = self._draw(features.shape[0], randomness.draws)
+        return self.apply(features, targets, chosen, params, randomness.bulk)
 
 
 def frame_mask(frames: int, lengths: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from esc50.core.augment import AugmentationPipeline
 from esc50.core.classifier import Classifier
 from esc50.core.collate import collate
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import PowerFeaturizer
+from esc50.core.contracts import PowerFeaturizer, Randomness
 from esc50.core.dataset import AudioCache, ClipDataset, ClipTable
 from esc50.core.distributed import Distributed
 from esc50.core.errors import Esc50Error
@@ -120,7 +120,10 @@ class FeatureSource:
         self.staged = isinstance(classifier.featurizer, PowerFeaturizer)
         self.cache = (self._cached_features(cache, memo) if config.cache_features
                       and not augs.by_stage["wave"] else None)
-        audio = self.cache is None  # with cached features, loaders carry indices only
+        # Waveform batches are gathered where the model trains (on a GPU: not copied and pinned
+        # on the host every step).
+        self.device_audio = self._on_device(cache) if self.cache is None else None
+        audio = self.cache is None and self.device_audio is None  # else loaders carry indices
         self.train_audio = ClipDataset(cache, table.labels, train_idx)  # for the set-up pass
         self.train_set = ClipDataset(cache, table.labels, train_idx, audio)
         self.val_set = ClipDataset(cache, table.labels, val_idx, audio)
@@ -149,7 +152,8 @@ class FeatureSource:
     def loader(self, training: bool) -> DataLoader:
         return self.train_loader if training else self.val_loader
 
-    def batches(self, training: bool, generator: torch.Generator) -> Iterator[Batch]:
+    def batches(self, training: bool, generator: torch.Generator | Randomness
+                ) -> Iterator[Batch]:
         """One epoch of batches: augmented, with label probabilities [B, classes], in training;
         plain, with class indices [B], in validation. ``generator`` draws every augmentation."""
         for batch in self.loader(training):
@@ -157,9 +161,9 @@ class FeatureSource:
 
     @torch.no_grad()
     def _prepare(self, batch: dict[str, torch.Tensor], training: bool,
-                 generator: torch.Generator) -> Batch:
+                 generator: torch.Generator | Randomness) -> Batch:
         features, frames = self._features(batch, training, generator)
-        targets = batch["label"].to(self.device)
+        targets = batch["label"].to(self.device, non_blocking=True)
         if training:
             features, frames = self.augs.transform("features", features, frames, generator)
             targets = nn.functional.one_hot(targets, self.config.num_classes).float()
@@ -168,16 +172,15 @@ class FeatureSource:
 
     @torch.no_grad()
     def _features(self, batch: dict[str, torch.Tensor], training: bool,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator | Randomness | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalized features and frame lengths of a batch, from the cache or the audio; in
         training after the wave and power augmentations."""
         if self.cache is not None:
-            index = batch["index"].to(self.device)
+            index = batch["index"].to(self.device, non_blocking=True)  # pinned on a GPU
             features, frames = self.cache[0][index], self.cache[1][index]
         else:
-            non_blocking = self.device.type == "cuda"
-            wav = to_float(batch["wav"].to(self.device, non_blocking=non_blocking))
-            samples = batch["length"].to(self.device, non_blocking=non_blocking)
+            wav, samples = self._waves(batch)
             if training:
                 wav, samples = self.augs.transform("wave", wav, samples, generator)
             features = self._uncompressed(wav)
@@ -186,13 +189,35 @@ class FeatureSource:
             features, frames = self._finish(features, frames, training, generator)
         return features, frames
 
+    def _waves(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch's float waveforms [B, T] and valid lengths [B] on the training device."""
+        if self.device_audio is not None:
+            index = batch["index"].to(self.device, non_blocking=True)
+            waves, lengths = self.device_audio
+            return to_float(waves[index]), lengths[index]
+        non_blocking = self.device.type == "cuda"
+        return (to_float(batch["wav"].to(self.device, non_blocking=non_blocking)),
+                batch["length"].to(self.device, non_blocking=non_blocking))
+
+    def _on_device(self, cache: AudioCache) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The decoded clips (int16) and their lengths on the training device: on a GPU copied
+        once, when they take at most a quarter of its free memory, else None (batches are then
+        copied from the host)."""
+        if self.device.type != "cuda":
+            return cache.waves, cache.lengths
+        free, _ = torch.cuda.mem_get_info(self.device)
+        if cache.nbytes() > free // 4:
+            return None
+        return cache.waves.to(self.device), cache.lengths.to(self.device)
+
     def _uncompressed(self, wav: torch.Tensor) -> torch.Tensor:
         """What the feature cache holds: a power featurizer's power spectrogram, else features."""
         featurizer = self.classifier.featurizer
         return featurizer.power(wav) if self.staged else featurizer(wav)
 
     def _finish(self, features: torch.Tensor, frames: torch.Tensor, training: bool,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                generator: torch.Generator | Randomness | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Uncompressed features to normalized ones, with their frame lengths: the power
         augmentations (in training), the featurizer's compression, the normalization."""
         if self.staged:

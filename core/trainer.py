@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from esc50.core import checks, rundir
@@ -27,6 +26,7 @@ from esc50.core.augment import AugmentationPipeline
 from esc50.core.checkpoint import load_checkpoint, load_model_weights
 from esc50.core.classifier import build_classifier, load_classifier
 from esc50.core.config import TaskConfig, save_config
+from esc50.core.contracts import Randomness
 from esc50.core.datapath import resolve_data_dir
 from esc50.core.dataset import find_clips, leftovers
 from esc50.core.distributed import Distributed
@@ -35,7 +35,7 @@ from esc50.core.evaluate import evaluate_classifier
 from esc50.core.features import FeatureSource, SetupMemo
 from esc50.core.loggers import HISTORY_LOGGER, Loggers, RunStart
 from esc50.core.registry import Registry, convert_options, parse_spec
-from esc50.core.schedule import ema_step, lr_factor
+from esc50.core.schedule import MovingAverage, lr_factor
 from esc50.core.split import Split, dataset_digests, make_split
 
 
@@ -161,10 +161,15 @@ class Trainer:
             lr_factor, warmup_steps=round(config.warmup_epochs * steps_per_epoch),
             total_steps=config.num_epochs * steps_per_epoch, cosine=config.scheduler == "cosine"))
             if config.scheduler == "cosine" or config.warmup_epochs else None)
-        self.ema = (AveragedModel(self.model, avg_fn=functools.partial(
-            ema_step, decay=config.ema_decay), use_buffers=True) if config.ema_decay else None)
+        self.ema = (MovingAverage(self.model, config.ema_decay) if config.ema_decay
+                    else None)
+        # Each process its own augmentation streams: bulk noise on the training device, the
+        # per-example draws on the host (choosing clips never waits for the GPU).
         self.aug_generator = torch.Generator(device=self.device).manual_seed(
-            config.seed + 1 + self.dist.rank)  # each process its own augmentation draws
+            config.seed + 1 + self.dist.rank)
+        self.draw_generator = (torch.Generator().manual_seed(config.seed + 1 + self.dist.rank)
+                               if self.device.type != "cpu" else self.aug_generator)
+        self.randomness = Randomness(self.draw_generator, self.aug_generator)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.val_loss_fn = nn.CrossEntropyLoss()
         self.use_amp = config.amp and self.device.type == "cuda"
@@ -220,6 +225,8 @@ class Trainer:
             raise Esc50Error(f"{run_dir} was trained by {len(rng['augment'])} process(es); resume "
                              f"it with as many, not {trainer.dist.world_size}")
         trainer.aug_generator.set_state(rng["augment"][trainer.dist.rank])
+        if "draws" in rng:  # (checkpoints from before the host draws have none)
+            trainer.draw_generator.set_state(rng["draws"][trainer.dist.rank])
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         trainer.run_dir, trainer.history = run_dir, state["history"]
@@ -348,7 +355,7 @@ class Trainer:
         desc = f"epoch {epoch} {'train' if training else 'val'}"
         loss_fn = self.loss_fn if training else self.val_loss_fn
         steps = len(self.data.loader(training))
-        bar = tqdm(self.data.batches(training, self.aug_generator), total=steps, desc=desc,
+        bar = tqdm(self.data.batches(training, self.randomness), total=steps, desc=desc,
                    leave=False, disable=not (self.config.progress and self.dist.is_main))
         for step, (features, frame_lengths, targets) in enumerate(bar, start=1):
             with torch.set_grad_enabled(training), torch.autocast(
@@ -395,6 +402,7 @@ class Trainer:
                 "rng": {"torch": torch.get_rng_state(),
                         "sampler": self.data.sampler_generator.get_state(),
                         "augment": self.dist.gather(self.aug_generator.get_state()),
+                        "draws": self.dist.gather(self.draw_generator.get_state()),
                         "cuda": (torch.cuda.get_rng_state_all()
                                  if self.device.type == "cuda" else None)},
                 "epoch": epoch, "config": self.config.to_dict(), "class_names": self.class_names,

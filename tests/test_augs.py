@@ -199,3 +199,34 @@ def test_time_shift_rolls_or_shifts_in_silence():
         features, gen())
     assert shifted[1, 0, 2].tolist() == [t + 10 for t in range(30)] + [0.0] * 10
     assert torch.equal(make("time_shift:p=0")(features, gen()), features)
+
+
+def test_pitch_shift_up_leaves_out_what_would_alias():
+    """+7 semitones moves 6 kHz to 9 kHz, above the 8 kHz Nyquist of a 16 kHz clip: it must go,
+    not fold back to 7 kHz; a 2 kHz tone in the same batch moves to 3 kHz at its level."""
+    aug = make("pitch_shift:min_semitones=7,max_semitones=7,p=1")
+    clean = torch.stack([sine(6000.0), sine(2000.0)])
+    out = aug(clean, gen())[:, 2000:-2000]
+    assert rms(out[0]) < 0.01 * rms(clean[0])
+    assert abs(1200 * np.log2(peak_frequency(out[1]) / (2000.0 * 2 ** (7 / 12)))) < 5
+    assert 0.8 < float(rms(out[1]) / rms(clean[1])) < 1.2
+
+
+@pytest.mark.parametrize("spec", WAVE_AUGS + ["specaugment", "time_shift:min_shift=0.2"])
+def test_which_examples_and_their_parameters_come_from_the_draw_generator(spec):
+    """A training batch draws its per-example decisions on one generator (the host's, on a GPU)
+    and its bulk noise on another: the same draws with another bulk stream transform the same
+    examples; a plain generator still serves as both."""
+    from esc50.core.contracts import Randomness
+
+    aug = make(f"{spec}{',' if ':' in spec else ':'}p=0.5")
+    x = (torch.stack([sine(300.0 + 40 * i) for i in range(16)]) if aug.stage == "wave"
+         else torch.rand(16, 1, 8, 50) + 1.0)
+    first = aug(x, Randomness(gen(1), gen(2)))
+    chosen = aug.last_params["chosen"]
+    second = aug(x, Randomness(gen(1), gen(3)))
+    assert torch.equal(aug.last_params["chosen"], chosen) and 0 < int(chosen.sum()) < 16
+    changed = lambda out: (out != x).flatten(1).any(1)  # noqa: E731
+    assert torch.equal(changed(first), chosen) and torch.equal(changed(second), chosen)
+    shared = gen(1)
+    assert torch.equal(aug(x, gen(1)), aug(x, Randomness(shared, shared)))

@@ -227,7 +227,10 @@ def test_features_are_cached_without_waveform_augmentation(synthetic_data, tmp_p
     assert cached.data.cache is not None and plain.data.cache is None
     assert cached.data.cache[0].shape == (24, 1, 32, 126)
     assert set(next(iter(cached.data.train_loader))) == {"label", "index"}  # no waveforms
-    assert set(next(iter(plain.data.train_loader))) == {"wav", "label", "length", "index"}
+    # Without the cache, waveform batches are gathered by index from the decoded audio where
+    # the model trains (on a GPU: copied there once), not collated on the host every step.
+    assert set(next(iter(plain.data.train_loader))) == {"label", "index"}
+    assert plain.data.device_audio[0] is plain.data.train_set.cache.waves
     for a, b in zip(with_cache["history"], without_cache["history"]):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert a["val_accuracy"] == b["val_accuracy"]
@@ -367,9 +370,47 @@ def test_the_strong_recipe_is_a_readable_config_whose_plugins_all_build(syntheti
 
 
 def test_the_moving_average_forgets_the_initial_weights_in_a_short_run():
-    from esc50.core.schedule import ema_step
+    from esc50.core.schedule import MovingAverage
 
-    average, target = torch.zeros(1), torch.ones(1)
-    for n in range(100):  # 100 steps towards 1, as in a 10-epoch run of 10 steps
-        average = ema_step(average, target, torch.tensor(n), decay=0.999)
-    assert float(average) > 0.99  # a fixed 0.999 decay would still be at 1 - 0.999**100 = 0.10
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    average = MovingAverage(model, decay=0.999)
+    average.update_parameters(model)  # the first update copies: 0
+    torch.nn.init.ones_(model.weight)
+    for _ in range(99):  # 99 steps towards 1, as in a 10-epoch run of 10 steps
+        average.update_parameters(model)
+    assert float(average.module.weight) > 0.99  # a fixed 0.999 would be at 1 - 0.999**99 = 0.09
+
+
+def test_the_moving_average_is_torchs_averaged_model_with_the_ramped_decay():
+    """The same numbers as torch's AveragedModel given the ramped decay as its average function
+    (weights and batch-norm buffers, counters included), and each loads the other's state."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from esc50.core.schedule import MovingAverage
+
+    def ramped(averaged, current, num_averaged, decay=0.9):
+        rate = min(decay, (1.0 + float(num_averaged)) / (10.0 + float(num_averaged)))
+        return averaged * rate + current * (1.0 - rate)
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4),
+                                torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    model(torch.randn(2, 1, 6, 6))
+    ours, torchs = MovingAverage(model, 0.9), AveragedModel(model, avg_fn=ramped,
+                                                            use_buffers=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(30):
+        model(torch.randn(8, 1, 6, 6)).square().mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        ours.update_parameters(model)
+        torchs.update_parameters(model)
+    expected = torchs.state_dict()
+    assert ours.state_dict().keys() == expected.keys()
+    for key, value in ours.state_dict().items():
+        assert torch.allclose(value.double(), expected[key].double(), atol=1e-6), key
+    assert not torch.allclose(ours.module[0].weight, model[0].weight)  # it lags the weights
+    loaded = MovingAverage(model, 0.9)
+    loaded.load_state_dict(expected)
+    assert int(loaded.n_averaged) == 30 and loaded.rate() == pytest.approx(31 / 40)

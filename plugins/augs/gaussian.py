@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, uniform
+from esc50.core.contracts import Augmentation, check_min_max, uniform, to_device
 from esc50.core.hookspecs import hookimpl
 
 
@@ -42,7 +42,7 @@ class GaussianNoise(Augmentation):
 
     def apply(self, wav: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:
-        std = (params["std"] * chosen).to(wav.device)
+        std = to_device(params["std"] * chosen, wav)
         noise = torch.randn(wav.shape, generator=generator, device=generator.device)
         # Work in place on the one new tensor: allocating big tensors costs more than the math.
         return noise.to(wav.device).mul_(std[:, None]).add_(wav).clamp_(-1.0, 1.0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import BatchAugmentation
+from esc50.core.contracts import BatchAugmentation, to_device
 from esc50.core.errors import Esc50Error
 from esc50.core.hookspecs import hookimpl
 
@@ -40,8 +40,8 @@ class Mixup(BatchAugmentation):
         """``targets`` [B, classes] are label probabilities; returns mixed features and targets."""
         batch = features.shape[0]
         lam = params["weight"]
-        lam = torch.where(chosen, lam, torch.ones_like(lam)).to(features.device)
-        partner = params["partner"].to(features.device)
+        lam = to_device(torch.where(chosen, lam, torch.ones_like(lam)), features)
+        partner = to_device(params["partner"], features)
         shape = (batch,) + (1,) * (features.dim() - 1)
         mixed = lam.view(shape) * features + (1 - lam.view(shape)) * features[partner]
         mixed_targets = lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]

@@ -11,7 +11,7 @@ import torch
 
 from esc50.core.audio import load_clip
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, uniform
+from esc50.core.contracts import Augmentation, check_min_max, to_device, uniform
 from esc50.core.dataset import AUDIO_EXTENSIONS
 from esc50.core.errors import Esc50Error
 from esc50.core.hookspecs import hookimpl
@@ -36,8 +36,14 @@ class NoiseSettings:
         check_min_max("f_decay", self.min_f_decay, self.max_f_decay, (-12.0, 12.0))
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return {"snr_db": uniform(self.min_snr_db, self.max_snr_db, batch_size, generator),
-                "f_decay": uniform(self.min_f_decay, self.max_f_decay, batch_size, generator)}
+        """The SNR and slope per example; with recordings, which one (``pick``) and where
+        (``start``), each as a fraction in [0, 1)."""
+        draws = {"snr_db": uniform(self.min_snr_db, self.max_snr_db, batch_size, generator),
+                 "f_decay": uniform(self.min_f_decay, self.max_f_decay, batch_size, generator)}
+        if self.path:
+            draws["pick"] = uniform(0.0, 1.0, batch_size, generator)
+            draws["start"] = uniform(0.0, 1.0, batch_size, generator)
+        return draws
 
     def recordings(self, sample_rate: int) -> list[torch.Tensor]:
         """The noise recordings at ``sample_rate`` (none without ``path``)."""
@@ -61,6 +67,7 @@ class BackgroundNoise(Augmentation):
         super().__init__(p)
         self.settings = NoiseSettings(path, min_snr_db, max_snr_db, min_f_decay, max_f_decay)
         self.noises = self.settings.recordings(config.sample_rate)
+        self.noises_by_device: dict[torch.device, list[torch.Tensor]] = {}
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         return self.settings.sample(batch_size, generator)
@@ -69,33 +76,35 @@ class BackgroundNoise(Augmentation):
               generator: torch.Generator) -> torch.Tensor:
         batch, length = wav.shape
         if self.noises:
-            noise = noise_windows(self.noises, batch, length, generator).to(wav.device)
+            if wav.device not in self.noises_by_device:  # copied once to where clips are
+                self.noises_by_device[wav.device] = [n.to(wav.device) for n in self.noises]
+            noise = noise_windows(self.noises_by_device[wav.device], params, length)
         else:  # white noise for every example (the draws of one do not depend on which others
             # were chosen), coloured for the chosen ones only: the others add none of it
             noise = torch.randn(batch, length, generator=generator, device=generator.device)
             rows = chosen.nonzero().flatten()
             if len(rows):  # (an FFT of no rows is an error)
-                noise[rows] = coloured_noise(noise[rows], params["f_decay"][rows])
+                f_decay = params["f_decay"][rows]
+                rows = to_device(rows, noise)
+                noise[rows] = coloured_noise(noise[rows], f_decay)
             noise = noise.to(wav.device)
-        snr_db = params["snr_db"].to(wav.device)
+        snr_db = to_device(params["snr_db"], wav)
         signal_rms = torch.linalg.vector_norm(wav, dim=1) / length ** 0.5
         noise_rms = (torch.linalg.vector_norm(noise, dim=1) / length ** 0.5).clamp(min=EPS)
-        alpha = signal_rms / noise_rms * torch.pow(10.0, -snr_db / 20) * chosen.to(wav.device)
+        alpha = signal_rms / noise_rms * torch.pow(10.0, -snr_db / 20) * to_device(chosen, wav)
         # In place on the noise tensor (ours): alpha = 0 leaves an unchosen clip exactly as it
         # was, since clips are already within [-1, 1].
         return noise.mul_(alpha[:, None]).add_(wav).clamp_(-1.0, 1.0)
 
 
-def noise_windows(recordings: list[torch.Tensor], batch: int, length: int,
-                  generator: torch.Generator) -> torch.Tensor:
-    """A random window of ``length`` steps of the last axis of a random recording per example
-    (looped when the recording is shorter), stacked: [batch, ..., length]."""
-    picks = torch.randint(len(recordings), (batch,), generator=generator,
-                          device=generator.device).tolist()
-    starts = torch.rand(batch, generator=generator, device=generator.device).tolist()
+def noise_windows(recordings: list[torch.Tensor], params: dict[str, torch.Tensor],
+                  length: int) -> torch.Tensor:
+    """A window of ``length`` steps of the last axis of a recording per example (looped when the
+    recording is shorter), stacked: [batch, ..., length]. The recording and the window's start
+    are the fractions ``params["pick"]`` and ``params["start"]`` of the choices."""
     windows = []
-    for pick, start in zip(picks, starts):
-        noise = recordings[pick]
+    for pick, start in zip(params["pick"].tolist(), params["start"].tolist()):
+        noise = recordings[min(int(pick * len(recordings)), len(recordings) - 1)]
         if noise.shape[-1] < length:
             noise = noise.repeat(*[1] * (noise.dim() - 1), math.ceil(length / noise.shape[-1]))
         offset = int(start * (noise.shape[-1] - length + 1))
@@ -117,7 +126,7 @@ def colour_gain(freqs: torch.Tensor, f_decay_db: torch.Tensor) -> torch.Tensor:
     by ``f_decay_db[b]`` dB per octave."""
     freqs = freqs.clone()
     freqs[0] = freqs[1]  # avoid 0 ** negative at DC
-    exponent = f_decay_db.to(freqs.device) / (20 * math.log10(2))  # amplitude slope per octave
+    exponent = to_device(f_decay_db, freqs) / (20 * math.log10(2))  # amplitude slope per octave
     return freqs[None, :].pow(exponent[:, None])
 
 

@@ -1,6 +1,8 @@
 """Pitch shift keeping the duration (the report's ``librosa.effects.pitch_shift``, -5 semitones),
 batched: a phase-vocoder stretch by 2^(s/12), then resampling back to the clip's length, as
-librosa does. Memory and time do not depend on the shift (no resampling kernel is built)."""
+librosa does. What would alias when shifting up (above the new Nyquist) is left out of the
+vocoder's resynthesis. Memory and time do not depend on the shift (no resampling kernel is
+built)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import torch
 from esc50.core.config import TaskConfig
 from esc50.core.contracts import Augmentation, check_min_max, uniform
 from esc50.core.hookspecs import hookimpl
-from esc50.plugins.augs.vocoder import lowpass, resample_linear, stretch
+from esc50.plugins.augs.vocoder import resample_linear, stretch
 
 
 @dataclass
@@ -47,16 +49,17 @@ class PitchShift(Augmentation):
     def apply(self, wav: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:
         semitones = params["semitones"][chosen]
-        return self.on_chosen(wav, chosen, lambda x: shift(x, semitones.to(x.device)))
+        return self.on_chosen(wav, chosen, lambda x: shift(x, semitones))
 
 
 def shift(wav: torch.Tensor, semitones: torch.Tensor) -> torch.Tensor:
-    """Each clip of ``wav`` [B, T] shifted by ``semitones[b]``, same length."""
+    """Each clip of ``wav`` [B, T] shifted by ``semitones[b]`` (on any device), same length."""
     ratio = torch.pow(2.0, semitones / 12)  # frequency ratio
     length = wav.shape[1]
-    # Slow down by `ratio` (same pitch, ratio times longer), then read it `ratio` times faster.
-    slowed = stretch(wav, 1 / ratio, int(length * ratio.max()) + 1)
-    slowed = lowpass(slowed, (1 / ratio).clamp(max=1.0))  # no aliasing when shifting up
+    # Slow down by `ratio` (same pitch, ratio times longer), then read it `ratio` times faster;
+    # what would land above Nyquist when shifting up is left out of the slowed clip.
+    slowed = stretch(wav, 1 / ratio, int(length * ratio.max()) + 1,
+                     cutoff=(1 / ratio).clamp(max=1.0))
     return resample_linear(slowed, ratio, length).clamp(-1.0, 1.0)
 
 

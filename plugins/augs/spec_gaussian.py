@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, Featurizer
+from esc50.core.contracts import Augmentation, Featurizer, to_device
 from esc50.core.hookspecs import hookimpl
 from esc50.plugins.augs.gaussian import StdRange
 from esc50.plugins.augs.spectral import noise_bands, require_power
@@ -35,7 +35,7 @@ class SpecGaussianNoise(Augmentation):
         batch, bins = power.shape[0], self.featurizer.frequencies.shape[0]
         std = params["std"] * chosen
         energy = float(self.featurizer.window.pow(2).sum())  # white noise's power per bin
-        psd = (std.pow(2) * energy)[:, None].expand(batch, bins)
+        psd = to_device(std.pow(2) * energy, power)[:, None].expand(batch, bins)
         return power + noise_bands(psd, self.featurizer, power.shape[-1], generator).to(power)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, Featurizer
+from esc50.core.contracts import Augmentation, Featurizer, to_device
 from esc50.core.hookspecs import hookimpl
 from esc50.plugins.augs.noise import NoiseSettings, colour_gain, noise_windows
 from esc50.plugins.augs.spectral import EPS, noise_bands, require_power
@@ -44,16 +44,16 @@ class SpecBackgroundNoise(Augmentation):
 
     def apply(self, power: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:
-        batch, frames = power.shape[0], power.shape[-1]
+        frames = power.shape[-1]
         if self.noise_powers:
-            noise = noise_windows(self.noise_powers, batch, frames, generator)
+            noise = noise_windows(self.noise_powers, params, frames)
         else:
             psd = colour_gain(self.featurizer.frequencies, params["f_decay"]).pow(2)
             noise = noise_bands(psd, self.featurizer, frames, generator)
         noise = noise.to(power)
-        snr_db = params["snr_db"].to(power.device)
+        snr_db = to_device(params["snr_db"], power)
         ratio = power.sum(dim=(1, 2, 3)) / noise.sum(dim=(1, 2, 3)).clamp(min=EPS)
-        scale = ratio * torch.pow(10.0, -snr_db / 10) * chosen.to(power.device)
+        scale = ratio * torch.pow(10.0, -snr_db / 10) * to_device(chosen, power)
         return power + noise * scale[:, None, None, None]
 
 

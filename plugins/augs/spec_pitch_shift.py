@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, Featurizer
+from esc50.core.contracts import Augmentation, Featurizer, to_device
 from esc50.core.hookspecs import hookimpl
 from esc50.plugins.augs.pitch_shift import SemitoneRange
 from esc50.plugins.augs.spectral import EPS, band_centres, require_power
@@ -33,7 +33,7 @@ class SpecPitchShift(Augmentation):
 
     def apply(self, power: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:
-        ratios = torch.pow(2.0, params["semitones"][chosen] / 12).to(power.device)
+        ratios = to_device(torch.pow(2.0, params["semitones"][chosen] / 12), power)
         return self.on_chosen(power, chosen,
                               lambda x: shift_bands(x, self.centres.to(x.device), ratios))
 

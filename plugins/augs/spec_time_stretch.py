@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, Featurizer
+from esc50.core.contracts import Augmentation, Featurizer, to_device
 from esc50.core.hookspecs import hookimpl
 from esc50.plugins.augs.spectral import require_power
 from esc50.plugins.augs.time_stretch import RateRange
@@ -35,7 +35,7 @@ class SpecTimeStretch(Augmentation):
     def apply(self, power: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:
         rates = params["rate"][chosen]
-        return self.on_chosen(power, chosen, lambda x: stretch_frames(x, rates.to(x.device)))
+        return self.on_chosen(power, chosen, lambda x: stretch_frames(x, to_device(rates, x)))
 
     def valid_lengths(self, frames: torch.Tensor, size: int) -> torch.Tensor:
         return self.range.stretched_lengths(frames, self.last_params, size)

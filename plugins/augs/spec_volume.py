@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, Featurizer
+from esc50.core.contracts import Augmentation, Featurizer, to_device
 from esc50.core.hookspecs import hookimpl
 from esc50.plugins.augs.spectral import require_power
 from esc50.plugins.augs.volume import GainRange
@@ -31,7 +31,7 @@ class SpecVolume(Augmentation):
 
     def apply(self, power: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:
-        gain = torch.pow(10.0, params["gain_db"] * chosen / 10).to(power.device)
+        gain = to_device(torch.pow(10.0, params["gain_db"] * chosen / 10), power)
         return power * gain[:, None, None, None]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max
+from esc50.core.contracts import Augmentation, check_min_max, to_device
 from esc50.core.errors import Esc50Error
 from esc50.core.hookspecs import hookimpl
 
@@ -53,7 +53,7 @@ class SpecAugment(Augmentation):
         freq = band_masks(*self.freq[:1], bins, *self.freq[1:], batch, generator)
         time = band_masks(*self.time[:1], frames, *self.time[1:], batch, generator)
         mask = (freq.to(features.device)[:, None, :, None] | time.to(features.device)[:, None, None, :])
-        mask &= chosen.to(features.device)[:, None, None, None]
+        mask &= to_device(chosen, features)[:, None, None, None]
         mean = features.mean(dim=(1, 2, 3), keepdim=True)
         return torch.where(mask, mean, features)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, uniform
+from esc50.core.contracts import Augmentation, check_min_max, uniform, to_device
 from esc50.core.hookspecs import hookimpl
 
 
@@ -33,7 +33,7 @@ class TimeShift(Augmentation):
               params: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         frames = features.shape[-1]
         fraction = params["shift"] * chosen
-        shift = (fraction * frames).round().long().to(features.device)  # frames, + = later
+        shift = to_device((fraction * frames).round().long(), features)  # frames, + = later
         source = torch.arange(frames, device=features.device)[None, :] - shift[:, None]
         index = source.remainder(frames)[:, None, None, :].expand_as(features)
         shifted = features.gather(3, index)

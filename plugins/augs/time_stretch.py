@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, uniform
+from esc50.core.contracts import Augmentation, check_min_max, uniform, to_device
 from esc50.core.hookspecs import hookimpl
 from esc50.plugins.augs.vocoder import stretch
 
@@ -33,8 +33,8 @@ class RateRange:
                           size: int) -> torch.Tensor:
         """Valid lengths after stretching: a clip of L steps sped up by ``rate`` lasts L / rate
         (up to the padded ``size``); examples not chosen keep theirs."""
-        chosen = params["chosen"].to(lengths.device)
-        rate = params["rate"].to(lengths.device)
+        chosen = to_device(params["chosen"], lengths)
+        rate = to_device(params["rate"], lengths)
         stretched = torch.ceil(lengths / rate).to(lengths.dtype).clamp(1, size)
         return torch.where(chosen, stretched, lengths)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, uniform
+from esc50.core.contracts import Augmentation, check_min_max, uniform, to_device
 from esc50.core.hookspecs import hookimpl
 
 
@@ -43,7 +43,7 @@ class Volume(Augmentation):
 
     def apply(self, wav: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:
-        gain = torch.pow(10.0, params["gain_db"] * chosen / 20).to(wav.device)
+        gain = to_device(torch.pow(10.0, params["gain_db"] * chosen / 20), wav)
         return (wav * gain[:, None]).clamp_(-1.0, 1.0)  # one new tensor: big ones are costly
 
 
