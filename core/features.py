@@ -62,6 +62,27 @@ def check_memory(config: TaskConfig, clips: int, feature_shape: tuple[int, int, 
                          "sample_rate, or set audio_cache=DIR and cache_features=false")
 
 
+def prepared_ahead(batches: Iterator[Batch], device: torch.device) -> Iterator[Batch]:
+    """``batches``, each prepared on a side CUDA stream one step ahead: while the caller's step
+    runs on the current stream, the next batch's augmentation and featurization (memory-bound
+    work) run beside it on the side stream. The draws stay in the same order, so the batches
+    are the same as prepared one after the other."""
+    main, side = torch.cuda.current_stream(device), torch.cuda.Stream(device)
+    side.wait_stream(main)  # what the main stream wrote before (normalizer, audio) is ready
+
+    def next_on_side() -> Batch | None:
+        with torch.cuda.stream(side):
+            return next(batches, None)
+
+    upcoming = next_on_side()
+    while upcoming is not None:
+        main.wait_stream(side)  # this batch is ready before the step that uses it
+        for tensor in upcoming:
+            tensor.record_stream(main)  # not reused by the side stream while the step runs
+        current, upcoming = upcoming, next_on_side()  # queued beside the caller's step
+        yield current
+
+
 class SetupMemo:
     """Decoded audio and featurized clips kept between the runs of one experiment in one
     process (the folds of ``esc50 cv``, which share every setting but the held-out fold): a run
@@ -152,12 +173,15 @@ class FeatureSource:
     def loader(self, training: bool) -> DataLoader:
         return self.train_loader if training else self.val_loader
 
-    def batches(self, training: bool, generator: torch.Generator | Randomness
-                ) -> Iterator[Batch]:
+    def batches(self, training: bool, generator: torch.Generator | Randomness,
+                ahead: bool = True) -> Iterator[Batch]:
         """One epoch of batches: augmented, with label probabilities [B, classes], in training;
-        plain, with class indices [B], in validation. ``generator`` draws every augmentation."""
-        for batch in self.loader(training):
-            yield self._prepare(batch, training, generator)
+        plain, with class indices [B], in validation. ``generator`` draws every augmentation.
+        On a GPU (and ``ahead``) each batch is prepared one step ahead on a second stream."""
+        batches = (self._prepare(batch, training, generator) for batch in self.loader(training))
+        if self.device.type == "cuda" and ahead:
+            return prepared_ahead(batches, self.device)
+        return batches
 
     @torch.no_grad()
     def _prepare(self, batch: dict[str, torch.Tensor], training: bool,

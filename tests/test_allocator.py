@@ -36,9 +36,12 @@ def faults(mode: str, **env: str) -> tuple[bool, int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_freed_large_blocks_are_reused_instead_of_faulted_in_again():
+    block = 64 * 2**20 // os.sysconf("SC_PAGE_SIZE")  # the pages of one 64 MiB block
     applied, kept = faults("keep")
     _, plain = faults("plain")
     assert applied
-    assert plain > 10 * max(kept, 10)  # 8 x 64 MiB faulted in again, against (nearly) none
+    # Kept: at most one block faulted in again (where the heap lands varies between processes,
+    # so it may grow once more); returned: all eight, every time.
+    assert kept <= block + 1000 and plain >= 8 * block
     switched_off, again = faults("keep", ESC50_KEEP_FREED_MEMORY="0")
-    assert not switched_off and again > 10 * max(kept, 10)
+    assert not switched_off and again >= 8 * block
