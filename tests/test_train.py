@@ -414,3 +414,20 @@ def test_the_moving_average_is_torchs_averaged_model_with_the_ramped_decay():
     loaded = MovingAverage(model, 0.9)
     loaded.load_state_dict(expected)
     assert int(loaded.n_averaged) == 30 and loaded.rate() == pytest.approx(31 / 40)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="batches are prepared ahead on a GPU "
+                    "only (checked on an H200: docs/performance.md)")
+def test_batches_prepared_ahead_on_a_second_stream_are_the_ones_prepared_one_by_one(
+        synthetic_data, tmp_path):
+    config = small_config(synthetic_data, device="cuda", output_dir=str(tmp_path),
+                          augs=["noise", "time_stretch", "pitch_shift", "specaugment", "mixup"])
+
+    def batches(ahead):
+        trainer = Trainer(config, load_registry(), log=lambda _: None)
+        return [tuple(t.clone() for t in batch)
+                for batch in trainer.data.batches(True, trainer.randomness, ahead=ahead)]
+
+    one_by_one, ahead = batches(False), batches(True)
+    assert len(one_by_one) == len(ahead) > 1
+    assert all(torch.equal(x, y) for a, b in zip(one_by_one, ahead) for x, y in zip(a, b))
