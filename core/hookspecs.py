@@ -23,9 +23,11 @@ import pluggy
 PROJECT_NAME = "esc50"
 # Bumped when a hook or a component contract changes incompatibly. A plugin module may declare
 # ``ESC50_PLUGIN_API = <int>``; a plugin declaring another version is refused.
-PLUGIN_API_VERSION = 3  # 2 (esc50 0.2): augmentations implement sample/apply; stage "features"
+PLUGIN_API_VERSION = 4  # 2 (esc50 0.2): augmentations implement sample/apply; stage "features"
 # 3: the STFT/mel knobs (n_fft, win_length, hop_length, n_mels) are featurizer options, no
 # longer TaskConfig fields; a featurizer may set ``min_samples``
+# 4: an augmentation's per-example draws (``chosen``, ``params``) are CPU tensors when training on
+# a GPU; ``apply`` moves them (``to_device``)
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)

@@ -13,7 +13,7 @@ from esc50.core.dataset import Clip, ClipTable, DatasetReader, list_files
 from esc50.core.errors import Esc50Error
 from esc50.core.hookspecs import hookimpl
 
-ESC50_PLUGIN_API = 3
+ESC50_PLUGIN_API = 4
 
 
 class AST(nn.Module):
