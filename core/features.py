@@ -219,9 +219,8 @@ class FeatureSource:
             index = batch["index"].to(self.device, non_blocking=True)
             waves, lengths = self.device_audio
             return to_float(waves[index]), lengths[index]
-        non_blocking = self.device.type == "cuda"
-        return (to_float(batch["wav"].to(self.device, non_blocking=non_blocking)),
-                batch["length"].to(self.device, non_blocking=non_blocking))
+        return (to_float(batch["wav"].to(self.device, non_blocking=True)),  # pinned on a GPU
+                batch["length"].to(self.device, non_blocking=True))
 
     def _on_device(self, cache: AudioCache) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The decoded clips (int16) and their lengths on the training device: on a GPU copied
