@@ -13,9 +13,9 @@ import tempfile
 import time
 
 from esc50.core.config import TaskConfig
-from esc50.core.features import SetupMemo
-from esc50.core.registry import load_registry
-from esc50.core.trainer import Trainer
+from esc50.core.training.batches import SetupMemo
+from esc50.core.plugins.registry import load_registry
+from esc50.core.training.trainer import Trainer
 
 
 def setup_seconds(config: TaskConfig, folds: list[int], memo: SetupMemo | None) -> list[float]:

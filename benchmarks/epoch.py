@@ -7,7 +7,7 @@ batch timed on its own.
 
 The augmented epoch is timed as the trainer runs it (on a GPU each batch is prepared one step
 ahead on a second stream) and with batches prepared one after another. All timings run the
-trainer's own epoch loop (`Trainer._run_epoch`: forward, loss, backward,
+trainer's own epoch loop (`Trainer.run_epoch`: forward, loss, backward,
 Adam, the on-device loss and accuracy sums); for the reference its batches come from a list made
 beforehand on the training device instead of from the decoded audio.
 """
@@ -23,8 +23,8 @@ from typing import Callable
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.registry import load_registry
-from esc50.core.trainer import Trainer
+from esc50.core.plugins.registry import load_registry
+from esc50.core.training.trainer import Trainer
 
 
 def synchronize(device: torch.device) -> None:
@@ -50,7 +50,7 @@ def wave_augmentations() -> list[str]:
 
 
 def epoch_seconds(trainer: Trainer, epoch: int) -> float:
-    return timed(trainer.device, lambda: trainer._run_epoch(epoch, training=True), repeats=1)
+    return timed(trainer.device, lambda: trainer.run_epoch(epoch, training=True), repeats=1)
 
 
 def measure(config: TaskConfig, model: str, augs: list[str], repeats: int, stages: bool,
@@ -82,7 +82,7 @@ def stage_times(trainer: Trainer, prepared: list, repeats: int) -> None:
     generator = trainer.randomness
     wav, _ = data._waves(batch)
     stages = {"batch to the device": lambda: next(iter(data.train_loader))}
-    for spec, aug in trainer.aug_by_spec.items():
+    for spec, aug in trainer.augs.items():
         stages[f"{spec} (p={aug.p})"] = lambda aug=aug: aug(wav, generator)
     featurizer = trainer.classifier.featurizer
     stages["featurizer"] = lambda: featurizer(wav)
@@ -110,7 +110,7 @@ def profile_batches(trainer: Trainer, batches: int = 3) -> None:
 def step(trainer: Trainer, features: torch.Tensor, frames: torch.Tensor,
          targets: torch.Tensor) -> None:
     with torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=trainer.use_amp):
-        loss = trainer.loss_fn(trainer.train_model(features, frames).float(), targets)
+        loss = trainer.loss_fn(trainer.step_model(features, frames).float(), targets)
     trainer.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     trainer.optimizer.step()

@@ -12,9 +12,9 @@ import time
 
 import torch
 
-from esc50.core.classifier import build_classifier
+from esc50.core.training.classifier import build_classifier
 from esc50.core.config import TaskConfig
-from esc50.core.registry import load_registry
+from esc50.core.plugins.registry import load_registry
 
 VARIANTS = {"contiguous": dict(channels_last=False), "channels-last": dict(channels_last=True),
             "channels-last + compile": dict(channels_last=True, compile=True)}

@@ -12,8 +12,8 @@ import json
 import tempfile
 
 from esc50.core.config import TaskConfig
-from esc50.core.registry import load_registry
-from esc50.core.trainer import Trainer
+from esc50.core.plugins.registry import load_registry
+from esc50.core.training.trainer import Trainer
 
 MODELS = ["baseline", "advanced", "lstm", "crnn", "vgg19", "kumar"]
 LEARNING_RATE = {"advanced": 6e-4}  # the report trains its VGG-style model at twice the rate

@@ -29,14 +29,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from augs import OURS, report_ops
-from esc50.core.audio import load_clip
-from esc50.core.collate import collate
+from esc50.core.data.audio import load_clip
+from esc50.core.data.collate import collate
 from esc50.core.config import TaskConfig
-from esc50.core.dataset import find_clips
-from esc50.core.split import make_split
-from esc50.core.registry import load_registry
-from esc50.core.sampler import ClassBalancedSampler
-from esc50.core.trainer import Trainer
+from esc50.core.data.clips import find_clips
+from esc50.core.data.split import make_split
+from esc50.core.plugins.registry import load_registry
+from esc50.core.data.sampler import ClassBalancedSampler
+from esc50.core.training.trainer import Trainer
 
 MODELS = ["crnn", "kumar"]
 AUGS = {  # setting: esc50's augmentation specs (applied one per clip, as the report did)
@@ -114,7 +114,7 @@ def esc50_epoch_rate(config: TaskConfig, model_name: str, augs: list[str]) -> di
     rates = []
     for epoch in (1, 2):
         started = time.perf_counter()
-        trainer._run_epoch(epoch, training=True)
+        trainer.run_epoch(epoch, training=True)
         _synchronize(trainer.device)
         rates.append(len(trainer.data.train_set) / (time.perf_counter() - started))
     cached = trainer.data.cache[0].nbytes if trainer.data.cache is not None else 0

@@ -24,11 +24,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from esc50.core.audio import load_clip, read_mono
-from esc50.core.classifier import build_classifier
+from esc50.core.data.audio import load_clip, read_mono
+from esc50.core.training.classifier import build_classifier
 from esc50.core.config import TaskConfig
-from esc50.core.predict import probabilities, windows
-from esc50.core.registry import load_registry
+from esc50.core.commands.predict import probabilities, windows
+from esc50.core.plugins.registry import load_registry
 
 RATE = 44_100
 

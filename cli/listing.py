@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.registry import KINDS, Component, Registry
+from esc50.core.plugins.registry import KINDS, Component, Registry
 
 
 def plugin_rows(registry: Registry) -> list[dict[str, Any]]:

@@ -106,7 +106,7 @@ def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def config_arguments(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
                      no_progress: bool, flags: dict[str, Any]) -> dict[str, Any]:
-    """The arguments of :func:`esc50.core.api.config` that flags, --set and files give."""
+    """The arguments of :func:`esc50.core.commands.api.config` that flags, --set and files give."""
     recipe = flags.pop("recipe", None)
     overrides = {FLAG_TO_KEY.get(k, k): v for k, v in flags.items() if v not in (None, ())}
     if augs:
@@ -148,8 +148,8 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
           **flags: Any) -> None:
     """Train a model; writes config, split, checkpoints, history, metrics and curves to a run
     folder. The accuracy it reports is the final epoch's."""
-    from esc50.core import api
-    from esc50.core.distributed import is_main_process
+    from esc50.core.commands import api
+    from esc50.core.training.distributed import is_main_process
 
     if resume_dir:
         changing = [f"--{'logger' if k == 'loggers' else k.replace('_', '-')}"
@@ -193,7 +193,7 @@ def cv(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...]
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise Esc50Error("esc50 cv runs in one process; under torchrun, train the folds one by "
                          "one with `esc50 train --val-fold N`")
-    from esc50.core import api
+    from esc50.core.commands import api
 
     try:
         fold_list = [int(f) for f in folds.split(",")] if folds else None
@@ -218,8 +218,8 @@ def cv(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...]
 def report(runs: tuple[str, ...], out: str, as_html: bool) -> None:
     """Compare runs: a Markdown table plus learning-curve and confusion-matrix PNGs; with
     --html also one self-contained page to look at and listen to."""
-    from esc50.core.api import registry_with_warnings
-    from esc50.core.report import write_report
+    from esc50.core.commands.api import registry_with_warnings
+    from esc50.core.commands.report import write_report
 
     warn = functools.partial(click.echo, err=True)
     markdown = write_report([Path(r) for r in runs], Path(out), registry_with_warnings(warn),
@@ -241,7 +241,7 @@ def list_plugins(as_json: bool, verbose: bool, show_options: bool, strict: bool)
     """List every model, augmentation, featurizer, dataset and logger with its package,
     description and options."""
     from esc50.cli.listing import plugin_rows, render_options, render_table
-    from esc50.core.registry import load_registry
+    from esc50.core.plugins.registry import load_registry
 
     registry = load_registry()
     rows = plugin_rows(registry)
@@ -284,8 +284,8 @@ def new_plugin(name: str, parent: str) -> None:
 @user_errors
 def download(dest: str | None, url: str | None, sha256: str | None) -> None:
     """Download and verify the ESC-50 dataset."""
-    from esc50.core.datapath import ENV_VAR, cache_dir
-    from esc50.core.download import OFFICIAL_URL, download_dataset
+    from esc50.core.data.location import ENV_VAR, cache_dir
+    from esc50.core.data.download import OFFICIAL_URL, download_dataset
 
     root = download_dataset(url or OFFICIAL_URL, Path(dest) if dest else cache_dir(), sha256)
     click.echo(f"ESC-50 is ready in {root}; pass --data {root} or set {ENV_VAR}={root}")
@@ -304,7 +304,7 @@ def evaluate(checkpoint: str, data: str | None, fold: int | None, as_json: bool,
              allow_changed_data: bool) -> None:
     """Accuracy, macro F1, per-class precision/recall and confusion matrix of a trained run
     (its final epoch unless --checkpoint best)."""
-    from esc50.core import api
+    from esc50.core.commands import api
 
     report = api.load(checkpoint, which).evaluate(
         data, fold, allow_changed_data, warn=lambda line: click.echo(line, err=True))
@@ -339,7 +339,7 @@ def evaluate(checkpoint: str, data: str | None, fold: int | None, as_json: bool,
 def export(checkpoint: str, fmt: str, out: str | None, which: str) -> None:
     """A trained run as one file that takes mono waveforms of the run's clip length at its
     sample rate and returns class probabilities (featurizer and normalization included)."""
-    from esc50.core import api
+    from esc50.core.commands import api
 
     path, side = api.load(checkpoint, which).export(fmt, out)
     click.echo(f"wrote {path} and {side} (class names, sample rate, clip length)")
@@ -356,7 +356,7 @@ def export(checkpoint: str, fmt: str, out: str | None, which: str) -> None:
 def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool,
             as_csv: bool, which: str) -> None:
     """Top classes with probabilities for audio files or folders (any length, rate, channels)."""
-    from esc50.core import api
+    from esc50.core.commands import api
 
     if top_k < 1:
         raise Esc50Error(f"--top-k {top_k} must be at least 1")

@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import PLUGIN_API_VERSION
+from esc50 import Esc50Error, PLUGIN_API_VERSION
 
 PYPROJECT = '''[build-system]
 requires = ["setuptools>=68", "wheel"]
@@ -35,9 +34,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, frame_mask, to_device, uniform
-from esc50.core.hookspecs import hookimpl
+from esc50 import Augmentation, TaskConfig, check_min_max, frame_mask, hookimpl, to_device, uniform
 
 ESC50_PLUGIN_API = {api}
 
@@ -95,7 +92,7 @@ def register_augmentations(register):
 
 TEST = '''"""This package's plugins keep esc50's contracts."""
 
-from esc50.testing import check_augmentation, check_model
+from esc50 import check_augmentation, check_model
 
 
 def test_the_model_keeps_its_contract():

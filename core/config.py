@@ -19,7 +19,7 @@ from typing import Any
 
 from esc50.core.convert import convert
 from esc50.core.errors import Esc50Error
-from esc50.core.files import write_text
+from esc50.core.files.write import write_text
 
 
 # The report's knobs that are plugin options (see recipes/report.toml), by the plugins that take
@@ -79,7 +79,10 @@ class TaskConfig:
     normalize: bool = True  # per-frequency feature normalization (training-clip statistics)
     audio_cache: str | None = None  # folder of an on-disk decoded-audio cache; None: in memory
     cache_features: bool = True  # featurize once when no waveform augmentation is active
-    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    amp: bool = True  # bf16 autocast on CUDA
+    cpu_amp: bool = False  # bf16 autocast on a CPU too: about 2x faster convolutions where the
+    # CPU has AVX-512 BF16 or AMX (see docs/performance.md), slower elsewhere
+    optimizer: str = "adam"  # "adam" (the report's; weight_decay as L2), "adamw", "sgd"
     channels_last: bool = True  # convolution weights and 4-D inputs in channels-last layout
     compile: bool = False  # torch.compile the model for training steps (slow start, faster steps)
     scheduler: str = "cosine"  # "cosine" (per step, to zero) or "none"
@@ -120,6 +123,10 @@ class TaskConfig:
                 converted[key] = _convert(key, value, _field_types()[key])
         return dataclasses.replace(self, **converted, options=options).validated()
 
+    def with_options(self, options: dict[str, dict[str, Any]]) -> TaskConfig:
+        """A copy whose plugin option tables are ``options`` (already checked and typed)."""
+        return dataclasses.replace(self, options={k: dict(v) for k, v in options.items()})
+
     def validated(self) -> TaskConfig:
         """Return self after checking that the settings can work together."""
         positive = ["batch_size", "num_epochs", "num_classes", "sample_rate", "length_wav"]
@@ -146,6 +153,9 @@ class TaskConfig:
             raise Esc50Error(f"config train_ratio={self.train_ratio} must be between 0 and 1")
         if self.aug_policy not in ("all", "one-of"):
             raise Esc50Error(f"config aug_policy={self.aug_policy!r} must be 'all' or 'one-of'")
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise Esc50Error(f"config optimizer={self.optimizer!r} must be 'adam', 'adamw' or "
+                             "'sgd'")
         if self.scheduler not in ("cosine", "none"):
             raise Esc50Error(f"config scheduler={self.scheduler!r} must be 'cosine' or 'none'")
         if not 0.0 <= self.warmup_epochs <= self.num_epochs:

@@ -1,60 +1,8 @@
-"""Plugin hook specifications.
+"""Deprecated path: the names of this module live in :mod:`esc50.core.plugins.hookspecs` now; plugins import them from
+``esc50`` (see docs/plugins.md, "Reference for authors")."""
 
-A plugin is a module named by an entry point in the ``esc50`` group. It implements any of the
-hooks below with the ``hookimpl`` marker; each hook receives a ``register`` callback::
+from esc50.core.moved import moved
+from esc50.core.plugins.hookspecs import *  # noqa: F401,F403
+from esc50.core.plugins.hookspecs import PLUGIN_API_VERSION, hookimpl, hookspec  # noqa: F401
 
-    from esc50.core.hookspecs import hookimpl
-
-    @hookimpl
-    def register_models(register):
-        register(MyModel)              # id: <plugin namespace>.<MyModel.name>
-
-``register(factory, name=None, description=None)``: ``factory`` is a class or function, ``name``
-defaults to ``factory.name`` (else ``factory.__name__`` lower-cased) and ``description`` to the
-first line of its docstring. See docs/plugins.md for what each kind of factory must return.
-"""
-
-from __future__ import annotations
-
-from typing import Callable
-
-import pluggy
-
-PROJECT_NAME = "esc50"
-# Bumped when a hook or a component contract changes incompatibly. A plugin module may declare
-# ``ESC50_PLUGIN_API = <int>``; a plugin declaring another version is refused.
-PLUGIN_API_VERSION = 4  # 2 (esc50 0.2): augmentations implement sample/apply; stage "features"
-# 3: the STFT/mel knobs (n_fft, win_length, hop_length, n_mels) are featurizer options, no
-# longer TaskConfig fields; a featurizer may set ``min_samples``
-# 4: an augmentation's per-example draws (``chosen``, ``params``) are CPU tensors when training on
-# a GPU; ``apply`` moves them (``to_device``)
-
-hookspec = pluggy.HookspecMarker(PROJECT_NAME)
-hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
-
-Register = Callable[..., None]
-
-
-@hookspec
-def register_models(register: Register) -> None:
-    """Register model factories: ``factory(config, input_shape, **options) -> nn.Module``."""
-
-
-@hookspec
-def register_augmentations(register: Register) -> None:
-    """Register augmentation factories: ``factory(config, **options) -> Augmentation``."""
-
-
-@hookspec
-def register_featurizers(register: Register) -> None:
-    """Register featurizer factories: ``factory(config, **options) -> Featurizer``."""
-
-
-@hookspec
-def register_datasets(register: Register) -> None:
-    """Register dataset factories: ``factory(config, **options) -> DatasetReader``."""
-
-
-@hookspec
-def register_loggers(register: Register) -> None:
-    """Register logger factories: ``factory(config, **options) -> Logger``."""
+moved(__name__, "esc50.core.plugins.hookspecs")

@@ -1,4 +1,4 @@
-"""The allocator setting a training process turns on (core/allocator.py): large freed blocks are
+"""The allocator setting a training process turns on (core/training/memory.py): large freed blocks are
 reused by the next allocation instead of being handed back to the system and faulted in page by
 page again. Counted in minor page faults, each process on its own (the setting is process-wide)."""
 
@@ -12,7 +12,7 @@ import pytest
 
 CHURN = """
 import resource, sys, torch
-from esc50.core.allocator import keep_freed_memory
+from esc50.core.training.memory import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
 
 def churn():
@@ -21,9 +21,12 @@ def churn():
         del block
 
 churn()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-churn()
-print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+rounds = []
+for _ in range(3):  # the fewest faults of three rounds: where the heap lands varies
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    churn()
+    rounds.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(applied, min(rounds))
 """
 
 
@@ -40,8 +43,8 @@ def test_freed_large_blocks_are_reused_instead_of_faulted_in_again():
     applied, kept = faults("keep")
     _, plain = faults("plain")
     assert applied
-    # Kept: at most one block faulted in again (where the heap lands varies between processes,
-    # so it may grow once more); returned: all eight, every time.
+    # Kept: at most one block faulted in again in the best of three rounds (where the heap lands
+    # varies between processes, so it may grow once more); returned: all eight in every round.
     assert kept <= block + 1000 and plain >= 8 * block
     switched_off, again = faults("keep", ESC50_KEEP_FREED_MEMORY="0")
     assert not switched_off and again >= 8 * block

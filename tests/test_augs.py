@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from esc50.core.augment import AugmentationPipeline
+from esc50.core.training.stages import AugmentationPipeline
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
-from esc50.core.registry import load_registry
+from esc50.core.plugins.registry import load_registry
 from tests.conftest import esc50_config
 
 SR = 16000
@@ -107,6 +107,20 @@ def test_specaugment_masks_the_requested_widths():
         assert changed.sum() == 5 * 200 + 20 * 64 - 5 * 20  # nothing outside the two bands
 
 
+def test_specaugment_draws_its_masks_in_sample_like_every_augmentation():
+    """The masks are per-example draws (sample), recorded in last_params: another stream of bulk
+    randomness gives the same masks."""
+    from esc50.core.plugins.contracts import Randomness
+
+    aug = make("specaugment:freq_masks=2,time_masks=3,p=1")
+    x = torch.randn(8, 1, 32, 100)
+    first = aug(x, Randomness(gen(1), gen(2)))
+    assert aug.last_params["freq_width"].shape == (8, 2)
+    assert aug.last_params["time_start"].shape == (8, 3)
+    assert torch.equal(first, aug(x, Randomness(gen(1), gen(3))))
+    assert not torch.equal(first, aug(x, Randomness(gen(4), gen(2))))
+
+
 def test_mixup_mixes_features_and_labels_alike():
     aug = make("mixup:alpha=0.4,p=1")
     torch.manual_seed(0)
@@ -181,7 +195,7 @@ def test_time_stretch_gives_the_stretched_clip_its_valid_length(stage, spec, pol
 
 
 def test_an_augmentation_of_an_unknown_stage_is_refused():
-    from esc50.core.contracts import Augmentation
+    from esc50.core.plugins.contracts import Augmentation
 
     class Later(Augmentation):
         stage = "later"
@@ -217,7 +231,7 @@ def test_which_examples_and_their_parameters_come_from_the_draw_generator(spec):
     """A training batch draws its per-example decisions on one generator (the host's, on a GPU)
     and its bulk noise on another: the same draws with another bulk stream transform the same
     examples; a plain generator still serves as both."""
-    from esc50.core.contracts import Randomness
+    from esc50.core.plugins.contracts import Randomness
 
     aug = make(f"{spec}{',' if ':' in spec else ':'}p=0.5")
     x = (torch.stack([sine(300.0 + 40 * i) for i in range(16)]) if aug.stage == "wave"

@@ -7,7 +7,7 @@ import signal
 import pytest
 import torch
 
-from esc50.core.checkpoint import checksum_file, load_checkpoint, save_checkpoint
+from esc50.core.results.checkpoint import checksum_file, load_checkpoint, save_checkpoint
 from esc50.core.errors import Esc50Error
 
 STATE = {"model": {"w": torch.arange(10000.0)}, "epoch": 3, "config": {"n_mels": 64}}

@@ -2,8 +2,8 @@ from collections import Counter
 
 import torch
 
-from esc50.core.collate import collate
-from esc50.core.sampler import ClassBalancedSampler
+from esc50.core.data.collate import collate
+from esc50.core.data.sampler import ClassBalancedSampler
 
 
 def test_collate_pads_to_the_longest_and_keeps_lengths():

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, Featurizer
+from esc50.core.plugins.contracts import Augmentation, Featurizer
 from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
-from esc50.core.registry import load_registry
-from esc50.core.trainer import Trainer
+from esc50.core.plugins.hookspecs import hookimpl
+from esc50.core.plugins.registry import load_registry
+from esc50.core.training.trainer import Trainer
 from tests.conftest import small_config
 
 
@@ -108,7 +108,7 @@ def test_a_run_interrupted_in_its_first_epoch_leaves_no_folder(synthetic_data, t
     def interrupt(self, epoch, training):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Trainer, "_run_epoch", interrupt)
+    monkeypatch.setattr(Trainer, "run_epoch", interrupt)
     trainer = Trainer(small_config(synthetic_data, output_dir=str(tmp_path), run_name="r"),
                       load_registry(), log=lambda _: None)
     with pytest.raises(Esc50Error, match="before any epoch finished: nothing was kept"):
@@ -156,6 +156,7 @@ def test_a_loss_that_turns_nan_in_training_stops_the_run_with_one_line(synthetic
     trainer = Trainer(small_config(synthetic_data, model="odd.nantrain", output_dir=str(tmp_path),
                                    run_name="r"), registry, log=lambda _: None)
     with pytest.raises(Esc50Error, match=r"epoch 1 train: the loss became nan \(by step 1\); "
-                                         "lower --lr or check the data"):
+                                         r"model odd.nantrain \(registered at run time\) "
+                                         r"returned 64 NaN .* at epoch 1, step 1 \(the batch"):
         trainer.fit()
     assert not (tmp_path / "r").exists()

@@ -8,9 +8,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from esc50.cli.main import cli
-from esc50.core.dataset import find_clips
-from esc50.core.split import make_split
-from esc50.core.trainer import Trainer
+from esc50.core.data.clips import find_clips
+from esc50.core.data.split import make_split
+from esc50.core.training.trainer import Trainer
 from tests.conftest import STFT_FLAGS, small_config, write_synthetic_dataset
 
 SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
@@ -45,17 +45,17 @@ def test_cv_trains_one_run_per_fold_and_resumes(tmp_path, monkeypatch):
 
     (runs / "fold-3" / "metrics.json").unlink()  # as if killed between last.pt and metrics
     shutil.rmtree(runs / "fold-2")  # and fold 2 trained again, interrupted in its epoch 2
-    original = Trainer._run_epoch
+    original = Trainer.run_epoch
 
     def interrupt_fold_2_in_epoch_2(self, epoch, training):
         if self.config.val_fold == 2 and epoch == 2:
             raise KeyboardInterrupt
         return original(self, epoch, training)
 
-    monkeypatch.setattr(Trainer, "_run_epoch", interrupt_fold_2_in_epoch_2)
+    monkeypatch.setattr(Trainer, "run_epoch", interrupt_fold_2_in_epoch_2)
     cut = CliRunner().invoke(cli, args)
     assert cut.exit_code == 1 and "interrupted in epoch 2; last.pt holds epoch 1" in cut.output
-    monkeypatch.setattr(Trainer, "_run_epoch", original)
+    monkeypatch.setattr(Trainer, "run_epoch", original)
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output
     assert "fold 1: already trained" in again.output
@@ -65,23 +65,28 @@ def test_cv_trains_one_run_per_fold_and_resumes(tmp_path, monkeypatch):
 
 
 def test_cv_decodes_and_featurizes_the_clips_once_for_all_folds(tmp_path, monkeypatch):
-    """The folds share decoded audio and features (each clip decoded once, the featurizer run
-    once), and sharing changes no result: a fold trained on its own scores the same."""
-    from esc50.core import dataset
-    from esc50.core.features import FeatureSource
+    """The folds share the dataset's clip list (read once), decoded audio and features (each
+    clip decoded once, the featurizer run once), and sharing changes no result: a fold trained
+    on its own scores the same."""
+    from esc50.core.data import audiocache
+    from esc50.core.training.batches import FeatureSource
+    from esc50.plugins.datasets.esc50 import ESC50
 
     data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
-    decoded, featurized = [], []
-    load_clip, featurize = dataset.load_clip, FeatureSource._featurize
-    monkeypatch.setattr(dataset, "load_clip", lambda *a, **k: decoded.append(a[0]) or load_clip(*a, **k))
-    monkeypatch.setattr(FeatureSource, "_featurize",
-                        lambda self, cache: featurized.append(1) or featurize(self, cache))
+    decoded, featurized, read = [], [], []
+    load_clip, featurize, read_folder = audiocache.load_clip, FeatureSource._featurize_all, \
+        ESC50.read
+    monkeypatch.setattr(audiocache, "load_clip",
+                        lambda *a, **k: decoded.append(a[0]) or load_clip(*a, **k))
+    monkeypatch.setattr(FeatureSource, "_featurize_all",
+                        lambda self: featurized.append(1) or featurize(self))
+    monkeypatch.setattr(ESC50, "read", lambda self, root: read.append(root) or read_folder(self, root))
     args = ["cv", "--data", str(data), "--epochs", "1", "--output-dir", str(tmp_path / "runs"),
             "--name", "shared", *SMALL]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     clips = len(list(data.glob("*.wav")))
-    assert len(decoded) == clips == len(set(decoded)) and featurized == [1]
+    assert len(decoded) == clips == len(set(decoded)) and featurized == [1] and len(read) == 1
     assert result.output.count("reused") == 2  # folds 2 and 3
     alone = CliRunner().invoke(cli, ["train", "--data", str(data), "--epochs", "1", "--val-fold",
                                      "3", "--output-dir", str(tmp_path / "runs"), "--run-name",

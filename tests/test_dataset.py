@@ -6,9 +6,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from esc50.core.audio import load_clip, to_float, to_int16
-from esc50.core.dataset import AudioCache, ClipDataset, find_clips
-from esc50.core.split import make_split
+from esc50.core.data.audio import load_clip, to_float, to_int16
+from esc50.core.data.audiocache import AudioCache, ClipDataset
+from esc50.core.data.clips import find_clips
+from esc50.core.data.split import make_split
 from esc50.core.errors import Esc50Error
 from tests.conftest import SR, small_config, tone, write_synthetic_dataset
 
@@ -154,7 +155,7 @@ def test_disk_cache_is_reused_until_a_file_or_the_rate_changes(synthetic_data, t
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the disk cache holds the clips")
 
-    monkeypatch.setattr("esc50.core.dataset.load_clip", no_decoding)
+    monkeypatch.setattr("esc50.core.data.audiocache.load_clip", no_decoding)
     warnings = []
     second = AudioCache(table.clips, config, skip_bad=True, warn=warnings.append)
     assert second.reused and mapped_file(second.waves.data_ptr()) == str(second.location)

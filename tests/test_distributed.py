@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
-from esc50.core.checkpoint import load_checkpoint
+from esc50.core.results.checkpoint import load_checkpoint
 from tests.conftest import STFT_FLAGS, write_synthetic_dataset
 
 

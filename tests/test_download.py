@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
-from esc50.core.dataset import find_clips
-from esc50.core.download import download_dataset
+from esc50.core.data.clips import find_clips
+from esc50.core.data.download import download_dataset
 from esc50.core.errors import Esc50Error
 from tests.conftest import small_config, write_synthetic_dataset
 

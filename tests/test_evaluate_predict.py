@@ -11,9 +11,9 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
-from esc50.core.classifier import load_classifier
-from esc50.core.registry import load_registry
-from esc50.core.trainer import Trainer
+from esc50.core.training.classifier import load_classifier
+from esc50.core.plugins.registry import load_registry
+from esc50.core.training.trainer import Trainer
 from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
 
 
@@ -94,7 +94,7 @@ def test_a_copied_run_directory_predicts_the_same(trained, tmp_path):
 
 
 def test_a_run_whose_plugin_is_gone_names_the_package_to_install(trained, monkeypatch, tmp_path):
-    from esc50.core.checkpoint import load_checkpoint, save_checkpoint
+    from esc50.core.results.checkpoint import load_checkpoint, save_checkpoint
 
     _, run_dir = trained
     state = load_checkpoint(run_dir / "last.pt")
@@ -120,7 +120,7 @@ def test_a_file_read_in_blocks_equals_the_file_read_whole(tmp_path, rate, target
     import torch
     import torchaudio.functional as AF
 
-    from esc50.core.audio import read_mono
+    from esc50.core.data.audio import read_mono
 
     stereo = np.random.default_rng(0).uniform(-0.6, 0.6, (int(rate * seconds), 2))
     stereo[:, 1] *= 0.3  # unequal channels: a bug reading one channel would show
@@ -138,7 +138,7 @@ def test_a_file_read_in_blocks_equals_the_file_read_whole(tmp_path, rate, target
 def test_windows_of_a_stream_are_the_windows_of_the_whole_clip(total):
     import torch
 
-    from esc50.core.predict import windows
+    from esc50.core.commands.predict import windows
 
     clip = torch.arange(1, total + 1, dtype=torch.float32)
     expected_starts = list(range(0, max(total - 100, 0) + 1, 50))
@@ -158,8 +158,8 @@ def test_a_long_file_scores_as_the_mean_over_all_its_windows(trained, tmp_path):
     scoring every window at once (the tool before streaming)."""
     import torch
 
-    from esc50.core.audio import load_clip
-    from esc50.core.predict import WINDOW_BATCH, predict_files, probabilities
+    from esc50.core.data.audio import load_clip
+    from esc50.core.commands.predict import WINDOW_BATCH, predict_files, probabilities
 
     _, run_dir = trained
     classifier, state = load_classifier(run_dir, load_registry())

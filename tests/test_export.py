@@ -10,12 +10,12 @@ import torch
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
-from esc50.core.audio import load_clip
-from esc50.core.classifier import Classifier, build_classifier
+from esc50.core.data.audio import load_clip
+from esc50.core.training.classifier import Classifier, build_classifier
 from esc50.core.errors import Esc50Error
-from esc50.core.export import Probabilities, export_classifier
-from esc50.core.registry import load_registry
-from esc50.core.trainer import Trainer
+from esc50.core.commands.export import Probabilities, export_classifier
+from esc50.core.plugins.registry import load_registry
+from esc50.core.training.trainer import Trainer
 from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
 
 onnxruntime = pytest.importorskip("onnxruntime")

@@ -11,10 +11,10 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
-from esc50.core import rundir
-from esc50.core.dataset import find_clips
+from esc50.core.results import folder as rundir
+from esc50.core.data.clips import find_clips
 from esc50.core.errors import Esc50Error
-from esc50.core.split import grouped_random_split, make_split
+from esc50.core.data.split import grouped_random_split, make_split
 from tests.conftest import (FREQS, SR, STFT_FLAGS, small_config, tone,
                             write_synthetic_dataset)
 

@@ -8,22 +8,33 @@ import re
 import types
 from pathlib import Path
 
+import pluggy
+import pytest
 import soundfile as sf
 import torch
 from torch import nn
 
-from esc50.core import hookspecs
+from esc50.core.plugins import hookspecs
 from esc50.core.config import TaskConfig
-from esc50.core.checkpoint import load_checkpoint
-from esc50.core.contracts import Augmentation, BatchAugmentation, Featurizer, uniform
-from esc50.core.dataset import Clip, ClipTable, DatasetReader
-from esc50.core.hookspecs import hookimpl
-from esc50.core.registry import load_registry
-from esc50.core.trainer import Trainer
+from esc50.core.results.checkpoint import load_checkpoint
+from esc50.core.plugins.contracts import Augmentation, BatchAugmentation, Featurizer, uniform
+from esc50.core.plugins.contracts import Clip, ClipTable, DatasetReader
+from esc50.core.plugins.hookspecs import hookimpl
+from esc50.core.plugins.registry import KINDS, load_registry
+from esc50.core.training.trainer import Trainer
 from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("register_"))
+
+
+def hook_specifications() -> list[str]:
+    """The hooks pluggy finds in esc50's hook specification module."""
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    return sorted(name for name in vars(manager.hook) if not name.startswith("_"))
+
+
+HOOKS = hook_specifications()
 
 
 class MeanPool(nn.Module):
@@ -103,7 +114,7 @@ def test_hook_register_models(tmp_path):
 
     trainer, metrics = train(tmp_path, runtime_registry(register_models=hook),
                              model="mine.meanpool:scale=2", learning_rate=3e-2, num_epochs=8)
-    assert isinstance(trainer.model, MeanPool) and trainer.model.scale == 2.0
+    assert isinstance(trainer.state.model, MeanPool) and trainer.state.model.scale == 2.0
     assert metrics["plugins"]["mine.meanpool:scale=2"]["id"] == "mine.meanpool"
     assert metrics["final_val_accuracy"] >= 0.75  # four tones, chance 0.25
 
@@ -118,7 +129,7 @@ def test_hook_register_augmentations(tmp_path):
     counts = metrics["augmented_in_last_epoch"]["mine.gain:p=0.5"]
     assert counts["seen"] == len(trainer.data.train_set)  # training clips only, once per epoch
     assert 0 < counts["transformed"] < counts["seen"]
-    gain = trainer.aug_by_spec["mine.gain:p=0.5"]
+    gain = trainer.augs["mine.gain:p=0.5"]
     assert set(gain.last_params) == {"chosen", "gain"}
 
 
@@ -192,14 +203,17 @@ def test_the_template_draws_p_records_parameters_and_applies_to_the_chosen_only(
     assert features.tolist() == [2.0, 1.0, 0.0] and Swap.stage == "batch"
 
 
-def test_every_hook_has_a_test_and_a_docs_section():
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_has_a_kind_a_test_and_a_docs_section(hook):
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
     docs = (ROOT / "docs" / "plugins.md").read_text()
-    assert HOOKS == ["register_augmentations", "register_datasets", "register_featurizers",
-                     "register_loggers", "register_models"]
-    for hook in HOOKS:
-        assert f"def test_hook_{hook}(" in tests, hook
-        assert f"### `{hook}(register)`" in docs, hook
+    assert hook in KINDS.values(), f"{hook} is registered under no plugin kind"
+    assert f"def test_hook_{hook}(" in tests, hook
+    assert f"### `{hook}(register)`" in docs, hook
+
+
+def test_the_hook_specifications_are_found():
+    assert len(HOOKS) >= 5 and all(h.startswith("register_") for h in HOOKS)
 
 
 def test_every_builtin_plugin_id_is_exercised_by_a_test():

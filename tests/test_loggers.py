@@ -13,10 +13,11 @@ from click.testing import CliRunner
 
 from esc50.cli.main import cli
 from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
-from esc50.core.loggers import EXAMPLES, Logger
-from esc50.core.registry import load_registry
-from esc50.core.trainer import Trainer
+from esc50.core.plugins.hookspecs import hookimpl
+from esc50.core.results.metrics import WORST_SHOWN as EXAMPLES
+from esc50.core.plugins.contracts import Logger
+from esc50.core.plugins.registry import load_registry
+from esc50.core.training.trainer import Trainer
 from tests.conftest import STFT_FLAGS, small_config, write_synthetic_dataset
 
 
@@ -89,7 +90,7 @@ def test_hook_register_loggers(tmp_path):
     assert [s[2]["train_loss"] for s in steps] == pytest.approx(
         [row["train_loss"] for row in written])
     assert [s[2]["lr"] for s in steps] == pytest.approx([0.5 * 3e-3, 0.0])
-    assert [e[1] for e in events if e[0] == "epoch"] == written == trainer.history
+    assert [e[1] for e in events if e[0] == "epoch"] == written == trainer.state.history
     assert [e[1:] for e in events if e[0] == "figure"] == [
         ("learning_curves", 1), ("learning_curves", 2), ("confusion_matrix", 2)]
     audio = [e for e in events if e[0] == "audio"]

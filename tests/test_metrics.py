@@ -1,6 +1,6 @@
 import numpy as np
 
-from esc50.core.metrics import classification_report, confusion_matrix
+from esc50.core.results.metrics import classification_report, confusion_matrix
 
 
 def test_metrics_match_hand_computed_values():

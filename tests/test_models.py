@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from esc50.core.classifier import Classifier
+from esc50.core.training.classifier import Classifier
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
-from esc50.core.registry import load_registry
+from esc50.core.plugins.registry import load_registry
 from esc50.testing import SMALL_STFT
 from tests.conftest import FREQS, SR, tone
 
@@ -65,8 +65,8 @@ def test_overfits_its_training_clips_through_the_trainer(name, tmp_path):
     """Each model, trained by the Trainer as `esc50 train` runs it (sampler, optimizer, cosine
     schedule, batch norm in training mode), ends up classifying every one of its training clips
     (fold 2 of the tone task) correctly in evaluation mode."""
-    from esc50.core import api
-    from esc50.core.trainer import Trainer
+    from esc50.core.commands import api
+    from esc50.core.training.trainer import Trainer
     from tests.conftest import small_config, write_synthetic_dataset
 
     data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2))
@@ -137,7 +137,7 @@ def test_lstm_reads_the_last_valid_frame():
 
 
 def test_weights_option_loads_a_saved_state_dict(tmp_path, synthetic_data):
-    from esc50.core.trainer import Trainer
+    from esc50.core.training.trainer import Trainer
     from tests.conftest import small_config
 
     source = build("kumar", small_config(synthetic_data))
@@ -146,7 +146,7 @@ def test_weights_option_loads_a_saved_state_dict(tmp_path, synthetic_data):
     config = small_config(synthetic_data, model="plugins.kumar", weights=str(path))
     trainer = Trainer(config, load_registry(), log=lambda _: None)
     for key, value in source.state_dict().items():
-        assert torch.equal(trainer.model.state_dict()[key], value), key
+        assert torch.equal(trainer.state.model.state_dict()[key], value), key
     with pytest.raises(Esc50Error, match="kumar.pt does not fit the model"):
         Trainer(config.override(model="plugins.crnn"), load_registry(), log=lambda _: None)
     with pytest.raises(Esc50Error, match="weights file .*absent.pt does not exist"):
@@ -162,7 +162,7 @@ def test_vgg19_pretrained_without_network_names_the_file(tmp_path, monkeypatch):
     with pytest.raises(Esc50Error, match=f"not found at {expected} .*place it at"):
         build("vgg19", config)
     # Rebuilt to receive a checkpoint's weights (predict, evaluate, resume), it fetches nothing.
-    rebuilt = load_registry().create("model", "plugins.vgg19", config, (1, 32, 126), fresh=False)
+    rebuilt = load_registry().create("model", "plugins.vgg19", config, (1, 32, 126), restoring=True)
     assert rebuilt.net.classifier[6].out_features == len(FREQS)
 
 

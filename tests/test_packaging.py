@@ -22,7 +22,7 @@ def test_wheel_holds_only_the_esc50_package_and_its_entry_points(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"esc50", wheel.name.split("-py3")[0] + ".dist-info"}
-    for module in ("esc50/core/trainer.py", "esc50/plugins/models/crnn.py", "esc50/cli/main.py",
+    for module in ("esc50/core/training/trainer.py", "esc50/core/results/folder.py", "esc50/plugins/models/crnn.py", "esc50/cli/main.py",
                    "esc50/__main__.py", "esc50/recipes/strong.toml"):
         assert module in names
     info = next(n for n in names if n.endswith("entry_points.txt"))

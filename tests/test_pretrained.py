@@ -19,8 +19,9 @@ from torch import nn
 import esc50
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
-from esc50.core.registry import load_registry
-from esc50.core.trainer import Trainer, parameter_groups
+from esc50.core.plugins.registry import load_registry
+from esc50.core.training.state import parameter_groups
+from esc50.core.training.trainer import Trainer
 from tests.conftest import small_config, write_synthetic_dataset
 
 REGISTRY = load_registry()
@@ -172,20 +173,20 @@ def test_kumar_fine_tunes_with_a_slower_backbone_and_probes_linearly(kumar_refer
                         featurizer="plugins.kumar_logmel", num_epochs=1, run_name="ft", **{
                             "plugins.kumar.checkpoint": str(path),
                             "plugins.kumar.backbone_lr_scale": "0.1"})
-    head, backbone = finetune.optimizer.param_groups
+    head, backbone = finetune.state.optimizer.param_groups
     assert backbone["lr"] == pytest.approx(0.1 * head["lr"])
-    before = finetune.model.blocks[0][0].weight.detach().clone()
+    before = finetune.state.model.blocks[0][0].weight.detach().clone()
     run = finetune.fit()
-    assert not torch.equal(before, finetune.model.blocks[0][0].weight)  # all layers train
+    assert not torch.equal(before, finetune.state.model.blocks[0][0].weight)  # all layers train
     path.unlink()  # a trained run needs its own weights only, not the published file
     trained = esc50.load(run).classifier.model.state_dict()
-    assert all(torch.equal(v, trained[k]) for k, v in finetune.model.state_dict().items())
+    assert all(torch.equal(v, trained[k]) for k, v in finetune.state.model.state_dict().items())
     path = published
     probe = tone_run(tmp_path / "p", 44100, model="plugins.linear",
                      featurizer=f"plugins.kumar_embedding:checkpoint={path}", num_epochs=30,
                      learning_rate=0.05, run_name="probe")
     assert probe.classifier.featurizer.output_shape(44100) == (1, 1024, 1)
-    assert probe.data.cache_finished  # embedded once, before the first epoch
+    assert probe.data.cache_is_final  # embedded once, before the first epoch
     frozen = {k: v.clone() for k, v in probe.classifier.featurizer.state_dict().items()}
     run = probe.fit()
     assert all(torch.equal(v, probe.classifier.featurizer.state_dict()[k])
@@ -205,7 +206,7 @@ def test_cnn14_fine_tunes_with_frozen_blocks_and_probes_linearly(cnn14_reference
                         featurizer="plugins.panns_logmel", num_epochs=1, run_name="ft", **{
                             "plugins.cnn14.checkpoint": str(path),
                             "plugins.cnn14.freeze_blocks": "6"})
-    model = finetune.model
+    model = finetune.state.model
     frozen = {k: v.clone() for k, v in model.conv_block6.state_dict().items()}
     fc1 = model.fc1.weight.detach().clone()
     finetune.fit()
@@ -222,7 +223,7 @@ def test_cnn14_fine_tunes_with_frozen_blocks_and_probes_linearly(cnn14_reference
                                     "kumar-probe", "ast-finetune", "ast-probe"])
 def test_pretrained_recipes_name_the_published_file_when_it_is_missing(recipe, tmp_path,
                                                                        monkeypatch):
-    from esc50.core.classifier import build_classifier
+    from esc50.core.training.classifier import build_classifier
     from esc50.core.config import load_config, recipe_path
 
     config = load_config(recipe_path(recipe))
@@ -307,16 +308,16 @@ def test_ast_fine_tunes_and_probes_linearly(ast_reference, tmp_path):
     finetune = tone_run(tmp_path / "f", 16000, model=f"plugins.ast:source={path},freeze_blocks=1",
                         featurizer="plugins.ast_fbank:max_length=100", normalize=False,
                         num_epochs=1, run_name="ft")
-    head, encoder = finetune.optimizer.param_groups
+    head, encoder = finetune.state.optimizer.param_groups
     assert encoder["lr"] == pytest.approx(0.1 * head["lr"])
-    encoder = finetune.model.encoder
+    encoder = finetune.state.model.encoder
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     run = finetune.fit()
     moved = {k for k, v in encoder.state_dict().items() if not torch.equal(v, before[k])}
     assert moved and not any(k.startswith(("embeddings.", "layers.0.")) for k in moved)
     assert any(k.startswith("layers.1.") for k in moved)  # the layer after the frozen one
     trained = esc50.load(run).classifier.model.state_dict()  # the run's weights, not the source's
-    assert all(torch.equal(v, trained[k]) for k, v in finetune.model.state_dict().items())
+    assert all(torch.equal(v, trained[k]) for k, v in finetune.state.model.state_dict().items())
     probe = tone_run(tmp_path / "p", 16000, model="plugins.linear",
                      featurizer=f"plugins.ast_embedding:source={path}", num_epochs=30,
                      learning_rate=0.05, run_name="probe")

@@ -12,11 +12,11 @@ import torch
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
-from esc50.core.audio import load_clip
-from esc50.core.dataset import find_clips, leftovers
+from esc50.core.data.audio import load_clip
+from esc50.core.data.clips import find_clips, leftovers
 from esc50.core.errors import Esc50Error
-from esc50.core.registry import load_registry
-from esc50.core.trainer import Trainer
+from esc50.core.plugins.registry import load_registry
+from esc50.core.training.trainer import Trainer
 from tests.conftest import SR, STFT_FLAGS, small_config, tone, write_synthetic_dataset
 
 SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
@@ -106,7 +106,7 @@ def test_kumar_trains_when_the_last_batch_holds_one_clip(synthetic_data, tmp_pat
 
 
 def test_crash_windows_leave_every_promised_file(synthetic_data, tmp_path, monkeypatch):
-    from esc50.core import rundir
+    from esc50.core.results import folder as rundir
 
     config = small_config(synthetic_data, num_epochs=2, output_dir=str(tmp_path), run_name="r")
     order = []

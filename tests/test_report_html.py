@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
-from esc50.core.registry import load_registry
-from esc50.core.trainer import Trainer
+from esc50.core.plugins.registry import load_registry
+from esc50.core.training.trainer import Trainer
 from tests.conftest import FREQS, small_config, write_synthetic_dataset
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")

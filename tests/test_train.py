@@ -12,11 +12,11 @@ import torch
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
-from esc50.core.checkpoint import load_checkpoint
+from esc50.core.results.checkpoint import load_checkpoint
 from esc50.core.config import load_config
 from esc50.core.errors import Esc50Error
-from esc50.core.registry import load_registry
-from esc50.core.trainer import Trainer
+from esc50.core.plugins.registry import load_registry
+from esc50.core.training.trainer import Trainer
 from tests.conftest import STFT_FLAGS, small_config, write_synthetic_dataset
 
 
@@ -51,7 +51,7 @@ def test_a_compiled_model_trains_like_the_eager_one(synthetic_data, tmp_path):
         config = small_config(synthetic_data, output_dir=str(tmp_path), run_name=name,
                               num_epochs=1, **changes)
         trainer = Trainer(config, load_registry(), log=lambda _: None)
-        assert hasattr(trainer.train_model, "_orig_mod") == config.compile  # torch.compile's
+        assert hasattr(trainer.step_model, "_orig_mod") == config.compile  # torch.compile's
         return load_checkpoint(trainer.fit() / "last.pt")
 
     eager, compiled = run("eager"), run("compiled", compile=True)
@@ -135,8 +135,8 @@ def test_one_epoch_on_real_esc50_clips(real_data, tmp_path):
 
 
 def test_augmentations_touch_training_batches_only(synthetic_data, tmp_path):
-    from esc50.core.contracts import Augmentation
-    from esc50.core.hookspecs import hookimpl
+    from esc50.core.plugins.contracts import Augmentation
+    from esc50.core.plugins.hookspecs import hookimpl
 
     seen = []
 
@@ -186,18 +186,18 @@ def test_an_interrupted_run_resumes_to_the_same_weights(synthetic_data, tmp_path
     straight = Trainer(config.override(run_name="straight"), load_registry(),
                        log=lambda _: None).fit()
 
-    original = Trainer._run_epoch
+    original = Trainer.run_epoch
 
     def interrupt_in_epoch_3(self, epoch, training):
         if epoch == 3:
             raise KeyboardInterrupt
         return original(self, epoch, training)
 
-    monkeypatch.setattr(Trainer, "_run_epoch", interrupt_in_epoch_3)
+    monkeypatch.setattr(Trainer, "run_epoch", interrupt_in_epoch_3)
     with pytest.raises(Esc50Error, match="interrupted in epoch 3; last.pt holds epoch 2: "
                                          "continue with `esc50 train --resume"):
         Trainer(config.override(run_name="cut"), load_registry(), log=lambda _: None).fit()
-    monkeypatch.setattr(Trainer, "_run_epoch", original)
+    monkeypatch.setattr(Trainer, "run_epoch", original)
     result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "cut")])
     assert result.exit_code == 0, result.output
     assert "resuming" in result.output and "after epoch 2" in result.output
@@ -316,14 +316,14 @@ def test_label_smoothing_keeps_the_training_loss_above_its_floor(tmp_path):
 
 
 def test_weight_averaging_is_what_validation_and_best_pt_use(synthetic_data, tmp_path):
-    from esc50.core.classifier import load_classifier
+    from esc50.core.training.classifier import load_classifier
 
     config = small_config(synthetic_data, num_epochs=1, output_dir=str(tmp_path), run_name="ema",
                           ema_decay=0.5, batch_size=4)  # 4 steps: the average lags the weights
     trainer = Trainer(config, load_registry(), log=lambda _: None)
     run_dir = trainer.fit()  # one epoch: it is the best, so best.pt holds its validated weights
-    averaged = trainer.ema.module.state_dict()
-    raw = trainer.model.state_dict()
+    averaged = trainer.state.average.module.state_dict()
+    raw = trainer.state.model.state_dict()
     assert any(not torch.equal(averaged[k], raw[k]) for k in raw)
     best = load_checkpoint(run_dir / "best.pt")
     assert all(torch.equal(best["model"][k], averaged[k]) for k in averaged)
@@ -332,7 +332,7 @@ def test_weight_averaging_is_what_validation_and_best_pt_use(synthetic_data, tmp
 
 
 def test_warm_up_then_cosine():
-    from esc50.core.schedule import lr_factor
+    from esc50.core.training.schedule import lr_factor
 
     factors = [lr_factor(step, warmup_steps=4, total_steps=20, cosine=True) for step in range(20)]
     assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
@@ -362,7 +362,7 @@ def test_the_strong_recipe_is_a_readable_config_whose_plugins_all_build(syntheti
     used = load_config(tmp_path / "strong" / "config.toml")
     assert used.augs == config.augs and used.ema_decay == config.ema_decay
     assert used.model == "plugins.crnn"  # flags override the recipe
-    assert used.options["plugins.logmel"]["n_mels"] == "32"  # converted when the plugin builds
+    assert used.options["plugins.logmel"]["n_mels"] == 32  # typed, as a config file gives it
     unknown = CliRunner().invoke(cli, ["train", "--recipe", "fast"])
     assert unknown.exit_code == 1
     assert "unknown recipe 'fast' (recipes: ast-finetune, ast-probe, cnn14-finetune, " \
@@ -370,7 +370,7 @@ def test_the_strong_recipe_is_a_readable_config_whose_plugins_all_build(syntheti
 
 
 def test_the_moving_average_forgets_the_initial_weights_in_a_short_run():
-    from esc50.core.schedule import MovingAverage
+    from esc50.core.training.averaging import MovingAverage
 
     model = torch.nn.Linear(1, 1, bias=False)
     torch.nn.init.zeros_(model.weight)
@@ -387,7 +387,7 @@ def test_the_moving_average_is_torchs_averaged_model_with_the_ramped_decay():
     (weights and batch-norm buffers, counters included), and each loads the other's state."""
     from torch.optim.swa_utils import AveragedModel
 
-    from esc50.core.schedule import MovingAverage
+    from esc50.core.training.averaging import MovingAverage
 
     def ramped(averaged, current, num_averaged, decay=0.9):
         rate = min(decay, (1.0 + float(num_averaged)) / (10.0 + float(num_averaged)))

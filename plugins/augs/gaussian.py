@@ -2,28 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, uniform, to_device
-from esc50.core.hookspecs import hookimpl
-
-
-@dataclass
-class StdRange:
-    """The noise's standard deviation, drawn per example from [min_std, max_std] (shared with
-    ``spec_gaussian``)."""
-
-    min_std: float = 0.01
-    max_std: float = 0.01
-
-    def __post_init__(self) -> None:
-        check_min_max("std", self.min_std, self.max_std, (0.0, 1.0))
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return {"std": uniform(self.min_std, self.max_std, batch_size, generator)}
+from esc50 import Augmentation, TaskConfig, check_min_max, hookimpl, to_device, uniform
 
 
 class GaussianNoise(Augmentation):
@@ -32,13 +13,14 @@ class GaussianNoise(Augmentation):
     name = "gaussian"
     stage = "wave"
 
-    def __init__(self, config: TaskConfig, min_std: float = StdRange.min_std,
-                 max_std: float = StdRange.max_std, p: float = 0.5) -> None:
+    def __init__(self, config: TaskConfig, min_std: float = 0.01, max_std: float = 0.01,
+                 p: float = 0.5) -> None:
         super().__init__(p)
-        self.range = StdRange(min_std, max_std)
+        check_min_max("std", min_std, max_std, (0.0, 1.0))
+        self.min_std, self.max_std = min_std, max_std
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return self.range.sample(batch_size, generator)
+        return {"std": uniform(self.min_std, self.max_std, batch_size, generator)}
 
     def apply(self, wav: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import BatchAugmentation, to_device
-from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
+from esc50 import BatchAugmentation, Esc50Error, TaskConfig, hookimpl, to_device
 
 
 class Mixup(BatchAugmentation):

@@ -4,50 +4,15 @@ never reached). Noise comes from a folder of recordings, or is generated coloure
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from esc50.core.audio import load_clip
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, to_device, uniform
-from esc50.core.dataset import AUDIO_EXTENSIONS
-from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
+from esc50.core.data.audio import load_clip
+from esc50 import (AUDIO_EXTENSIONS, Augmentation, Esc50Error, TaskConfig, check_min_max, hookimpl,
+                   to_device, uniform)
 
 EPS = 1e-12
-
-
-@dataclass
-class NoiseSettings:
-    """Where noise comes from and how loud it is (shared with ``spec_noise``): recordings under
-    ``path`` (else coloured noise whose power falls by a slope drawn per example from
-    [min_f_decay, max_f_decay] dB per octave), at an SNR drawn from [min_snr_db, max_snr_db]."""
-
-    path: str | None = None
-    min_snr_db: float = 0.0
-    max_snr_db: float = 40.0
-    min_f_decay: float = -6.0
-    max_f_decay: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_min_max("snr_db", self.min_snr_db, self.max_snr_db)
-        check_min_max("f_decay", self.min_f_decay, self.max_f_decay, (-12.0, 12.0))
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """The SNR and slope per example; with recordings, which one (``pick``) and where
-        (``start``), each as a fraction in [0, 1)."""
-        draws = {"snr_db": uniform(self.min_snr_db, self.max_snr_db, batch_size, generator),
-                 "f_decay": uniform(self.min_f_decay, self.max_f_decay, batch_size, generator)}
-        if self.path:
-            draws["pick"] = uniform(0.0, 1.0, batch_size, generator)
-            draws["start"] = uniform(0.0, 1.0, batch_size, generator)
-        return draws
-
-    def recordings(self, sample_rate: int) -> list[torch.Tensor]:
-        """The noise recordings at ``sample_rate`` (none without ``path``)."""
-        return _load_noise_folder(Path(self.path), sample_rate) if self.path else []
 
 
 class BackgroundNoise(Augmentation):
@@ -56,21 +21,31 @@ class BackgroundNoise(Augmentation):
     name = "noise"
     stage = "wave"
 
-    def __init__(self, config: TaskConfig, path: str | None = NoiseSettings.path,
-                 min_snr_db: float = NoiseSettings.min_snr_db,
-                 max_snr_db: float = NoiseSettings.max_snr_db,
-                 min_f_decay: float = NoiseSettings.min_f_decay,
-                 max_f_decay: float = NoiseSettings.max_f_decay, p: float = 0.5) -> None:
+    def __init__(self, config: TaskConfig, path: str | None = None, min_snr_db: float = 0.0,
+                 max_snr_db: float = 40.0, min_f_decay: float = -6.0, max_f_decay: float = 0.0,
+                 p: float = 0.5) -> None:
         """Options:
         path: a folder of noise recordings (the report's path2noise); none: coloured noise
+        whose power falls by a slope drawn per example from [min_f_decay, max_f_decay] dB per
+        octave
         """
         super().__init__(p)
-        self.settings = NoiseSettings(path, min_snr_db, max_snr_db, min_f_decay, max_f_decay)
-        self.noises = self.settings.recordings(config.sample_rate)
+        check_min_max("snr_db", min_snr_db, max_snr_db)
+        check_min_max("f_decay", min_f_decay, max_f_decay, (-12.0, 12.0))
+        self.path, self.snr_db, self.f_decay = path, (min_snr_db, max_snr_db), \
+            (min_f_decay, max_f_decay)
+        self.noises = _load_noise_folder(Path(path), config.sample_rate) if path else []
         self.noises_by_device: dict[torch.device, list[torch.Tensor]] = {}
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return self.settings.sample(batch_size, generator)
+        """The SNR and slope per example; with recordings, which one (``pick``) and where
+        (``start``), each as a fraction in [0, 1)."""
+        draws = {"snr_db": uniform(*self.snr_db, batch_size, generator),
+                 "f_decay": uniform(*self.f_decay, batch_size, generator)}
+        if self.path:
+            draws["pick"] = uniform(0.0, 1.0, batch_size, generator)
+            draws["start"] = uniform(0.0, 1.0, batch_size, generator)
+        return draws
 
     def apply(self, wav: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:

@@ -6,30 +6,10 @@ built)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, uniform
-from esc50.core.hookspecs import hookimpl
+from esc50 import Augmentation, TaskConfig, check_min_max, hookimpl, uniform
 from esc50.plugins.augs.vocoder import resample_linear, stretch
-
-
-@dataclass
-class SemitoneRange:
-    """The shift in semitones, drawn per example from [min_semitones, max_semitones] (shared
-    with ``spec_pitch_shift``)."""
-
-    min_semitones: float = -5.0
-    max_semitones: float = 5.0
-
-    def __post_init__(self) -> None:
-        check_min_max("semitones", self.min_semitones, self.max_semitones, (-24.0, 24.0))
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return {"semitones": uniform(self.min_semitones, self.max_semitones, batch_size,
-                                     generator)}
 
 
 class PitchShift(Augmentation):
@@ -38,13 +18,15 @@ class PitchShift(Augmentation):
     name = "pitch_shift"
     stage = "wave"
 
-    def __init__(self, config: TaskConfig, min_semitones: float = SemitoneRange.min_semitones,
-                 max_semitones: float = SemitoneRange.max_semitones, p: float = 0.5) -> None:
+    def __init__(self, config: TaskConfig, min_semitones: float = -5.0,
+                 max_semitones: float = 5.0, p: float = 0.5) -> None:
         super().__init__(p)
-        self.range = SemitoneRange(min_semitones, max_semitones)
+        check_min_max("semitones", min_semitones, max_semitones, (-24.0, 24.0))
+        self.min_semitones, self.max_semitones = min_semitones, max_semitones
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return self.range.sample(batch_size, generator)
+        return {"semitones": uniform(self.min_semitones, self.max_semitones, batch_size,
+                                     generator)}
 
     def apply(self, wav: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:

@@ -6,29 +6,15 @@ from __future__ import annotations
 
 import torch
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, Featurizer, to_device
-from esc50.core.hookspecs import hookimpl
-from esc50.plugins.augs.gaussian import StdRange
-from esc50.plugins.augs.spectral import noise_bands, require_power
+from esc50 import hookimpl, to_device
+from esc50.plugins.augs.gaussian import GaussianNoise
+from esc50.plugins.augs.spectral import PowerStage, noise_bands
 
 
-class SpecGaussianNoise(Augmentation):
+class SpecGaussianNoise(PowerStage, GaussianNoise):
     """White Gaussian noise added as band power (fast): std from [min_std, max_std]."""
 
     name = "spec_gaussian"
-    stage = "power"
-
-    def __init__(self, config: TaskConfig, min_std: float = StdRange.min_std,
-                 max_std: float = StdRange.max_std, p: float = 0.5) -> None:
-        super().__init__(p)
-        self.range = StdRange(min_std, max_std)
-
-    def attach(self, featurizer: Featurizer) -> None:
-        self.featurizer = require_power(self.name, featurizer)
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return self.range.sample(batch_size, generator)
 
     def apply(self, power: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:

@@ -7,40 +7,22 @@ from __future__ import annotations
 
 import torch
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, Featurizer, to_device
-from esc50.core.hookspecs import hookimpl
-from esc50.plugins.augs.noise import NoiseSettings, colour_gain, noise_windows
-from esc50.plugins.augs.spectral import EPS, noise_bands, require_power
+from esc50 import Featurizer, hookimpl, to_device
+from esc50.plugins.augs.noise import BackgroundNoise, colour_gain, noise_windows
+from esc50.plugins.augs.spectral import EPS, PowerStage, noise_bands
 
 
-class SpecBackgroundNoise(Augmentation):
+class SpecBackgroundNoise(PowerStage, BackgroundNoise):
     """Background noise added as band power at an SNR from [min_snr_db, max_snr_db] (fast)."""
 
     name = "spec_noise"
-    stage = "power"
-
-    def __init__(self, config: TaskConfig, path: str | None = NoiseSettings.path,
-                 min_snr_db: float = NoiseSettings.min_snr_db,
-                 max_snr_db: float = NoiseSettings.max_snr_db,
-                 min_f_decay: float = NoiseSettings.min_f_decay,
-                 max_f_decay: float = NoiseSettings.max_f_decay, p: float = 0.5) -> None:
-        """Options:
-        path: a folder of noise recordings; none: coloured noise
-        """
-        super().__init__(p)
-        self.settings = NoiseSettings(path, min_snr_db, max_snr_db, min_f_decay, max_f_decay)
-        self.noises = self.settings.recordings(config.sample_rate)
 
     def attach(self, featurizer: Featurizer) -> None:
-        self.featurizer = require_power(self.name, featurizer)
+        super().attach(featurizer)
         device = featurizer.frequencies.device
         with torch.no_grad():  # each recording's band power, once
             self.noise_powers = [featurizer.power(noise[None].to(device))[0]
                                  for noise in self.noises]
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return self.settings.sample(batch_size, generator)
 
     def apply(self, power: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:

@@ -7,29 +7,19 @@ from __future__ import annotations
 
 import torch
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, Featurizer, to_device
-from esc50.core.hookspecs import hookimpl
-from esc50.plugins.augs.pitch_shift import SemitoneRange
-from esc50.plugins.augs.spectral import EPS, band_centres, require_power
+from esc50 import Featurizer, hookimpl, to_device
+from esc50.plugins.augs.pitch_shift import PitchShift
+from esc50.plugins.augs.spectral import EPS, PowerStage, band_centres
 
 
-class SpecPitchShift(Augmentation):
+class SpecPitchShift(PowerStage, PitchShift):
     """Pitch shift of the power spectrogram (fast): semitones from [min_semitones, max_semitones]."""
 
     name = "spec_pitch_shift"
-    stage = "power"
-
-    def __init__(self, config: TaskConfig, min_semitones: float = SemitoneRange.min_semitones,
-                 max_semitones: float = SemitoneRange.max_semitones, p: float = 0.5) -> None:
-        super().__init__(p)
-        self.range = SemitoneRange(min_semitones, max_semitones)
 
     def attach(self, featurizer: Featurizer) -> None:
-        self.centres = band_centres(require_power(self.name, featurizer))
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return self.range.sample(batch_size, generator)
+        super().attach(featurizer)
+        self.centres = band_centres(self.featurizer)
 
     def apply(self, power: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:

@@ -7,38 +7,21 @@ from __future__ import annotations
 
 import torch
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, Featurizer, to_device
-from esc50.core.hookspecs import hookimpl
-from esc50.plugins.augs.spectral import require_power
-from esc50.plugins.augs.time_stretch import RateRange
+from esc50 import hookimpl, to_device
+from esc50.plugins.augs.spectral import PowerStage
+from esc50.plugins.augs.time_stretch import TimeStretch
 from esc50.plugins.augs.vocoder import read_at
 
 
-class SpecTimeStretch(Augmentation):
+class SpecTimeStretch(PowerStage, TimeStretch):
     """Time stretch of the power spectrogram (fast): rate from [min_rate, max_rate]."""
 
     name = "spec_time_stretch"
-    stage = "power"
-
-    def __init__(self, config: TaskConfig, min_rate: float = RateRange.min_rate,
-                 max_rate: float = RateRange.max_rate, p: float = 0.5) -> None:
-        super().__init__(p)
-        self.range = RateRange(min_rate, max_rate)
-
-    def attach(self, featurizer: Featurizer) -> None:
-        require_power(self.name, featurizer)
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return self.range.sample(batch_size, generator)
 
     def apply(self, power: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:
         rates = params["rate"][chosen]
         return self.on_chosen(power, chosen, lambda x: stretch_frames(x, to_device(rates, x)))
-
-    def valid_lengths(self, frames: torch.Tensor, size: int) -> torch.Tensor:
-        return self.range.stretched_lengths(frames, self.last_params, size)
 
 
 def stretch_frames(power: torch.Tensor, rates: torch.Tensor) -> torch.Tensor:

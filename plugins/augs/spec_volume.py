@@ -5,29 +5,15 @@ from __future__ import annotations
 
 import torch
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, Featurizer, to_device
-from esc50.core.hookspecs import hookimpl
-from esc50.plugins.augs.spectral import require_power
-from esc50.plugins.augs.volume import GainRange
+from esc50 import hookimpl, to_device
+from esc50.plugins.augs.spectral import PowerStage
+from esc50.plugins.augs.volume import Volume
 
 
-class SpecVolume(Augmentation):
+class SpecVolume(PowerStage, Volume):
     """Volume change on the power spectrogram (fast, exact): gain from [min_gain_db, max_gain_db]."""
 
     name = "spec_volume"
-    stage = "power"
-
-    def __init__(self, config: TaskConfig, min_gain_db: float = GainRange.min_gain_db,
-                 max_gain_db: float = GainRange.max_gain_db, p: float = 0.5) -> None:
-        super().__init__(p)
-        self.range = GainRange(min_gain_db, max_gain_db)
-
-    def attach(self, featurizer: Featurizer) -> None:
-        require_power(self.name, featurizer)
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return self.range.sample(batch_size, generator)
 
     def apply(self, power: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:

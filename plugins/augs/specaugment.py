@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import torch
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, to_device
-from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
+from esc50 import Augmentation, Esc50Error, TaskConfig, check_min_max, hookimpl, to_device
 
 
-def band_masks(count: int, size: int, low: int, high: int, batch: int,
-               generator: torch.Generator) -> torch.Tensor:
-    """[B, size] booleans: the union of ``count`` bands per example, each of a width drawn from
-    [low, high] (clipped to ``size``) at a uniformly drawn start."""
-    device = generator.device
-    mask = torch.zeros(batch, size, dtype=torch.bool, device=device)
-    positions = torch.arange(size, device=device)[None, :]
-    for _ in range(count):
-        width = torch.randint(low, high + 1, (batch,), generator=generator, device=device)
-        width = width.clamp(max=size)
-        start = (torch.rand(batch, generator=generator, device=device) * (size - width + 1)).long()
-        mask |= (positions >= start[:, None]) & (positions < (start + width)[:, None])
-    return mask
+def band_masks(widths: torch.Tensor, starts: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, size] booleans: the union of one band per column of ``widths`` and ``starts`` [B, n]
+    (a width in steps, clipped to ``size``, and a start as a fraction of the room left)."""
+    widths = widths.clamp(max=size)
+    first = (starts * (size - widths + 1)).long()
+    positions = torch.arange(size, device=widths.device)[None, None, :]
+    inside = (positions >= first[..., None]) & (positions < (first + widths)[..., None])
+    return inside.any(dim=1)
 
 
 class SpecAugment(Augmentation):
@@ -47,12 +39,23 @@ class SpecAugment(Augmentation):
         self.freq = (freq_masks, min_freq_width, max_freq_width)
         self.time = (time_masks, min_time_width, max_time_width)
 
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Per example and mask: a width (steps) and a start (a fraction of the room left)."""
+        draws = {}
+        for axis, (count, low, high) in (("freq", self.freq), ("time", self.time)):
+            draws[f"{axis}_width"] = torch.randint(low, high + 1, (batch_size, count),
+                                                   generator=generator, device=generator.device)
+            draws[f"{axis}_start"] = torch.rand(batch_size, count, generator=generator,
+                                                device=generator.device)
+        return draws
+
     def apply(self, features: torch.Tensor, chosen: torch.Tensor,
               params: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-        batch, _, bins, frames = features.shape
-        freq = band_masks(*self.freq[:1], bins, *self.freq[1:], batch, generator)
-        time = band_masks(*self.time[:1], frames, *self.time[1:], batch, generator)
-        mask = (freq.to(features.device)[:, None, :, None] | time.to(features.device)[:, None, None, :])
+        _, _, bins, frames = features.shape
+        freq = band_masks(params["freq_width"], params["freq_start"], bins)
+        time = band_masks(params["time_width"], params["time_start"], frames)
+        mask = to_device(freq, features)[:, None, :, None] | \
+            to_device(time, features)[:, None, None, :]
         mask &= to_device(chosen, features)[:, None, None, None]
         mean = features.mean(dim=(1, 2, 3), keepdim=True)
         return torch.where(mask, mean, features)

@@ -9,10 +9,22 @@ import itertools
 
 import torch
 
-from esc50.core.contracts import Featurizer, PowerFeaturizer
-from esc50.core.errors import Esc50Error
+from esc50 import Esc50Error, Featurizer, PowerFeaturizer
 
 EPS = 1e-12
+
+
+class PowerStage:
+    """What a power-spectrogram twin adds to the waveform augmentation it subclasses (whose
+    options, defaults, checks and draws it shares): the ``power`` stage, and an ``attach`` that
+    requires a PowerFeaturizer and keeps it as ``self.featurizer``."""
+
+    name: str
+    stage = "power"
+    featurizer: PowerFeaturizer
+
+    def attach(self, featurizer: Featurizer) -> None:
+        self.featurizer = require_power(self.name, featurizer)
 
 
 def require_power(name: str, featurizer: Featurizer) -> PowerFeaturizer:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, uniform, to_device
-from esc50.core.hookspecs import hookimpl
+from esc50 import Augmentation, TaskConfig, check_min_max, hookimpl, to_device, uniform
 
 
 class TimeShift(Augmentation):

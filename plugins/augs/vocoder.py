@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from esc50.core.contracts import to_device
+from esc50 import to_device
 
 N_FFT = 1024
 HOP = N_FFT // 4

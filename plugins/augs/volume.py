@@ -3,28 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import Augmentation, check_min_max, uniform, to_device
-from esc50.core.hookspecs import hookimpl
-
-
-@dataclass
-class GainRange:
-    """The gain in dB, drawn per example from [min_gain_db, max_gain_db] (shared with
-    ``spec_volume``)."""
-
-    min_gain_db: float = -12.04
-    max_gain_db: float = -12.04
-
-    def __post_init__(self) -> None:
-        check_min_max("gain_db", self.min_gain_db, self.max_gain_db, (-60.0, 40.0))
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return {"gain_db": uniform(self.min_gain_db, self.max_gain_db, batch_size, generator)}
+from esc50 import Augmentation, TaskConfig, check_min_max, hookimpl, to_device, uniform
 
 
 class Volume(Augmentation):
@@ -33,13 +14,14 @@ class Volume(Augmentation):
     name = "volume"
     stage = "wave"
 
-    def __init__(self, config: TaskConfig, min_gain_db: float = GainRange.min_gain_db,
-                 max_gain_db: float = GainRange.max_gain_db, p: float = 0.5) -> None:
+    def __init__(self, config: TaskConfig, min_gain_db: float = -12.04,
+                 max_gain_db: float = -12.04, p: float = 0.5) -> None:
         super().__init__(p)
-        self.range = GainRange(min_gain_db, max_gain_db)
+        check_min_max("gain_db", min_gain_db, max_gain_db, (-60.0, 40.0))
+        self.min_gain_db, self.max_gain_db = min_gain_db, max_gain_db
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return self.range.sample(batch_size, generator)
+        return {"gain_db": uniform(self.min_gain_db, self.max_gain_db, batch_size, generator)}
 
     def apply(self, wav: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:

@@ -7,10 +7,8 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from esc50.core.config import TaskConfig
-from esc50.core.dataset import Clip, ClipTable, DatasetReader, check_unique_stems, list_files
-from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
+from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, check_unique_stems,
+                   hookimpl, list_files)
 from esc50.plugins.datasets.esc50 import read_rows
 
 

@@ -16,11 +16,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from esc50.core.config import TaskConfig
-from esc50.core.dataset import (Clip, ClipTable, DatasetReader, check_unique_stems, list_files,
-                                read_table)
-from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
+from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, check_unique_stems,
+                   hookimpl, list_files, read_table)
 
 CLIP_NAME = re.compile(r"^(?P<fold>\d+)-(?P<clip>[^-]+)-(?P<take>[^-]+)-(?P<target>\d+)$")
 

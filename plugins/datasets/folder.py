@@ -16,10 +16,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from esc50.core.config import TaskConfig
-from esc50.core.dataset import Clip, ClipTable, DatasetReader, list_files
-from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
+from esc50 import Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, hookimpl, list_files
 
 GROUP_RULES = ("file", "folder", "prefix")
 

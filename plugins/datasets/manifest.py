@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from esc50.core.config import TaskConfig
-from esc50.core.dataset import AUDIO_EXTENSIONS, Clip, ClipTable, DatasetReader, read_table
-from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
+from esc50 import (AUDIO_EXTENSIONS, Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig,
+                   hookimpl, read_table)
 
 
 class Manifest(DatasetReader):

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from esc50.core.config import TaskConfig
-from esc50.core.dataset import Clip, ClipTable, DatasetReader, list_files, read_table
-from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
+from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, hookimpl, list_files,
+                   read_table)
 
 
 class UrbanSound8K(DatasetReader):

@@ -18,9 +18,7 @@ from __future__ import annotations
 import torch
 from torchaudio.compliance import kaldi
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import Featurizer
-from esc50.core.hookspecs import hookimpl
+from esc50 import Featurizer, TaskConfig, hookimpl
 
 WINDOW, HOP = 400, 160  # 25 ms and 10 ms at 16 kHz
 

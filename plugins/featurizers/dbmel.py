@@ -20,9 +20,7 @@ from __future__ import annotations
 import librosa
 import torch
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import PowerFeaturizer
-from esc50.core.hookspecs import hookimpl
+from esc50 import PowerFeaturizer, TaskConfig, hookimpl
 from esc50.plugins.featurizers.mel import MelSettings
 
 FLOOR = 1e-10  # librosa's and torchlibrosa's amin

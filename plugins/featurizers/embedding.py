@@ -18,9 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import Featurizer
-from esc50.core.hookspecs import hookimpl
+from esc50 import Featurizer, TaskConfig, hookimpl
 from esc50.plugins.featurizers.ast_fbank import ASTFbank
 from esc50.plugins.featurizers.dbmel import KumarLogMel, PannsLogMel
 from esc50.plugins.models.ast import AST, checkpoint_config

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import PowerFeaturizer
-from esc50.core.hookspecs import hookimpl
+from esc50 import PowerFeaturizer, TaskConfig, hookimpl
 from esc50.plugins.featurizers.mel import MelSettings
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torchaudio
 
-from esc50.core.contracts import PowerFeaturizer
+from esc50 import PowerFeaturizer
 
 
 @dataclass(frozen=True)

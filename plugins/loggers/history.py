@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from esc50.core.config import TaskConfig
-from esc50.core.hookspecs import hookimpl
-from esc50.core.loggers import Logger, RunStart
-from esc50.core.rundir import write_history
+from esc50 import Logger, RunStart, TaskConfig, hookimpl
+from esc50.core.results.folder import write_history
 
 
 class History(Logger):

@@ -16,10 +16,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from esc50.core.config import TaskConfig
-from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
-from esc50.core.loggers import Logger, RunStart
+from esc50 import Esc50Error, Logger, RunStart, TaskConfig, hookimpl
 
 
 class TensorBoard(Logger):

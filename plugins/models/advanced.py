@@ -9,9 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import check_range
-from esc50.core.hookspecs import hookimpl
+from esc50 import TaskConfig, check_range, hookimpl
 from esc50.plugins.models.layers import conv_bn_relu, masked_layers, masked_mean, pad_time
 
 

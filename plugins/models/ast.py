@@ -29,9 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from esc50.core.config import TaskConfig
-from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
+from esc50 import Esc50Error, TaskConfig, hookimpl
 from esc50.plugins.models.published import Freezable, check_freeze, trainable_groups
 
 

@@ -30,9 +30,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from esc50.core.config import TaskConfig
-from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
+from esc50 import Esc50Error, TaskConfig, hookimpl
 from esc50.plugins.featurizers.dbmel import PannsLogMel
 from esc50.plugins.models.layers import masked_max, masked_mean, pad_time, zero_padding
 from esc50.plugins.models.published import (Freezable, check_freeze, load_published,

@@ -12,9 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import frame_mask
-from esc50.core.hookspecs import hookimpl
+from esc50 import TaskConfig, frame_mask, hookimpl
 from esc50.plugins.models.layers import pad_time, zero_padding
 
 

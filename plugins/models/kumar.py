@@ -35,8 +35,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from esc50.core.config import TaskConfig
-from esc50.core.hookspecs import hookimpl
+from esc50 import TaskConfig, hookimpl
 from esc50.plugins.models.layers import (conv_bn_relu, masked_layers, masked_max, masked_mean,
                                          pad_time)
 from esc50.plugins.models.published import (Freezable, check_freeze, load_published,

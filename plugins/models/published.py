@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from esc50.core.errors import Esc50Error
+from esc50 import Esc50Error
 
 SHOWN = 4  # keys named in an error, before "and N more"
 

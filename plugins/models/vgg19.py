@@ -12,9 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from esc50.core.config import TaskConfig
-from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
+from esc50 import Esc50Error, TaskConfig, hookimpl
 from esc50.plugins.models.layers import masked_layers, pad_time, per_clip
 
 MIN_FRAMES = 32  # five 2x2 poolings

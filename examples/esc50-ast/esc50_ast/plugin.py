@@ -7,11 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from esc50.core.config import TaskConfig
-from esc50.core.contracts import PowerFeaturizer
-from esc50.core.dataset import Clip, ClipTable, DatasetReader, list_files
-from esc50.core.errors import Esc50Error
-from esc50.core.hookspecs import hookimpl
+from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, PowerFeaturizer, TaskConfig,
+                   hookimpl, list_files)
 
 ESC50_PLUGIN_API = 4
 

@@ -1,6 +1,6 @@
 """This package's plugins keep esc50's contracts (run with pytest after installing it)."""
 
-from esc50.testing import check_featurizer, check_model
+from esc50 import check_featurizer, check_model
 
 
 def test_the_model_keeps_its_contract():

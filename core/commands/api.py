@@ -1,0 +1,321 @@
+"""The Python API: train, cross-validate, load and predict without the command line (notebooks,
+scripts). The ``esc50`` commands are a thin layer over these functions; the names are exported
+from the package (``esc50.train``, ``esc50.load``, ...).
+
+    import esc50
+    run = esc50.train(model="plugins.crnn", augs=["noise"], data="../shared/datasets/esc50",
+                      epochs=10)
+    run.plot()                                    # learning curves
+    model = run.load()                            # the final epoch's weights
+    model.predict("street.wav", top_k=3)          # [("car_horn", 0.71), ...]
+
+Every error is an :class:`esc50.Esc50Error` with the same one-line message as the command.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from esc50.core.data.audio import mono_blocks
+from esc50.core.training.classifier import load_classifier
+from esc50.core.config import TaskConfig, load_config, recipe_path
+from esc50.core.commands.crossval import cross_validate
+from esc50.core.errors import Esc50Error
+from esc50.core.commands.evaluate import evaluate_classifier
+from esc50.core.results.plots import PlotFigure, confusion_figure, learning_curves
+from esc50.core.commands.export import export_classifier, suffix, write_side_file
+from esc50.core.commands.predict import Prediction, audio_files, predict_files, probabilities, top_classes
+from esc50.core.plugins.registry import KINDS, Registry, load_registry
+from esc50.core.results.folder import checkpoint_path
+from esc50.core.training.trainer import Trainer
+
+Log = Callable[[str], None]
+
+
+def config(config_file: str | Path | None = None, recipe: str | None = None,
+           pretrained: bool = False, **settings: Any) -> TaskConfig:
+    """A validated TaskConfig: the defaults, then a config file or a built-in recipe, then
+    ``settings`` (TaskConfig keys, or ``"<plugin id>.<option>"`` keys given as a dict;
+    None values are left out). ``pretrained=True`` sets the model's ``pretrained`` option."""
+    if recipe and config_file:
+        raise Esc50Error("a recipe (--recipe) and a config file (--config) both give a config: "
+                         "use one")
+    settings = {k: v for k, v in settings.items() if v is not None}
+    path = recipe_path(recipe) if recipe else config_file
+    built = load_config(path, **settings) if path else TaskConfig().override(**settings)
+    if pretrained:
+        joiner = "," if ":" in built.model else ":"
+        built = built.override(model=f"{built.model}{joiner}pretrained=true")
+    return built
+
+
+def list_plugins(kind: str | None = None, registry: Registry | None = None
+                 ) -> list[dict[str, Any]]:
+    """Every installed model, augmentation, featurizer, dataset and logger (or one ``kind``'s):
+    id, kind, package, version, description and options (name, type, default, doc). Also
+    reachable as ``esc50.plugins(kind)``."""
+    registry = registry or load_registry()
+    kinds = [kind] if kind else list(KINDS)
+    return [{"id": c.id, "kind": c.kind, "package": c.package, "version": c.version,
+             "description": c.description, "options": c.option_table()}
+            for k in kinds for c in registry.of_kind(k)]
+
+
+@dataclass
+class Run:
+    """A finished training run: its folder, config, history (a row per epoch) and metrics."""
+
+    run_dir: Path
+    config: TaskConfig
+    history: list[dict[str, float]]
+    metrics: dict[str, Any]
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> Run:
+        run_dir = Path(run_dir)
+        try:
+            with (run_dir / "history.csv").open(newline="") as handle:
+                history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+        except (OSError, ValueError, TypeError) as exc:
+            raise Esc50Error(f"{run_dir} is not a finished run directory: "
+                             f"{' '.join(str(exc).split())}") from None
+        return cls(run_dir, load_config(run_dir / "config.toml"), history, metrics)
+
+    @property
+    def accuracy(self) -> float:
+        """The final epoch's validation accuracy (what the run reports)."""
+        return self.metrics["final_val_accuracy"]
+
+    def dataframe(self) -> Any:
+        """The history as a pandas DataFrame (pandas must be installed)."""
+        return _pandas().DataFrame(self.history)
+
+    def plot(self) -> Figure:
+        """Loss and accuracy per epoch (shown inline in a notebook)."""
+        return learning_curves(self.history, f"{self.run_dir.name} ({self.config.model})")
+
+    def load(self, checkpoint: str = "last") -> Model:
+        """The trained classifier: the final epoch (``"last"``) or ``"best"`` (chosen on the
+        validation clips)."""
+        return load(self.run_dir, checkpoint)
+
+    def __repr__(self) -> str:
+        return (f"Run({str(self.run_dir)!r}, model={self.config.model!r}, epochs="
+                f"{self.metrics['epochs']}, final val accuracy {self.accuracy:.3f})")
+
+
+@dataclass
+class CrossValidation:
+    """A finished cross-validation: per-fold runs and the summary of ``cv.json``."""
+
+    root: Path
+    summary: dict[str, Any]
+    runs: list[Run]
+
+    @property
+    def mean(self) -> float:
+        return self.summary["mean_accuracy"]
+
+    @property
+    def std(self) -> float | None:
+        """The sample standard deviation over folds (None for one fold)."""
+        return self.summary["std_accuracy"]
+
+    def dataframe(self) -> Any:
+        """One row per fold (fold, accuracy, epochs, seconds per epoch)."""
+        return _pandas().DataFrame([
+            {"fold": int(fold), "accuracy": accuracy, "epochs": run.metrics["epochs"],
+             "seconds_per_epoch": run.metrics["seconds_per_epoch"]}
+            for (fold, accuracy), run in zip(self.summary["folds"].items(), self.runs)])
+
+    def plot(self) -> Figure:
+        """Final-epoch accuracy per fold, with the mean."""
+        figure = PlotFigure(figsize=(6, 3.5))
+        axis = figure.subplots()
+        folds = list(self.summary["folds"])
+        axis.bar(folds, list(self.summary["folds"].values()))
+        axis.axhline(self.mean, color="black", linestyle="--", label=f"mean {self.mean:.3f}")
+        axis.set_xlabel("held-out fold")
+        axis.set_ylabel("accuracy (final epoch)")
+        axis.set_ylim(0, 1)
+        axis.legend()
+        figure.tight_layout()
+        return figure
+
+
+def train(model: str | None = None, augs: list[str] | None = None, data: str | None = None,
+          epochs: int | None = None, *, config_file: str | Path | None = None,
+          recipe: str | None = None, log: Log = print, registry: Registry | None = None,
+          **settings: Any) -> Run:
+    """Train as ``esc50 train`` does (same run folder, same progress bars) and return the run.
+    ``settings`` are TaskConfig keys (``batch_size=32``, ``val_fold=1``, ...)."""
+    run_config = config(config_file, recipe, **{
+        **settings, **_given(model=model, augs=augs, data=data, num_epochs=epochs)})
+    return _fit(Trainer(run_config, registry or registry_with_warnings(log), log=log))
+
+
+def resume(run_dir: str | Path, data: str | None = None, epochs: int | None = None,
+           allow_changed_data: bool = False, log: Log = print,
+           registry: Registry | None = None) -> Run:
+    """Continue an interrupted run (``esc50 train --resume``); ``epochs`` extends it."""
+    return _fit(Trainer.resume(Path(run_dir), registry or registry_with_warnings(log), data, epochs,
+                               allow_changed_data, log=log))
+
+
+def cv(model: str | None = None, augs: list[str] | None = None, data: str | None = None,
+       epochs: int | None = None, *, name: str, folds: list[int] | None = None,
+       config_file: str | Path | None = None, recipe: str | None = None,
+       allow_changed_data: bool = False, log: Log = print, registry: Registry | None = None,
+       **settings: Any) -> CrossValidation:
+    """Cross-validate as ``esc50 cv`` does: one run per held-out fold under
+    ``<output_dir>/<name>``, each scored at its final epoch."""
+    run_config = config(config_file, recipe, **{
+        **settings, **_given(model=model, augs=augs, data=data, num_epochs=epochs)})
+    summary = cross_validate(run_config, registry or registry_with_warnings(log), name, folds,
+                             allow_changed_data, log=log)
+    root = Path(run_config.output_dir) / name
+    return CrossValidation(root, summary, [Run.open(root / f"fold-{k}") for k in summary["folds"]])
+
+
+class Model:
+    """A trained classifier with what it needs to predict: class names, sample rate, clip
+    length. ``load(run)`` gives one; :meth:`predict` takes a file, a folder or audio samples."""
+
+    def __init__(self, path: Path, checkpoint: str, registry: Registry) -> None:
+        self.path, self.checkpoint, self.registry = path, checkpoint, registry
+        self.classifier, self.state = load_classifier(path, registry, checkpoint)
+        self.config = TaskConfig().override(**self.state["config"])
+        self._reports: dict[tuple, dict] = {}
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.state["class_names"])
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    def predict(self, audio: str | Path | np.ndarray | torch.Tensor,
+                sample_rate: int | None = None, top_k: int = 3) -> Any:
+        """Top-``top_k`` (class, probability) pairs, most probable first, for:
+
+        - a file: its pairs (a file that cannot be read raises its one-line error);
+        - a folder: a :class:`Prediction` per audio file under it (``.path``, ``.top``,
+          ``.error``: one bad file never hides the others);
+        - samples ``[T]`` (one clip) or ``[N, T]`` (N clips) at ``sample_rate``: the pairs, or a
+          list of them. Any length: long clips are scored in windows whose probabilities are
+          averaged, as ``esc50 predict`` does."""
+        if top_k < 1:
+            raise Esc50Error(f"top_k={top_k} must be at least 1")
+        if isinstance(audio, (str, Path)):
+            path = Path(audio)
+            if path.is_dir():
+                return list(self.predict_files([path], top_k))
+            result = next(self.predict_files([path], top_k))
+            if result.error:
+                raise Esc50Error(result.error)
+            return result.top
+        if sample_rate is None:
+            raise Esc50Error("predict(samples) needs sample_rate= (the rate of the samples "
+                             f"given; the model resamples them to {self.sample_rate} Hz)")
+        samples = torch.as_tensor(audio, dtype=torch.float32).cpu()
+        if samples.dim() not in (1, 2):
+            raise Esc50Error(f"predict(samples) takes [T] or [N, T] samples, not shape "
+                             f"{tuple(samples.shape)}")
+        clips = [samples] if samples.dim() == 1 else list(samples)
+        results = [self._top(mono_blocks([(clip.numpy()[:, None], sample_rate)],
+                                         self.sample_rate, "the samples"), top_k)
+                   for clip in clips]
+        return results[0] if samples.dim() == 1 else results
+
+    def predict_files(self, paths: list[str | Path], top_k: int = 3) -> Iterator[Prediction]:
+        """A :class:`Prediction` per file (files as given, folders searched for audio)."""
+        files = audio_files([Path(p) for p in paths])
+        return predict_files(self.classifier, self.class_names, self.sample_rate,
+                             self.config.length_wav, files, top_k)
+
+    def evaluate(self, data: str | None = None, fold: int | None = None,
+                 allow_changed_data: bool = False, warn: Log = print) -> dict[str, Any]:
+        """Accuracy, macro F1, per-class precision/recall and the confusion matrix, on the run's
+        recorded validation split (default) or on ``fold`` of ``data`` (``esc50 evaluate``)."""
+        key = (data, fold, allow_changed_data)
+        if key not in self._reports:
+            report = evaluate_classifier(self.classifier, self.state, self.registry, data, fold,
+                                         allow_changed_data, warn)
+            self._reports[key] = {"checkpoint": str(checkpoint_path(self.path, self.checkpoint)),
+                                  **report}
+        return self._reports[key]
+
+    def confusion_matrix(self, data: str | None = None, fold: int | None = None) -> np.ndarray:
+        """Counts [true class, predicted class] of :meth:`evaluate`."""
+        return np.array(self.evaluate(data, fold)["confusion_matrix"])
+
+    def plot_confusion(self, data: str | None = None, fold: int | None = None) -> Figure:
+        """The row-normalised confusion matrix with class names."""
+        report = self.evaluate(data, fold)
+        return confusion_figure(np.array(report["confusion_matrix"]), self.class_names,
+                                f"epoch {report['epoch']} on {report['selection']}")
+
+    def export(self, fmt: str, out: str | Path | None = None) -> tuple[Path, Path]:
+        """Write this classifier as a file that takes mono waveforms of the run's clip length at
+        its sample rate and returns class probabilities, featurizer and normalization included:
+        ``fmt`` is ``"onnx"`` or ``"torchscript"``; ``out`` defaults to ``model.<ext>`` in the
+        run folder. Returns the file and its JSON side file (class names, rate, clip length)."""
+        run_dir = self.path if self.path.is_dir() else self.path.parent
+        path = Path(out) if out else run_dir / f"model{suffix(fmt)}"
+        samples = self.config.length_wav
+        export_classifier(self.classifier, fmt, path, samples, self.config.model)
+        side = write_side_file(path, fmt, self.class_names, self.sample_rate, samples,
+                               str(checkpoint_path(self.path, self.checkpoint)))
+        return path, side
+
+    def _top(self, blocks: Iterable[torch.Tensor], top_k: int) -> list[tuple[str, float]]:
+        return top_classes(probabilities(self.classifier, blocks, self.config.length_wav),
+                           self.class_names, top_k)
+
+    def __repr__(self) -> str:
+        return (f"Model({str(self.path)!r}, {self.config.model}, epoch {self.state['epoch']}, "
+                f"{len(self.class_names)} classes)")
+
+
+def load(run_or_checkpoint: str | Path, checkpoint: str = "last",
+         registry: Registry | None = None) -> Model:
+    """The classifier of a run folder (its final epoch, or ``checkpoint="best"``) or of a
+    checkpoint file."""
+    return Model(Path(run_or_checkpoint), checkpoint, registry or load_registry())
+
+
+def _given(**named: Any) -> dict[str, Any]:
+    """The named arguments that were given (not None)."""
+    return {k: v for k, v in named.items() if v is not None}
+
+
+def _fit(trainer: Trainer) -> Run:
+    run_dir = trainer.fit()
+    trainer.close()
+    return Run.open(run_dir)
+
+
+def registry_with_warnings(log: Log = print) -> Registry:
+    """The plugin registry, with a warning line per broken plugin."""
+    registry = load_registry()
+    for problem in registry.problems:
+        log(f"warning: {problem}")
+    return registry
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError:
+        raise Esc50Error("this needs pandas: pip install pandas") from None
+    return pandas

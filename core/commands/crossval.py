@@ -1,0 +1,123 @@
+"""Cross-validation over the folds present: one model per held-out fold, trained from scratch,
+resumable fold by fold (a fold interrupted after an epoch continues from its last checkpoint).
+
+Each fold is scored at its final epoch, so no fold's held-out accuracy chooses anything. A fold
+found on disk is reused only when it was trained with the same settings: each fold's run records
+its config, and a re-run with any other setting (model, learning rate, epochs, ...) is refused
+with the keys that differ. The spread over folds is the sample standard deviation (n - 1). The folds share the clips'
+decoded audio and, where no waveform augmentation runs, their features: each is computed once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any, Callable
+
+from esc50.core.results import folder as rundir
+from esc50.core.config import TaskConfig, load_config
+from esc50.core.data.location import resolve_data_dir
+from esc50.core.data.clips import find_clips
+from esc50.core.files.digest import values_sha256
+from esc50.core.errors import Esc50Error
+from esc50.core.data.split import dataset_digests
+from esc50.core.training.batches import ExperimentData
+from esc50.core.plugins.registry import Registry
+from esc50.core.training.trainer import Trainer
+
+# Keys that may differ between the folds of one experiment: the held-out fold, where files go,
+# where the data is read from (its content is checked against each fold's recorded split) and
+# what only changes speed or output (loggers never change a result).
+PER_FOLD_KEYS = {"val_fold", "output_dir", "run_name", "data", "progress", "num_workers",
+                 "audio_cache", "loggers"}
+
+
+def experiment_settings(config: TaskConfig) -> dict[str, Any]:
+    """The settings every fold of one cross-validation shares."""
+    return {k: v for k, v in config.to_dict().items() if k not in PER_FOLD_KEYS}
+
+
+def config_digest(config: TaskConfig) -> str:
+    return values_sha256(experiment_settings(config))
+
+
+def cross_validate(config: TaskConfig, registry: Registry, name: str,
+                   folds: list[int] | None = None, allow_changed_data: bool = False,
+                   log: Callable[[str], None] = print) -> dict:
+    """Train one run per fold under ``<output_dir>/<name>/fold-<k>``; a fold whose run finished
+    earlier with the same settings is not trained again. Returns per-fold and mean +- std
+    final-epoch accuracy (also written to ``cv.json``)."""
+    config = registry.typed_options(config)  # compared with the folds' recorded configs
+    table = find_clips(resolve_data_dir(config.data), config, registry)
+    if not table.has_folds:
+        raise Esc50Error(f"dataset {config.dataset} in {table.root} has no folds: give it k "
+                         "grouped, stratified folds with --k K (e.g. --k 5)")
+    present = sorted(set(table.folds))
+    # Fold runs record their config with what the dataset decides filled in; compare like with
+    # like, so a re-run with the same settings finds its folds.
+    config = config.for_dataset(table.class_names, table.sample_rate, table.clip_seconds)
+    folds = folds or present
+    missing = [k for k in folds if k not in present]
+    if missing:
+        raise Esc50Error(f"fold(s) {', '.join(map(str, missing))} have no clips (folds present: "
+                         f"{', '.join(map(str, present))})")
+    root = Path(config.output_dir) / name
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Esc50Error(f"cannot create cross-validation folder {root}: {exc.strerror}") from None
+    # the folds share the clip table and digests (read once), decoded audio and features
+    shared = ExperimentData(table, dataset_digests(table))
+    with rundir.locked(root, "use another --name"):
+        results = {fold: _run_fold(config, registry, root, fold, allow_changed_data, log, shared)
+                   for fold in folds}
+    accuracies = list(results.values())
+    summary = {"model": config.model, "epochs": config.num_epochs,
+               "folds": {str(k): v for k, v in results.items()},
+               "mean_accuracy": statistics.fmean(accuracies),
+               "std_accuracy": statistics.stdev(accuracies) if len(accuracies) > 1 else None,
+               "std": "sample standard deviation (n - 1) over folds",
+               "scored": "each fold's final epoch (last.pt)",
+               "config_digest": config_digest(config)}
+    rundir.write_json(root / "cv.json", summary)
+    return summary
+
+
+def _run_fold(config: TaskConfig, registry: Registry, root: Path, fold: int,
+              allow_changed_data: bool, log: Callable[[str], None], shared: ExperimentData) -> float:
+    """Train, resume or reuse the run of one held-out fold; its final-epoch accuracy."""
+    run_dir = root / f"fold-{fold}"
+    fold_config = config.override(split="fold", val_fold=fold, output_dir=str(root),
+                                  run_name=f"fold-{fold}")
+    metrics_file = run_dir / "metrics.json"
+    if (run_dir / "last.pt").is_file():
+        _check_same_settings(run_dir, fold_config)
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        if metrics.get("epochs") == config.num_epochs:
+            log(f"fold {fold}: already trained in {run_dir}, skipping")
+        else:  # interrupted after an epoch: continue it
+            log(f"fold {fold}: resuming {run_dir}")
+            Trainer.resume(run_dir, registry, config.data, allow_changed_data=allow_changed_data,
+                           log=log, shared=shared).fit()
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)  # killed before its first epoch ended
+        log(f"fold {fold}: training with fold {fold} held out")
+        Trainer(fold_config, registry, log=log, shared=shared).fit()
+    metrics = json.loads(metrics_file.read_text())
+    log(f"fold {fold}: accuracy {metrics['final_val_accuracy']:.3f} ({metrics['val_clips']} "
+        "clips, final epoch)")
+    return metrics["final_val_accuracy"]
+
+
+def _check_same_settings(run_dir: Path, config: TaskConfig) -> None:
+    """Refuse a fold run trained with other settings than ``config``, naming the keys."""
+    recorded = experiment_settings(load_config(run_dir / "config.toml"))
+    wanted = experiment_settings(config)
+    if recorded == wanted:
+        return
+    differing = ", ".join(f"{k}: {recorded.get(k)!r} there, {wanted.get(k)!r} now"
+                          for k in sorted(set(recorded) | set(wanted))
+                          if recorded.get(k) != wanted.get(k))
+    raise Esc50Error(f"{run_dir} was trained with other settings ({differing}); use another "
+                     "--name, or delete that folder to train it again")

@@ -1,0 +1,131 @@
+"""Which clips a run trains on and which it validates on, recorded so that every later command
+scores the same clips.
+
+- ``split="fold"``: the official folds, ``val_fold`` held out.
+- ``split="random"``: a seeded random split, grouped and stratified: the clips of one recording
+  (``Clip.group``) stay on one side, and each class puts about ``1 - train_ratio`` of its clips
+  into validation.
+
+A run stores its split (the clip names of each side and the sha256 of every clip the dataset held)
+in ``split.json`` and in its checkpoints. ``evaluate`` and ``--resume`` use the stored names and
+refuse when the data changed since, unless told to accept it (then they say what changed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from esc50.core.config import TaskConfig
+from esc50.core.plugins.contracts import ClipTable
+from esc50.core.files.digest import file_sha256
+from esc50.core.errors import Esc50Error
+
+ALLOW_FLAG = "--allow-changed-data"
+
+
+@dataclass
+class Split:
+    """Clip names (relative to the dataset folder) of each side, how they were chosen, and the
+    sha256 of every clip of the dataset when the split was made."""
+
+    train: list[str]
+    val: list[str]
+    description: str
+    digests: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Split:
+        return cls(**values)
+
+    def indices(self, table: ClipTable) -> tuple[list[int], list[int]]:
+        """Rows of ``table`` on each side (names no longer in the table are left out)."""
+        row = {name: i for i, name in enumerate(table.names())}
+        return ([row[n] for n in self.train if n in row], [row[n] for n in self.val if n in row])
+
+    def changes(self, digests: dict[str, str]) -> str | None:
+        """What differs between the recorded dataset and ``digests`` (None: nothing)."""
+        added = sorted(set(digests) - set(self.digests))
+        removed = sorted(set(self.digests) - set(digests))
+        modified = sorted(n for n in digests if n in self.digests and digests[n] != self.digests[n])
+        parts = [f"{len(names)} clip(s) {word} ({', '.join(names[:2])}"
+                 f"{', ...' if len(names) > 2 else ''})"
+                 for word, names in (("added", added), ("removed", removed),
+                                     ("modified", modified)) if names]
+        return "; ".join(parts) or None
+
+    def check_data(self, table: ClipTable, digests: dict[str, str], allow_changed: bool,
+                   warn: Callable[[str], None]) -> None:
+        """Refuse (or, with ``allow_changed``, warn) when the dataset is not the recorded one."""
+        change = self.changes(digests)
+        if change is None:
+            return
+        what = f"the data in {table.root} changed since the run was trained: {change}"
+        if not allow_changed:
+            raise Esc50Error(f"{what}; pass {ALLOW_FLAG} to use the run's recorded split of the "
+                             "clips still there")
+        warn(f"warning: {what}; using the run's recorded split of the clips still there")
+
+
+def dataset_digests(table: ClipTable) -> dict[str, str]:
+    """The sha256 of every clip file, by clip name."""
+    return {name: file_sha256(clip.path) for name, clip in zip(table.names(), table.clips)}
+
+
+def make_split(table: ClipTable, config: TaskConfig, digests: dict[str, str]) -> Split:
+    """The split ``config`` asks for (see the module docstring)."""
+    split = config.split if config.split != "auto" else ("fold" if table.has_folds else "random")
+    if split == "random":
+        train, val = grouped_random_split([c.group for c in table.clips], table.labels,
+                                          config.train_ratio, config.seed)
+        description = (f"grouped random split (clips of one recording on one side, stratified by "
+                       f"class), train_ratio={config.train_ratio}, seed={config.seed}")
+        if not train or not val:
+            raise Esc50Error(f"train_ratio={config.train_ratio} leaves an empty split of "
+                             f"{len(table.clips)} clips in {len(set(c.group for c in table.clips))}"
+                             " recordings")
+    else:
+        val = [i for i, c in enumerate(table.clips) if c.fold == config.val_fold]
+        train = [i for i, c in enumerate(table.clips) if c.fold != config.val_fold]
+        description = f"validation fold {config.val_fold}"
+        if not val or not train:
+            present = ", ".join(map(str, sorted(set(table.folds))))
+            which = (f"fold {config.val_fold} has no clips" if not val
+                     else "no training folds are left")
+            raise Esc50Error(f"{which} in {table.root} (folds present: {present}); pick "
+                             "--val-fold from those or use --split random")
+    names = table.names()
+    return Split([names[i] for i in train], [names[i] for i in val], description, digests)
+
+
+def grouped_random_split(groups: list[str], labels: list[int], train_ratio: float, seed: int
+                         ) -> tuple[list[int], list[int]]:
+    """Train and validation indices. Recordings (``groups``) are shuffled per class (a recording
+    belongs to the class of its first clip) and each is moved to validation when that brings the
+    class closer to ``(1 - train_ratio) * clips`` there; a class keeps at least one recording in
+    training."""
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, group in enumerate(groups):
+        members[group].append(i)
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for group, rows in members.items():
+        by_class[labels[rows[0]]].append(group)
+    rng = random.Random(seed)
+    val: list[int] = []
+    for label in sorted(by_class):
+        class_groups = sorted(by_class[label])
+        rng.shuffle(class_groups)
+        wanted = (1 - train_ratio) * sum(len(members[g]) for g in class_groups)
+        taken = 0
+        for group in class_groups[:-1]:  # the last recording always stays in training
+            if abs(taken + len(members[group]) - wanted) < abs(taken - wanted):
+                val += members[group]
+                taken += len(members[group])
+    held_out = set(val)
+    return [i for i in range(len(groups)) if i not in held_out], sorted(val)

@@ -1,0 +1,333 @@
+"""What the trainer expects of each kind of plugin component.
+
+- A featurizer turns a float batch of waveforms ``[B, T]`` into features ``[B, C, F, frames]``
+  and maps lengths in samples to lengths in frames.
+- A model maps ``(features [B, C, F, frames], frame_lengths [B])`` to logits ``[B, classes]``.
+- A :class:`PowerFeaturizer` computes its features in two steps, ``compress(power(wav))``: a
+  linear power spectrogram ``[B, C, bands, frames]`` (STFT power summed through a filterbank),
+  then a compression (log, dB, DCT). Augmentations can work between the two.
+- An augmentation transforms a training batch at one stage (``"wave"``: ``[B, T]`` waveforms in
+  [-1, 1]; ``"power"``: a PowerFeaturizer's power spectrogram; ``"features"``: the normalized
+  features ``[B, C, F, frames]`` the model sees; ``"batch"``: features and label probabilities
+  ``[B, classes]`` together, see :class:`BatchAugmentation`), drawing its randomness from the
+  ``torch.Generator`` it is given, so every draw follows the run's seed. Before training it is
+  shown the run's featurizer once (``attach``).
+- A dataset reader (:class:`DatasetReader`) lists the labelled clips of a folder as a
+  :class:`ClipTable`.
+- A logger (:class:`Logger`) receives a run's events.
+
+Plugins import these names from ``esc50`` itself (``from esc50 import Augmentation``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from esc50.core.config import TaskConfig
+from esc50.core.errors import Esc50Error
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+class Featurizer(nn.Module):
+    """Base class for featurizers (no trainable parameters; runs on the training device).
+
+    ``min_samples``: the shortest clip, in valid samples, that gives at least one frame of real
+    signal (an STFT featurizer: its window length); shorter clips are refused as bad files, since
+    they would train as padding."""
+
+    min_samples: int = 1
+
+    def output_shape(self, num_samples: int) -> tuple[int, int, int]:
+        """(channels, bins, frames) of the features of a clip of ``num_samples`` samples."""
+        raise NotImplementedError
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid frames per clip, given valid samples per clip."""
+        raise NotImplementedError
+
+
+class PowerFeaturizer(Featurizer):
+    """A featurizer whose features are ``compress(power(wav))``. It sets ``filterbank``
+    ([STFT bins, bands]: band power = STFT power @ filterbank), ``frequencies`` ([STFT bins], Hz)
+    and ``window`` ([n_fft], the analysis window as the STFT applies it), from which power-stage
+    augmentations work out the band power that added noise brings."""
+
+    filterbank: torch.Tensor
+    frequencies: torch.Tensor
+    window: torch.Tensor
+
+    def power(self, wav: torch.Tensor) -> torch.Tensor:
+        """[B, T] waveforms -> [B, C, bands, frames] linear power."""
+        raise NotImplementedError
+
+    def compress(self, power: torch.Tensor) -> torch.Tensor:
+        """Power spectrogram -> the features the model sees."""
+        raise NotImplementedError
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        return self.compress(self.power(wav))
+
+
+@dataclass(frozen=True)
+class Randomness:
+    """Where an augmentation's randomness comes from: ``examples``, the few numbers drawn per
+    example (which examples are transformed, their parameters), and ``signals``, random signals
+    as large as the batch (noise). In training on a GPU ``examples`` is a CPU generator, so that
+    deciding which clips to transform (and the shapes that follow) never waits for the GPU, and
+    ``signals`` is on the GPU. A single generator serves as both (any call that passes a
+    ``torch.Generator``)."""
+
+    examples: torch.Generator
+    signals: torch.Generator
+
+    @classmethod
+    def of(cls, source: torch.Generator | Randomness) -> Randomness:
+        return source if isinstance(source, Randomness) else cls(source, source)
+
+    @property
+    def draws(self) -> torch.Generator:
+        """Deprecated name of :attr:`examples` (plugin API 4)."""
+        _renamed("Randomness.draws", "Randomness.examples")
+        return self.examples
+
+    @property
+    def bulk(self) -> torch.Generator:
+        """Deprecated name of :attr:`signals` (plugin API 4)."""
+        _renamed("Randomness.bulk", "Randomness.signals")
+        return self.signals
+
+
+def _renamed(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated since esc50 0.3: use {new} (same generator)",
+                  DeprecationWarning, stacklevel=3)
+
+
+def to_device(draw: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A draw moved to ``like``'s device without waiting for the device's queued work (a plain
+    ``.to(device)`` of a CPU tensor makes the host wait for the GPU to finish)."""
+    return draw.to(like.device, non_blocking=True)
+
+
+class Augmentation(nn.Module):
+    """Base class for augmentations, with audiomentations' draw-then-apply template, batched:
+    :meth:`forward` draws which examples are transformed (each with probability ``p``), asks
+    :meth:`sample` for per-example parameters, records them, and calls :meth:`apply`. A plugin
+    implements ``sample`` and ``apply``; none re-implements ``p``.
+
+    Parameters are drawn for every example of the batch (used or not), so the draws of one
+    example do not depend on which others were chosen. They come from ``Randomness.examples``: in
+    training on a GPU they are CPU tensors, which :meth:`apply` moves with :func:`to_device`.
+    Bulk randomness in ``apply`` comes from the generator it is given (``Randomness.signals``)."""
+
+    stage: ClassVar[str] = "wave"
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        check_range("p", p, 0.0, 1.0)
+        self.p = p
+        self.last_params: dict[str, torch.Tensor] = {}  # "chosen" and the last batch's draws
+        self.reset_counts()
+
+    def chosen(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """Boolean mask [B]: which examples of the batch this augmentation transforms."""
+        return torch.rand(batch_size, generator=generator, device=generator.device) < self.p
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Per-example parameters ``{name: [B] tensor}``, drawn from ``generator``."""
+        return {}
+
+    def apply(self, x: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
+              generator: torch.Generator) -> torch.Tensor:
+        """``x`` with the chosen examples transformed by their ``params``; the others unchanged.
+        Bulk randomness (a noise signal) may be drawn here from ``generator``."""
+        raise NotImplementedError
+
+    def valid_lengths(self, lengths: torch.Tensor, size: int) -> torch.Tensor:
+        """Each example's valid length after the last :meth:`forward`, from ``lengths`` [B]
+        before it (samples at the wave stage, frames at the power and features stages; ``size``:
+        the padded length). The default keeps them; an augmentation that changes a clip's
+        duration (time stretch) overrides it, reading its draws from ``last_params``."""
+        return lengths
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | Randomness) -> torch.Tensor:
+        randomness = Randomness.of(generator)
+        chosen, params = self._draw(x.shape[0], randomness.examples)
+        return self.apply(x, chosen, params, randomness.signals)
+
+    def _draw(self, batch_size: int, generator: torch.Generator
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        chosen = self.chosen(batch_size, generator)
+        params = self.sample(batch_size, generator)
+        self.last_params = {"chosen": chosen, **params}
+        self.transformed = self.transformed + chosen.sum()
+        self.seen += batch_size
+        return chosen, params
+
+    def reset_counts(self) -> None:
+        self.seen = 0
+        self.transformed: torch.Tensor | int = 0  # a tensor: counting never waits for the device
+
+    def counts(self) -> dict[str, int]:
+        """How many examples this augmentation was shown and transformed since the last reset."""
+        return {"seen": self.seen, "transformed": int(self.transformed)}
+
+    @staticmethod
+    def on_chosen(x: torch.Tensor, chosen: torch.Tensor,
+                  transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``transform`` applied to the chosen examples only (for costly transforms); the
+        others come back unchanged."""
+        rows = chosen.nonzero().flatten()  # no wait for the device when drawn on the host
+        if not len(rows):
+            return x
+        rows = to_device(rows, x)
+        return x.index_copy(0, rows, transform(x.index_select(0, rows)))
+
+    def attach(self, featurizer: Featurizer) -> None:
+        """Called once before training with the run's featurizer (power-stage augmentations
+        read its filterbank); checks that the two can work together."""
+
+
+class BatchAugmentation(Augmentation):
+    """Base class for ``batch``-stage augmentations, which see features and label
+    probabilities ``[B, classes]`` together (mixup): the same template, with ``apply(features,
+    targets, chosen, params, generator) -> (features, targets)``."""
+
+    stage: ClassVar[str] = "batch"
+
+    def apply(self, features: torch.Tensor, targets: torch.Tensor,  # type: ignore[override]
+              chosen: torch.Tensor, params: dict[str, torch.Tensor],
+              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, features: torch.Tensor, targets: torch.Tensor,  # type: ignore[override]
+                generator: torch.Generator | Randomness) -> tuple[torch.Tensor, torch.Tensor]:
+        randomness = Randomness.of(generator)
+        chosen, params = self._draw(features.shape[0], randomness.examples)
+        return self.apply(features, targets, chosen, params, randomness.signals)
+
+
+def frame_mask(frames: int, lengths: torch.Tensor) -> torch.Tensor:
+    """[B, frames] booleans: True on the first ``lengths[b]`` frames (at least one, at most
+    ``frames``), the ones that hold real, not padded, input."""
+    valid = lengths.clamp(1, frames)
+    return torch.arange(frames, device=lengths.device)[None, :] < valid[:, None]
+
+
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """Raise a one-line error when ``value`` is outside [low, high]."""
+    if not low <= value <= high:
+        raise Esc50Error(f"option {name}={value} is out of range: expected {low} <= {name} <= {high}")
+
+
+def check_min_max(prefix: str, low: float, high: float,
+                  bounds: tuple[float, float] | None = None) -> None:
+    """Raise a one-line error when a ``min_<prefix>``/``max_<prefix>`` pair is inverted or,
+    given ``bounds``, leaves them."""
+    if bounds is not None:
+        check_range(f"min_{prefix}", low, *bounds)
+        check_range(f"max_{prefix}", high, *bounds)
+    if low > high:
+        raise Esc50Error(f"option min_{prefix}={low} is larger than max_{prefix}={high}")
+
+
+def uniform(low: float, high: float, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` draws from U[low, high] on the generator's device."""
+    return low + (high - low) * torch.rand(n, generator=generator, device=generator.device)
+
+
+# --- datasets ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Clip:
+    """One labelled clip; clips with the same ``group`` were cut from one recording. ``fold``
+    is the dataset's official fold, 0 when it has none."""
+
+    path: Path
+    fold: int
+    target: int
+    group: str
+
+
+@dataclass
+class ClipTable:
+    """The clips of a dataset folder, its class names (index = target), the dataset's default
+    sample rate and clip length, and the files it left out."""
+
+    root: Path
+    clips: list[Clip]
+    class_names: list[str]
+    sample_rate: int = 44_100
+    clip_seconds: float = 5.0
+    ignored: list[str] = field(default_factory=list)  # files not used, with why
+    hidden: int = 0  # hidden and ._* AppleDouble files skipped
+
+    @property
+    def labels(self) -> list[int]:
+        return [c.target for c in self.clips]
+
+    @property
+    def folds(self) -> list[int]:
+        return [c.fold for c in self.clips]
+
+    @property
+    def has_folds(self) -> bool:
+        return any(c.fold for c in self.clips)
+
+    def names(self) -> list[str]:
+        """Each clip's path relative to the dataset folder (how a run records its split)."""
+        return [c.path.relative_to(self.root).as_posix() for c in self.clips]
+
+
+class DatasetReader:
+    """Base class of dataset plugins: ``read(root)`` returns the :class:`ClipTable` of a
+    folder. A factory ``factory(config, **options) -> DatasetReader`` builds one."""
+
+    def read(self, root: Path) -> ClipTable:
+        raise NotImplementedError
+
+
+# --- loggers -------------------------------------------------------------------------------
+
+@dataclass
+class RunStart:
+    """What a logger learns when a run starts (or resumes: ``history`` holds the epochs so far)."""
+
+    run_dir: Path
+    config: TaskConfig
+    class_names: list[str]
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class Logger:
+    """Base class of loggers. Each event does nothing unless overridden; ``figure`` and ``audio``
+    events at the end of a run (the confusion matrix, misclassified clips) are only computed when
+    some logger overrides them."""
+
+    def start(self, run: RunStart) -> None:
+        """The run starts, or resumes after ``run.history``."""
+
+    def step(self, step: int, values: dict[str, float]) -> None:
+        """Every few training steps: the running ``train_loss`` of the epoch and the ``lr``."""
+
+    def epoch(self, row: dict[str, float]) -> None:
+        """An epoch finished: its history row (``epoch``, ``train_loss``, ``val_accuracy``...)."""
+
+    def figure(self, name: str, figure: Figure, epoch: int) -> None:
+        """A figure: ``learning_curves`` whenever curves.png is redrawn (about ten times a run
+        and after the last epoch), ``confusion_matrix`` at the end."""
+
+    def audio(self, name: str, wav: np.ndarray, sample_rate: int, caption: str) -> None:
+        """An audio example: the worst-classified validation clips at the end (mono float,
+        [-1, 1]; ``caption`` gives the true and predicted class)."""
+
+    def end(self, metrics: dict[str, Any]) -> None:
+        """The run finished: its metrics (``metrics.json``)."""

@@ -1,0 +1,108 @@
+"""Figures: learning curves of a run and a confusion matrix with class names, written as PNG
+files or shown inline in a notebook. Built on matplotlib's object API (no pyplot), so nothing
+global changes in the process and no display is needed."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from esc50.core.files.write import atomic_write
+
+
+class PlotFigure(Figure):
+    """A figure that Jupyter shows inline (as a PNG) when a cell returns it."""
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self)
+
+
+def png_bytes(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=100, format="png")
+    return buffer.getvalue()
+
+
+def plot_learning_curves(history: list[dict[str, float]], title: str, path: Path) -> None:
+    """Write :func:`learning_curves` to a PNG file."""
+    save(learning_curves(history, title), path)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], title: str,
+                          path: Path) -> None:
+    """Write :func:`confusion_figure` to a PNG file."""
+    save(confusion_figure(matrix, class_names, title), path)
+
+
+def save(figure: Figure, path: Path) -> None:
+    """Write ``figure`` as a PNG atomically (a crash or a full disk leaves the previous file)."""
+    data = png_bytes(figure)
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def learning_curves(history: list[dict[str, float]], title: str) -> Figure:
+    """Train/validation loss and accuracy per epoch, side by side (like the report's figures)."""
+    epochs = [row["epoch"] for row in history]
+    figure = PlotFigure(figsize=(10, 4))
+    loss, accuracy = figure.subplots(1, 2)
+    for axis, key, label in ((loss, "loss", "loss"), (accuracy, "accuracy", "accuracy")):
+        axis.plot(epochs, [row[f"train_{key}"] for row in history], marker="o", label="train")
+        axis.plot(epochs, [row[f"val_{key}"] for row in history], marker="o", label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def confusion_figure(matrix: np.ndarray, class_names: list[str], title: str) -> Figure:
+    """Row-normalised confusion matrix (true class per row) with class names on both axes."""
+    matrix = np.asarray(matrix, dtype=float)
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    size = max(6.0, 0.22 * len(class_names))
+    figure = PlotFigure(figsize=(size, size))
+    axis = figure.subplots()
+    image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=90, fontsize=7)
+    axis.set_yticks(ticks, class_names, fontsize=7)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    figure.tight_layout()
+    return figure
+
+
+def spectrogram_figure(wav: np.ndarray, sample_rate: int, title: str) -> Figure:
+    """A clip's mel spectrogram in dB (64 bands, 23 ms hops at 44.1 kHz), for looking at it."""
+    import torch
+    import torchaudio
+
+    mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=1024, hop_length=256,
+                                               n_mels=64)(torch.as_tensor(wav, dtype=torch.float32))
+    db = 10 * torch.log10(mel.clamp(min=1e-10))
+    figure = PlotFigure(figsize=(4, 1.8))
+    axis = figure.subplots()
+    axis.imshow(db.numpy(), origin="lower", aspect="auto", cmap="magma",
+                vmin=float(db.max()) - 80, extent=(0, len(wav) / sample_rate, 0, 64))
+    axis.set_xlabel("seconds", fontsize=7)
+    axis.set_ylabel("mel band", fontsize=7)
+    axis.tick_params(labelsize=6)
+    axis.set_title(title, fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def svg_text(figure: Figure) -> str:
+    """The figure as an inline SVG element (no XML header)."""
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg")
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]

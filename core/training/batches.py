@@ -1,0 +1,236 @@
+"""The batches of a split, on the training device, through the run's stages
+(:mod:`esc50.core.training.stages`).
+
+Without waveform augmentation every epoch would featurize the same audio again, so features are
+computed once for all clips (the power spectrogram when power augmentations run, else the
+finished, normalized features) and batches are gathered from that cache.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from esc50.core.config import TaskConfig
+from esc50.core.data.audio import to_float
+from esc50.core.data.audiocache import AudioCache, ClipDataset
+from esc50.core.data.collate import collate
+from esc50.core.data.sampler import ClassBalancedSampler
+from esc50.core.data.split import Split
+from esc50.core.errors import Esc50Error
+from esc50.core.plugins.contracts import ClipTable, Randomness
+from esc50.core.training.distributed import Distributed
+from esc50.core.training.memory import check_memory
+from esc50.core.training.normalize import FeatureNormalizer
+from esc50.core.training.stages import Stages
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features, frame lengths, targets
+
+
+def prepared_ahead(batches: Iterator[Batch], device: torch.device) -> Iterator[Batch]:
+    """``batches``, each prepared on a side CUDA stream one step ahead: while the caller's step
+    runs on the current stream, the next batch's augmentation and featurization (memory-bound
+    work) run beside it on the side stream. The draws stay in the same order, so the batches
+    are the same as prepared one after the other."""
+    main, side = torch.cuda.current_stream(device), torch.cuda.Stream(device)
+    side.wait_stream(main)  # what the main stream wrote before (normalizer, audio) is ready
+
+    def next_on_side() -> Batch | None:
+        with torch.cuda.stream(side):
+            return next(batches, None)
+
+    upcoming = next_on_side()
+    while upcoming is not None:
+        main.wait_stream(side)  # this batch is ready before the step that uses it
+        for tensor in upcoming:
+            tensor.record_stream(main)  # not reused by the side stream while the step runs
+        current, upcoming = upcoming, next_on_side()  # queued beside the caller's step
+        yield current
+
+
+@dataclass
+class ExperimentData:
+    """What the runs of one experiment share in one process (the folds of ``esc50 cv``): the
+    dataset's clip table and the sha256 of every clip (read once), the decoded audio and the
+    features (each computed once). A run over the same files (the same digests) reuses them.
+    Holding one is the caller's promise that its runs share every setting that reading,
+    decoding and featurizing use."""
+
+    table: ClipTable | None = None
+    digests: dict[str, str] | None = None  # sha256 by clip name
+    audio: AudioCache | None = None
+    features: tuple[torch.Tensor, torch.Tensor] | None = None  # what the cache holds, frames
+
+    def holds_audio(self, digests: dict[str, str]) -> bool:
+        return self.audio is not None and self.digests == digests
+
+
+class FeatureSource:
+    """Training and validation batches ``(features, frame_lengths, targets)`` of a split.
+
+    It decodes the clips once, fits the classifier's normalizer on the training clips (without
+    augmentation) and owns the loaders: a class-balanced sampler (drawing from
+    ``sampler_generator``; sharded per process under torchrun) for training, the validation
+    clips in order (this process's share) for validation. With :class:`ExperimentData`, decoded
+    audio and features of an earlier run over the same files are reused."""
+
+    def __init__(self, config: TaskConfig, stages: Stages, table: ClipTable, split: Split,
+                 digests: dict[str, str], device: torch.device, dist: Distributed,
+                 log: Callable[[str], None], sampler_generator: torch.Generator,
+                 shared: ExperimentData | None = None) -> None:
+        self.config, self.stages, self.device, self.table = config, stages, device, table
+        classifier = stages.classifier
+        started = time.perf_counter()
+        reused = shared is not None and shared.holds_audio(digests)
+        if reused:
+            audio = shared.audio
+        else:
+            check_memory(config, len(table.clips), classifier.feature_shape)
+            audio = AudioCache(table.clips, config, skip_bad=config.skip_bad_files, warn=log,
+                               digests=list(digests.values()),
+                               min_samples=classifier.featurizer.min_samples)
+            if shared is not None:
+                shared.digests, shared.audio, shared.features = digests, audio, None
+        self.audio = audio
+        self.train_indices, self.val_indices = ([i for i in side if i not in audio.bad]
+                                                for side in split.indices(table))
+        if not self.train_indices or not self.val_indices:
+            side = "training" if not self.train_indices else "validation"
+            raise Esc50Error(f"every {side} clip in {table.root} was skipped as bad")
+        where = f"in {audio.location}" if audio.location else "in memory"
+        how = "reused" if reused else "mapped" if audio.reused else "decoded"
+        log(f"{how} {len(table.clips)} clips from "
+            f"{table.root} in {time.perf_counter() - started:.1f} s "
+            f"({audio.nbytes() / 2**20:.0f} MiB {where}); {len(self.train_indices)} train / "
+            f"{len(self.val_indices)} validation ({split.description})")
+        augs = stages.augs
+        self.cache = (self._cached_features(shared) if config.cache_features
+                      and not augs.by_stage["wave"] else None)
+        # Waveform batches are gathered where the model trains (on a GPU: not copied and pinned
+        # on the host every step).
+        self.device_audio = self._on_device(audio) if self.cache is None else None
+        carry_audio = self.cache is None and self.device_audio is None  # else indices only
+        labels = table.labels
+        self.train_audio = ClipDataset(audio, labels, self.train_indices)  # set-up pass
+        self.train_set = ClipDataset(audio, labels, self.train_indices, carry_audio)
+        self.val_set = ClipDataset(audio, labels, self.val_indices, carry_audio)
+        self.cache_is_final = False  # the cache holds what featurize gives until below
+        if config.normalize:  # statistics of the training clips only, without augmentation
+            classifier.normalizer = FeatureNormalizer.fit(self._training_features())
+        if self.cache is not None and not augs.by_stage["power"]:
+            # Nothing runs between the cache and the features augmentations: cache the
+            # normalized features.
+            self.cache = stages.finish(*self.cache)
+            self.cache_is_final = True
+
+        batch_size = dist.per_process_batch(config.batch_size)
+        pin = device.type == "cuda"
+        # A last batch of one clip would break batch normalization in training: leave it out.
+        self.train_loader = DataLoader(
+            self.train_set, batch_size=batch_size, collate_fn=collate,
+            drop_last=len(self.train_indices) // dist.world_size % batch_size == 1,
+            sampler=ClassBalancedSampler(self.train_set.labels, sampler_generator,
+                                         dist.world_size, dist.rank),
+            num_workers=config.num_workers, pin_memory=pin)
+        val_shard = ClipDataset(audio, labels, self.val_indices[dist.rank::dist.world_size],
+                                carry_audio)
+        self.val_loader = DataLoader(val_shard, batch_size=batch_size, collate_fn=collate,
+                                     num_workers=config.num_workers, pin_memory=pin)
+        self.last_batch: dict[str, torch.Tensor] | None = None  # the last one prepared
+
+    def loader(self, training: bool) -> DataLoader:
+        return self.train_loader if training else self.val_loader
+
+    def batches(self, training: bool, generator: torch.Generator | Randomness, epoch: int = 0,
+                ahead: bool = True) -> Iterator[Batch]:
+        """One epoch of batches: augmented, with label probabilities [B, classes], in training;
+        plain, with class indices [B], in validation. ``generator`` draws every augmentation.
+        On a GPU (and ``ahead``) each batch is prepared one step ahead on a second stream."""
+        side = "" if training else "validation, "
+
+        def prepared() -> Iterator[Batch]:
+            for step, batch in enumerate(self.loader(training), start=1):
+                self.stages.where = f" at epoch {epoch}, {side}step {step}"
+                self.last_batch = batch
+                yield self.prepare(batch, training, generator)
+
+        if self.device.type == "cuda" and ahead:
+            return prepared_ahead(prepared(), self.device)
+        return prepared()
+
+    @torch.no_grad()
+    def prepare(self, batch: dict[str, torch.Tensor], training: bool,
+                generator: torch.Generator | Randomness, stages: Stages | None = None) -> Batch:
+        """One loader batch through the stages (``stages``: the run's, or a checked copy)."""
+        stages = stages or self.stages
+        augment = generator if training else None
+        if self.cache is not None:
+            index = batch["index"].to(self.device, non_blocking=True)  # pinned on a GPU
+            features, frames = self.cache[0][index], self.cache[1][index]
+            if not self.cache_is_final:
+                features, frames = stages.finish(features, frames, augment)
+        else:
+            features, frames = stages.finish(*stages.featurize(*self._waves(batch), augment),
+                                             augment)
+        targets = batch["label"].to(self.device, non_blocking=True)
+        if training:
+            features, frames = stages.augment("features", features, frames, generator)
+            targets = nn.functional.one_hot(targets, self.config.num_classes).float()
+            features, targets = stages.mix(features, targets, generator)
+        return stages.classifier.model_input(features), frames, targets
+
+    def _waves(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch's float waveforms [B, T] and valid lengths [B] on the training device."""
+        if self.device_audio is not None:
+            index = batch["index"].to(self.device, non_blocking=True)
+            waves, lengths = self.device_audio
+            return to_float(waves[index]), lengths[index]
+        return (to_float(batch["wav"].to(self.device, non_blocking=True)),  # pinned on a GPU
+                batch["length"].to(self.device, non_blocking=True))
+
+    def _on_device(self, audio: AudioCache) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The decoded clips (int16) and their lengths on the training device: on a GPU copied
+        once, when they take at most a quarter of its free memory, else None (batches are then
+        copied from the host)."""
+        if self.device.type != "cuda":
+            return audio.waves, audio.lengths
+        free, _ = torch.cuda.mem_get_info(self.device)
+        if audio.nbytes() > free // 4:
+            return None
+        return audio.waves.to(self.device), audio.lengths.to(self.device)
+
+    def _cached_features(self, shared: ExperimentData | None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What :meth:`Stages.featurize` gives for every clip: shared, else computed (and
+        shared)."""
+        if shared is not None and shared.features is not None:
+            return shared.features
+        features = self._featurize_all()
+        if shared is not None:
+            shared.features = features
+        return features
+
+    @torch.no_grad()
+    def _featurize_all(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`Stages.featurize` of every decoded clip (padded to length_wav)."""
+        features, frames = [], []
+        step = self.config.batch_size
+        waves, lengths = self.audio.waves, self.audio.lengths
+        for start in range(0, waves.shape[0], step):
+            x, f = self.stages.featurize(to_float(waves[start:start + step].to(self.device)),
+                                         lengths[start:start + step].to(self.device))
+            features.append(x)
+            frames.append(f)
+        return torch.cat(features), torch.cat(frames)
+
+    def _training_features(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(features, frame lengths) of the training clips, unaugmented (and, before the
+        normalizer is fitted, unnormalized)."""
+        for batch in DataLoader(self.train_set, self.config.batch_size, collate_fn=collate):
+            features, frames, _ = self.prepare(batch, False, None)
+            yield features, frames

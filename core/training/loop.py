@@ -1,0 +1,116 @@
+"""One epoch of training or validation: batches in, the model's step, loss and accuracy out.
+
+Loss and accuracy are summed on the training device and read back (a GPU sync) only every
+``SYNC_EVERY`` steps, for the progress bar, the finiteness check and the step loggers, and at
+the end. When the loss has stopped being finite, the batch in hand is prepared again with every
+stage's output checked, so that the message names the first plugin whose output went
+non-finite (or says that none did: the training diverged).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from esc50.core.errors import Esc50Error
+from esc50.core.plugins.contracts import Randomness
+from esc50.core.training.batches import FeatureSource
+from esc50.core.training.distributed import Distributed
+from esc50.core.training.state import TrainingState
+
+SYNC_EVERY = 20  # steps between reads of the running loss from the device
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    accuracy: float
+    steps: int  # optimizer steps taken (0 in validation)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on ``device`` when ``enabled``, else nothing."""
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def run_epoch(source: FeatureSource, state: TrainingState, epoch: int, training: bool, *,
+              step_model: nn.Module, randomness: Randomness, loss_fn: Loss, amp: bool,
+              dist: Distributed, progress: bool,
+              on_step: Callable[[int, float, float], None] | None = None) -> EpochStats:
+    """One pass over the training batches (the model learns) or the validation batches (the
+    scored model, :attr:`TrainingState.scored_model`, is evaluated). ``step_model`` is the model
+    as a training step calls it (wrapped for several processes or compiled); ``on_step(step,
+    running loss, lr)`` is called where the loss is read back anyway."""
+    model = step_model if training else state.scored_model
+    model.train(training)
+    device = source.device
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    finite = torch.ones((), dtype=torch.bool, device=device)
+    seen = 0
+    desc = f"epoch {epoch} {'train' if training else 'val'}"
+    steps = len(source.loader(training))
+    bar = tqdm(source.batches(training, randomness, epoch), total=steps, desc=desc,
+               leave=False, disable=not progress)
+    for step, (features, frame_lengths, targets) in enumerate(bar, start=1):
+        with torch.set_grad_enabled(training), autocast(device, amp):
+            logits = source.stages.logits(model, features, frame_lengths)
+            loss = loss_fn(logits.float(), targets)
+        finite &= torch.isfinite(loss)
+        read_back = step % SYNC_EVERY == 0 or step == steps
+        if read_back and not finite:
+            lost = f"{desc}: the loss became {loss.item()} (by step {step})"
+            try:
+                recheck(source, training, randomness, model)
+            except Esc50Error as exc:
+                raise Esc50Error(f"{lost}; {exc}") from None
+            raise Esc50Error(f"{lost}; lower --lr or check the data (every stage's output on "
+                             "the batch in hand, checked again, is finite: training diverged)")
+        if training:
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            state.step()
+        labels = targets.argmax(1) if targets.dim() == 2 else targets
+        total_loss += loss.detach().double() * len(labels)
+        correct += (logits.argmax(dim=1) == labels).sum()
+        seen += len(labels)
+        if read_back:
+            running = float(total_loss) / seen
+            bar.set_postfix(loss=f"{running:.3f}", acc=f"{int(correct) / seen:.3f}")
+            if training and on_step is not None:
+                on_step(step, running, state.optimizer.param_groups[0]["lr"])
+    total_loss, correct, seen = dist.sum([float(total_loss), int(correct), seen], device)
+    return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1),
+                      steps if training else 0)
+
+
+@torch.no_grad()
+def recheck(source: FeatureSource, training: bool, randomness: Randomness,
+            model: nn.Module) -> None:
+    """Prepare the last batch again through a checked copy of the stages and score it: raises
+    the one-line error of the first plugin whose output is non-finite, if any."""
+    if source.last_batch is None:
+        return
+    checked = source.stages.checked_copy(f"{source.stages.where} (the batch in hand, checked "
+                                         "again)")
+    features, frames, _ = source.prepare(source.last_batch, training, randomness, checked)
+    checked.logits(model, features, frames)
+
+
+def training_loss(model: nn.Module, label_smoothing: float) -> Loss:
+    """The model's own ``loss(logits, targets)`` where it defines one, else cross-entropy
+    against the label probabilities (mixup makes them soft) with ``label_smoothing``."""
+    if hasattr(model, "loss"):
+        return model.loss
+    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+
+validation_loss = nn.CrossEntropyLoss()  # plain, on class indices

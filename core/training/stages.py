@@ -1,0 +1,244 @@
+"""The one path of a batch from waveforms to the model, used by training, by the set-up checks
+and by a trained classifier (prediction, evaluation, export):
+
+1. ``wave`` augmentations (training only), on ``[B, T]`` waveforms;
+2. the featurizer: for a :class:`PowerFeaturizer` its power spectrogram, then the ``power``
+   augmentations (training only), then its compression; any other featurizer in one call;
+3. the normalization (per-frequency statistics of the training clips);
+4. ``features`` augmentations (training only);
+5. ``batch`` augmentations (training only: mixup), which see features and label probabilities.
+
+A feature cache holds what step 2 gives before any power-stage augmentation (the power
+spectrogram, or the features), so cached training batches resume at :meth:`Stages.finish`.
+
+Augmentations within a stage run under a policy:
+- ``all`` (default): every augmentation runs, each on the examples its own ``p`` picks.
+- ``one-of`` (the report's policy): within each of the wave, power and features stages, each
+  example gets one augmentation drawn uniformly from that stage's list plus "none"; that
+  augmentation's ``p`` still applies (use ``p=1`` to reproduce the report).
+Batch-stage augmentations (mixup) always run on the whole batch.
+
+Every plugin call goes through :func:`esc50.core.plugins.checks.call` when the stages know the
+plugins' names (a run's do): an exception inside a plugin, or an output of the wrong shape or
+dtype, is one line naming the plugin, the stage and the step; with ``checked`` also every value
+is checked to be finite (the set-up pass, and the re-check of a batch whose loss went
+non-finite).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import torch
+
+from esc50.core.data.audio import to_float
+from esc50.core.errors import Esc50Error
+from esc50.core.plugins import checks
+from esc50.core.plugins.contracts import Augmentation, PowerFeaturizer, Randomness, to_device
+
+if TYPE_CHECKING:
+    from esc50.core.training.classifier import Classifier
+
+POLICIES = ("all", "one-of")
+STAGES = ("wave", "power", "features", "batch")  # in the order a training batch meets them
+Generator = torch.Generator | Randomness
+
+
+class AugmentationPipeline:
+    """The augmentations of a run, grouped by stage."""
+
+    def __init__(self, augs: list[Augmentation], policy: str = "all") -> None:
+        for aug in augs:
+            if aug.stage not in STAGES:
+                raise Esc50Error(f"augmentation {type(aug).__name__} has stage {aug.stage!r}; "
+                                 f"expected one of {', '.join(STAGES)}")
+        self.policy = policy
+        self.by_stage = {stage: [a for a in augs if a.stage == stage] for stage in STAGES}
+
+    def __bool__(self) -> bool:
+        return any(self.by_stage.values())
+
+    def __iter__(self) -> Iterator[Augmentation]:
+        return (aug for stage in STAGES for aug in self.by_stage[stage])
+
+    def transform(self, stage: str, x: torch.Tensor, lengths: torch.Tensor, generator: Generator,
+                  run: Callable[[Augmentation, torch.Tensor, torch.Tensor, Generator],
+                                tuple[torch.Tensor, torch.Tensor]] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply the ``wave``, ``power`` or ``features`` augmentations to ``x`` (first axis:
+        examples, last: time) whose valid lengths are ``lengths`` [B]; returns both after
+        them. ``run(aug, x, lengths, generator)`` applies one augmentation (default: directly)."""
+        run = run or _apply
+        augs = self.by_stage[stage]
+        if self.policy == "all" or len(augs) == 0:
+            for aug in augs:
+                x, lengths = run(aug, x, lengths, generator)
+            return x, lengths
+        draws = Randomness.of(generator).examples
+        choice = torch.randint(len(augs) + 1, (x.shape[0],), generator=draws,
+                               device=draws.device)
+        out, out_lengths = x.clone(), lengths.clone()
+        for i, aug in enumerate(augs, start=1):
+            picked = (choice == i).nonzero().squeeze(1)  # no wait for the device on the host
+            if picked.numel():
+                picked = to_device(picked, x)
+                y, y_lengths = run(aug, x.index_select(0, picked),
+                                   lengths.index_select(0, picked), generator)
+                out.index_copy_(0, picked, y)
+                out_lengths.index_copy_(0, picked, y_lengths)
+        return out, out_lengths
+
+
+def _apply(aug: Augmentation, x: torch.Tensor, lengths: torch.Tensor, generator: Generator
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    x = aug(x, generator)
+    return x, aug.valid_lengths(lengths, x.shape[-1])
+
+
+class Stages:
+    """The stages above for one classifier (its featurizer, normalizer and model input layout)
+    and, in training, its augmentations. ``labels`` name each plugin component (by the object)
+    in messages; without them plugin calls are made directly (a trained classifier, export).
+    ``where`` says where in the run the current batch is (set by whoever feeds batches)."""
+
+    def __init__(self, classifier: Classifier, augs: AugmentationPipeline | None = None,
+                 labels: dict[Any, str] | None = None, checked: bool = False) -> None:
+        self.classifier = classifier
+        self.augs = augs or AugmentationPipeline([])
+        self.labels = labels or {}
+        self.checked = checked
+        self.where = ""
+
+    def checked_copy(self, where: str) -> Stages:
+        """These stages with every output checked (finite values too), for a batch at ``where``."""
+        copy = Stages(self.classifier, self.augs, self.labels, checked=True)
+        copy.where = where
+        return copy
+
+    @property
+    def has_power_stage(self) -> bool:
+        return isinstance(self.classifier.featurizer, PowerFeaturizer)
+
+    def featurize(self, wav: torch.Tensor, samples: torch.Tensor,
+                  generator: Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waveforms [B, T] and valid samples [B] -> what a feature cache holds (the power
+        spectrogram of a PowerFeaturizer, else the features) and frame lengths; with a
+        ``generator`` (training) after the wave augmentations."""
+        if generator is not None:
+            wav, samples = self.augment("wave", wav, samples, generator)
+        featurizer = self.classifier.featurizer
+        name = self._label(featurizer)
+        frames = self._call(featurizer, "featurizer", featurizer.frame_lengths, samples)
+        if name:
+            self._check(checks.check_frames, frames, wav.shape[0], name)
+            if self.checked:
+                self._check(checks.check_frames_positive, frames, name)
+        if self.has_power_stage:
+            return self._call(featurizer, "featurizer (power)", featurizer.power, wav), frames
+        features = self._call(featurizer, "featurizer", featurizer, wav)
+        self._check_features(features, wav.shape[0])
+        return features, frames
+
+    def finish(self, x: torch.Tensor, frames: torch.Tensor, generator: Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What :meth:`featurize` gives -> normalized features, with a ``generator`` (training)
+        after the power augmentations (the ``features`` augmentations come next:
+        :meth:`augment`)."""
+        featurizer = self.classifier.featurizer
+        if self.has_power_stage:
+            if generator is not None:
+                x, frames = self.augment("power", x, frames, generator)
+            x = self._call(featurizer, "featurizer (compression)", featurizer.compress, x)
+            self._check_features(x, frames.shape[0])
+        if self.classifier.normalizer is not None:
+            x = self.classifier.normalizer(x)
+        return x, frames
+
+    def __call__(self, wav: torch.Tensor, samples: torch.Tensor,
+                 generator: Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every stage up to the model input (the ``batch`` stage aside): features in the
+        model's memory layout and frame lengths."""
+        features, frames = self.finish(*self.featurize(wav, samples, generator), generator)
+        if generator is not None:
+            features, frames = self.augment("features", features, frames, generator)
+        return self.classifier.model_input(features), frames
+
+    def augment(self, stage: str, x: torch.Tensor, lengths: torch.Tensor, generator: Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One stage's augmentations, each call named and its output checked."""
+        return self.augs.transform(stage, x, lengths, generator, self._augmentation)
+
+    def mix(self, features: torch.Tensor, targets: torch.Tensor, generator: Generator
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch-stage augmentations (features and label probabilities together)."""
+        for aug in self.augs.by_stage["batch"]:
+            out = self._call(aug, "batch", aug, features, targets, generator)
+            if (name := self._label(aug)):
+                self._check(checks.check_mixed, features, targets, out, name, self.checked)
+            features, targets = out
+        return features, targets
+
+    def logits(self, model: Callable[..., torch.Tensor], features: torch.Tensor,
+               frames: torch.Tensor) -> torch.Tensor:
+        """``model(features, frames)`` (the run's model, or a wrapper of it), named and checked."""
+        logits = self._call(self.classifier.model, "model", model, features, frames)
+        if (name := self._label(self.classifier.model)):
+            self._check(checks.check_logits, logits, features.shape[0],
+                        self.classifier.num_classes, name, self.checked)
+        return logits
+
+    def _augmentation(self, aug: Augmentation, x: torch.Tensor, lengths: torch.Tensor,
+                      generator: Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self._call(aug, aug.stage, aug, x, generator)
+        name = self._label(aug)
+        if name:
+            self._check(checks.check_transformed, x, out, name, self.checked)
+        lengths = self._call(aug, aug.stage, aug.valid_lengths, lengths, out.shape[-1])
+        if name:
+            self._check(checks.check_frames, lengths, x.shape[0], name, "valid_lengths")
+            if self.checked:
+                self._check(checks.check_frames_positive, lengths, name, "valid_lengths")
+        return out, lengths
+
+    def _check_features(self, features: torch.Tensor, batch: int) -> None:
+        if (name := self._label(self.classifier.featurizer)):
+            self._check(checks.check_features, features, batch, self.classifier.feature_shape,
+                        name, self.checked)
+
+    def _check(self, check: Callable[..., None], *args: Any) -> None:
+        """A check of :mod:`esc50.core.plugins.checks`, its message saying where it failed."""
+        try:
+            check(*args)
+        except Esc50Error as exc:
+            raise Esc50Error(f"{exc}{self.where}") from None
+
+    def _label(self, component: Any) -> str:
+        return self.labels.get(component, "")
+
+    def _call(self, component: Any, stage: str, function: Callable[..., Any], *args: Any) -> Any:
+        name = self._label(component)
+        if not name:
+            return function(*args)
+        return checks.call(name, stage, self.where, function, *args)
+
+
+
+@torch.no_grad()
+def setup_pass(stages: Stages, batch: dict[str, torch.Tensor], num_classes: int, seed: int,
+               device: torch.device) -> None:
+    """``batch`` (collated training clips) through every stage of the run and its model, with
+    every output checked, before the run makes its folder. Its draws come from a generator of
+    its own and torch's global random state is put back, so a run is the same with or without
+    it."""
+    global_state = torch.get_rng_state()
+    generator = torch.Generator(device=device).manual_seed(seed)
+    checked = stages.checked_copy(" in the set-up pass (two training clips)")
+    wav, lengths = to_float(batch["wav"]).to(device), batch["length"].to(device)
+    features, frames = checked(wav, lengths, generator)
+    targets = torch.nn.functional.one_hot(batch["label"], num_classes).float().to(device)
+    features, _ = checked.mix(features, targets, generator)
+    model = stages.classifier.model
+    model.eval()
+    checked.logits(model, stages.classifier.model_input(features), frames)
+    model.train()
+    torch.set_rng_state(global_state)
