@@ -181,13 +181,16 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
 @train_options
 @click.option("--name", required=True, help="folder under --output-dir for the fold runs.")
 @click.option("--folds", help="comma-separated folds to hold out (default: every fold present).")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="folds trained at once, each in its own process (one GPU shared, or the CPU "
+              "cores split between them); the decoded audio is shared through the disk cache.")
 @click.option("--k", "k_folds", type=int, help="for a dataset without folds (plugins.folder, a "
               "manifest without a fold column): cross-validate over K grouped, stratified folds.")
 @ALLOW_CHANGED_DATA
 @user_errors
 def cv(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
        no_progress: bool, name: str, folds: str | None, allow_changed_data: bool,
-       k_folds: int | None, **flags: Any) -> None:
+       k_folds: int | None, jobs: int, **flags: Any) -> None:
     """Cross-validation: one model per held-out fold, each scored at its final epoch;
     re-running with the same settings skips finished folds and resumes interrupted ones."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -200,8 +203,9 @@ def cv(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...]
     except ValueError:
         raise Esc50Error(f"--folds {folds!r}: expected comma-separated fold numbers") from None
     summary = api.cv(name=name, folds=fold_list, allow_changed_data=allow_changed_data,
-                     log=click.echo, **config_arguments(config_file, augs, settings, no_progress,
-                                                         {**flags, "k_folds": k_folds})).summary
+                     log=click.echo, jobs=jobs,
+                     **config_arguments(config_file, augs, settings, no_progress,
+                                        {**flags, "k_folds": k_folds})).summary
     per_fold = ", ".join(f"fold {k}: {v:.3f}" for k, v in summary["folds"].items())
     spread = (f" +- {summary['std_accuracy']:.3f} ({summary['std']})"
               if summary["std_accuracy"] is not None else "")

@@ -70,6 +70,8 @@ class TaskConfig:
     split: str = "auto"  # "fold": official folds; "random": grouped train_ratio split;
     # "auto": "fold" when the dataset has folds, else "random"
     val_fold: int = 5
+    ignore_folds: list[int] = field(default_factory=list)  # folds left out of the run entirely
+    # (neither trained on nor scored): an outer test fold while settings are chosen on the others
     k_folds: int = 0  # > 0: give a dataset without folds this many (esc50 cv --k)
     seed: int = 0
     skip_bad_files: bool = False  # leave out unreadable or silent clips with a warning
@@ -80,8 +82,8 @@ class TaskConfig:
     audio_cache: str | None = None  # folder of an on-disk decoded-audio cache; None: in memory
     cache_features: bool = True  # featurize once when no waveform augmentation is active
     amp: bool = True  # bf16 autocast on CUDA
-    cpu_amp: bool = False  # bf16 autocast on a CPU too: about 2x faster convolutions where the
-    # CPU has AVX-512 BF16 or AMX (see docs/performance.md), slower elsewhere
+    cpu_amp: bool = False  # bf16 autocast on a CPU too, where it has bf16 instructions (AVX-512
+    # BF16 or AMX: about 2x faster convolutions); ignored on other CPUs, where it is slower
     optimizer: str = "adam"  # "adam" (the report's; weight_decay as L2), "adamw", "sgd"
     channels_last: bool = True  # convolution weights and 4-D inputs in channels-last layout
     compile: bool = False  # torch.compile the model for training steps (slow start, faster steps)
@@ -147,6 +149,9 @@ class TaskConfig:
                 device != "cuda" or not self.device.split(":", 1)[1].isdigit())):
             raise Esc50Error(f"config device={self.device!r}: esc50 runs on auto, cpu, cuda or "
                              "cuda:N")
+        if self.val_fold in self.ignore_folds and self.split == "fold":
+            raise Esc50Error(f"config val_fold={self.val_fold} is also in ignore_folds="
+                             f"{self.ignore_folds}: the validation fold must be used")
         if self.split not in ("auto", "fold", "random"):
             raise Esc50Error(f"config split={self.split!r} must be 'auto', 'fold' or 'random'")
         if not 0.0 < self.train_ratio < 1.0:

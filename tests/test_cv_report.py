@@ -4,6 +4,8 @@ import csv
 import json
 import shutil
 
+import pytest
+
 from click.testing import CliRunner
 from PIL import Image
 
@@ -130,3 +132,42 @@ def test_report_writes_a_table_and_figures(tmp_path):
     for name in ("crnn-curves.png", "crnn-confusion.png", "lstm-curves.png", "lstm-confusion.png"):
         with Image.open(out / name) as image:
             assert image.format == "PNG" and image.size[0] > 300
+
+
+def test_cv_jobs_trains_folds_in_parallel_processes_with_the_same_results(tmp_path):
+    """Two folds at a time, each in a process of its own, the audio decoded once and shared
+    through the disk cache: the same per-fold figures as the folds trained one after another."""
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    common = ["cv", "--data", str(data), "--epochs", "2", "--output-dir", str(tmp_path / "runs"),
+              "--set", f"audio_cache={tmp_path / 'audio'}", *SMALL]
+    one = CliRunner().invoke(cli, [*common, "--name", "one"])
+    assert one.exit_code == 0, one.output
+    both = CliRunner().invoke(cli, [*common, "--name", "two", "--jobs", "2"])
+    assert both.exit_code == 0, both.output
+    assert "[fold 3]" in both.output and "decoded" not in both.output  # mapped, not decoded
+    for fold in (1, 2, 3):
+        rows = [list(csv.DictReader(open(tmp_path / "runs" / name / f"fold-{fold}" /
+                                         "history.csv"))) for name in ("one", "two")]
+        for a, b in zip(*rows):
+            for key in ("train_loss", "val_loss", "val_accuracy"):
+                assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-3, abs=1e-6), key
+    summaries = [json.loads((tmp_path / "runs" / name / "cv.json").read_text())
+                 for name in ("one", "two")]
+    assert summaries[0]["folds"] == pytest.approx(summaries[1]["folds"])
+
+
+def test_cv_jobs_reports_a_failed_fold_and_keeps_the_others(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    root = tmp_path / "runs" / "broken"
+    root.mkdir(parents=True)
+    (root / "fold-2").write_text("a file where fold 2's run folder goes")
+    result = CliRunner().invoke(cli, ["cv", "--data", str(data), "--epochs", "1", "--output-dir",
+                                      str(tmp_path / "runs"), "--name", "broken", "--jobs", "3",
+                                      "--set", f"audio_cache={tmp_path / 'audio'}", *SMALL])
+    assert result.exit_code == 1
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: 1 fold(s) failed (fold 2: ") and "finished: fold 1: " in last
+    assert "[fold 2] failed: " in result.output
+    for fold in (1, 3):
+        assert (root / f"fold-{fold}" / "metrics.json").is_file()
+    assert not (root / "cv.json").exists()

@@ -12,7 +12,7 @@ from esc50.core.plugins.registry import load_registry
 from esc50.testing import SMALL_STFT
 from tests.conftest import FREQS, SR, tone
 
-MODELS = ["baseline", "advanced", "lstm", "crnn", "vgg19", "kumar"]
+MODELS = ["baseline", "advanced", "lstm", "crnn", "vgg19", "kumar", "rescnn"]
 CONFIG = TaskConfig().override(sample_rate=SR, length_wav=SR, num_classes=len(FREQS),
                                options={"plugins.logmel": SMALL_STFT,
                                         "plugins.crnn": {"hidden_size": 32, "kernel_size": [5, 8],

@@ -19,6 +19,9 @@ from esc50.core.plugins.registry import load_registry
 from esc50.core.training.trainer import Trainer
 from tests.conftest import STFT_FLAGS, small_config, write_synthetic_dataset
 
+SMALL_FLAGS = ["--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
+               "--set", "num_classes=4", "--batch-size", "8", "--no-progress"]
+
 
 def test_crnn_learns_a_synthetic_tone_task(tmp_path):
     data = write_synthetic_dataset(tmp_path / "data", clips_per_class_per_fold=4)
@@ -209,10 +212,35 @@ def test_an_interrupted_run_resumes_to_the_same_weights(synthetic_data, tmp_path
     assert len(list(csv.DictReader((tmp_path / "cut" / "history.csv").open()))) == 4
 
 
-def test_resume_without_a_finished_epoch_says_so(tmp_path):
+def test_resume_of_a_folder_that_is_no_run_says_so(tmp_path):
     (tmp_path / "run").mkdir()
     result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run")])
-    assert result.exit_code == 1 and "no last.pt (no epoch finished)" in result.output
+    assert result.exit_code == 1 and "it holds no last.pt, config.toml and split.json" in \
+        result.output
+
+
+def test_a_run_killed_in_its_first_epoch_resumes_from_the_start_in_place(synthetic_data,
+                                                                         tmp_path):
+    """Killed before its first last.pt was complete, a run folder holds its config and split
+    only: --resume (which a restart under the same name advises) trains it from epoch 1 there,
+    to the same weights as the run had it not been killed."""
+    args = ["train", "--data", str(synthetic_data), "--epochs", "1", "--output-dir", str(tmp_path),
+            "--val-fold", "1", *SMALL_FLAGS]
+    assert CliRunner().invoke(cli, [*args, "--run-name", "whole"]).exit_code == 0
+    assert CliRunner().invoke(cli, [*args, "--run-name", "killed"]).exit_code == 0
+    killed = tmp_path / "killed"
+    for name in ("last.pt", "last.pt.sha256", "best.pt", "best.pt.sha256", "metrics.json",
+                 "history.csv", "curves.png"):
+        (killed / name).unlink()
+    (killed / ".last.pt.x1.tmp").write_bytes(b"half a checkpoint")
+    again = CliRunner().invoke(cli, [*args, "--run-name", "killed"])
+    assert again.exit_code == 1 and "continue it with --resume" in again.output
+    resumed = CliRunner().invoke(cli, ["train", "--resume", str(killed)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "training it again in place from epoch 1" in resumed.output
+    assert not list(killed.glob(".*.tmp"))
+    whole, done = (load_checkpoint(tmp_path / n / "last.pt")["model"] for n in ("whole", "killed"))
+    assert all(torch.equal(whole[k], done[k]) for k in whole)
 
 
 def test_features_are_cached_without_waveform_augmentation(synthetic_data, tmp_path):
@@ -366,7 +394,7 @@ def test_the_strong_recipe_is_a_readable_config_whose_plugins_all_build(syntheti
     unknown = CliRunner().invoke(cli, ["train", "--recipe", "fast"])
     assert unknown.exit_code == 1
     assert "unknown recipe 'fast' (recipes: ast-finetune, ast-probe, cnn14-finetune, " \
-           "cnn14-probe, kumar-finetune, kumar-probe, report, strong)" in unknown.output
+           "cnn14-probe, gpu, kumar-finetune, kumar-probe, laptop, report, strong)" in unknown.output
 
 
 def test_the_moving_average_forgets_the_initial_weights_in_a_short_run():

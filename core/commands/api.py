@@ -175,13 +175,13 @@ def cv(model: str | None = None, augs: list[str] | None = None, data: str | None
        epochs: int | None = None, *, name: str, folds: list[int] | None = None,
        config_file: str | Path | None = None, recipe: str | None = None,
        allow_changed_data: bool = False, log: Log = print, registry: Registry | None = None,
-       **settings: Any) -> CrossValidation:
+       jobs: int = 1, **settings: Any) -> CrossValidation:
     """Cross-validate as ``esc50 cv`` does: one run per held-out fold under
-    ``<output_dir>/<name>``, each scored at its final epoch."""
+    ``<output_dir>/<name>``, each scored at its final epoch; ``jobs`` folds at once."""
     run_config = config(config_file, recipe, **{
         **settings, **_given(model=model, augs=augs, data=data, num_epochs=epochs)})
     summary = cross_validate(run_config, registry or registry_with_warnings(log), name, folds,
-                             allow_changed_data, log=log)
+                             allow_changed_data, log=log, jobs=jobs)
     root = Path(run_config.output_dir) / name
     return CrossValidation(root, summary, [Run.open(root / f"fold-{k}") for k in summary["folds"]])
 

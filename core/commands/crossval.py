@@ -10,10 +10,15 @@ decoded audio and, where no waveform augmentation runs, their features: each is 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import queue
 import shutil
 import statistics
 from pathlib import Path
 from typing import Any, Callable
+
+import torch
 
 from esc50.core.results import folder as rundir
 from esc50.core.config import TaskConfig, load_config
@@ -21,9 +26,11 @@ from esc50.core.data.location import resolve_data_dir
 from esc50.core.data.clips import find_clips
 from esc50.core.files.digest import values_sha256
 from esc50.core.errors import Esc50Error
+from esc50.core.data.audiocache import AudioCache
+from esc50.core.data.location import cache_dir
 from esc50.core.data.split import dataset_digests
 from esc50.core.training.batches import ExperimentData
-from esc50.core.plugins.registry import Registry
+from esc50.core.plugins.registry import Registry, load_registry
 from esc50.core.training.trainer import Trainer
 
 # Keys that may differ between the folds of one experiment: the held-out fold, where files go,
@@ -44,16 +51,19 @@ def config_digest(config: TaskConfig) -> str:
 
 def cross_validate(config: TaskConfig, registry: Registry, name: str,
                    folds: list[int] | None = None, allow_changed_data: bool = False,
-                   log: Callable[[str], None] = print) -> dict:
+                   log: Callable[[str], None] = print, jobs: int = 1) -> dict:
     """Train one run per fold under ``<output_dir>/<name>/fold-<k>``; a fold whose run finished
     earlier with the same settings is not trained again. Returns per-fold and mean +- std
-    final-epoch accuracy (also written to ``cv.json``)."""
+    final-epoch accuracy (also written to ``cv.json``). ``jobs`` > 1 trains that many folds at
+    once, each in a process of its own (see :func:`parallel_folds`)."""
+    if jobs < 1:
+        raise Esc50Error(f"--jobs {jobs} must be at least 1")
     config = registry.typed_options(config)  # compared with the folds' recorded configs
     table = find_clips(resolve_data_dir(config.data), config, registry)
     if not table.has_folds:
         raise Esc50Error(f"dataset {config.dataset} in {table.root} has no folds: give it k "
                          "grouped, stratified folds with --k K (e.g. --k 5)")
-    present = sorted(set(table.folds))
+    present = sorted(set(table.folds) - set(config.ignore_folds))
     # Fold runs record their config with what the dataset decides filled in; compare like with
     # like, so a re-run with the same settings finds its folds.
     config = config.for_dataset(table.class_names, table.sample_rate, table.clip_seconds)
@@ -70,8 +80,11 @@ def cross_validate(config: TaskConfig, registry: Registry, name: str,
     # the folds share the clip table and digests (read once), decoded audio and features
     shared = ExperimentData(table, dataset_digests(table))
     with rundir.locked(root, "use another --name"):
-        results = {fold: _run_fold(config, registry, root, fold, allow_changed_data, log, shared)
-                   for fold in folds}
+        if jobs == 1 or len(folds) == 1:
+            results = {fold: _run_fold(config, registry, root, fold, allow_changed_data, log,
+                                       shared) for fold in folds}
+        else:
+            results = parallel_folds(config, root, folds, allow_changed_data, log, shared, jobs)
     accuracies = list(results.values())
     summary = {"model": config.model, "epochs": config.num_epochs,
                "folds": {str(k): v for k, v in results.items()},
@@ -121,3 +134,75 @@ def _check_same_settings(run_dir: Path, config: TaskConfig) -> None:
                           if recorded.get(k) != wanted.get(k))
     raise Esc50Error(f"{run_dir} was trained with other settings ({differing}); use another "
                      "--name, or delete that folder to train it again")
+
+
+def parallel_folds(config: TaskConfig, root: Path, folds: list[int], allow_changed_data: bool,
+                   log: Callable[[str], None], shared: ExperimentData, jobs: int
+                   ) -> dict[int, float]:
+    """Train ``jobs`` folds at a time, each in a process of its own (one GPU shared, or the CPU
+    cores split between them), every fold resumable and config-checked as in one process.
+
+    The decoded audio is shared through the on-disk audio cache (``audio_cache``, by default a
+    folder in esc50's cache folder): this process decodes it once before any fold starts, and
+    every fold maps it. Each fold's lines come back prefixed ``[fold k]``; a fold that fails is
+    reported with its error while the others go on, and the call then fails naming it (the
+    finished folds stay on disk; running the same command again trains what is missing)."""
+    if not config.audio_cache:
+        config = config.override(audio_cache=str(cache_dir() / "audio"))
+        log(f"decoded audio shared between the folds through {config.audio_cache}")
+    AudioCache(shared.table.clips, config, skip_bad=config.skip_bad_files, warn=log,
+               digests=list(shared.digests.values()))  # decoded here once, mapped by each fold
+    threads = max(1, (os.cpu_count() or 1) // min(jobs, len(folds)))
+    context = multiprocessing.get_context("spawn")  # no torch state forked into the folds
+    messages = context.Queue()
+    waiting, running, results, failed = list(folds), {}, {}, {}
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            fold = waiting.pop(0)
+            process = context.Process(target=_fold_process, daemon=True, args=(
+                config.to_dict(), root, fold, allow_changed_data, shared.table, shared.digests,
+                threads, messages))
+            process.start()
+            running[fold] = process
+        try:
+            fold, kind, text = messages.get(timeout=1.0)
+        except queue.Empty:
+            for fold, process in list(running.items()):
+                if not process.is_alive():  # ended without a word: killed (memory?)
+                    failed[fold] = f"its process ended with exit code {process.exitcode}"
+                    log(f"[fold {fold}] failed: {failed[fold]}")
+                    del running[fold]
+            continue
+        if kind == "log":
+            log(f"[fold {fold}] {text}")
+            continue
+        running.pop(fold).join()
+        if kind == "done":
+            results[fold] = float(text)
+        else:
+            failed[fold] = text
+            log(f"[fold {fold}] failed: {text}")
+    if failed:
+        done = ", ".join(f"fold {k}: {v:.3f}" for k, v in sorted(results.items())) or "none"
+        reasons = "; ".join(f"fold {k}: {v}" for k, v in sorted(failed.items()))
+        raise Esc50Error(f"{len(failed)} fold(s) failed ({reasons}); finished: {done}. Run the "
+                         "same command again to train the missing folds")
+    return {fold: results[fold] for fold in folds}
+
+
+def _fold_process(values: dict[str, Any], root: Path, fold: int, allow_changed_data: bool,
+                  table: Any, digests: dict[str, str], threads: int, messages: Any) -> None:
+    """One fold in a process of its own: its lines and its result (or its one-line error) go
+    back through ``messages`` as (fold, "log" | "done" | "error", text)."""
+    torch.set_num_threads(threads)
+    try:
+        config = TaskConfig().override(**{**values, "progress": False})
+        accuracy = _run_fold(config, load_registry(), root, fold, allow_changed_data,
+                             lambda line: messages.put((fold, "log", line)),
+                             ExperimentData(table, digests))
+    except Esc50Error as exc:
+        messages.put((fold, "error", str(exc)))
+    except Exception as exc:  # a bug: name it on one line, keep the other folds going
+        messages.put((fold, "error", f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
+    else:
+        messages.put((fold, "done", repr(accuracy)))

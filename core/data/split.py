@@ -79,21 +79,30 @@ def dataset_digests(table: ClipTable) -> dict[str, str]:
 
 
 def make_split(table: ClipTable, config: TaskConfig, digests: dict[str, str]) -> Split:
-    """The split ``config`` asks for (see the module docstring)."""
+    """The split ``config`` asks for (see the module docstring). Clips of ``ignore_folds`` are
+    on neither side."""
     split = config.split if config.split != "auto" else ("fold" if table.has_folds else "random")
+    ignored = set(config.ignore_folds)
+    if ignored and not table.has_folds:
+        raise Esc50Error(f"ignore_folds={sorted(ignored)}: the dataset in {table.root} has no "
+                         "folds (give it some with esc50 cv --k K, or leave ignore_folds empty)")
+    used = [i for i, c in enumerate(table.clips) if c.fold not in ignored]
+    left_out = f", folds {', '.join(map(str, sorted(ignored)))} left out" if ignored else ""
     if split == "random":
-        train, val = grouped_random_split([c.group for c in table.clips], table.labels,
+        train, val = grouped_random_split([table.clips[i].group for i in used],
+                                          [table.clips[i].target for i in used],
                                           config.train_ratio, config.seed)
+        train, val = [used[i] for i in train], [used[i] for i in val]
         description = (f"grouped random split (clips of one recording on one side, stratified by "
-                       f"class), train_ratio={config.train_ratio}, seed={config.seed}")
+                       f"class), train_ratio={config.train_ratio}, seed={config.seed}{left_out}")
         if not train or not val:
             raise Esc50Error(f"train_ratio={config.train_ratio} leaves an empty split of "
-                             f"{len(table.clips)} clips in {len(set(c.group for c in table.clips))}"
-                             " recordings")
+                             f"{len(used)} clips in "
+                             f"{len(set(table.clips[i].group for i in used))} recordings")
     else:
-        val = [i for i, c in enumerate(table.clips) if c.fold == config.val_fold]
-        train = [i for i, c in enumerate(table.clips) if c.fold != config.val_fold]
-        description = f"validation fold {config.val_fold}"
+        val = [i for i in used if table.clips[i].fold == config.val_fold]
+        train = [i for i in used if table.clips[i].fold != config.val_fold]
+        description = f"validation fold {config.val_fold}{left_out}"
         if not val or not train:
             present = ", ".join(map(str, sorted(set(table.folds))))
             which = (f"fold {config.val_fold} has no clips" if not val

@@ -24,9 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from esc50.core.results.checkpoint import save_checkpoint
+from esc50.core.results.checkpoint import load_checkpoint, save_checkpoint
 from esc50.core.files.write import atomic_write
-from esc50.core.config import TaskConfig, save_config
+from esc50.core.config import TaskConfig, load_config, save_config
 from esc50.core.errors import Esc50Error
 from esc50.core.results.plots import learning_curves, save
 
@@ -111,6 +111,28 @@ def save_epoch(run_dir: Path, state: dict[str, Any], best_state: dict[str, Any] 
     curves = learning_curves(state["history"], title)
     save(curves, run_dir / "curves.png")
     return curves
+
+
+def recorded_run(run_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
+    """What a run folder holds to continue from: its last checkpoint (None when no epoch
+    finished: the run was stopped in its first), its config and its split (the checkpoint's,
+    else ``config.toml``'s and ``split.json``'s)."""
+    if not run_dir.is_dir():
+        raise Esc50Error(f"cannot resume {run_dir}: no such run folder")
+    path = run_dir / CHECKPOINTS["last"]
+    if path.is_file():
+        checkpoint = load_checkpoint(path)
+        if "split" not in checkpoint:
+            raise Esc50Error(f"cannot resume {run_dir}: its checkpoint records no split (written "
+                             "by an older esc50); start the run again")
+        return checkpoint, checkpoint["config"], checkpoint["split"]
+    try:
+        config = load_config(run_dir / "config.toml").to_dict()
+        split = json.loads((run_dir / "split.json").read_text())
+    except (Esc50Error, OSError, ValueError):
+        raise Esc50Error(f"cannot resume {run_dir}: it holds no last.pt, config.toml and "
+                         "split.json (not a run folder esc50 made); start a new run") from None
+    return None, config, split
 
 
 def curves_due(epoch: int, num_epochs: int) -> bool:

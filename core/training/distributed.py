@@ -17,16 +17,6 @@ import torch.distributed as dist
 from esc50.core.errors import Esc50Error
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` means CUDA when available, else CPU; asking for missing CUDA is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)  # one of cpu, cuda, cuda:N (TaskConfig.validated checks)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise Esc50Error(f"device {name!r} was asked for but CUDA is not available here")
-    return device
-
-
 def is_main_process() -> bool:
     """False in the torchrun processes other than rank 0 (which alone print and write)."""
     return int(os.environ.get("RANK", "0")) == 0

@@ -37,6 +37,8 @@ from esc50.core.plugins import checks
 from esc50.core.plugins.contracts import Augmentation, PowerFeaturizer, Randomness, to_device
 
 if TYPE_CHECKING:
+    from esc50.core.config import TaskConfig
+    from esc50.core.plugins.registry import RunPlugins
     from esc50.core.training.classifier import Classifier
 
 POLICIES = ("all", "one-of")
@@ -221,6 +223,20 @@ class Stages:
             return function(*args)
         return checks.call(name, stage, self.where, function, *args)
 
+
+
+def build_stages(classifier: Classifier, plugins: RunPlugins, config: TaskConfig,
+                 device: torch.device) -> tuple[dict[str, Augmentation], Stages]:
+    """A run's augmentations (by spec, built, on ``device`` and shown the featurizer) and its
+    stages, every plugin component labelled for messages."""
+    augs = {c.spec: c.build(config).to(device) for c in plugins.augs}
+    for aug in augs.values():
+        aug.attach(classifier.featurizer)
+    labels = {classifier.featurizer: plugins.featurizer.label,
+              classifier.model: plugins.model.label,
+              **{augs[c.spec]: c.label for c in plugins.augs}}
+    return augs, Stages(classifier, AugmentationPipeline(list(augs.values()), config.aug_policy),
+                        labels)
 
 
 @torch.no_grad()
