@@ -252,7 +252,8 @@ def list_plugins(as_json: bool, verbose: bool, show_options: bool, strict: bool)
     sources = [vars(source) for source in registry.sources]
     if as_json:
         click.echo(json.dumps({"plugins": rows, "sources": sources,
-                               "problems": registry.problems}, indent=2))
+                               "problems": registry.problems, "warnings": registry.warnings},
+                              indent=2))
     else:
         click.echo(render_options(rows) if show_options else render_table(rows))
         if verbose:
@@ -262,6 +263,8 @@ def list_plugins(as_json: bool, verbose: bool, show_options: bool, strict: bool)
                            f"{source['package']} {source['version']}")
         for problem in registry.problems:
             click.echo(f"broken: {problem}")
+        for warning in registry.warnings:
+            click.echo(f"warning: {warning}")
     if strict and registry.problems:
         raise SystemExit(1)
 

@@ -308,8 +308,8 @@ def _fit(trainer: Trainer) -> Run:
 def registry_with_warnings(log: Log = print) -> Registry:
     """The plugin registry, with a warning line per broken plugin."""
     registry = load_registry()
-    for problem in registry.problems:
-        log(f"warning: {problem}")
+    for line in registry.problems + registry.warnings:
+        log(f"warning: {line}")
     return registry
 
 

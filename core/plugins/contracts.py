@@ -129,6 +129,7 @@ class Augmentation(nn.Module):
     Bulk randomness in ``apply`` comes from the generator it is given (``Randomness.signals``)."""
 
     stage: ClassVar[str] = "wave"
+    draws_on_device = False  # set for plugins of API 3 and earlier (esc50.core.plugins.adapters)
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
@@ -159,9 +160,15 @@ class Augmentation(nn.Module):
         return lengths
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | Randomness) -> torch.Tensor:
-        randomness = Randomness.of(generator)
+        randomness = self._randomness(generator)
         chosen, params = self._draw(x.shape[0], randomness.examples)
         return self.apply(x, chosen, params, randomness.signals)
+
+    def _randomness(self, generator: torch.Generator | Randomness) -> Randomness:
+        """The generators to draw from; one on the training device for both where the plugin
+        was written before per-example draws moved to the host (plugin API 3 and earlier)."""
+        randomness = Randomness.of(generator)
+        return Randomness.of(randomness.signals) if self.draws_on_device else randomness
 
     def _draw(self, batch_size: int, generator: torch.Generator
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -210,7 +217,7 @@ class BatchAugmentation(Augmentation):
 
     def forward(self, features: torch.Tensor, targets: torch.Tensor,  # type: ignore[override]
                 generator: torch.Generator | Randomness) -> tuple[torch.Tensor, torch.Tensor]:
-        randomness = Randomness.of(generator)
+        randomness = self._randomness(generator)
         chosen, params = self._draw(features.shape[0], randomness.examples)
         return self.apply(features, targets, chosen, params, randomness.signals)
 

@@ -8,6 +8,7 @@ hook or registers nonsense is recorded in :attr:`Registry.problems` and the rest
 
 from __future__ import annotations
 
+import ast
 import difflib
 import inspect
 import re
@@ -22,6 +23,8 @@ import pluggy
 from torch import nn
 
 from esc50.core.plugins import hookspecs
+from esc50.core.plugins.adapters import (adapt_augmentation, config_for, legacy_options,
+                                          porting_notes)
 from esc50.core.plugins.checks import plugin_label
 from esc50.core.convert import convert, type_name
 from esc50.core.errors import Esc50Error
@@ -34,6 +37,10 @@ KINDS = {"model": "register_models", "augmentation": "register_augmentations",
 CONTRACTS = {"model": nn.Module, "augmentation": Augmentation, "featurizer": Featurizer,
              "dataset": DatasetReader, "logger": Logger}
 
+
+# The modules of plugin API 4 whose names moved (core/moved.py keeps them importable).
+MOVED_MODULES = {f"esc50.core.{name}" for name in ("hookspecs", "contracts", "registry", "dataset",
+                                                   "loggers")}
 
 # Model options that only say where a fresh run's first weights come from (a published file,
 # downloaded weights): a model rebuilt to receive trained weights ignores them.
@@ -49,6 +56,7 @@ class Component:
     description: str
     package: str
     version: str
+    api: int = hookspecs.PLUGIN_API_VERSION  # the plugin API its module was written for
 
     def options(self) -> dict[str, inspect.Parameter]:
         """Keyword options the factory takes (beyond the config and, for models, input shape)."""
@@ -103,6 +111,7 @@ class Choice:
     spec: str
     component: Component
     options: dict[str, Any]
+    legacy: dict[str, Any] = field(default_factory=dict)  # old config keys (adapters.py)
 
     @property
     def info(self) -> dict[str, str]:
@@ -126,7 +135,8 @@ class Choice:
                 kwargs.pop(name, None)
         component = self.component
         try:
-            built = component.factory(config, *args, **kwargs)
+            built = component.factory(config_for(config, component.api, self.legacy), *args,
+                                      **kwargs)
         except (Esc50Error, ValueError) as exc:  # a factory rejecting its config or options
             raise Esc50Error(f"{self.kind} {component.id}: {exc}") from exc
         except Exception as exc:  # a bug in a plugin: name it instead of a bare traceback
@@ -136,7 +146,8 @@ class Choice:
         if not isinstance(built, expected):
             raise Esc50Error(f"{self.kind} {component.id} ({component.package}) returned "
                              f"{type(built).__name__}, not a {expected.__name__}")
-        return built
+        return adapt_augmentation(built, component.api) if self.kind == "augmentation" \
+            else built
 
 
 @dataclass(frozen=True)
@@ -183,7 +194,8 @@ class Registry:
 
     components: dict[str, Component] = field(default_factory=dict)
     sources: list[PluginSource] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # plugins refused, each on one line
+    warnings: list[str] = field(default_factory=list)  # plugins loaded with a warning (adapted)
 
     def check_recorded(self, plugins: dict[str, dict[str, str]],
                        warn: Callable[[str], None]) -> None:
@@ -246,7 +258,8 @@ class Registry:
         options = {**config.options.get(component.id, {}),
                    **(config.options.get(plugin_id, {}) if plugin_id != component.id else {}),
                    **spec_options}
-        return Choice(kind, spec, component, convert_options(component, options))
+        options, legacy = legacy_options(component.api, options)
+        return Choice(kind, spec, component, convert_options(component, options), legacy)
 
     def create(self, kind: str, spec: str, config: Any, *args: Any,
                restoring: bool = False) -> Any:
@@ -263,22 +276,34 @@ class Registry:
         for plugin_id, table in config.options.items():
             component = next(c for c in self.components.values()
                              if plugin_id in (c.id, c.id.split(".", 1)[1]))
-            typed[plugin_id] = convert_options(component, table)
+            options, legacy = legacy_options(component.api, table)
+            typed[plugin_id] = {**convert_options(component, options), **legacy}
         return config.with_options(typed)
 
-    def register_plugin(self, plugin: object, namespace: str, package: str = "registered at run time",
-                        version: str = "") -> None:
-        """Register a plugin object (module or instance with hook implementations) at run time."""
-        self._add_plugin(plugin, namespace, package, version, getattr(plugin, "__name__", ""))
+    def register_plugin(self, plugin: object, namespace: str,
+                        package: str = "registered at run time", version: str = "") -> None:
+        """Register a plugin object (module or instance with hook implementations) at run time
+        (one that declares no ``ESC50_PLUGIN_API`` is taken to be current, without a warning)."""
+        self._add_plugin(plugin, namespace, package, version, getattr(plugin, "__name__", ""),
+                         [], undeclared_warning=False)
 
     def _add_plugin(self, plugin: object, namespace: str, package: str, version: str,
-                    module: str) -> None:
-        declared = getattr(plugin, "ESC50_PLUGIN_API", hookspecs.PLUGIN_API_VERSION)
-        if declared != hookspecs.PLUGIN_API_VERSION:
-            self.problems.append(
-                f"plugin {namespace} ({package}) is built for plugin API {declared}, but this esc50 "
-                f"provides API {hookspecs.PLUGIN_API_VERSION}: upgrade the plugin or esc50")
+                    module: str, notes: list[str], undeclared_warning: bool = True) -> None:
+        """Register ``plugin``'s components. ``notes``: what importing it warned about (old
+        import paths); they go into the one warning a package gets."""
+        current = hookspecs.PLUGIN_API_VERSION
+        declared = getattr(plugin, "ESC50_PLUGIN_API", None)
+        where = f"plugin {namespace} ({package} {version})".replace(" )", ")")
+        if declared is not None and (not isinstance(declared, int) or isinstance(declared, bool)
+                                     or declared < 1):
+            self.problems.append(f"{where} declares ESC50_PLUGIN_API = {declared!r}, which is "
+                                 f"not a plugin API version (1 to {current})")
             return
+        if declared is not None and declared > current:
+            self.problems.append(f"{where} is built for plugin API {declared}, newer than this "
+                                 f"esc50's ({current}): upgrade esc50")
+            return
+        api = current if declared is None else declared
         manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         manager.add_hookspecs(hookspecs)
         try:
@@ -287,17 +312,29 @@ class Registry:
             self.problems.append(f"plugin {namespace} ({package}): {_one_line(exc)}")
             return
         self.sources.append(PluginSource(namespace, package, version, module))
+        kinds = set()
         for kind, hook_name in KINDS.items():
             for impl in getattr(manager.hook, hook_name).get_hookimpls():
-                register = self._register_callback(kind, namespace, package, version)
+                kinds.add(kind)
+                register = self._register_callback(kind, namespace, package, version, api)
                 try:
                     impl.function(register=register)
                 except Exception as exc:
                     self.problems.append(
                         f"plugin {namespace} ({package}) failed in {hook_name}: {_one_line(exc)}")
+        changes = porting_notes(api, kinds) + notes
+        if declared is None and undeclared_warning:
+            changes.append(f"declare the plugin API it is written for: ESC50_PLUGIN_API = "
+                           f"{current} in {module or namespace}")
+        if changes:
+            written = f"is written for plugin API {api}" if declared is not None else \
+                "declares no plugin API version"
+            adapted = f"; esc50 (API {current}) adapts it" if api < current else ""
+            self.warnings.append(f"{where} {written}{adapted}. To port it: {'; '.join(changes)} "
+                                 "(docs/plugins.md, Compatibility)")
 
-    def _register_callback(self, kind: str, namespace: str, package: str,
-                           version: str) -> Callable[..., None]:
+    def _register_callback(self, kind: str, namespace: str, package: str, version: str,
+                           api: int) -> Callable[..., None]:
         def register(factory: Callable[..., Any], name: str | None = None,
                      description: str | None = None) -> None:
             if not callable(factory):
@@ -313,7 +350,7 @@ class Registry:
                 return
             doc = description or (inspect.getdoc(factory) or "").strip().split("\n")[0]
             self.components[component_id] = Component(kind, component_id, factory, doc, package,
-                                                      version)
+                                                      version, api)
         return register
 
 
@@ -335,8 +372,24 @@ def load_registry() -> Registry:
             registry.problems.append(
                 f"plugin {ep.name} ({package}) failed to import {ep.value}: {_one_line(exc)}")
             continue
-        registry._add_plugin(module, namespace, package, version, ep.value)
+        old = old_imports(module)
+        notes = [f"import from esc50 itself, not {', '.join(old)}"] if old else []
+        registry._add_plugin(module, namespace, package, version, ep.value, notes)
     return registry
+
+
+def old_imports(module: object) -> list[str]:
+    """The moved module paths of plugin API 4 (``esc50.core.contracts``, ...) that a plugin
+    module's source imports from (none where its source cannot be read)."""
+    try:
+        tree = ast.parse(inspect.getsource(module))  # type: ignore[arg-type]
+    except (OSError, TypeError, SyntaxError):
+        return []
+    found = {node.module for node in ast.walk(tree)
+             if isinstance(node, ast.ImportFrom) and node.module in MOVED_MODULES}
+    found |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+              for alias in node.names if alias.name in MOVED_MODULES}
+    return sorted(found)
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:

@@ -6,6 +6,8 @@ import torch
 
 from esc50 import Augmentation, TaskConfig, check_min_max, hookimpl, to_device, uniform
 
+ESC50_PLUGIN_API = 4
+
 
 class GaussianNoise(Augmentation):
     """Add white Gaussian noise with a standard deviation drawn from [min_std, max_std]."""

@@ -8,6 +8,8 @@ import torch
 
 from esc50 import BatchAugmentation, Esc50Error, TaskConfig, hookimpl, to_device
 
+ESC50_PLUGIN_API = 4
+
 
 class Mixup(BatchAugmentation):
     """Mix pairs of examples and their labels with weights from Beta(alpha, alpha)."""

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import torch
 
-from esc50.core.data.audio import load_clip
 from esc50 import (AUDIO_EXTENSIONS, Augmentation, Esc50Error, TaskConfig, check_min_max, hookimpl,
                    to_device, uniform)
+from esc50.core.data.audio import load_clip
+
+ESC50_PLUGIN_API = 4
 
 EPS = 1e-12
 

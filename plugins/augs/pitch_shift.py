@@ -11,6 +11,8 @@ import torch
 from esc50 import Augmentation, TaskConfig, check_min_max, hookimpl, uniform
 from esc50.plugins.augs.vocoder import resample_linear, stretch
 
+ESC50_PLUGIN_API = 4
+
 
 class PitchShift(Augmentation):
     """Shift pitch by semitones drawn from [min_semitones, max_semitones], same duration."""

@@ -10,6 +10,8 @@ from esc50 import hookimpl, to_device
 from esc50.plugins.augs.gaussian import GaussianNoise
 from esc50.plugins.augs.spectral import PowerStage, noise_bands
 
+ESC50_PLUGIN_API = 4
+
 
 class SpecGaussianNoise(PowerStage, GaussianNoise):
     """White Gaussian noise added as band power (fast): std from [min_std, max_std]."""

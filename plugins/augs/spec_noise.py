@@ -11,6 +11,8 @@ from esc50 import Featurizer, hookimpl, to_device
 from esc50.plugins.augs.noise import BackgroundNoise, colour_gain, noise_windows
 from esc50.plugins.augs.spectral import EPS, PowerStage, noise_bands
 
+ESC50_PLUGIN_API = 4
+
 
 class SpecBackgroundNoise(PowerStage, BackgroundNoise):
     """Background noise added as band power at an SNR from [min_snr_db, max_snr_db] (fast)."""

@@ -11,6 +11,8 @@ from esc50 import Featurizer, hookimpl, to_device
 from esc50.plugins.augs.pitch_shift import PitchShift
 from esc50.plugins.augs.spectral import EPS, PowerStage, band_centres
 
+ESC50_PLUGIN_API = 4
+
 
 class SpecPitchShift(PowerStage, PitchShift):
     """Pitch shift of the power spectrogram (fast): semitones from [min_semitones, max_semitones]."""

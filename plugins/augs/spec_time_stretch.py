@@ -12,6 +12,8 @@ from esc50.plugins.augs.spectral import PowerStage
 from esc50.plugins.augs.time_stretch import TimeStretch
 from esc50.plugins.augs.vocoder import read_at
 
+ESC50_PLUGIN_API = 4
+
 
 class SpecTimeStretch(PowerStage, TimeStretch):
     """Time stretch of the power spectrogram (fast): rate from [min_rate, max_rate]."""

@@ -9,6 +9,8 @@ from esc50 import hookimpl, to_device
 from esc50.plugins.augs.spectral import PowerStage
 from esc50.plugins.augs.volume import Volume
 
+ESC50_PLUGIN_API = 4
+
 
 class SpecVolume(PowerStage, Volume):
     """Volume change on the power spectrogram (fast, exact): gain from [min_gain_db, max_gain_db]."""

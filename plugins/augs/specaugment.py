@@ -7,6 +7,8 @@ import torch
 
 from esc50 import Augmentation, Esc50Error, TaskConfig, check_min_max, hookimpl, to_device
 
+ESC50_PLUGIN_API = 4
+
 
 def band_masks(widths: torch.Tensor, starts: torch.Tensor, size: int) -> torch.Tensor:
     """[B, size] booleans: the union of one band per column of ``widths`` and ``starts`` [B, n]

@@ -8,6 +8,8 @@ import torch
 
 from esc50 import Augmentation, TaskConfig, check_min_max, hookimpl, to_device, uniform
 
+ESC50_PLUGIN_API = 4
+
 
 class TimeShift(Augmentation):
     """Shift features in time by a fraction of the clip from [min_shift, max_shift]."""

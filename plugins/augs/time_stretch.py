@@ -9,6 +9,8 @@ import torch
 from esc50 import Augmentation, TaskConfig, check_min_max, hookimpl, to_device, uniform
 from esc50.plugins.augs.vocoder import stretch
 
+ESC50_PLUGIN_API = 4
+
 
 class TimeStretch(Augmentation):
     """Speed clips up or slow them down by a rate drawn from [min_rate, max_rate], same pitch."""

@@ -7,6 +7,8 @@ import torch
 
 from esc50 import Augmentation, TaskConfig, check_min_max, hookimpl, to_device, uniform
 
+ESC50_PLUGIN_API = 4
+
 
 class Volume(Augmentation):
     """Scale clips by a gain in dB drawn from [min_gain_db, max_gain_db]."""

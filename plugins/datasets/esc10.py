@@ -11,6 +11,8 @@ from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, check
                    hookimpl, list_files)
 from esc50.plugins.datasets.esc50 import read_rows
 
+ESC50_PLUGIN_API = 4
+
 
 class ESC10(DatasetReader):
     """ESC-10: the esc10 subset of ESC-50, 400 clips, 10 classes, 5 official folds."""

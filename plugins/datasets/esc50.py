@@ -19,6 +19,8 @@ from typing import Any
 from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, check_unique_stems,
                    hookimpl, list_files, read_table)
 
+ESC50_PLUGIN_API = 4
+
 CLIP_NAME = re.compile(r"^(?P<fold>\d+)-(?P<clip>[^-]+)-(?P<take>[^-]+)-(?P<target>\d+)$")
 
 

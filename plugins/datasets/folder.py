@@ -18,6 +18,8 @@ import soundfile as sf
 
 from esc50 import Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, hookimpl, list_files
 
+ESC50_PLUGIN_API = 4
+
 GROUP_RULES = ("file", "folder", "prefix")
 
 

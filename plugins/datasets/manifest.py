@@ -11,6 +11,8 @@ from pathlib import Path
 from esc50 import (AUDIO_EXTENSIONS, Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig,
                    hookimpl, read_table)
 
+ESC50_PLUGIN_API = 4
+
 
 class Manifest(DatasetReader):
     """Clips listed in a CSV file (path, label[, fold, group])."""

@@ -11,6 +11,8 @@ from pathlib import Path
 from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, hookimpl, list_files,
                    read_table)
 
+ESC50_PLUGIN_API = 4
+
 
 class UrbanSound8K(DatasetReader):
     """UrbanSound8K: 8732 slices, 10 classes, 10 official folds."""

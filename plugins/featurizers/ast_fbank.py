@@ -20,6 +20,8 @@ from torchaudio.compliance import kaldi
 
 from esc50 import Featurizer, TaskConfig, hookimpl
 
+ESC50_PLUGIN_API = 4
+
 WINDOW, HOP = 400, 160  # 25 ms and 10 ms at 16 kHz
 
 

@@ -23,6 +23,8 @@ import torch
 from esc50 import PowerFeaturizer, TaskConfig, hookimpl
 from esc50.plugins.featurizers.mel import MelSettings
 
+ESC50_PLUGIN_API = 4
+
 FLOOR = 1e-10  # librosa's and torchlibrosa's amin
 
 

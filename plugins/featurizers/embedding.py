@@ -25,6 +25,8 @@ from esc50.plugins.models.ast import AST, checkpoint_config
 from esc50.plugins.models.cnn14 import Cnn14
 from esc50.plugins.models.kumar import Kumar
 
+ESC50_PLUGIN_API = 4
+
 
 class Embedding(Featurizer):
     """``backbone.embed(front_end(wav))`` as features ``[B, 1, size, 1]``, frozen."""

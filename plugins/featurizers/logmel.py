@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 from esc50 import PowerFeaturizer, TaskConfig, hookimpl
-from esc50.plugins.featurizers.mel import MelSettings
+from esc50.plugins.featurizers.mel import HOP_LENGTH, N_FFT, N_MELS, WIN_LENGTH, MelSettings
+
+ESC50_PLUGIN_API = 4
 
 
 class LogMel(PowerFeaturizer):
@@ -13,8 +15,8 @@ class LogMel(PowerFeaturizer):
 
     name = "logmel"
 
-    def __init__(self, config: TaskConfig, n_fft: int = 1024, win_length: int = 1024,
-                 hop_length: int = 256, n_mels: int = 64, center: bool = True,
+    def __init__(self, config: TaskConfig, n_fft: int = N_FFT, win_length: int = WIN_LENGTH,
+                 hop_length: int = HOP_LENGTH, n_mels: int = N_MELS, center: bool = True,
                  floor: float = 1e-9) -> None:
         """Options:
         n_fft: STFT size in samples

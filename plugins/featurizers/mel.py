@@ -11,6 +11,10 @@ import torchaudio
 from esc50 import PowerFeaturizer
 
 
+# The report's STFT and mel settings: the defaults of plugins.logmel and plugins.mfcc.
+N_FFT, WIN_LENGTH, HOP_LENGTH, N_MELS = 1024, 1024, 256, 64
+
+
 @dataclass(frozen=True)
 class MelSettings:
     """An STFT of ``n_fft`` points (a Hann window of ``win_length`` samples, centred, every

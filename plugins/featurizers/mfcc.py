@@ -7,7 +7,9 @@ import torch
 import torchaudio
 
 from esc50 import PowerFeaturizer, TaskConfig, hookimpl
-from esc50.plugins.featurizers.mel import MelSettings
+from esc50.plugins.featurizers.mel import HOP_LENGTH, N_FFT, N_MELS, WIN_LENGTH, MelSettings
+
+ESC50_PLUGIN_API = 4
 
 
 class MFCC(PowerFeaturizer):
@@ -16,8 +18,8 @@ class MFCC(PowerFeaturizer):
     name = "mfcc"
 
     def __init__(self, config: TaskConfig, n_mfcc: int = 40, top_db: float = 80.0,
-                 n_fft: int = 1024, win_length: int = 1024, hop_length: int = 256,
-                 n_mels: int = 64) -> None:
+                 n_fft: int = N_FFT, win_length: int = WIN_LENGTH, hop_length: int = HOP_LENGTH,
+                 n_mels: int = N_MELS) -> None:
         """Options:
         n_mfcc: coefficients kept (at most n_mels)
         top_db: dynamic range kept below each clip's peak, in dB

@@ -6,6 +6,8 @@ import torch
 
 from esc50 import Featurizer, TaskConfig, hookimpl
 
+ESC50_PLUGIN_API = 4
+
 
 class Waveform(Featurizer):
     """Raw audio samples as a [1, 1, samples] feature map (for end-to-end models)."""

@@ -10,6 +10,8 @@ from pathlib import Path
 from esc50 import Logger, RunStart, TaskConfig, hookimpl
 from esc50.core.results.folder import write_history
 
+ESC50_PLUGIN_API = 4
+
 
 class History(Logger):
     """history.csv in the run folder: one row per epoch (every run writes it)."""

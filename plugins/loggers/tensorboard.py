@@ -18,6 +18,8 @@ from matplotlib.figure import Figure
 
 from esc50 import Esc50Error, Logger, RunStart, TaskConfig, hookimpl
 
+ESC50_PLUGIN_API = 4
+
 
 class TensorBoard(Logger):
     """TensorBoard scalars, confusion matrix, worst-classified clips as audio, config, metrics."""

@@ -12,6 +12,8 @@ from torch import nn
 from esc50 import TaskConfig, check_range, hookimpl
 from esc50.plugins.models.layers import conv_bn_relu, masked_layers, masked_mean, pad_time
 
+ESC50_PLUGIN_API = 4
+
 
 class Advanced(nn.Module):
     """VGG-style CNN: conv-conv-pool blocks with doubling channels, batch norm and dropout."""

@@ -32,6 +32,8 @@ from torch import nn
 from esc50 import Esc50Error, TaskConfig, hookimpl
 from esc50.plugins.models.published import Freezable, check_freeze, trainable_groups
 
+ESC50_PLUGIN_API = 4
+
 
 def transformers_module() -> Any:
     """The ``transformers`` package, or a one-line error naming the extra that installs it."""

@@ -14,6 +14,8 @@ from torch import nn
 from esc50 import TaskConfig, hookimpl
 from esc50.plugins.models.layers import pad_time, per_clip, zero_padding
 
+ESC50_PLUGIN_API = 4
+
 
 class Baseline(nn.Module):
     """Report's baseline CNN: 3 conv (3x3, ReLU), 4x4 max-pool, 3 fully connected layers."""

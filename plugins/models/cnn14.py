@@ -36,6 +36,8 @@ from esc50.plugins.models.layers import masked_max, masked_mean, pad_time, zero_
 from esc50.plugins.models.published import (Freezable, check_freeze, load_published,
                                              read_state_dict, trainable_groups)
 
+ESC50_PLUGIN_API = 4
+
 WIDTHS = [64, 128, 256, 512, 1024, 2048]
 POOLINGS = 5  # 2x2 average poolings after blocks 1-5
 EXPECTED = ("Cnn14_mAP=0.431.pth from https://zenodo.org/record/3987831 (PANNs); "

@@ -15,6 +15,8 @@ from torch import nn
 from esc50 import TaskConfig, frame_mask, hookimpl
 from esc50.plugins.models.layers import pad_time, zero_padding
 
+ESC50_PLUGIN_API = 4
+
 
 class Attention(nn.Module):
     """Additive attention: energy = Linear-Tanh-Linear, softmax over valid frames, weighted sum."""

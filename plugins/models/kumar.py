@@ -41,6 +41,8 @@ from esc50.plugins.models.layers import (conv_bn_relu, masked_layers, masked_max
 from esc50.plugins.models.published import (Freezable, check_freeze, load_published,
                                              read_state_dict, trainable_groups)
 
+ESC50_PLUGIN_API = 4
+
 BLOCKS = [(16, 2), (32, 2), (64, 2), (128, 2), (256, 2), (512, 1)]  # (channels, convolutions)
 REDUCTION = 2 ** len(BLOCKS)
 PUBLISHED_BANDS = 128

@@ -15,6 +15,8 @@ from torch import nn
 from esc50 import TaskConfig, hookimpl
 from esc50.plugins.models.layers import masked_mean
 
+ESC50_PLUGIN_API = 4
+
 
 class Linear(nn.Module):
     """Mean over the valid frames, flattened, then a linear layer (or hidden -> ReLU -> out)."""

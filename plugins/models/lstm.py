@@ -9,6 +9,8 @@ from torch import nn
 
 from esc50 import TaskConfig, hookimpl
 
+ESC50_PLUGIN_API = 4
+
 
 class LSTMClassifier(nn.Module):
     """Report's LSTM: LSTM over frames, output at each clip's last valid frame, linear layer."""

@@ -26,6 +26,8 @@ from torch import nn
 from esc50 import TaskConfig, hookimpl
 from esc50.plugins.models.layers import masked_max, masked_mean, zero_padding
 
+ESC50_PLUGIN_API = 4
+
 
 class ResidualBlock(nn.Module):
     """Two 3x3 conv-BN layers with a shortcut (1x1 conv-BN when the width changes), then ReLU."""

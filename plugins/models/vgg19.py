@@ -15,6 +15,8 @@ from torch import nn
 from esc50 import Esc50Error, TaskConfig, hookimpl
 from esc50.plugins.models.layers import masked_layers, pad_time, per_clip
 
+ESC50_PLUGIN_API = 4
+
 MIN_FRAMES = 32  # five 2x2 poolings
 
 

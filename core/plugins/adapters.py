@@ -1,0 +1,133 @@
+"""Plugins written for an earlier plugin API, adapted instead of refused.
+
+Every change to the plugin contract since API 1 has an adapter here, so a package built for any
+earlier version loads and trains; the registry prints one warning per such package naming what to
+change (:func:`porting_notes`). The changes, by the version that made them:
+
+- 2: augmentations follow the draw-then-apply template (``sample`` and ``apply`` instead of
+  ``forward``), the stage ``"spec"`` is ``"features"``, batch-stage augmentations subclass
+  ``BatchAugmentation``; the report's model knobs are plugin options, no longer config keys.
+  Adapter: :class:`ForwardAugmentation` runs an old ``forward(x, generator)`` augmentation under
+  the template; old config keys read by a factory are answered by :class:`LegacyConfig`.
+- 3: the STFT and mel knobs (``n_fft``, ``win_length``, ``hop_length``, ``n_mels``) are
+  featurizer options, no longer config keys. Adapter: :class:`LegacyConfig` answers them, with
+  the values given in the plugin's option table (``--set ext.pcen.n_mels=128``) or the report's.
+- 4: an augmentation's per-example draws are CPU tensors when training on a GPU. Adapter: an
+  augmentation written for 3 or earlier draws them on the training device, as it expects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from esc50.core.config import TaskConfig
+from esc50.core.convert import convert
+from esc50.core.errors import Esc50Error
+from esc50.core.plugins.contracts import Augmentation, BatchAugmentation, Randomness
+
+# TaskConfig keys of earlier plugin APIs: the last API that had each, its value then (the
+# report's) and its type.
+LEGACY_KEYS: dict[str, tuple[int, Any, Any]] = {
+    "n_fft": (2, 1024, int), "win_length": (2, 1024, int), "hop_length": (2, 256, int),
+    "n_mels": (2, 64, int), "cnn_out_channels": (1, 8, int),
+    "kernel_size": (1, (5, 20), tuple[int, ...]), "stride": (1, (2, 8), tuple[int, ...]),
+    "hidden_size": (1, 64, int), "gru_num_layers": (1, 2, int), "bidirectional": (1, False, bool),
+    "pretrained": (1, False, bool), "path2noise": (1, None, str | None)}
+
+CHANGES = {  # version -> {kind: what a plugin of that kind written before it must change}
+    2: {"augmentation": "move each augmentation's draws into sample(batch_size, generator) and its "
+                        "transform into apply(x, chosen, params, generator), leave p to the base "
+                        "class, rename stage 'spec' to 'features' and make batch-stage ones "
+                        "subclass BatchAugmentation",
+        "model": "take model settings as keyword options of the factory, not config keys"},
+    3: {"featurizer": "take n_fft, win_length, hop_length and n_mels as keyword options of the "
+                      "factory (with defaults), not config keys, and set min_samples"},
+    4: {"augmentation": "expect per-example draws (chosen, sample's tensors) on the CPU when "
+                        "training on a GPU: move each to the batch with to_device(draw, x)"},
+}
+
+
+def porting_notes(api: int, kinds: set[str]) -> list[str]:
+    """What a package written for plugin API ``api`` with components of ``kinds`` must change
+    to be current, oldest change first."""
+    return [f"(API {version}) {text}" for version, by_kind in sorted(CHANGES.items())
+            if version > api for kind, text in by_kind.items() if kind in kinds]
+
+
+def legacy_options(api: int, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a component's options into the ones its factory takes and the old config keys an
+    API-``api`` factory reads from the config instead (for :class:`LegacyConfig`, converted to
+    the type they had)."""
+    old = {k: v for k, v in options.items() if k in LEGACY_KEYS and api <= LEGACY_KEYS[k][0]}
+    try:
+        typed = {k: convert(v, LEGACY_KEYS[k][2]) for k, v in old.items()}
+    except ValueError as exc:
+        raise Esc50Error(f"option {', '.join(old)}: expected {exc}") from None
+    return {k: v for k, v in options.items() if k not in old}, typed
+
+
+class LegacyConfig:
+    """A run's config as a factory written for plugin API ``api`` reads it: the config keys of
+    that API that have since moved (:data:`LEGACY_KEYS`) answer with ``given`` values or the
+    values they had then; everything else is the run's config."""
+
+    def __init__(self, config: TaskConfig, api: int, given: dict[str, Any]) -> None:
+        self._config = config
+        self._old = {k: given.get(k, v) for k, (last, v, _) in LEGACY_KEYS.items() if api <= last}
+
+    def __getattr__(self, name: str) -> Any:
+        old = self.__dict__.get("_old", {})
+        return old[name] if name in old else getattr(self._config, name)
+
+    def __repr__(self) -> str:
+        return f"LegacyConfig({self._config!r}, {self._old!r})"
+
+
+def config_for(config: TaskConfig, api: int, given: dict[str, Any]) -> Any:
+    """The config to give a factory written for plugin API ``api``."""
+    return LegacyConfig(config, api, given) if api <= 2 else config
+
+
+def is_forward_style(aug: Augmentation) -> bool:
+    """An augmentation written before the draw-then-apply template: it overrides ``forward``
+    and implements no ``apply``."""
+    base = BatchAugmentation if isinstance(aug, BatchAugmentation) else Augmentation
+    kind = type(aug)
+    return kind.forward is not base.forward and kind.apply is base.apply
+
+
+def adapt_augmentation(aug: Augmentation, api: int) -> Augmentation:
+    """``aug`` as the current contract expects it (see the module docstring)."""
+    if is_forward_style(aug):
+        return ForwardAugmentation(aug)
+    if api <= 3:
+        aug.draws_on_device = True
+    return aug
+
+
+class ForwardAugmentation(Augmentation):
+    """An augmentation of plugin API 1 (its own ``forward(x, generator)``, deciding which
+    examples to transform itself) under the template: it is called with one generator on the
+    training device, its stage ``"spec"`` is ``"features"``, and the examples it changed are
+    counted from its output."""
+
+    def __init__(self, inner: Augmentation) -> None:
+        super().__init__(getattr(inner, "p", 1.0))
+        self.inner = inner
+        self.stage = {"spec": "features"}.get(inner.stage, inner.stage)
+        self.name = getattr(inner, "name", type(inner).__name__.lower())
+
+    def attach(self, featurizer: Any) -> None:
+        self.inner.attach(featurizer)
+
+    def forward(self, x: torch.Tensor, *rest: Any) -> Any:
+        *targets, generator = rest
+        out = self.inner(x, *targets, Randomness.of(generator).signals)
+        changed = out[0] if isinstance(out, tuple) else out
+        if isinstance(changed, torch.Tensor) and changed.shape == x.shape:
+            self.transformed = self.transformed + (changed != x).flatten(1).any(1).sum()
+        self.seen += x.shape[0]
+        return out
+
