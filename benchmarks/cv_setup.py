@@ -13,18 +13,18 @@ import tempfile
 import time
 
 from esc50.core.config import TaskConfig
-from esc50.core.training.batches import SetupMemo
+from esc50.core.training.batches import ExperimentData
 from esc50.core.plugins.registry import load_registry
 from esc50.core.training.trainer import Trainer
 
 
-def setup_seconds(config: TaskConfig, folds: list[int], memo: SetupMemo | None) -> list[float]:
+def setup_seconds(config: TaskConfig, folds: list[int], shared: ExperimentData | None) -> list[float]:
     """Seconds to build each fold's Trainer (nothing trained)."""
     registry, seconds = load_registry(), []
     for fold in folds:
         started = time.perf_counter()
         Trainer(config.override(split="fold", val_fold=fold, run_name=f"fold-{fold}"), registry,
-                log=lambda _: None, memo=memo)
+                log=lambda _: None, shared=shared)
         seconds.append(time.perf_counter() - started)
     return seconds
 
@@ -39,7 +39,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         config = TaskConfig().override(data=args.data, model=args.model, augs=args.aug,
                                        output_dir=work, progress=False)
-        rows = {"shared (esc50 cv)": setup_seconds(config, folds, SetupMemo()),
+        rows = {"shared (esc50 cv)": setup_seconds(config, folds, ExperimentData()),
                 "each fold on its own": setup_seconds(config, folds, None)}
     print(f"set-up seconds per fold, {args.model}, augs {args.aug or 'none'}\n")
     print("| folds | " + " | ".join(f"fold {k}" for k in folds) + " | all five |")

@@ -24,6 +24,7 @@ import torch
 
 from esc50.core.config import TaskConfig
 from esc50.core.plugins.registry import load_registry
+from esc50.core.training import loop
 from esc50.core.training.trainer import Trainer
 
 
@@ -64,7 +65,7 @@ def measure(config: TaskConfig, model: str, augs: list[str], repeats: int, stage
     data.batches = functools.partial(batches, ahead=False)
     one_by_one = epoch_seconds(trainer, 2)
     prepared = list(batches(True, trainer.randomness))  # on the device
-    data.batches = lambda training, generator: iter(prepared)
+    data.batches = lambda training, generator, epoch=0: iter(prepared)
     reference = epoch_seconds(trainer, 3)
     print(f"| {model} | {clips} | {clips / augmented:.0f} | {clips / one_by_one:.0f} | "
           f"{clips / reference:.0f} | {augmented / reference:.2f}x | "
@@ -86,7 +87,7 @@ def stage_times(trainer: Trainer, prepared: list, repeats: int) -> None:
         stages[f"{spec} (p={aug.p})"] = lambda aug=aug: aug(wav, generator)
     featurizer = trainer.classifier.featurizer
     stages["featurizer"] = lambda: featurizer(wav)
-    stages["whole batch prepared"] = lambda: data._prepare(batch, True, generator)
+    stages["whole batch prepared"] = lambda: data.prepare(batch, True, generator)
     features, frames, targets = prepared[0]
     stages["training step"] = lambda: step(trainer, features, frames, targets)
     for name, work in stages.items():
@@ -101,7 +102,7 @@ def profile_batches(trainer: Trainer, batches: int = 3) -> None:
     loader = iter(trainer.data.train_loader)
     with torch.profiler.profile(activities=activities) as prof:
         for _ in range(batches):
-            trainer.data._prepare(next(loader), True, trainer.randomness)
+            trainer.data.prepare(next(loader), True, trainer.randomness)
         synchronize(trainer.device)
     by = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=by, row_limit=25, max_name_column_width=50))
@@ -109,11 +110,12 @@ def profile_batches(trainer: Trainer, batches: int = 3) -> None:
 
 def step(trainer: Trainer, features: torch.Tensor, frames: torch.Tensor,
          targets: torch.Tensor) -> None:
-    with torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=trainer.use_amp):
-        loss = trainer.loss_fn(trainer.step_model(features, frames).float(), targets)
-    trainer.optimizer.zero_grad(set_to_none=True)
+    loss_fn = loop.training_loss(trainer.state.model, trainer.config.label_smoothing)
+    with loop.autocast(trainer.device, trainer.amp):
+        loss = loss_fn(trainer.step_model(features, frames).float(), targets)
+    trainer.state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    trainer.optimizer.step()
+    trainer.state.step()
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""`esc50` commands: train, cv, evaluate, predict, report, list-plugins, download."""
+"""`esc50` commands: train, cv, tune, evaluate, predict, export, report, list-plugins,
+new-plugin, weights, download."""
 
 from __future__ import annotations
 
@@ -57,10 +58,15 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.version_option(package_name="esc50")
 @click.option("--traceback", "show_traceback", is_flag=True,
               help=f"print the full traceback of an error (also: {DEBUG_VARIABLE}=1).")
-def cli(show_traceback: bool) -> None:
+@click.option("--offline", is_flag=True, help="open no network connection: weights named by "
+              "name must be in the cache (also: ESC50_OFFLINE=1).")
+def cli(show_traceback: bool, offline: bool) -> None:
     """esc50: train, compare and use environmental sound classifiers."""
     if show_traceback:
         os.environ[DEBUG_VARIABLE] = "1"
+    if offline:
+        os.environ["ESC50_OFFLINE"] = "1"
+        os.environ["HF_HUB_OFFLINE"] = "1"  # transformers' hub ids (plugins.ast) too
 
 
 def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -214,6 +220,62 @@ def cv(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...]
 
 
 @cli.command()
+@train_options
+@click.option("--val-fold", type=int, help="the outer fold: left out of every trial (never "
+              "read), scored once by --final.")
+@click.option("--name", required=True, help="the study: its folder under --output-dir and its "
+              "name in the storage.")
+@click.option("--space", "spaces", multiple=True, metavar="KEY=low:high[:log] | KEY=a|b|c",
+              help="a setting to search (a TaskConfig key or plugin.option); repeatable.")
+@click.option("--space-file", type=click.Path(dir_okay=False),
+              help="a TOML file whose [space] table gives the settings to search.")
+@click.option("--trials", type=int, default=10, show_default=True,
+              help="trials this command runs (the study keeps every earlier one).")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="worker processes on this machine sharing the study.")
+@click.option("--inner-folds", type=int, default=1, show_default=True,
+              help="inner folds each trial is scored on (their mean).")
+@click.option("--storage", help="a database URL Optuna accepts (default: a SQLite file in the "
+              "study folder); workers on several machines share one study through it.")
+@click.option("--show", is_flag=True, help="print the best settings so far and write them as "
+              "best.toml (for esc50 train/cv --config).")
+@click.option("--final", is_flag=True, help="train once with the best settings and score the "
+              "outer fold (only once per study).")
+@user_errors
+def tune(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...],
+         no_progress: bool, name: str, spaces: tuple[str, ...], space_file: str | None,
+         trials: int, jobs: int, inner_folds: int, storage: str | None, show: bool,
+         final: bool, **flags: Any) -> None:
+    """Search settings on the training folds only (Optuna; pip install 'esc50[tune]'): the
+    outer fold (--val-fold) is left out of every trial and scored once, by --final."""
+    from esc50.core.commands import api
+    from esc50.core.commands import tune as search
+
+    if show or final:
+        root = Path(flags.get("output_dir") or "runs") / name
+        found = search.load_search(root, name, storage)
+        result = search.final_run(found, click.echo) if final else search.summary(found)
+    else:
+        result = api.tune(list(spaces), name=name, trials=trials, jobs=jobs,
+                          inner_folds=inner_folds, storage=storage, space_file=space_file,
+                          log=click.echo, **config_arguments(config_file, augs, settings,
+                                                             no_progress, flags))
+    best = result["best"]
+    click.echo(f"trials: {', '.join(f'{n} {state}' for state, n in result['trials'].items())}")
+    if best is None:
+        click.echo("no trial has finished yet")
+        return
+    click.echo(f"best: trial {best['trial']}, inner accuracy {best['inner_accuracy']:.3f} on "
+               f"fold(s) {', '.join(map(str, best['inner_folds']))} (outer fold "
+               f"{best['outer_fold']} untouched by the search): "
+               f"{', '.join(f'{k}={v}' for k, v in best['settings'].items())}")
+    click.echo(f"written to {result['config']}: esc50 train --config {result['config']}")
+    if result.get("final"):
+        click.echo(f"outer fold {best['outer_fold']} (scored once): "
+                   f"{result['final']['accuracy']:.3f} by {result['final']['run']}")
+
+
+@cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", default="report", show_default=True, help="folder for report.md and PNGs.")
 @click.option("--html", "as_html", is_flag=True,
@@ -240,32 +302,31 @@ def report(runs: tuple[str, ...], out: str, as_html: bool) -> None:
 @click.option("--options", "show_options", is_flag=True,
               help="each plugin's options: name, type, default.")
 @click.option("--strict", is_flag=True, help="exit with status 1 when a plugin is broken.")
+@click.option("--refresh", is_flag=True, help="build the listing again instead of reading it "
+              "from the cache (it is rebuilt by itself when a plugin package changes).")
 @user_errors
-def list_plugins(as_json: bool, verbose: bool, show_options: bool, strict: bool) -> None:
+def list_plugins(as_json: bool, verbose: bool, show_options: bool, strict: bool,
+                 refresh: bool) -> None:
     """List every model, augmentation, featurizer, dataset and logger with its package,
     description and options."""
-    from esc50.cli.listing import plugin_rows, render_options, render_table
-    from esc50.core.plugins.registry import load_registry
+    from esc50.cli.listing import listing, render_options, render_table
 
-    registry = load_registry()
-    rows = plugin_rows(registry)
-    sources = [vars(source) for source in registry.sources]
+    found = listing(refresh)
     if as_json:
-        click.echo(json.dumps({"plugins": rows, "sources": sources,
-                               "problems": registry.problems, "warnings": registry.warnings},
-                              indent=2))
+        click.echo(json.dumps(found, indent=2))
     else:
+        rows = found["plugins"]
         click.echo(render_options(rows) if show_options else render_table(rows))
         if verbose:
             click.echo("\nplugin sources:")
-            for source in sources:
+            for source in found["sources"]:
                 click.echo(f"  {source['namespace']}: {source['module']} from "
                            f"{source['package']} {source['version']}")
-        for problem in registry.problems:
+        for problem in found["problems"]:
             click.echo(f"broken: {problem}")
-        for warning in registry.warnings:
+        for warning in found["warnings"]:
             click.echo(f"warning: {warning}")
-    if strict and registry.problems:
+    if strict and found["problems"]:
         raise SystemExit(1)
 
 
@@ -291,11 +352,78 @@ def new_plugin(name: str, parent: str) -> None:
 @user_errors
 def download(dest: str | None, url: str | None, sha256: str | None) -> None:
     """Download and verify the ESC-50 dataset."""
-    from esc50.core.data.location import ENV_VAR, cache_dir
+    from esc50.core.data.location import ENV_VAR
+    from esc50.core.files.cache import cache_dir
     from esc50.core.data.download import OFFICIAL_URL, download_dataset
 
     root = download_dataset(url or OFFICIAL_URL, Path(dest) if dest else cache_dir(), sha256)
     click.echo(f"ESC-50 is ready in {root}; pass --data {root} or set {ENV_VAR}={root}")
+
+
+@cli.group()
+def weights() -> None:
+    """Published weight files known by name (checkpoint=NAME): list, download, verify, path."""
+
+
+@weights.command("list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output.")
+@user_errors
+def weights_list(as_json: bool) -> None:
+    """Every weight file the installed plugins know, and whether it is cached."""
+    from esc50.core.commands.weights import weights_rows
+    from esc50.core.plugins.registry import load_registry
+
+    rows = weights_rows(load_registry())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        size = f", {row['size']:,} bytes" if row["size"] else ""
+        click.echo(f"{row['name']}: {row['file']}{size}, "
+                   f"{'cached at ' + row['cached'] if row['cached'] else 'not cached'}")
+        click.echo(f"    from {', '.join(row['urls'])}")
+        checksum = row["checksum"] or "none published (recorded at the first download)"
+        click.echo(f"    checksum {checksum}; licence: {row['licence']}")
+        click.echo(f"    cite: {row['citation']}; registered by {row['registered_by']}")
+
+
+@weights.command("download")
+@click.argument("names", nargs=-1, required=True)
+@user_errors
+def weights_download(names: tuple[str, ...]) -> None:
+    """Fetch weight files into the cache (verified; a broken download resumes)."""
+    from esc50.core.commands.weights import download
+    from esc50.core.plugins.registry import load_registry
+
+    registry = load_registry()
+    for name in names:
+        click.echo(f"{name}: {download(registry, name, click.echo)}")
+
+
+@weights.command("verify")
+@click.argument("names", nargs=-1)
+@user_errors
+def weights_verify(names: tuple[str, ...]) -> None:
+    """Check cached weight files against their checksums (all when none is named)."""
+    from esc50.core.commands.weights import verify
+    from esc50.core.plugins.registry import load_registry
+
+    results = verify(load_registry(), list(names))
+    for name, outcome in results:
+        click.echo(f"{name}: {outcome}")
+    if any(outcome.startswith("does not match") for _, outcome in results):
+        raise SystemExit(1)
+
+
+@weights.command("path")
+@click.argument("name")
+@user_errors
+def weights_path(name: str) -> None:
+    """Where a weight file is (or will be) cached."""
+    from esc50.core.commands.weights import path_of
+    from esc50.core.plugins.registry import load_registry
+
+    click.echo(path_of(load_registry(), name))
 
 
 @cli.command()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from esc50 import Esc50Error, PLUGIN_API_VERSION
+from esc50 import PLUGIN_API_VERSION, Esc50Error
+from esc50.core.files.write import output_folder, plain_name, write_text
 
 PYPROJECT = '''[build-system]
 requires = ["setuptools>=68", "wheel"]
@@ -46,6 +47,9 @@ class MeanPool(nn.Module):
 
     def __init__(self, config: TaskConfig, input_shape: tuple[int, int, int],
                  hidden: int = 128) -> None:
+        """Options:
+        hidden: units of the MLP's hidden layer
+        """
         super().__init__()
         if hidden <= 0:
             raise ValueError(f"option hidden={{hidden}} must be positive")
@@ -121,7 +125,7 @@ def write_skeleton(name: str, parent: Path) -> Path:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise Esc50Error(f"plugin name {name!r} must be a lower-case identifier (letters, digits, "
                          "underscores): it becomes the namespace of the plugin ids")
-    root = parent / f"esc50-{name}"
+    root = output_folder(parent, "--dir") / plain_name(f"esc50-{name}", "package folder", parent)
     if root.exists():
         raise Esc50Error(f"{root} already exists: choose another name or folder")
     package = f"{name}_esc50"
@@ -132,6 +136,5 @@ def write_skeleton(name: str, parent: Path) -> Path:
              "README.md": README.format(name=name)}
     for relative, text in files.items():
         path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        write_text(output_folder(path.parent, "package folder") / path.name, text)
     return root

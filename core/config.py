@@ -19,7 +19,8 @@ from typing import Any
 
 from esc50.core.convert import convert
 from esc50.core.errors import Esc50Error
-from esc50.core.files.write import write_text
+from esc50.core.files.read import read_text
+from esc50.core.files.write import plain_name, write_text
 
 
 # The report's knobs that are plugin options (see recipes/report.toml), by the plugins that take
@@ -87,6 +88,8 @@ class TaskConfig:
     optimizer: str = "adam"  # "adam" (the report's; weight_decay as L2), "adamw", "sgd"
     channels_last: bool = True  # convolution weights and 4-D inputs in channels-last layout
     compile: bool = False  # torch.compile the model for training steps (slow start, faster steps)
+    accumulate: int = 0  # micro-batches a step of batch_size clips is split into, gradients
+    # accumulated; 0: as many as memory needs (1 when the step fits; the run records the number)
     scheduler: str = "cosine"  # "cosine" (per step, to zero) or "none"
     warmup_epochs: float = 0.0  # linear learning-rate warm-up before the schedule
     label_smoothing: float = 0.0  # of the training cross-entropy (validation loss is plain)
@@ -169,8 +172,13 @@ class TaskConfig:
         for name in ("label_smoothing", "ema_decay"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise Esc50Error(f"config {name}={getattr(self, name)} must be in [0, 1)")
+        if self.accumulate < 0:
+            raise Esc50Error(f"config accumulate={self.accumulate} must be 0 (planned from "
+                             "memory) or a number of micro-batches")
         if self.num_workers < 0:
             raise Esc50Error(f"config num_workers={self.num_workers} must not be negative")
+        if self.run_name:  # checked before anything is read or trained
+            plain_name(self.run_name, "config run_name", Path(self.output_dir))
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,25 +194,23 @@ class TaskConfig:
 
 
 def load_config(path: str | Path, **overrides: Any) -> TaskConfig:
-    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file of TaskConfig keys."""
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file of TaskConfig keys. Whatever is
+    wrong with the file (not a regular file, not text, a syntax error, a YAML tag that would
+    build a Python object, keys that are not strings, nesting deeper than a config has) is one
+    line naming it (and the line, where the parser gives one)."""
     path = Path(path)
+    if path.suffix not in (".toml", ".yaml", ".yml"):
+        raise Esc50Error(f"config file {path}: unknown format (use .toml, .yaml or .yml)")
+    text = read_text(path, "config file")
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise Esc50Error(f"cannot read config file {path}: {exc.strerror}") from exc
-    try:
-        if path.suffix == ".toml":
-            values = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            values = yaml.safe_load(text) or {}
-        else:
-            raise Esc50Error(f"config file {path}: unknown format (use .toml, .yaml or .yml)")
-    except (tomllib.TOMLDecodeError, ValueError) as exc:
-        raise Esc50Error(f"config file {path}: {' '.join(str(exc).split())}") from exc
+        values = _parse(text, path.suffix)
+    except RecursionError:
+        raise Esc50Error(f"config file {path}: nested too deeply to be a config") from None
+    except ValueError as exc:  # tomllib's and yaml's errors, with the line
+        raise Esc50Error(f"config file {path}: {' '.join(str(exc).split())[:300]}") from None
     if not isinstance(values, dict):
         raise Esc50Error(f"config file {path}: expected a table of keys, got {type(values).__name__}")
+    check_keys(values, path)
     # Tables are plugin options: [plugins.crnn] parses as {"plugins": {"crnn": {...}}}.
     tables = {key: values.pop(key) for key in list(values) if isinstance(values[key], dict)}
     options = {f"{namespace}.{name}": table for namespace, names in tables.items()
@@ -213,9 +219,37 @@ def load_config(path: str | Path, **overrides: Any) -> TaskConfig:
         raise Esc50Error(f"config file {path}: plugin options go in a table per plugin id, "
                          "e.g. [plugins.crnn]")
     try:
-        return TaskConfig().override(**{**values, "options": options, **overrides})
+        from_file = TaskConfig().override(**{**values, "options": options})
     except Esc50Error as exc:
         raise Esc50Error(f"config file {path}: {exc}") from exc
+    return from_file.override(**overrides)  # an override's error is not the file's
+
+
+def _parse(text: str, suffix: str) -> Any:
+    """TOML or YAML (safely: no tag builds a Python object); a syntax error is a ValueError."""
+    if suffix == ".toml":
+        return tomllib.loads(text)
+    import yaml
+
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from None
+    return {} if values is None else values
+
+
+def check_keys(values: dict, path: Path, depth: int = 0) -> None:
+    """Every key a string, tables at most three deep (a plugin id's two parts, then its
+    options' values)."""
+    if depth > 3:
+        raise Esc50Error(f"config file {path}: tables nested more than three deep; a config "
+                         "holds keys and [namespace.plugin] tables of options")
+    for key, value in values.items():
+        if not isinstance(key, str):
+            raise Esc50Error(f"config file {path}: key {key!r} ({type(key).__name__}) is not a "
+                             "name: keys are strings")
+        if isinstance(value, dict):
+            check_keys(value, path, depth + 1)
 
 
 def recipe_path(name: str) -> Path:

@@ -20,8 +20,9 @@ def type_name(kind: Any) -> str:
 
 def convert(value: Any, kind: Any) -> Any:
     """``value`` as ``kind``: ``X | None`` ("none", "null" or "" give None), ``tuple[X, ...]``
-    and ``list[X]`` (a comma-separated string or a list), ``bool`` (true/false, yes/no, on/off,
-    1/0), ``int`` (no fractional part), ``float``, ``str``, ``dict`` (as given). Raises
+    and ``list[X]`` (a comma-separated string, bracketed or not, or a list), ``bool``
+    (true/false, yes/no, on/off, 1/0), ``int`` (no fractional part), ``float``, ``str``,
+    ``dict`` (as given). Raises
     ValueError when it is not one."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
@@ -30,6 +31,9 @@ def convert(value: Any, kind: Any) -> Any:
             return None
         return convert(value, next(a for a in args if a is not type(None)))
     if origin in (tuple, list):
+        if isinstance(value, str):  # "1,3", or as TOML writes a list: "[1, 3]"
+            text = value.strip()
+            value = text[1:-1] if text[:1] + text[-1:] in ("[]", "()") else text
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)):
             raise ValueError(type_name(kind))

@@ -1,8 +1,7 @@
-"""Deprecated path: the names of this module live in :mod:`esc50.core.plugins.hookspecs` now; plugins import them from
-``esc50`` (see docs/plugins.md, "Reference for authors")."""
+"""Deprecated path: this module's names live in :mod:`esc50.core.plugins.hookspecs` now; plugins
+import them from ``esc50`` (see docs/plugins.md, "Reference for authors")."""
 
 from esc50.core.moved import moved
 from esc50.core.plugins.hookspecs import *  # noqa: F401,F403
-from esc50.core.plugins.hookspecs import PLUGIN_API_VERSION, hookimpl, hookspec  # noqa: F401
 
 moved(__name__, "esc50.core.plugins.hookspecs")

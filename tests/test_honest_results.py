@@ -58,7 +58,7 @@ def test_without_a_csv_the_clip_part_of_a_name_is_the_recording():
     groups = ["a", "a", "a", "b", "b", "c", "d", "d", "e", "e"]
     labels = [0] * 10
     for seed in range(20):
-        train, val = grouped_random_split(groups, labels, 0.6, seed)
+        train, val, _ = grouped_random_split(groups, labels, 0.6, seed)
         assert not {groups[i] for i in train} & {groups[i] for i in val} and train
 
 
@@ -171,5 +171,6 @@ def test_run_names_cannot_leave_the_output_folder(synthetic_data, tmp_path):
     result = CliRunner().invoke(cli, ["train", "--data", str(synthetic_data), "--val-fold", "1",
                                       "--output-dir", str(tmp_path / "runs"), "--run-name",
                                       "../escaped", "--epochs", "1", *SMALL])
-    assert result.exit_code == 1 and "must be a plain folder name" in result.output
+    assert result.exit_code == 1 and "run_name '../escaped' must be a plain name" in result.output
+    assert "decoded" not in result.output  # refused before anything was read
     assert not (tmp_path / "escaped").exists()

@@ -110,5 +110,11 @@ def test_duplicate_ids_and_wrong_api_version_are_reported():
     old = plugin_registering(Louder)
     old.ESC50_PLUGIN_API = 0
     registry.register_plugin(old, "old")
-    assert any("built for plugin API 0" in p for p in registry.problems)
+    assert any("declares ESC50_PLUGIN_API = 0, which is not a plugin API version" in p
+               for p in registry.problems)
     assert "old.louder" not in registry.components
+    new = plugin_registering(Louder)
+    new.ESC50_PLUGIN_API = 99
+    registry.register_plugin(new, "new")
+    assert any("built for plugin API 99, newer than" in p for p in registry.problems)
+    assert "new.louder" not in registry.components

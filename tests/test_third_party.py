@@ -86,8 +86,10 @@ BROKEN = {
         "from esc50.plugins.models.lstm import LSTMClassifier\n"
         "@hookimpl\ndef register_models(register):\n    register(LSTMClassifier, name='crnn')\n")},
         "plugins.crnn is claimed by both esc50 and broken-pkg"),
-    "old plugin API": ("old = old_plugin", {"old_plugin": HOOK + "ESC50_PLUGIN_API = 0\n"},
-                       "built for plugin API 0"),
+    "no plugin API": ("old = old_plugin", {"old_plugin": HOOK + "ESC50_PLUGIN_API = 0\n"},
+                      "declares ESC50_PLUGIN_API = 0, which is not a plugin API version"),
+    "newer plugin API": ("new = new_plugin", {"new_plugin": HOOK + "ESC50_PLUGIN_API = 99\n"},
+                         "built for plugin API 99, newer than this esc50's (4): upgrade esc50"),
 }
 
 

@@ -33,7 +33,8 @@ def test_crnn_learns_a_synthetic_tone_task(tmp_path):
     assert metrics["train_clips"] == 32 and metrics["val_clips"] == 16
     rows = list(csv.DictReader((run_dir / "history.csv").open()))
     assert len(rows) == 12 and float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
-    assert load_config(run_dir / "config.toml") == config
+    # the config as given, with the micro-batches a step was planned in (accumulate=0: planned)
+    assert load_config(run_dir / "config.toml") == config.override(accumulate=1)
 
 
 def test_runs_with_the_same_seed_are_identical(synthetic_data, tmp_path):
@@ -165,8 +166,9 @@ def test_augmentations_touch_training_batches_only(synthetic_data, tmp_path):
     config = small_config(synthetic_data, augs=["test.spy"], num_epochs=2, output_dir=str(tmp_path))
     trainer = Trainer(config, registry, log=lambda _: None)
     trainer.fit()
-    # two training clips in the set-up pass (contract checks), then two epochs of training
-    assert seen[0] == 2 and sum(seen[1:]) == 2 * len(trainer.data.train_set)
+    # two training clips in the set-up pass (contract checks), steps of 2 and 4 clips measured
+    # to plan memory, then two epochs of training
+    assert seen[:3] == [2, 2, 4] and sum(seen[3:]) == 2 * len(trainer.data.train_set)
     assert len(trainer.data.val_set) > 0
 
 
@@ -288,7 +290,7 @@ def test_an_unusable_output_folder_is_a_one_line_error(synthetic_data, tmp_path)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     config = small_config(synthetic_data, output_dir=str(blocker / "runs"), run_name="r")
-    with pytest.raises(Esc50Error, match=f"cannot create run directory {blocker}/runs/r: "
+    with pytest.raises(Esc50Error, match=f"cannot create --output-dir {blocker}/runs: "
                                          "Not a directory"):
         Trainer(config, load_registry(), log=lambda _: None).fit()
 

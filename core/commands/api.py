@@ -27,6 +27,8 @@ from matplotlib.figure import Figure
 from esc50.core.data.audio import mono_blocks
 from esc50.core.training.classifier import load_classifier
 from esc50.core.config import TaskConfig, load_config, recipe_path
+from esc50.core.commands.arguments import checked_arguments
+from esc50.core.commands import tune as search
 from esc50.core.commands.crossval import cross_validate
 from esc50.core.errors import Esc50Error
 from esc50.core.commands.evaluate import evaluate_classifier
@@ -40,6 +42,7 @@ from esc50.core.training.trainer import Trainer
 Log = Callable[[str], None]
 
 
+@checked_arguments
 def config(config_file: str | Path | None = None, recipe: str | None = None,
            pretrained: bool = False, **settings: Any) -> TaskConfig:
     """A validated TaskConfig: the defaults, then a config file or a built-in recipe, then
@@ -51,12 +54,27 @@ def config(config_file: str | Path | None = None, recipe: str | None = None,
     settings = {k: v for k, v in settings.items() if v is not None}
     path = recipe_path(recipe) if recipe else config_file
     built = load_config(path, **settings) if path else TaskConfig().override(**settings)
+    check_options_in_run(built, [k for k in settings if k.count(".") >= 2])
     if pretrained:
         joiner = "," if ":" in built.model else ":"
         built = built.override(model=f"{built.model}{joiner}pretrained=true")
     return built
 
 
+def check_options_in_run(config: TaskConfig, keys: list[str]) -> None:
+    """Options set for a plugin the run does not use (``--set plugins.crnn.hidden_size=7`` with
+    ``--model plugins.kumar``) are an error, not ignored. ``keys``: ``<plugin id>.<option>``."""
+    specs = [config.dataset, config.model, config.featurizer, *config.augs, *config.loggers]
+    used = {spec.partition(":")[0] for spec in specs}
+    used_names = {plugin_id.rpartition(".")[2] for plugin_id in used}
+    for key in keys:
+        plugin_id = key.rpartition(".")[0]
+        if plugin_id not in used and plugin_id.rpartition(".")[2] not in used_names:
+            raise Esc50Error(f"option {key} is for {plugin_id}, which this run does not use "
+                             f"(its plugins: {', '.join(sorted(used))})")
+
+
+@checked_arguments
 def list_plugins(kind: str | None = None, registry: Registry | None = None
                  ) -> list[dict[str, Any]]:
     """Every installed model, augmentation, featurizer, dataset and logger (or one ``kind``'s):
@@ -103,6 +121,7 @@ class Run:
         """Loss and accuracy per epoch (shown inline in a notebook)."""
         return learning_curves(self.history, f"{self.run_dir.name} ({self.config.model})")
 
+    @checked_arguments
     def load(self, checkpoint: str = "last") -> Model:
         """The trained classifier: the final epoch (``"last"``) or ``"best"`` (chosen on the
         validation clips)."""
@@ -152,6 +171,7 @@ class CrossValidation:
         return figure
 
 
+@checked_arguments
 def train(model: str | None = None, augs: list[str] | None = None, data: str | None = None,
           epochs: int | None = None, *, config_file: str | Path | None = None,
           recipe: str | None = None, log: Log = print, registry: Registry | None = None,
@@ -163,6 +183,7 @@ def train(model: str | None = None, augs: list[str] | None = None, data: str | N
     return _fit(Trainer(run_config, registry or registry_with_warnings(log), log=log))
 
 
+@checked_arguments
 def resume(run_dir: str | Path, data: str | None = None, epochs: int | None = None,
            allow_changed_data: bool = False, log: Log = print,
            registry: Registry | None = None) -> Run:
@@ -171,6 +192,7 @@ def resume(run_dir: str | Path, data: str | None = None, epochs: int | None = No
                                allow_changed_data, log=log))
 
 
+@checked_arguments
 def cv(model: str | None = None, augs: list[str] | None = None, data: str | None = None,
        epochs: int | None = None, *, name: str, folds: list[int] | None = None,
        config_file: str | Path | None = None, recipe: str | None = None,
@@ -184,6 +206,24 @@ def cv(model: str | None = None, augs: list[str] | None = None, data: str | None
                              allow_changed_data, log=log, jobs=jobs)
     root = Path(run_config.output_dir) / name
     return CrossValidation(root, summary, [Run.open(root / f"fold-{k}") for k in summary["folds"]])
+
+
+@checked_arguments
+def tune(space: list[str] | None = None, *, name: str, trials: int = 10, jobs: int = 1,
+         inner_folds: int = 1, storage: str | None = None, space_file: str | Path | None = None,
+         config_file: str | Path | None = None, recipe: str | None = None, log: Log = print,
+         registry: Registry | None = None, **settings: Any) -> dict[str, Any]:
+    """Search settings on the training folds only, as ``esc50 tune`` does: ``space`` entries
+    ``KEY=low:high[:log]`` or ``KEY=a|b|c`` (or a ``space_file``), ``trials`` trials in ``jobs``
+    processes, each scored on ``inner_folds`` inner folds; ``val_fold`` (a setting) is the
+    outer fold, left out of every trial. Returns the study's summary (best settings, inner
+    score, the config file of the best settings)."""
+    dimensions = [search.parse_dimension(text) for text in space or []]
+    dimensions += search.read_space(space_file) if space_file else []
+    run_config = config(config_file, recipe, **settings)
+    prepared = search.prepare(run_config, registry or registry_with_warnings(log), name,
+                              dimensions, storage, inner_folds, log)
+    return search.tune(prepared, trials, jobs, log)
 
 
 class Model:
@@ -204,6 +244,7 @@ class Model:
     def sample_rate(self) -> int:
         return self.config.sample_rate
 
+    @checked_arguments
     def predict(self, audio: str | Path | np.ndarray | torch.Tensor,
                 sample_rate: int | None = None, top_k: int = 3) -> Any:
         """Top-``top_k`` (class, probability) pairs, most probable first, for:
@@ -237,12 +278,14 @@ class Model:
                    for clip in clips]
         return results[0] if samples.dim() == 1 else results
 
+    @checked_arguments
     def predict_files(self, paths: list[str | Path], top_k: int = 3) -> Iterator[Prediction]:
         """A :class:`Prediction` per file (files as given, folders searched for audio)."""
         files = audio_files([Path(p) for p in paths])
         return predict_files(self.classifier, self.class_names, self.sample_rate,
                              self.config.length_wav, files, top_k)
 
+    @checked_arguments
     def evaluate(self, data: str | None = None, fold: int | None = None,
                  allow_changed_data: bool = False, warn: Log = print) -> dict[str, Any]:
         """Accuracy, macro F1, per-class precision/recall and the confusion matrix, on the run's
@@ -255,16 +298,19 @@ class Model:
                                   **report}
         return self._reports[key]
 
+    @checked_arguments
     def confusion_matrix(self, data: str | None = None, fold: int | None = None) -> np.ndarray:
         """Counts [true class, predicted class] of :meth:`evaluate`."""
         return np.array(self.evaluate(data, fold)["confusion_matrix"])
 
+    @checked_arguments
     def plot_confusion(self, data: str | None = None, fold: int | None = None) -> Figure:
         """The row-normalised confusion matrix with class names."""
         report = self.evaluate(data, fold)
         return confusion_figure(np.array(report["confusion_matrix"]), self.class_names,
                                 f"epoch {report['epoch']} on {report['selection']}")
 
+    @checked_arguments
     def export(self, fmt: str, out: str | Path | None = None) -> tuple[Path, Path]:
         """Write this classifier as a file that takes mono waveforms of the run's clip length at
         its sample rate and returns class probabilities, featurizer and normalization included:
@@ -287,6 +333,7 @@ class Model:
                 f"{len(self.class_names)} classes)")
 
 
+@checked_arguments
 def load(run_or_checkpoint: str | Path, checkpoint: str = "last",
          registry: Registry | None = None) -> Model:
     """The classifier of a run folder (its final epoch, or ``checkpoint="best"``) or of a

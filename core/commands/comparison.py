@@ -13,15 +13,17 @@ from esc50.core.plugins.registry import Registry
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
-    """Run directories among ``paths``; a cross-validation folder stands for its fold runs."""
+    """Run directories among ``paths``; a folder of runs (a cross-validation's ``fold-*``, a
+    study's ``trial-*`` and ``final``) stands for the runs in it."""
     runs = []
     for path in paths:
         if (path / "metrics.json").is_file():
             runs.append(path)
-        elif folds := sorted(p for p in path.glob("fold-*") if (p / "metrics.json").is_file()):
-            runs += folds
+        elif inside := sorted(p for p in path.iterdir() if (p / "metrics.json").is_file()):
+            runs += inside
         else:
-            raise Esc50Error(f"{path} is not a run directory (no metrics.json in it or in fold-*)")
+            raise Esc50Error(f"{path} is not a run directory (no metrics.json in it or in the "
+                             "folders in it)")
     return runs
 
 
@@ -43,10 +45,15 @@ class RunReport:
 
 def collect(paths: list[Path], registry: Registry,
             log: Callable[[str], None] = print) -> list[RunReport]:
-    """Every run among ``paths``, evaluated at its final epoch (``last.pt``)."""
-    reports = []
+    """Every run among ``paths``, evaluated at its final epoch (``last.pt``). Labels (which name
+    the figure files) are made unique: two runs named alike get ``-2``, ``-3``, ..."""
+    reports: list[RunReport] = []
+    taken: set[str] = set()
     for run_dir in find_runs(paths):
         run, label = Run.open(run_dir), run_label(run_dir)
+        label = next(f"{label}-{n}" if n > 1 else label for n in range(1, len(taken) + 2)
+                     if (f"{label}-{n}" if n > 1 else label) not in taken)
+        taken.add(label)
         try:
             evaluation = load(run_dir, registry=registry).evaluate(warn=log)
         except Esc50Error as exc:

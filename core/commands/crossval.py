@@ -25,9 +25,10 @@ from esc50.core.config import TaskConfig, load_config
 from esc50.core.data.location import resolve_data_dir
 from esc50.core.data.clips import find_clips
 from esc50.core.files.digest import values_sha256
+from esc50.core.files.write import output_folder, plain_name
 from esc50.core.errors import Esc50Error
 from esc50.core.data.audiocache import AudioCache
-from esc50.core.data.location import cache_dir
+from esc50.core.files.cache import cache_dir
 from esc50.core.data.split import dataset_digests
 from esc50.core.training.batches import ExperimentData
 from esc50.core.plugins.registry import Registry, load_registry
@@ -37,7 +38,7 @@ from esc50.core.training.trainer import Trainer
 # where the data is read from (its content is checked against each fold's recorded split) and
 # what only changes speed or output (loggers never change a result).
 PER_FOLD_KEYS = {"val_fold", "output_dir", "run_name", "data", "progress", "num_workers",
-                 "audio_cache", "loggers"}
+                 "audio_cache", "loggers", "accumulate"}  # accumulate: planned from memory
 
 
 def experiment_settings(config: TaskConfig) -> dict[str, Any]:
@@ -72,11 +73,8 @@ def cross_validate(config: TaskConfig, registry: Registry, name: str,
     if missing:
         raise Esc50Error(f"fold(s) {', '.join(map(str, missing))} have no clips (folds present: "
                          f"{', '.join(map(str, present))})")
-    root = Path(config.output_dir) / name
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise Esc50Error(f"cannot create cross-validation folder {root}: {exc.strerror}") from None
+    root = Path(config.output_dir) / plain_name(name, "--name", Path(config.output_dir))
+    output_folder(root, "cross-validation folder")
     # the folds share the clip table and digests (read once), decoded audio and features
     shared = ExperimentData(table, dataset_digests(table))
     with rundir.locked(root, "use another --name"):

@@ -30,7 +30,9 @@ def evaluate_classifier(classifier: Classifier, state: dict, registry: Registry,
     refused when that data changed unless ``allow_changed_data`` (then ``warn`` says what
     changed). ``worst``: the clips whose true class got the lowest probability."""
     config = TaskConfig().override(**state["config"])
-    table = find_clips(resolve_data_dir(data or config.data), config, registry)
+    # a fold asked for by name is read even where the run left it out (an outer test fold)
+    table = find_clips(resolve_data_dir(data or config.data),
+                       config if fold is None else config.override(ignore_folds=[]), registry)
     if fold is None:
         if "split" not in state:
             raise Esc50Error("the checkpoint records no split (written by an older esc50): pass "

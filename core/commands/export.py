@@ -25,7 +25,7 @@ from torch import nn
 
 from esc50.core.training.classifier import Classifier
 from esc50.core.errors import Esc50Error
-from esc50.core.files.write import atomic_write, write_text
+from esc50.core.files.write import atomic_write, output_folder, write_text
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -54,6 +54,7 @@ def export_classifier(classifier: Classifier, fmt: str, path: Path, samples: int
                       name: str) -> None:
     """Write ``classifier`` (for clips of ``samples`` samples) to ``path`` in ``fmt``; a model
     that cannot be exported is a one-line error naming it (``name``)."""
+    output_folder(path.parent, "export folder")
     suffix(fmt)
     module = Probabilities(classifier.cpu()).eval()
     example = 0.1 * torch.randn(2, samples, generator=torch.Generator().manual_seed(0))

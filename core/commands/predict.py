@@ -74,8 +74,6 @@ def predict_files(classifier: Classifier, class_names: list[str], sample_rate: i
     and the others are still scored."""
     for path in paths:
         try:
-            if not path.exists():
-                raise Esc50Error(f"{path} does not exist")
             scores = probabilities(classifier, read_mono(path, sample_rate), length)
         except Esc50Error as exc:
             yield Prediction(path, [], str(exc))

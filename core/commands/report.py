@@ -9,7 +9,7 @@ import numpy as np
 
 from esc50.core.commands.comparison import COLUMNS, collect, table_row
 from esc50.core.commands.html_report import render_html
-from esc50.core.files.write import write_text
+from esc50.core.files.write import output_folder, write_text
 from esc50.core.results.plots import plot_confusion_matrix, plot_learning_curves
 from esc50.core.plugins.registry import Registry
 
@@ -21,7 +21,7 @@ def write_report(paths: list[Path], out_dir: Path, registry: Registry,
     epoch's (``last.pt``): nothing chosen on validation. A confusion matrix needs the run's data
     unchanged; without it the figure is skipped."""
     reports = collect(paths, registry, log)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output_folder(out_dir, "report folder (--out)")
     lines = ["| " + " | ".join(COLUMNS) + " |", "|---|---|---:|---:|---:|---:|---|"]
     figures = []
     for report in reports:

@@ -12,6 +12,7 @@ import torch
 import torchaudio.functional as AF
 
 from esc50.core.errors import Esc50Error
+from esc50.core.files.read import checked_file
 
 INT16_SCALE = 32768.0
 SILENT_MIX = 1e-3  # a mono mix 60 dB below its channels: they cancel out
@@ -69,6 +70,7 @@ def mono_blocks(blocks: Iterable[tuple[np.ndarray, int]], sample_rate: int, sour
 def _read_blocks(path: Path, block_seconds: float) -> Iterator[tuple[np.ndarray, int]]:
     """float32 ``[frames, channels]`` blocks of ``path`` with its sample rate; a file soundfile
     cannot read is a one-line error naming it."""
+    path = checked_file(path, "audio file")  # a FIFO or a device would never end
     try:
         with sf.SoundFile(str(path)) as audio:
             frames = max(int(audio.samplerate * block_seconds), 1)

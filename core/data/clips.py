@@ -11,16 +11,18 @@ run's dataset plugin and checks what it found. Files a reader does not use are l
 
 from __future__ import annotations
 
-import csv
-import io
+import dataclasses
+import os
 import random
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 import soundfile as sf
 
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
+from esc50.core.files.read import why_not_a_file
 from esc50.core.plugins.contracts import Clip, ClipTable
 from esc50.core.plugins.registry import Registry, load_registry
 
@@ -29,26 +31,57 @@ AUDIO_EXTENSIONS = ({f".{ext.lower()}" for ext in sf.available_formats()}
                     | {".oga", ".opus", ".aif"}) - {".raw"}
 
 
-def find_clips(root: Path, config: TaskConfig, registry: Registry | None = None) -> ClipTable:
-    """The clips of ``root`` as the run's dataset plugin reads them, checked; with
-    ``config.k_folds`` a dataset without folds gets that many grouped, stratified folds.
+def find_clips(root: Path, config: TaskConfig, registry: Registry | None = None,
+               warn: Callable[[str], None] = print) -> ClipTable:
+    """The clips of ``root`` as the run's dataset plugin reads them, checked: every clip's path
+    made absolute and found to be a regular file (a missing one, a folder, a FIFO, a broken link
+    stops the run naming the plugin and the file, or with ``skip_bad_files`` is left out and
+    counted in a warning through ``warn``), labels inside the class names, two classes at
+    least, each name once. With ``config.k_folds`` a dataset without folds gets that many
+    grouped, stratified folds; the clips of ``config.ignore_folds`` are left out of the table.
     ``registry``: the installed plugins unless given."""
     registry = registry or load_registry()
+    root = Path(os.path.abspath(root))
     if not root.is_dir():
         raise Esc50Error(f"dataset folder {root} does not exist")
-    table = registry.create("dataset", config.dataset, config).read(root)
+    choice = registry.choose("dataset", config.dataset, config)
+    table = choice.build(config).read(root)
+    table.root = root
+    table.clips = [dataclasses.replace(c, path=Path(os.path.abspath(c.path))) for c in table.clips]
+    bad = [(clip, why) for clip in table.clips if (why := why_not_a_file(clip.path))]
+    if bad and not config.skip_bad_files:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise Esc50Error(f"{choice.label} lists {bad[0][0].path}, which {bad[0][1]}{more}; "
+                         "--skip-bad-files leaves such clips out with a warning")
+    if bad:
+        table.clips = [c for c in table.clips if not why_not_a_file(c.path)]
+        shown = "; ".join(f"{c.path} {why}" for c, why in bad[:3])
+        warn(f"warning: left out {len(bad)} clip(s) that {choice.label} lists but are not "
+             f"readable files: {shown}{' ...' if len(bad) > 3 else ''}")
     if not table.clips:
         raise Esc50Error(f"dataset {config.dataset} found no clips in {root}")
     classes = len(table.class_names)
+    twice = sorted({n for n in table.class_names if table.class_names.count(n) > 1})
+    if twice:
+        raise Esc50Error(f"dataset {config.dataset} in {root} gives the class name(s) "
+                         f"{', '.join(map(repr, twice[:3]))} to more than one label: each class "
+                         "needs a name of its own")
     for clip in table.clips:
         if not 0 <= clip.target < classes:
             raise Esc50Error(f"{clip.path}: label {clip.target} is outside 0..{classes - 1}")
+    present = sorted({c.target for c in table.clips})
+    if len(present) < 2:
+        raise Esc50Error(f"dataset {config.dataset} in {root} has clips of one class only "
+                         f"({table.class_names[present[0]]!r}): a classifier needs two classes "
+                         "at least")
     if config.num_classes is not None and config.num_classes != classes:
         raise Esc50Error(f"config num_classes={config.num_classes}, but dataset "
                          f"{config.dataset} in {root} has {classes} classes (leave num_classes "
                          "unset: the dataset decides it)")
     if config.k_folds:
         assign_folds(table, config.k_folds, config.seed)
+    if config.ignore_folds and table.has_folds:  # never decoded, never read
+        table.clips = [c for c in table.clips if c.fold not in config.ignore_folds]
     return table
 
 
@@ -91,30 +124,25 @@ def assign_folds(table: ClipTable, k: int, seed: int) -> None:
 
 
 def list_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path], int]:
-    """The audio files under ``folder`` (sorted), the other files, and how many hidden files
+    """The audio files under ``folder`` (sorted regular files with an audio extension), the
+    other entries a reader should report as not used (other files, and what is no regular
+    file: a broken link, a FIFO, a folder named like an audio file), and how many hidden files
     (names starting with ".", macOS ``._*`` among them) were skipped."""
     audio, other, hidden = [], [], 0
     for path in sorted(folder.rglob("*") if recursive else folder.iterdir()):
         if any(part.startswith(".") for part in path.relative_to(folder).parts):
             hidden += path.is_file()
-        elif path.is_file():
+        elif why_not_a_file(path) is None:
             (audio if path.suffix.lower() in AUDIO_EXTENSIONS else other).append(path)
+        elif not path.is_dir() or path.suffix.lower() in AUDIO_EXTENSIONS:
+            other.append(path)
     return audio, other, hidden
 
 
-def read_table(path: Path) -> list[dict[str, str]]:
-    """The rows of a metadata CSV as dicts, read the way spreadsheets write them: UTF-8 with or
-    without a byte-order mark, else Latin-1; comma, semicolon or tab delimited (from the header
-    line); spaces around names and values dropped."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    header = text.split("\n", 1)[0]
-    delimiter = max(",;\t", key=header.count)
-    rows = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in rows]
+def describe_unused(path: Path, root: Path, why: str = "not audio") -> str:
+    """How a reader lists an entry of :func:`list_files` among the files it does not use: its
+    name under ``root`` and why (``why`` for a regular file, else what it is instead)."""
+    return f"{path.relative_to(root).as_posix()} ({why_not_a_file(path) or why})"
 
 
 def check_unique_stems(files: list[Path]) -> dict[str, Path]:

@@ -6,14 +6,9 @@ import os
 from pathlib import Path
 
 from esc50.core.errors import Esc50Error
+from esc50.core.files.cache import cache_dir
 
 ENV_VAR = "ESC50_DATA"
-
-
-def cache_dir() -> Path:
-    """The toolkit's cache folder (``$XDG_CACHE_HOME/esc50`` or ``~/.cache/esc50``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "esc50"
 
 
 def default_data_dir() -> Path:

@@ -24,7 +24,11 @@ def temporary_beside(path: Path) -> tuple[int, str]:
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through ``write(handle)`` to a temporary file, fsync it, then rename it over ``path``."""
-    fd, tmp = temporary_beside(path)
+    try:
+        fd, tmp = temporary_beside(path)
+    except OSError as exc:  # no folder, no permission, a read-only disk, a name too long
+        raise_write_error(path, exc)
+        raise
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -49,3 +53,32 @@ def raise_write_error(path: Path, exc: BaseException, cause: OSError | None = No
 def write_text(path: Path, text: str) -> None:
     """:func:`atomic_write` of a text file (UTF-8)."""
     atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def output_folder(path: str | Path, what: str = "output folder") -> Path:
+    """``path`` as a folder esc50 may write in, made (with its parents) if missing; a file in
+    the way, a read-only disk, no permission or a name too long is one line naming it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise Esc50Error(f"cannot use {what} {path}: a file is in the way") from None
+    except OSError as exc:
+        raise Esc50Error(f"cannot create {what} {path}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise Esc50Error(f"cannot write in {what} {path}: permission denied (or a read-only "
+                         "disk)")
+    return path
+
+
+def plain_name(name: str, what: str, inside: Path) -> str:
+    """``name`` once it is a plain folder or file name that stays inside ``inside`` (no '/',
+    no '..', not absolute, not empty, at most 255 bytes); else a one-line error."""
+    if not name or name in (".", "..") or Path(name).name != name or "\\" in name or \
+            os.path.isabs(name):
+        raise Esc50Error(f"{what} {name!r} must be a plain name (no '/' or '..'): it is written "
+                         f"inside {inside}")
+    if len(name.encode()) > 255:
+        raise Esc50Error(f"{what} {name[:40]!r}... is {len(name.encode())} bytes long; a file "
+                         "name holds at most 255")
+    return name

@@ -21,6 +21,7 @@ Plugins import these names from ``esc50`` itself (``from esc50 import Augmentati
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,8 +256,11 @@ def uniform(low: float, high: float, n: int, generator: torch.Generator) -> torc
 
 @dataclass(frozen=True)
 class Clip:
-    """One labelled clip; clips with the same ``group`` were cut from one recording. ``fold``
-    is the dataset's official fold, 0 when it has none."""
+    """One labelled clip. ``path``: its file (absolute, or relative to the working directory;
+    esc50 makes it absolute and checks that it is a regular file); ``fold``: the dataset's
+    official fold from 1, 0 when it has none; ``target``: the index of its class in
+    ``ClipTable.class_names``; ``group``: a string shared by the clips cut from one recording,
+    which no split separates."""
 
     path: Path
     fold: int
@@ -290,8 +294,15 @@ class ClipTable:
         return any(c.fold for c in self.clips)
 
     def names(self) -> list[str]:
-        """Each clip's path relative to the dataset folder (how a run records its split)."""
-        return [c.path.relative_to(self.root).as_posix() for c in self.clips]
+        """Each clip's name as a run records its split: its path relative to the dataset folder,
+        or its absolute path for a clip outside it (a manifest may list such)."""
+        root = os.path.abspath(self.root)
+        names = []
+        for clip in self.clips:
+            path = os.path.abspath(clip.path)
+            inside = os.path.commonpath([root, path]) == root
+            names.append(Path(os.path.relpath(path, root) if inside else path).as_posix())
+        return names
 
 
 class DatasetReader:

@@ -58,3 +58,10 @@ def register_datasets(register: Register) -> None:
 @hookspec
 def register_loggers(register: Register) -> None:
     """Register logger factories: ``factory(config, **options) -> Logger``."""
+
+
+@hookspec
+def register_weights(register: Register) -> None:
+    """Register published weight files by name: ``register(name, file, urls, size=None,
+    checksum=None, licence="", citation="")``; an option named ``checkpoint`` given that name
+    (``checkpoint=cnn14``) receives the file's path, fetched into the cache and verified."""

@@ -28,6 +28,7 @@ from esc50.core.plugins.adapters import (adapt_augmentation, config_for, legacy_
 from esc50.core.plugins.checks import plugin_label
 from esc50.core.convert import convert, type_name
 from esc50.core.errors import Esc50Error
+from esc50.core.files.fetch import WeightFile, fetch
 from esc50.core.plugins.contracts import (Augmentation, DatasetReader, Featurizer, Logger)
 
 ENTRY_POINT_GROUP = "esc50"
@@ -41,6 +42,11 @@ CONTRACTS = {"model": nn.Module, "augmentation": Augmentation, "featurizer": Fea
 # The modules of plugin API 4 whose names moved (core/moved.py keeps them importable).
 MOVED_MODULES = {f"esc50.core.{name}" for name in ("hookspecs", "contracts", "registry", "dataset",
                                                    "loggers")}
+
+WEIGHTS_HOOK = "register_weights"  # the hook that registers data (weight files), not components
+
+# Options that name a weight file: a registered name there is fetched (register_weights).
+WEIGHT_OPTIONS = {"checkpoint"}
 
 # Model options that only say where a fresh run's first weights come from (a published file,
 # downloaded weights): a model rebuilt to receive trained weights ignores them.
@@ -112,6 +118,7 @@ class Choice:
     component: Component
     options: dict[str, Any]
     legacy: dict[str, Any] = field(default_factory=dict)  # old config keys (adapters.py)
+    weights: dict[str, WeightFile] = field(default_factory=dict)  # names a checkpoint may give
 
     @property
     def info(self) -> dict[str, str]:
@@ -133,6 +140,9 @@ class Choice:
         if restoring and self.kind == "model":
             for name in ONE_TIME_OPTIONS & self.component.options().keys():
                 kwargs.pop(name, None)
+        for name in WEIGHT_OPTIONS & kwargs.keys():
+            if isinstance(kwargs[name], str) and kwargs[name] in self.weights:
+                kwargs[name] = str(fetch(self.weights[kwargs[name]]))  # a name: fetched
         component = self.component
         try:
             built = component.factory(config_for(config, component.api, self.legacy), *args,
@@ -194,6 +204,7 @@ class Registry:
 
     components: dict[str, Component] = field(default_factory=dict)
     sources: list[PluginSource] = field(default_factory=list)
+    weights: dict[str, WeightFile] = field(default_factory=dict)  # published files by name
     problems: list[str] = field(default_factory=list)  # plugins refused, each on one line
     warnings: list[str] = field(default_factory=list)  # plugins loaded with a warning (adapted)
 
@@ -259,7 +270,8 @@ class Registry:
                    **(config.options.get(plugin_id, {}) if plugin_id != component.id else {}),
                    **spec_options}
         options, legacy = legacy_options(component.api, options)
-        return Choice(kind, spec, component, convert_options(component, options), legacy)
+        return Choice(kind, spec, component, convert_options(component, options), legacy,
+                      self.weights)
 
     def create(self, kind: str, spec: str, config: Any, *args: Any,
                restoring: bool = False) -> Any:
@@ -322,6 +334,12 @@ class Registry:
                 except Exception as exc:
                     self.problems.append(
                         f"plugin {namespace} ({package}) failed in {hook_name}: {_one_line(exc)}")
+        for impl in getattr(manager.hook, WEIGHTS_HOOK).get_hookimpls():
+            try:
+                impl.function(register=self._weights_callback(namespace, package))
+            except Exception as exc:
+                self.problems.append(
+                    f"plugin {namespace} ({package}) failed in register_weights: {_one_line(exc)}")
         changes = porting_notes(api, kinds) + notes
         if declared is None and undeclared_warning:
             changes.append(f"declare the plugin API it is written for: ESC50_PLUGIN_API = "
@@ -332,6 +350,20 @@ class Registry:
             adapted = f"; esc50 (API {current}) adapts it" if api < current else ""
             self.warnings.append(f"{where} {written}{adapted}. To port it: {'; '.join(changes)} "
                                  "(docs/plugins.md, Compatibility)")
+
+    def _weights_callback(self, namespace: str, package: str) -> Callable[..., None]:
+        def register(name: str, file: str, urls: list[str] | tuple[str, ...],
+                     size: int | None = None, checksum: str | None = None, licence: str = "",
+                     citation: str = "") -> None:
+            weights = WeightFile(name, file, tuple(urls), size, checksum, licence, citation,
+                                 f"{namespace} ({package})")
+            if name in self.weights:
+                self.problems.append(f"weights {name!r} are registered by both "
+                                     f"{self.weights[name].source} and {weights.source}; keeping "
+                                     "the first")
+                return
+            self.weights[name] = weights
+        return register
 
     def _register_callback(self, kind: str, namespace: str, package: str, version: str,
                            api: int) -> Callable[..., None]:

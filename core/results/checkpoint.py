@@ -13,6 +13,7 @@ import torch
 
 from esc50.core.files.digest import file_sha256
 from esc50.core.errors import Esc50Error
+from esc50.core.files.read import checked_file
 from esc50.core.files.write import atomic_write, raise_write_error, temporary_beside
 
 
@@ -76,6 +77,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 def load_checkpoint(path: Path) -> Any:
     """Load a checkpoint without executing code from it, after checking it against its sha256
     sidecar when it has one. Every failure is a one-line Esc50Error."""
+    path = checked_file(path, "checkpoint")  # a FIFO would block the checksum for ever
     sidecar = checksum_file(path)
     digests = _known_digests(path)
     if sidecar.is_file() and not digests:
@@ -92,20 +94,22 @@ def load_checkpoint(path: Path) -> Any:
                              "to load it")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise Esc50Error(f"{path} holds Python objects that only arbitrary code execution could "
-                         "load; refused (esc50 loads tensors and plain values only)") from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" in str(exc).lower():
+            raise Esc50Error(f"{path} holds Python objects that only arbitrary code execution "
+                             "could load; refused (esc50 loads tensors and plain values "
+                             "only)") from None
+        raise Esc50Error(f"{path} is not a PyTorch checkpoint (its bytes are neither a zip "
+                         "archive nor a pickle)") from None
+    except Exception as exc:  # torch.load fails in many ways on bytes that are no checkpoint
         raise Esc50Error(f"{path} is not a readable checkpoint (truncated or not a PyTorch file): "
-                         f"{' '.join(str(exc).split())[:120]}") from None
+                         f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}") from None
 
 
 def load_model_weights(model: torch.nn.Module, path: Path) -> None:
     """Initialise ``model`` from a state dict file, or from the ``model`` entry of an esc50
     checkpoint. Shapes and names must match the model exactly."""
-    if not path.is_file():
-        raise Esc50Error(f"weights file {path} does not exist")
-    state = load_checkpoint(path)
+    state = load_checkpoint(checked_file(path, "weights file"))
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from esc50.core.results.checkpoint import load_checkpoint, save_checkpoint
-from esc50.core.files.write import atomic_write
+from esc50.core.files.write import atomic_write, output_folder, plain_name
 from esc50.core.config import TaskConfig, load_config, save_config
 from esc50.core.errors import Esc50Error
 from esc50.core.results.plots import learning_curves, save
@@ -53,12 +53,10 @@ def checkpoint_path(path: Path, which: str = "last") -> Path:
 
 def create(output_dir: Path, name: str, config: TaskConfig, split: dict[str, Any]) -> Path:
     """Make a new run directory ``output_dir/name`` holding ``config.toml`` and ``split.json``."""
-    if not name or name in (".", "..") or Path(name).name != name or "\\" in name:
-        raise Esc50Error(f"run name {name!r} must be a plain folder name (no '/' or '..'): runs "
-                         f"are written inside --output-dir {output_dir}")
-    run_dir = output_dir / name
+    run_dir = output_folder(output_dir, "--output-dir") / plain_name(name, "run name",
+                                                                       output_dir)
     try:
-        run_dir.mkdir(parents=True, exist_ok=False)
+        run_dir.mkdir(exist_ok=False)
     except FileExistsError:
         raise Esc50Error(f"run directory {run_dir} already exists: choose another --run-name "
                          "or continue it with --resume") from None

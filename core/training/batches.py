@@ -25,7 +25,7 @@ from esc50.core.data.split import Split
 from esc50.core.errors import Esc50Error
 from esc50.core.plugins.contracts import ClipTable, Randomness
 from esc50.core.training.distributed import Distributed
-from esc50.core.training.memory import check_memory
+from esc50.core.training.memory import check_data_memory, measure
 from esc50.core.training.normalize import FeatureNormalizer
 from esc50.core.training.stages import Stages
 
@@ -84,13 +84,17 @@ class FeatureSource:
                  log: Callable[[str], None], sampler_generator: torch.Generator,
                  shared: ExperimentData | None = None) -> None:
         self.config, self.stages, self.device, self.table = config, stages, device, table
+        self.accumulate, self.micro_batch = 1, dist.per_process_batch(config.batch_size)
+        self.featurize_chunk = config.batch_size
         classifier = stages.classifier
         started = time.perf_counter()
         reused = shared is not None and shared.holds_audio(digests)
         if reused:
             audio = shared.audio
         else:
-            check_memory(config, len(table.clips), classifier.feature_shape)
+            self.featurize_chunk = check_data_memory(config, len(table.clips),
+                                                     classifier.feature_shape,
+                                                     self._featurize_bytes_per_sample())
             audio = AudioCache(table.clips, config, skip_bad=config.skip_bad_files, warn=log,
                                digests=list(digests.values()),
                                min_samples=classifier.featurizer.min_samples)
@@ -128,20 +132,44 @@ class FeatureSource:
             self.cache = stages.finish(*self.cache)
             self.cache_is_final = True
 
-        batch_size = dist.per_process_batch(config.batch_size)
-        pin = device.type == "cuda"
-        # A last batch of one clip would break batch normalization in training: leave it out.
-        self.train_loader = DataLoader(
-            self.train_set, batch_size=batch_size, collate_fn=collate,
-            drop_last=len(self.train_indices) // dist.world_size % batch_size == 1,
-            sampler=ClassBalancedSampler(self.train_set.labels, sampler_generator,
-                                         dist.world_size, dist.rank),
-            num_workers=config.num_workers, pin_memory=pin)
-        val_shard = ClipDataset(audio, labels, self.val_indices[dist.rank::dist.world_size],
-                                carry_audio)
-        self.val_loader = DataLoader(val_shard, batch_size=batch_size, collate_fn=collate,
-                                     num_workers=config.num_workers, pin_memory=pin)
+        self.dist, self.labels, self.sampler_generator = dist, labels, sampler_generator
+        self.carry_audio = carry_audio
+        self.use_micro_batches(1)
         self.last_batch: dict[str, torch.Tensor] | None = None  # the last one prepared
+
+    def use_micro_batches(self, accumulate: int) -> None:
+        """Loaders whose batches are ``1 / accumulate`` of a step's (this process's share of
+        ``batch_size``, rounded up): the loop accumulates ``accumulate`` of them per optimizer
+        step. A last training batch of one clip is left out (it would break batch
+        normalization)."""
+        dist, pin = self.dist, self.device.type == "cuda"
+        step = dist.per_process_batch(self.config.batch_size)
+        self.accumulate = accumulate
+        self.micro_batch = size = -(-step // accumulate)
+        self.train_loader = DataLoader(
+            self.train_set, batch_size=size, collate_fn=collate,
+            drop_last=len(self.train_indices) // dist.world_size % size == 1,
+            sampler=ClassBalancedSampler(self.train_set.labels, self.sampler_generator,
+                                         dist.world_size, dist.rank),
+            num_workers=self.config.num_workers, pin_memory=pin)
+        val_shard = ClipDataset(self.audio, self.labels,
+                                self.val_indices[dist.rank::dist.world_size], self.carry_audio)
+        self.val_loader = DataLoader(val_shard, batch_size=size, collate_fn=collate,
+                                     num_workers=self.config.num_workers, pin_memory=pin)
+
+    def optimizer_steps(self) -> int:
+        """Optimizer steps per epoch: training batches, ``accumulate`` at a time."""
+        return -(-len(self.train_loader) // self.accumulate)
+
+    def step_weights(self) -> list[float]:
+        """For each training batch of an epoch, its share of the clips of the optimizer step it
+        belongs to (what its mean loss is weighted by, so that accumulated gradients equal one
+        step's over all its clips)."""
+        sizes = [self.micro_batch] * len(self.train_loader)
+        if self.train_loader.drop_last is False and sizes:
+            sizes[-1] = len(self.train_loader.sampler) - self.micro_batch * (len(sizes) - 1)
+        groups = [sizes[i:i + self.accumulate] for i in range(0, len(sizes), self.accumulate)]
+        return [size / sum(group) for group in groups for size in group]
 
     def loader(self, training: bool) -> DataLoader:
         return self.train_loader if training else self.val_loader
@@ -219,7 +247,7 @@ class FeatureSource:
     def _featurize_all(self) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`Stages.featurize` of every decoded clip (padded to length_wav)."""
         features, frames = [], []
-        step = self.config.batch_size
+        step = self.featurize_chunk
         waves, lengths = self.audio.waves, self.audio.lengths
         for start in range(0, waves.shape[0], step):
             x, f = self.stages.featurize(to_float(waves[start:start + step].to(self.device)),
@@ -228,9 +256,20 @@ class FeatureSource:
             frames.append(f)
         return torch.cat(features), torch.cat(frames)
 
+    @torch.no_grad()
+    def _featurize_bytes_per_sample(self) -> float:
+        """The featurizer's working memory per sample of a clip, measured on one clip of at
+        most a second (it grows with the clip's length)."""
+        samples = min(self.config.length_wav, self.config.sample_rate)
+        noise = torch.Generator().manual_seed(0)  # torch's global random state is the run's
+        wav = 0.1 * torch.randn(1, samples, generator=noise).to(self.device)
+        lengths = torch.tensor([samples], device=self.device)
+        return measure(lambda: self.stages.finish(*self.stages.featurize(wav, lengths)),
+                       self.device) / samples
+
     def _training_features(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(features, frame lengths) of the training clips, unaugmented (and, before the
         normalizer is fitted, unnormalized)."""
-        for batch in DataLoader(self.train_set, self.config.batch_size, collate_fn=collate):
+        for batch in DataLoader(self.train_set, self.micro_batch, collate_fn=collate):
             features, frames, _ = self.prepare(batch, False, None)
             yield features, frames

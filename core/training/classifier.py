@@ -83,12 +83,22 @@ def load_classifier(path: Path, registry: Registry, which: str = "last",
         if edited:
             warn(f"note: {written} differs from the checkpoint's config ({', '.join(edited)}); "
                  "the checkpoint's is used: the weights were trained with it")
+    names = state.get("class_names")
+    if not isinstance(names, list) or len(names) != config.num_classes:
+        raise Esc50Error(f"checkpoint {path} lists {len(names) if isinstance(names, list) else 'no'}"
+                         f" class names for num_classes={config.num_classes}: it is damaged or was "
+                         "not written by esc50")
     classifier = build_classifier(config, registry, restoring=True)
     weights = state["model"]
     if state.get("ema"):  # last.pt of a run with weight averaging: predict with the average
         weights = {k.removeprefix("module."): v for k, v in state["ema"].items()
                    if k.startswith("module.")}
-    classifier.model.load_state_dict(weights)
+    try:
+        classifier.model.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = " ".join(" ".join(str(exc).strip().splitlines()[:3]).split())[:300]
+        raise Esc50Error(f"checkpoint {path}: its weights do not fit the model its config "
+                         f"builds ({config.model}): {first}") from None
     if state.get("normalizer") is not None:
         classifier.normalizer = FeatureNormalizer(**state["normalizer"])
     return classifier.eval(), state

@@ -17,10 +17,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from esc50.core.data.collate import collate
 from esc50.core.errors import Esc50Error
 from esc50.core.plugins.contracts import Randomness
 from esc50.core.training.batches import FeatureSource
 from esc50.core.training.distributed import Distributed
+from esc50.core.training.memory import measure
 from esc50.core.training.state import TrainingState
 
 SYNC_EVERY = 20  # steps between reads of the running loss from the device
@@ -58,6 +60,7 @@ def run_epoch(source: FeatureSource, state: TrainingState, epoch: int, training:
     seen = 0
     desc = f"epoch {epoch} {'train' if training else 'val'}"
     steps = len(source.loader(training))
+    weights = source.step_weights() if training else []
     bar = tqdm(source.batches(training, randomness, epoch), total=steps, desc=desc,
                leave=False, disable=not progress)
     for step, (features, frame_lengths, targets) in enumerate(bar, start=1):
@@ -74,10 +77,12 @@ def run_epoch(source: FeatureSource, state: TrainingState, epoch: int, training:
                 raise Esc50Error(f"{lost}; {exc}") from None
             raise Esc50Error(f"{lost}; lower --lr or check the data (every stage's output on "
                              "the batch in hand, checked again, is finite: training diverged)")
-        if training:
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            state.step()
+        if training:  # ``accumulate`` batches a step, each weighted by its share of clips
+            if (step - 1) % source.accumulate == 0:
+                state.optimizer.zero_grad(set_to_none=True)
+            (loss * weights[step - 1] if source.accumulate > 1 else loss).backward()
+            if step % source.accumulate == 0 or step == steps:
+                state.step()
         labels = targets.argmax(1) if targets.dim() == 2 else targets
         total_loss += loss.detach().double() * len(labels)
         correct += (logits.argmax(dim=1) == labels).sum()
@@ -89,7 +94,7 @@ def run_epoch(source: FeatureSource, state: TrainingState, epoch: int, training:
                 on_step(step, running, state.optimizer.param_groups[0]["lr"])
     total_loss, correct, seen = dist.sum([float(total_loss), int(correct), seen], device)
     return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1),
-                      steps if training else 0)
+                      source.optimizer_steps() if training else 0)
 
 
 @torch.no_grad()
@@ -103,6 +108,34 @@ def recheck(source: FeatureSource, training: bool, randomness: Randomness,
                                          "again)")
     features, frames, _ = source.prepare(source.last_batch, training, randomness, checked)
     checked.logits(model, features, frames)
+
+
+def measure_step(source: FeatureSource, model: nn.Module, loss_fn: Loss, clips: int, amp: bool,
+                 seed: int) -> int:
+    """Peak bytes, on the training device, of one training step's batch preparation, forward
+    and backward on ``clips`` training clips (:func:`esc50.core.training.memory.measure`). The
+    run is left as it was: its own generators are not drawn from, torch's global random state,
+    the model's buffers (batch-norm statistics) and gradients are put back."""
+    items = [source.train_audio[i % len(source.train_audio)] for i in range(clips)]
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    global_state = torch.get_rng_state()
+    generator = torch.Generator(device=source.device).manual_seed(seed)
+
+    def step() -> None:
+        features, frames, targets = source.prepare(collate(items), True, generator)
+        with autocast(source.device, amp):
+            logits = model(features, frames)
+        loss_fn(logits.float(), targets).backward()
+
+    model.train()
+    try:
+        return measure(step, source.device)
+    finally:
+        model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                buffer.copy_(buffers[name])
+        torch.set_rng_state(global_state)
 
 
 def training_loss(model: nn.Module, label_smoothing: float) -> Loss:

@@ -1,5 +1,19 @@
-"""Memory: what a run needs against what this process may use, and keeping freed memory for
-reuse while training on a CPU.
+"""Memory: what a run needs, planned against what this process may really use before anything
+large is allocated, and freed memory kept for reuse while training on a CPU.
+
+The plan (:func:`memory_budget`, :func:`check_data_memory`, :func:`plan_steps`):
+- what this process may use is the least of the system's available memory (MemAvailable), what
+  its container (cgroup v2 or v1) still allows, and ``ESC50_MEMORY_LIMIT`` (e.g. ``6G``) minus
+  what it holds already; on a GPU, the device's free memory;
+- before decoding: the decoded audio (int16, unless memory-mapped from ``audio_cache``), the
+  feature cache and the featurizer's working memory for a chunk of clips, measured on one short
+  clip and scaled by the clip length;
+- before the first step: a training step (batch preparation, forward, backward) measured on 2
+  and 4 real clips by counting the live tensors of every operation (:class:`PeakMeter`),
+  extended linearly to the batch, plus the optimizer's state and the moving average. A step
+  that does not fit is split into micro-batches whose gradients are accumulated (``accumulate``:
+  0 plans it; the effective batch stays ``batch_size``); one that does not fit even as single
+  clips is refused, in one line that says what fits.
 
 Keeping freed memory:
 
@@ -18,6 +32,15 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
@@ -43,29 +66,197 @@ def keep_freed_memory() -> bool:
         bool(mallopt(M_TRIM_THRESHOLD, NEVER_TRIM))
 
 
-def available_memory() -> int | None:
-    """Bytes of memory the system can give (Linux's MemAvailable), None where unknown."""
+LIMIT_VARIABLE = "ESC50_MEMORY_LIMIT"
+MARGIN = 0.85  # of the budget a plan may use: allocator overheads, what is not counted
+GIB = 2**30
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``6G``, ``512M``, ``2.5GiB``, ``1000000``."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not match:
+        raise Esc50Error(f"{LIMIT_VARIABLE}={text!r}: expected a size such as 6G or 512M")
+    return int(float(match[1]) * 1024 ** " kmgt".index(match[2] or " "))
+
+
+def _meminfo(field: str) -> int | None:
     try:
         for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
 
 
-def check_memory(config: TaskConfig, clips: int, feature_shape: tuple[int, int, int]) -> None:
-    """Refuse, before decoding anything, a run whose decoded audio (int16, unless it goes to a
-    memory-mapped audio_cache) and cached features (float32) cannot fit in memory."""
-    available = available_memory()
-    if available is None:
-        return
-    audio = 0 if config.audio_cache else clips * config.length_wav * 2
+def _resident() -> int:
+    """Bytes this process holds in memory now (its resident set)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _cgroup_room() -> int | None:
+    """What this process's container still allows (limit minus usage), None without a limit."""
+    try:
+        relative = open("/proc/self/cgroup").read().splitlines()
+    except OSError:
+        return None
+    for line in relative:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        base = Path("/sys/fs/cgroup")
+        if parts[0] == "0":  # cgroup v2
+            folder, limit_file, usage_file = base / parts[2].lstrip("/"), "memory.max", \
+                "memory.current"
+        elif "memory" in parts[1].split(","):  # cgroup v1
+            folder, limit_file, usage_file = base / "memory" / parts[2].lstrip("/"), \
+                "memory.limit_in_bytes", "memory.usage_in_bytes"
+        else:
+            continue
+        try:
+            limit = open(folder / limit_file).read().strip()
+            usage = int(open(folder / usage_file).read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:
+            return max(int(limit) - usage, 0)
+    return None
+
+
+def memory_budget(device: torch.device) -> tuple[int | None, str]:
+    """Bytes this process may still allocate on ``device``, and where that figure comes from
+    (None: unknown, nothing is planned)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0], "free GPU memory"
+    found = {"available memory": _meminfo("MemAvailable"),
+             "the container's memory limit": _cgroup_room()}
+    if os.environ.get(LIMIT_VARIABLE):
+        found[LIMIT_VARIABLE] = max(parse_size(os.environ[LIMIT_VARIABLE]) - _resident(), 0)
+    known = {k: v for k, v in found.items() if v is not None}
+    if not known:
+        return None, "unknown"
+    source = min(known, key=known.get)
+    return known[source], source
+
+
+class PeakMeter(TorchDispatchMode):
+    """Counts, while active, the bytes of the live tensors each operation creates (storages
+    shared by views counted once), per device type, and their peak: what a piece of work
+    needs on top of what existed before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: dict[tuple[str, int], list[int]] = {}
+        self.current: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+
+    def _release(self, key: tuple[str, int]) -> None:
+        entry = self.live.get(key)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self.current[key[0]] -= entry[0]
+                del self.live[key]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_flatten(out)[0]:
+            if isinstance(tensor, torch.Tensor) and tensor.device.type != "meta":
+                storage = tensor.untyped_storage()
+                key = (tensor.device.type, storage.data_ptr())
+                if key not in self.live:
+                    self.live[key] = [storage.nbytes(), 0]
+                    now = self.current[key[0]] = self.current.get(key[0], 0) + storage.nbytes()
+                    self.peak[key[0]] = max(self.peak.get(key[0], 0), now)
+                self.live[key][1] += 1
+                weakref.finalize(tensor, self._release, key)
+        return out
+
+
+def measure(work: Callable[[], object], device: torch.device) -> int:
+    """Peak bytes of the tensors ``work()`` allocates on ``device``'s type."""
+    meter = PeakMeter()
+    with meter:
+        work()
+    return meter.peak.get(device.type, 0)
+
+
+def check_data_memory(config: TaskConfig, clips: int, feature_shape: tuple[int, int, int],
+                      featurize_bytes_per_sample: float) -> int:
+    """Refuse, before decoding anything, a run whose decoded audio (int16, unless memory-mapped
+    from ``audio_cache``), cached features (float32) and featurizing of one clip cannot fit in
+    memory; else return how many clips to featurize at a time (at most ``batch_size``)."""
+    available, source = memory_budget(torch.device("cpu"))
+    length = config.length_wav
+    audio = 0 if config.audio_cache else clips * length * 2
     features = clips * 4 * feature_shape[0] * feature_shape[1] * feature_shape[2] \
         if config.cache_features else 0
-    if audio + features > 0.9 * available:
-        raise Esc50Error(f"{clips} clips of length_wav={config.length_wav} need about "
-                         f"{(audio + features) / 2**30:.1f} GiB in memory (decoded audio "
-                         f"{audio / 2**30:.1f}, features {features / 2**30:.1f}) but "
-                         f"{available / 2**30:.1f} GiB is available: lower length_wav or "
-                         "sample_rate, or set audio_cache=DIR and cache_features=false")
+    per_clip = featurize_bytes_per_sample * length
+    if available is None:
+        return config.batch_size
+    room = MARGIN * available - audio - features
+    if room < per_clip:
+        raise Esc50Error(
+            f"{clips} clips of length_wav={length} samples need about "
+            f"{(audio + features + per_clip) / GIB:.1f} GiB in memory (decoded audio "
+            f"{audio / GIB:.1f}, features {features / GIB:.1f}, featurizing one clip "
+            f"{per_clip / GIB:.1f}) but {available / GIB:.1f} GiB is available ({source}): "
+            "lower length_wav or sample_rate, or set audio_cache=DIR and cache_features=false")
+    return max(1, min(config.batch_size, int(room // max(per_clip, 1))))
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How a step of ``batch`` clips is taken: ``accumulate`` micro-batches, and why."""
+
+    accumulate: int
+    note: str | None
+
+
+def plan_steps(config: TaskConfig, batch: int, step_bytes: Callable[[int], int],
+               static_bytes: int, device: torch.device) -> StepPlan:
+    """How many micro-batches a step of ``batch`` clips (this process's share of
+    ``batch_size``) needs. ``step_bytes(b)``: the measured peak of a step of ``b`` clips;
+    ``static_bytes``: what the run will hold besides (optimizer state, moving average)."""
+    available, source = memory_budget(device)
+    if available is None:
+        return StepPlan(max(config.accumulate, 1), None)
+    small = min(2, batch)
+    two, four = step_bytes(small), step_bytes(min(2 * small, batch))
+    per_clip = max((four - two) / max(min(2 * small, batch) - small, 1), four / (2 * small))
+    fixed = max(two - per_clip * small, 0)
+    need = lambda clips: static_bytes + fixed + per_clip * clips  # noqa: E731
+    budget = MARGIN * available
+    fits = int((budget - static_bytes - fixed) // per_clip) if per_clip > 0 else batch
+    if config.accumulate:
+        micro = -(-batch // config.accumulate)
+        if need(micro) > budget:
+            raise Esc50Error(
+                f"a step of {micro} clips (batch_size={batch}, accumulate={config.accumulate}) "
+                f"needs about {need(micro) / GIB:.1f} GiB on {device.type} but "
+                f"{available / GIB:.2f} GiB is available ({source}): " + (
+                    f"use accumulate={-(-batch // fits)} (micro-batches of {fits} clips) or "
+                    "accumulate=0 to plan it" if fits >= 1 else
+                    "even one clip a step does not fit"))
+        return StepPlan(config.accumulate, None)
+    if need(batch) <= budget:
+        return StepPlan(1, None)
+    if fits < 1:
+        raise Esc50Error(
+            f"a training step needs about {need(1) / GIB:.1f} GiB on {device.type} even for one "
+            f"clip ({static_bytes / GIB:.1f} GiB of optimizer state and weights besides) but "
+            f"{available / GIB:.2f} GiB is available ({source}): use a smaller model, a shorter "
+            "length_wav or a lower sample_rate")
+    accumulate = -(-batch // fits)
+    micro = -(-batch // accumulate)
+    return StepPlan(accumulate, (
+        f"memory: a step of {batch} clips needs about {need(batch) / GIB:.1f} GiB on "
+        f"{device.type}, {available / GIB:.1f} GiB is available ({source}): training in "
+        f"{accumulate} micro-batches of up to {micro} clips with their gradients accumulated "
+        f"(the same effective batch of {batch}; batch normalization sees the micro-batches)"))

@@ -59,6 +59,14 @@ def parameter_groups(model: nn.Module, learning_rate: float) -> list[dict]:
             for params, factor in groups]
 
 
+def state_bytes(model: nn.Module, config: TaskConfig) -> int:
+    """Bytes the optimizer's state (Adam's two moments, SGD's momentum) and the moving average
+    of the weights will take besides the model."""
+    params = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    every = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    return params * (1 if config.optimizer == "sgd" else 2) + (every if config.ema_decay else 0)
+
+
 def make_optimizer(model: nn.Module, config: TaskConfig) -> torch.optim.Optimizer:
     """The config's ``optimizer``: Adam (the report's; ``weight_decay`` as an L2 term), AdamW
     (decoupled weight decay) or SGD with Nesterov momentum 0.9."""

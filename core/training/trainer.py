@@ -31,11 +31,11 @@ from esc50.core.training.batches import ExperimentData, FeatureSource
 from esc50.core.training.classifier import build_classifier
 from esc50.core.training.device import pick_device, use_autocast
 from esc50.core.training.distributed import Distributed
-from esc50.core.training.memory import keep_freed_memory
+from esc50.core.training.memory import keep_freed_memory, plan_steps
 from esc50.core.training.recorder import RunRecorder
 from esc50.core.training.scoring import final_evaluation
 from esc50.core.training.stages import build_stages, setup_pass
-from esc50.core.training.state import Generators, TrainingState, seed_everything
+from esc50.core.training.state import Generators, TrainingState, seed_everything, state_bytes
 
 
 class Trainer:
@@ -76,16 +76,24 @@ class Trainer:
             self.split.check_data(table, shared.digests, allow_changed_data, self.log)
         generators = Generators.seeded(config.seed, self.dist.rank, self.device)
         self.randomness = Randomness(generators.examples, generators.signals)
+        self.amp = use_autocast(config, self.device, self.log)
         self.data = FeatureSource(config, self.stages, table, self.split, shared.digests,
                                   self.device, self.dist, self.log, generators.sampler, shared)
-        self.state = TrainingState.create(model, config, len(self.data.train_loader), generators)
-        self.step_model = DistributedDataParallel(model) if self.dist.enabled else model
-        if config.compile:
-            self.step_model = torch.compile(self.step_model)
-        self.amp = use_autocast(config, self.device, self.log)
         clips = self.data.train_audio
         setup_pass(self.stages, collate([clips[i] for i in range(min(2, len(clips)))]),
                    config.num_classes, config.seed, self.device)
+        plan = plan_steps(config, self.dist.per_process_batch(config.batch_size),
+                          lambda b: loop.measure_step(self.data, model, loop.training_loss(
+                              model, config.label_smoothing), b, self.amp, config.seed),
+                          state_bytes(model, config), self.device)
+        if plan.note:
+            self.log(plan.note)
+        self.config = config = config.override(accumulate=plan.accumulate)  # recorded
+        self.data.use_micro_batches(plan.accumulate)
+        self.state = TrainingState.create(model, config, self.data.optimizer_steps(), generators)
+        self.step_model = DistributedDataParallel(model) if self.dist.enabled else model
+        if config.compile:
+            self.step_model = torch.compile(self.step_model)
         self.recorder = RunRecorder(config, self.dist, registry, plugins, self.log)
         self.loggers = self.recorder.loggers
         self.run_dir: Path | None = None  # set by fit(), or by resume() to the run it continues

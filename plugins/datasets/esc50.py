@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, check_unique_stems,
-                   hookimpl, list_files, read_table)
+                   describe_unused, hookimpl, list_files, read_table)
 
 ESC50_PLUGIN_API = 4
 
@@ -48,7 +48,7 @@ class ESC50(DatasetReader):
             clips, names, unlisted = [clip_from_name(p) for p in files.values()], {}, []
         classes = self.num_classes or max(names, default=max((c.target for c in clips),
                                                                default=-1)) + 1
-        ignored = unlisted + [f"{p.name} (not audio)" for p in other]
+        ignored = unlisted + [describe_unused(p, audio_dir) for p in other]
         return ClipTable(root, clips, [names.get(t, str(t)) for t in range(classes)],
                          44_100, 5.0, ignored, hidden)
 

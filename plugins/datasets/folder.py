@@ -16,7 +16,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from esc50 import Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, hookimpl, list_files
+from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, describe_unused,
+                   hookimpl, list_files)
 
 ESC50_PLUGIN_API = 4
 
@@ -45,13 +46,13 @@ class Folder(DatasetReader):
 
     def read(self, root: Path) -> ClipTable:
         loose, other, hidden = list_files(root)
-        ignored = [f"{p.name} (not in a class folder)" for p in loose + other]
+        ignored = [describe_unused(p, root, "not in a class folder") for p in loose + other]
         class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         by_class: dict[str, list[Path]] = {}
         for folder in class_dirs:
             audio, not_audio, hidden_here = list_files(folder, recursive=True)
             hidden += hidden_here
-            ignored += [f"{p.relative_to(root)} (not audio)" for p in not_audio]
+            ignored += [describe_unused(p, root) for p in not_audio]
             if len(audio) < self.min_clips:
                 ignored += [f"{folder.name}/ ({len(audio)} audio files, fewer than "
                             f"min_clips_per_class={self.min_clips}: class left out)"]

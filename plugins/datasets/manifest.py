@@ -1,11 +1,13 @@
 """A CSV manifest: columns ``path`` and ``label``, optional ``fold`` (whole numbers from 1) and
 ``group`` (clips sharing a group, e.g. takes of one recording, stay on one side of a split).
-Paths are relative to the manifest's folder (or absolute); class names are the labels, sorted.
+Paths are relative to the manifest's folder (or absolute; a path through a link or out of the
+folder is kept as written); class names are the labels, sorted.
 The manifest is ``file`` inside the dataset folder. The default sample rate and clip length are
 the options ``sample_rate`` and ``clip_seconds``."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from esc50 import (AUDIO_EXTENSIONS, Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig,
@@ -32,9 +34,7 @@ class Manifest(DatasetReader):
 
     def read(self, root: Path) -> ClipTable:
         manifest = root / self.file
-        if not manifest.is_file():
-            raise Esc50Error(f"manifest {manifest} does not exist (option file={self.file!r})")
-        table = read_table(manifest)
+        table = read_table(manifest, f"manifest (option file={self.file!r})")
         missing = {"path", "label"} - set(table[0] if table else ())
         if missing:
             raise Esc50Error(f"{manifest}: the header lacks {', '.join(sorted(missing))} "
@@ -61,7 +61,7 @@ class Manifest(DatasetReader):
         path_text, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
         if not path_text or not label:
             raise Esc50Error(f"{manifest}: row {number} needs a path and a label")
-        path = (manifest.parent / path_text).resolve()
+        path = Path(os.path.normpath(manifest.parent / path_text))  # links kept as named
         if path.suffix.lower() not in AUDIO_EXTENSIONS:
             raise Esc50Error(f"{manifest}: row {number}: {path_text} is not an audio file "
                              "soundfile reads")

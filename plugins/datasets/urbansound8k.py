@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, hookimpl, list_files,
-                   read_table)
+from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, describe_unused,
+                   hookimpl, list_files, read_table)
 
 ESC50_PLUGIN_API = 4
 
@@ -26,7 +26,7 @@ class UrbanSound8K(DatasetReader):
         meta = root / "metadata" / "UrbanSound8K.csv"
         if not meta.is_file():
             raise Esc50Error(f"UrbanSound8K metadata {meta} does not exist")
-        clips, names, listed = [], {}, set()
+        clips, names, listed, missing = [], {}, set(), []
         for number, row in enumerate(read_table(meta), start=2):
             try:
                 name, fold = row["slice_file_name"], int(row["fold"])
@@ -42,12 +42,15 @@ class UrbanSound8K(DatasetReader):
             listed.add(path)
             if path.is_file():
                 clips.append(Clip(path, fold, target, group))
+            else:  # a partial download: counted in the run's warning of files not used
+                missing.append(f"{path.relative_to(root).as_posix()} (listed in the metadata, "
+                               "missing)")
         if sorted(names) != list(range(len(names))):
             raise Esc50Error(f"{meta}: classID values {sorted(names)} are not 0..{len(names) - 1}")
         audio, other, hidden = (list_files(root / "audio", recursive=True)
                                 if (root / "audio").is_dir() else ([], [], 0))
-        ignored = [f"{p.relative_to(root)} (not in the metadata)" for p in audio
-                   if p not in listed] + [f"{p.relative_to(root)} (not audio)" for p in other]
+        ignored = missing + [f"{p.relative_to(root)} (not in the metadata)" for p in audio
+                             if p not in listed] + [describe_unused(p, root) for p in other]
         return ClipTable(root, clips, [names[t] for t in range(len(names))], 22_050, 4.0,
                          ignored, hidden)
 

@@ -79,7 +79,7 @@ class PublishedEmbedding(Embedding):
 
     def __init__(self, config: TaskConfig, checkpoint: str = "") -> None:
         """Options:
-        checkpoint: the published weights' file (required; see docs/pretrained.md)
+        checkpoint: the published weights: a path, or a name `esc50 weights list` shows (required; see docs/pretrained.md)
         """
         front_end = self.front_end_type(config)
         super().__init__(front_end, published(self.backbone_type, config, front_end,

@@ -24,6 +24,7 @@ Sources of each choice:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -45,15 +46,25 @@ def transformers_module() -> Any:
     return transformers
 
 
+def offline() -> bool:
+    """esc50's offline switch (``ESC50_OFFLINE=1``, ``--offline``) or the hub's own
+    (``HF_HUB_OFFLINE=1``): a hub id is then read from transformers' cache only."""
+    return any(os.environ.get(name, "") not in ("", "0")
+               for name in ("ESC50_OFFLINE", "HF_HUB_OFFLINE"))
+
+
 def unloadable(source: str, exc: Exception) -> Esc50Error:
     reason = " ".join(str(exc).split())[:300]
-    return Esc50Error(f"AST checkpoint {source!r} cannot be loaded: {reason}")
+    where = (" (offline: a hub id must be in transformers' cache; save it once with "
+             "save_pretrained and pass the folder)" if offline() else "")
+    return Esc50Error(f"AST checkpoint {source!r} cannot be loaded{where}: {reason}")
 
 
 def checkpoint_config(source: str) -> Any:
     """The ``ASTConfig`` of a checkpoint (its architecture and input size)."""
     try:
-        return transformers_module().ASTConfig.from_pretrained(source)
+        return transformers_module().ASTConfig.from_pretrained(source,
+                                                               local_files_only=offline())
     except (OSError, ValueError) as exc:
         raise unloadable(source, exc) from None
 
@@ -67,7 +78,8 @@ def load_encoder(source: str, input_shape: tuple[int, int, int]) -> nn.Module:
         return transformers.ASTModel(transformers.ASTConfig(num_mel_bins=bands,
                                                             max_length=frames))
     try:
-        encoder, info = transformers.ASTModel.from_pretrained(source, output_loading_info=True)
+        encoder, info = transformers.ASTModel.from_pretrained(
+            source, output_loading_info=True, local_files_only=offline())
     except (OSError, ValueError) as exc:
         raise unloadable(source, exc) from None
     missing = sorted(info.get("missing_keys") or [])  # lists or sets, by version

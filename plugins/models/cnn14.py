@@ -34,14 +34,16 @@ from esc50 import Esc50Error, TaskConfig, hookimpl
 from esc50.plugins.featurizers.dbmel import PannsLogMel
 from esc50.plugins.models.layers import masked_max, masked_mean, pad_time, zero_padding
 from esc50.plugins.models.published import (Freezable, check_freeze, load_published,
-                                             read_state_dict, trainable_groups)
+                                             published_weights, read_state_dict,
+                                             trainable_groups)
 
 ESC50_PLUGIN_API = 4
 
 WIDTHS = [64, 128, 256, 512, 1024, 2048]
 POOLINGS = 5  # 2x2 average poolings after blocks 1-5
 EXPECTED = ("Cnn14_mAP=0.431.pth from https://zenodo.org/record/3987831 (PANNs); "
-            "pass its path as plugins.cnn14's checkpoint option")
+            "pass its path, or the name cnn14 to have it fetched, as plugins.cnn14's checkpoint "
+            "option")
 FRONT_END = ("spectrogram_extractor.", "logmel_extractor.")
 
 
@@ -69,7 +71,7 @@ class Cnn14(Freezable):
                  checkpoint: str = "", freeze_blocks: int = 0,
                  backbone_lr_scale: float = 0.1) -> None:
         """Options:
-        checkpoint: the published Cnn14_mAP=0.431.pth to start from ("": random weights)
+        checkpoint: the published Cnn14_mAP=0.431.pth to start from: its path, or cnn14 to fetch it ("": random weights)
         freeze_blocks: convolution blocks (of 6, with the input batch norm) kept frozen
         backbone_lr_scale: learning rate of the layers before the new head, times the run's
         """
@@ -141,3 +143,8 @@ class Cnn14(Freezable):
 @hookimpl
 def register_models(register):
     register(Cnn14)
+
+
+@hookimpl
+def register_weights(register):
+    register(**published_weights("cnn14"))

@@ -39,7 +39,8 @@ from esc50 import TaskConfig, hookimpl
 from esc50.plugins.models.layers import (conv_bn_relu, masked_layers, masked_max, masked_mean,
                                          pad_time)
 from esc50.plugins.models.published import (Freezable, check_freeze, load_published,
-                                             read_state_dict, trainable_groups)
+                                             published_weights, read_state_dict,
+                                             trainable_groups)
 
 ESC50_PLUGIN_API = 4
 
@@ -47,7 +48,8 @@ BLOCKS = [(16, 2), (32, 2), (64, 2), (128, 2), (256, 2), (512, 1)]  # (channels,
 REDUCTION = 2 ** len(BLOCKS)
 PUBLISHED_BANDS = 128
 EXPECTED = ("mx-h64-1024_0d3-1.17.pkl from github.com/anuragkr90/weak_feature_extractor "
-            "(Kumar et al. 2018); pass its path as plugins.kumar's checkpoint option")
+            "(Kumar et al. 2018); pass its path, or the name kumar-audioset to have it fetched, "
+            "as plugins.kumar's checkpoint option")
 
 
 def published_key(key: str) -> str | None:
@@ -71,7 +73,7 @@ class Kumar(Freezable):
                  freeze_blocks: int = 0) -> None:
         """Options:
         pooling: how segment outputs are pooled over time (max or mean)
-        checkpoint: the published mx-h64-1024_0d3-1.17.pkl to start from ("": random weights)
+        checkpoint: the published mx-h64-1024_0d3-1.17.pkl to start from: its path, or kumar-audioset to fetch it ("": random weights)
         backbone_lr_scale: learning rate of the layers before F2, times the run's (0.1 to fine-tune)
         freeze_blocks: blocks B1.. (of 6) kept frozen, weights and batch-norm statistics
         """
@@ -128,3 +130,8 @@ class Kumar(Freezable):
 @hookimpl
 def register_models(register):
     register(Kumar)
+
+
+@hookimpl
+def register_weights(register):
+    register(**published_weights("kumar-audioset"))

@@ -5,7 +5,8 @@ every shape agrees; otherwise one line says what does not fit."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+import tomllib
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -13,6 +14,14 @@ from torch import nn
 from esc50 import Esc50Error
 
 SHOWN = 4  # keys named in an error, before "and N more"
+WEIGHTS_TABLE = Path(__file__).with_name("weights.toml")
+
+
+def published_weights(name: str) -> dict[str, Any]:
+    """The entry ``name`` of weights.toml (the published files the built-in models read), as
+    the keyword arguments of ``register_weights``' ``register``."""
+    with WEIGHTS_TABLE.open("rb") as handle:
+        return {"name": name, **tomllib.load(handle)[name]}
 
 
 def read_state_dict(path: str, expected: str) -> dict[str, torch.Tensor]:

@@ -31,7 +31,7 @@ _TESTING = "esc50.testing"
 _NAMES = {
     # the Python API
     "train": _API, "resume": _API, "cv": _API, "load": _API, "list_plugins": _API,
-    "config": _API, "Run": _API, "CrossValidation": _API, "Model": _API,
+    "config": _API, "Run": _API, "CrossValidation": _API, "Model": _API, "tune": _API,
     "Prediction": "esc50.core.commands.predict",
     # shared by both
     "TaskConfig": "esc50.core.config", "Esc50Error": "esc50.core.errors",
@@ -43,8 +43,9 @@ _NAMES = {
     "ClipTable": _CONTRACTS, "Logger": _CONTRACTS, "RunStart": _CONTRACTS,
     "Randomness": _CONTRACTS, "to_device": _CONTRACTS, "uniform": _CONTRACTS,
     "check_range": _CONTRACTS, "check_min_max": _CONTRACTS, "frame_mask": _CONTRACTS,
-    "list_files": "esc50.core.data.clips", "read_table": "esc50.core.data.clips",
+    "list_files": "esc50.core.data.clips", "read_table": "esc50.core.files.read",
     "AUDIO_EXTENSIONS": "esc50.core.data.clips", "check_unique_stems": "esc50.core.data.clips",
+    "describe_unused": "esc50.core.data.clips",
     "Registry": "esc50.core.plugins.registry", "load_registry": "esc50.core.plugins.registry",
     "check_model": _TESTING, "check_augmentation": _TESTING, "check_featurizer": _TESTING,
     "check_dataset": _TESTING, "check_logger": _TESTING,

@@ -1,0 +1,439 @@
+"""Reliability, round three: one test per mechanism of docs/reliability.md ("The mechanisms"),
+each fixing a class of hostile inputs where it arises, and property-based tests of the parsers
+(Hypothesis)."""
+
+import json
+import os
+import string
+import sys
+import types
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import esc50
+from esc50.cli.main import cli
+from esc50.core.config import TaskConfig, load_config
+from esc50.core.data.clips import find_clips
+from esc50.core.data.split import grouped_random_split, make_split, dataset_digests
+from esc50.core.errors import Esc50Error
+from esc50.core.files.read import read_table
+from esc50.core.plugins.hookspecs import hookimpl
+from esc50.core.plugins.registry import load_registry, parse_spec
+from esc50.core.results.checkpoint import load_checkpoint, save_checkpoint
+from esc50.core.training.trainer import Trainer
+from esc50.plugins.datasets.esc50 import CLIP_NAME
+from tests.conftest import SR, STFT_FLAGS, small_config, tone, write_synthetic_dataset
+
+SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
+         "--batch-size", "8", "--no-progress"]
+TRAIN_SMALL = [*SMALL, "--val-fold", "1"]  # the synthetic data has folds 1-3
+
+
+# --- 1. memory: planned before the first step, never a kill --------------------------------
+
+class Wide(nn.Module):
+    """A model whose training step needs a lot of memory per clip: no batch normalization, so
+    micro-batches give the same gradients as the whole batch."""
+
+    name = "wide"
+
+    def __init__(self, config, input_shape):
+        super().__init__()
+        self.up = nn.Linear(input_shape[1], 16384)  # about 24 MiB a clip for a step
+        self.out = nn.Linear(16384, config.num_classes)
+
+    def forward(self, features, frame_lengths):
+        hidden = torch.relu(self.up(features.transpose(2, 3)))  # [B, 1, T, 16384]
+        return self.out(hidden.mean(dim=(1, 2)))
+
+
+def wide_registry():
+    @hookimpl(specname="register_models")
+    def hook(register):
+        register(Wide)
+
+    registry = load_registry()
+    registry.register_plugin(types.SimpleNamespace(__name__="m", register_models=hook), "big")
+    return registry
+
+
+def test_a_step_over_the_memory_budget_is_planned_as_micro_batches(synthetic_data, tmp_path,
+                                                                   monkeypatch):
+    """Under a budget a step of 16 clips would exceed, the run takes micro-batches with their
+    gradients accumulated, says so, and ends with the weights one big batch gives (up to float
+    rounding)."""
+    def run(name, **changes):
+        config = small_config(synthetic_data, model="big.wide", output_dir=str(tmp_path),
+                              run_name=name, num_epochs=2, batch_size=16, **changes)
+        lines = []
+        trainer = Trainer(config, wide_registry(), log=lines.append)
+        trainer.fit()
+        return trainer, lines
+
+    whole, _ = run("whole")
+    assert whole.config.accumulate == 1
+    from esc50.core.training import loop
+    from esc50.core.training.memory import _resident
+
+    model = whole.state.model
+    step = loop.measure_step(whole.data, model, loop.training_loss(model, 0.0), 16, False, 0)
+    half_a_step = str(_resident() + step // 2)  # room for about half the batch
+    monkeypatch.setenv("ESC50_MEMORY_LIMIT", half_a_step)
+    planned, lines = run("planned")
+    note = next(line for line in lines if line.startswith("memory: "))
+    assert f"{planned.config.accumulate} micro-batches" in note and planned.config.accumulate > 1
+    assert "ESC50_MEMORY_LIMIT" in note
+    assert load_config(tmp_path / "planned" / "config.toml").accumulate == \
+        planned.config.accumulate  # recorded, so a resumed run takes the same steps
+    for key, value in whole.state.model.state_dict().items():
+        torch.testing.assert_close(planned.state.model.state_dict()[key], value, rtol=1e-4,
+                                   atol=1e-5)
+    monkeypatch.setenv("ESC50_MEMORY_LIMIT", str(_resident() + 16 * 2**20))  # < one clip's step
+    with pytest.raises(Esc50Error, match="needs about .* GiB on cpu even for one clip .* GiB is "
+                                         "available \\(ESC50_MEMORY_LIMIT\\)"):
+        run("refused")
+    with pytest.raises(Esc50Error, match="needs about .* use accumulate="):
+        monkeypatch.setenv("ESC50_MEMORY_LIMIT", half_a_step)
+        run("fixed", accumulate=1)
+
+
+def test_decoding_that_cannot_fit_is_refused_before_it_starts(synthetic_data, monkeypatch):
+    monkeypatch.setenv("ESC50_MEMORY_LIMIT", "1")
+    with pytest.raises(Esc50Error, match="clips of length_wav=100000000 samples need about .* "
+                                         "GiB .* is available"):
+        Trainer(small_config(synthetic_data, length_wav=100_000_000), load_registry(),
+                log=lambda _: None)
+
+
+# --- 2. small data is data ----------------------------------------------------------------
+
+def test_small_classes_still_give_a_validation_share_and_one_class_is_refused(tmp_path):
+    groups = [f"g{i}" for i in range(8)]
+    train, val, note = grouped_random_split(groups, [0] * 4 + [1] * 4, 0.9, seed=0)
+    assert len(val) == 1 and len(train) == 7 and "moved to validation" in note
+    labels = [c for c in range(50) for _ in range(4)]  # 200 clips, 4 per class
+    train, val, _ = grouped_random_split([f"r{i}" for i in range(200)], labels, 0.9, seed=0)
+    assert 15 <= len(val) <= 25 and not set(train) & set(val)
+    data = tmp_path / "one"
+    (data / "dog").mkdir(parents=True)
+    for k in range(4):
+        sf.write(data / "dog" / f"{k}.wav", tone(300.0, seed=k), SR)
+    with pytest.raises(Esc50Error, match="has clips of one class only \\('dog'\\): a classifier "
+                                         "needs two classes at least"):
+        find_clips(data, TaskConfig(dataset="plugins.folder"))
+
+
+def test_no_class_with_two_recordings_is_the_one_refusal(tmp_path):
+    data = tmp_path / "few"
+    for name, freq in (("a", 300.0), ("b", 700.0)):
+        (data / name).mkdir(parents=True)
+        sf.write(data / name / "x.wav", tone(freq), SR)
+    config = small_config(data, dataset="plugins.folder:min_clips_per_class=1", num_classes=2)
+    table = find_clips(data, config)
+    with pytest.raises(Esc50Error, match="no class of the 2 clips .* has two recordings"):
+        make_split(table, config, dataset_digests(table))
+
+
+# --- 3. every path a user gives: one checked reader ---------------------------------------
+
+def test_fifos_and_devices_are_refused_not_waited_on(synthetic_data, tmp_path):
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    with pytest.raises(Esc50Error, match="pipe.wav is a FIFO \\(named pipe\\), not a regular "
+                                         "file"):
+        esc50.core.data.audio.load_clip(fifo, SR)
+    os.mkfifo(synthetic_data / "1-999-A-0.wav")
+    table = find_clips(synthetic_data, small_config(synthetic_data, skip_bad_files=True),
+                       warn=lambda _: None)
+    assert all(c.path.name != "1-999-A-0.wav" for c in table.clips)
+    with pytest.raises(Esc50Error, match="config file .* is a character device"):
+        load_config("/dev/null.toml" if os.path.exists("/dev/null.toml") else
+                    _device_config(tmp_path))
+
+
+def _device_config(tmp_path):
+    link = tmp_path / "null.toml"
+    link.symlink_to("/dev/null")
+    return link
+
+
+def test_a_csv_manifest_reads_relative_absolute_outside_and_linked_rows(tmp_path, monkeypatch):
+    data = tmp_path / "set"
+    (data / "clips").mkdir(parents=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    rows = ["path,label"]
+    for i, freq in enumerate((300.0, 700.0)):
+        for k in range(3):
+            sf.write(data / "clips" / f"c{i}{k}.wav", tone(freq, seed=k), SR)
+            rows.append(f"clips/c{i}{k}.wav,class{i}")
+    sf.write(outside / "far.wav", tone(300.0, seed=7), SR)
+    rows += [f"{outside / 'far.wav'},class0", "../elsewhere/far2.wav,class1"]
+    sf.write(outside / "far2.wav", tone(700.0, seed=8), SR)
+    (data / "linked").symlink_to(data / "clips")
+    rows.append("linked/c00.wav,class0")
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.chdir(tmp_path)  # the documented form: a relative --data
+    config = TaskConfig().override(dataset="plugins.csv:sample_rate=8000,clip_seconds=1.0",
+                                   data="set")
+    table = find_clips(__import__("pathlib").Path("set"), config)
+    names = table.names()
+    assert len(names) == 9 and str(outside / "far.wav") in names and "linked/c00.wav" in names
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"path,label\nclips/a.wav,x,extra\n", "row 2 has 3 fields where the header names 2"),
+    (b"path,label\nclips/a.wav\x00,x\n", "line 2 holds a NUL byte"),
+    (bytes(range(256)) * 40, "line 1 holds a NUL byte: not a text file"),
+    (bytes(range(1, 256)) * 40, "the header lacks label, path"),
+    (b"path,path\na,b\n", "must name each column once"),
+])
+def test_a_broken_manifest_is_one_line_naming_file_and_row(tmp_path, body, message):
+    (tmp_path / "labels.csv").write_bytes(body)
+    with pytest.raises(Esc50Error, match=message):
+        find_clips(tmp_path, TaskConfig(dataset="plugins.csv"))
+
+
+def test_a_missing_listed_file_names_the_plugin_and_obeys_skip_bad_files(tmp_path):
+    data = tmp_path / "set"
+    data.mkdir()
+    rows = ["path,label"]
+    for i, freq in enumerate((300.0, 700.0)):
+        for k in range(3):
+            sf.write(data / f"c{i}{k}.wav", tone(freq, seed=k), SR)
+            rows.append(f"c{i}{k}.wav,class{i}")
+    rows.append("gone.wav,class0")
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    config = TaskConfig(dataset="plugins.csv")
+    with pytest.raises(Esc50Error, match="dataset plugins.csv \\(esc50 .*\\) lists .*gone.wav, "
+                                         "which does not exist; --skip-bad-files"):
+        find_clips(data, config)
+    warned = []
+    table = find_clips(data, config.override(skip_bad_files=True), warn=warned.append)
+    assert len(table.clips) == 6 and "left out 1 clip(s)" in warned[0]
+
+
+def test_a_huge_field_is_read(tmp_path):
+    (tmp_path / "t.csv").write_text("a,b\n" + "x" * 300_000 + ",1\n")
+    assert len(read_table(tmp_path / "t.csv")[0]["a"]) == 300_000
+
+
+# --- 4. every path esc50 writes: one checked writer -----------------------------------------
+
+def test_output_names_stay_inside_and_unwritable_places_are_one_line(synthetic_data, tmp_path):
+    for name in ("../x", str(tmp_path / "abs"), "a/b"):
+        result = CliRunner().invoke(cli, ["cv", "--data", str(synthetic_data), "--name", name,
+                                          "--output-dir", str(tmp_path / "runs"), *SMALL])
+        assert result.exit_code == 1 and "must be a plain name" in result.output, result.output
+    assert not (tmp_path / "x").exists() and not (tmp_path / "abs").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("in the way")
+    run = CliRunner().invoke(cli, ["new-plugin", "mine", "--dir", str(blocker / "sub")])
+    assert run.exit_code == 1 and f"cannot create --dir {blocker / 'sub'}: Not a directory" in \
+        run.output, run.output
+    (tmp_path / "esc50-other").write_text("in the way")
+    again = CliRunner().invoke(cli, ["new-plugin", "other", "--dir", str(tmp_path)])
+    assert again.exit_code == 1 and "esc50-other already exists" in again.output
+    long = CliRunner().invoke(cli, ["train", "--data", str(synthetic_data), "--run-name",
+                                    "n" * 300, "--output-dir", str(tmp_path), *TRAIN_SMALL])
+    assert long.exit_code == 1 and "a file name holds at most 255" in long.output
+
+
+def test_a_report_of_two_runs_named_alike_keeps_both(synthetic_data, tmp_path):
+    for folder in ("a", "b"):
+        result = CliRunner().invoke(cli, ["train", "--data", str(synthetic_data), "--epochs",
+                                          "1", "--output-dir", str(tmp_path / folder),
+                                          "--run-name", "same", *TRAIN_SMALL])
+        assert result.exit_code == 0, result.output
+    out = tmp_path / "report"
+    report = CliRunner().invoke(cli, ["report", str(tmp_path / "a" / "same"),
+                                      str(tmp_path / "b" / "same"), "--out", str(out)])
+    assert report.exit_code == 0, report.output
+    assert (out / "same-curves.png").is_file() and (out / "same-2-curves.png").is_file()
+
+
+# --- 5. config files and checkpoints ------------------------------------------------------
+
+@pytest.mark.parametrize("name, text, message", [
+    ("a.yaml", "x: !!python/object/apply:os.system ['echo']\n", "could not determine a "
+     "constructor"),
+    ("b.yaml", "1: 2\n", "key 1 \\(int\\) is not a name"),
+    ("c.toml", "a = [\n", "line|Invalid"),
+    ("d.yaml", "[" * 4000 + "]" * 4000, "nested too deeply"),
+    ("e.toml", "[a.b.c.d.e]\nx = 1\n", "nested more than three deep"),
+    ("f.toml", "batch_size = 8\x00\n", "NUL byte"),
+])
+def test_config_files_that_cannot_be_configs_are_one_line(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(Esc50Error, match=f"config file .*{name}.*({message})"):
+        load_config(tmp_path / name)
+
+
+def test_checkpoints_that_do_not_fit_are_one_line(synthetic_data, tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--data", str(synthetic_data), "--epochs", "1",
+                                      "--output-dir", str(tmp_path), "--run-name", "r", *TRAIN_SMALL])
+    assert result.exit_code == 0, result.output
+    state = load_checkpoint(tmp_path / "r" / "last.pt")
+    short = tmp_path / "short" / "last.pt"
+    short.parent.mkdir()
+    save_checkpoint({**state, "class_names": state["class_names"][:2]}, short)
+    out = CliRunner().invoke(cli, ["evaluate", str(short)])
+    assert out.exit_code == 1 and "lists 2 class names for num_classes=4" in out.output
+    other = tmp_path / "other" / "last.pt"
+    other.parent.mkdir()
+    save_checkpoint({**state, "config": {**state["config"], "model": "plugins.lstm"}}, other)
+    out = CliRunner().invoke(cli, ["evaluate", str(other)])
+    assert out.exit_code == 1 and "its weights do not fit the model its config builds" in \
+        out.output
+    text = tmp_path / "weights.pt"
+    text.write_text("these are not weights")
+    out = CliRunner().invoke(cli, ["train", "--data", str(synthetic_data), "--weights",
+                                   str(text), "--output-dir", str(tmp_path), *TRAIN_SMALL])
+    assert out.exit_code == 1 and "is not a readable checkpoint" in out.output
+    unused = CliRunner().invoke(cli, ["train", "--data", str(synthetic_data), "--model",
+                                      "plugins.kumar", "--set", "plugins.crnn.hidden_size=7",
+                                      *TRAIN_SMALL])
+    assert unused.exit_code == 1 and "option plugins.crnn.hidden_size is for plugins.crnn, " \
+        "which this run does not use" in unused.output
+
+
+# --- 6. the same clip twice is a leak -----------------------------------------------------
+
+def test_identical_audio_under_two_labels_is_refused_and_under_one_kept_together(tmp_path):
+    data = tmp_path / "set"
+    for name, freq in (("dog", 300.0), ("cat", 700.0)):
+        (data / name).mkdir(parents=True)
+        for k in range(4):
+            sf.write(data / name / f"{k}.wav", tone(freq, seed=k), SR)
+    (data / "puppy").symlink_to(data / "dog")  # a class folder that is another class
+    config = small_config(data, dataset="plugins.folder", num_classes=None)
+    table = find_clips(data, config)
+    with pytest.raises(Esc50Error, match="hold the same audio .* under two labels"):
+        dataset_digests(table)
+    (data / "puppy").unlink()
+    (data / "dog" / "copy.wav").write_bytes((data / "dog" / "0.wav").read_bytes())
+    table = find_clips(data, config)
+    digests = dataset_digests(table)
+    split = make_split(table, config.override(train_ratio=0.5), digests)
+    sides = [{digests[n] for n in side} for side in (split.train, split.val)]
+    assert not sides[0] & sides[1]
+
+
+def test_a_meta_csv_giving_one_name_to_every_target_is_refused(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data", with_csv=True, folds=(1, 2))
+    meta = data / "meta" / "esc50.csv"
+    lines = meta.read_text().splitlines()
+    header = lines[0].split(",")
+    column = header.index("category")
+    rows = [",".join("same" if i == column else cell for i, cell in enumerate(line.split(",")))
+            for line in lines[1:]]
+    meta.write_text("\n".join([lines[0], *rows]) + "\n")
+    with pytest.raises(Esc50Error, match="'same'.* to more than one label"):
+        find_clips(data, small_config(data))
+
+
+# --- 7. loggers cannot change results -----------------------------------------------------
+
+def test_a_logger_that_edits_rows_or_exits_changes_nothing(synthetic_data, tmp_path):
+    class Meddler(esc50.Logger):
+        name = "meddler"
+
+        def __init__(self, config):
+            pass
+
+        def epoch(self, row):
+            row["val_accuracy"] = 99.0
+
+        def end(self, metrics):
+            sys.exit(3)
+
+    @hookimpl(specname="register_loggers")
+    def hook(register):
+        register(Meddler)
+
+    registry = load_registry()
+    registry.register_plugin(types.SimpleNamespace(__name__="l", register_loggers=hook), "bad")
+    lines = []
+    config = small_config(synthetic_data, loggers=["bad.meddler"], output_dir=str(tmp_path),
+                          run_name="r", num_epochs=2)
+    Trainer(config, registry, log=lines.append).fit()
+    history = (tmp_path / "r" / "history.csv").read_text()
+    assert "99.0" not in history
+    assert all(row["val_accuracy"] <= 1 for row in load_checkpoint(tmp_path / "r" / "last.pt")
+               ["history"])
+    assert any("logger bad.meddler failed on end (SystemExit: 3)" in line for line in lines)
+
+
+# --- 9. the Python API checks its arguments ------------------------------------------------
+
+def test_the_python_api_checks_its_arguments(synthetic_data, tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--data", str(synthetic_data), "--epochs", "1",
+                                      "--output-dir", str(tmp_path), "--run-name", "r", *TRAIN_SMALL])
+    assert result.exit_code == 0
+    model = esc50.load(tmp_path / "r")
+    with pytest.raises(Esc50Error, match="predict\\(sample_rate=0\\): expected a whole number "
+                                         "of at least 1"):
+        model.predict(np.zeros(8000, np.float32), sample_rate=0)
+    with pytest.raises(Esc50Error, match="predict_files\\(paths='folder'\\): expected a list"):
+        list(model.predict_files("folder"))
+    with pytest.raises(Esc50Error, match="train\\(epochs=2.5\\): expected an int"):
+        esc50.train(epochs=2.5)
+
+
+# --- property-based tests of the parsers ---------------------------------------------------
+
+TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=400))
+def test_any_bytes_as_a_csv_are_rows_or_one_line(tmp_path, body):
+    path = tmp_path / "t.csv"
+    path.write_bytes(body)
+    try:
+        rows = read_table(path)
+    except Esc50Error as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)
+    else:
+        assert all(isinstance(k, str) and isinstance(v, str) for r in rows for k, v in r.items())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(TEXT, st.sampled_from([".toml", ".yaml"]))
+def test_any_text_as_a_config_is_a_config_or_one_line(tmp_path, text, suffix):
+    path = tmp_path / f"c{suffix}"
+    path.write_text(text, errors="surrogatepass")
+    try:
+        config = load_config(path)
+    except Esc50Error as exc:
+        assert "\n" not in str(exc).strip() and "config file" in str(exc)
+    else:
+        assert isinstance(config, TaskConfig)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXT)
+def test_any_plugin_spec_parses_or_is_one_line(spec):
+    try:
+        plugin_id, options = parse_spec(spec)
+    except Esc50Error as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert plugin_id and ":" not in plugin_id
+        assert all(k and "," not in k for k in options)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=string.printable, max_size=40))
+def test_any_file_name_is_an_esc50_clip_name_or_not(stem):
+    match = CLIP_NAME.match(stem)
+    if match:
+        assert int(match["fold"]) >= 0 and int(match["target"]) >= 0
+        assert f"{match['fold']}-{match['clip']}-{match['take']}-{match['target']}" == stem

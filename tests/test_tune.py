@@ -1,0 +1,113 @@
+"""esc50 tune: settings searched on the training folds only (the outer fold never read during
+the search, scored once by the final run), a study that continues and that two worker
+processes share, ordinary trial run folders, and the best settings as a config file."""
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import esc50
+from esc50.cli.main import cli
+from esc50.core.commands.tune import Dimension, parse_dimension, with_setting
+from esc50.core.config import TaskConfig, load_config
+from esc50.core.errors import Esc50Error
+from tests.conftest import STFT_FLAGS, write_synthetic_dataset
+
+pytest.importorskip("optuna")
+
+SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
+         "--batch-size", "8", "--no-progress"]
+
+
+def test_search_spaces_parse_and_set_keys_options_and_spec_options():
+    assert parse_dimension("learning_rate=1e-4:1e-2:log") == Dimension(
+        "learning_rate", 1e-4, 1e-2, True)
+    assert parse_dimension("batch_size=8:32") == Dimension("batch_size", 8, 32)
+    assert parse_dimension("optimizer=adam|adamw").choices == ("adam", "adamw")
+    for bad, message in [("lr", "expected KEY=low"), ("x=1:0", "expected low < high"),
+                         ("x=0:1:log", "low > 0"), ("x=a:b", "is not a number")]:
+        with pytest.raises(Esc50Error, match=message):
+            parse_dimension(bad)
+    config = TaskConfig().override(augs=["mixup:alpha=0.3,p=1", "specaugment"])
+    changed = with_setting(config, "plugins.mixup.alpha", 0.7)  # the spec's own option
+    assert changed.augs == ["mixup:alpha=0.7,p=1", "specaugment"]
+    table = with_setting(config, "plugins.specaugment.freq_masks", 3)  # not in its spec
+    assert table.options["plugins.specaugment"]["freq_masks"] == 3
+    assert with_setting(config, "learning_rate", 0.01).learning_rate == 0.01
+
+
+def test_a_search_never_reads_the_outer_fold_and_scores_it_once(tmp_path, monkeypatch):
+    from esc50.core.data import audiocache
+    from esc50.core.files import digest
+
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    opened = []
+    load, sha = audiocache.load_clip, digest.file_sha256
+    monkeypatch.setattr(audiocache, "load_clip", lambda p, *a, **k: opened.append(p) or
+                        load(p, *a, **k))
+    monkeypatch.setattr(digest, "file_sha256", lambda p: opened.append(p) or sha(p))
+    lines = []
+    result = esc50.tune(["learning_rate=1e-3:1e-2:log"], name="study", trials=3, data=str(data),
+                        val_fold=1, output_dir=str(tmp_path / "runs"), sample_rate=8000,
+                        length_wav=8000, batch_size=8, num_epochs=2, progress=False,
+                        log=lines.append, **{f"plugins.logmel.{k}": v for k, v in
+                                             {"n_fft": 256, "win_length": 256, "hop_length": 64,
+                                              "n_mels": 32}.items()})
+    assert opened and not [p for p in opened if Path(p).name.startswith("1-")]  # fold 1 unread
+    assert result["trials"] == {"complete": 3} and result["best"]["outer_fold"] == 1
+    assert result["best"]["inner_folds"] == [2]
+    root = tmp_path / "runs" / "study"
+    trials = sorted(p.name for p in root.glob("trial-*"))
+    assert trials == ["trial-0000", "trial-0001", "trial-0002"]
+    split = json.loads((root / "trial-0000" / "split.json").read_text())
+    assert all(Path(n).name[0] in "23" for n in split["train"] + split["val"])
+    assert "folds 1 left out" in split["description"]
+    assert (root / "trial-0000" / "history.csv").is_file()
+    best = load_config(result["config"])
+    assert best.val_fold == 1 and best.ignore_folds == [] and \
+        best.learning_rate == result["best"]["settings"]["learning_rate"]
+    assert any("trial 2: inner accuracy" in line and "best so far" in line for line in lines)
+    report = CliRunner().invoke(cli, ["report", str(root), "--out", str(tmp_path / "report")])
+    assert report.exit_code == 0 and "trial-0002" in report.output
+    args = ["tune", "--name", "study", "--output-dir", str(tmp_path / "runs")]
+    final = CliRunner().invoke(cli, [*args, "--final"])
+    assert final.exit_code == 0, final.output
+    assert "outer fold 1: " in final.output and "scored once" in final.output
+    assert any(Path(p).name.startswith("1-") for p in opened)  # read now, by the final run
+    again = CliRunner().invoke(cli, [*args, "--final"])
+    assert again.exit_code == 1 and "already scored once" in again.output
+    shown = CliRunner().invoke(cli, [*args, "--show"])
+    assert shown.exit_code == 0 and "best: trial" in shown.output
+
+
+def finished(database: Path) -> int:
+    """Trials of the study that ran to their end or were pruned (the median pruner may stop a
+    trial whose inner score falls behind)."""
+    with sqlite3.connect(database) as db:
+        return db.execute("SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')"
+                          ).fetchone()[0]
+
+
+def test_two_worker_processes_share_one_study_and_it_continues(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    args = ["tune", "--name", "shared", "--data", str(data), "--val-fold", "3",
+            "--output-dir", str(tmp_path / "runs"), "--space", "learning_rate=1e-3:1e-2:log",
+            "--space", "optimizer=adam|adamw", *SMALL]
+    two = [*args, "--epochs", "2"]
+    result = CliRunner().invoke(cli, [*two, "--trials", "4", "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    database = tmp_path / "runs" / "shared" / "study.db"
+    with sqlite3.connect(database) as db:
+        workers = {row[0] for row in db.execute(
+            "SELECT value_json FROM trial_user_attributes WHERE key = 'worker'")}
+    assert len(workers) == 2 and finished(database) == 4
+    more = CliRunner().invoke(cli, [*two, "--trials", "1"])  # the same command continues it
+    assert more.exit_code == 0 and finished(database) == 5
+    assert re.search(r"trials: (5 complete|4 complete, 1 pruned)$", more.output, re.M)
+    other = CliRunner().invoke(cli, [*args, "--epochs", "3", "--trials", "1"])
+    assert other.exit_code == 1 and "was started with other settings (num_epochs)" in \
+        other.output
