@@ -396,7 +396,29 @@ def test_the_strong_recipe_is_a_readable_config_whose_plugins_all_build(syntheti
     unknown = CliRunner().invoke(cli, ["train", "--recipe", "fast"])
     assert unknown.exit_code == 1
     assert "unknown recipe 'fast' (recipes: ast-finetune, ast-probe, cnn14-finetune, " \
-           "cnn14-probe, gpu, kumar-finetune, kumar-probe, laptop, report, strong)" in unknown.output
+           "cnn14-probe, gpu, kumar-finetune, kumar-probe, laptop, quick, report, strong)" in \
+        unknown.output
+
+
+@pytest.mark.parametrize("recipe", ["quick", "laptop"])
+def test_the_cpu_recipes_learn_the_tone_task_with_their_own_network(recipe, tmp_path):
+    """The CPU recipes as written (their network, features, augmentations, schedule, moving
+    average), on the synthetic four-tone task at its sample rate and length."""
+    from esc50.core.config import recipe_path
+
+    data = write_synthetic_dataset(tmp_path / "data", clips_per_class_per_fold=4)
+    result = CliRunner().invoke(cli, [
+        "train", "--recipe", recipe, "--data", str(data), "--epochs", "8", "--val-fold", "1",
+        "--output-dir", str(tmp_path), "--run-name", recipe, "--no-progress", "--batch-size",
+        "16", "--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
+        "--set", "warmup_epochs=1", "--set", "num_classes=4"])
+    assert result.exit_code == 0, result.output
+    written = load_config(recipe_path(recipe))
+    used = load_config(tmp_path / recipe / "config.toml")
+    assert (used.model, used.augs, used.ema_decay) == ("plugins.rescnn", written.augs,
+                                                       written.ema_decay)
+    metrics = json.loads((tmp_path / recipe / "metrics.json").read_text())
+    assert metrics["final_val_accuracy"] >= 0.75  # chance is 0.25
 
 
 def test_the_moving_average_forgets_the_initial_weights_in_a_short_run():
