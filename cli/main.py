@@ -268,7 +268,7 @@ def tune(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ..
     click.echo(f"best: trial {best['trial']}, inner accuracy {best['inner_accuracy']:.3f} on "
                f"fold(s) {', '.join(map(str, best['inner_folds']))} (outer fold "
                f"{best['outer_fold']} untouched by the search): "
-               f"{', '.join(f'{k}={v}' for k, v in best['settings'].items())}")
+               f"{search.shown(best['settings'])}")
     click.echo(f"written to {result['config']}: esc50 train --config {result['config']}")
     if result.get("final"):
         click.echo(f"outer fold {best['outer_fold']} (scored once): "

@@ -282,11 +282,18 @@ def run_trials(search: Search, trials: int, log: Log, worker: str = "") -> None:
         best = score if not _completed(study) else max(score, study.best_value)
         log(f"{worker}trial {trial.number}: inner accuracy {score:.3f} on fold(s) "
             f"{', '.join(map(str, search.inner))} in {time.perf_counter() - started:.0f} s "
-            f"({', '.join(f'{k}={v}' for k, v in values.items())}); best so far {best:.3f}")
+            f"({shown(values)}); best so far {best:.3f}")
         return score
 
     study.optimize(objective, n_trials=trials,
                    callbacks=[lambda study, trial: _report_pruned(trial, log, worker)])
+
+
+def shown(settings: dict[str, Any]) -> str:
+    """Settings as a log line gives them (numbers to four significant digits; best.toml keeps
+    them whole)."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in settings.items())
 
 
 def _completed(study: Any) -> bool:
