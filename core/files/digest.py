@@ -1,4 +1,5 @@
-"""Content digests: the sha256 of a file's bytes, and of a config's settings."""
+"""Content digests: the sha256 (or another hashlib digest) of a file's bytes, and of a config's
+settings."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ CHUNK = 1 << 20
 
 def file_sha256(path: Path) -> str:
     """The hex sha256 of the bytes of ``path``; an unreadable file is a one-line error."""
-    digest = hashlib.sha256()
+    return file_digest(path, "sha256")
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """The hex digest of the bytes of ``path`` by a ``hashlib`` algorithm (sha256, md5, ...);
+    an unreadable file is a one-line error."""
+    digest = hashlib.new(algorithm)
     try:
         with path.open("rb") as handle:
             while chunk := handle.read(CHUNK):

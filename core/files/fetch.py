@@ -19,7 +19,6 @@ same advice, not a socket traceback after a long wait.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import urllib.error
@@ -32,7 +31,7 @@ from tqdm.auto import tqdm
 
 from esc50.core.errors import Esc50Error
 from esc50.core.files.cache import cache_dir
-from esc50.core.files.digest import file_sha256
+from esc50.core.files.digest import file_digest, file_sha256
 
 OFFLINE_VARIABLE = "ESC50_OFFLINE"
 CHUNK = 1 << 20
@@ -82,16 +81,6 @@ def cached_path(weights: WeightFile) -> Path:
 def recorded_sha256(weights: WeightFile) -> Path:
     """Where the sha256 of the first download of a file without a published checksum is kept."""
     return weights_dir() / f"{weights.file}.sha256"
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    if algorithm == "sha256":
-        return file_sha256(path)
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def problem(weights: WeightFile, path: Path) -> str | None:
