@@ -37,6 +37,7 @@ from esc50.core.commands.export import export_classifier, suffix, write_side_fil
 from esc50.core.commands.predict import Prediction, audio_files, predict_files, probabilities, top_classes
 from esc50.core.plugins.registry import KINDS, Registry, load_registry
 from esc50.core.results.folder import checkpoint_path
+from esc50.core.training.resume import resume as resume_run
 from esc50.core.training.trainer import Trainer
 
 Log = Callable[[str], None]
@@ -188,8 +189,8 @@ def resume(run_dir: str | Path, data: str | None = None, epochs: int | None = No
            allow_changed_data: bool = False, log: Log = print,
            registry: Registry | None = None) -> Run:
     """Continue an interrupted run (``esc50 train --resume``); ``epochs`` extends it."""
-    return _fit(Trainer.resume(Path(run_dir), registry or registry_with_warnings(log), data, epochs,
-                               allow_changed_data, log=log))
+    return _fit(resume_run(Path(run_dir), registry or registry_with_warnings(log), data, epochs,
+                           allow_changed_data, log=log))
 
 
 @checked_arguments

@@ -32,6 +32,7 @@ from esc50.core.files.cache import cache_dir
 from esc50.core.data.split import dataset_digests
 from esc50.core.training.batches import ExperimentData
 from esc50.core.plugins.registry import Registry, load_registry
+from esc50.core.training.resume import resume
 from esc50.core.training.trainer import Trainer
 
 # Keys that may differ between the folds of one experiment: the held-out fold, where files go,
@@ -109,8 +110,8 @@ def _run_fold(config: TaskConfig, registry: Registry, root: Path, fold: int,
             log(f"fold {fold}: already trained in {run_dir}, skipping")
         else:  # interrupted after an epoch: continue it
             log(f"fold {fold}: resuming {run_dir}")
-            Trainer.resume(run_dir, registry, config.data, allow_changed_data=allow_changed_data,
-                           log=log, shared=shared).fit()
+            resume(run_dir, registry, config.data, allow_changed_data=allow_changed_data, log=log,
+                   shared=shared).fit()
     else:
         shutil.rmtree(run_dir, ignore_errors=True)  # killed before its first epoch ended
         log(f"fold {fold}: training with fold {fold} held out")

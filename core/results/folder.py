@@ -22,16 +22,12 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 from esc50.core.results.checkpoint import load_checkpoint, save_checkpoint
 from esc50.core.files.write import atomic_write, output_folder, plain_name
 from esc50.core.config import TaskConfig, load_config, save_config
 from esc50.core.errors import Esc50Error
-from esc50.core.results.plots import learning_curves, save
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 CHECKPOINTS = {"last": "last.pt", "best": "best.pt"}  # "last" is the reported checkpoint
 HISTORY_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
@@ -94,21 +90,16 @@ def write_json(path: Path, values: Any) -> None:
 
 
 def save_epoch(run_dir: Path, state: dict[str, Any], best_state: dict[str, Any] | None,
-               metrics: dict[str, Any], title: str, draw_curves: bool = True) -> Figure | None:
+               metrics: dict[str, Any]) -> None:
     """After an epoch: ``last.pt``, ``best.pt`` (when ``best_state`` is given: the epoch is the
-    best so far), metrics and, with ``draw_curves``, ``curves.png`` (its figure is returned;
-    ``history.csv`` is the history logger's)."""
+    best so far) and the metrics (``history.csv`` is the history logger's, ``curves.png`` the
+    recorder's)."""
     # best.pt first: a kill between the two leaves last.pt at the previous epoch, which the
     # resumed run trains again, so the files an epoch promises are never missing.
     if best_state is not None:
         save_checkpoint(best_state, run_dir / CHECKPOINTS["best"])
     save_checkpoint(state, run_dir / CHECKPOINTS["last"])
     write_metrics(run_dir, state["history"], metrics)
-    if not draw_curves:
-        return None
-    curves = learning_curves(state["history"], title)
-    save(curves, run_dir / "curves.png")
-    return curves
 
 
 def recorded_run(run_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:

@@ -19,11 +19,14 @@ from torch.utils.data import DataLoader
 from esc50.core.config import TaskConfig
 from esc50.core.data.audio import to_float
 from esc50.core.data.audiocache import AudioCache, ClipDataset
+from esc50.core.data.clips import find_clips
 from esc50.core.data.collate import collate
+from esc50.core.data.location import resolve_data_dir
 from esc50.core.data.sampler import ClassBalancedSampler
-from esc50.core.data.split import Split
+from esc50.core.data.split import Split, dataset_digests
 from esc50.core.errors import Esc50Error
 from esc50.core.plugins.contracts import ClipTable, Randomness
+from esc50.core.plugins.registry import Registry
 from esc50.core.training.distributed import Distributed
 from esc50.core.training.memory import check_data_memory, measure
 from esc50.core.training.normalize import FeatureNormalizer
@@ -66,6 +69,14 @@ class ExperimentData:
     audio: AudioCache | None = None
     features: tuple[torch.Tensor, torch.Tensor] | None = None  # what the cache holds, frames
 
+    def read_clips(self, config: TaskConfig, registry: Registry) -> ClipTable:
+        """The dataset's clip table (names and metadata, no audio), read on the first call; the
+        sha256 of every clip with it."""
+        if self.table is None:
+            self.table = find_clips(resolve_data_dir(config.data), config, registry)
+            self.digests = dataset_digests(self.table)
+        return self.table
+
     def holds_audio(self, digests: dict[str, str]) -> bool:
         return self.audio is not None and self.digests == digests
 
@@ -84,6 +95,7 @@ class FeatureSource:
                  log: Callable[[str], None], sampler_generator: torch.Generator,
                  shared: ExperimentData | None = None) -> None:
         self.config, self.stages, self.device, self.table = config, stages, device, table
+        self.split = split
         self.accumulate, self.micro_batch = 1, dist.per_process_batch(config.batch_size)
         self.featurize_chunk = config.batch_size
         classifier = stages.classifier

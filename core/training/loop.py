@@ -17,13 +17,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from esc50.core.config import TaskConfig
 from esc50.core.data.collate import collate
 from esc50.core.errors import Esc50Error
 from esc50.core.plugins.contracts import Randomness
 from esc50.core.training.batches import FeatureSource
 from esc50.core.training.distributed import Distributed
-from esc50.core.training.memory import measure
-from esc50.core.training.state import TrainingState
+from esc50.core.training.memory import measure, plan_steps
+from esc50.core.training.state import TrainingState, state_bytes
 
 SYNC_EVERY = 20  # steps between reads of the running loss from the device
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -136,6 +137,21 @@ def measure_step(source: FeatureSource, model: nn.Module, loss_fn: Loss, clips: 
             for name, buffer in model.named_buffers():
                 buffer.copy_(buffers[name])
         torch.set_rng_state(global_state)
+
+
+def plan_memory(source: FeatureSource, model: nn.Module, config: TaskConfig, amp: bool,
+                dist: Distributed, log: Callable[[str], None]) -> int:
+    """Plan the training step against the memory this process may use
+    (:func:`esc50.core.training.memory.plan_steps`, measuring with :func:`measure_step`), set
+    ``source`` to its micro-batches and return ``accumulate``: batches per optimizer step."""
+    loss_fn = training_loss(model, config.label_smoothing)
+    plan = plan_steps(config, dist.per_process_batch(config.batch_size),
+                      lambda clips: measure_step(source, model, loss_fn, clips, amp, config.seed),
+                      state_bytes(model, config), source.device)
+    if plan.note:
+        log(plan.note)
+    source.use_micro_batches(plan.accumulate)
+    return plan.accumulate
 
 
 def training_loss(model: nn.Module, label_smoothing: float) -> Loss:

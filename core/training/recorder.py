@@ -1,7 +1,7 @@
 """Writing a run's folder while it trains (:mod:`esc50.core.results.folder` holds the files'
-formats): making the folder, each epoch's checkpoints, metrics and curves, and passing the
-run's events to its loggers. Under torchrun rank 0 alone writes and logs; every process learns
-the folder's path (or rank 0's error)."""
+formats): making the folder, what each epoch's checkpoints and metrics hold, the learning
+curves, and passing the run's events to its loggers. Under torchrun rank 0 alone writes and
+logs; every process learns the folder's path (or rank 0's error)."""
 
 from __future__ import annotations
 
@@ -9,23 +9,31 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from torch import nn
+
 from esc50.core.config import TaskConfig, save_config
 from esc50.core.errors import Esc50Error
-from esc50.core.results import folder
 from esc50.core.plugins.registry import Registry, RunPlugins
+from esc50.core.results import folder
 from esc50.core.results.loggers import HISTORY_LOGGER, Loggers
+from esc50.core.results.plots import learning_curves, save
+from esc50.core.training.batches import FeatureSource
 from esc50.core.training.distributed import Distributed
+from esc50.core.training.state import TrainingState
 
 RESUME_ONLY = ("optimizer", "scheduler", "rng", "ema", "augmented")  # not in best.pt
 
 
 class RunRecorder:
     """The run folder of one run and its loggers (the history logger, which writes
-    history.csv, and the config's; on rank 0 only)."""
+    history.csv, and the config's; on rank 0 only). ``data`` and ``normalizer``: the run's
+    batches and its fitted feature normalizer, described in its checkpoints and metrics."""
 
     def __init__(self, config: TaskConfig, dist: Distributed, registry: Registry,
-                 plugins: RunPlugins, log: Callable[[str], None]) -> None:
-        self.config, self.dist = config, dist
+                 plugins: RunPlugins, data: FeatureSource, normalizer: nn.Module | None,
+                 log: Callable[[str], None]) -> None:
+        self.config, self.dist, self.data, self.normalizer = config, dist, data, normalizer
+        self.plugins = plugins.recorded()
         choices = [registry.choose("logger", HISTORY_LOGGER, config), *plugins.loggers]
         self.loggers = Loggers({c.spec: c.build(config) for c in choices}
                                if dist.is_main else {}, log)
@@ -46,33 +54,52 @@ class RunRecorder:
             raise made
         return made
 
-    def continue_in(self, run_dir: Path, history: list[dict[str, float]],
-                    metrics: dict[str, Any]) -> None:
+    def checkpoint(self, state: TrainingState) -> dict[str, Any]:
+        """last.pt: the training state, with what prediction needs (collective under torchrun:
+        :meth:`TrainingState.state_dict` gathers every process's generators)."""
+        return {**state.state_dict(self.dist), "config": self.config.to_dict(),
+                "class_names": self.data.table.class_names, "plugins": self.plugins,
+                "split": self.data.split.to_dict(),
+                "normalizer": self.normalizer.state_dict() if self.normalizer else None}
+
+    def metrics(self, state: TrainingState) -> dict[str, Any]:
+        """What metrics.json says of the run besides its per-epoch figures."""
+        return {"model": self.config.model,
+                "parameters": sum(p.numel() for p in state.model.parameters()),
+                "device": str(self.data.device),
+                "weights": "moving average (ema_decay)" if state.average else "final",
+                "split": self.data.split.description, "train_clips": len(self.data.train_set),
+                "val_clips": len(self.data.val_set), "plugins": self.plugins,
+                "augmented_in_last_epoch": state.augmented}
+
+    def continue_in(self, run_dir: Path, state: TrainingState) -> None:
         """Before a resumed run's next epoch: files a kill left an epoch behind are rewritten."""
         if self.dist.is_main:
             folder.remove_partial_files(run_dir)
             save_config(self.config, run_dir / "config.toml")
-            if history:
-                folder.write_metrics(run_dir, history, metrics)
+            if state.history:
+                folder.write_metrics(run_dir, state.history, self.metrics(state))
 
-    def save_epoch(self, run_dir: Path, epoch: int, checkpoint: dict[str, Any],
-                   scored_weights: dict[str, Any] | None, metrics: dict[str, Any]) -> None:
-        """last.pt (and best.pt with ``scored_weights`` when this epoch is the best so far:
-        what prediction needs, nothing to resume), metrics, curves; then the loggers."""
+    def save_epoch(self, run_dir: Path, state: TrainingState, best: bool) -> None:
+        """last.pt (and best.pt when ``best``: this epoch is the best so far; what prediction
+        needs, nothing to resume), metrics, about ten times a run the curves; then the
+        loggers."""
+        checkpoint = self.checkpoint(state)  # collective under torchrun: every process takes part
         if not self.dist.is_main:
             return
-        best = None
-        if scored_weights is not None:
-            best = {k: v for k, v in checkpoint.items() if k not in RESUME_ONLY}
-            best["model"] = scored_weights
+        epoch, best_state = state.epoch, None
+        if best:
+            best_state = {k: v for k, v in checkpoint.items() if k not in RESUME_ONLY}
+            best_state["model"] = state.scored_model.state_dict()
+        curves = None
         try:
-            curves = folder.save_epoch(run_dir, checkpoint, best, metrics,
-                                       f"{run_dir.name} ({self.config.model})",
-                                       draw_curves=folder.curves_due(epoch,
-                                                                     self.config.num_epochs))
+            folder.save_epoch(run_dir, checkpoint, best_state, self.metrics(state))
+            if folder.curves_due(epoch, self.config.num_epochs):
+                curves = learning_curves(state.history, f"{run_dir.name} ({self.config.model})")
+                save(curves, run_dir / "curves.png")
         except KeyboardInterrupt:  # the writes are atomic: the last complete epoch holds
             raise Esc50Error(f"interrupted while saving epoch {epoch}; continue with "
                              f"`esc50 train --resume {run_dir}`") from None
-        self.loggers.emit("epoch", checkpoint["history"][-1])
+        self.loggers.emit("epoch", state.history[-1])
         if curves is not None:
             self.loggers.emit("figure", "learning_curves", curves, epoch)

@@ -11,16 +11,15 @@ import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from esc50.core.config import TaskConfig
-from esc50.core.data.clips import find_clips, leftovers
+from esc50.core.data.clips import leftovers
 from esc50.core.data.collate import collate
-from esc50.core.data.location import resolve_data_dir
-from esc50.core.data.split import Split, dataset_digests, make_split
+from esc50.core.data.split import Split, make_split
 from esc50.core.errors import Esc50Error
 from esc50.core.plugins.contracts import Randomness, RunStart
 from esc50.core.plugins.registry import Registry, RunPlugins
@@ -31,11 +30,11 @@ from esc50.core.training.batches import ExperimentData, FeatureSource
 from esc50.core.training.classifier import build_classifier
 from esc50.core.training.device import pick_device, use_autocast
 from esc50.core.training.distributed import Distributed
-from esc50.core.training.memory import keep_freed_memory, plan_steps
+from esc50.core.training.memory import keep_freed_memory
 from esc50.core.training.recorder import RunRecorder
 from esc50.core.training.scoring import final_evaluation
 from esc50.core.training.stages import build_stages, setup_pass
-from esc50.core.training.state import Generators, TrainingState, seed_everything, state_bytes
+from esc50.core.training.state import Generators, TrainingState, seed_everything
 
 
 class Trainer:
@@ -53,14 +52,11 @@ class Trainer:
         self.device = self.dist.device(pick_device(config.device))
         self.log = log if self.dist.is_main else (lambda _: None)
         plugins = RunPlugins.of(config, registry)  # an unknown id fails before any I/O
-        self.plugins = plugins.recorded()
         keep_freed_memory()  # every step allocates the same large buffers again
         shared = shared or ExperimentData()
-        if shared.table is None:  # names and metadata first: the dataset decides the classes,
-            # the sample rate and the clip length; audio is decoded once every plugin is built
-            shared.table = find_clips(resolve_data_dir(config.data), config, registry)
-            shared.digests = dataset_digests(shared.table)
-        table = shared.table
+        # names and metadata first: the dataset decides the classes, the sample rate and the
+        # clip length; audio is decoded once every plugin is built
+        table = shared.read_clips(config, registry)
         for line in leftovers(table):
             self.log(f"warning: {line}")
         self.class_names = table.class_names
@@ -82,53 +78,16 @@ class Trainer:
         clips = self.data.train_audio
         setup_pass(self.stages, collate([clips[i] for i in range(min(2, len(clips)))]),
                    config.num_classes, config.seed, self.device)
-        plan = plan_steps(config, self.dist.per_process_batch(config.batch_size),
-                          lambda b: loop.measure_step(self.data, model, loop.training_loss(
-                              model, config.label_smoothing), b, self.amp, config.seed),
-                          state_bytes(model, config), self.device)
-        if plan.note:
-            self.log(plan.note)
-        self.config = config = config.override(accumulate=plan.accumulate)  # recorded
-        self.data.use_micro_batches(plan.accumulate)
+        accumulate = loop.plan_memory(self.data, model, config, self.amp, self.dist, self.log)
+        self.config = config = config.override(accumulate=accumulate)  # recorded in the run
         self.state = TrainingState.create(model, config, self.data.optimizer_steps(), generators)
         self.step_model = DistributedDataParallel(model) if self.dist.enabled else model
         if config.compile:
             self.step_model = torch.compile(self.step_model)
-        self.recorder = RunRecorder(config, self.dist, registry, plugins, self.log)
+        self.recorder = RunRecorder(config, self.dist, registry, plugins, self.data,
+                                    self.classifier.normalizer, self.log)
         self.loggers = self.recorder.loggers
-        self.run_dir: Path | None = None  # set by fit(), or by resume() to the run it continues
-
-    @classmethod
-    def resume(cls, run_dir: Path, registry: Registry, data: str | None = None,
-               epochs: int | None = None, allow_changed_data: bool = False,
-               log: Callable[[str], None] = print, shared: ExperimentData | None = None
-               ) -> Trainer:
-        """The run in ``run_dir`` rebuilt from its recorded config and split, then its training
-        state loaded from last.pt (a run stopped before its first epoch ended starts again in
-        place). ``epochs`` extends it (the schedule stretched from here on)."""
-        checkpoint, values, split = folder.recorded_run(run_dir)
-        if checkpoint is not None:
-            registry.check_recorded(checkpoint["plugins"], log)
-        config = TaskConfig().override(**{**values, **({"data": data} if data else {})})
-        done, recorded_epochs = len(checkpoint["history"]) if checkpoint else 0, config.num_epochs
-        if epochs is not None and epochs < done:
-            raise Esc50Error(f"--epochs {epochs}: {run_dir} has already trained {done} epochs")
-        config = config.override(num_epochs=epochs or recorded_epochs)
-        trainer = cls(config, registry, log, Split.from_dict(split), allow_changed_data, shared,
-                      restoring=checkpoint is not None)
-        if done and config.num_epochs != recorded_epochs:
-            log(f"extending {run_dir} from {recorded_epochs} to {epochs} epochs: the learning-rate "
-                f"schedule is stretched from here on, so the run differs from a fresh {epochs}-"
-                "epoch run")
-        if checkpoint is not None:
-            trainer.state.load_state_dict(checkpoint, trainer.dist)
-            if checkpoint["normalizer"] is not None:
-                trainer.classifier.normalizer.load_state_dict(checkpoint["normalizer"])
-        trainer.run_dir = run_dir
-        trainer.recorder.continue_in(run_dir, trainer.state.history, trainer.metrics())
-        log(f"resuming {run_dir} after epoch {done}" if done else
-            f"no epoch of {run_dir} had finished: training it again in place from epoch 1")
-        return trainer
+        self.run_dir: Path | None = None  # set by fit(), or by resume to the run it continues
 
     def fit(self) -> Path:
         """Train until ``num_epochs`` (continuing a resumed run); return the run folder. Ctrl-C
@@ -174,10 +133,10 @@ class Trainer:
             self.log(f"epoch {epoch}/{config.num_epochs}: train loss {train.loss:.3f} "
                      f"acc {train.accuracy:.3f} | val loss {val.loss:.3f} acc {val.accuracy:.3f} "
                      f"| {history[-1]['seconds']:.1f} s")
-            self.recorder.save_epoch(run_dir, epoch, self.checkpoint(), state.scored_model.
-                                     state_dict() if val.accuracy > best else None, self.metrics())
+            self.recorder.save_epoch(run_dir, state, best=val.accuracy > best)
             best = max(best, val.accuracy)
-        self.loggers.finish(len(history), {**self.metrics(), **folder.headline(history)},
+        self.loggers.finish(len(history), {**self.recorder.metrics(state),
+                                           **folder.headline(history)},
                             config.sample_rate, *final_evaluation(self.data, state.scored_model,
                                                                   self.amp, self.class_names))
 
@@ -193,24 +152,6 @@ class Trainer:
                               randomness=self.randomness, loss_fn=loss, amp=self.amp,
                               dist=self.dist, progress=self.config.progress and self.dist.is_main,
                               on_step=on_step)
-
-    def checkpoint(self) -> dict[str, Any]:
-        """last.pt: the training state, with what prediction needs."""
-        normalizer = self.classifier.normalizer
-        return {**self.state.state_dict(self.dist), "config": self.config.to_dict(),
-                "class_names": self.class_names, "plugins": self.plugins,
-                "split": self.split.to_dict(),
-                "normalizer": normalizer.state_dict() if normalizer is not None else None}
-
-    def metrics(self) -> dict[str, Any]:
-        """What metrics.json says of the run besides its per-epoch figures."""
-        return {"model": self.config.model,
-                "parameters": sum(p.numel() for p in self.state.model.parameters()),
-                "device": str(self.device),
-                "weights": "moving average (ema_decay)" if self.state.average else "final",
-                "split": self.split.description, "train_clips": len(self.data.train_set),
-                "val_clips": len(self.data.val_set), "plugins": self.plugins,
-                "augmented_in_last_epoch": self.state.augmented}
 
     def close(self) -> None:
         """Leave the process group after training under torchrun. The DistributedDataParallel
