@@ -1,21 +1,34 @@
 """`esc50 list-plugins`: the listing of every installed plugin, kept in a cache so that it
 answers at once once it has run.
 
-Building the listing imports every plugin (and so torch, and whatever each plugin imports) and
-builds each model on the meta device to count its weights: seconds. The cache holds the result
-under a key made, without importing any plugin, of what could change it: the Python and esc50
-versions, every entry point of the ``esc50`` group with its distribution and version, and the
-size and modification time of the files of each plugin module's folder and of esc50's core. A
-changed key (a package installed, upgraded or removed, a plugin edited) builds the listing
-again; ``--refresh`` forces it.
+Building the listing imports every plugin (and so torch, and whatever each plugin imports): a
+second or two. Counting each model's weights builds it (on the meta device: shapes without
+memory), which can import much more: the Audio Spectrogram Transformer imports
+``transformers``, seconds on its own. So the counts are made by a process of their own, started
+first so that it runs beside the listing's build, which writes them to their own cache file: a
+first pass counts every model that needs no package its plugin module had not imported, a
+second pass the others. The first listing waits for the first pass (at most until
+``WAIT_FOR_COUNTS`` seconds after it started); a count not ready by then shows as ``...``
+(``"counting"`` in ``--json``) and the process finishes it for the next listing; ``--wait``
+waits for every count.
+
+The caches hold the result under a key made, without importing any plugin, of what could change
+it: the Python and esc50 versions, every entry point of the ``esc50`` group with its
+distribution and version, and the size and modification time of the files of each plugin
+module's folder and of esc50's core. A changed key (a package installed, upgraded or removed, a
+plugin edited) builds the listing again; ``--refresh`` forces it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
+import os
+import subprocess
 import sys
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -25,25 +38,155 @@ from esc50.core.files.cache import cache_dir
 from esc50.core.files.write import atomic_write
 
 GROUP = "esc50"  # the entry-point group (esc50.core.plugins.registry.ENTRY_POINT_GROUP)
+WAIT_FOR_COUNTS = 4.0  # seconds after the listing started (see the module docstring)
+COUNTING = "counting"  # a parameter count not ready yet
 
 
-def listing(refresh: bool = False) -> dict[str, Any]:
+def listing(refresh: bool = False, wait: bool = False) -> dict[str, Any]:
     """``{"plugins": rows, "sources": ..., "problems": ..., "warnings": ...}``, from the cache
     when nothing it depends on changed, else built and cached (a cache folder that cannot be
-    written only costs the time)."""
-    path = cache_dir() / "listing" / f"{listing_key()}.json"
-    if not refresh:
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            pass
-    built = build_listing()
+    written only costs the time). Each model row's ``parameters`` is its count, None where it
+    cannot be built for ESC-50's defaults, or ``COUNTING`` (see the module docstring)."""
+    started = time.monotonic()
+    folder = cache_dir() / "listing"
+    key = listing_key()
+    path, counts_path = folder / f"{key}.json", folder / f"{key}.parameters.json"
+    if refresh:
+        for stale in (path, counts_path):
+            stale.unlink(missing_ok=True)
+    counter = start_counter(counts_path) if not counts_path.exists() else None
+    found = read_json(path)
+    if found is None:
+        found = build_listing()
+        write_json(path, found)
+    if wait:
+        wait_for_counter(counts_path)
+    elif counter is not None:  # until its first pass is done (or it ended, or time is up)
+        while (counter.poll() is None and time.monotonic() < started + WAIT_FOR_COUNTS
+               and not (read_json(counts_path) or {}).get("first_pass")):
+            time.sleep(0.05)  # it goes on, and what it counts later is the next listing's
+    counts = read_json(counts_path)
+    if counts is None and counter is None and not counter_running(counts_path):
+        counts = {"counted": count_parameters(counts_path), "complete": True}  # unwritable cache
+    counts = counts or {"counted": {}, "complete": False}
+    pending = not counts["complete"] and counter_running(counts_path)
+    for row in found["plugins"]:
+        if row["kind"] == "model":
+            row["parameters"] = counts["counted"].get(row["id"], COUNTING if pending else None)
+    return found
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, values: Any) -> None:
+    """Write a cache file; a cache folder that cannot be written only costs the time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda handle: handle.write(json.dumps(built).encode()))
+        atomic_write(path, lambda handle: handle.write(json.dumps(values).encode()))
     except Exception:  # noqa: BLE001 - an unwritable cache must not break the listing
         pass
-    return built
+
+
+def start_counter(counts_path: Path) -> subprocess.Popen | None:
+    """Start the process that counts the models' parameters into ``counts_path``, holding the
+    counts' lock while it runs (None: another one holds it, or the cache cannot be written)."""
+    try:
+        counts_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = os.open(lock_path(counts_path), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # another listing's counter is running
+        os.close(lock)
+        return None
+    try:
+        write_json(counts_path, {"counted": {}, "complete": False})
+        return subprocess.Popen(  # the lock passes to it and is released when it exits
+            [sys.executable, "-m", "esc50.cli.listing", str(counts_path)],
+            pass_fds=(lock,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        return None
+    finally:
+        os.close(lock)
+
+
+def lock_path(counts_path: Path) -> Path:
+    return counts_path.with_suffix(".lock")
+
+
+def counter_running(counts_path: Path) -> bool:
+    """Whether a counter holds ``counts_path``'s lock."""
+    try:
+        with open(lock_path(counts_path), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+def wait_for_counter(counts_path: Path) -> None:
+    """Until a running counter of ``counts_path`` has finished."""
+    try:
+        with open(lock_path(counts_path), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH)
+    except OSError:
+        pass
+
+
+def count_parameters(counts_path: Path) -> dict[str, int | None]:
+    """The counter's work: every model's parameter count for ESC-50's defaults (None: it cannot
+    be built for them), written to ``counts_path`` after each model. A first pass counts the
+    models that import no package beyond those their plugin modules imported (most, in a
+    fraction of a second), a second pass the rest (``"first_pass": true`` in between)."""
+    from esc50.core.plugins.registry import load_registry
+
+    registry = load_registry()
+    shape = _default_input_shape(registry)
+    counted: dict[str, int | None] = {}
+    later = []
+    with NoNewPackages() as guard:
+        for component in registry.of_kind("model"):
+            guard.blocked = False
+            count = _parameter_count(registry, component, shape)
+            if guard.blocked:
+                later.append(component)
+            else:
+                counted[component.id] = count
+    write_json(counts_path, {"counted": counted, "first_pass": True, "complete": False})
+    for component in later:
+        counted[component.id] = _parameter_count(registry, component, shape)
+        write_json(counts_path, {"counted": counted, "first_pass": True, "complete": False})
+    write_json(counts_path, {"counted": counted, "first_pass": True, "complete": True})
+    return counted
+
+
+class NoNewPackages:
+    """While active, importing a top-level package that is not imported yet raises ImportError
+    and sets ``blocked`` (an import finder placed first on ``sys.meta_path``)."""
+
+    def __enter__(self) -> NoNewPackages:
+        self.known = {name.split(".")[0] for name in sys.modules}
+        self.blocked = False
+        sys.meta_path.insert(0, self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.meta_path.remove(self)
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.split(".")[0] not in self.known:
+            self.blocked = True
+            raise ImportError(f"{name}: counted in the second pass")
+        return None  # the usual finders look for it
 
 
 def listing_key() -> str:
@@ -87,21 +230,14 @@ def build_listing() -> dict[str, Any]:
 
 
 def plugin_rows(registry: Any) -> list[dict[str, Any]]:
-    """One row per component: kind, id, package, version, description, options (name, type,
-    default, doc) and, for models, the parameter count for ESC-50's defaults."""
+    """One row per component: kind, id, package, version, description and options (name, type,
+    default, doc); :func:`listing` adds the models' parameter counts."""
     from esc50.core.plugins.registry import KINDS
 
-    rows = []
-    shape = _default_input_shape(registry)
-    for kind in KINDS:
-        for component in registry.of_kind(kind):
-            row = {"kind": kind, "id": component.id, "package": component.package,
-                   "version": component.version, "description": component.description,
-                   "options": component.option_table()}
-            if kind == "model":
-                row["parameters"] = _parameter_count(registry, component, shape)
-            rows.append(row)
-    return rows
+    return [{"kind": kind, "id": component.id, "package": component.package,
+             "version": component.version, "description": component.description,
+             "options": component.option_table()}
+            for kind in KINDS for component in registry.of_kind(kind)]
 
 
 def render_options(rows: list[dict[str, Any]]) -> str:
@@ -121,7 +257,7 @@ def render_options(rows: list[dict[str, Any]]) -> str:
 def render_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table with aligned columns."""
     # PARAMS: weights of a model built for ESC-50's defaults ("-": not a model, or it could not
-    # be built for them)
+    # be built for them; "...": still being counted)
     header = ["KIND", "ID", "PACKAGE", "PARAMS", "DESCRIPTION"]
     lines = [[r["kind"], r["id"], f"{r['package']} {r['version']}".strip(),
               _params_text(r.get("parameters")), r["description"]] for r in rows]
@@ -130,7 +266,9 @@ def render_table(rows: list[dict[str, Any]]) -> str:
                      for line in [header, *lines])
 
 
-def _params_text(count: int | None) -> str:
+def _params_text(count: int | str | None) -> str:
+    if count == COUNTING:
+        return "..."
     if count is None:
         return "-"
     return f"{count / 1e6:.2f}M" if count >= 1e6 else f"{count / 1e3:.1f}k"
@@ -165,3 +303,7 @@ def _parameter_count(registry: Any, component: Any, shape: tuple[int, int, int] 
         return sum(p.numel() for p in model.parameters())
     except Exception:  # a model that cannot be built for the defaults shows "-"
         return None
+
+
+if __name__ == "__main__":  # the counter: python -m esc50.cli.listing COUNTS_FILE
+    count_parameters(Path(sys.argv[1]))

@@ -304,14 +304,16 @@ def report(runs: tuple[str, ...], out: str, as_html: bool) -> None:
 @click.option("--strict", is_flag=True, help="exit with status 1 when a plugin is broken.")
 @click.option("--refresh", is_flag=True, help="build the listing again instead of reading it "
               "from the cache (it is rebuilt by itself when a plugin package changes).")
+@click.option("--wait", is_flag=True, help="wait for every model's parameter count (the first "
+              "listing shows a count not ready within a few seconds as '...').")
 @user_errors
 def list_plugins(as_json: bool, verbose: bool, show_options: bool, strict: bool,
-                 refresh: bool) -> None:
+                 refresh: bool, wait: bool) -> None:
     """List every model, augmentation, featurizer, dataset and logger with its package,
     description and options."""
-    from esc50.cli.listing import listing, render_options, render_table
+    from esc50.cli.listing import COUNTING, listing, render_options, render_table
 
-    found = listing(refresh)
+    found = listing(refresh, wait)
     if as_json:
         click.echo(json.dumps(found, indent=2))
     else:
@@ -326,6 +328,11 @@ def list_plugins(as_json: bool, verbose: bool, show_options: bool, strict: bool,
             click.echo(f"broken: {problem}")
         for warning in found["warnings"]:
             click.echo(f"warning: {warning}")
+        counting = [r["id"] for r in rows if r.get("parameters") == COUNTING]
+        if counting:
+            click.echo(f"...: the parameters of {', '.join(counting)} are still being counted "
+                       "(in the background, for the next listing; --wait waits for them)",
+                       err=True)
     if strict and found["problems"]:
         raise SystemExit(1)
 

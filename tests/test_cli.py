@@ -7,7 +7,7 @@ from esc50.cli.main import cli
 
 
 def test_list_plugins_table_shows_every_builtin_with_package_and_size():
-    result = CliRunner().invoke(cli, ["list-plugins"])
+    result = CliRunner().invoke(cli, ["list-plugins", "--wait"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["KIND", "ID", "PACKAGE", "PARAMS", "DESCRIPTION"]
@@ -16,7 +16,7 @@ def test_list_plugins_table_shows_every_builtin_with_package_and_size():
 
 
 def test_list_plugins_json():
-    result = CliRunner().invoke(cli, ["list-plugins", "--json"])
+    result = CliRunner().invoke(cli, ["list-plugins", "--json", "--wait"])
     data = json.loads(result.output)
     by_id = {row["id"]: row for row in data["plugins"]}
     assert by_id["plugins.crnn"]["kind"] == "model"

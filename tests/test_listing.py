@@ -29,7 +29,8 @@ def test_the_listing_is_cached_and_rebuilt_when_a_plugin_package_changes(tmp_pat
     assert first["torch"] and "plugins.rescnn" in first["ids"]  # built: every plugin imported
     second = listed(env)
     assert not second["torch"] and second["ids"] == first["ids"]  # from the cache
-    assert len(list((tmp_path / "cache" / "esc50" / "listing").glob("*.json"))) == 1
+    cached = (tmp_path / "cache" / "esc50" / "listing").glob("*.json")
+    assert len([p for p in cached if not p.name.endswith(".parameters.json")]) == 1
     fake_distribution(site, "extra-pkg", "extra = extra_plugin", {"extra_plugin": (
         "from esc50 import hookimpl\nfrom esc50.plugins.models.lstm import LSTMClassifier\n"
         "ESC50_PLUGIN_API = 4\n"
@@ -41,3 +42,62 @@ def test_the_listing_is_cached_and_rebuilt_when_a_plugin_package_changes(tmp_pat
     os.utime(module, ns=(module.stat().st_atime_ns, module.stat().st_mtime_ns + 10**9))
     edited = listed(env)
     assert "extra.yours" in edited["ids"] and "extra.mine" not in edited["ids"]
+
+
+def test_building_the_listing_imports_no_plotting_library(tmp_path):
+    """Loading every plugin (what a first listing costs) does not import matplotlib: figures
+    are drawn by the modules that draw them, imported when a run writes its folder."""
+    code = ("import sys\nfrom esc50.core.plugins.registry import load_registry\n"
+            "load_registry()\nprint(sorted(m for m in sys.modules if m.startswith('matplotlib')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+    assert done.stdout.strip() == "[]"
+
+
+LAZY = ("from esc50 import hookimpl\nfrom esc50.plugins.models.lstm import LSTMClassifier\n"
+        "ESC50_PLUGIN_API = 4\n"
+        "class Lazy(LSTMClassifier):\n"
+        "    def __init__(self, *args, **kwargs):\n"
+        "        import lazy_dependency  # a package only building the model imports\n"
+        "        super().__init__(*args, **kwargs)\n"
+        "@hookimpl\ndef register_models(register):\n    register(Lazy, name='lazy')\n")
+# Importing it waits until the test lets it: the count stays "still being counted" meanwhile.
+DEPENDENCY = ("import os, time\nfor _ in range(1200):\n"
+              "    if os.path.exists(os.environ['LAZY_GO']):\n        break\n"
+              "    time.sleep(0.05)\n")
+
+
+def esc50(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "esc50", "list-plugins", *args],
+                          capture_output=True, text=True, env=env, check=True)
+
+
+def test_a_count_that_needs_a_new_package_is_finished_in_the_background(tmp_path):
+    site, go = tmp_path / "site", tmp_path / "go"
+    fake_distribution(site, "lazy-pkg", "lazy = lazy_plugin",
+                      {"lazy_plugin": LAZY, "lazy_dependency": DEPENDENCY})
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "LAZY_GO": str(go),
+           "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    first = esc50(env)
+    row = next(line for line in first.stdout.splitlines() if "lazy.lazy" in line)
+    assert row.split()[:5] == ["model", "lazy.lazy", "lazy-pkg", "1.0", "..."]
+    assert "the parameters of lazy.lazy" in first.stderr and "--wait" in first.stderr
+    pending = {r["id"]: r for r in json.loads(esc50(env, "--json").stdout)["plugins"]}
+    assert pending["lazy.lazy"]["parameters"] == "counting"
+    go.touch()
+    done = {r["id"]: r for r in json.loads(esc50(env, "--json", "--wait").stdout)["plugins"]}
+    assert done["lazy.lazy"]["parameters"] == done["plugins.lstm"]["parameters"] == 36_530
+    assert done["plugins.crnn"]["parameters"] == 91_995
+    again = esc50(env)  # from the caches, every count there
+    assert "..." not in again.stdout and again.stderr == ""
+
+
+def test_the_first_pass_counts_only_what_needs_no_new_package(tmp_path):
+    code = ("from esc50.cli.listing import NoNewPackages\n"
+            "with NoNewPackages() as guard:\n"
+            "    try:\n        import colorsys\n    except ImportError:\n        pass\n"
+            "    import json  # imported already: allowed\n"
+            "print(guard.blocked)\nimport colorsys\nprint(colorsys.__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["True", "colorsys"]

@@ -34,7 +34,7 @@ def installed_example():
 
 
 def test_example_package_installs_lists_and_trains(installed_example, tmp_path):
-    listing = json.loads(esc50("list-plugins", "--json").stdout)
+    listing = json.loads(esc50("list-plugins", "--json", "--wait").stdout)
     by_id = {row["id"]: row for row in listing["plugins"]}
     assert by_id["ast.ast"]["package"] == "esc50-ast" and by_id["ast.ast"]["version"] == "0.1.0"
     assert by_id["ast.ast"]["parameters"] > 1_000_000
@@ -131,7 +131,7 @@ def test_options_are_listed_with_type_and_default_without_building_big_models():
     assert "    kernel_size: tuple[int, int] = [5, 20]" in text
     assert "augmentation plugins.noise" in text and "    min_snr_db: float = 0.0" in text
     rows = {r["id"]: r for r in json.loads(CliRunner().invoke(
-        cli, ["list-plugins", "--json"]).output)["plugins"]}
+        cli, ["list-plugins", "--json", "--wait"]).output)["plugins"]}
     groups = next(o for o in rows["plugins.folder"]["options"] if o["name"] == "groups")
     assert (groups["type"], groups["default"]) == ("str", "file") and "recording" in groups["doc"]
     undocumented = [f"{r['id']}.{o['name']}" for r in rows.values() for o in r["options"]

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from esc50 import Esc50Error, Logger, RunStart, TaskConfig, hookimpl
+
+if TYPE_CHECKING:  # a figure comes drawn; the listing need not import matplotlib
+    from matplotlib.figure import Figure
 
 ESC50_PLUGIN_API = 4
 
