@@ -22,14 +22,11 @@ import torch
 
 from esc50.core.results import folder as rundir
 from esc50.core.config import TaskConfig, load_config
-from esc50.core.data.location import resolve_data_dir
-from esc50.core.data.clips import find_clips
 from esc50.core.files.digest import values_sha256
 from esc50.core.files.write import output_folder, plain_name
 from esc50.core.errors import Esc50Error
 from esc50.core.data.audiocache import AudioCache
 from esc50.core.files.cache import cache_dir
-from esc50.core.data.split import dataset_digests
 from esc50.core.training.batches import ExperimentData
 from esc50.core.plugins.registry import Registry, load_registry
 from esc50.core.training.resume import resume
@@ -61,7 +58,9 @@ def cross_validate(config: TaskConfig, registry: Registry, name: str,
     if jobs < 1:
         raise Esc50Error(f"--jobs {jobs} must be at least 1")
     config = registry.typed_options(config)  # compared with the folds' recorded configs
-    table = find_clips(resolve_data_dir(config.data), config, registry)
+    # the folds share the clip table and digests (read once here), decoded audio and features
+    shared = ExperimentData()
+    table = shared.read_clips(config, registry)
     if not table.has_folds:
         raise Esc50Error(f"dataset {config.dataset} in {table.root} has no folds: give it k "
                          "grouped, stratified folds with --k K (e.g. --k 5)")
@@ -76,8 +75,6 @@ def cross_validate(config: TaskConfig, registry: Registry, name: str,
                          f"{', '.join(map(str, present))})")
     root = Path(config.output_dir) / plain_name(name, "--name", Path(config.output_dir))
     output_folder(root, "cross-validation folder")
-    # the folds share the clip table and digests (read once), decoded audio and features
-    shared = ExperimentData(table, dataset_digests(table))
     with rundir.locked(root, "use another --name"):
         if jobs == 1 or len(folds) == 1:
             results = {fold: _run_fold(config, registry, root, fold, allow_changed_data, log,
