@@ -25,6 +25,7 @@ import torch
 from esc50.core.config import TaskConfig
 from esc50.core.plugins.registry import load_registry
 from esc50.core.training import loop
+from esc50.core.training.device import autocast
 from esc50.core.training.trainer import Trainer
 
 
@@ -64,8 +65,8 @@ def measure(config: TaskConfig, model: str, augs: list[str], repeats: int, stage
     augmented = epoch_seconds(trainer, 1)  # after one call to warm up: the second epoch
     data.batches = functools.partial(batches, ahead=False)
     one_by_one = epoch_seconds(trainer, 2)
-    prepared = list(batches(True, trainer.randomness))  # on the device
-    data.batches = lambda training, generator, epoch=0: iter(prepared)
+    prepared = list(batches(trainer.randomness))  # on the device
+    data.batches = lambda generator, epoch=0: iter(prepared)
     reference = epoch_seconds(trainer, 3)
     print(f"| {model} | {clips} | {clips / augmented:.0f} | {clips / one_by_one:.0f} | "
           f"{clips / reference:.0f} | {augmented / reference:.2f}x | "
@@ -88,7 +89,7 @@ def stage_times(trainer: Trainer, prepared: list, repeats: int) -> None:
     featurizer = trainer.classifier.featurizer
     stages["featurizer"] = lambda: featurizer(wav)
     stages["whole batch prepared"] = lambda: data.prepare(batch, True, generator)
-    features, frames, targets = prepared[0]
+    features, frames, targets = prepared[0].tensors()
     stages["training step"] = lambda: step(trainer, features, frames, targets)
     for name, work in stages.items():
         print(f"|  | {name} | {timed(device, work, repeats) * 1000:.1f} ms |", flush=True)
@@ -111,7 +112,7 @@ def profile_batches(trainer: Trainer, batches: int = 3) -> None:
 def step(trainer: Trainer, features: torch.Tensor, frames: torch.Tensor,
          targets: torch.Tensor) -> None:
     loss_fn = loop.training_loss(trainer.state.model, trainer.config.label_smoothing)
-    with loop.autocast(trainer.device, trainer.amp):
+    with autocast(trainer.device, trainer.amp):
         loss = loss_fn(trainer.step_model(features, frames).float(), targets)
     trainer.state.optimizer.zero_grad(set_to_none=True)
     loss.backward()

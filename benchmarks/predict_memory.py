@@ -29,6 +29,7 @@ from esc50.core.training.classifier import build_classifier
 from esc50.core.config import TaskConfig
 from esc50.core.commands.predict import probabilities, windows
 from esc50.core.plugins.registry import load_registry
+from esc50.core.training.scoring import Member, Scoring
 
 RATE = 44_100
 
@@ -51,10 +52,11 @@ def measure(path: Path, mode: str) -> dict:
     started = time.perf_counter()
     with torch.no_grad():
         if mode == "streamed":
-            scores = probabilities(classifier, read_mono(path, RATE), config.length_wav)
+            scores = probabilities([Member(classifier, Scoring())], read_mono(path, RATE),
+                                   config.length_wav)
         else:  # whole: the file decoded at once, every window featurized and scored at once
             wav, _ = load_clip(path, RATE)
-            batch, lengths = zip(*windows([wav], config.length_wav))
+            _, batch, lengths = zip(*windows([wav], config.length_wav))
             scores = torch.softmax(classifier(torch.stack(batch), torch.tensor(lengths)), 1).mean(0)
     return {"seconds": time.perf_counter() - started, "top": int(scores.argmax()),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

@@ -8,6 +8,7 @@ import functools
 import io
 import json
 import os
+import shlex
 import traceback
 from pathlib import Path
 from typing import Any, Callable
@@ -181,6 +182,21 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
     click.echo(f"(best.pt: epoch {selected['epoch']}, chosen on the same validation clips, so "
                "its accuracy there is optimistic; commands use last.pt unless told "
                "--checkpoint best)")
+    click.echo(next_steps(run.run_dir))
+
+
+def next_steps(target: Path) -> str:
+    """What to do next with a run (or a cross-validation's fold models, used together) just
+    written."""
+    run = shlex.quote(str(target))
+    return "\n".join([
+        "next:",
+        f"  esc50 predict {run} recording.wav --timeline   # what sounds when, in a recording "
+        "of any length",
+        f"  esc50 report {run} --html --out {shlex.quote(str(target / 'report'))}   # curves, "
+        "confusions, the worst clips to listen to",
+        f"  esc50 export {run} --format onnx   # one file for another device (--quantize int8)",
+        f"  model card: {target / 'MODEL_CARD.md'}"])
 
 
 @cli.command()
@@ -208,15 +224,17 @@ def cv(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ...]
         fold_list = [int(f) for f in folds.split(",")] if folds else None
     except ValueError:
         raise Esc50Error(f"--folds {folds!r}: expected comma-separated fold numbers") from None
-    summary = api.cv(name=name, folds=fold_list, allow_changed_data=allow_changed_data,
-                     log=click.echo, jobs=jobs,
-                     **config_arguments(config_file, augs, settings, no_progress,
-                                        {**flags, "k_folds": k_folds})).summary
+    result = api.cv(name=name, folds=fold_list, allow_changed_data=allow_changed_data,
+                    log=click.echo, jobs=jobs,
+                    **config_arguments(config_file, augs, settings, no_progress,
+                                       {**flags, "k_folds": k_folds}))
+    summary = result.summary
     per_fold = ", ".join(f"fold {k}: {v:.3f}" for k, v in summary["folds"].items())
     spread = (f" +- {summary['std_accuracy']:.3f} ({summary['std']})"
               if summary["std_accuracy"] is not None else "")
     click.echo(f"{per_fold}\nmean accuracy {summary['mean_accuracy']:.3f}{spread} over "
                f"{len(summary['folds'])} folds, each at its final epoch")
+    click.echo(next_steps(result.root))
 
 
 @cli.command()
@@ -437,7 +455,7 @@ def weights_path(name: str) -> None:
 @click.argument("checkpoint", type=click.Path(exists=True))
 @click.option("--data", help="dataset folder (default: the one the run was trained on).")
 @click.option("--fold", type=int, help="evaluate on this fold (default: the run's validation "
-              "split).")
+              "split; an ensemble needs a fold none of its models trained on).")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output.")
 @CHECKPOINT_CHOICE
 @ALLOW_CHANGED_DATA
@@ -445,17 +463,21 @@ def weights_path(name: str) -> None:
 def evaluate(checkpoint: str, data: str | None, fold: int | None, as_json: bool, which: str,
              allow_changed_data: bool) -> None:
     """Accuracy, macro F1, per-class precision/recall and confusion matrix of a trained run
-    (its final epoch unless --checkpoint best)."""
+    (its final epoch unless --checkpoint best), or of a cross-validation's fold models together
+    (an ensemble) on a fold none of them trained on."""
     from esc50.core.commands import api
 
-    report = api.load(checkpoint, which).evaluate(
-        data, fold, allow_changed_data, warn=lambda line: click.echo(line, err=True))
+    warn = functools.partial(click.echo, err=True)
+    report = api.load(checkpoint, which, warn=warn).evaluate(data, fold, allow_changed_data,
+                                                             warn=warn)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"{report['checkpoint']} (epoch {report['epoch']}) on {report['selection']} of "
                f"{report['data']}: {report['clips']} clips")
     click.echo(f"accuracy {report['accuracy']:.3f}   macro F1 {report['macro_f1']:.3f}\n")
+    for member in report.get("members", []):
+        click.echo(f"  alone: {member['run']}: accuracy {member['accuracy']:.3f}")
     click.echo(f"{'class':<20} {'precision':>9} {'recall':>7} {'f1':>6} {'clips':>6}")
     for row in report["per_class"]:
         if row["support"]:
@@ -475,34 +497,89 @@ def evaluate(checkpoint: str, data: str | None, fold: int | None, as_json: bool,
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), required=True,
               help="onnx (runs in onnxruntime) or torchscript (runs in torch alone).")
 @click.option("--out", type=click.Path(dir_okay=False), help="file to write (default: "
-              "model.onnx or model.pt in the run folder); a .json side file goes beside it.")
+              "model.onnx, model.int8.onnx or model.pt in the run folder); a .json side file "
+              "goes beside it.")
+@click.option("--quantize", type=click.Choice(["int8"]), help="int8 weights and activations "
+              "(ONNX; onnxruntime's static quantization, calibrated on training clips).")
+@click.option("--data", help="dataset folder for the int8 calibration clips (default: the one "
+              "the run was trained on).")
+@click.option("--hop", type=float, help="seconds between windows (default: half a window).")
 @CHECKPOINT_CHOICE
 @user_errors
-def export(checkpoint: str, fmt: str, out: str | None, which: str) -> None:
-    """A trained run as one file that takes mono waveforms of the run's clip length at its
-    sample rate and returns class probabilities (featurizer and normalization included)."""
+def export(checkpoint: str, fmt: str, out: str | None, quantize: str | None, data: str | None,
+           hop: float | None, which: str) -> None:
+    """A trained run (or a cross-validation's fold models, as one ensemble) as one file that
+    takes a mono waveform of any length (at least one window) at the run's sample rate and
+    returns each window's class probabilities and their mean (featurizer and normalization
+    included)."""
     from esc50.core.commands import api
 
-    path, side = api.load(checkpoint, which).export(fmt, out)
-    click.echo(f"wrote {path} and {side} (class names, sample rate, clip length)")
+    model = api.load(checkpoint, which, warn=functools.partial(click.echo, err=True))
+    path, side = model.export(fmt, out, quantize, data, hop)
+    click.echo(f"wrote {path} ({model.description}; {path.stat().st_size / 2**20:.1f} MiB) and "
+               f"{side} (class names, sample rate, window and hop)")
 
 
 @cli.command()
 @click.argument("checkpoint", type=click.Path(exists=True))
 @click.argument("files", nargs=-1, required=True, type=click.Path())
-@click.option("--top-k", type=int, default=3, show_default=True, help="classes per file.")
+@click.option("--top-k", type=int, default=3, show_default=True, help="classes per file (per "
+              "window with --timeline).")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
-@click.option("--csv", "as_csv", is_flag=True, help="CSV output (file, rank, class, probability).")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV output (file, rank, class, "
+              "probability; with --timeline: its segments, or --windows).")
+@click.option("--timeline", is_flag=True, help="what sounds when: every window's start, end "
+              "and top classes, and the segments of consecutive windows with one top class.")
+@click.option("--hop", type=float, help="with --timeline: seconds between windows (default: "
+              "half a window).")
+@click.option("--min-prob", type=float, default=0.0, show_default=True, help="with --timeline: "
+              "keep the classes (and segments) whose probability reaches this.")
+@click.option("--windows", "window_rows", is_flag=True, help="with --timeline --csv: a row "
+              "per window and class instead of a row per segment.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="with --timeline: a PNG of the "
+              "top classes over time (one file: FILE; several: FILE with each input's name).")
+@click.option("--rate", type=int, help="standard input (-) is raw PCM (signed 16-bit "
+              "little-endian) at this rate, not WAV.")
+@click.option("--channels", type=int, default=1, show_default=True,
+              help="channels of raw PCM on standard input.")
 @CHECKPOINT_CHOICE
 @user_errors
-def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool,
-            as_csv: bool, which: str) -> None:
-    """Top classes with probabilities for audio files or folders (any length, rate, channels)."""
+def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool, as_csv: bool,
+            timeline: bool, hop: float | None, min_prob: float, window_rows: bool,
+            plot: str | None, rate: int | None, channels: int, which: str) -> None:
+    """Top classes with probabilities for audio files or folders (any length, rate, channels;
+    - reads standard input), from a run or from a cross-validation's fold models together;
+    --timeline says what sounds when."""
+    from esc50.cli.timeline import print_timelines
     from esc50.core.commands import api
 
     if top_k < 1:
         raise Esc50Error(f"--top-k {top_k} must be at least 1")
-    results = list(api.load(checkpoint, which).predict_files(list(files), top_k))
+    if as_json and as_csv:
+        raise Esc50Error("--json and --csv: choose one output format")
+    if not timeline and (hop is not None or min_prob or window_rows or plot):
+        raise Esc50Error("--hop, --min-prob, --windows and --plot go with --timeline")
+    model = api.load(checkpoint, which, warn=functools.partial(click.echo, err=True))
+    if model.is_ensemble:
+        click.echo(f"scoring with {model.description}: their probabilities averaged", err=True)
+    inputs = api.AudioInput(model.sample_rate, rate, channels)
+    paths = [Path(f) for f in files]
+    if timeline:
+        failed = print_timelines(model, inputs, paths, top_k, hop, min_prob, as_json, as_csv,
+                                 window_rows, plot)
+    else:
+        failed = print_predictions(model, inputs, paths, top_k, as_json, as_csv)
+    if failed:
+        raise SystemExit(1)
+
+
+def print_predictions(model: Any, inputs: Any, paths: list[Path], top_k: int, as_json: bool,
+                      as_csv: bool) -> bool:
+    """The top classes of each file as text, JSON or CSV; whether any file failed."""
+    from esc50.core.commands.predict import audio_files, predict_files
+
+    results = list(predict_files(model.members, model.class_names, inputs,
+                                 model.config.length_wav, audio_files(paths), top_k))
     if as_json:
         click.echo(json.dumps([{"file": str(r.path), "error": r.error,
                                 "top": [{"class": c, "probability": p} for c, p in r.top]}
@@ -522,5 +599,4 @@ def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool,
     failed = [r for r in results if r.error]
     for r in failed:
         click.echo(f"warning: {r.error}", err=True)
-    if failed:
-        raise SystemExit(1)
+    return bool(failed)

@@ -157,6 +157,7 @@ def test_a_loss_that_turns_nan_in_training_stops_the_run_with_one_line(synthetic
                                    run_name="r"), registry, log=lambda _: None)
     with pytest.raises(Esc50Error, match=r"epoch 1 train: the loss became nan \(by step 1\); "
                                          r"model odd.nantrain \(registered at run time\) "
-                                         r"returned 64 NaN .* at epoch 1, step 1 \(the batch"):
+                                         r"returned 64 NaN .* at epoch 1, step 1 "
+                                         r"\(checked again\)"):
         trainer.fit()
     assert not (tmp_path / "r").exists()

@@ -36,7 +36,7 @@ def test_evaluate_reports_metrics_of_the_validation_split(trained):
     assert report["clips"] == 16 and report["checkpoint"].endswith("last.pt")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert report["epoch"] == 12  # the final epoch, not one chosen on these clips
-    assert report["accuracy"] == pytest.approx(metrics["final_val_accuracy"])
+    assert report["accuracy"] == metrics["final_val_accuracy"]  # one scoring path
     best = json.loads(CliRunner().invoke(cli, ["evaluate", str(run_dir), "--json",
                                                "--checkpoint", "best"]).output)
     selected = metrics["selected_on_validation"]
@@ -146,11 +146,12 @@ def test_windows_of_a_stream_are_the_windows_of_the_whole_clip(total):
         expected_starts.append(total - 100)
     for block in (1, 7, 64, 1000):
         got = list(windows(clip.split(block), 100))
-        assert [int(w[0]) - 1 for w, _ in got] == expected_starts
-        assert all(w.shape == (100,) for w, _ in got)
-        assert [valid for _, valid in got] == [min(total, 100)] * len(expected_starts)
+        assert [int(w[0]) - 1 for _, w, _ in got] == [start for start, _, _ in got] == \
+            expected_starts
+        assert all(w.shape == (100,) for _, w, _ in got)
+        assert [valid for _, _, valid in got] == [min(total, 100)] * len(expected_starts)
         if total < 100:  # one window, zero-padded
-            assert got[0][0][total:].abs().sum() == 0
+            assert got[0][1][total:].abs().sum() == 0
 
 
 def test_a_long_file_scores_as_the_mean_over_all_its_windows(trained, tmp_path):
@@ -158,11 +159,14 @@ def test_a_long_file_scores_as_the_mean_over_all_its_windows(trained, tmp_path):
     scoring every window at once (the tool before streaming)."""
     import torch
 
-    from esc50.core.data.audio import load_clip
     from esc50.core.commands.predict import WINDOW_BATCH, predict_files, probabilities
+    from esc50.core.data.audio import load_clip
+    from esc50.core.data.stream import AudioInput
+    from esc50.core.training.scoring import Member, Scoring
 
     _, run_dir = trained
     classifier, state = load_classifier(run_dir, load_registry())
+    members = [Member(classifier, Scoring())]
     length = state["config"]["length_wav"]
     rng = np.random.default_rng(1)
     audio = np.concatenate([tone(f, 2.0, 16000) for f in rng.choice(FREQS, 20)])  # 40 s
@@ -174,9 +178,9 @@ def test_a_long_file_scores_as_the_mean_over_all_its_windows(trained, tmp_path):
     every = torch.stack([wav[s:s + length] for s in starts])
     with torch.no_grad():
         expected = torch.softmax(classifier(every, torch.full((len(starts),), length)), 1)
-    streamed = probabilities(classifier, wav.split(3000), length)
+    streamed = probabilities(members, wav.split(3000), length)
     assert torch.allclose(streamed, expected.mean(0), atol=1e-5)
-    [result] = predict_files(classifier, [str(c) for c in range(4)], SR, length,
+    [result] = predict_files(members, [str(c) for c in range(4)], AudioInput(SR), length,
                              [tmp_path / "long.wav"], top_k=4)
     assert [p for _, p in result.top] == pytest.approx(
         sorted(expected.mean(0).tolist(), reverse=True), abs=1e-4)

@@ -1,5 +1,6 @@
-"""`esc50 export`: the exported ONNX and TorchScript files give the probabilities `esc50
-predict` gives, on real and generated clips, for every built-in model that is exported here."""
+"""esc50 export: one file that runs without esc50, takes a waveform of any length (at least one
+window) and gives the probabilities of every window `esc50 predict` scores, and their mean; in
+int8 through onnxruntime's quantization, calibrated on training clips only."""
 
 import json
 
@@ -10,14 +11,18 @@ import torch
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
+from esc50.core.commands.export import (Windowed, WindowScores, calibration_names,
+                                        exported_bytes)
+from esc50.core.commands.members import load_runs
 from esc50.core.data.audio import load_clip
-from esc50.core.training.classifier import Classifier, build_classifier
+from esc50.core.data.split import Split
 from esc50.core.errors import Esc50Error
-from esc50.core.commands.export import Probabilities, export_classifier
 from esc50.core.plugins.registry import load_registry
+from esc50.core.training.classifier import Classifier, build_classifier
 from esc50.core.training.trainer import Trainer
 from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
 
+onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
 
 
@@ -30,62 +35,74 @@ def trained(tmp_path_factory):
     return Trainer(config, load_registry(), log=lambda _: None).fit()
 
 
-def run_exported(path, fmt, wav: np.ndarray) -> np.ndarray:
+def run_exported(path, fmt, wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The exported file's (window probabilities, their mean) for a waveform [samples]."""
     if fmt == "onnx":
         session = onnxruntime.InferenceSession(str(path))
-        return session.run(None, {"wav": wav})[0]
+        return tuple(session.run(["window_probabilities", "mean_probabilities"], {"wav": wav}))
     with torch.no_grad():
-        return torch.jit.load(str(path))(torch.from_numpy(wav)).numpy()
+        return tuple(t.numpy() for t in torch.jit.load(str(path))(torch.from_numpy(wav)))
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_exported_file_gives_the_probabilities_predict_gives(trained, tmp_path, fmt, real_data):
+def test_an_exported_file_scores_the_windows_predict_scores_at_any_length(trained, tmp_path,
+                                                                         fmt, real_data):
     out = tmp_path / f"tones.{fmt}"
     result = CliRunner().invoke(cli, ["export", str(trained), "--format", fmt, "--out", str(out)])
     assert result.exit_code == 0, result.output
     side = json.loads(out.with_suffix(out.suffix + ".json").read_text())
-    assert side["class_names"] == ["0", "1", "2", "3"]
-    assert side["sample_rate"] == SR and side["clip_samples"] == SR
-    # Real ESC-50 clips (1 s of each at the run's rate) and tones, as files for predict.
-    clips = [load_clip(p, SR, SR)[0].numpy() for p in sorted(real_data.glob("*.ogg"))[:4]]
-    clips += [tone(f, seed=7) for f in FREQS]
-    for i, clip in enumerate(clips):
-        sf.write(tmp_path / f"clip{i}.wav", clip, SR, subtype="FLOAT")
-    predicted = json.loads(CliRunner().invoke(
-        cli, ["predict", str(trained), str(tmp_path), "--json", "--top-k", "4"]).stdout)
-    exported = run_exported(out, fmt, np.stack(clips).astype(np.float32))
-    assert exported.shape == (len(clips), 4)
-    for row in predicted:
-        i = int(row["file"].split("clip")[-1].split(".")[0])
-        for entry in row["top"]:
-            assert exported[i, int(entry["class"])] == pytest.approx(entry["probability"],
-                                                                     abs=1e-4)
-    assert [int(np.argmax(p)) for p in exported[-4:]] == [0, 1, 2, 3]  # the tones
+    assert side["class_names"] == ["0", "1", "2", "3"] and side["sample_rate"] == SR
+    assert side["window_samples"] == SR and side["hop_samples"] == SR // 2
+    assert side["quantized"] is None and side["models"] == 1
+    # real ESC-50 audio then tones; one window, a length the hops cover exactly (no window
+    # aligned with the end), and one they do not
+    real = load_clip(sorted(real_data.glob("audio/*.ogg"))[0], SR, SR)[0].numpy()
+    audio = np.concatenate([real, *[tone(f, 0.7, seed=7) for f in FREQS]])
+    for samples in (SR, int(2.5 * SR), len(audio)):
+        wav = audio[:samples].astype(np.float32)
+        sf.write(tmp_path / "long.wav", wav, SR, subtype="FLOAT")
+        timeline = json.loads(CliRunner().invoke(cli, [
+            "predict", str(trained), str(tmp_path / "long.wav"), "--timeline", "--json",
+            "--top-k", "4"]).stdout)[0]
+        windows, mean = run_exported(out, fmt, wav)
+        assert windows.shape == (len(timeline["windows"]), 4)
+        for row, window in zip(windows, timeline["windows"]):
+            for entry in window["top"]:
+                assert row[int(entry["class"])] == pytest.approx(entry["probability"], abs=1e-4)
+        np.testing.assert_allclose(mean, windows.mean(axis=0), atol=1e-6)
+        averaged = json.loads(CliRunner().invoke(cli, [
+            "predict", str(trained), str(tmp_path / "long.wav"), "--json", "--top-k", "4"]
+        ).stdout)[0]["top"]
+        for entry in averaged:
+            assert mean[int(entry["class"])] == pytest.approx(entry["probability"], abs=1e-4)
+    assert len(timeline["windows"]) == 7  # 3.8 s: windows at 0, 0.5, ... 2.5 and at 2.8
 
 
 @pytest.mark.parametrize("name", ["baseline", "advanced", "lstm", "crnn", "kumar"])
 def test_every_built_in_model_exports_to_both_formats(name, tmp_path):
-    """The same probabilities as the model in torch, within 1e-4, for a batch size other than
-    the one exported with (the batch axis is dynamic). VGG19 is left out here (its file is
-    560 MB); the baseline's adaptive max pooling has no ONNX operator, so it exports to
-    TorchScript only and ONNX says so in one line."""
+    """The same window probabilities as the model in torch, within 1e-4, for a length other
+    than the one exported with. VGG19 is left out here (its file is 560 MB); the baseline's
+    adaptive max pooling has no ONNX operator, so it exports to TorchScript only and ONNX says
+    so in one line."""
     from tests.test_models import CONFIG
 
-    registry = load_registry()
     torch.manual_seed(0)
     config = CONFIG.override(model=f"plugins.{name}")
-    classifier = build_classifier(config, registry)
-    wav = 0.3 * torch.randn(3, config.length_wav, generator=torch.Generator().manual_seed(1))
+    classifier = build_classifier(config, load_registry())
+    window, hop = config.length_wav, config.length_wav // 2
+    wav = 0.3 * torch.randn(int(2.3 * window), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        expected = Probabilities(classifier)(wav).numpy()
+        expected = Windowed(WindowScores([classifier]), window, hop).eval()(wav)[0].numpy()
     for fmt in ("torchscript",) if name == "baseline" else ("onnx", "torchscript"):
         path = tmp_path / f"{name}.{fmt}"
-        export_classifier(classifier, fmt, path, config.length_wav, f"plugins.{name}")
-        np.testing.assert_allclose(run_exported(path, fmt, wav.numpy()), expected, atol=1e-4)
+        path.write_bytes(exported_bytes([classifier], fmt, window, hop, f"plugins.{name}"))
+        windows, _ = run_exported(path, fmt, wav.numpy())
+        # at 0, 0.5 and 1 window, and one aligned with the end (at 1.3)
+        assert windows.shape == (4, config.num_classes)
+        np.testing.assert_allclose(windows, expected, atol=1e-4)
     if name == "baseline":
         with pytest.raises(Esc50Error, match="^plugins.baseline cannot be exported to onnx: "):
-            export_classifier(classifier, "onnx", tmp_path / "b.onnx", config.length_wav,
-                              "plugins.baseline")
+            exported_bytes([classifier], "onnx", window, hop, "plugins.baseline")
 
 
 def test_a_model_that_cannot_be_exported_gets_a_one_line_reason(tmp_path):
@@ -97,5 +114,29 @@ def test_a_model_that_cannot_be_exported_gets_a_one_line_reason(tmp_path):
     featurizer = load_registry().create("featurizer", "plugins.logmel", small_config(tmp_path))
     classifier = Classifier(featurizer, BranchesOnValues())
     with pytest.raises(Esc50Error, match=r"^acme\.branchy cannot be exported to onnx: \w+") as err:
-        export_classifier(classifier, "onnx", tmp_path / "x.onnx", SR, "acme.branchy")
-    assert "\n" not in str(err.value) and not (tmp_path / "x.onnx").exists()
+        exported_bytes([classifier], "onnx", SR, SR // 2, "acme.branchy")
+    assert "\n" not in str(err.value)
+
+
+def test_int8_is_calibrated_on_training_clips_and_agrees_with_float(trained, tmp_path):
+    out = tmp_path / "tones.int8.onnx"
+    result = CliRunner().invoke(cli, ["export", str(trained), "--format", "onnx", "--quantize",
+                                      "int8", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    side = json.loads(out.with_suffix(".onnx.json").read_text())
+    assert side["quantized"] == "int8" and side["calibration"].startswith("32 clips")
+    runs = load_runs(trained, "last", load_registry())
+    split = Split.from_dict(runs[0].state["split"])
+    assert sorted(calibration_names(runs)) == sorted(split.train)  # all 32; no validation clip
+    session = onnxruntime.InferenceSession(str(out))
+    assert [n.op_type for n in onnx.load(str(out)).graph.node].count("QuantizeLinear") > 0
+    CliRunner().invoke(cli, ["export", str(trained), "--format", "onnx"])
+    model = onnxruntime.InferenceSession(str(trained / "model.onnx"))
+    audio = np.concatenate([tone(f, 1.5, seed=11 + i) for i, f in enumerate(FREQS)])
+    quantized = session.run(["window_probabilities"], {"wav": audio})[0]
+    exact = model.run(["window_probabilities"], {"wav": audio})[0]
+    assert (quantized.argmax(1) == exact.argmax(1)).mean() >= 0.9
+    assert np.abs(quantized - exact).max() < 0.2
+    refused = CliRunner().invoke(cli, ["export", str(trained), "--format", "torchscript",
+                                       "--quantize", "int8"])
+    assert refused.exit_code == 1 and "only int8, and only for --format onnx" in refused.output

@@ -196,7 +196,8 @@ def test_kumar_fine_tunes_with_a_slower_backbone_and_probes_linearly(kumar_refer
     wav = torch.from_numpy(np.random.default_rng(4).uniform(-0.5, 0.5, (2, 44100)).astype("f4"))
     with torch.no_grad():
         expected = torch.softmax(loaded.classifier(wav, torch.full((2,), 44100)), dim=1)
-    torch.testing.assert_close(torch.jit.load(str(exported))(wav), expected, atol=1e-4, rtol=0)
+    windows, _ = torch.jit.load(str(exported))(wav.flatten())  # windows at 0, 0.5 s and 1 s
+    torch.testing.assert_close(windows[[0, 2]], expected, atol=1e-4, rtol=0)
     assert loaded.evaluate(fold=1)["accuracy"] >= 0.75
 
 

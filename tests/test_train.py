@@ -89,7 +89,7 @@ def test_cli_train_writes_a_run_directory(synthetic_data, tmp_path):
     assert "best.pt: epoch 1, chosen on the same validation clips" in result.output
     assert {p.name for p in (tmp_path / "cli").iterdir()} == {
         "config.toml", "split.json", "history.csv", "metrics.json", "best.pt", "last.pt",
-        "curves.png", "best.pt.sha256", "last.pt.sha256", ".lock"}
+        "curves.png", "best.pt.sha256", "last.pt.sha256", ".lock", "MODEL_CARD.md"}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -122,7 +122,7 @@ def test_one_epoch_on_real_esc50_clips(real_data, tmp_path):
                           split="random", batch_size=64, num_epochs=1, keyword="1-*",
                           output_dir=str(tmp_path), run_name="real")  # fold 1: 400 clips
     trainer = Trainer(config, load_registry(), log=lambda _: None)
-    assert len(trainer.data.train_set) + len(trainer.data.val_set) == 400
+    assert len(trainer.data.train_set) + len(trainer.data.validation) == 400
     assert trainer.class_names[0] == "dog" and trainer.class_names[49] == "hand_saw"
     recordings = {}  # src_file of the official CSV -> the sides its clips went to
     meta = {row["filename"]: row["src_file"] for row in csv.DictReader(
@@ -131,8 +131,8 @@ def test_one_epoch_on_real_esc50_clips(real_data, tmp_path):
         for name in names:
             recordings.setdefault(meta[name.split("/")[-1]], set()).add(side)
     assert all(len(sides) == 1 for sides in recordings.values())  # no recording on both sides
-    val_per_class = np.bincount(trainer.data.val_set.labels, minlength=50)
-    assert 30 <= len(trainer.data.val_set) <= 50 and val_per_class.max() <= 2
+    val_per_class = np.bincount(trainer.data.validation.labels.numpy(), minlength=50)
+    assert 30 <= len(trainer.data.validation) <= 50 and val_per_class.max() <= 2
     run_dir = trainer.fit()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and metrics["split"].startswith("grouped random split")
@@ -169,7 +169,7 @@ def test_augmentations_touch_training_batches_only(synthetic_data, tmp_path):
     # two training clips in the set-up pass (contract checks), steps of 2 and 4 clips measured
     # to plan memory, then two epochs of training
     assert seen[:3] == [2, 2, 4] and sum(seen[3:]) == 2 * len(trainer.data.train_set)
-    assert len(trainer.data.val_set) > 0
+    assert len(trainer.data.validation) > 0
 
 
 @pytest.mark.parametrize("policy", ["all", "one-of"])

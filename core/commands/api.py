@@ -18,25 +18,28 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
 from esc50.core.data.audio import mono_blocks
-from esc50.core.training.classifier import load_classifier
+from esc50.core.data.stream import AudioInput
+from esc50.core.training.classifier import Classifier
 from esc50.core.config import TaskConfig, load_config, recipe_path
 from esc50.core.commands.arguments import checked_arguments
 from esc50.core.commands import tune as search
 from esc50.core.commands.crossval import cross_validate
 from esc50.core.errors import Esc50Error
-from esc50.core.commands.evaluate import evaluate_classifier
+from esc50.core.commands.evaluate import evaluate_runs
+from esc50.core.commands.members import LoadedRun, describe, load_runs
+from esc50.core.commands.timeline import Timeline, Window, build_timeline
 from esc50.core.results.plots import PlotFigure, confusion_figure, learning_curves
-from esc50.core.commands.export import export_classifier, suffix, write_side_file
-from esc50.core.commands.predict import Prediction, audio_files, predict_files, probabilities, top_classes
+from esc50.core.commands.export import default_name, export_runs
+from esc50.core.commands.predict import (Prediction, audio_files, predict_files, probabilities,
+                                         top_classes)
 from esc50.core.plugins.registry import KINDS, Registry, load_registry
-from esc50.core.results.folder import checkpoint_path
 from esc50.core.training.resume import resume as resume_run
 from esc50.core.training.trainer import Trainer
 
@@ -228,22 +231,45 @@ def tune(space: list[str] | None = None, *, name: str, trials: int = 10, jobs: i
 
 
 class Model:
-    """A trained classifier with what it needs to predict: class names, sample rate, clip
-    length. ``load(run)`` gives one; :meth:`predict` takes a file, a folder or audio samples."""
+    """A trained classifier, or an ensemble of them (the fold models of a cross-validation,
+    probabilities averaged), with what it needs to predict: class names, sample rate, clip
+    length. ``load(run)`` gives one; :meth:`predict` takes a file, a folder or audio samples,
+    :meth:`timeline` says what sounds when in a recording of any length."""
 
-    def __init__(self, path: Path, checkpoint: str, registry: Registry) -> None:
+    def __init__(self, path: Path, checkpoint: str, registry: Registry,
+                 warn: Log = print) -> None:
         self.path, self.checkpoint, self.registry = path, checkpoint, registry
-        self.classifier, self.state = load_classifier(path, registry, checkpoint)
-        self.config = TaskConfig().override(**self.state["config"])
+        self.runs = load_runs(path, checkpoint, registry, warn)
+        self.members = [run.member for run in self.runs]
+        self.config = self.runs[0].config
         self._reports: dict[tuple, dict] = {}
 
     @property
+    def is_ensemble(self) -> bool:
+        return len(self.runs) > 1
+
+    @property
+    def classifier(self) -> Classifier:
+        """The classifier of a single model (an ensemble has one per member: ``runs``)."""
+        return self._single().member.classifier
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """What a single model's checkpoint holds (an ensemble's members: ``runs``)."""
+        return self._single().state
+
+    @property
     def class_names(self) -> list[str]:
-        return list(self.state["class_names"])
+        return list(self.runs[0].state["class_names"])
 
     @property
     def sample_rate(self) -> int:
         return self.config.sample_rate
+
+    @property
+    def description(self) -> str:
+        """Which model this is: a checkpoint, or an ensemble of k models."""
+        return describe(self.runs)
 
     @checked_arguments
     def predict(self, audio: str | Path | np.ndarray | torch.Tensor,
@@ -266,37 +292,59 @@ class Model:
             if result.error:
                 raise Esc50Error(result.error)
             return result.top
-        if sample_rate is None:
-            raise Esc50Error("predict(samples) needs sample_rate= (the rate of the samples "
-                             f"given; the model resamples them to {self.sample_rate} Hz)")
-        samples = torch.as_tensor(audio, dtype=torch.float32).cpu()
-        if samples.dim() not in (1, 2):
-            raise Esc50Error(f"predict(samples) takes [T] or [N, T] samples, not shape "
-                             f"{tuple(samples.shape)}")
-        clips = [samples] if samples.dim() == 1 else list(samples)
-        results = [self._top(mono_blocks([(clip.numpy()[:, None], sample_rate)],
-                                         self.sample_rate, "the samples"), top_k)
-                   for clip in clips]
-        return results[0] if samples.dim() == 1 else results
+        clips = self._sample_clips(audio, sample_rate, "predict")
+        results = [top_classes(probabilities(self.members, blocks, self.config.length_wav,
+                                             "the samples"), self.class_names, top_k)
+                   for blocks in clips]
+        return results[0] if len(clips) == 1 and np.ndim(audio) == 1 else results
 
     @checked_arguments
     def predict_files(self, paths: list[str | Path], top_k: int = 3) -> Iterator[Prediction]:
         """A :class:`Prediction` per file (files as given, folders searched for audio)."""
         files = audio_files([Path(p) for p in paths])
-        return predict_files(self.classifier, self.class_names, self.sample_rate,
+        return predict_files(self.members, self.class_names, AudioInput(self.sample_rate),
                              self.config.length_wav, files, top_k)
+
+    @checked_arguments
+    def timeline(self, audio: str | Path | np.ndarray | torch.Tensor,
+                 sample_rate: int | None = None, hop: float | None = None,
+                 min_prob: float = 0.0, top_k: int = 3) -> Timeline:
+        """What sounds when: every window (the run's clip length, every ``hop`` seconds; half
+        a window by default) with its top classes reaching ``min_prob``, and the segments of
+        consecutive windows with one top class. ``audio``: a file, or mono samples ``[T]`` at
+        ``sample_rate``. ``.dataframe()`` gives the segments (or ``"windows"``) as a pandas
+        DataFrame, ``.plot()`` a figure."""
+        if isinstance(audio, (str, Path)):
+            return self.timeline_of(AudioInput(self.sample_rate), Path(audio), hop, min_prob,
+                                    top_k)
+        if np.ndim(audio) != 1:
+            raise Esc50Error(f"timeline(samples) takes mono samples [T], not shape "
+                             f"{tuple(np.shape(audio))}")
+        [blocks] = self._sample_clips(audio, sample_rate, "timeline")
+        return build_timeline(self.members, self.class_names, blocks, self.sample_rate,
+                              self.config.length_wav, hop_samples(hop, self.sample_rate),
+                              min_prob, top_k, "the samples")
+
+    def timeline_of(self, inputs: AudioInput, path: Path, hop: float | None = None,
+                    min_prob: float = 0.0, top_k: int = 3,
+                    on_window: Callable[[Window], None] | None = None) -> Timeline:
+        """:meth:`timeline` of a file (or ``-``, standard input) read as ``inputs`` says;
+        ``on_window`` gets each window as soon as it is scored."""
+        return build_timeline(self.members, self.class_names, inputs.blocks(path),
+                              self.sample_rate, self.config.length_wav,
+                              hop_samples(hop, self.sample_rate), min_prob, top_k,
+                              inputs.name(path), on_window)
 
     @checked_arguments
     def evaluate(self, data: str | None = None, fold: int | None = None,
                  allow_changed_data: bool = False, warn: Log = print) -> dict[str, Any]:
         """Accuracy, macro F1, per-class precision/recall and the confusion matrix, on the run's
-        recorded validation split (default) or on ``fold`` of ``data`` (``esc50 evaluate``)."""
+        recorded validation split (default) or on ``fold`` of ``data`` (``esc50 evaluate``); an
+        ensemble only on a fold none of its models trained on."""
         key = (data, fold, allow_changed_data)
         if key not in self._reports:
-            report = evaluate_classifier(self.classifier, self.state, self.registry, data, fold,
-                                         allow_changed_data, warn)
-            self._reports[key] = {"checkpoint": str(checkpoint_path(self.path, self.checkpoint)),
-                                  **report}
+            report = evaluate_runs(self.runs, self.registry, data, fold, allow_changed_data, warn)
+            self._reports[key] = {"checkpoint": self.description, **report}
         return self._reports[key]
 
     @checked_arguments
@@ -312,34 +360,65 @@ class Model:
                                 f"epoch {report['epoch']} on {report['selection']}")
 
     @checked_arguments
-    def export(self, fmt: str, out: str | Path | None = None) -> tuple[Path, Path]:
-        """Write this classifier as a file that takes mono waveforms of the run's clip length at
-        its sample rate and returns class probabilities, featurizer and normalization included:
-        ``fmt`` is ``"onnx"`` or ``"torchscript"``; ``out`` defaults to ``model.<ext>`` in the
-        run folder. Returns the file and its JSON side file (class names, rate, clip length)."""
-        run_dir = self.path if self.path.is_dir() else self.path.parent
-        path = Path(out) if out else run_dir / f"model{suffix(fmt)}"
-        samples = self.config.length_wav
-        export_classifier(self.classifier, fmt, path, samples, self.config.model)
-        side = write_side_file(path, fmt, self.class_names, self.sample_rate, samples,
-                               str(checkpoint_path(self.path, self.checkpoint)))
-        return path, side
+    def export(self, fmt: str, out: str | Path | None = None, quantize: str | None = None,
+               data: str | None = None, hop: float | None = None) -> tuple[Path, Path]:
+        """Write this model (an ensemble as one file) as a file that takes a mono waveform of
+        any length (at least one window) at its sample rate and returns the probabilities of
+        each window (every ``hop`` seconds; half a window by default) and their mean,
+        featurizer and normalization included: ``fmt`` is ``"onnx"`` or ``"torchscript"``;
+        ``quantize="int8"`` (ONNX) quantizes it, calibrated on training clips of ``data`` (the
+        run's data by default); ``out`` defaults to ``model.<ext>`` (``model.int8.onnx``) in
+        the run folder. Returns the file and its JSON side file (class names, rate, window,
+        hop)."""
+        folder = self.path if self.path.is_dir() else self.path.parent
+        path = Path(out) if out else folder / default_name(fmt, quantize)
+        return export_runs(self.runs, fmt, path, self.registry, quantize, data,
+                           self.description, hop_samples(hop, self.sample_rate))
 
-    def _top(self, blocks: Iterable[torch.Tensor], top_k: int) -> list[tuple[str, float]]:
-        return top_classes(probabilities(self.classifier, blocks, self.config.length_wav),
-                           self.class_names, top_k)
+    def _single(self) -> LoadedRun:
+        if self.is_ensemble:
+            raise Esc50Error(f"{self.description} has one classifier and checkpoint per "
+                             "model: see Model.runs")
+        return self.runs[0]
+
+    def _sample_clips(self, audio: np.ndarray | torch.Tensor, sample_rate: int | None,
+                      method: str) -> list[Iterator[torch.Tensor]]:
+        """Samples ``[T]`` or ``[N, T]`` at ``sample_rate`` as mono blocks at the model's rate,
+        one clip per row."""
+        if sample_rate is None:
+            raise Esc50Error(f"{method}(samples) needs sample_rate= (the rate of the samples "
+                             f"given; the model resamples them to {self.sample_rate} Hz)")
+        samples = torch.as_tensor(audio, dtype=torch.float32).cpu()
+        if samples.dim() not in (1, 2):
+            raise Esc50Error(f"{method}(samples) takes [T] or [N, T] samples, not shape "
+                             f"{tuple(samples.shape)}")
+        clips = [samples] if samples.dim() == 1 else list(samples)
+        return [mono_blocks([(clip.numpy()[:, None], sample_rate)], self.sample_rate,
+                            "the samples") for clip in clips]
 
     def __repr__(self) -> str:
+        if self.is_ensemble:
+            return (f"Model({self.description}, {self.config.model}, "
+                    f"{len(self.class_names)} classes)")
         return (f"Model({str(self.path)!r}, {self.config.model}, epoch {self.state['epoch']}, "
                 f"{len(self.class_names)} classes)")
 
 
+def hop_samples(hop: float | None, sample_rate: int) -> int | None:
+    """A hop in seconds as samples (None: half a window); at least one sample."""
+    if hop is None:
+        return None
+    if not hop > 0:
+        raise Esc50Error(f"--hop {hop} must be a positive number of seconds")
+    return max(1, round(hop * sample_rate))
+
+
 @checked_arguments
 def load(run_or_checkpoint: str | Path, checkpoint: str = "last",
-         registry: Registry | None = None) -> Model:
+         registry: Registry | None = None, warn: Log = print) -> Model:
     """The classifier of a run folder (its final epoch, or ``checkpoint="best"``) or of a
-    checkpoint file."""
-    return Model(Path(run_or_checkpoint), checkpoint, registry or load_registry())
+    checkpoint file; of a cross-validation folder, its fold models as one ensemble."""
+    return Model(Path(run_or_checkpoint), checkpoint, registry or load_registry(), warn)
 
 
 def _given(**named: Any) -> dict[str, Any]:

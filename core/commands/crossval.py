@@ -23,7 +23,8 @@ import torch
 from esc50.core.results import folder as rundir
 from esc50.core.config import TaskConfig, load_config
 from esc50.core.files.digest import values_sha256
-from esc50.core.files.write import output_folder, plain_name
+from esc50.core.files.write import output_folder, plain_name, write_text
+from esc50.core.results.card import CARD, cv_card, data_facts, invocation
 from esc50.core.errors import Esc50Error
 from esc50.core.data.audiocache import AudioCache
 from esc50.core.files.cache import cache_dir
@@ -90,6 +91,9 @@ def cross_validate(config: TaskConfig, registry: Registry, name: str,
                "scored": "each fold's final epoch (last.pt)",
                "config_digest": config_digest(config)}
     rundir.write_json(root / "cv.json", summary)
+    used = [c for c in table.clips if c.fold in present]
+    write_text(root / CARD, cv_card(config, summary, data_facts(table, len(used)), invocation(),
+                                    root))
     return summary
 
 

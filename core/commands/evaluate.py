@@ -1,39 +1,44 @@
-"""`esc50 evaluate`: a trained classifier's metrics on a fold or on its own validation split."""
+"""`esc50 evaluate`: a trained model's (or an ensemble's) metrics on a fold or on its own
+validation split."""
 
 from __future__ import annotations
 
 from typing import Callable
 
 import numpy as np
-import torch
 
-from esc50.core.data.audio import to_float
-from esc50.core.training.classifier import Classifier
-from esc50.core.config import TaskConfig
-from esc50.core.data.location import resolve_data_dir
+from esc50.core.commands.members import LoadedRun, check_unseen
 from esc50.core.data.audiocache import AudioCache
 from esc50.core.data.clips import find_clips
-from esc50.core.errors import Esc50Error
-from esc50.core.results.metrics import evaluation
-from esc50.core.plugins.registry import Registry
+from esc50.core.data.location import resolve_data_dir
 from esc50.core.data.split import Split, dataset_digests
+from esc50.core.errors import Esc50Error
+from esc50.core.files.digest import file_sha256
+from esc50.core.plugins.registry import Registry
+from esc50.core.results.metrics import classification_report, evaluation
+from esc50.core.training.scoring import probabilities
 
-BATCH = 64
 
-
-def evaluate_classifier(classifier: Classifier, state: dict, registry: Registry,
-                        data: str | None = None, fold: int | None = None,
-                        allow_changed_data: bool = False,
-                        warn: Callable[[str], None] = print) -> dict:
-    """Metrics of a trained classifier (loaded with its checkpoint's ``state``) on ``fold`` of
-    ``data``; by default on the data and the recorded validation split the run was trained with,
-    refused when that data changed unless ``allow_changed_data`` (then ``warn`` says what
-    changed). ``worst``: the clips whose true class got the lowest probability."""
-    config = TaskConfig().override(**state["config"])
+def evaluate_runs(runs: list[LoadedRun], registry: Registry, data: str | None = None,
+                  fold: int | None = None, allow_changed_data: bool = False,
+                  warn: Callable[[str], None] = print) -> dict:
+    """Metrics of a trained model on ``fold`` of ``data``; by default on the data and the
+    recorded validation split the run was trained with, refused when that data changed unless
+    ``allow_changed_data`` (then ``warn`` says what changed). Scored as the run scored its
+    validation clips (:mod:`esc50.core.training.scoring`), so on its own split it gives the
+    run's final accuracy. Several ``runs`` are an ensemble (probabilities averaged), scored only
+    on a fold none of them trained on; ``members`` then gives each one's accuracy alone.
+    ``worst``: the clips whose true class got the lowest probability."""
+    first = runs[0]
+    config, state = first.config, first.state
     # a fold asked for by name is read even where the run left it out (an outer test fold)
     table = find_clips(resolve_data_dir(data or config.data),
                        config if fold is None else config.override(ignore_folds=[]), registry)
+    names = table.names()
     if fold is None:
+        if len(runs) > 1:
+            raise Esc50Error(f"an ensemble of {len(runs)} models has no validation split of its "
+                             "own: pass --fold N, a fold none of its models trained on")
         if "split" not in state:
             raise Esc50Error("the checkpoint records no split (written by an older esc50): pass "
                              "a fold")
@@ -47,20 +52,21 @@ def evaluate_classifier(classifier: Classifier, state: dict, registry: Registry,
         if not indices:
             raise Esc50Error(f"fold {fold} has no clips in {table.root} (folds present: "
                              f"{', '.join(map(str, sorted(set(table.folds))))})")
+        if len(runs) > 1:
+            check_unseen(runs, [names[i] for i in indices],
+                         {names[i]: file_sha256(table.clips[i].path) for i in indices}, selection)
     clips = [table.clips[i] for i in indices]
-    probabilities = probabilities_cached(classifier, AudioCache(
-        clips, config, min_samples=classifier.featurizer.min_samples))
-    report = evaluation(probabilities, np.array([c.target for c in clips]),
-                        [str(c.path) for c in clips], state["class_names"])
-    return {"epoch": state["epoch"], "data": str(table.root), "selection": selection, **report}
-
-
-@torch.no_grad()
-def probabilities_cached(classifier: Classifier, cache: AudioCache) -> np.ndarray:
-    """Class probabilities [clips, classes] of every clip of a decoded-audio cache."""
-    probabilities = []
-    for start in range(0, cache.waves.shape[0], BATCH):
-        wav = to_float(cache.waves[start:start + BATCH])
-        logits = classifier(wav, cache.lengths[start:start + BATCH])
-        probabilities.append(torch.softmax(logits.float(), dim=1))
-    return torch.cat(probabilities).numpy()
+    targets = np.array([c.target for c in clips])
+    audio = AudioCache(clips, config, min_samples=max(
+        run.member.classifier.featurizer.min_samples for run in runs))
+    each = [probabilities(run.member.classifier, audio.waves, audio.lengths, run.member.scoring)
+            for run in runs]
+    report = evaluation(sum(each) / len(each), targets, [str(c.path) for c in clips],
+                        state["class_names"])
+    result = {"epoch": state["epoch"], "data": str(table.root), "selection": selection, **report}
+    if len(runs) > 1:
+        result["members"] = [
+            {"run": str(run.path), "accuracy": classification_report(
+                targets, scores.argmax(axis=1), state["class_names"])["accuracy"]}
+            for run, scores in zip(runs, each)]
+    return result

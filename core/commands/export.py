@@ -1,15 +1,23 @@
-"""`esc50 export`: a trained classifier as one file that runs without esc50, taking mono
-waveforms at the run's sample rate and returning class probabilities, with the featurizer and
-the normalization inside; beside it a JSON file with the class names, the sample rate and the
-clip length.
+"""`esc50 export`: a trained model (or an ensemble) as one file that runs without esc50.
+
+The file takes a mono waveform of any length of at least one window (float32 ``[samples]`` in
+[-1, 1] at the run's sample rate) and returns the class probabilities of every window (the run's
+clip length, every ``hop`` samples, one more aligned with the end when the last does not reach
+it: the windows of ``esc50 predict``) and their mean. Featurizer and normalization are inside;
+an ensemble's file averages its models' probabilities. Beside it a JSON file names the classes,
+the sample rate, the window and the hop.
 
 Sources of each choice:
-- TorchScript by tracing (``torch.jit.trace``): every built-in model's forward is the same for
-  every clip of the run's length, so the trace is the model; ``torch.jit.load`` runs it with
-  torch alone.
-- ONNX through torch's exporter (``torch.onnx.export(..., dynamo=True)``, opset 18): the
-  short-time Fourier transform becomes ONNX's ``STFT`` operator, so onnxruntime runs the whole
-  pipeline from the waveform; the batch axis is dynamic, the time axis is the run's clip length.
+- ONNX through torch's exporter (``torch.onnx.export(..., dynamo=True)``): the short-time
+  Fourier transform becomes ONNX's ``STFT`` operator, so onnxruntime runs the whole pipeline
+  from the waveform; the length is a dynamic dimension, the windows are cut inside the graph
+  (``unfold``, plus the end-aligned window kept only when the grid misses the end).
+- TorchScript: the scoring of a batch of windows is traced (``torch.jit.trace``: every built-in
+  model's forward is the same for every window), the cutting of windows around it is scripted
+  (``torch.jit.script``: it depends on the length); ``torch.jit.load`` runs it with torch alone.
+- int8 (``--quantize int8``, ONNX): onnxruntime's static quantization (QDQ format, weights int8
+  per channel, activations uint8, MinMax calibration; Conv, MatMul and Gemm), calibrated on
+  training clips only: never on clips the model is scored on.
 """
 
 from __future__ import annotations
@@ -17,30 +25,75 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import logging
+import random
 import re
+import tempfile
+import warnings
 from pathlib import Path
+from typing import Any, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
-from esc50.core.training.classifier import Classifier
+from esc50.core.commands.members import LoadedRun
+from esc50.core.commands.predict import default_hop
+from esc50.core.data.audio import to_float
+from esc50.core.data.audiocache import AudioCache
+from esc50.core.data.clips import find_clips
+from esc50.core.data.location import resolve_data_dir
+from esc50.core.data.split import Split
 from esc50.core.errors import Esc50Error
 from esc50.core.files.write import atomic_write, output_folder, write_text
+from esc50.core.plugins.registry import Registry
+from esc50.core.training.classifier import Classifier
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+QUANTIZED = ("int8",)
+CALIBRATION_CLIPS = 128  # training clips onnxruntime's calibration sees
 
 
-class Probabilities(nn.Module):
-    """``[B, samples]`` mono waveforms of the run's clip length in [-1, 1] -> ``[B, classes]``
-    class probabilities (every sample of every clip is real audio: no padding)."""
+class WindowScores(nn.Module):
+    """``[windows, window]`` waveforms -> ``[windows, classes]`` probabilities: one
+    classifier's, or the mean of an ensemble's (every sample of every window is audio)."""
 
-    def __init__(self, classifier: Classifier) -> None:
+    def __init__(self, classifiers: list[Classifier]) -> None:
         super().__init__()
-        self.classifier = classifier.eval()
+        self.classifiers = nn.ModuleList(c.eval() for c in classifiers)
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        lengths = torch.full((wav.shape[0],), wav.shape[1], dtype=torch.long, device=wav.device)
-        return torch.softmax(self.classifier(wav, lengths), dim=1)
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        lengths = torch.full((windows.shape[0],), windows.shape[1], dtype=torch.long,
+                             device=windows.device)
+        total = torch.zeros(())
+        for classifier in self.classifiers:
+            total = total + torch.softmax(classifier(windows, lengths), dim=1)
+        return total / len(self.classifiers)
+
+
+class Windowed(nn.Module):
+    """A waveform ``[samples]`` (at least ``window``) -> (``[windows, classes]``, ``[classes]``):
+    the probabilities of its windows (every ``hop`` samples, and one aligned with the end when
+    the last does not reach it) and their mean."""
+
+    def __init__(self, scores: nn.Module, window: int, hop: int) -> None:
+        super().__init__()
+        self.scores, self.window, self.hop = scores, window, hop
+
+    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        samples = wav.shape[0]
+        grid = wav.unfold(0, self.window, self.hop)
+        covered = (grid.shape[0] - 1) * self.hop + self.window
+        windows = torch.cat([grid, wav[samples - self.window:].unsqueeze(0)])
+        probabilities = self.scores(windows)
+        # the end-aligned window counts only where the grid stops short of the end: a count the
+        # ONNX exporter keeps symbolic (sym_min), TorchScript computes on integers
+        if torch.jit.is_scripting():
+            extra = min(1, samples - covered)
+        else:
+            extra = torch.sym_min(1, samples - covered)
+        probabilities = probabilities[:grid.shape[0] + extra]
+        return probabilities, probabilities.mean(0)
 
 
 def suffix(fmt: str) -> str:
@@ -50,52 +103,168 @@ def suffix(fmt: str) -> str:
     return FORMATS[fmt]
 
 
-def export_classifier(classifier: Classifier, fmt: str, path: Path, samples: int,
-                      name: str) -> None:
-    """Write ``classifier`` (for clips of ``samples`` samples) to ``path`` in ``fmt``; a model
-    that cannot be exported is a one-line error naming it (``name``)."""
-    output_folder(path.parent, "export folder")
+def default_name(fmt: str, quantize: str | None = None) -> str:
+    return f"model{'.' + quantize if quantize else ''}{suffix(fmt)}"
+
+
+def export_runs(runs: list[LoadedRun], fmt: str, path: Path, registry: Registry,
+                quantize: str | None = None, data: str | None = None,
+                description: str = "", hop: int | None = None) -> tuple[Path, Path]:
+    """Write ``runs`` (one model, or an ensemble) to ``path`` in ``fmt`` (``quantize="int8"``:
+    ONNX quantized, calibrated on training clips of ``data``) and its JSON side file; a model
+    that cannot be exported is a one-line error naming it. Returns both paths."""
     suffix(fmt)
-    module = Probabilities(classifier.cpu()).eval()
-    example = 0.1 * torch.randn(2, samples, generator=torch.Generator().manual_seed(0))
+    if quantize is not None and (quantize not in QUANTIZED or fmt != "onnx"):
+        raise Esc50Error(f"--quantize {quantize}: only int8, and only for --format onnx")
+    output_folder(path.parent, "export folder")
+    config = runs[0].config
+    window = config.length_wav
+    hop = hop or default_hop(window)
+    if not 1 <= hop <= window:
+        raise Esc50Error(f"--hop of {hop} samples must be between 1 sample and one window "
+                         f"({window} samples)")
+    name = " + ".join(sorted({run.config.model for run in runs}))
+    content = exported_bytes([run.member.classifier for run in runs], fmt, window, hop, name)
+    calibration = None
+    if quantize:
+        clips = calibration_clips(runs, registry, data)
+        content = _quantized(content, clips)
+        calibration = (f"{len(clips)} clips the model(s) trained on, from "
+                       f"{resolve_data_dir(data or config.data)}")
+    atomic_write(path, lambda handle: handle.write(content))
+    side = write_side_file(path, fmt, runs, window, hop, description, quantize, calibration)
+    return path, side
+
+
+def exported_bytes(classifiers: list[Classifier], fmt: str, window: int, hop: int,
+                   name: str) -> bytes:
+    """The file content of ``classifiers`` (one, or an ensemble's) in ``fmt`` (see the module
+    docstring); a model that cannot be exported is a one-line error naming it (``name``)."""
+    suffix(fmt)
+    scores = WindowScores([c.cpu() for c in classifiers]).eval()
+    example = 0.1 * torch.randn(window + hop + hop // 2,
+                                generator=torch.Generator().manual_seed(0))
     try:
-        with torch.no_grad():
-            content = _onnx_bytes(module, example) if fmt == "onnx" else \
-                _torchscript_bytes(module, example)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporters' notes on their own internals
+            if fmt == "onnx":
+                return _onnx_bytes(Windowed(scores, window, hop).eval(), example, window)
+            return _torchscript_bytes(scores, example[:window], window, hop)
     except Esc50Error:
         raise
     except Exception as exc:  # what the exporters raise varies with the construct they met
         reason = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())[:300]  # no colours
         raise Esc50Error(f"{name} cannot be exported to {fmt}: {type(exc).__name__}: "
                          f"{reason}") from None
-    atomic_write(path, lambda handle: handle.write(content))
 
 
-def _torchscript_bytes(module: nn.Module, example: torch.Tensor) -> bytes:
-    traced = torch.jit.trace(module, (example,))
+def _torchscript_bytes(scores: WindowScores, example: torch.Tensor, window: int,
+                       hop: int) -> bytes:
+    traced = torch.jit.trace(scores, (example.unsqueeze(0).repeat(2, 1),))
+    scripted = torch.jit.script(Windowed(traced, window, hop).eval())
     buffer = io.BytesIO()
-    torch.jit.save(traced, buffer)
+    torch.jit.save(scripted, buffer)
     return buffer.getvalue()
 
 
-def _onnx_bytes(module: nn.Module, example: torch.Tensor) -> bytes:
+def _onnx_bytes(module: nn.Module, example: torch.Tensor, window: int) -> bytes:
     if any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxscript")):
         raise Esc50Error("exporting to ONNX needs the onnx and onnxscript packages: "
                          "pip install 'esc50[export]'")
     program = torch.onnx.export(module, (example,), dynamo=True, input_names=["wav"],
-                                output_names=["probabilities"],
-                                dynamic_shapes={"wav": {0: torch.export.Dim("batch")}},
+                                output_names=["window_probabilities", "mean_probabilities"],
+                                dynamic_shapes={"wav": {0: torch.export.Dim("samples",
+                                                                             min=window)}},
                                 verbose=False)
     return program.model_proto.SerializeToString()
 
 
-def write_side_file(path: Path, fmt: str, class_names: list[str], sample_rate: int,
-                    samples: int, source: str) -> Path:
+def calibration_names(runs: list[LoadedRun]) -> list[str]:
+    """Up to ``CALIBRATION_CLIPS`` names of clips the models trained on (a seeded draw from
+    their recorded training splits): never one they are scored on."""
+    trained = sorted({name for run in runs for name in Split.from_dict(run.state["split"]).train})
+    return sorted(random.Random(0).sample(trained, min(CALIBRATION_CLIPS, len(trained))))
+
+
+def calibration_clips(runs: list[LoadedRun], registry: Registry, data: str | None
+                      ) -> np.ndarray:
+    """The :func:`calibration_names` clips of ``data`` (the run's by default), decoded as the
+    run decodes them: float32 [clips, window]."""
+    config = runs[0].config
+    table = find_clips(resolve_data_dir(data or config.data), config, registry)
+    rows = dict(zip(table.names(), table.clips))
+    chosen = [rows[name] for name in calibration_names(runs) if name in rows]
+    if not chosen:
+        raise Esc50Error(f"none of the models' training clips is in {table.root}: int8 "
+                         "calibration needs them (--data names the dataset folder)")
+    return to_float(AudioCache(chosen, config).waves).numpy()
+
+
+MODEL_SCOPE = re.compile(r"^scores\.classifiers\.\d+\.model(\.|$)")  # a classifier's model
+
+
+def model_layers(model: bytes) -> list[str]:
+    """The Conv, MatMul and Gemm nodes of the exported file that belong to a classifier's model
+    (by the module scopes torch's exporter records on each node): what int8 quantizes. The
+    featurizer's (the mel filterbank's product with a power spectrogram spans orders of
+    magnitude no 8-bit scale holds) and the normalization stay float32."""
+    import onnx
+
+    graph = onnx.load_from_string(model).graph
+    return [node.name for node in graph.node if node.op_type in ("Conv", "MatMul", "Gemm")
+            and any(MODEL_SCOPE.match(scope) for prop in node.metadata_props
+                    if prop.key == "pkg.torch.onnx.name_scopes"
+                    for scope in json.loads(prop.value.replace("'", '"')))]
+
+
+def _quantized(model: bytes, clips: np.ndarray) -> bytes:
+    """The ONNX model's layers (:func:`model_layers`) quantized to int8 by onnxruntime,
+    calibrated on ``clips``."""
+    try:
+        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                              quantize_static)
+    except ImportError:
+        raise Esc50Error("int8 export needs onnxruntime: pip install onnxruntime") from None
+    layers = model_layers(model)
+    if not layers:
+        raise Esc50Error("the exported model has no convolution or matrix product to quantize")
+
+    class Clips(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.left: Iterator[dict[str, Any]] = iter({"wav": clip} for clip in clips)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self.left, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        source.write_bytes(model)
+        quiet = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process, every time
+        try:
+            quantize_static(str(source), str(target), Clips(), quant_format=QuantFormat.QDQ,
+                            nodes_to_quantize=layers, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        finally:
+            logging.getLogger().setLevel(quiet)
+        return target.read_bytes()
+
+
+def write_side_file(path: Path, fmt: str, runs: list[LoadedRun], window: int, hop: int,
+                    source: str, quantize: str | None, calibration: str | None) -> Path:
     """The JSON description beside an exported file; returns its path."""
+    config = runs[0].config
+    rate = config.sample_rate
     side = path.with_suffix(path.suffix + ".json")
     write_text(side, json.dumps({
-        "format": fmt, "input": f"float32 [batch, {samples}]: mono waveforms in [-1, 1] at "
-        f"{sample_rate} Hz ({samples / sample_rate:g} s)", "output": "float32 [batch, classes]: "
-        "class probabilities", "class_names": class_names, "sample_rate": sample_rate,
-        "clip_samples": samples, "exported_from": source}, indent=2) + "\n")
+        "format": fmt, "quantized": quantize, "calibration": calibration,
+        "input": f"wav: float32 [samples]: a mono waveform in [-1, 1] at {rate} Hz, at least "
+                 f"one window ({window} samples, {window / rate:g} s) long",
+        "outputs": {"window_probabilities": "float32 [windows, classes]: each window's class "
+                    f"probabilities (windows of {window} samples every {hop} samples, and one "
+                    "aligned with the end when the last does not reach it)",
+                    "mean_probabilities": "float32 [classes]: their mean"},
+        "class_names": runs[0].state["class_names"], "sample_rate": rate,
+        "window_samples": window, "hop_samples": hop, "models": len(runs),
+        "exported_from": source}, indent=2) + "\n")
     return side

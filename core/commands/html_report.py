@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import soundfile as sf
 
 from esc50.core.commands.comparison import COLUMNS, RunReport, table_row
 from esc50.core.data.audio import load_clip
+from esc50.core.results.card import CARD
 from esc50.core.results.metrics import WORST_SHOWN
 from esc50.core.results.plots import learning_curves, png_bytes, spectrogram_figure, svg_text
 
@@ -35,8 +37,9 @@ section { border-top: 2px solid #4c78a8; margin-top: 2em; }
 """
 
 
-def render_html(reports: list[RunReport]) -> str:
-    """The whole page for the runs of one comparison."""
+def render_html(reports: list[RunReport], out_dir: Path) -> str:
+    """The whole page for the runs of one comparison, to be written into ``out_dir`` (links to
+    the runs' model cards are relative to it)."""
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>"
                                     for cell in [r.label, *table_row(r)]) + "</tr>"
                    for r in reports)
@@ -44,15 +47,21 @@ def render_html(reports: list[RunReport]) -> str:
     body = [f"<h1>esc50 run comparison</h1><table><tr>{head}</tr>{rows}</table>",
             "<p>Every figure is the final epoch's (last.pt), on each run's validation clips: "
             "nothing here is chosen on them.</p>"]
-    body += [run_section(report) for report in reports]
+    body += [run_section(report, out_dir) for report in reports]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>esc50 run comparison</title><style>" + STYLE + "</style></head><body>"
             + "".join(body) + "</body></html>\n")
 
 
-def run_section(report: RunReport) -> str:
+def run_section(report: RunReport, out_dir: Path) -> str:
     label = html.escape(report.label)
-    parts = [f"<section id=\"{label}\"><h2>{label}</h2>",
+    parts = [f"<section id=\"{label}\"><h2>{label}</h2>"]
+    card = report.run_dir / CARD
+    if card.is_file():
+        link = Path(os.path.relpath(card.resolve(), out_dir.resolve())).as_posix()
+        parts.append(f"<p><a href=\"{html.escape(link)}\">Model card</a> (the model, its data "
+                     "and their licence, results, compute, how to reproduce it, its limits)</p>")
+    parts += [
              "<h3>Learning curves</h3>",
              svg_text(learning_curves(report.run.history, report.label))]
     result = report.evaluation

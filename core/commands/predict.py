@@ -1,24 +1,28 @@
 """`esc50 predict`: class probabilities for any audio files a user has.
 
 Each file is decoded (any format soundfile reads, any sample rate, any channel count), resampled
-and mixed to mono like the training clips. A file shorter than the training clip length is
-padded; a longer one is scored in windows of that length (half-overlapping, the last one aligned
-with the end) whose probabilities are averaged. Files are read and scored as they stream (a few
-windows at a time), so memory does not grow with a file's length."""
+and mixed to mono like the training clips; ``-`` is standard input (:mod:`esc50.core.data.stream`).
+A file is scored in windows of the training clip length every ``hop`` samples (half a window by
+default), one more aligned with the end when the last does not reach it; a file shorter than a
+window is one zero-padded window, and one shorter than the featurizer's analysis window is
+refused, as in training. Files are read and scored as they stream: the windows a block of audio
+completes are scored before the next block is read, so memory does not grow with a file's length
+and a live stream is labelled as it arrives. ``esc50 predict`` averages the windows'
+probabilities; ``--timeline`` keeps them (:mod:`esc50.core.commands.timeline`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from itertools import islice
 from typing import Iterable, Iterator
 
 import torch
 
-from esc50.core.data.audio import fit_length, read_mono
-from esc50.core.training.classifier import Classifier
+from esc50.core.data.audio import fit_length
 from esc50.core.data.clips import AUDIO_EXTENSIONS
+from esc50.core.data.stream import AudioInput
 from esc50.core.errors import Esc50Error
+from esc50.core.training.scoring import Member, mean_probabilities
 
 
 @dataclass
@@ -31,70 +35,113 @@ class Prediction:
 
 
 def audio_files(paths: list[Path]) -> list[Path]:
-    """Files as given (a missing one too: scoring it reports it), and the audio files under
-    folders (sorted)."""
+    """Files as given (a missing one too: scoring it reports it; ``-``: standard input), and the
+    audio files under folders (sorted; a folder with none is reported when scored)."""
     found = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+            inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS
+                            and p.is_file())
+            found += inside or [path]
         else:
             found.append(path)
     return found
 
 
-WINDOW_BATCH = 16  # windows featurized and scored at a time
+WINDOW_BATCH = 16  # windows featurized and scored at a time, at most
 
 
-def windows(blocks: Iterable[torch.Tensor], length: int) -> Iterator[tuple[torch.Tensor, int]]:
-    """(window [length], valid samples) of a clip arriving in consecutive blocks: windows every
-    ``length // 2`` samples and one more aligned with the end when the last does not reach it; a
-    clip no longer than ``length`` is one window, zero-padded. Holds at most a window and a
-    block of samples."""
-    hop = max(length // 2, 1)
+@dataclass
+class ScoredWindow:
+    """One window of a recording: its first sample, the end of its audio (the recording's end
+    for a padded window) and its class probabilities."""
+
+    start: int
+    end: int
+    probabilities: torch.Tensor
+
+
+def default_hop(length: int) -> int:
+    return max(length // 2, 1)
+
+
+def windows_by_block(blocks: Iterable[torch.Tensor], length: int, hop: int | None = None
+                     ) -> Iterator[list[tuple[int, torch.Tensor, int]]]:
+    """For each block of a clip arriving in consecutive blocks, the windows it completes as
+    (start, window [length], valid samples): windows every ``hop`` samples (half a window by
+    default) and one more aligned with the end when the last does not reach it; a clip no longer
+    than ``length`` is one window, zero-padded. Holds at most a window and a block of samples."""
+    hop = hop or default_hop(length)
     held, held_from = torch.zeros(0), 0  # samples from ``held_from`` on
     total = next_start = last_end = 0
     for block in blocks:
         held = torch.cat([held, block])
         total += block.shape[0]
+        done = []
         while next_start + length <= total:
-            yield held[next_start - held_from:next_start - held_from + length], length
+            done.append((next_start, held[next_start - held_from:next_start - held_from + length],
+                         length))
             last_end, next_start = next_start + length, next_start + hop
+        yield done
         keep = max(min(next_start, total - length), held_from)
         held, held_from = held[keep - held_from:], keep
     if last_end == 0:  # shorter than a window
-        yield fit_length(held, length), total
+        yield [(0, fit_length(held, length), total)]
     elif last_end != total:
-        yield held[-length:], length
+        yield [(total - length, held[-length:], length)]
+
+
+def windows(blocks: Iterable[torch.Tensor], length: int, hop: int | None = None
+            ) -> Iterator[tuple[int, torch.Tensor, int]]:
+    """The windows of :func:`windows_by_block`, one after another."""
+    for done in windows_by_block(blocks, length, hop):
+        yield from done
 
 
 @torch.no_grad()
-def predict_files(classifier: Classifier, class_names: list[str], sample_rate: int, length: int,
-                  paths: list[Path], top_k: int = 3) -> Iterator[Prediction]:
+def scored_windows(members: list[Member], blocks: Iterable[torch.Tensor], length: int,
+                   hop: int | None = None, source: str = "the audio") -> Iterator[ScoredWindow]:
+    """Every window of a clip of any length arriving in blocks, with its class probabilities
+    (one model's, or an ensemble's mean), scored as soon as a block completes it
+    (``WINDOW_BATCH`` at a time at most). A clip shorter than the featurizer's analysis window
+    is a one-line error naming ``source``."""
+    min_samples = max(m.classifier.featurizer.min_samples for m in members)
+    for done in windows_by_block(blocks, length, hop):
+        for first in range(0, len(done), WINDOW_BATCH):
+            chunk = done[first:first + WINDOW_BATCH]
+            short = min(valid for _, _, valid in chunk)
+            if short < min_samples:
+                raise Esc50Error(f"{source}: {short} samples, shorter than one analysis window "
+                                 f"of the featurizer ({min_samples} samples)")
+            batch = torch.stack([window for _, window, _ in chunk])
+            lengths = torch.tensor([valid for _, _, valid in chunk])
+            scores = mean_probabilities(members, batch, lengths)
+            for (start, _, valid), row in zip(chunk, scores):
+                yield ScoredWindow(start, start + valid, row)
+
+
+def probabilities(members: list[Member], blocks: Iterable[torch.Tensor], length: int,
+                  source: str = "the audio") -> torch.Tensor:
+    """Class probabilities [classes] of a mono clip of any length arriving in blocks: the mean
+    over its half-overlapping windows."""
+    total, count = None, 0
+    for window in scored_windows(members, blocks, length, source=source):
+        total = window.probabilities if total is None else total + window.probabilities
+        count += 1
+    return total / count
+
+
+def predict_files(members: list[Member], class_names: list[str], audio: AudioInput,
+                  length: int, paths: list[Path], top_k: int = 3) -> Iterator[Prediction]:
     """Top-``top_k`` (class, probability) per file; a file that cannot be read yields its error
     and the others are still scored."""
     for path in paths:
         try:
-            scores = probabilities(classifier, read_mono(path, sample_rate), length)
+            scores = probabilities(members, audio.blocks(path), length, audio.name(path))
         except Esc50Error as exc:
             yield Prediction(path, [], str(exc))
             continue
         yield Prediction(path, top_classes(scores, class_names, top_k))
-
-
-@torch.no_grad()
-def probabilities(classifier: Classifier, blocks: Iterable[torch.Tensor], length: int
-                  ) -> torch.Tensor:
-    """Class probabilities [classes] of a mono clip of any length arriving in blocks: the mean
-    over its windows, scored ``WINDOW_BATCH`` at a time."""
-    pending = windows(blocks, length)
-    total, count = None, 0
-    while chunk := list(islice(pending, WINDOW_BATCH)):
-        batch = torch.stack([window for window, _ in chunk])
-        lengths = torch.tensor([valid for _, valid in chunk])
-        summed = torch.softmax(classifier(batch, lengths), dim=1).sum(dim=0)
-        total = summed if total is None else total + summed
-        count += len(chunk)
-    return total / count
 
 
 def top_classes(probabilities: torch.Tensor, class_names: list[str], top_k: int

@@ -41,5 +41,5 @@ def write_report(paths: list[Path], out_dir: Path, registry: Registry,
     markdown = "\n".join(["# esc50 run comparison", "", *lines, "", *figures, ""])
     write_text(out_dir / "report.md", markdown)
     if html:
-        write_text(out_dir / "report.html", render_html(reports))
+        write_text(out_dir / "report.html", render_html(reports, out_dir))
     return markdown

@@ -19,6 +19,9 @@ SILENT_MIX = 1e-3  # a mono mix 60 dB below its channels: they cancel out
 
 
 BLOCK_SECONDS = 30.0  # audio read, mixed and resampled at a time: memory is bounded by this
+# Sample rates audio can have: below 1 kHz or above 768 kHz (the highest rate converters offer)
+# a header is damaged (one saying 1 Hz made 12 hours of audio out of a 4-second clip).
+MIN_RATE, MAX_RATE = 1_000, 768_000
 
 
 def load_clip(path: Path, sample_rate: int, length: int | None = None) -> tuple[torch.Tensor, int]:
@@ -42,12 +45,15 @@ def mono_blocks(blocks: Iterable[tuple[np.ndarray, int]], sample_rate: int, sour
     """Float audio blocks ``[frames, channels]`` at their rate, checked, mixed to mono, clipped
     to [-1, 1] (as the int16 cache of training clips is, so training and prediction see the same
     audio) and resampled to ``sample_rate``; the blocks returned, joined, equal the whole signal
-    treated at once. Checks, as one-line errors naming ``source``: not empty, finite, not all
-    silence, channels that do not cancel out when mixed (the last two are known, and raised,
-    after the last block)."""
+    treated at once. Checks, as one-line errors naming ``source``: a sample rate audio can have
+    (``MIN_RATE`` to ``MAX_RATE``), not empty, finite, not all silence, channels that do not
+    cancel out when mixed (the last two are known, and raised, after the last block)."""
     peak_mono = peak_channels = 0.0
     resampler = None
     for data, rate in blocks:
+        if resampler is None and not MIN_RATE <= rate <= MAX_RATE:
+            raise Esc50Error(f"{source}: a sample rate of {rate:,} Hz is not one audio can have "
+                             f"({MIN_RATE:,} to {MAX_RATE:,} Hz): the file's header is damaged")
         if data.shape[0] == 0:
             continue
         if not np.isfinite(data).all():

@@ -45,8 +45,10 @@ def find_clips(root: Path, config: TaskConfig, registry: Registry | None = None,
     if not root.is_dir():
         raise Esc50Error(f"dataset folder {root} does not exist")
     choice = registry.choose("dataset", config.dataset, config)
-    table = choice.build(config).read(root)
+    reader = choice.build(config)
+    table = reader.read(root)
     table.root = root
+    table.licence = table.licence or getattr(reader, "licence", None)
     table.clips = [dataclasses.replace(c, path=Path(os.path.abspath(c.path))) for c in table.clips]
     bad = [(clip, why) for clip in table.clips if (why := why_not_a_file(clip.path))]
     if bad and not config.skip_bad_files:

@@ -280,6 +280,7 @@ class ClipTable:
     clip_seconds: float = 5.0
     ignored: list[str] = field(default_factory=list)  # files not used, with why
     hidden: int = 0  # hidden and ._* AppleDouble files skipped
+    licence: str | None = None  # the data's licence (the reader's, unless the table says)
 
     @property
     def labels(self) -> list[int]:
@@ -307,7 +308,11 @@ class ClipTable:
 
 class DatasetReader:
     """Base class of dataset plugins: ``read(root)`` returns the :class:`ClipTable` of a
-    folder. A factory ``factory(config, **options) -> DatasetReader`` builds one."""
+    folder. A factory ``factory(config, **options) -> DatasetReader`` builds one. ``licence``:
+    the licence of the data it reads, as its publisher states it (said in every run's model
+    card; None: not stated, the card asks the user to check)."""
+
+    licence: str | None = None
 
     def read(self, root: Path) -> ClipTable:
         raise NotImplementedError

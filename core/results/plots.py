@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from esc50.core.files.write import atomic_write
 
@@ -106,3 +107,43 @@ def svg_text(figure: Figure) -> str:
     figure.savefig(buffer, format="svg")
     text = buffer.getvalue()
     return text[text.index("<svg"):]
+
+
+def timeline_figure(probabilities: np.ndarray, class_names: list[str],
+                    spans: list[tuple[float, float]], duration: float, title: str,
+                    rows: int = 10) -> Figure:
+    """What sounds when: time on x, a row per class (the ``rows`` classes that are the top class
+    of the most windows, then the most probable anywhere), each window's probability of that
+    class as colour over the time the window speaks for (between the midpoints to its
+    neighbours' centres). Readable for hours of audio: the time axis is in h:mm:ss."""
+    leads = np.bincount(probabilities.argmax(axis=1), minlength=probabilities.shape[1])
+    order = np.lexsort((-probabilities.max(axis=0), -leads))[:min(rows, len(class_names))]
+    centres = np.array([(a + b) / 2 for a, b in spans])
+    edges = np.concatenate([[0.0], (centres[1:] + centres[:-1]) / 2, [duration]])
+    figure = PlotFigure(figsize=(12, 1.2 + 0.35 * len(order)))
+    axis = figure.subplots()
+    mesh = axis.pcolormesh(edges, np.arange(len(order) + 1), probabilities[:, order].T,
+                           cmap="magma", vmin=0.0, vmax=1.0, shading="flat")
+    axis.set_yticks(np.arange(len(order)) + 0.5, [class_names[i] for i in order])
+    axis.invert_yaxis()
+    axis.set_xlim(0, duration)
+    axis.xaxis.set_major_formatter(FuncFormatter(
+        lambda t, _: clock(t, tenths=False, hours=duration >= 3600)))
+    axis.set_xlabel("time (h:mm:ss)" if duration >= 3600 else "time (m:ss)")
+    axis.set_title(title, fontsize=10)
+    figure.colorbar(mesh, ax=axis, label="probability", pad=0.01)
+    figure.tight_layout()
+    return figure
+
+
+def clock(seconds: float, tenths: bool = True, hours: bool | None = None) -> str:
+    """``seconds`` as m:ss.s, or h:mm:ss.s from an hour on (``hours`` forces either way);
+    whole seconds without ``tenths``."""
+    units = round(seconds * 10) if tenths else round(seconds)
+    per_second = 10 if tenths else 1
+    hour, rest = divmod(units, 3600 * per_second)
+    minute, rest = divmod(rest, 60 * per_second)
+    second = f"{rest // 10:02d}.{rest % 10}" if tenths else f"{rest:02d}"
+    if hours if hours is not None else hour > 0:
+        return f"{hour}:{minute:02d}:{second}"
+    return f"{minute}:{second}"

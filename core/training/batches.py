@@ -9,6 +9,7 @@ finished, normalized features) and batches are gathered from that cache.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -30,29 +31,35 @@ from esc50.core.plugins.registry import Registry
 from esc50.core.training.distributed import Distributed
 from esc50.core.training.memory import check_data_memory, measure
 from esc50.core.training.normalize import FeatureNormalizer
-from esc50.core.training.stages import Stages
+from esc50.core.training.scoring import SCORE_BATCH
+from esc50.core.training.stages import (BatchRecord, PreparedBatch, Stages, draw_states,
+                                        restored)
+from esc50.core.training.validation import ValidationClips
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features, frame lengths, targets
+def prepared_ahead(batches: Iterator[PreparedBatch], device: torch.device
+                   ) -> Iterator[PreparedBatch]:
+    """``batches``, each prepared one step ahead: the next batch is prepared before the current
+    one is handed over. On a GPU it is prepared on a side CUDA stream, so its augmentation and
+    featurization (memory-bound work) run beside the caller's step. The draws stay in the same
+    order, so the batches are the same as prepared one after the other, and each carries its
+    own record of where it came from."""
+    cuda = device.type == "cuda"
+    main = torch.cuda.current_stream(device) if cuda else None
+    side = torch.cuda.Stream(device) if cuda else None
+    if cuda:
+        side.wait_stream(main)  # what the main stream wrote before (normalizer, audio) is ready
 
-
-def prepared_ahead(batches: Iterator[Batch], device: torch.device) -> Iterator[Batch]:
-    """``batches``, each prepared on a side CUDA stream one step ahead: while the caller's step
-    runs on the current stream, the next batch's augmentation and featurization (memory-bound
-    work) run beside it on the side stream. The draws stay in the same order, so the batches
-    are the same as prepared one after the other."""
-    main, side = torch.cuda.current_stream(device), torch.cuda.Stream(device)
-    side.wait_stream(main)  # what the main stream wrote before (normalizer, audio) is ready
-
-    def next_on_side() -> Batch | None:
-        with torch.cuda.stream(side):
+    def next_one() -> PreparedBatch | None:
+        with torch.cuda.stream(side) if cuda else nullcontext():
             return next(batches, None)
 
-    upcoming = next_on_side()
+    upcoming = next_one()
     while upcoming is not None:
-        main.wait_stream(side)  # this batch is ready before the step that uses it
-        for tensor in upcoming:
-            tensor.record_stream(main)  # not reused by the side stream while the step runs
-        current, upcoming = upcoming, next_on_side()  # queued beside the caller's step
+        if cuda:
+            main.wait_stream(side)  # this batch is ready before the step that uses it
+            for tensor in upcoming.tensors():
+                tensor.record_stream(main)  # not reused by the side stream while the step runs
+        current, upcoming = upcoming, next_one()  # queued beside the caller's step
         yield current
 
 
@@ -82,13 +89,14 @@ class ExperimentData:
 
 
 class FeatureSource:
-    """Training and validation batches ``(features, frame_lengths, targets)`` of a split.
+    """Training and validation batches (:class:`PreparedBatch`) of a split.
 
     It decodes the clips once, fits the classifier's normalizer on the training clips (without
-    augmentation) and owns the loaders: a class-balanced sampler (drawing from
-    ``sampler_generator``; sharded per process under torchrun) for training, the validation
-    clips in order (this process's share) for validation. With :class:`ExperimentData`, decoded
-    audio and features of an earlier run over the same files are reused."""
+    augmentation), owns the training loader (a class-balanced sampler drawing from
+    ``sampler_generator``; sharded per process under torchrun) and the validation clips in the
+    batches every scoring of them uses (:mod:`esc50.core.training.validation`). With
+    :class:`ExperimentData`, decoded audio and features of an earlier run over the same files
+    are reused."""
 
     def __init__(self, config: TaskConfig, stages: Stages, table: ClipTable, split: Split,
                  digests: dict[str, str], device: torch.device, dist: Distributed,
@@ -134,7 +142,6 @@ class FeatureSource:
         labels = table.labels
         self.train_audio = ClipDataset(audio, labels, self.train_indices)  # set-up pass
         self.train_set = ClipDataset(audio, labels, self.train_indices, carry_audio)
-        self.val_set = ClipDataset(audio, labels, self.val_indices, carry_audio)
         self.cache_is_final = False  # the cache holds what featurize gives until below
         if config.normalize:  # statistics of the training clips only, without augmentation
             classifier.normalizer = FeatureNormalizer.fit(self._training_features())
@@ -144,10 +151,11 @@ class FeatureSource:
             self.cache = stages.finish(*self.cache)
             self.cache_is_final = True
 
-        self.dist, self.labels, self.sampler_generator = dist, labels, sampler_generator
-        self.carry_audio = carry_audio
+        self.validation = ValidationClips(
+            table, audio, self.val_indices, stages,
+            lambda loaded, at: self.prepare(loaded, False, None, at))
+        self.dist, self.sampler_generator = dist, sampler_generator
         self.use_micro_batches(1)
-        self.last_batch: dict[str, torch.Tensor] | None = None  # the last one prepared
 
     def use_micro_batches(self, accumulate: int) -> None:
         """Loaders whose batches are ``1 / accumulate`` of a step's (this process's share of
@@ -164,10 +172,12 @@ class FeatureSource:
             sampler=ClassBalancedSampler(self.train_set.labels, self.sampler_generator,
                                          dist.world_size, dist.rank),
             num_workers=self.config.num_workers, pin_memory=pin)
-        val_shard = ClipDataset(self.audio, self.labels,
-                                self.val_indices[dist.rank::dist.world_size], self.carry_audio)
-        self.val_loader = DataLoader(val_shard, batch_size=size, collate_fn=collate,
-                                     num_workers=self.config.num_workers, pin_memory=pin)
+
+    @property
+    def score_batch(self) -> int:
+        """Clips a scoring batch holds: at most :data:`SCORE_BATCH`, and no more than a
+        training micro-batch (whose memory the plan checked)."""
+        return min(SCORE_BATCH, self.micro_batch)
 
     def optimizer_steps(self) -> int:
         """Optimizer steps per epoch: training batches, ``accumulate`` at a time."""
@@ -183,29 +193,47 @@ class FeatureSource:
         groups = [sizes[i:i + self.accumulate] for i in range(0, len(sizes), self.accumulate)]
         return [size / sum(group) for group in groups for size in group]
 
-    def loader(self, training: bool) -> DataLoader:
-        return self.train_loader if training else self.val_loader
+    def steps(self, training: bool, scoring_batch: int | None = None) -> int:
+        """Batches in one epoch of training, or of validation in batches of ``scoring_batch``
+        (this process's)."""
+        if training:
+            return len(self.train_loader)
+        return len(range(0, len(self.val_indices), scoring_batch)[self.dist.rank::
+                                                                   self.dist.world_size])
 
-    def batches(self, training: bool, generator: torch.Generator | Randomness, epoch: int = 0,
-                ahead: bool = True) -> Iterator[Batch]:
-        """One epoch of batches: augmented, with label probabilities [B, classes], in training;
-        plain, with class indices [B], in validation. ``generator`` draws every augmentation.
-        On a GPU (and ``ahead``) each batch is prepared one step ahead on a second stream."""
-        side = "" if training else "validation, "
+    def batches(self, generator: torch.Generator | Randomness, epoch: int = 0,
+                ahead: bool | None = None) -> Iterator[PreparedBatch]:
+        """One epoch of training batches, augmented, with label probabilities [B, classes];
+        ``generator`` draws every augmentation. Each batch is prepared one step ahead (on a
+        second stream) on a GPU, and wherever ``ahead`` asks for it."""
+        def prepared() -> Iterator[PreparedBatch]:
+            for step, loaded in enumerate(self.train_loader, start=1):
+                where = f" at epoch {epoch}, step {step}"
+                draws = draw_states(generator)
+                features, frames, targets = self.prepare(loaded, True, generator,
+                                                         self.stages.at(where))
+                yield PreparedBatch(features, frames, targets, BatchRecord(loaded, draws, where))
 
-        def prepared() -> Iterator[Batch]:
-            for step, batch in enumerate(self.loader(training), start=1):
-                self.stages.where = f" at epoch {epoch}, {side}step {step}"
-                self.last_batch = batch
-                yield self.prepare(batch, training, generator)
-
-        if self.device.type == "cuda" and ahead:
+        if ahead or (ahead is None and self.device.type == "cuda"):
             return prepared_ahead(prepared(), self.device)
         return prepared()
 
+    def replay(self, record: BatchRecord, generator: torch.Generator | Randomness
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prepare a batch again from its record, with the draws it was prepared with and every
+        stage's output checked: raises the one-line error of the first plugin whose output is
+        wrong or non-finite. Returns its features (in the model's layout) and frame lengths."""
+        checked = self.stages.at(f"{record.where} (checked again)", checked=True)
+        training = record.draws is not None  # else a validation batch
+        features, frames, _ = self.prepare(
+            record.loaded, training, restored(generator, record.draws) if training else None,
+            checked)
+        return features, frames
+
     @torch.no_grad()
     def prepare(self, batch: dict[str, torch.Tensor], training: bool,
-                generator: torch.Generator | Randomness, stages: Stages | None = None) -> Batch:
+                generator: torch.Generator | Randomness | None, stages: Stages | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One loader batch through the stages (``stages``: the run's, or a checked copy)."""
         stages = stages or self.stages
         augment = generator if training else None

@@ -49,7 +49,8 @@ class Classifier(nn.Module):
         return Stages(self)(wav, lengths)
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.model(*self.features(wav, lengths))
+        features, frames = self.features(wav, lengths)
+        return self.model(self.model_input(features), frames)
 
 
 def build_classifier(config: TaskConfig, registry: Registry, restoring: bool = False,

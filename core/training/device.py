@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from functools import cache
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 
@@ -45,3 +46,10 @@ def use_autocast(config: TaskConfig, device: torch.device, log: Callable[[str], 
         log("note: cpu_amp is on, but this CPU has no bf16 instructions (AVX-512 BF16 or AMX), "
             "where bf16 would be slower: training in float32")
     return config.cpu_amp and cpu_has_bf16()
+
+
+def autocast(device: torch.device, enabled: bool) -> ContextManager:
+    """bf16 autocast on ``device`` when ``enabled``, else nothing."""
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)

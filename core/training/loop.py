@@ -2,14 +2,16 @@
 
 Loss and accuracy are summed on the training device and read back (a GPU sync) only every
 ``SYNC_EVERY`` steps, for the progress bar, the finiteness check and the step loggers, and at
-the end. When the loss has stopped being finite, the batch in hand is prepared again with every
-stage's output checked, so that the message names the first plugin whose output went
-non-finite (or says that none did: the training diverged).
+the end. When the loss has stopped being finite, the batches since the last read-back are
+prepared again from their records, with the draws they were prepared with and every stage's
+output checked, so that the message names the first plugin whose output went non-finite (or
+says that none did: the training diverged). Validation goes through the run's scoring
+(:mod:`esc50.core.training.scoring`): the accuracy of its last epoch is what every later scoring
+of the same clips gives.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,8 +24,11 @@ from esc50.core.data.collate import collate
 from esc50.core.errors import Esc50Error
 from esc50.core.plugins.contracts import Randomness
 from esc50.core.training.batches import FeatureSource
+from esc50.core.training.device import autocast
 from esc50.core.training.distributed import Distributed
 from esc50.core.training.memory import measure, plan_steps
+from esc50.core.training.scoring import Scoring, predicted
+from esc50.core.training.stages import BatchRecord
 from esc50.core.training.state import TrainingState, state_bytes
 
 SYNC_EVERY = 20  # steps between reads of the running loss from the device
@@ -37,20 +42,14 @@ class EpochStats:
     steps: int  # optimizer steps taken (0 in validation)
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on ``device`` when ``enabled``, else nothing."""
-    if not enabled:
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
 def run_epoch(source: FeatureSource, state: TrainingState, epoch: int, training: bool, *,
-              step_model: nn.Module, randomness: Randomness, loss_fn: Loss, amp: bool,
+              step_model: nn.Module, randomness: Randomness, loss_fn: Loss, scoring: Scoring,
               dist: Distributed, progress: bool,
               on_step: Callable[[int, float, float], None] | None = None) -> EpochStats:
     """One pass over the training batches (the model learns) or the validation batches (the
-    scored model, :attr:`TrainingState.scored_model`, is evaluated). ``step_model`` is the model
-    as a training step calls it (wrapped for several processes or compiled); ``on_step(step,
+    scored model, :attr:`TrainingState.scored_model`, is evaluated in ``scoring``'s batches).
+    ``step_model`` is the model as a training step calls it (wrapped for several processes or
+    compiled); the model runs under bf16 autocast when ``scoring.bf16``; ``on_step(step,
     running loss, lr)`` is called where the loss is read back anyway."""
     model = step_model if training else state.scored_model
     model.train(training)
@@ -60,33 +59,42 @@ def run_epoch(source: FeatureSource, state: TrainingState, epoch: int, training:
     finite = torch.ones((), dtype=torch.bool, device=device)
     seen = 0
     desc = f"epoch {epoch} {'train' if training else 'val'}"
-    steps = len(source.loader(training))
+    steps = source.steps(training, scoring.batch)
     weights = source.step_weights() if training else []
-    bar = tqdm(source.batches(training, randomness, epoch), total=steps, desc=desc,
-               leave=False, disable=not progress)
-    for step, (features, frame_lengths, targets) in enumerate(bar, start=1):
-        with torch.set_grad_enabled(training), autocast(device, amp):
-            logits = source.stages.logits(model, features, frame_lengths)
-            loss = loss_fn(logits.float(), targets)
+    batches = source.batches(randomness, epoch) if training else \
+        source.validation.batches(scoring, dist, epoch)
+    bar = tqdm(batches, total=steps, desc=desc, leave=False, disable=not progress)
+    unread: list[BatchRecord] = []  # the batches since the loss was last read back
+    for step, batch in enumerate(bar, start=1):
+        unread.append(batch.record)
+        with torch.set_grad_enabled(training), autocast(device, scoring.bf16):
+            logits = source.stages.at(batch.record.where).logits(model, batch.features,
+                                                                 batch.frames)
+            loss = loss_fn(logits.float(), batch.targets)
         finite &= torch.isfinite(loss)
         read_back = step % SYNC_EVERY == 0 or step == steps
         if read_back and not finite:
             lost = f"{desc}: the loss became {loss.item()} (by step {step})"
             try:
-                recheck(source, training, randomness, model)
+                replay(source, unread, randomness, model, scoring)
             except Esc50Error as exc:
                 raise Esc50Error(f"{lost}; {exc}") from None
             raise Esc50Error(f"{lost}; lower --lr or check the data (every stage's output on "
-                             "the batch in hand, checked again, is finite: training diverged)")
+                             "the batches since the last check, prepared again with their own "
+                             "draws, is finite: training diverged)")
+        if read_back:
+            unread.clear()
         if training:  # ``accumulate`` batches a step, each weighted by its share of clips
             if (step - 1) % source.accumulate == 0:
                 state.optimizer.zero_grad(set_to_none=True)
             (loss * weights[step - 1] if source.accumulate > 1 else loss).backward()
             if step % source.accumulate == 0 or step == steps:
                 state.step()
-        labels = targets.argmax(1) if targets.dim() == 2 else targets
+            labels, guesses = batch.targets.argmax(1), logits.argmax(dim=1)
+        else:
+            labels, guesses = batch.targets, predicted(logits.float())
         total_loss += loss.detach().double() * len(labels)
-        correct += (logits.argmax(dim=1) == labels).sum()
+        correct += (guesses == labels).sum()
         seen += len(labels)
         if read_back:
             running = float(total_loss) / seen
@@ -99,16 +107,16 @@ def run_epoch(source: FeatureSource, state: TrainingState, epoch: int, training:
 
 
 @torch.no_grad()
-def recheck(source: FeatureSource, training: bool, randomness: Randomness,
-            model: nn.Module) -> None:
-    """Prepare the last batch again through a checked copy of the stages and score it: raises
-    the one-line error of the first plugin whose output is non-finite, if any."""
-    if source.last_batch is None:
-        return
-    checked = source.stages.checked_copy(f"{source.stages.where} (the batch in hand, checked "
-                                         "again)")
-    features, frames, _ = source.prepare(source.last_batch, training, randomness, checked)
-    checked.logits(model, features, frames)
+def replay(source: FeatureSource, records: list[BatchRecord], randomness: Randomness,
+           model: nn.Module, scoring: Scoring) -> None:
+    """Prepare the recorded batches again, in order, each with its own draws and every stage's
+    output checked, and score them: raises the one-line error of the first plugin whose output
+    is wrong or non-finite, if any."""
+    for record in records:
+        features, frames = source.replay(record, randomness)
+        with autocast(source.device, scoring.bf16):
+            source.stages.at(f"{record.where} (checked again)", checked=True).logits(
+                model, features, frames)
 
 
 def measure_step(source: FeatureSource, model: nn.Module, loss_fn: Loss, clips: int, amp: bool,
@@ -122,10 +130,12 @@ def measure_step(source: FeatureSource, model: nn.Module, loss_fn: Loss, clips: 
     global_state = torch.get_rng_state()
     generator = torch.Generator(device=source.device).manual_seed(seed)
 
+    stages = source.stages.at(f" in the memory plan (a training step of {clips} clips)")
+
     def step() -> None:
-        features, frames, targets = source.prepare(collate(items), True, generator)
+        features, frames, targets = source.prepare(collate(items), True, generator, stages)
         with autocast(source.device, amp):
-            logits = model(features, frames)
+            logits = stages.logits(model, features, frames)
         loss_fn(logits.float(), targets).backward()
 
     model.train()

@@ -14,11 +14,14 @@ from torch import nn
 from esc50.core.config import TaskConfig, save_config
 from esc50.core.errors import Esc50Error
 from esc50.core.plugins.registry import Registry, RunPlugins
+from esc50.core.files.write import write_text
 from esc50.core.results import folder
+from esc50.core.results.card import CARD, data_facts, invocation, run_card
 from esc50.core.results.loggers import HISTORY_LOGGER, Loggers
 from esc50.core.results.plots import learning_curves, save
 from esc50.core.training.batches import FeatureSource
 from esc50.core.training.distributed import Distributed
+from esc50.core.training.scoring import Scoring
 from esc50.core.training.state import TrainingState
 
 RESUME_ONLY = ("optimizer", "scheduler", "rng", "ema", "augmented")  # not in best.pt
@@ -26,13 +29,15 @@ RESUME_ONLY = ("optimizer", "scheduler", "rng", "ema", "augmented")  # not in be
 
 class RunRecorder:
     """The run folder of one run and its loggers (the history logger, which writes
-    history.csv, and the config's; on rank 0 only). ``data`` and ``normalizer``: the run's
-    batches and its fitted feature normalizer, described in its checkpoints and metrics."""
+    history.csv, and the config's; on rank 0 only). ``data``, ``normalizer`` and ``scoring``:
+    the run's batches, its fitted feature normalizer and how it scores clips, described in its
+    checkpoints and metrics."""
 
     def __init__(self, config: TaskConfig, dist: Distributed, registry: Registry,
                  plugins: RunPlugins, data: FeatureSource, normalizer: nn.Module | None,
-                 log: Callable[[str], None]) -> None:
+                 scoring: Scoring, log: Callable[[str], None]) -> None:
         self.config, self.dist, self.data, self.normalizer = config, dist, data, normalizer
+        self.scoring = scoring
         self.plugins = plugins.recorded()
         choices = [registry.choose("logger", HISTORY_LOGGER, config), *plugins.loggers]
         self.loggers = Loggers({c.spec: c.build(config) for c in choices}
@@ -59,7 +64,7 @@ class RunRecorder:
         :meth:`TrainingState.state_dict` gathers every process's generators)."""
         return {**state.state_dict(self.dist), "config": self.config.to_dict(),
                 "class_names": self.data.table.class_names, "plugins": self.plugins,
-                "split": self.data.split.to_dict(),
+                "split": self.data.split.to_dict(), "scoring": self.scoring.to_dict(),
                 "normalizer": self.normalizer.state_dict() if self.normalizer else None}
 
     def metrics(self, state: TrainingState) -> dict[str, Any]:
@@ -69,7 +74,7 @@ class RunRecorder:
                 "device": str(self.data.device),
                 "weights": "moving average (ema_decay)" if state.average else "final",
                 "split": self.data.split.description, "train_clips": len(self.data.train_set),
-                "val_clips": len(self.data.val_set), "plugins": self.plugins,
+                "val_clips": len(self.data.validation), "plugins": self.plugins,
                 "augmented_in_last_epoch": state.augmented}
 
     def continue_in(self, run_dir: Path, state: TrainingState) -> None:
@@ -103,3 +108,14 @@ class RunRecorder:
         self.loggers.emit("epoch", state.history[-1])
         if curves is not None:
             self.loggers.emit("figure", "learning_curves", curves, epoch)
+
+    def write_card(self, run_dir: Path, state: TrainingState, report: dict[str, Any]) -> None:
+        """``MODEL_CARD.md`` (:mod:`esc50.core.results.card`) from the finished run's metrics
+        and its final evaluation ``report``."""
+        if not self.dist.is_main:
+            return
+        metrics = {**self.metrics(state), **folder.headline(state.history)}
+        clips = len(self.data.train_indices) + len(self.data.val_indices)
+        write_text(run_dir / CARD, run_card(self.config, metrics, report,
+                                            data_facts(self.data.table, clips), invocation(),
+                                            run_dir))

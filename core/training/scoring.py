@@ -1,54 +1,124 @@
-"""The end of a run, scored from what is in memory: the scored model's class probabilities on
-every validation clip (features from the run's cache or its decoded audio, nothing read or
-decoded again), their evaluation, and the samples of any clip it lists."""
+"""The one way a trained classifier scores clips. A run's validation after every epoch, its final
+evaluation, ``esc50 evaluate``, ``report``, ``cv`` and the Python API (``Run.accuracy``,
+``Model.evaluate``) all go through it, so they give one accuracy for one run, to the clip.
+
+Two scorings of the same clips are equal when they see the same decoded audio (the int16 clips,
+padded to the run's clip length), the same batches (:attr:`Scoring.batch` clips at a time, in
+the split's order), the same featurizing of each batch and the same numerics in the model (bf16
+autocast where the run trained with it). A run records its :class:`Scoring` in its checkpoints,
+and every later scoring reads it from there.
+
+Sources of each choice:
+- bf16 for scoring where the run trained in it: validating in bf16 and evaluating in float32
+  gave 0.3725 against 0.3825 for one 400-clip fold (4 clips differed), so the numerics are part
+  of what is recorded, not a property of the command.
+- A predicted class is the argmax of the probabilities (softmax of float32 logits), in every
+  scoring alike: two logits that differ by less than float32 resolves after the softmax could
+  otherwise give two answers.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import nn
-from torch.utils.data import DataLoader
 
 from esc50.core.data.audio import to_float
-from esc50.core.data.audiocache import ClipDataset
-from esc50.core.data.collate import collate
-from esc50.core.results.metrics import evaluation
-from esc50.core.training.batches import FeatureSource
-from esc50.core.training.loop import autocast
+from esc50.core.errors import Esc50Error
+from esc50.core.training.classifier import Classifier
+from esc50.core.training import device
+from esc50.core.training.device import autocast
+
+SCORE_BATCH = 64  # clips scored at a time (fewer when a training step's micro-batch is smaller)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a run scores clips: ``batch`` clips at a time, the model under bf16 autocast when
+    ``bf16``."""
+
+    batch: int = SCORE_BATCH
+    bf16: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch": self.batch, "bf16": self.bf16}
+
+    @classmethod
+    def recorded(cls, state: dict[str, Any], warn: Callable[[str], None] = print) -> Scoring:
+        """The scoring a checkpoint records (checkpoints written before it was recorded: 64
+        clips at a time in float32), for scoring here, on the CPU: bf16 where this CPU has
+        bf16 instructions, else float32 with a note that figures can differ by a few clips."""
+        values = state.get("scoring") or {}
+        batch, bf16 = values.get("batch", SCORE_BATCH), values.get("bf16", False)
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1 \
+                or not isinstance(bf16, bool):
+            raise Esc50Error(f"the checkpoint's scoring record {values!r} is damaged (expected "
+                             "a batch of at least 1 clip and bf16 true or false)")
+        if bf16 and not device.cpu_has_bf16():
+            warn("note: this run was trained and scored in bf16; this CPU has no bf16 "
+                 "instructions, so it scores in float32, which can differ from the run's own "
+                 "figure by a few clips")
+            bf16 = False
+        return cls(batch, bf16)
+
+    def starts(self, clips: int) -> range:
+        """Where each batch of ``clips`` clips starts."""
+        return range(0, clips, self.batch)
+
+
+def logits(classifier: Classifier, features: torch.Tensor, frames: torch.Tensor,
+           scoring: Scoring, call: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+    """float32 logits of finished features, the model under the run's numerics; ``call`` makes
+    the model call (a named, checked one in a run), else the classifier's model directly."""
+    with autocast(features.device, scoring.bf16):
+        out = (call or classifier.model)(classifier.model_input(features), frames)
+    return out.float()
+
+
+def probabilities_of(logits_: torch.Tensor) -> torch.Tensor:
+    """Class probabilities of float32 logits."""
+    return torch.softmax(logits_, dim=1)
+
+
+def predicted(logits_: torch.Tensor) -> torch.Tensor:
+    """The predicted class of each row: the argmax of its probabilities."""
+    return probabilities_of(logits_).argmax(dim=1)
 
 
 @torch.no_grad()
-def validation_probabilities(source: FeatureSource, model: nn.Module, amp: bool) -> np.ndarray:
-    """Class probabilities [validation clips, classes] of ``model``, in the split's order (all
-    validation clips, in every process)."""
-    model.eval()
-    clips = ClipDataset(source.audio, source.table.labels, source.val_indices,
-                        source.val_set.audio)
-    probabilities = []
-    for batch in DataLoader(clips, source.config.batch_size, collate_fn=collate):
-        features, frames, _ = source.prepare(batch, False, None)
-        with autocast(source.device, amp):
-            logits = model(features, frames)
-        probabilities.append(torch.softmax(logits.float(), dim=1).cpu())
-    return torch.cat(probabilities).numpy()
+def probabilities(classifier: Classifier, waves: torch.Tensor, lengths: torch.Tensor,
+                  scoring: Scoring) -> np.ndarray:
+    """Class probabilities [clips, classes] of decoded clips (int16 ``waves`` [clips, samples],
+    valid ``lengths``), scored in ``scoring``'s batches."""
+    classifier.eval()
+    out = []
+    for start in scoring.starts(waves.shape[0]):
+        stop = start + scoring.batch
+        features, frames = classifier.features(to_float(waves[start:stop]), lengths[start:stop])
+        out.append(probabilities_of(logits(classifier, features, frames, scoring)))
+    return torch.cat(out).cpu().numpy()
 
 
-def final_evaluation(source: FeatureSource, model: nn.Module, amp: bool, class_names: list[str]
-                     ) -> tuple[Callable[[], dict[str, Any]], Callable[[dict], np.ndarray]]:
-    """What the loggers' end of a run needs: a function giving the evaluation of ``model`` on
-    the validation clips (computed when called), and one giving a listed clip's samples."""
-    clips = [source.table.clips[i] for i in source.val_indices]
+@dataclass(frozen=True)
+class Member:
+    """One trained classifier and how it scores: a model, or one model of an ensemble."""
 
-    def report() -> dict[str, Any]:
-        result = evaluation(validation_probabilities(source, model, amp),
-                            np.array([c.target for c in clips]), [str(c.path) for c in clips],
-                            class_names)
-        return {**result, "selection": "the run's validation split"}
+    classifier: Classifier
+    scoring: Scoring
 
-    def samples(listed: dict) -> np.ndarray:
-        row = source.val_indices[listed["row"]]
-        return to_float(source.audio.waves[row, :int(source.audio.lengths[row])]).numpy()
 
-    return report, samples
+@torch.no_grad()
+def mean_probabilities(members: list[Member], wav: torch.Tensor, lengths: torch.Tensor
+                       ) -> torch.Tensor:
+    """Class probabilities [B, classes] of float waveforms [B, T] with valid ``lengths``: one
+    classifier's, or the mean of an ensemble's (each member featurizes and scores the batch as
+    its run does)."""
+    total = None
+    for member in members:
+        classifier = member.classifier
+        features, frames = classifier.features(wav, lengths)
+        scores = probabilities_of(logits(classifier, features, frames, member.scoring))
+        total = scores if total is None else total + scores
+    return total / len(members)

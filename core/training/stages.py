@@ -27,6 +27,7 @@ non-finite).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
@@ -44,6 +45,52 @@ if TYPE_CHECKING:
 POLICIES = ("all", "one-of")
 STAGES = ("wave", "power", "features", "batch")  # in the order a training batch meets them
 Generator = torch.Generator | Randomness
+
+
+@dataclass
+class BatchRecord:
+    """Where a prepared batch came from, enough to prepare it again exactly: the loader's batch
+    (clip indices, labels, waveforms where batches carry them), the states of the augmentation
+    generators before it was prepared (None: unaugmented), and where in the run it is."""
+
+    loaded: dict[str, torch.Tensor]
+    draws: tuple[torch.Tensor, ...] | None
+    where: str
+
+
+@dataclass
+class PreparedBatch:
+    """A batch through the stages: features in the model's memory layout, frame lengths,
+    targets (label probabilities [B, classes] in training, class indices [B] in validation),
+    and its own record."""
+
+    features: torch.Tensor
+    frames: torch.Tensor
+    targets: torch.Tensor
+    record: BatchRecord
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.features, self.frames, self.targets
+
+
+def draw_states(generator: Generator) -> tuple[torch.Tensor, ...]:
+    """The states of the augmentation generators (one when ``examples`` is ``signals``)."""
+    randomness = Randomness.of(generator)
+    if randomness.examples is randomness.signals:
+        return (randomness.examples.get_state(),)
+    return randomness.examples.get_state(), randomness.signals.get_state()
+
+
+def restored(generator: Generator, states: tuple[torch.Tensor, ...]) -> Randomness:
+    """New generators like ``generator``'s, at ``states`` (from :func:`draw_states`): drawing
+    from them repeats the draws made from that point, without touching the run's own."""
+    randomness = Randomness.of(generator)
+    copies = []
+    for original, state in zip((randomness.examples, randomness.signals), states):
+        copy = torch.Generator(device=original.device)
+        copy.set_state(state)
+        copies.append(copy)
+    return Randomness(copies[0], copies[-1])
 
 
 class AugmentationPipeline:
@@ -104,18 +151,18 @@ class Stages:
     ``where`` says where in the run the current batch is (set by whoever feeds batches)."""
 
     def __init__(self, classifier: Classifier, augs: AugmentationPipeline | None = None,
-                 labels: dict[Any, str] | None = None, checked: bool = False) -> None:
+                 labels: dict[Any, str] | None = None, checked: bool = False,
+                 where: str = "") -> None:
         self.classifier = classifier
         self.augs = augs or AugmentationPipeline([])
         self.labels = labels or {}
         self.checked = checked
-        self.where = ""
+        self.where = where
 
-    def checked_copy(self, where: str) -> Stages:
-        """These stages with every output checked (finite values too), for a batch at ``where``."""
-        copy = Stages(self.classifier, self.augs, self.labels, checked=True)
-        copy.where = where
-        return copy
+    def at(self, where: str, checked: bool = False) -> Stages:
+        """These stages for the batch at ``where`` (said in messages), with every output checked
+        (finite values too) when ``checked``."""
+        return Stages(self.classifier, self.augs, self.labels, checked, where)
 
     @property
     def has_power_stage(self) -> bool:
@@ -158,12 +205,12 @@ class Stages:
 
     def __call__(self, wav: torch.Tensor, samples: torch.Tensor,
                  generator: Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every stage up to the model input (the ``batch`` stage aside): features in the
-        model's memory layout and frame lengths."""
+        """Every stage up to the model (the ``batch`` stage aside): features and frame
+        lengths (:meth:`Classifier.model_input` gives them the model's memory layout)."""
         features, frames = self.finish(*self.featurize(wav, samples, generator), generator)
         if generator is not None:
             features, frames = self.augment("features", features, frames, generator)
-        return self.classifier.model_input(features), frames
+        return features, frames
 
     def augment(self, stage: str, x: torch.Tensor, lengths: torch.Tensor, generator: Generator
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,7 +295,7 @@ def setup_pass(stages: Stages, batch: dict[str, torch.Tensor], num_classes: int,
     it."""
     global_state = torch.get_rng_state()
     generator = torch.Generator(device=device).manual_seed(seed)
-    checked = stages.checked_copy(" in the set-up pass (two training clips)")
+    checked = stages.at(" in the set-up pass (two training clips)", checked=True)
     wav, lengths = to_float(batch["wav"]).to(device), batch["length"].to(device)
     features, frames = checked(wav, lengths, generator)
     targets = torch.nn.functional.one_hot(batch["label"], num_classes).float().to(device)

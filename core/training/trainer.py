@@ -32,7 +32,7 @@ from esc50.core.training.device import pick_device, use_autocast
 from esc50.core.training.distributed import Distributed
 from esc50.core.training.memory import keep_freed_memory
 from esc50.core.training.recorder import RunRecorder
-from esc50.core.training.scoring import final_evaluation
+from esc50.core.training.scoring import Scoring
 from esc50.core.training.stages import build_stages, setup_pass
 from esc50.core.training.state import Generators, TrainingState, seed_everything
 
@@ -80,12 +80,13 @@ class Trainer:
                    config.num_classes, config.seed, self.device)
         accumulate = loop.plan_memory(self.data, model, config, self.amp, self.dist, self.log)
         self.config = config = config.override(accumulate=accumulate)  # recorded in the run
+        self.scoring = Scoring(self.data.score_batch, self.amp)  # recorded in its checkpoints
         self.state = TrainingState.create(model, config, self.data.optimizer_steps(), generators)
         self.step_model = DistributedDataParallel(model) if self.dist.enabled else model
         if config.compile:
             self.step_model = torch.compile(self.step_model)
         self.recorder = RunRecorder(config, self.dist, registry, plugins, self.data,
-                                    self.classifier.normalizer, self.log)
+                                    self.classifier.normalizer, self.scoring, self.log)
         self.loggers = self.recorder.loggers
         self.run_dir: Path | None = None  # set by fit(), or by resume to the run it continues
 
@@ -135,10 +136,13 @@ class Trainer:
                      f"| {history[-1]['seconds']:.1f} s")
             self.recorder.save_epoch(run_dir, state, best=val.accuracy > best)
             best = max(best, val.accuracy)
+        evaluation, samples = self.data.validation.final_evaluation(state.scored_model,
+                                                                    self.scoring)
+        report = evaluation()
+        self.recorder.write_card(run_dir, state, report)
         self.loggers.finish(len(history), {**self.recorder.metrics(state),
                                            **folder.headline(history)},
-                            config.sample_rate, *final_evaluation(self.data, state.scored_model,
-                                                                  self.amp, self.class_names))
+                            config.sample_rate, lambda: report, samples)
 
     def run_epoch(self, epoch: int, training: bool) -> loop.EpochStats:
         """One epoch of training or validation (:func:`loop.run_epoch`)."""
@@ -149,7 +153,7 @@ class Trainer:
         loss = (loop.training_loss(state.model, self.config.label_smoothing) if training
                 else loop.validation_loss)
         return loop.run_epoch(self.data, state, epoch, training, step_model=self.step_model,
-                              randomness=self.randomness, loss_fn=loss, amp=self.amp,
+                              randomness=self.randomness, loss_fn=loss, scoring=self.scoring,
                               dist=self.dist, progress=self.config.progress and self.dist.is_main,
                               on_step=on_step)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, check_unique_stems,
                    hookimpl, list_files)
-from esc50.plugins.datasets.esc50 import read_rows
+from esc50.plugins.datasets.esc50 import ESC10_LICENCE, read_rows
 
 ESC50_PLUGIN_API = 4
 
@@ -18,6 +18,7 @@ class ESC10(DatasetReader):
     """ESC-10: the esc10 subset of ESC-50, 400 clips, 10 classes, 5 official folds."""
 
     name = "esc10"
+    licence = ESC10_LICENCE
 
     def __init__(self, config: TaskConfig) -> None:
         self.keyword = config.keyword

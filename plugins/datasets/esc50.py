@@ -21,6 +21,14 @@ from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, check
 
 ESC50_PLUGIN_API = 4
 
+# The licences the ESC-50 release states in its LICENSE file: the dataset as a whole is
+# Creative Commons Attribution-NonCommercial 3.0, its ESC-10 subset Attribution 3.0 Unported;
+# each clip's freesound.org source and licence are listed there.
+ESC50_LICENCE = ("CC BY-NC 3.0 (ESC-50, Karol J. Piczak; clips from freesound.org, each "
+                 "credited in the release's LICENSE file): non-commercial use only")
+ESC10_LICENCE = ("CC BY 3.0 (the ESC-10 subset of ESC-50, Karol J. Piczak; clips from "
+                 "freesound.org, each credited in the release's LICENSE file): attribution")
+
 CLIP_NAME = re.compile(r"^(?P<fold>\d+)-(?P<clip>[^-]+)-(?P<take>[^-]+)-(?P<target>\d+)$")
 
 
@@ -49,8 +57,11 @@ class ESC50(DatasetReader):
         classes = self.num_classes or max(names, default=max((c.target for c in clips),
                                                                default=-1)) + 1
         ignored = unlisted + [describe_unused(p, audio_dir) for p in other]
+        # the release's licence where its metadata is read; a folder of clips merely named
+        # like ESC-50's may be anyone's
         return ClipTable(root, clips, [names.get(t, str(t)) for t in range(classes)],
-                         44_100, 5.0, ignored, hidden)
+                         44_100, 5.0, ignored, hidden,
+                         licence=ESC50_LICENCE if meta.is_file() else None)
 
     @staticmethod
     def clip(row: dict[str, Any], path: Path) -> Clip:

@@ -18,6 +18,8 @@ class UrbanSound8K(DatasetReader):
     """UrbanSound8K: 8732 slices, 10 classes, 10 official folds."""
 
     name = "urbansound8k"
+    licence = ("CC BY-NC 3.0 (Salamon, Jacoby and Bello, UrbanSound8K; clips from "
+               "freesound.org): non-commercial use only, with attribution")
 
     def __init__(self, config: TaskConfig) -> None:
         pass

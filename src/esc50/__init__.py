@@ -32,7 +32,7 @@ _NAMES = {
     # the Python API
     "train": _API, "resume": _API, "cv": _API, "load": _API, "list_plugins": _API,
     "config": _API, "Run": _API, "CrossValidation": _API, "Model": _API, "tune": _API,
-    "Prediction": "esc50.core.commands.predict",
+    "Prediction": "esc50.core.commands.predict", "Timeline": "esc50.core.commands.timeline",
     # shared by both
     "TaskConfig": "esc50.core.config", "Esc50Error": "esc50.core.errors",
     # the plugin surface: hooks, contracts (base classes), helpers, testing

@@ -1,0 +1,108 @@
+"""The trained models behind ``esc50.load`` and the commands that take a run: one run folder (or
+checkpoint file), or a cross-validation folder, whose fold models are used together as an
+ensemble (their class probabilities averaged).
+
+An ensemble is scored only on clips none of its members trained on: ``evaluate`` refuses a
+selection holding a clip (by name, or by content: the sha256 each run recorded) that any member
+trained on. The k models of a cross-validation over every fold have, between them, trained on
+every clip; those of a cross-validation with a fold left out (``ignore_folds``) can be scored
+together on that fold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from esc50.core.config import TaskConfig
+from esc50.core.data.split import Split
+from esc50.core.errors import Esc50Error
+from esc50.core.plugins.registry import Registry
+from esc50.core.results.folder import CHECKPOINTS, checkpoint_path
+from esc50.core.training.classifier import load_classifier
+from esc50.core.training.scoring import Member, Scoring
+
+FOLD_PREFIX = "fold-"
+
+
+@dataclass
+class LoadedRun:
+    """One trained model: its checkpoint file, classifier and what its checkpoint holds."""
+
+    path: Path
+    member: Member
+    state: dict[str, Any]
+
+    @property
+    def config(self) -> TaskConfig:
+        return TaskConfig().override(**self.state["config"])
+
+
+def fold_runs(folder: Path, which: str) -> list[Path]:
+    """The fold runs of a cross-validation folder (``fold-*`` folders holding the checkpoint
+    ``which``), in fold order; none when ``folder`` is not one."""
+    runs = [p for p in folder.glob(f"{FOLD_PREFIX}*") if (p / CHECKPOINTS[which]).is_file()]
+    return sorted(runs, key=lambda p: (len(p.name), p.name))
+
+
+def load_runs(path: Path, which: str, registry: Registry,
+              warn: Callable[[str], None] = print) -> list[LoadedRun]:
+    """The model of a run folder or checkpoint file, or every fold model of a
+    cross-validation folder (each at its final epoch, or ``which="best"``). The members of an
+    ensemble must share class names, sample rate and clip length, and have finished training."""
+    if path.is_dir() and not (path / CHECKPOINTS[which]).is_file() and fold_runs(path, which):
+        paths = fold_runs(path, which)
+    else:
+        paths = [checkpoint_path(path, which)]
+    runs = []
+    for run_path in paths:
+        classifier, state = load_classifier(run_path, registry, which, warn)
+        runs.append(LoadedRun(checkpoint_path(run_path, which), Member(
+            classifier, Scoring.recorded(state, warn)), state))
+    if len(runs) > 1:
+        check_ensemble(runs)
+    return runs
+
+
+def check_ensemble(runs: list[LoadedRun]) -> None:
+    """Refuse members that cannot be averaged (other classes, rate or clip length) or that
+    stopped before their last epoch."""
+    first = runs[0]
+    for run in runs:
+        config = run.config
+        if run.state["epoch"] != config.num_epochs:
+            raise Esc50Error(f"{run.path} holds epoch {run.state['epoch']} of "
+                             f"{config.num_epochs}: finish its cross-validation first (run the "
+                             "same esc50 cv command again)")
+        for what, mine, theirs in (
+                ("class names", run.state["class_names"], first.state["class_names"]),
+                ("sample rate", config.sample_rate, first.config.sample_rate),
+                ("clip length", config.length_wav, first.config.length_wav)):
+            if mine != theirs:
+                raise Esc50Error(f"{run.path} and {first.path} differ in their {what}: the "
+                                 "models of an ensemble must share them")
+
+
+def check_unseen(runs: list[LoadedRun], names: list[str], digests: dict[str, str],
+                 selection: str) -> None:
+    """Refuse to score an ensemble on clips (``names``, with their sha256 in ``digests``) that
+    any member trained on, by name or by content."""
+    for run in runs:
+        split = Split.from_dict(run.state["split"])
+        trained = set(split.train)
+        trained_audio = {split.digests[n] for n in split.train if n in split.digests}
+        seen = [n for n in names if n in trained or digests.get(n) in trained_audio]
+        if seen:
+            raise Esc50Error(
+                f"{selection}: {len(seen)} of its {len(names)} clips ({seen[0]}"
+                f"{', ...' if len(seen) > 1 else ''}) were used to train {run.path.parent}: an "
+                "ensemble is scored only on clips none of its models trained on (for example "
+                "the fold a cross-validation left out with ignore_folds)")
+
+
+def describe(runs: list[LoadedRun]) -> str:
+    """'an ensemble of k models (folder)' or the one model's checkpoint."""
+    if len(runs) == 1:
+        return str(runs[0].path)
+    return f"an ensemble of {len(runs)} models ({runs[0].path.parent.parent})"

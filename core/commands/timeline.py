@@ -1,0 +1,165 @@
+"""`esc50 predict --timeline`: what sounds when, in a recording of any length.
+
+Every window (the run's clip length, every ``hop`` samples: :mod:`esc50.core.commands.predict`)
+gets its start and end in seconds and its top classes with their probabilities; with
+``min_prob`` only the classes that reach it are kept. Consecutive windows with the same top
+class (one that reaches ``min_prob``) are merged into segments: start, end, class, the mean and
+the largest probability of that class over the segment's windows.
+
+Where a segment starts and ends: each window speaks for the stretch of time nearer its centre
+than any other window's (the first from the recording's start, the last to its end), so segments
+tile the recording without overlapping, and a change of sound falls within half a hop of the
+boundary between the windows on either side of it. (BirdNET-Analyzer reports its fixed 3-second
+windows instead, with overlapping ones listed twice; PANNs' sound event detection gives frame-wise
+probabilities. Merging by window centres keeps a window's figures as they were scored and gives
+one segment per stretch of one sound.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from esc50.core.commands.predict import ScoredWindow, default_hop, scored_windows
+from esc50.core.errors import Esc50Error
+from esc50.core.results.plots import timeline_figure
+from esc50.core.training.scoring import Member
+
+
+@dataclass
+class Window:
+    """One scored window: start and end in seconds, its top classes (most probable first)."""
+
+    start: float
+    end: float
+    top: list[tuple[str, float]]
+
+
+@dataclass
+class Segment:
+    """A stretch of consecutive windows with one top class."""
+
+    start: float
+    end: float
+    label: str
+    mean_probability: float
+    max_probability: float
+    windows: int
+
+
+@dataclass
+class Timeline:
+    """The windows and segments of one recording (``source``), and every window's class
+    probabilities (``probabilities`` [windows, classes]) for plots and tables."""
+
+    source: str
+    class_names: list[str]
+    window_seconds: float
+    hop_seconds: float
+    models: int  # 1, or the members of an ensemble
+    min_prob: float
+    duration: float
+    windows: list[Window] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: settings, windows (top classes as objects) and segments."""
+        return {"file": self.source, "duration": round(self.duration, 3),
+                "window_seconds": self.window_seconds, "hop_seconds": self.hop_seconds,
+                "models": self.models, "min_prob": self.min_prob,
+                "windows": [{"start": round(w.start, 3), "end": round(w.end, 3),
+                             "top": [{"class": c, "probability": p} for c, p in w.top]}
+                            for w in self.windows],
+                "segments": [{**asdict(s), "start": round(s.start, 3), "end": round(s.end, 3)}
+                             for s in self.segments]}
+
+    def dataframe(self, kind: str = "segments") -> Any:
+        """A pandas DataFrame of the segments (``kind="segments"``) or of the windows (one row
+        per window: start, end and every class's probability)."""
+        import pandas  # noqa: an optional dependency, imported where it is asked for
+
+        if kind == "segments":
+            return pandas.DataFrame([asdict(s) for s in self.segments],
+                                    columns=[f.name for f in Segment.__dataclass_fields__.values()])
+        if kind == "windows":
+            frame = pandas.DataFrame(self.probabilities, columns=self.class_names)
+            frame.insert(0, "end", [w.end for w in self.windows])
+            frame.insert(0, "start", [w.start for w in self.windows])
+            return frame
+        raise Esc50Error(f"kind={kind!r} must be 'segments' or 'windows'")
+
+    def plot(self, rows: int = 10) -> Figure:
+        """Time on x, the ``rows`` classes that lead most windows as rows, probability as
+        colour (:func:`esc50.core.results.plots.timeline_figure`)."""
+        models = f"an ensemble of {self.models} models" if self.models > 1 else "one model"
+        return timeline_figure(self.probabilities, self.class_names,
+                               [(w.start, w.end) for w in self.windows], self.duration,
+                               f"{self.source} ({models}; windows of {self.window_seconds:g} s "
+                               f"every {self.hop_seconds:g} s)", rows)
+
+
+def build_timeline(members: list[Member], class_names: list[str], blocks: Iterable[torch.Tensor],
+                   sample_rate: int, length: int, hop: int | None = None, min_prob: float = 0.0,
+                   top_k: int = 3, source: str = "the audio",
+                   on_window: Callable[[Window], None] | None = None) -> Timeline:
+    """The :class:`Timeline` of audio arriving in ``blocks`` (mono, at ``sample_rate``);
+    ``on_window`` is called with each window as soon as it is scored (a live stream's output)."""
+    check_settings(min_prob, top_k)
+    hop = hop or default_hop(length)
+    scored: list[ScoredWindow] = []
+    timeline = Timeline(source, class_names, length / sample_rate, hop / sample_rate,
+                        len(members), min_prob, 0.0)
+    for window in scored_windows(members, blocks, length, hop, source):
+        scored.append(window)
+        shown = Window(window.start / sample_rate, window.end / sample_rate,
+                       top_passing(window.probabilities, class_names, top_k, min_prob))
+        timeline.windows.append(shown)
+        if on_window is not None:
+            on_window(shown)
+    timeline.probabilities = torch.stack([w.probabilities for w in scored]).float().numpy()
+    timeline.duration = max(w.end for w in scored) / sample_rate
+    timeline.segments = segments(scored, class_names, sample_rate, min_prob)
+    return timeline
+
+
+def check_settings(min_prob: float, top_k: int) -> None:
+    if not 0.0 <= min_prob <= 1.0:
+        raise Esc50Error(f"--min-prob {min_prob} must be between 0 and 1")
+    if top_k < 1:
+        raise Esc50Error(f"--top-k {top_k} must be at least 1")
+
+
+def top_passing(probabilities: torch.Tensor, class_names: list[str], top_k: int,
+                min_prob: float) -> list[tuple[str, float]]:
+    """The ``top_k`` most probable classes whose probability reaches ``min_prob``."""
+    values, indices = probabilities.topk(min(top_k, len(class_names)))
+    return [(class_names[i], float(v)) for v, i in zip(values, indices) if v >= min_prob]
+
+
+def segments(windows: list[ScoredWindow], class_names: list[str], sample_rate: int,
+             min_prob: float) -> list[Segment]:
+    """Consecutive windows whose top class is the same (and reaches ``min_prob``), merged;
+    each window speaks for the time nearer its centre than any other's."""
+    centres = [(w.start + w.end) / 2 for w in windows]
+    bounds = [0.0] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + \
+        [float(max(w.end for w in windows))]
+    tops = [w.probabilities.max(dim=0) for w in windows]
+    labels = [int(index) if float(value) >= min_prob else None for value, index in tops]
+    found: list[Segment] = []
+    first = 0
+    for i in range(1, len(windows) + 1):
+        if i < len(windows) and labels[i] == labels[first]:
+            continue
+        if labels[first] is not None:  # windows first .. i - 1 share this top class
+            label = labels[first]
+            values = [float(w.probabilities[label]) for w in windows[first:i]]
+            found.append(Segment(bounds[first] / sample_rate, bounds[i] / sample_rate,
+                                 class_names[label], sum(values) / len(values), max(values),
+                                 i - first))
+        first = i
+    return found

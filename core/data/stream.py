@@ -1,0 +1,171 @@
+"""Audio for prediction from a file, a folder, or standard input (``-``), read in blocks.
+
+Standard input is a WAV stream, read as it arrives (the header's data size is not trusted: a
+recorder writing to a pipe cannot know it, so the data runs to the end of the stream), or raw
+PCM when a rate is given (``--rate``; signed 16-bit little-endian, ``channels`` interleaved),
+e.g. ``arecord -f S16_LE -r 16000 | esc50 predict RUN - --timeline``. Each read returns what the
+pipe holds, so a live stream is scored as it arrives.
+
+Sources of each choice: the WAV layout (RIFF chunks, ``fmt `` with format tags 1 = PCM, 3 =
+IEEE float, 0xFFFE = extensible, whose sub-format GUID starts with the tag) follows Microsoft's
+WAVEFORMATEX/WAVEFORMATEXTENSIBLE; RF64 is RIFF with 64-bit sizes (EBU Tech 3306), read alike
+since the sizes are not used.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import numpy as np
+import torch
+
+from esc50.core.data.audio import mono_blocks, read_mono
+from esc50.core.errors import Esc50Error
+
+STDIN = Path("-")
+STDIN_NAME = "standard input"
+READ_BYTES = 1 << 16  # at most this much is read at a time (less when the pipe holds less)
+FORMATS = {1: "pcm", 3: "float", 0xFFFE: "extensible"}
+
+
+@dataclass(frozen=True)
+class AudioInput:
+    """How prediction reads its inputs: files and folders at their own rate, resampled to
+    ``sample_rate``; standard input as WAV, or as raw PCM at ``raw_rate`` with ``channels``."""
+
+    sample_rate: int
+    raw_rate: int | None = None
+    channels: int = 1
+
+    def name(self, path: Path) -> str:
+        return STDIN_NAME if path == STDIN else str(path)
+
+    def blocks(self, path: Path) -> Iterator[torch.Tensor]:
+        """Mono float32 blocks at ``sample_rate`` (:func:`mono_blocks`); a folder given with no
+        audio in it is a one-line error naming it."""
+        if path == STDIN:
+            stream = stream_blocks(sys.stdin.buffer, self.raw_rate, self.channels)
+            return mono_blocks(stream, self.sample_rate, STDIN_NAME)
+        if path.is_dir():
+            raise Esc50Error(f"{path}: the folder holds no audio files")
+        return read_mono(path, self.sample_rate)
+
+
+def stream_blocks(stream: BinaryIO, raw_rate: int | None = None, channels: int = 1
+                  ) -> Iterator[tuple[np.ndarray, int]]:
+    """float32 ``[frames, channels]`` blocks and their rate from a WAV stream, or from raw
+    signed 16-bit PCM when ``raw_rate`` is given and the stream is not a WAV stream."""
+    reader = _Reader(stream)
+    head = reader.exactly(4, allow_short=True)
+    if head in (b"RIFF", b"RF64"):
+        rate, channels, decode, frame = _wav_header(reader)
+        if raw_rate is not None and raw_rate != rate:
+            raise Esc50Error(f"{STDIN_NAME}: a WAV stream at {rate} Hz, but --rate {raw_rate} "
+                             "was given (--rate is for raw PCM: leave it out for WAV)")
+    elif raw_rate is None:
+        raise Esc50Error(f"{STDIN_NAME}: not a WAV stream (it starts with {head!r}); for raw "
+                         "PCM give --rate (signed 16-bit little-endian, --channels interleaved)")
+    else:
+        if channels < 1:
+            raise Esc50Error(f"--channels {channels} must be at least 1")
+        rate, decode, frame = raw_rate, _pcm(16), 2 * channels
+        reader.unread(head)
+    pending = b""
+    for data in reader.chunks():
+        pending += data
+        whole = len(pending) // frame * frame
+        if whole:
+            yield decode(pending[:whole]).reshape(-1, channels), rate
+            pending = pending[whole:]
+
+
+class _Reader:
+    """Reads from a binary stream: exact byte counts for headers, then whatever arrives."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream, self.held = stream, b""
+        try:
+            self.fd: int | None = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            self.fd = None  # not an OS-level stream (a test's BytesIO)
+
+    def unread(self, data: bytes) -> None:
+        self.held = data + self.held
+
+    def read_some(self) -> bytes:
+        """What arrives next (b"" at the end): what the pipe holds, up to READ_BYTES."""
+        if self.held:
+            data, self.held = self.held, b""
+            return data
+        if self.fd is not None:
+            return os.read(self.fd, READ_BYTES)
+        return self.stream.read(READ_BYTES)
+
+    def exactly(self, count: int, allow_short: bool = False) -> bytes:
+        data = b""
+        while len(data) < count:
+            more = self.read_some()
+            if not more:
+                if allow_short:
+                    return data
+                raise Esc50Error(f"{STDIN_NAME}: the WAV stream ended inside its header")
+            data += more
+        self.unread(data[count:])
+        return data[:count]
+
+    def chunks(self) -> Iterator[bytes]:
+        while data := self.read_some():
+            yield data
+
+
+def _wav_header(reader: _Reader):
+    """The rate, channels, sample decoder and frame size of a WAV stream, read up to its data."""
+    reader.exactly(8)  # size, "WAVE"
+    fmt = None
+    while True:
+        chunk, size = struct.unpack("<4sI", reader.exactly(8))
+        if chunk == b"data":
+            break
+        body = reader.exactly(size + size % 2)
+        if chunk == b"fmt ":
+            fmt = body[:size]
+    if fmt is None or len(fmt) < 16:
+        raise Esc50Error(f"{STDIN_NAME}: the WAV stream has no format chunk before its data")
+    tag, channels, rate, _, block_align, bits = struct.unpack("<HHIIHH", fmt[:16])
+    if tag == 0xFFFE and len(fmt) >= 26:
+        tag = struct.unpack("<H", fmt[24:26])[0]  # the sub-format GUID's first two bytes
+    if channels < 1 or block_align < 1:
+        raise Esc50Error(f"{STDIN_NAME}: the WAV header says {channels} channel(s) and "
+                         f"{block_align}-byte frames")
+    if tag == 1 and bits in (8, 16, 24, 32):
+        decode = _pcm(bits)
+    elif tag == 3 and bits in (32, 64):
+        decode = lambda data: np.frombuffer(data, f"<f{bits // 8}").astype(np.float32)  # noqa
+    else:
+        raise Esc50Error(f"{STDIN_NAME}: WAV format {FORMATS.get(tag, tag)} with {bits}-bit "
+                         "samples is not supported on a stream (8/16/24/32-bit PCM, 32/64-bit "
+                         "float are); convert it, or give a file")
+    if block_align != channels * bits // 8:
+        raise Esc50Error(f"{STDIN_NAME}: the WAV header's frame size ({block_align} bytes) does "
+                         f"not match {channels} channel(s) of {bits}-bit samples")
+    return rate, channels, decode, block_align
+
+
+def _pcm(bits: int):
+    """A decoder of little-endian PCM samples of ``bits`` bits to float32 in [-1, 1)."""
+    if bits == 8:  # unsigned
+        return lambda data: (np.frombuffer(data, np.uint8).astype(np.float32) - 128) / 128
+    if bits == 24:
+        def decode24(data: bytes) -> np.ndarray:
+            raw = np.frombuffer(data, np.uint8).reshape(-1, 3).astype(np.int32)
+            value = raw[:, 0] | (raw[:, 1] << 8) | (raw[:, 2] << 16)
+            return (np.where(value >= 1 << 23, value - (1 << 24), value) / float(1 << 23)
+                    ).astype(np.float32)
+        return decode24
+    dtype, scale = {16: ("<i2", 1 << 15), 32: ("<i4", 1 << 31)}[bits]
+    return lambda data: (np.frombuffer(data, dtype).astype(np.float32) / scale)
