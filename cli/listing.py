@@ -73,6 +73,10 @@ def listing(refresh: bool = False, wait: bool = False) -> dict[str, Any]:
     for row in found["plugins"]:
         if row["kind"] == "model":
             row["parameters"] = counts["counted"].get(row["id"], COUNTING if pending else None)
+    if not counts["complete"] and not pending:  # the counter ended before it was done
+        found["warnings"].append(
+            "the models' parameter counts are not all there ('-'): the counting process ended "
+            f"early; its errors are in {log_path(counts_path)} (--refresh counts again)")
     return found
 
 
@@ -107,10 +111,11 @@ def start_counter(counts_path: Path) -> subprocess.Popen | None:
         return None
     try:
         write_json(counts_path, {"counted": {}, "complete": False})
-        return subprocess.Popen(  # the lock passes to it and is released when it exits
-            [sys.executable, "-m", "esc50.cli.listing", str(counts_path)],
-            pass_fds=(lock,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
+        with open(log_path(counts_path), "w") as errors:  # what it says goes there
+            return subprocess.Popen(  # the lock passes to it and is released when it exits
+                [sys.executable, "-m", "esc50.cli.listing", str(counts_path)],
+                pass_fds=(lock,), stdin=subprocess.DEVNULL, stdout=errors, stderr=errors,
+                start_new_session=True)
     except OSError:
         return None
     finally:
@@ -119,6 +124,11 @@ def start_counter(counts_path: Path) -> subprocess.Popen | None:
 
 def lock_path(counts_path: Path) -> Path:
     return counts_path.with_suffix(".lock")
+
+
+def log_path(counts_path: Path) -> Path:
+    """Where the counting process's output and errors go."""
+    return counts_path.with_suffix(".log")
 
 
 def counter_running(counts_path: Path) -> bool:

@@ -281,6 +281,9 @@ def tune(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, ..
     best = result["best"]
     click.echo(f"trials: {', '.join(f'{n} {state}' for state, n in result['trials'].items())}")
     if best is None:
+        failed = result["trials"].get("fail", 0)
+        if failed and not (show or final):
+            raise Esc50Error(f"every trial failed ({failed}): see each one's error above")
         click.echo("no trial has finished yet")
         return
     click.echo(f"best: trial {best['trial']}, inner accuracy {best['inner_accuracy']:.3f} on "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from esc50 import PLUGIN_API_VERSION, Esc50Error
 from esc50.core.files.write import output_folder, plain_name, write_text
+from esc50.core.plugins.registry import load_registry
 
 PYPROJECT = '''[build-system]
 requires = ["setuptools>=68", "wheel"]
@@ -125,6 +126,10 @@ def write_skeleton(name: str, parent: Path) -> Path:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise Esc50Error(f"plugin name {name!r} must be a lower-case identifier (letters, digits, "
                          "underscores): it becomes the namespace of the plugin ids")
+    taken = {source.namespace: source.package for source in load_registry().sources}
+    if name in taken:
+        raise Esc50Error(f"plugin name {name!r} is the namespace of {taken[name]}'s plugins "
+                         f"({name}.*): choose another, or its plugins would list beside them")
     root = output_folder(parent, "--dir") / plain_name(f"esc50-{name}", "package folder", parent)
     if root.exists():
         raise Esc50Error(f"{root} already exists: choose another name or folder")

@@ -91,6 +91,32 @@ def test_errors_are_esc50_errors_with_the_commands_messages(run, tmp_path):
         "give a config: use one" in both.output
 
 
+def test_arguments_of_the_wrong_kind_are_one_line_naming_them(run, tmp_path):
+    model = esc50.load(run.run_dir)
+    with pytest.raises(esc50.Esc50Error, match=r"^Model.predict\(audio=array\(\['a.wav', "
+                       r"'b.wav'\].*\): expected .*an array of numbers, not of <U5"):
+        model.predict(np.array(["a.wav", "b.wav"]))
+    with pytest.raises(esc50.Esc50Error, match=r"^train\(log=None\): expected a function"):
+        esc50.train(data=str(tmp_path), log=None)
+    with pytest.raises(esc50.Esc50Error, match=r"config.toml is a TOML file \(a run's config or "
+                       r"metrics\), not a checkpoint: give the run folder"):
+        esc50.load(run.run_dir / "config.toml")
+    with pytest.raises(esc50.Esc50Error, match=r"^kind='nosuch' must be one of model, "
+                       r"augmentation, featurizer"):
+        esc50.plugins(kind="nosuch")
+    data = Path(run.config.data)  # a folder as a Path works where a string does
+    again = esc50.train(data=data, epochs=1, output_dir=tmp_path / "runs", run_name="p",
+                        log=lambda _: None, **SMALL)
+    assert again.config.data == str(data)
+    assert model.evaluate(data=data)["accuracy"] == model.evaluate()["accuracy"]
+    (tmp_path / "runs" / "p" / "metrics.json").write_text("[1, 2]")
+    report = CliRunner().invoke(cli, ["report", str(tmp_path / "runs" / "p"), "--out",
+                                      str(tmp_path / "r")])
+    assert report.exit_code == 1 and report.output.count("\n") == 1
+    assert f"{tmp_path / 'runs' / 'p' / 'metrics.json'} holds a JSON list, not the object " \
+        "esc50 writes" in report.output
+
+
 def test_config_plugins_and_cv(tmp_path):
     config = esc50.config(recipe="report", batch_size=32, **{"plugins.crnn.hidden_size": 16})
     assert config.batch_size == 32 and config.options["plugins.crnn"]["hidden_size"] == 16

@@ -109,6 +109,20 @@ def test_csv_manifest_with_relative_paths_folds_and_groups(tmp_path):
         find_clips(tmp_path, TaskConfig().override(dataset="plugins.csv:file=m.csv"))
 
 
+def test_labels_that_differ_only_in_case_or_spaces_are_warned_about(tmp_path):
+    rows = ["path,label"]
+    for i, label in enumerate(["dog", "Dog", " dog ", "cat"]):  # the CSV reader strips spaces
+        sf.write(tmp_path / f"{i}.wav", tone(FREQS[i], seed=i), SR)
+        rows.append(f"{i}.wav,{label}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    lines = []
+    table = find_clips(tmp_path, TaskConfig().override(dataset="plugins.csv"), warn=lines.append)
+    assert table.class_names == ["Dog", "cat", "dog"]  # as given: the warning says what to fix
+    assert lines == [f"warning: dataset plugins.csv in {tmp_path} has classes 'Dog' and 'dog', "
+                     "which differ only in case or surrounding spaces: if they are one class, "
+                     "give them one label"]
+
+
 def write_urbansound8k(root, folds=3, per_class_per_fold=2):
     rows = ["slice_file_name,fsID,start,end,salience,fold,classID,class"]
     names = ["air_conditioner", "car_horn", "children_playing"]

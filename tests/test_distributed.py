@@ -58,3 +58,55 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path):
                     "--batch-size", "15", "--device", "cpu", *SETTINGS)
     assert done.returncode != 0
     assert "Error: batch_size=15 does not split evenly over 2 processes" in done.stderr
+
+
+def accumulate_in_process(rank: int, port: int, out: str) -> None:
+    """One of two gloo processes: four optimizer steps of two micro-batches each through a
+    DistributedDataParallel model, every micro-batch's gradients reduced (as before), then the
+    first micro-batch of each step held back (no_sync, as now); writes the final weights and how
+    many all-reduces each way ran."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    from esc50.core.training.distributed import held_back
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    results = {}
+    for hold in (False, True):
+        torch.manual_seed(0)
+        model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(6, 3))
+        reduced = []
+        model.register_comm_hook(None, lambda state, bucket: reduced.append(1) or
+                                 allreduce_hook(state, bucket))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        data = torch.Generator().manual_seed(10 + rank)  # each process its own shard
+        for _ in range(4):
+            optimizer.zero_grad()
+            for micro in range(2):
+                x, y = torch.randn(5, 6, generator=data), torch.randint(3, (5,), generator=data)
+                with held_back(model, hold and micro == 0):
+                    (torch.nn.functional.cross_entropy(model(x), y) * 0.5).backward()
+            optimizer.step()
+        results[hold] = {"weight": model.module.weight.detach(), "reduced": len(reduced)}
+    if rank == 0:
+        torch.save(results, out)
+    dist.destroy_process_group()
+
+
+def test_accumulated_micro_batches_reduce_gradients_once_a_step_to_the_same_weights(tmp_path):
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    mp.spawn(accumulate_in_process, args=(port, str(tmp_path / "w.pt")), nprocs=2, join=True)
+    before, now = (torch.load(tmp_path / "w.pt")[hold] for hold in (False, True))
+    assert before["reduced"] == 8 and now["reduced"] == 4
+    torch.testing.assert_close(now["weight"], before["weight"])

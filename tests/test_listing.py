@@ -87,7 +87,7 @@ def test_a_count_that_needs_a_new_package_is_finished_in_the_background(tmp_path
     go.touch()
     done = {r["id"]: r for r in json.loads(esc50(env, "--json", "--wait").stdout)["plugins"]}
     assert done["lazy.lazy"]["parameters"] == done["plugins.lstm"]["parameters"] == 36_530
-    assert done["plugins.crnn"]["parameters"] == 91_995
+    assert done["plugins.crnn"]["parameters"] == 91_994
     again = esc50(env)  # from the caches, every count there
     assert "..." not in again.stdout and again.stderr == ""
 
@@ -101,3 +101,24 @@ def test_the_first_pass_counts_only_what_needs_no_new_package(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.split() == ["True", "colorsys"]
+
+
+CRASHING = ("import os, sys\nfrom esc50 import hookimpl\n"
+            "from esc50.plugins.models.lstm import LSTMClassifier\nESC50_PLUGIN_API = 4\n"
+            "class Crash(LSTMClassifier):\n"
+            "    def __init__(self, *args, **kwargs):\n"
+            "        print('the counter met a crashing model', file=sys.stderr, flush=True)\n"
+            "        os._exit(3)\n"
+            "@hookimpl\ndef register_models(register):\n    register(Crash, name='crash')\n")
+
+
+def test_a_counting_process_that_ends_early_says_where_its_errors_are(tmp_path):
+    site = tmp_path / "site"
+    fake_distribution(site, "crash-pkg", "crash = crash_plugin", {"crash_plugin": CRASHING})
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    listed = esc50(env, "--wait")
+    note = next(line for line in listed.stdout.splitlines() if "parameter counts" in line)
+    log = Path(note.split("its errors are in ")[1].split(" (--refresh")[0])
+    assert note.startswith("warning: the models' parameter counts are not all there ('-')")
+    assert "the counter met a crashing model" in log.read_text()

@@ -145,3 +145,62 @@ def test_tensorboard_missing_is_a_one_line_error(monkeypatch):
     with pytest.raises(Esc50Error, match=r"plugins.tensorboard needs the tensorboard package: "
                                          r"pip install 'esc50\[tensorboard\]'"):
         load_registry().create("logger", "plugins.tensorboard", small_config("."))
+
+
+def test_a_run_loads_predicts_evaluates_and_exports_without_its_loggers_and_augmentations(
+        tmp_path):
+    """Loggers and augmentations are needed only to train: a run trained with ones from a
+    package that is gone (here: registered at run time only) loads everywhere its model and
+    featurizer are installed."""
+    from esc50 import Augmentation
+    from esc50.core.commands import api
+
+    class Gain(Augmentation):
+        name = "gain"
+
+        def __init__(self, config, p: float = 1.0) -> None:
+            super().__init__(p)
+
+        def sample(self, batch_size, generator):
+            return {}
+
+        def apply(self, wav, chosen, params, generator):
+            return wav * 0.9
+
+    @hookimpl(specname="register_augmentations")
+    def augs(register):
+        register(Gain)
+
+    registry = registry_with_loggers()
+    registry.register_plugin(types.SimpleNamespace(__name__="tests2", register_augmentations=augs),
+                             "extra")
+    data = write_synthetic_dataset(tmp_path / "data", clips_per_class_per_fold=3)
+    config = small_config(data, output_dir=str(tmp_path / "runs"), run_name="r", num_epochs=1,
+                          batch_size=4, loggers=["mine.recorder"], augs=["extra.gain:p=1"])
+    run_dir = Trainer(config, registry, log=lambda _: None).fit()
+    model = api.load(run_dir)  # the installed plugins: no mine.recorder, no extra.gain
+    assert len(model.predict(str(data / "1-1000-A-0.wav"))) == 3
+    assert model.evaluate()["clips"] == 12
+    assert model.export("torchscript", tmp_path / "m.pt")[0].is_file()
+
+
+def test_a_logger_interrupted_by_ctrl_c_ends_the_run_saying_how_to_resume_it(tmp_path):
+    class Interrupted(Recorder):
+        name = "interrupted"
+
+        def epoch(self, row):
+            raise KeyboardInterrupt
+
+    @hookimpl(specname="register_loggers")
+    def hook(register):
+        register(Interrupted)
+
+    registry = load_registry()
+    registry.register_plugin(types.SimpleNamespace(__name__="t3", register_loggers=hook), "stop")
+    data = write_synthetic_dataset(tmp_path / "data", clips_per_class_per_fold=3)
+    config = small_config(data, output_dir=str(tmp_path / "runs"), run_name="r", num_epochs=3,
+                          batch_size=4, loggers=["stop.interrupted"])
+    with pytest.raises(Esc50Error, match=r"^interrupted after epoch 1; last.pt holds the last "
+                       r"epoch saved: continue with `esc50 train --resume .*runs/r`$"):
+        Trainer(config, registry, log=lambda _: None).fit()
+    assert (tmp_path / "runs" / "r" / "last.pt").is_file()

@@ -46,6 +46,19 @@ def test_gradients_reach_every_parameter(name):
     assert dead == []
 
 
+def test_a_crnn_checkpoint_with_the_attentions_dead_bias_still_loads():
+    """The attention's last bias (added to every frame before a softmax over frames, so it
+    never learned) is gone; checkpoints that hold it load, giving the same logits."""
+    model = build("crnn").eval()
+    assert "attention.energy.2.bias" not in model.state_dict()
+    older = {**model.state_dict(), "attention.energy.2.bias": torch.tensor([0.37])}
+    loaded = build("crnn").eval()
+    loaded.load_state_dict(older)
+    features = torch.randn(2, 1, BANDS, FRAMES)
+    lengths = torch.tensor([FRAMES, FRAMES])
+    torch.testing.assert_close(loaded(features, lengths), model(features, lengths))
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_channels_last_layout_gives_the_same_logits(name):
     featurizer = load_registry().create("featurizer", "plugins.logmel", CONFIG)

@@ -97,7 +97,9 @@ def test_a_step_over_the_memory_budget_is_planned_as_micro_batches(synthetic_dat
                                    atol=1e-5)
     monkeypatch.setenv("ESC50_MEMORY_LIMIT", str(_resident() + 16 * 2**20))  # < one clip's step
     with pytest.raises(Esc50Error, match="needs about .* GiB on cpu even for one clip .* GiB is "
-                                         "available \\(ESC50_MEMORY_LIMIT\\)"):
+                                         "available \\(ESC50_MEMORY_LIMIT=.*, of which this "
+                                         "process already holds .* GiB\\): .* the smallest "
+                                         "ESC50_MEMORY_LIMIT that fits is about .*G$"):
         run("refused")
     with pytest.raises(Esc50Error, match="needs about .* use accumulate="):
         monkeypatch.setenv("ESC50_MEMORY_LIMIT", half_a_step)
@@ -105,11 +107,20 @@ def test_a_step_over_the_memory_budget_is_planned_as_micro_batches(synthetic_dat
 
 
 def test_decoding_that_cannot_fit_is_refused_before_it_starts(synthetic_data, monkeypatch):
-    monkeypatch.setenv("ESC50_MEMORY_LIMIT", "1")
+    from esc50.core.training.memory import _resident
+
+    monkeypatch.setenv("ESC50_MEMORY_LIMIT", str(_resident() + 2**20))
     with pytest.raises(Esc50Error, match="clips of length_wav=100000000 samples need about .* "
-                                         "GiB .* is available"):
+                                         "GiB .* is available .* the smallest "
+                                         "ESC50_MEMORY_LIMIT that fits is about"):
         Trainer(small_config(synthetic_data, length_wav=100_000_000), load_registry(),
                 log=lambda _: None)
+    for limit in ("0", "1M"):  # less than the process itself holds
+        monkeypatch.setenv("ESC50_MEMORY_LIMIT", limit)
+        with pytest.raises(Esc50Error, match=f"^ESC50_MEMORY_LIMIT={limit} is below what this "
+                                             "process already holds .* the limit covers the "
+                                             "whole process"):
+            Trainer(small_config(synthetic_data), load_registry(), log=lambda _: None)
 
 
 # --- 2. small data is data ----------------------------------------------------------------

@@ -161,6 +161,13 @@ def test_a_factory_returning_the_wrong_type_is_refused(tmp_path, monkeypatch):
         load_registry().create("model", "odd.thing", esc50_config(), (1, 64, 862))
 
 
+def test_new_plugin_refuses_a_namespace_that_is_taken(tmp_path):
+    result = CliRunner().invoke(cli, ["new-plugin", "plugins", "--dir", str(tmp_path)])
+    assert result.exit_code == 1 and not (tmp_path / "esc50-plugins").exists()
+    assert "plugin name 'plugins' is the namespace of esc50's plugins (plugins.*): choose " \
+        "another" in result.output
+
+
 def test_new_plugin_writes_a_package_that_installs_and_passes_its_own_test(tmp_path):
     result = CliRunner().invoke(cli, ["new-plugin", "mytools", "--dir", str(tmp_path)])
     assert result.exit_code == 0, result.output

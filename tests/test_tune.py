@@ -111,3 +111,47 @@ def test_two_worker_processes_share_one_study_and_it_continues(tmp_path):
     other = CliRunner().invoke(cli, [*args, "--epochs", "3", "--trials", "1"])
     assert other.exit_code == 1 and "was started with other settings (num_epochs)" in \
         other.output
+
+
+def tune_args(data, tmp_path, *extra):
+    return ["tune", "--data", str(data), "--val-fold", "1", "--output-dir", str(tmp_path / "runs"),
+            "--name", "s", "--epochs", "1", *SMALL, *extra]
+
+
+@pytest.mark.parametrize("storage, message", [
+    ("study.db", "--storage 'study.db' is not a database URL (for example sqlite:///"),
+    ("sqlite:///{tmp}/absent/study.db", "the folder {tmp}/absent does not exist"),
+    ("postgresql://me@localhost/db", "its database driver is not installed (no module named "
+                                     "'psycopg"),  # psycopg or psycopg2, by SQLAlchemy's version
+    ("sqlite:///{tmp}/not-a-db.db", "file is not a database"),
+])
+def test_a_storage_that_cannot_hold_a_study_is_one_line_naming_it(tmp_path, storage, message):
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    (tmp_path / "not-a-db.db").write_text("these are not the tables you are looking for\n" * 40)
+    storage, message = storage.format(tmp=tmp_path), message.format(tmp=tmp_path)
+    result = CliRunner().invoke(cli, tune_args(data, tmp_path, "--space", "learning_rate=1e-3:1e-2",
+                                               "--storage", storage))
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert message in result.output and storage in result.output
+
+
+def test_a_space_for_a_plugin_the_run_lacks_or_a_bad_end_is_refused_before_any_trial(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    unused = CliRunner().invoke(cli, tune_args(data, tmp_path, "--model", "plugins.kumar",
+                                               "--space", "plugins.crnn.hidden_size=8:16"))
+    assert unused.exit_code == 1
+    assert "option plugins.crnn.hidden_size is for plugins.crnn, which this run does not use" \
+        in unused.output
+    high = CliRunner().invoke(cli, tune_args(data, tmp_path, "--space", "train_ratio=0.5:1.5"))
+    assert high.exit_code == 1 and "train_ratio" in high.output
+    assert not (tmp_path / "runs" / "s").exists() or not any((tmp_path / "runs" / "s").glob(
+        "trial-*"))
+
+
+def test_tune_exits_non_zero_when_every_trial_failed(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    result = CliRunner().invoke(cli, tune_args(data, tmp_path, "--trials", "2", "--space",
+                                               "plugins.logmel.n_mels=400|500"))
+    assert result.exit_code == 1, result.output
+    assert "every trial failed (2): see each one's error above" in result.output
+    assert result.output.count("failed:") == 2

@@ -39,7 +39,7 @@ from esc50.core.results.plots import PlotFigure, confusion_figure, learning_curv
 from esc50.core.commands.export import default_name, export_runs
 from esc50.core.commands.predict import (Prediction, audio_files, predict_files, probabilities,
                                          top_classes)
-from esc50.core.plugins.registry import KINDS, Registry, load_registry
+from esc50.core.plugins.registry import KINDS, Registry, check_options_in_run, load_registry
 from esc50.core.training.resume import resume as resume_run
 from esc50.core.training.trainer import Trainer
 
@@ -55,7 +55,8 @@ def config(config_file: str | Path | None = None, recipe: str | None = None,
     if recipe and config_file:
         raise Esc50Error("a recipe (--recipe) and a config file (--config) both give a config: "
                          "use one")
-    settings = {k: v for k, v in settings.items() if v is not None}
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()
+                if v is not None}  # a folder as a Path or a string alike
     path = recipe_path(recipe) if recipe else config_file
     built = load_config(path, **settings) if path else TaskConfig().override(**settings)
     check_options_in_run(built, [k for k in settings if k.count(".") >= 2])
@@ -65,19 +66,6 @@ def config(config_file: str | Path | None = None, recipe: str | None = None,
     return built
 
 
-def check_options_in_run(config: TaskConfig, keys: list[str]) -> None:
-    """Options set for a plugin the run does not use (``--set plugins.crnn.hidden_size=7`` with
-    ``--model plugins.kumar``) are an error, not ignored. ``keys``: ``<plugin id>.<option>``."""
-    specs = [config.dataset, config.model, config.featurizer, *config.augs, *config.loggers]
-    used = {spec.partition(":")[0] for spec in specs}
-    used_names = {plugin_id.rpartition(".")[2] for plugin_id in used}
-    for key in keys:
-        plugin_id = key.rpartition(".")[0]
-        if plugin_id not in used and plugin_id.rpartition(".")[2] not in used_names:
-            raise Esc50Error(f"option {key} is for {plugin_id}, which this run does not use "
-                             f"(its plugins: {', '.join(sorted(used))})")
-
-
 @checked_arguments
 def list_plugins(kind: str | None = None, registry: Registry | None = None
                  ) -> list[dict[str, Any]]:
@@ -85,6 +73,8 @@ def list_plugins(kind: str | None = None, registry: Registry | None = None
     id, kind, package, version, description and options (name, type, default, doc). Also
     reachable as ``esc50.plugins(kind)``."""
     registry = registry or load_registry()
+    if kind is not None and kind not in KINDS:
+        raise Esc50Error(f"kind={kind!r} must be one of {', '.join(KINDS)} (or None: all)")
     kinds = [kind] if kind else list(KINDS)
     return [{"id": c.id, "kind": c.kind, "package": c.package, "version": c.version,
              "description": c.description, "options": c.option_table()}
@@ -110,6 +100,10 @@ class Run:
         except (OSError, ValueError, TypeError) as exc:
             raise Esc50Error(f"{run_dir} is not a finished run directory: "
                              f"{' '.join(str(exc).split())}") from None
+        if not isinstance(metrics, dict):
+            raise Esc50Error(f"{run_dir / 'metrics.json'} holds a JSON "
+                             f"{type(metrics).__name__}, not the object esc50 writes: the run "
+                             "folder is damaged")
         return cls(run_dir, load_config(run_dir / "config.toml"), history, metrics)
 
     @property
@@ -176,7 +170,8 @@ class CrossValidation:
 
 
 @checked_arguments
-def train(model: str | None = None, augs: list[str] | None = None, data: str | None = None,
+def train(model: str | None = None, augs: list[str] | None = None,
+          data: str | Path | None = None,
           epochs: int | None = None, *, config_file: str | Path | None = None,
           recipe: str | None = None, log: Log = print, registry: Registry | None = None,
           **settings: Any) -> Run:
@@ -188,16 +183,17 @@ def train(model: str | None = None, augs: list[str] | None = None, data: str | N
 
 
 @checked_arguments
-def resume(run_dir: str | Path, data: str | None = None, epochs: int | None = None,
+def resume(run_dir: str | Path, data: str | Path | None = None, epochs: int | None = None,
            allow_changed_data: bool = False, log: Log = print,
            registry: Registry | None = None) -> Run:
     """Continue an interrupted run (``esc50 train --resume``); ``epochs`` extends it."""
-    return _fit(resume_run(Path(run_dir), registry or registry_with_warnings(log), data, epochs,
-                           allow_changed_data, log=log))
+    return _fit(resume_run(Path(run_dir), registry or registry_with_warnings(log),
+                           str(data) if data is not None else None, epochs, allow_changed_data,
+                           log=log))
 
 
 @checked_arguments
-def cv(model: str | None = None, augs: list[str] | None = None, data: str | None = None,
+def cv(model: str | None = None, augs: list[str] | None = None, data: str | Path | None = None,
        epochs: int | None = None, *, name: str, folds: list[int] | None = None,
        config_file: str | Path | None = None, recipe: str | None = None,
        allow_changed_data: bool = False, log: Log = print, registry: Registry | None = None,
@@ -336,24 +332,26 @@ class Model:
                               inputs.name(path), on_window)
 
     @checked_arguments
-    def evaluate(self, data: str | None = None, fold: int | None = None,
+    def evaluate(self, data: str | Path | None = None, fold: int | None = None,
                  allow_changed_data: bool = False, warn: Log = print) -> dict[str, Any]:
         """Accuracy, macro F1, per-class precision/recall and the confusion matrix, on the run's
         recorded validation split (default) or on ``fold`` of ``data`` (``esc50 evaluate``); an
         ensemble only on a fold none of its models trained on."""
-        key = (data, fold, allow_changed_data)
+        key = (str(data) if data else None, fold, allow_changed_data)
         if key not in self._reports:
-            report = evaluate_runs(self.runs, self.registry, data, fold, allow_changed_data, warn)
+            report = evaluate_runs(self.runs, self.registry, str(data) if data else None, fold,
+                                   allow_changed_data, warn)
             self._reports[key] = {"checkpoint": self.description, **report}
         return self._reports[key]
 
     @checked_arguments
-    def confusion_matrix(self, data: str | None = None, fold: int | None = None) -> np.ndarray:
+    def confusion_matrix(self, data: str | Path | None = None, fold: int | None = None
+                         ) -> np.ndarray:
         """Counts [true class, predicted class] of :meth:`evaluate`."""
         return np.array(self.evaluate(data, fold)["confusion_matrix"])
 
     @checked_arguments
-    def plot_confusion(self, data: str | None = None, fold: int | None = None) -> Figure:
+    def plot_confusion(self, data: str | Path | None = None, fold: int | None = None) -> Figure:
         """The row-normalised confusion matrix with class names."""
         report = self.evaluate(data, fold)
         return confusion_figure(np.array(report["confusion_matrix"]), self.class_names,
@@ -361,7 +359,7 @@ class Model:
 
     @checked_arguments
     def export(self, fmt: str, out: str | Path | None = None, quantize: str | None = None,
-               data: str | None = None, hop: float | None = None) -> tuple[Path, Path]:
+               data: str | Path | None = None, hop: float | None = None) -> tuple[Path, Path]:
         """Write this model (an ensemble as one file) as a file that takes a mono waveform of
         any length (at least one window) at its sample rate and returns the probabilities of
         each window (every ``hop`` seconds; half a window by default) and their mean,
@@ -372,8 +370,9 @@ class Model:
         hop)."""
         folder = self.path if self.path.is_dir() else self.path.parent
         path = Path(out) if out else folder / default_name(fmt, quantize)
-        return export_runs(self.runs, fmt, path, self.registry, quantize, data,
-                           self.description, hop_samples(hop, self.sample_rate))
+        return export_runs(self.runs, fmt, path, self.registry, quantize,
+                           str(data) if data else None, self.description,
+                           hop_samples(hop, self.sample_rate))
 
     def _single(self) -> LoadedRun:
         if self.is_ensemble:

@@ -1,16 +1,21 @@
 """The Python API checks its arguments as the command line's options are checked: a value of the
 wrong type (a string where a list of paths goes, a float where a count goes, a bool for a
-number) or a count that is not positive is one line naming the function, the argument and what
-was expected, before anything runs."""
+number, an array of strings where samples go, None where a function goes) or a count that is
+not positive is one line naming the function, the argument and what was expected, before
+anything runs."""
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import inspect
 import types
 import typing
 from pathlib import Path
 from typing import Any, Callable, TypeVar
+
+import numpy as np
+import torch
 
 from esc50.core.errors import Esc50Error
 
@@ -75,7 +80,15 @@ def mismatch(value: Any, kind: Any) -> str | None:
         return None if isinstance(value, str) else "a string"
     if kind is Path:
         return None if isinstance(value, Path) else "a path"
-    return None  # arrays, tensors, callables, registries: not checked here
+    if kind is np.ndarray:
+        if not isinstance(value, np.ndarray):
+            return "an array"
+        return None if value.dtype.kind in "biuf" else f"an array of numbers, not of {value.dtype}"
+    if kind is torch.Tensor:
+        return None if isinstance(value, torch.Tensor) else "a tensor"
+    if origin is collections.abc.Callable:
+        return None if callable(value) else "a function"
+    return None  # registries and the like: not checked here
 
 
 def _name(kind: Any) -> str:

@@ -23,9 +23,10 @@ import os
 import statistics
 import time
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from esc50.core.config import TaskConfig, load_config, save_config
 from esc50.core.data.clips import find_clips
@@ -33,7 +34,8 @@ from esc50.core.data.location import resolve_data_dir
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import read_text
 from esc50.core.files.write import output_folder, plain_name
-from esc50.core.plugins.registry import Registry, load_registry, parse_spec
+from esc50.core.plugins.registry import (Registry, check_options_in_run, load_registry,
+                                         parse_spec)
 from esc50.core.training.batches import ExperimentData
 from esc50.core.training.trainer import Trainer
 
@@ -168,9 +170,10 @@ def prepare(config: TaskConfig, registry: Registry, name: str, space: list[Dimen
     folder and its storage."""
     if not space:
         raise Esc50Error("nothing to search: give --space KEY=low:high or a --space-file")
-    for dimension in space:
-        with_setting(config, dimension.key, dimension.choices[0] if dimension.choices
-                     else dimension.low)  # a key or value the config refuses fails here
+    check_options_in_run(config, [d.key for d in space if d.key.count(".") >= 2])
+    for dimension in space:  # a key, or a value at either end, the config refuses fails here
+        for value in dimension.choices or (dimension.low, dimension.high):
+            with_setting(config, dimension.key, value)
     table = find_clips(resolve_data_dir(config.data), config, registry, log)
     if not table.has_folds:
         config = config.override(k_folds=config.k_folds or 5)
@@ -188,19 +191,61 @@ def prepare(config: TaskConfig, registry: Registry, name: str, space: list[Dimen
     root = output_folder(Path(config.output_dir) / plain_name(name, "--name",
                                                               Path(config.output_dir)),
                          "study folder")
-    storage = storage or f"sqlite:///{root.resolve() / 'study.db'}"
+    storage = check_storage(storage or f"sqlite:///{root.resolve() / 'study.db'}")
     return Search(name, root, storage, config, config.val_fold, others[:inner_folds], space)
+
+
+def check_storage(storage: str) -> str:
+    """``storage`` when it can name a database: a URL (``dialect[+driver]://...``), whose
+    SQLite file, if it is one, is in a folder that exists; else a one-line error naming it."""
+    dialect, sep, rest = storage.partition("://")
+    if not sep or not dialect or not rest:
+        raise Esc50Error(f"--storage {storage!r} is not a database URL (for example "
+                         "sqlite:///path/to/study.db or postgresql://user@host/db)")
+    if dialect.startswith("sqlite"):
+        path = Path(rest.removeprefix("/"))
+        if str(path) and not path.parent.is_dir():
+            raise Esc50Error(f"--storage {storage}: the folder {path.parent} does not exist")
+    return storage
+
+
+@contextmanager
+def storage_errors(storage: str) -> Iterator[None]:
+    """Turn what the study's database raises (SQLAlchemy, sqlite3, a driver that is not
+    installed) into one line naming the storage and what is wrong."""
+    try:
+        yield
+    except Esc50Error:
+        raise
+    except ImportError as exc:  # Optuna's, raised from the driver's ModuleNotFoundError
+        missing = exc if isinstance(exc, ModuleNotFoundError) else exc.__cause__ or \
+            exc.__context__
+        name = getattr(missing, "name", None) or "its driver"
+        raise Esc50Error(f"--storage {storage}: its database driver is not installed "
+                         f"(no module named {name!r}): pip install it") from None
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "sqlite3", "optuna"):
+            raise
+        reason = " ".join(str(exc).split("[SQL:")[0].split("(Background")[0].split())
+        raise Esc50Error(f"--storage {storage}: {reason or type(exc).__name__}") from None
 
 
 def open_study(search: Search) -> Any:
     optuna = optuna_module()
-    storage = optuna.storages.RDBStorage(
-        search.storage, engine_kwargs={"connect_args": {"timeout": 120}}) \
-        if search.storage.startswith("sqlite") else search.storage
-    study = optuna.create_study(
-        study_name=search.name, storage=storage, direction="maximize", load_if_exists=True,
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(
-            1, search.base.num_epochs // 3)))
+    with storage_errors(search.storage):
+        storage = optuna.storages.RDBStorage(
+            search.storage, engine_kwargs={"connect_args": {"timeout": 120}}) \
+            if search.storage.startswith("sqlite") else search.storage
+        study = optuna.create_study(
+            study_name=search.name, storage=storage, direction="maximize", load_if_exists=True,
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(
+                1, search.base.num_epochs // 3)))
+        return _checked_study(search, study)
+
+
+def _checked_study(search: Search, study: Any) -> Any:
+    """``study``, refused when it was started with other settings (its first open records
+    them)."""
     base = search.base.to_dict()
     recorded = study.user_attrs.get("base")
     if recorded is not None and recorded != base:
@@ -285,8 +330,9 @@ def run_trials(search: Search, trials: int, log: Log, worker: str = "") -> None:
             f"({shown(values)}); best so far {best:.3f}")
         return score
 
-    study.optimize(objective, n_trials=trials,
-                   callbacks=[lambda study, trial: _report_pruned(trial, log, worker)])
+    with storage_errors(search.storage):
+        study.optimize(objective, n_trials=trials,
+                       callbacks=[lambda study, trial: _report_pruned(trial, log, worker)])
 
 
 def shown(settings: dict[str, Any]) -> str:
@@ -340,6 +386,11 @@ def summary(search: Search) -> dict[str, Any]:
     """The study's best settings and inner score, its trial counts, and the config file of the
     best settings (``best.toml``, with the outer fold as ``val_fold``), written."""
     study = open_study(search)
+    with storage_errors(search.storage):
+        return _summary(search, study)
+
+
+def _summary(search: Search, study: Any) -> dict[str, Any]:
     states = [t.state.name.lower() for t in study.trials]
     counts = {state: states.count(state) for state in sorted(set(states))}
     if not _completed(study):
@@ -383,15 +434,16 @@ def final_run(search: Search, log: Log) -> dict[str, Any]:
 
 def load_search(root: Path, name: str, storage: str | None) -> Search:
     """The search of an existing study (for ``--show`` and ``--final``), from what it recorded."""
-    storage = storage or f"sqlite:///{root.resolve() / 'study.db'}"
+    storage = check_storage(storage or f"sqlite:///{root.resolve() / 'study.db'}")
     if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
         raise Esc50Error(f"no study {name!r} in {root} (no study.db): run esc50 tune first")
     optuna = optuna_module()
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        raise Esc50Error(f"no study {name!r} in {storage}") from None
-    attrs = study.user_attrs
+    with storage_errors(storage):
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            raise Esc50Error(f"no study {name!r} in {storage}") from None
+        attrs = study.user_attrs
     base = TaskConfig().override(**attrs["base"])
     space = [Dimension(key) for key in study.best_params] if _completed(study) else []
     return Search(name, root, storage, base, attrs["outer"], attrs["inner"], space)

@@ -80,11 +80,23 @@ def find_clips(root: Path, config: TaskConfig, registry: Registry | None = None,
         raise Esc50Error(f"config num_classes={config.num_classes}, but dataset "
                          f"{config.dataset} in {root} has {classes} classes (leave num_classes "
                          "unset: the dataset decides it)")
+    for names in alike_names(table.class_names):
+        warn(f"warning: dataset {config.dataset} in {root} has classes "
+             f"{' and '.join(map(repr, names))}, which differ only in case or surrounding "
+             "spaces: if they are one class, give them one label")
     if config.k_folds:
         assign_folds(table, config.k_folds, config.seed)
     if config.ignore_folds and table.has_folds:  # never decoded, never read
         table.clips = [c for c in table.clips if c.fold not in config.ignore_folds]
     return table
+
+
+def alike_names(names: list[str]) -> list[list[str]]:
+    """Groups of class names that are the same but for case and surrounding spaces."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.strip().casefold(), []).append(name)
+    return [group for group in groups.values() if len(group) > 1]
 
 
 def leftovers(table: ClipTable, shown: int = 5) -> list[str]:

@@ -209,11 +209,14 @@ class Registry:
     warnings: list[str] = field(default_factory=list)  # plugins loaded with a warning (adapted)
 
     def check_recorded(self, plugins: dict[str, dict[str, str]],
-                       warn: Callable[[str], None]) -> None:
-        """The plugins a run recorded (spec -> kind, id, package, version) must be installed: a
-        missing one is an error naming the package and version to install; another installed
-        version is a warning."""
+                       warn: Callable[[str], None], kinds: tuple[str, ...] = tuple(KINDS)
+                       ) -> None:
+        """The plugins of ``kinds`` a run recorded (spec -> kind, id, package, version) must be
+        installed: a missing one is an error naming the package and version to install;
+        another installed version is a warning."""
         for info in plugins.values():
+            if info["kind"] not in kinds:
+                continue
             try:
                 installed = self.resolve(info["kind"], info["id"])
             except Esc50Error:
@@ -465,3 +468,16 @@ def _one_line(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}{where}"
+
+
+def check_options_in_run(config: Any, keys: list[str]) -> None:
+    """Options set for a plugin the run does not use (``--set plugins.crnn.hidden_size=7`` with
+    ``--model plugins.kumar``) are an error, not ignored. ``keys``: ``<plugin id>.<option>``."""
+    specs = [config.dataset, config.model, config.featurizer, *config.augs, *config.loggers]
+    used = {spec.partition(":")[0] for spec in specs}
+    used_names = {plugin_id.rpartition(".")[2] for plugin_id in used}
+    for key in keys:
+        plugin_id = key.rpartition(".")[0]
+        if plugin_id not in used and plugin_id.rpartition(".")[2] not in used_names:
+            raise Esc50Error(f"option {key} is for {plugin_id}, which this run does not use "
+                             f"(its plugins: {', '.join(sorted(used))})")

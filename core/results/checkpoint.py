@@ -74,10 +74,17 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         raise
 
 
+TEXT_SUFFIXES = {".toml", ".yaml", ".yml", ".json", ".csv", ".md", ".txt"}  # never checkpoints
+
+
 def load_checkpoint(path: Path) -> Any:
     """Load a checkpoint without executing code from it, after checking it against its sha256
     sidecar when it has one. Every failure is a one-line Esc50Error."""
     path = checked_file(path, "checkpoint")  # a FIFO would block the checksum for ever
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        raise Esc50Error(f"{path} is a {path.suffix.lstrip('.').upper()} file (a run's config or "
+                         f"metrics), not a checkpoint: give the run folder ({path.parent}), whose "
+                         "last.pt is loaded, or a .pt checkpoint")
     sidecar = checksum_file(path)
     digests = _known_digests(path)
     if sidecar.is_file() and not digests:

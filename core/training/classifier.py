@@ -55,13 +55,19 @@ class Classifier(nn.Module):
 
 def build_classifier(config: TaskConfig, registry: Registry, restoring: bool = False,
                      plugins: RunPlugins | None = None) -> Classifier:
-    """An untrained, unnormalized classifier for ``config`` (its plugins chosen once by
-    :meth:`RunPlugins.of` when not given). ``restoring=True`` builds it to receive a
-    checkpoint's weights: one-time set-up (``pretrained`` weights) is skipped."""
-    plugins = plugins or RunPlugins.of(config, registry)
-    featurizer = plugins.featurizer.build(config)
+    """An untrained, unnormalized classifier for ``config``: its model and featurizer from a
+    run's ``plugins`` (chosen once by :meth:`RunPlugins.of`), else chosen here (nothing else:
+    a trained run loads wherever its model and featurizer are installed, its augmentations and
+    loggers are needed only to train). ``restoring=True`` builds it to receive a checkpoint's
+    weights: one-time set-up (``pretrained`` weights) is skipped."""
+    if plugins is not None:
+        model_choice, featurizer_choice = plugins.model, plugins.featurizer
+    else:
+        model_choice = registry.choose("model", config.model, config)
+        featurizer_choice = registry.choose("featurizer", config.featurizer, config)
+    featurizer = featurizer_choice.build(config)
     shape = featurizer.output_shape(config.length_wav)
-    model = plugins.model.build(config, shape, restoring=restoring)
+    model = model_choice.build(config, shape, restoring=restoring)
     return Classifier(featurizer, model, channels_last=config.channels_last, feature_shape=shape,
                       num_classes=config.num_classes)
 
@@ -75,7 +81,7 @@ def load_classifier(path: Path, registry: Registry, which: str = "last",
     state = load_checkpoint(path)
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise Esc50Error(f"{path} is not an esc50 checkpoint (no model and config in it)")
-    registry.check_recorded(state.get("plugins", {}), warn)
+    registry.check_recorded(state.get("plugins", {}), warn, kinds=("model", "featurizer"))
     config = TaskConfig().override(**state["config"])
     written = path.parent / "config.toml"
     if written.is_file():

@@ -8,8 +8,9 @@ those variables (a plain ``esc50 train``) it is the single-process no-op.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ContextManager
 
 import torch
 import torch.distributed as dist
@@ -96,3 +97,12 @@ class Distributed:
         """Leave the process group (at the end of a run)."""
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def held_back(step_model: torch.nn.Module, hold: bool) -> ContextManager:
+    """With ``hold``, DistributedDataParallel's ``no_sync``: the gradients of the forward and
+    backward inside stay in this process, to be reduced with those of the optimizer step's last
+    micro-batch (one all-reduce a step instead of one a micro-batch; the sum is the same).
+    Nothing otherwise, and nothing for a model that is not wrapped."""
+    module = getattr(step_model, "_orig_mod", step_model)  # the wrapper under torch.compile
+    return module.no_sync() if hold and hasattr(module, "no_sync") else nullcontext()

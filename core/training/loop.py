@@ -25,7 +25,7 @@ from esc50.core.errors import Esc50Error
 from esc50.core.plugins.contracts import Randomness
 from esc50.core.training.batches import FeatureSource
 from esc50.core.training.device import autocast
-from esc50.core.training.distributed import Distributed
+from esc50.core.training.distributed import Distributed, held_back
 from esc50.core.training.memory import measure, plan_steps
 from esc50.core.training.scoring import Scoring, predicted
 from esc50.core.training.stages import BatchRecord
@@ -67,10 +67,16 @@ def run_epoch(source: FeatureSource, state: TrainingState, epoch: int, training:
     unread: list[BatchRecord] = []  # the batches since the loss was last read back
     for step, batch in enumerate(bar, start=1):
         unread.append(batch.record)
-        with torch.set_grad_enabled(training), autocast(device, scoring.bf16):
-            logits = source.stages.at(batch.record.where).logits(model, batch.features,
-                                                                 batch.frames)
-            loss = loss_fn(logits.float(), batch.targets)
+        last_of_step = step % source.accumulate == 0 or step == steps  # ``accumulate`` a step
+        with held_back(step_model, training and not last_of_step):  # one all-reduce a step
+            with torch.set_grad_enabled(training), autocast(device, scoring.bf16):
+                logits = source.stages.at(batch.record.where).logits(model, batch.features,
+                                                                     batch.frames)
+                loss = loss_fn(logits.float(), batch.targets)
+            if training:  # each micro-batch weighted by its share of the step's clips
+                if (step - 1) % source.accumulate == 0:
+                    state.optimizer.zero_grad(set_to_none=True)
+                (loss * weights[step - 1] if source.accumulate > 1 else loss).backward()
         finite &= torch.isfinite(loss)
         read_back = step % SYNC_EVERY == 0 or step == steps
         if read_back and not finite:
@@ -84,11 +90,8 @@ def run_epoch(source: FeatureSource, state: TrainingState, epoch: int, training:
                              "draws, is finite: training diverged)")
         if read_back:
             unread.clear()
-        if training:  # ``accumulate`` batches a step, each weighted by its share of clips
-            if (step - 1) % source.accumulate == 0:
-                state.optimizer.zero_grad(set_to_none=True)
-            (loss * weights[step - 1] if source.accumulate > 1 else loss).backward()
-            if step % source.accumulate == 0 or step == steps:
+        if training:
+            if last_of_step:
                 state.step()
             labels, guesses = batch.targets.argmax(1), logits.argmax(dim=1)
         else:

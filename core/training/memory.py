@@ -31,6 +31,7 @@ giving it back between steps.
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import re
 import weakref
@@ -129,6 +130,16 @@ def _cgroup_room() -> int | None:
     return None
 
 
+def smallest_limit(source: str, need: float, available: int) -> str:
+    """Where ``ESC50_MEMORY_LIMIT`` set the budget: the smallest limit that gives ``need``
+    bytes (what the process holds already, plus the need with the plan's margin)."""
+    if not source.startswith(LIMIT_VARIABLE):
+        return ""
+    limit = parse_size(source.split("=", 1)[1].split(",", 1)[0])
+    return (f"; the smallest {LIMIT_VARIABLE} that fits is about "
+            f"{(limit - available + need / MARGIN) / GIB:.1f}G")
+
+
 def memory_budget(device: torch.device) -> tuple[int | None, str]:
     """Bytes this process may still allocate on ``device``, and where that figure comes from
     (None: unknown, nothing is planned)."""
@@ -137,7 +148,16 @@ def memory_budget(device: torch.device) -> tuple[int | None, str]:
     found = {"available memory": _meminfo("MemAvailable"),
              "the container's memory limit": _cgroup_room()}
     if os.environ.get(LIMIT_VARIABLE):
-        found[LIMIT_VARIABLE] = max(parse_size(os.environ[LIMIT_VARIABLE]) - _resident(), 0)
+        text, resident = os.environ[LIMIT_VARIABLE], _resident()
+        limit = parse_size(text)
+        if limit <= resident:
+            raise Esc50Error(
+                f"{LIMIT_VARIABLE}={text} is below what this process already holds "
+                f"({resident / GIB:.2f} GiB: Python, torch and the libraries, before any data): "
+                f"the limit covers the whole process, so it must be at least that plus what "
+                f"the run needs (try {math.ceil(resident / GIB) + 1}G)")
+        found[f"{LIMIT_VARIABLE}={text}, of which this process already holds "
+              f"{resident / GIB:.2f} GiB"] = limit - resident
     known = {k: v for k, v in found.items() if v is not None}
     if not known:
         return None, "unknown"
@@ -207,7 +227,8 @@ def check_data_memory(config: TaskConfig, clips: int, feature_shape: tuple[int, 
             f"{(audio + features + per_clip) / GIB:.1f} GiB in memory (decoded audio "
             f"{audio / GIB:.1f}, features {features / GIB:.1f}, featurizing one clip "
             f"{per_clip / GIB:.1f}) but {available / GIB:.1f} GiB is available ({source}): "
-            "lower length_wav or sample_rate, or set audio_cache=DIR and cache_features=false")
+            "lower length_wav or sample_rate, or set audio_cache=DIR and cache_features=false"
+            + smallest_limit(source, audio + features + per_clip, available))
     return max(1, min(config.batch_size, int(room // max(per_clip, 1))))
 
 
@@ -252,7 +273,7 @@ def plan_steps(config: TaskConfig, batch: int, step_bytes: Callable[[int], int],
             f"a training step needs about {need(1) / GIB:.1f} GiB on {device.type} even for one "
             f"clip ({static_bytes / GIB:.1f} GiB of optimizer state and weights besides) but "
             f"{available / GIB:.2f} GiB is available ({source}): use a smaller model, a shorter "
-            "length_wav or a lower sample_rate")
+            "length_wav or a lower sample_rate" + smallest_limit(source, need(1), available))
     accumulate = -(-batch // fits)
     micro = -(-batch // accumulate)
     return StepPlan(accumulate, (

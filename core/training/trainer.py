@@ -100,9 +100,16 @@ class Trainer:
         try:
             with lock:
                 self._train(run_dir)
-        except BaseException:
-            if fresh and not self.state.history and self.dist.is_main:  # nothing worth keeping
+        except BaseException as exc:
+            kept = bool(self.state.history)
+            if fresh and not kept and self.dist.is_main:  # nothing worth keeping
                 shutil.rmtree(run_dir, ignore_errors=True)
+            if isinstance(exc, KeyboardInterrupt):  # outside an epoch: a logger's event, say
+                raise Esc50Error(
+                    f"interrupted after epoch {len(self.state.history)}; last.pt holds the last "
+                    f"epoch saved: continue with `esc50 train --resume {run_dir}`" if kept else
+                    f"interrupted before any epoch finished: nothing was kept ({run_dir} is "
+                    "removed)") from None
             raise
         self.dist.barrier()
         return run_dir

@@ -19,11 +19,21 @@ ESC50_PLUGIN_API = 4
 
 
 class Attention(nn.Module):
-    """Additive attention: energy = Linear-Tanh-Linear, softmax over valid frames, weighted sum."""
+    """Additive attention: energy = Linear-Tanh-Linear, softmax over valid frames, weighted sum.
+
+    The last Linear has no bias: a constant added to every frame's energy before a softmax over
+    frames cannot change it (the softmax is shift-invariant), so that bias never learned (its
+    gradient is zero up to rounding). Checkpoints written with it still load: it is dropped."""
 
     def __init__(self, size: int) -> None:
         super().__init__()
-        self.energy = nn.Sequential(nn.Linear(size, size), nn.Tanh(), nn.Linear(size, 1))
+        self.energy = nn.Sequential(nn.Linear(size, size), nn.Tanh(),
+                                    nn.Linear(size, 1, bias=False))
+        self._register_load_state_dict_pre_hook(self._drop_dead_bias)
+
+    @staticmethod
+    def _drop_dead_bias(state_dict: dict, prefix: str, *_: object) -> None:
+        state_dict.pop(f"{prefix}energy.2.bias", None)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         energy = self.energy(x).squeeze(-1).masked_fill(~mask, float("-inf"))
