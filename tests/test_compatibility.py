@@ -45,14 +45,24 @@ def test_old_packages_load_with_one_warning_each_naming_what_to_change(legacy_pa
     assert all(len(found) == 1 for found in warnings.values()), listing["warnings"]
     one, two, three = (warnings[v][0] for v in (1, 2, 3))
     assert "is written for plugin API 1; esc50 (API 4) adapts it" in one
-    assert "(API 2) move each augmentation's draws into sample" in one
-    assert "(API 3) take n_fft, win_length, hop_length and n_mels as keyword options" in one
-    assert "(API 4) expect per-example draws" in one
-    assert "import from esc50 itself, not esc50.core.contracts, esc50.core.hookspecs" in one
+    # each change that applies, naming the class and where it is; none that does not
+    assert "(API 2) Flip (legacy1_esc50/plugin.py:15): move its draws into sample" in one
+    assert "(API 2) BandMask (legacy1_esc50/plugin.py:29): rename its stage 'spec' to " \
+        "'features'" in one and "Flip (legacy1_esc50/plugin.py:15): rename" not in one
+    assert "(API 2) MeanMLP (legacy1_esc50/plugin.py:80): take hidden_size as keyword " \
+        "options" in one
+    assert "(API 3) LogMel (legacy1_esc50/plugin.py:58): take hop_length, n_fft, n_mels, " \
+        "win_length as keyword options" in one
+    assert "(API 4) Swap (legacy1_esc50/plugin.py:46): expect its per-example draws" in one
+    assert "use esc50.testing.config()" in one
+    assert "import from esc50 itself, not esc50.core.contracts (legacy1_esc50/plugin.py:9), " \
+        "esc50.core.hookspecs (legacy1_esc50/plugin.py:10)" in one
     assert "written for plugin API 2" in two and "(API 2)" not in two and "(API 3)" in two
+    assert "Gain (legacy2_esc50/plugin.py:17)" in two and "esc50.testing.config()" in two
     assert "written for plugin API 3" in three and "(API 4)" in three and "(API 3)" not in three
-    assert "not esc50.core.contracts, esc50.core.dataset, esc50.core.hookspecs" in two
-    assert "not esc50.core.contracts, esc50.core.hookspecs, esc50.core.loggers" in three
+    assert "esc50.core.dataset (legacy2_esc50/plugin.py:11)" in two
+    assert "esc50.core.loggers (legacy3_esc50/plugin.py:11)" in three
+    assert "esc50.core.contracts (legacy3_esc50/helpers.py:3)" in three  # in another module
 
 
 def test_an_api_1_package_trains_and_predicts(legacy_packages, tmp_path):

@@ -62,9 +62,29 @@ class NaNs(Featurizer):
         return (1, 8, num_samples // self.hop + 1)
 
 
+class HalfTime(NaNs):
+    """Features with half the frames it declares (a pooling it forgot to declare)."""
+
+    name = "halftime"
+
+    def forward(self, wav):
+        frames = (wav.shape[1] // self.hop + 1) // 2
+        return torch.randn(wav.shape[0], 1, 8, frames)
+
+
+class TwoClips(WrongClasses):
+    """Right for the set-up pass's two clips, wrong for any other batch."""
+
+    name = "twoclips"
+
+    def forward(self, features, frame_lengths):
+        return self.linear(features.mean(dim=(1, 3)))[:2, :4]
+
+
 @hookimpl(specname="register_models")
 def models(register):
     register(WrongClasses)
+    register(TwoClips)
 
 
 @hookimpl(specname="register_augmentations")
@@ -75,6 +95,7 @@ def augmentations(register):
 @hookimpl(specname="register_featurizers")
 def featurizers(register):
     register(NaNs)
+    register(HalfTime)
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -87,6 +108,12 @@ def featurizers(register):
                                 "[2, 8000]; an augmentation must keep the batch size"),
     ({"featurizer": "bad.nans"}, "featurizer bad.nans (tests 9.9) returned 2016 NaN or infinite "
                                  "value(s)"),
+    ({"featurizer": "bad.halftime"}, "featurizer bad.halftime (tests 9.9) gave 63 frames for "
+                                     "8000 samples, but its output_shape(8000) declares 126"),
+    ({"model": "bad.twoclips"}, "model bad.twoclips (tests 9.9) returned a torch.float32 tensor "
+                                "of shape [2, 4]; expected logits of shape [4, 4] (batch, "
+                                "num_classes), floating point in the memory plan (a training "
+                                "step of 4 clips)"),
 ])
 def test_a_broken_contract_is_one_line_naming_the_plugin(synthetic_data, tmp_path, changes,
                                                           message):
@@ -133,6 +160,12 @@ def test_esc50_testing_runs_the_same_checks_for_plugin_authors():
         check_augmentation("bad.dropone", registry)
     with pytest.raises(Esc50Error, match="featurizer bad.nans .* NaN or infinite"):
         check_featurizer("bad.nans", registry, normalize=False)
+    with pytest.raises(Esc50Error, match=r"^featurizer bad.halftime .* gave 63 frames for 8000 "
+                                         r"samples, but its output_shape\(8000\) declares 126"):
+        check_featurizer("bad.halftime", registry, normalize=False)
+    with pytest.raises(Esc50Error, match=r"^model bad.twoclips .* returned .* \[2, 4\]; "
+                                         r"expected logits of shape \[3, 4\] .* in the memory plan"):
+        check_model("bad.twoclips", registry)
 
 
 def test_a_loss_that_turns_nan_in_training_stops_the_run_with_one_line(synthetic_data, tmp_path):

@@ -73,3 +73,21 @@ def test_waveform_featurizer_passes_samples_through():
     assert torch.equal(featurizer(wav)[:, 0, 0], wav)
     assert featurizer.output_shape(1000) == (1, 1, 1000)
     assert featurizer.frame_lengths(torch.tensor([1000, 10])).tolist() == [1000, 10]
+
+
+def test_built_in_featurizers_give_a_clip_the_same_features_in_any_batch():
+    """What lets a run's validation (features from its cache, computed for every clip at once)
+    and `esc50 evaluate` (features computed batch by batch) give the same accuracy to the clip:
+    a clip's features do not depend on the other clips of its batch."""
+    registry = load_registry()
+    wav = torch.from_numpy(np.stack([tone(300.0 * (i + 1), seconds=1.0, sr=16000, seed=i)
+                                     for i in range(7)]))
+    for spec in ("plugins.logmel", "plugins.panns_logmel:f_max=8000",
+                 "plugins.kumar_logmel:f_max=8000", "plugins.waveform",
+                 f"plugins.mfcc:{MFCC_STFT}"):
+        featurizer = registry.create("featurizer", spec, CONFIG_16K)
+        with torch.no_grad():
+            together = featurizer(wav)
+            apart = torch.cat([featurizer(wav[i:i + 1]) for i in range(len(wav))])
+            pairs = torch.cat([featurizer(wav[i:i + 3]) for i in range(0, len(wav), 3)])
+        assert torch.equal(together, apart) and torch.equal(together, pairs), spec

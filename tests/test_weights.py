@@ -206,3 +206,12 @@ def test_a_path_keeps_working_as_before(tmp_path):
     model = load_registry().create("model", f"plugins.kumar:checkpoint={path}",
                                    TaskConfig().override(num_classes=50), (1, 128, 64))
     assert model.f1[0].weight.shape[0] == 1024
+
+
+def test_a_misspelled_weights_name_is_refused_naming_the_known_ones():
+    registry = load_registry()
+    config = TaskConfig().override(num_classes=50, sample_rate=44_100, length_wav=220_500)
+    with pytest.raises(Esc50Error, match=r"^model plugins.cnn14: checkpoint='cnn41' is neither a "
+                                         r"weights name nor a file \(did you mean cnn14\? "
+                                         r"names: cnn14, kumar-audioset; esc50 weights list"):
+        registry.create("model", "plugins.cnn14:checkpoint=cnn41", config, (1, 64, 501))

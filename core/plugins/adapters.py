@@ -18,6 +18,10 @@ change (:func:`porting_notes`). The changes, by the version that made them:
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,24 +40,75 @@ LEGACY_KEYS: dict[str, tuple[int, Any, Any]] = {
     "hidden_size": (1, 64, int), "gru_num_layers": (1, 2, int), "bidirectional": (1, False, bool),
     "pretrained": (1, False, bool), "path2noise": (1, None, str | None)}
 
-CHANGES = {  # version -> {kind: what a plugin of that kind written before it must change}
-    2: {"augmentation": "move each augmentation's draws into sample(batch_size, generator) and its "
-                        "transform into apply(x, chosen, params, generator), leave p to the base "
-                        "class, rename stage 'spec' to 'features' and make batch-stage ones "
-                        "subclass BatchAugmentation",
-        "model": "take model settings as keyword options of the factory, not config keys"},
-    3: {"featurizer": "take n_fft, win_length, hop_length and n_mels as keyword options of the "
-                      "factory (with defaults), not config keys, and set min_samples"},
-    4: {"augmentation": "expect per-example draws (chosen, sample's tensors) on the CPU when "
-                        "training on a GPU: move each to the batch with to_device(draw, x)"},
-}
+def located(obj: Any, root: Path | None) -> str:
+    """``Name (file:line)`` of a class or function, the file relative to ``root`` (the folder
+    holding the plugin's top-level package) where it lies under it."""
+    name = getattr(obj, "__name__", type(obj).__name__)
+    try:
+        path = Path(inspect.getsourcefile(obj) or "")
+        line = inspect.getsourcelines(obj)[1]
+    except (OSError, TypeError):
+        return name
+    shown = path.relative_to(root) if root and path.is_relative_to(root) else path
+    return f"{name} ({shown}:{line})"
 
 
-def porting_notes(api: int, kinds: set[str]) -> list[str]:
-    """What a package written for plugin API ``api`` with components of ``kinds`` must change
-    to be current, oldest change first."""
-    return [f"(API {version}) {text}" for version, by_kind in sorted(CHANGES.items())
-            if version > api for kind, text in by_kind.items() if kind in kinds]
+def config_keys_read(obj: Any) -> list[str]:
+    """The moved config keys (:data:`LEGACY_KEYS`) a factory's source reads from its config
+    (``config.n_fft``)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    except (OSError, TypeError, SyntaxError):
+        return []
+    return sorted({node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                   and isinstance(node.value, ast.Name) and node.value.id == "config"
+                   and node.attr in LEGACY_KEYS})
+
+
+def porting_notes(api: int, components: list[Any], root: Path | None) -> list[str]:
+    """What a package written for plugin API ``api`` must change to be current, for the
+    ``components`` (kind and factory of each) it registered: only the changes that apply, each
+    naming the class and where it is (files under ``root``)."""
+    notes = []
+    for component in components:
+        factory, kind, where = component.factory, component.kind, located(component.factory, root)
+        keys = config_keys_read(factory)
+        if kind == "augmentation" and inspect.isclass(factory):
+            base = BatchAugmentation if issubclass(factory, BatchAugmentation) else Augmentation
+            old_style = factory.forward is not base.forward and factory.apply is base.apply
+            if api < 2 and old_style:
+                notes.append(f"(API 2) {where}: move its draws into sample(batch_size, "
+                             "generator) and its transform into apply(x, chosen, params, "
+                             "generator), leaving p to the base class")
+            if api < 2 and getattr(factory, "stage", None) == "spec":
+                notes.append(f"(API 2) {where}: rename its stage 'spec' to 'features'")
+            if api < 4:
+                notes.append(f"(API 4) {where}: expect its per-example draws (chosen, what "
+                             "sample returns) on the CPU when training on a GPU: move each to "
+                             "the batch with to_device(draw, x)")
+        moved_in = {2: [k for k in keys if LEGACY_KEYS[k][0] == 1],
+                    3: [k for k in keys if LEGACY_KEYS[k][0] == 2]}
+        for version, moved in moved_in.items():
+            if api < version and moved:
+                notes.append(f"(API {version}) {where}: take {', '.join(moved)} as keyword "
+                             "options of the factory (with defaults), not config keys")
+        if api < 3 and kind == "featurizer" and inspect.isclass(factory) and \
+                "min_samples" not in source_of(factory):
+            notes.append(f"(API 3) {where}: set min_samples (the samples of one analysis "
+                         "window)")
+    if api < 3:
+        notes.append("(API 3) TaskConfig() leaves sample_rate, num_classes and length_wav unset "
+                     "(the dataset fills them in): where the package's own tests build a config, "
+                     "use esc50.testing.config() (ESC-50's 44 100 Hz, 50 classes, 5 s, as "
+                     "TaskConfig() gave them before) or set them")
+    return notes
+
+
+def source_of(obj: Any) -> str:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
 
 
 def legacy_options(api: int, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -68,6 +68,22 @@ def check_frames(frames: Any, batch: int, name: str, method: str = "frame_length
                          "whole numbers of at least 1 (valid samples or frames per clip)")
 
 
+def check_time_axis(out: torch.Tensor, frames: torch.Tensor, samples: torch.Tensor,
+                    total: int, declared: int, name: str) -> None:
+    """A featurizer's time axis: for a batch padded to ``total`` samples its output (features,
+    or a power spectrogram) has the ``declared`` frames ``output_shape(total)`` gives, and its
+    ``frame_lengths`` give a clip of ``total`` valid samples all of them and none more."""
+    if out.shape[-1] != declared:
+        raise Esc50Error(f"{name} gave {out.shape[-1]} frames for {total} samples, but its "
+                         f"output_shape({total}) declares {declared}: the time axis a model "
+                         "and the frame lengths rely on")
+    whole = frames[samples == total]
+    if bool((frames > declared).any()) or bool((whole != declared).any()):
+        raise Esc50Error(f"{name} frame_lengths gave {frames.tolist()[:8]} for clips of "
+                         f"{samples.tolist()[:8]} samples; its features have {declared} frames "
+                         f"for {total} samples (a whole clip must get them all, none more)")
+
+
 def check_frames_positive(frames: torch.Tensor, name: str, method: str = "frame_lengths"
                           ) -> None:
     if bool((frames < 1).any()):

@@ -12,10 +12,12 @@ import ast
 import difflib
 import inspect
 import re
+import sys
 import traceback
 import typing
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any, Callable
 
 import pluggy
@@ -141,8 +143,16 @@ class Choice:
             for name in ONE_TIME_OPTIONS & self.component.options().keys():
                 kwargs.pop(name, None)
         for name in WEIGHT_OPTIONS & kwargs.keys():
-            if isinstance(kwargs[name], str) and kwargs[name] in self.weights:
-                kwargs[name] = str(fetch(self.weights[kwargs[name]]))  # a name: fetched
+            value = kwargs[name]
+            if isinstance(value, str) and value in self.weights:
+                kwargs[name] = str(fetch(self.weights[value]))  # a name: fetched
+            elif isinstance(value, str) and looks_like_a_name(value) and not Path(value).exists():
+                close = difflib.get_close_matches(value, list(self.weights), n=3)
+                hint = f"did you mean {', '.join(close)}? " if close else ""
+                raise Esc50Error(f"{self.kind} {self.component.id}: {name}={value!r} is neither "
+                                 f"a weights name nor a file ({hint}names: "
+                                 f"{', '.join(sorted(self.weights)) or 'none'}; "
+                                 "esc50 weights list shows them)")
         component = self.component
         try:
             built = component.factory(config_for(config, component.api, self.legacy), *args,
@@ -158,6 +168,12 @@ class Choice:
                              f"{type(built).__name__}, not a {expected.__name__}")
         return adapt_augmentation(built, component.api) if self.kind == "augmentation" \
             else built
+
+
+def looks_like_a_name(value: str) -> bool:
+    """A weights option value that can only be meant as a name: no folder, no extension
+    (a path has one of them; a hub id such as ``MIT/ast-...`` has a slash)."""
+    return bool(value) and "/" not in value and "\\" not in value and "." not in value
 
 
 @dataclass(frozen=True)
@@ -303,9 +319,11 @@ class Registry:
                          [], undeclared_warning=False)
 
     def _add_plugin(self, plugin: object, namespace: str, package: str, version: str,
-                    module: str, notes: list[str], undeclared_warning: bool = True) -> None:
-        """Register ``plugin``'s components. ``notes``: what importing it warned about (old
-        import paths); they go into the one warning a package gets."""
+                    module: str, notes: list[str], undeclared_warning: bool = True,
+                    root: Path | None = None) -> None:
+        """Register ``plugin``'s components. ``notes``: what else its package must change (old
+        import paths); they go into the one warning a package gets, with the porting notes of
+        its components (files named relative to ``root``)."""
         current = hookspecs.PLUGIN_API_VERSION
         declared = getattr(plugin, "ESC50_PLUGIN_API", None)
         where = f"plugin {namespace} ({package} {version})".replace(" )", ")")
@@ -327,10 +345,9 @@ class Registry:
             self.problems.append(f"plugin {namespace} ({package}): {_one_line(exc)}")
             return
         self.sources.append(PluginSource(namespace, package, version, module))
-        kinds = set()
+        before = set(self.components)
         for kind, hook_name in KINDS.items():
             for impl in getattr(manager.hook, hook_name).get_hookimpls():
-                kinds.add(kind)
                 register = self._register_callback(kind, namespace, package, version, api)
                 try:
                     impl.function(register=register)
@@ -343,7 +360,8 @@ class Registry:
             except Exception as exc:
                 self.problems.append(
                     f"plugin {namespace} ({package}) failed in register_weights: {_one_line(exc)}")
-        changes = porting_notes(api, kinds) + notes
+        registered = [c for i, c in self.components.items() if i not in before]
+        changes = porting_notes(api, registered, root) + notes
         if declared is None and undeclared_warning:
             changes.append(f"declare the plugin API it is written for: ESC50_PLUGIN_API = "
                            f"{current} in {module or namespace}")
@@ -407,24 +425,40 @@ def load_registry() -> Registry:
             registry.problems.append(
                 f"plugin {ep.name} ({package}) failed to import {ep.value}: {_one_line(exc)}")
             continue
-        old = old_imports(module)
+        root, files = package_files(module) if package != "esc50" else (None, [])
+        old = old_imports(files, root)
         notes = [f"import from esc50 itself, not {', '.join(old)}"] if old else []
-        registry._add_plugin(module, namespace, package, version, ep.value, notes)
+        registry._add_plugin(module, namespace, package, version, ep.value, notes, root=root)
     return registry
 
 
-def old_imports(module: object) -> list[str]:
-    """The moved module paths of plugin API 4 (``esc50.core.contracts``, ...) that a plugin
-    module's source imports from (none where its source cannot be read)."""
-    try:
-        tree = ast.parse(inspect.getsource(module))  # type: ignore[arg-type]
-    except (OSError, TypeError, SyntaxError):
-        return []
-    found = {node.module for node in ast.walk(tree)
-             if isinstance(node, ast.ImportFrom) and node.module in MOVED_MODULES}
-    found |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-              for alias in node.names if alias.name in MOVED_MODULES}
-    return sorted(found)
+def package_files(module: Any) -> tuple[Path | None, list[Path]]:
+    """The folder holding a plugin module's top-level package, and the package's Python files
+    (the module's own file for a plain module)."""
+    top = sys.modules.get(module.__name__.split(".")[0], module)
+    folders = [Path(p) for p in getattr(top, "__path__", [])]
+    if folders:
+        return folders[0].parent, sorted(f for d in folders for f in d.rglob("*.py"))
+    file = getattr(module, "__file__", None)
+    return (Path(file).parent, [Path(file)]) if file else (None, [])
+
+
+def old_imports(files: list[Path], root: Path | None) -> list[str]:
+    """Where a plugin package imports from the moved module paths of plugin API 4
+    (``esc50.core.contracts``, ...): ``file:line (module)``, files relative to ``root``."""
+    found = []
+    for path in files:
+        try:
+            tree = ast.parse(path.read_text())
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            continue
+        shown = path.relative_to(root) if root and path.is_relative_to(root) else path
+        for node in ast.walk(tree):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else \
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            found += [f"{name} ({shown}:{node.lineno})" for name in names
+                      if name in MOVED_MODULES]
+    return found
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:

@@ -183,10 +183,16 @@ class Stages:
             if self.checked:
                 self._check(checks.check_frames_positive, frames, name)
         if self.has_power_stage:
-            return self._call(featurizer, "featurizer (power)", featurizer.power, wav), frames
-        features = self._call(featurizer, "featurizer", featurizer, wav)
-        self._check_features(features, wav.shape[0])
-        return features, frames
+            out = self._call(featurizer, "featurizer (power)", featurizer.power, wav)
+        else:
+            out = self._call(featurizer, "featurizer", featurizer, wav)
+            self._check_features(out, wav.shape[0])
+        if name and self.checked and isinstance(out, torch.Tensor) and out.dim() >= 1:
+            declared = self._call(featurizer, "featurizer", featurizer.output_shape,
+                                  wav.shape[-1])[2]
+            self._check(checks.check_time_axis, out, frames, samples, wav.shape[-1],
+                        declared, name)
+        return out, frames
 
     def finish(self, x: torch.Tensor, frames: torch.Tensor, generator: Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:

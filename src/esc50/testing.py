@@ -4,7 +4,8 @@
         check_model
 
     def test_my_plugins_keep_their_contracts(tmp_path):
-        check_model("mytools.resnet")
+        check_model("mytools.resnet")  # esc50.testing.config(): a config with ESC-50's rate
+                                        # and classes, for tests that build a plugin by hand
         check_augmentation("mytools.reverb:p=1")
         check_featurizer("mytools.cqt")
         check_dataset("mytools.sounds", "path/to/a/small/folder")
@@ -47,6 +48,14 @@ RATE = 8000
 SMALL_STFT = {"n_fft": 256, "win_length": 256, "hop_length": 64, "n_mels": 32}
 FREQUENCIES = (300.0, 700.0, 1500.0, 3000.0)
 ODD_LENGTHS = (RATE, RATE * 3 // 4 + 1, RATE // 2 + 3)  # samples: whole, and two odd cuts
+
+
+def config(**settings: Any) -> TaskConfig:
+    """A TaskConfig with what the dataset would fill in set to ESC-50's (44 100 Hz, 50 classes,
+    5-second clips), as ``TaskConfig()`` gave them before plugin API 3: for a plugin's own tests
+    that build a config by hand; ``settings`` override any key."""
+    return TaskConfig().override(sample_rate=44_100, num_classes=50, length_wav=220_500,
+                                 **settings)
 
 
 def check_model(spec: str, registry: Registry | None = None, **settings: Any) -> None:
