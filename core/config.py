@@ -23,15 +23,26 @@ from esc50.core.files.read import read_text
 from esc50.core.files.write import plain_name, write_text
 
 
-# The report's knobs that are plugin options (see recipes/report.toml), by the plugins that take
-# them, so that an old config or habit gets a pointer instead of "unknown key".
-MOVED_TO_PLUGINS = {
-    "cnn_out_channels": "plugins.crnn, plugins.baseline", "kernel_size": "plugins.crnn",
-    "stride": "plugins.crnn", "hidden_size": "plugins.crnn, plugins.lstm",
-    "gru_num_layers": "plugins.crnn", "bidirectional": "plugins.crnn",
-    "pretrained": "plugins.vgg19", "path2noise": "plugins.noise (as `path`)",
-    **dict.fromkeys(("n_mels", "n_fft", "win_length", "hop_length"),
-                    "plugins.logmel, plugins.mfcc")}
+# The report's knobs that became plugin options, each with the last plugin API whose config
+# still had it, its value then (the report's) and its type (what an old plugin reading it gets:
+# esc50.core.plugins.adapters), and the plugins that take it now (so that an old config or
+# habit gets a pointer instead of "unknown key").
+MOVED_TO_PLUGINS: dict[str, tuple[int, Any, Any, str]] = {
+    "cnn_out_channels": (1, 8, int, "plugins.crnn, plugins.baseline"),
+    "kernel_size": (1, (5, 20), tuple[int, ...], "plugins.crnn"),
+    "stride": (1, (2, 8), tuple[int, ...], "plugins.crnn"),
+    "hidden_size": (1, 64, int, "plugins.crnn, plugins.lstm"),
+    "gru_num_layers": (1, 2, int, "plugins.crnn"),
+    "bidirectional": (1, False, bool, "plugins.crnn"),
+    "pretrained": (1, False, bool, "plugins.vgg19"),
+    "path2noise": (1, None, str | None, "plugins.noise (as `path`)"),
+    "n_fft": (2, 1024, int, "plugins.logmel, plugins.mfcc"),
+    "win_length": (2, 1024, int, "plugins.logmel, plugins.mfcc"),
+    "hop_length": (2, 256, int, "plugins.logmel, plugins.mfcc"),
+    "n_mels": (2, 64, int, "plugins.logmel, plugins.mfcc"),
+}
+POLICIES = ("all", "one-of")  # how a stage's augmentations apply (esc50.core.training.stages)
+OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 @dataclass
@@ -118,7 +129,7 @@ class TaskConfig:
                 plugin_id, _, option = key.rpartition(".")
                 options.setdefault(plugin_id, {})[option] = value
             elif key in MOVED_TO_PLUGINS:
-                owners = MOVED_TO_PLUGINS[key]
+                owners = MOVED_TO_PLUGINS[key][3]
                 raise Esc50Error(f"config key {key!r} is an option of {owners} now: set it with "
                                  f"--set {owners.split(',')[0]}.{key}=VALUE or in that plugin's "
                                  "table of a config file")
@@ -159,11 +170,12 @@ class TaskConfig:
             raise Esc50Error(f"config split={self.split!r} must be 'auto', 'fold' or 'random'")
         if not 0.0 < self.train_ratio < 1.0:
             raise Esc50Error(f"config train_ratio={self.train_ratio} must be between 0 and 1")
-        if self.aug_policy not in ("all", "one-of"):
-            raise Esc50Error(f"config aug_policy={self.aug_policy!r} must be 'all' or 'one-of'")
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            raise Esc50Error(f"config optimizer={self.optimizer!r} must be 'adam', 'adamw' or "
-                             "'sgd'")
+        if self.aug_policy not in POLICIES:
+            raise Esc50Error(f"config aug_policy={self.aug_policy!r} must be one of "
+                             f"{', '.join(map(repr, POLICIES))}")
+        if self.optimizer not in OPTIMIZERS:
+            raise Esc50Error(f"config optimizer={self.optimizer!r} must be one of "
+                             f"{', '.join(map(repr, OPTIMIZERS))}")
         if self.scheduler not in ("cosine", "none"):
             raise Esc50Error(f"config scheduler={self.scheduler!r} must be 'cosine' or 'none'")
         if not 0.0 <= self.warmup_epochs <= self.num_epochs:

@@ -1,5 +1,19 @@
 """The one exception type users see: its message is a single line naming what is wrong."""
 
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
 
 class Esc50Error(Exception):
     """A user-facing error (bad input, bad option, missing data); the CLI prints it on one line."""
+
+
+def optional_module(name: str, install: str) -> ModuleType:
+    """The optional package ``name``, imported where it is asked for; missing, a one-line error
+    saying what to install."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise Esc50Error(f"this needs {name}: pip install {install}") from None

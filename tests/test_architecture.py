@@ -92,7 +92,8 @@ def test_an_old_import_path_still_works_and_warns_naming_the_new_place(old):
             f"print([str(w.message) for w in caught if w.category is DeprecationWarning])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
-    assert f"{old} is deprecated since esc50 0.3: import its names from esc50 itself" in \
+    assert f"{old} is deprecated since esc50 0.3 and goes away in esc50 0.5: import its names " \
+        "from esc50 itself" in \
         done.stdout and MOVED[old] in done.stdout
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

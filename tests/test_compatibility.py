@@ -44,7 +44,8 @@ def test_old_packages_load_with_one_warning_each_naming_what_to_change(legacy_pa
     warnings = {v: [w for w in listing["warnings"] if f"esc50-legacy{v}" in w] for v in (1, 2, 3)}
     assert all(len(found) == 1 for found in warnings.values()), listing["warnings"]
     one, two, three = (warnings[v][0] for v in (1, 2, 3))
-    assert "is written for plugin API 1; esc50 (API 4) adapts it" in one
+    assert "is written for plugin API 1; esc50 (API 4) adapts it (that adapter is deprecated " \
+        "since esc50 0.3 and goes away in esc50 0.5)" in one
     # each change that applies, naming the class and where it is; none that does not
     assert "(API 2) Flip (legacy1_esc50/plugin.py:15): move its draws into sample" in one
     assert "(API 2) BandMask (legacy1_esc50/plugin.py:29): rename its stage 'spec' to " \
@@ -115,3 +116,11 @@ def test_an_api_3_augmentation_draws_on_the_training_device(legacy_packages):
     gain = registry.create("augmentation", "plugins.volume", TaskConfig())
     assert shift.draws_on_device and not gain.draws_on_device
     assert type(flip).__name__ == "ForwardAugmentation" and flip.stage == "wave"
+
+
+def test_every_deprecation_is_listed_with_the_release_it_goes_away_in():
+    from esc50.core.moved import DEPRECATED
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    for what, (since, removed, instead) in DEPRECATED.items():
+        assert f"| {what} | {since} | {removed} | {instead} |" in docs

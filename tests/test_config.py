@@ -58,7 +58,23 @@ def test_plugin_options_from_tables_set_and_specs_in_that_order(tmp_path):
     typo = config.override(options={"plugins.crnm": {"hidden_size": 8}})
     with pytest.raises(Esc50Error, match="options for 'plugins.crnm', which no plugin provides; "
                                          "did you mean plugins.crnn"):
-        registry.check_option_tables(typo.options)
+        registry.typed_options(typo)
+
+
+def test_an_options_table_by_short_name_is_the_plugins_table_whatever_the_spec_says():
+    """``[noise]`` is plugins.noise's table whether the run names it noise or plugins.noise:
+    one lookup rule (the same option given two ways differently is refused)."""
+    registry = load_registry()
+    config = TaskConfig().override(num_classes=4, sample_rate=8000, length_wav=8000,
+                                   options={"noise": {"min_snr_db": 7}})
+    for spec in ("noise", "plugins.noise"):
+        assert registry.choose("augmentation", spec, config).options["min_snr_db"] == 7
+    typed = registry.typed_options(config)
+    assert typed.options == {"plugins.noise": {"min_snr_db": 7.0}}
+    both = config.override(options={"noise": {"min_snr_db": 7},
+                                    "plugins.noise": {"min_snr_db": 9}})
+    with pytest.raises(Esc50Error, match="gives plugins.noise option min_snr_db twice"):
+        registry.typed_options(both)
     with pytest.raises(Esc50Error, match="'hidden_size' is an option of plugins.crnn, "
                                          "plugins.lstm"):
         TaskConfig().override(hidden_size=3)

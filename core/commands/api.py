@@ -31,7 +31,7 @@ from esc50.core.config import TaskConfig, load_config, recipe_path
 from esc50.core.commands.arguments import checked_arguments
 from esc50.core.commands import tune as search
 from esc50.core.commands.crossval import cross_validate
-from esc50.core.errors import Esc50Error
+from esc50.core.errors import Esc50Error, optional_module
 from esc50.core.commands.evaluate import evaluate_runs
 from esc50.core.commands.members import LoadedRun, describe, load_runs
 from esc50.core.commands.timeline import Timeline, Window, build_timeline
@@ -113,7 +113,7 @@ class Run:
 
     def dataframe(self) -> Any:
         """The history as a pandas DataFrame (pandas must be installed)."""
-        return _pandas().DataFrame(self.history)
+        return optional_module("pandas", "pandas").DataFrame(self.history)
 
     def plot(self) -> Figure:
         """Loss and accuracy per epoch (shown inline in a notebook)."""
@@ -149,7 +149,7 @@ class CrossValidation:
 
     def dataframe(self) -> Any:
         """One row per fold (fold, accuracy, epochs, seconds per epoch)."""
-        return _pandas().DataFrame([
+        return optional_module("pandas", "pandas").DataFrame([
             {"fold": int(fold), "accuracy": accuracy, "epochs": run.metrics["epochs"],
              "seconds_per_epoch": run.metrics["seconds_per_epoch"]}
             for (fold, accuracy), run in zip(self.summary["folds"].items(), self.runs)])
@@ -437,11 +437,3 @@ def registry_with_warnings(log: Log = print) -> Registry:
     for line in registry.problems + registry.warnings:
         log(f"warning: {line}")
     return registry
-
-
-def _pandas() -> Any:
-    try:
-        import pandas
-    except ImportError:
-        raise Esc50Error("this needs pandas: pip install pandas") from None
-    return pandas

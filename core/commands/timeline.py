@@ -25,7 +25,7 @@ import torch
 from matplotlib.figure import Figure
 
 from esc50.core.commands.predict import ScoredWindow, default_hop, scored_windows
-from esc50.core.errors import Esc50Error
+from esc50.core.errors import Esc50Error, optional_module
 from esc50.core.results.plots import timeline_figure
 from esc50.core.training.scoring import Member
 
@@ -81,8 +81,7 @@ class Timeline:
     def dataframe(self, kind: str = "segments") -> Any:
         """A pandas DataFrame of the segments (``kind="segments"``) or of the windows (one row
         per window: start, end and every class's probability)."""
-        import pandas  # noqa: an optional dependency, imported where it is asked for
-
+        pandas = optional_module("pandas", "pandas")
         if kind == "segments":
             return pandas.DataFrame([asdict(s) for s in self.segments],
                                     columns=[f.name for f in Segment.__dataclass_fields__.values()])

@@ -24,7 +24,7 @@ from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import why_not_a_file
 from esc50.core.plugins.contracts import Clip, ClipTable
-from esc50.core.plugins.registry import Registry, load_registry
+from esc50.core.plugins.registry import Choice, Registry, load_registry
 
 # What soundfile decodes, by extension; headerless RAW needs parameters no file carries.
 AUDIO_EXTENSIONS = ({f".{ext.lower()}" for ext in sf.available_formats()}
@@ -32,19 +32,20 @@ AUDIO_EXTENSIONS = ({f".{ext.lower()}" for ext in sf.available_formats()}
 
 
 def find_clips(root: Path, config: TaskConfig, registry: Registry | None = None,
-               warn: Callable[[str], None] = print) -> ClipTable:
+               warn: Callable[[str], None] = print, dataset: Choice | None = None
+               ) -> ClipTable:
     """The clips of ``root`` as the run's dataset plugin reads them, checked: every clip's path
     made absolute and found to be a regular file (a missing one, a folder, a FIFO, a broken link
     stops the run naming the plugin and the file, or with ``skip_bad_files`` is left out and
     counted in a warning through ``warn``), labels inside the class names, two classes at
     least, each name once. With ``config.k_folds`` a dataset without folds gets that many
     grouped, stratified folds; the clips of ``config.ignore_folds`` are left out of the table.
-    ``registry``: the installed plugins unless given."""
-    registry = registry or load_registry()
+    ``dataset``: the run's dataset plugin as it was chosen (a run chooses each plugin once),
+    else chosen here from ``registry`` (the installed plugins unless given)."""
     root = Path(os.path.abspath(root))
     if not root.is_dir():
         raise Esc50Error(f"dataset folder {root} does not exist")
-    choice = registry.choose("dataset", config.dataset, config)
+    choice = dataset or (registry or load_registry()).choose("dataset", config.dataset, config)
     reader = choice.build(config)
     table = reader.read(root)
     table.root = root

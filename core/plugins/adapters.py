@@ -26,19 +26,16 @@ from typing import Any
 
 import torch
 
-from esc50.core.config import TaskConfig
+from esc50.core.config import MOVED_TO_PLUGINS, TaskConfig
 from esc50.core.convert import convert
 from esc50.core.errors import Esc50Error
 from esc50.core.plugins.contracts import Augmentation, BatchAugmentation, Randomness
 
 # TaskConfig keys of earlier plugin APIs: the last API that had each, its value then (the
-# report's) and its type.
+# report's) and its type (from the config's record of the keys that moved to plugins).
 LEGACY_KEYS: dict[str, tuple[int, Any, Any]] = {
-    "n_fft": (2, 1024, int), "win_length": (2, 1024, int), "hop_length": (2, 256, int),
-    "n_mels": (2, 64, int), "cnn_out_channels": (1, 8, int),
-    "kernel_size": (1, (5, 20), tuple[int, ...]), "stride": (1, (2, 8), tuple[int, ...]),
-    "hidden_size": (1, 64, int), "gru_num_layers": (1, 2, int), "bidirectional": (1, False, bool),
-    "pretrained": (1, False, bool), "path2noise": (1, None, str | None)}
+    key: (last, value, kind) for key, (last, value, kind, _) in MOVED_TO_PLUGINS.items()}
+
 
 def located(obj: Any, root: Path | None) -> str:
     """``Name (file:line)`` of a class or function, the file relative to ``root`` (the folder

@@ -22,7 +22,6 @@ Plugins import these names from ``esc50`` itself (``from esc50 import Augmentati
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
@@ -33,6 +32,7 @@ from torch import nn
 
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
+from esc50.core.moved import renamed
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -97,19 +97,14 @@ class Randomness:
     @property
     def draws(self) -> torch.Generator:
         """Deprecated name of :attr:`examples` (plugin API 4)."""
-        _renamed("Randomness.draws", "Randomness.examples")
+        renamed("Randomness.draws", "Randomness.examples")
         return self.examples
 
     @property
     def bulk(self) -> torch.Generator:
         """Deprecated name of :attr:`signals` (plugin API 4)."""
-        _renamed("Randomness.bulk", "Randomness.signals")
+        renamed("Randomness.bulk", "Randomness.signals")
         return self.signals
-
-
-def _renamed(old: str, new: str) -> None:
-    warnings.warn(f"{old} is deprecated since esc50 0.3: use {new} (same generator)",
-                  DeprecationWarning, stacklevel=3)
 
 
 def to_device(draw: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,7 @@ from esc50.core.plugins.adapters import (adapt_augmentation, config_for, legacy_
 from esc50.core.plugins.checks import plugin_label
 from esc50.core.convert import convert, type_name
 from esc50.core.errors import Esc50Error
+from esc50.core.moved import API_1_2, API_3, goes_away
 from esc50.core.files.fetch import WeightFile, fetch
 from esc50.core.plugins.contracts import (Augmentation, DatasetReader, Featurizer, Logger)
 
@@ -190,7 +191,8 @@ class RunPlugins:
     def of(cls, config: Any, registry: Registry) -> RunPlugins:
         """The plugins ``config`` names; an unknown id or a bad option fails here, before
         anything is read."""
-        registry.check_option_tables(config.options)
+        for key in config.options:  # an unknown table fails here, before anything is read
+            registry.table_owner(key)
         return cls(registry.choose("dataset", config.dataset, config),
                    registry.choose("model", config.model, config),
                    registry.choose("featurizer", config.featurizer, config),
@@ -244,17 +246,38 @@ class Registry:
                 warn(f"warning: {info['kind']} {info['id']} is {installed.package} "
                      f"{installed.version} here; the run was trained with {info['version']}")
 
-    def check_option_tables(self, options: dict[str, dict[str, Any]]) -> None:
-        """Every plugin id a config gives options for must be a known plugin (a typo in a table
-        name would otherwise leave its options unused without a word)."""
-        for plugin_id in options:
-            matches = [c for c in self.components.values()
-                       if plugin_id in (c.id, c.id.split(".", 1)[1])]
-            if not matches:
-                close = difflib.get_close_matches(plugin_id, list(self.components), n=3)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise Esc50Error(f"config has options for {plugin_id!r}, which no plugin "
-                                 f"provides{hint}")
+    def table_owner(self, key: str) -> Component:
+        """The plugin an options table is for: its key is the plugin's id (``plugins.noise``) or
+        its name without the namespace (``noise``), which must name one plugin. One rule for
+        every table, wherever it comes from (a config file, ``--set``, a recipe)."""
+        matches = [c for c in self.components.values() if key in (c.id, c.id.split(".", 1)[1])]
+        exact = [c for c in matches if c.id == key]
+        if exact:
+            return exact[0]
+        if len(matches) > 1:
+            raise Esc50Error(f"config has options for {key!r}, which could be "
+                             f"{', '.join(sorted(c.id for c in matches))}: use the full id")
+        if not matches:
+            close = difflib.get_close_matches(key, list(self.components), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise Esc50Error(f"config has options for {key!r}, which no plugin provides{hint}")
+        return matches[0]
+
+    def options_of(self, component: Component, options: dict[str, dict[str, Any]]
+                   ) -> dict[str, Any]:
+        """The options the config's tables give ``component`` (tables by id or short name:
+        :meth:`table_owner`; the same option given two ways differently is refused)."""
+        merged: dict[str, Any] = {}
+        for key, table in options.items():
+            if self.table_owner(key) is not component:
+                continue
+            for name, value in table.items():
+                if name in merged and merged[name] != value:
+                    raise Esc50Error(f"config gives {component.id} option {name} twice, as "
+                                     f"{merged[name]!r} and {value!r} (tables [{component.id}] "
+                                     "and its short name): keep one")
+                merged[name] = value
+        return merged
 
     def of_kind(self, kind: str) -> list[Component]:
         return sorted((c for c in self.components.values() if c.kind == kind), key=lambda c: c.id)
@@ -285,9 +308,7 @@ class Registry:
         and converted to its types. Every spec of a run is parsed here, once."""
         plugin_id, spec_options = parse_spec(spec)
         component = self.resolve(kind, plugin_id)
-        options = {**config.options.get(component.id, {}),
-                   **(config.options.get(plugin_id, {}) if plugin_id != component.id else {}),
-                   **spec_options}
+        options = {**self.options_of(component, config.options), **spec_options}
         options, legacy = legacy_options(component.api, options)
         return Choice(kind, spec, component, convert_options(component, options), legacy,
                       self.weights)
@@ -298,17 +319,18 @@ class Registry:
         return self.choose(kind, spec, config).build(config, *args, restoring=restoring)
 
     def typed_options(self, config: Any) -> Any:
-        """``config`` with every plugin table's values converted to the types the plugin's
+        """``config`` with every plugin table under its plugin's id (a table keyed by a short
+        name, ``[noise]``, moved there) and its values converted to the types the plugin's
         factory declares (``--set plugins.crnn.hidden_size=128`` gives 128, as a config file
         does), so a run's config.toml is the same whichever way a value came in. A table for
-        an unknown plugin is refused (:meth:`check_option_tables`)."""
-        self.check_option_tables(config.options)
+        an unknown or ambiguous plugin is refused (:meth:`table_owner`)."""
         typed = {}
-        for plugin_id, table in config.options.items():
-            component = next(c for c in self.components.values()
-                             if plugin_id in (c.id, c.id.split(".", 1)[1]))
-            options, legacy = legacy_options(component.api, table)
-            typed[plugin_id] = {**convert_options(component, options), **legacy}
+        for key in config.options:
+            component = self.table_owner(key)
+            if component.id not in typed:
+                options, legacy = legacy_options(component.api,
+                                                 self.options_of(component, config.options))
+                typed[component.id] = {**convert_options(component, options), **legacy}
         return config.with_options(typed)
 
     def register_plugin(self, plugin: object, namespace: str,
@@ -369,6 +391,8 @@ class Registry:
             written = f"is written for plugin API {api}" if declared is not None else \
                 "declares no plugin API version"
             adapted = f"; esc50 (API {current}) adapts it" if api < current else ""
+            if api < current:
+                adapted += f" (that adapter is {goes_away(API_1_2 if api <= 2 else API_3)})"
             self.warnings.append(f"{where} {written}{adapted}. To port it: {'; '.join(changes)} "
                                  "(docs/plugins.md, Compatibility)")
 

@@ -27,9 +27,11 @@ from esc50.core.data.sampler import ClassBalancedSampler
 from esc50.core.data.split import Split, dataset_digests
 from esc50.core.errors import Esc50Error
 from esc50.core.plugins.contracts import ClipTable, Randomness
-from esc50.core.plugins.registry import Registry
+from esc50.core.plugins.registry import Choice, Registry
 from esc50.core.training.distributed import Distributed
-from esc50.core.training.memory import check_data_memory, measure
+from esc50.core.training.features import (audio_on_device, featurize_all,
+                                          featurize_bytes_per_sample)
+from esc50.core.training.memory import check_data_memory
 from esc50.core.training.normalize import FeatureNormalizer
 from esc50.core.training.scoring import SCORE_BATCH
 from esc50.core.training.stages import (BatchRecord, PreparedBatch, Stages, draw_states,
@@ -76,11 +78,14 @@ class ExperimentData:
     audio: AudioCache | None = None
     features: tuple[torch.Tensor, torch.Tensor] | None = None  # what the cache holds, frames
 
-    def read_clips(self, config: TaskConfig, registry: Registry) -> ClipTable:
-        """The dataset's clip table (names and metadata, no audio), read on the first call; the
-        sha256 of every clip with it."""
+    def read_clips(self, config: TaskConfig, registry: Registry,
+                   dataset: Choice | None = None) -> ClipTable:
+        """The dataset's clip table (names and metadata, no audio), read on the first call with
+        the run's ``dataset`` plugin (chosen from ``registry`` when not given); the sha256 of
+        every clip with it."""
         if self.table is None:
-            self.table = find_clips(resolve_data_dir(config.data), config, registry)
+            self.table = find_clips(resolve_data_dir(config.data), config, registry,
+                                    dataset=dataset)
             self.digests = dataset_digests(self.table)
         return self.table
 
@@ -114,7 +119,8 @@ class FeatureSource:
         else:
             self.featurize_chunk = check_data_memory(config, len(table.clips),
                                                      classifier.feature_shape,
-                                                     self._featurize_bytes_per_sample())
+                                                     featurize_bytes_per_sample(stages, config,
+                                                                                device))
             audio = AudioCache(table.clips, config, skip_bad=config.skip_bad_files, warn=log,
                                digests=list(digests.values()),
                                min_samples=classifier.featurizer.min_samples)
@@ -137,7 +143,7 @@ class FeatureSource:
                       and not augs.by_stage["wave"] else None)
         # Waveform batches are gathered where the model trains (on a GPU: not copied and pinned
         # on the host every step).
-        self.device_audio = self._on_device(audio) if self.cache is None else None
+        self.device_audio = audio_on_device(audio, device) if self.cache is None else None
         carry_audio = self.cache is None and self.device_audio is None  # else indices only
         labels = table.labels
         self.train_audio = ClipDataset(audio, labels, self.train_indices)  # set-up pass
@@ -236,20 +242,17 @@ class FeatureSource:
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One loader batch through the stages (``stages``: the run's, or a checked copy)."""
         stages = stages or self.stages
-        augment = generator if training else None
+        targets = batch["label"].to(self.device, non_blocking=True)
+        if training:  # label probabilities: the batch stage (mixup) mixes them
+            targets = nn.functional.one_hot(targets, self.config.num_classes).float()
+        cached = wav = samples = None
         if self.cache is not None:
             index = batch["index"].to(self.device, non_blocking=True)  # pinned on a GPU
-            features, frames = self.cache[0][index], self.cache[1][index]
-            if not self.cache_is_final:
-                features, frames = stages.finish(features, frames, augment)
+            cached = self.cache[0][index], self.cache[1][index]
         else:
-            features, frames = stages.finish(*stages.featurize(*self._waves(batch), augment),
-                                             augment)
-        targets = batch["label"].to(self.device, non_blocking=True)
-        if training:
-            features, frames = stages.augment("features", features, frames, generator)
-            targets = nn.functional.one_hot(targets, self.config.num_classes).float()
-            features, targets = stages.mix(features, targets, generator)
+            wav, samples = self._waves(batch)
+        features, frames, targets = stages.run(wav, samples, generator if training else None,
+                                               targets, cached, self.cache_is_final)
         return stages.classifier.model_input(features), frames, targets
 
     def _waves(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,51 +264,16 @@ class FeatureSource:
         return (to_float(batch["wav"].to(self.device, non_blocking=True)),  # pinned on a GPU
                 batch["length"].to(self.device, non_blocking=True))
 
-    def _on_device(self, audio: AudioCache) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The decoded clips (int16) and their lengths on the training device: on a GPU copied
-        once, when they take at most a quarter of its free memory, else None (batches are then
-        copied from the host)."""
-        if self.device.type != "cuda":
-            return audio.waves, audio.lengths
-        free, _ = torch.cuda.mem_get_info(self.device)
-        if audio.nbytes() > free // 4:
-            return None
-        return audio.waves.to(self.device), audio.lengths.to(self.device)
-
     def _cached_features(self, shared: ExperimentData | None
                          ) -> tuple[torch.Tensor, torch.Tensor]:
         """What :meth:`Stages.featurize` gives for every clip: shared, else computed (and
         shared)."""
         if shared is not None and shared.features is not None:
             return shared.features
-        features = self._featurize_all()
+        features = featurize_all(self.stages, self.audio, self.device, self.featurize_chunk)
         if shared is not None:
             shared.features = features
         return features
-
-    @torch.no_grad()
-    def _featurize_all(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`Stages.featurize` of every decoded clip (padded to length_wav)."""
-        features, frames = [], []
-        step = self.featurize_chunk
-        waves, lengths = self.audio.waves, self.audio.lengths
-        for start in range(0, waves.shape[0], step):
-            x, f = self.stages.featurize(to_float(waves[start:start + step].to(self.device)),
-                                         lengths[start:start + step].to(self.device))
-            features.append(x)
-            frames.append(f)
-        return torch.cat(features), torch.cat(frames)
-
-    @torch.no_grad()
-    def _featurize_bytes_per_sample(self) -> float:
-        """The featurizer's working memory per sample of a clip, measured on one clip of at
-        most a second (it grows with the clip's length)."""
-        samples = min(self.config.length_wav, self.config.sample_rate)
-        noise = torch.Generator().manual_seed(0)  # torch's global random state is the run's
-        wav = 0.1 * torch.randn(1, samples, generator=noise).to(self.device)
-        lengths = torch.tensor([samples], device=self.device)
-        return measure(lambda: self.stages.finish(*self.stages.featurize(wav, lengths)),
-                       self.device) / samples
 
     def _training_features(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(features, frame lengths) of the training clips, unaugmented (and, before the

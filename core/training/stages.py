@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from esc50.core.plugins.registry import RunPlugins
     from esc50.core.training.classifier import Classifier
 
-POLICIES = ("all", "one-of")
 STAGES = ("wave", "power", "features", "batch")  # in the order a training batch meets them
 Generator = torch.Generator | Randomness
 
@@ -209,13 +208,29 @@ class Stages:
             x = self.classifier.normalizer(x)
         return x, frames
 
+    def run(self, wav: torch.Tensor | None, samples: torch.Tensor | None,
+            generator: Generator | None = None, targets: torch.Tensor | None = None,
+            cached: tuple[torch.Tensor, torch.Tensor] | None = None, finished: bool = False
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Every stage, in the one order of the module docstring: from waveforms [B, T] with
+        their valid ``samples``, or from ``cached`` (what :meth:`featurize` gives; already
+        through :meth:`finish` when ``finished``). With a ``generator`` (training) the
+        augmentations run, and the ``batch`` stage mixes ``targets`` (label probabilities) with
+        the features. Returns features (:meth:`Classifier.model_input` gives them the model's
+        memory layout), frame lengths and targets."""
+        x, frames = cached if cached is not None else self.featurize(wav, samples, generator)
+        if not finished:
+            x, frames = self.finish(x, frames, generator)
+        if generator is not None:
+            x, frames = self.augment("features", x, frames, generator)
+            if targets is not None:
+                x, targets = self.mix(x, targets, generator)
+        return x, frames, targets
+
     def __call__(self, wav: torch.Tensor, samples: torch.Tensor,
                  generator: Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every stage up to the model (the ``batch`` stage aside): features and frame
-        lengths (:meth:`Classifier.model_input` gives them the model's memory layout)."""
-        features, frames = self.finish(*self.featurize(wav, samples, generator), generator)
-        if generator is not None:
-            features, frames = self.augment("features", features, frames, generator)
+        """Features and frame lengths of waveforms (:meth:`run` without targets)."""
+        features, frames, _ = self.run(wav, samples, generator)
         return features, frames
 
     def augment(self, stage: str, x: torch.Tensor, lengths: torch.Tensor, generator: Generator
@@ -303,9 +318,8 @@ def setup_pass(stages: Stages, batch: dict[str, torch.Tensor], num_classes: int,
     generator = torch.Generator(device=device).manual_seed(seed)
     checked = stages.at(" in the set-up pass (two training clips)", checked=True)
     wav, lengths = to_float(batch["wav"]).to(device), batch["length"].to(device)
-    features, frames = checked(wav, lengths, generator)
     targets = torch.nn.functional.one_hot(batch["label"], num_classes).float().to(device)
-    features, _ = checked.mix(features, targets, generator)
+    features, frames, _ = checked.run(wav, lengths, generator, targets)
     model = stages.classifier.model
     model.eval()
     checked.logits(model, stages.classifier.model_input(features), frames)

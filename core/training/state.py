@@ -20,7 +20,6 @@ from esc50.core.training.averaging import MovingAverage
 from esc50.core.training.distributed import Distributed
 from esc50.core.training.schedule import lr_factor
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 def seed_everything(seed: int) -> None:

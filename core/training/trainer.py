@@ -56,7 +56,7 @@ class Trainer:
         shared = shared or ExperimentData()
         # names and metadata first: the dataset decides the classes, the sample rate and the
         # clip length; audio is decoded once every plugin is built
-        table = shared.read_clips(config, registry)
+        table = shared.read_clips(config, registry, plugins.dataset)
         for line in leftovers(table):
             self.log(f"warning: {line}")
         self.class_names = table.class_names
