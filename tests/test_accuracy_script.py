@@ -7,6 +7,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import SMALL_STFT, write_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,6 +18,7 @@ TINY = ["--epochs", "2", "--batch-size", "8", "--set", "warmup_epochs=1",
         *[arg for key, value in SMALL_STFT.items() for arg in ("--set", f"plugins.logmel.{key}={value}")]]
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_the_gpu_accuracy_script_runs_and_collects_small_files(tmp_path):
     data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
     out = tmp_path / "out"

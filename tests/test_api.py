@@ -138,6 +138,7 @@ def test_config_plugins_and_cv(tmp_path):
     assert isinstance(result.plot(), Figure)
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_the_example_notebook_runs_end_to_end(tmp_path):
     if not (REAL_DATA / "meta" / "esc50.csv").is_file():
         pytest.skip(f"real ESC-50 clips not found at {REAL_DATA}")

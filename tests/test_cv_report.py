@@ -71,17 +71,16 @@ def test_cv_decodes_and_featurizes_the_clips_once_for_all_folds(tmp_path, monkey
     clip decoded once, the featurizer run once), and sharing changes no result: a fold trained
     on its own scores the same."""
     from esc50.core.data import audiocache
-    from esc50.core.training.batches import FeatureSource
+    from esc50.core.training import batches
     from esc50.plugins.datasets.esc50 import ESC50
 
     data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
     decoded, featurized, read = [], [], []
-    load_clip, featurize, read_folder = audiocache.load_clip, FeatureSource._featurize_all, \
-        ESC50.read
+    load_clip, featurize, read_folder = audiocache.load_clip, batches.featurize_all, ESC50.read
     monkeypatch.setattr(audiocache, "load_clip",
                         lambda *a, **k: decoded.append(a[0]) or load_clip(*a, **k))
-    monkeypatch.setattr(FeatureSource, "_featurize_all",
-                        lambda self: featurized.append(1) or featurize(self))
+    monkeypatch.setattr(batches, "featurize_all",
+                        lambda *a: featurized.append(1) or featurize(*a))
     monkeypatch.setattr(ESC50, "read", lambda self, root: read.append(root) or read_folder(self, root))
     args = ["cv", "--data", str(data), "--epochs", "1", "--output-dir", str(tmp_path / "runs"),
             "--name", "shared", *SMALL]
@@ -134,6 +133,7 @@ def test_report_writes_a_table_and_figures(tmp_path):
             assert image.format == "PNG" and image.size[0] > 300
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_cv_jobs_trains_folds_in_parallel_processes_with_the_same_results(tmp_path):
     """Two folds at a time, each in a process of its own, the audio decoded once and shared
     through the disk cache: the same per-fold figures as the folds trained one after another."""

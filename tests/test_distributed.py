@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
@@ -27,6 +28,7 @@ SETTINGS = ["--set", "num_classes=4", "--set", "sample_rate=8000", "--set", "len
             *STFT_FLAGS]
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_two_processes_take_the_steps_of_one_and_learn(tmp_path):
     data = write_synthetic_dataset(tmp_path / "data", clips_per_class_per_fold=4)
     args = ["train", "--data", str(data), "--output-dir", str(tmp_path / "runs"), "--epochs", "6",

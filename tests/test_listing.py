@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from tests.test_third_party import fake_distribution
 
 LIST = ("import json, sys\nfrom esc50.cli.listing import listing\n"
@@ -21,6 +22,7 @@ def listed(env: dict) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_the_listing_is_cached_and_rebuilt_when_a_plugin_package_changes(tmp_path):
     site = tmp_path / "site"
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),

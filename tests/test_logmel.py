@@ -1,3 +1,4 @@
+import pytest
 import librosa
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ def test_shape_and_frame_lengths_match_the_report():
     assert torch.all(features == np.log(1e-9))  # silence hits the log floor, never -inf
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_matches_librosa_htk_mel_spectrogram():
     wav = tone(1000, seconds=1.0, sr=16000) + tone(3000, seconds=1.0, sr=16000, seed=1)
     ours = make(CONFIG_16K, n_fft=512, win_length=400, hop_length=160, n_mels=40)(

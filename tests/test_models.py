@@ -90,6 +90,7 @@ def test_overfits_its_training_clips_through_the_trainer(name, tmp_path):
     assert report["clips"] == 8 and report["accuracy"] == 1.0, report["accuracy"]
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_vgg19_memorizes_a_tiny_batch():
     """VGG19 apart, with its own few steps: through the Trainer every epoch would write a 1.7 GB
     checkpoint (140M parameters with Adam's state), and from scratch, without batch norm, it

@@ -76,7 +76,7 @@ def test_a_run_trained_in_bf16_is_evaluated_in_bf16_to_the_same_figure(real_data
     run_dir = tmp_path / "runs" / "bf16"
     result = CliRunner().invoke(cli, ["train", "--data", str(real_data), "--split", "fold",
                                       "--val-fold", "1", "--output-dir", str(run_dir.parent),
-                                      "--run-name", "bf16", *ESC10_QUICK, "--epochs", "4",
+                                      "--run-name", "bf16", *ESC10_QUICK, "--epochs", "2",
                                       "--set", "ignore_folds=[3, 4, 5]"])
     assert result.exit_code == 0, result.output
     accuracy = json.loads((run_dir / "metrics.json").read_text())["final_val_accuracy"]

@@ -33,6 +33,7 @@ def installed_example():
     pip("uninstall", "-y", "esc50-ast")
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_example_package_installs_lists_and_trains(installed_example, tmp_path):
     listing = json.loads(esc50("list-plugins", "--json", "--wait").stdout)
     by_id = {row["id"]: row for row in listing["plugins"]}
@@ -168,6 +169,7 @@ def test_new_plugin_refuses_a_namespace_that_is_taken(tmp_path):
         "another" in result.output
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_new_plugin_writes_a_package_that_installs_and_passes_its_own_test(tmp_path):
     result = CliRunner().invoke(cli, ["new-plugin", "mytools", "--dir", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -50,6 +50,7 @@ def test_runs_with_the_same_seed_are_identical(synthetic_data, tmp_path):
         assert torch.equal(value, second["model"][key]), key
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_a_compiled_model_trains_like_the_eager_one(synthetic_data, tmp_path):
     def run(name, **changes):
         config = small_config(synthetic_data, output_dir=str(tmp_path), run_name=name,
@@ -295,6 +296,7 @@ def test_an_unusable_output_folder_is_a_one_line_error(synthetic_data, tmp_path)
         Trainer(config, load_registry(), log=lambda _: None).fit()
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     """A real `kill -9` of a training process: the run resumes from last.pt and ends where an
     uninterrupted run with the same seed ends."""

@@ -1,0 +1,88 @@
+"""A run exported to ONNX in float32 and in int8: file size, latency per clip and accuracy on
+the run's validation clips, against the run in torch measured in the same run.
+
+    python benchmarks/export.py RUN [--data DIR] [--repeats 30]
+
+Each file is written by ``esc50 export`` (int8: onnxruntime's static quantization, calibrated
+on training clips); latency is the median over ``--repeats`` calls of one clip (one window,
+the run's clip length) in onnxruntime on the CPU with its default threads, and of the run's
+classifier in torch; accuracy scores every validation clip of the run's split, decoded as esc50
+decodes it, as one window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import torch
+
+import esc50
+from esc50.core.data.audio import to_float
+from esc50.core.data.audiocache import AudioCache
+from esc50.core.data.clips import find_clips
+from esc50.core.data.location import resolve_data_dir
+from esc50.core.data.split import Split
+
+
+def median_seconds(call, repeats: int) -> float:
+    call()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run")
+    parser.add_argument("--data", help="the dataset folder (default: the run's)")
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    model = esc50.load(args.run)
+    config = model.config
+    table = find_clips(resolve_data_dir(args.data or config.data), config)
+    rows = dict(zip(table.names(), table.clips))
+    clips = [rows[n] for n in Split.from_dict(model.state["split"]).val if n in rows]
+    audio = AudioCache(clips, config)
+    waves = to_float(audio.waves).numpy()
+    targets = np.array([c.target for c in clips])
+    print(f"run {args.run} ({config.model}), {len(clips)} validation clips of "
+          f"{config.length_wav / config.sample_rate:g} s; onnxruntime {onnxruntime.__version__}, "
+          f"torch {torch.__version__} with {torch.get_num_threads()} threads\n")
+    print("| what | file MiB | ms per clip | accuracy | agrees with torch |")
+    print("|---|---:|---:|---:|---:|")
+    with torch.no_grad():
+        lengths = torch.full((1,), config.length_wav)
+        clip = torch.from_numpy(waves[:1])
+        seconds = median_seconds(lambda: model.classifier(clip, lengths), args.repeats)
+        reference = np.concatenate([
+            torch.softmax(model.classifier(torch.from_numpy(waves[i:i + 32]),
+                                           torch.full((len(waves[i:i + 32]),),
+                                                      config.length_wav)), 1).numpy()
+            for i in range(0, len(waves), 32)]).argmax(1)
+    print(f"| torch (esc50, float32) | - | {seconds * 1000:.1f} | "
+          f"{(reference == targets).mean():.1%} | - |", flush=True)
+    with tempfile.TemporaryDirectory() as work:
+        for quantize in (None, "int8"):
+            path, _ = model.export("onnx", Path(work) / f"m{quantize or ''}.onnx", quantize,
+                                   args.data)
+            session = onnxruntime.InferenceSession(str(path),
+                                                   providers=["CPUExecutionProvider"])
+            run = lambda wav: session.run(["window_probabilities"], {"wav": wav})[0]  # noqa: E731
+            seconds = median_seconds(lambda: run(waves[0]), args.repeats)
+            guesses = np.array([run(wav)[0].argmax() for wav in waves])
+            print(f"| onnxruntime, {quantize or 'float32'} | {path.stat().st_size / 2**20:.2f} | "
+                  f"{seconds * 1000:.1f} | {(guesses == targets).mean():.1%} | "
+                  f"{(guesses == reference).mean():.1%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
