@@ -37,6 +37,7 @@ def faults(mode: str, **env: str) -> tuple[bool, int]:
     return applied == "True", int(count)
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_freed_large_blocks_are_reused_instead_of_faulted_in_again():
     block = 64 * 2**20 // os.sysconf("SC_PAGE_SIZE")  # the pages of one 64 MiB block

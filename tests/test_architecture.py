@@ -84,6 +84,7 @@ def test_the_example_package_the_skeleton_and_the_docs_import_only_from_esc50(tm
     assert used and used <= {"esc50"}, used - {"esc50"}
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 @pytest.mark.parametrize("old", sorted(MOVED))
 def test_an_old_import_path_still_works_and_warns_naming_the_new_place(old):
     code = (f"import warnings\nwarnings.simplefilter('always')\n"

@@ -35,6 +35,7 @@ def legacy_packages():
     pip("uninstall", "-y", *[f"esc50-legacy{v}" for v in (1, 2, 3)])
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_old_packages_load_with_one_warning_each_naming_what_to_change(legacy_packages):
     listing = json.loads(esc50("list-plugins", "--json").stdout)
     ids = {row["id"] for row in listing["plugins"]}
@@ -66,6 +67,7 @@ def test_old_packages_load_with_one_warning_each_naming_what_to_change(legacy_pa
     assert "esc50.core.contracts (legacy3_esc50/helpers.py:3)" in three  # in another module
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_an_api_1_package_trains_and_predicts(legacy_packages, tmp_path):
     data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2))
     result = esc50("train", "--data", str(data), "--model", "old1.meanmlp", "--featurizer",
@@ -86,6 +88,7 @@ def test_an_api_1_package_trains_and_predicts(legacy_packages, tmp_path):
     assert predicted.returncode == 0 and predicted.stdout.startswith(str(clip)), predicted.stderr
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_api_2_and_3_packages_train_and_predict(legacy_packages, tmp_path):
     data = tmp_path / "named"
     data.mkdir()
@@ -106,6 +109,7 @@ def test_api_2_and_3_packages_train_and_predict(legacy_packages, tmp_path):
     assert predicted.returncode == 0, predicted.stderr
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_an_api_3_augmentation_draws_on_the_training_device(legacy_packages):
     from esc50.core.config import TaskConfig
     from esc50.core.plugins.registry import load_registry

@@ -156,6 +156,7 @@ def test_cv_jobs_trains_folds_in_parallel_processes_with_the_same_results(tmp_pa
     assert summaries[0]["folds"] == pytest.approx(summaries[1]["folds"])
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_cv_jobs_reports_a_failed_fold_and_keeps_the_others(tmp_path):
     data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
     root = tmp_path / "runs" / "broken"

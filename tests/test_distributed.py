@@ -54,6 +54,7 @@ def test_two_processes_take_the_steps_of_one_and_learn(tmp_path):
     assert "was trained by 2 process(es); resume it with as many, not 1" in resumed.output
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path):
     data = write_synthetic_dataset(tmp_path / "data")
     done = torchrun(tmp_path, "train", "--data", str(data), "--output-dir", str(tmp_path), "--val-fold", "1",

@@ -74,6 +74,7 @@ def esc50(env: dict, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, check=True)
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_a_count_that_needs_a_new_package_is_finished_in_the_background(tmp_path):
     site, go = tmp_path / "site", tmp_path / "go"
     fake_distribution(site, "lazy-pkg", "lazy = lazy_plugin",

@@ -59,6 +59,7 @@ def test_a_crnn_checkpoint_with_the_attentions_dead_bias_still_loads():
     torch.testing.assert_close(loaded(features, lengths), model(features, lengths))
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 @pytest.mark.parametrize("name", MODELS)
 def test_channels_last_layout_gives_the_same_logits(name):
     featurizer = load_registry().create("featurizer", "plugins.logmel", CONFIG)
@@ -73,6 +74,7 @@ def test_channels_last_layout_gives_the_same_logits(name):
     torch.testing.assert_close(fast(wav, lengths), plain(wav, lengths), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 @pytest.mark.parametrize("name", [m for m in MODELS if m != "vgg19"])
 def test_overfits_its_training_clips_through_the_trainer(name, tmp_path):
     """Each model, trained by the Trainer as `esc50 train` runs it (sampler, optimizer, cosine

@@ -165,6 +165,7 @@ def tone_run(tmp_path: Path, rate: int, seconds: float = 1.0, **settings) -> Tra
     return Trainer(config, REGISTRY, log=lambda _: None)
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_kumar_fine_tunes_with_a_slower_backbone_and_probes_linearly(kumar_reference, tmp_path):
     _, published = kumar_reference
     path = tmp_path / published.name  # a copy, removed once the run has trained
@@ -201,6 +202,7 @@ def test_kumar_fine_tunes_with_a_slower_backbone_and_probes_linearly(kumar_refer
     assert loaded.evaluate(fold=1)["accuracy"] >= 0.75
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_cnn14_fine_tunes_with_frozen_blocks_and_probes_linearly(cnn14_reference, tmp_path):
     _, path = cnn14_reference
     finetune = tone_run(tmp_path / "f", 32000, seconds=0.5, model="plugins.cnn14",
@@ -304,6 +306,7 @@ def test_ast_loads_a_saved_checkpoint_and_gives_its_pooled_output(ast_reference,
         REGISTRY.create("model", f"plugins.ast:source={path}", AST_CONFIG, (1, 128, 100))
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_ast_fine_tunes_and_probes_linearly(ast_reference, tmp_path):
     _, path = ast_reference
     finetune = tone_run(tmp_path / "f", 16000, model=f"plugins.ast:source={path},freeze_blocks=1",

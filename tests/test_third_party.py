@@ -94,6 +94,7 @@ BROKEN = {
 }
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_a_broken_plugin_is_named_and_the_rest_still_load(case, tmp_path, monkeypatch):
     entry, modules, message = BROKEN[case]

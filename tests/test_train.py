@@ -330,6 +330,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
         assert torch.equal(value, b["model"][key]), key
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_label_smoothing_keeps_the_training_loss_above_its_floor(tmp_path):
     data = write_synthetic_dataset(tmp_path / "data", clips_per_class_per_fold=4)
 
@@ -402,6 +403,7 @@ def test_the_strong_recipe_is_a_readable_config_whose_plugins_all_build(syntheti
         unknown.output
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 @pytest.mark.parametrize("recipe, epochs, learns", [("quick", 8, True), ("laptop", 2, False)])
 def test_the_cpu_recipes_train_with_their_own_network(recipe, epochs, learns, tmp_path):
     """The CPU recipes as written (their network, features, augmentations, schedule, moving

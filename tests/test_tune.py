@@ -92,6 +92,7 @@ def finished(database: Path) -> int:
                           ).fetchone()[0]
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_two_worker_processes_share_one_study_and_it_continues(tmp_path):
     data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
     args = ["tune", "--name", "shared", "--data", str(data), "--val-fold", "3",
