@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from esc50.core.commands.predict import ScoredWindow, default_hop, scored_windows
+from esc50.core.commands.predict import default_hop, scored_windows
 from esc50.core.errors import Esc50Error, optional_module
 from esc50.core.results.plots import timeline_figure
 from esc50.core.training.scoring import Member
@@ -110,19 +110,23 @@ def build_timeline(members: list[Member], class_names: list[str], blocks: Iterab
     ``on_window`` is called with each window as soon as it is scored (a live stream's output)."""
     check_settings(min_prob, top_k)
     hop = hop or default_hop(length)
-    scored: list[ScoredWindow] = []
+    spans: list[tuple[int, int]] = []  # each window's first and end sample
+    rows: list[np.ndarray] = []  # its probabilities (kept compact: hours of windows add up)
     timeline = Timeline(source, class_names, length / sample_rate, hop / sample_rate,
                         len(members), min_prob, 0.0)
     for window in scored_windows(members, blocks, length, hop, source):
-        scored.append(window)
+        row = window.probabilities.float().numpy().copy()
+        spans.append((window.start, window.end))
+        rows.append(row)
         shown = Window(window.start / sample_rate, window.end / sample_rate,
-                       top_passing(window.probabilities, class_names, top_k, min_prob))
+                       top_passing(row, class_names, top_k, min_prob))
         timeline.windows.append(shown)
         if on_window is not None:
             on_window(shown)
-    timeline.probabilities = torch.stack([w.probabilities for w in scored]).float().numpy()
-    timeline.duration = max(w.end for w in scored) / sample_rate
-    timeline.segments = segments(scored, class_names, sample_rate, min_prob)
+    timeline.probabilities = np.stack(rows)
+    timeline.duration = spans[-1][1] / sample_rate
+    timeline.segments = segments(spans, timeline.probabilities, class_names, sample_rate,
+                                 min_prob)
     return timeline
 
 
@@ -133,32 +137,33 @@ def check_settings(min_prob: float, top_k: int) -> None:
         raise Esc50Error(f"--top-k {top_k} must be at least 1")
 
 
-def top_passing(probabilities: torch.Tensor, class_names: list[str], top_k: int,
+def top_passing(probabilities: np.ndarray, class_names: list[str], top_k: int,
                 min_prob: float) -> list[tuple[str, float]]:
     """The ``top_k`` most probable classes whose probability reaches ``min_prob``."""
-    values, indices = probabilities.topk(min(top_k, len(class_names)))
-    return [(class_names[i], float(v)) for v, i in zip(values, indices) if v >= min_prob]
+    order = np.argsort(-probabilities, kind="stable")[:top_k]
+    return [(class_names[i], float(probabilities[i])) for i in order
+            if probabilities[i] >= min_prob]
 
 
-def segments(windows: list[ScoredWindow], class_names: list[str], sample_rate: int,
-             min_prob: float) -> list[Segment]:
-    """Consecutive windows whose top class is the same (and reaches ``min_prob``), merged;
-    each window speaks for the time nearer its centre than any other's."""
-    centres = [(w.start + w.end) / 2 for w in windows]
-    bounds = [0.0] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + \
-        [float(max(w.end for w in windows))]
-    tops = [w.probabilities.max(dim=0) for w in windows]
-    labels = [int(index) if float(value) >= min_prob else None for value, index in tops]
+def segments(spans: list[tuple[int, int]], probabilities: np.ndarray, class_names: list[str],
+             sample_rate: int, min_prob: float) -> list[Segment]:
+    """Consecutive windows (``spans`` in samples, ``probabilities`` [windows, classes]) whose
+    top class is the same (and reaches ``min_prob``), merged; each window speaks for the time
+    nearer its centre than any other's."""
+    centres = [(a + b) / 2 for a, b in spans]
+    bounds = [0.0] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + [float(spans[-1][1])]
+    tops = probabilities.argmax(axis=1)
+    labels = [int(top) if probabilities[i, top] >= min_prob else None
+              for i, top in enumerate(tops)]
     found: list[Segment] = []
     first = 0
-    for i in range(1, len(windows) + 1):
-        if i < len(windows) and labels[i] == labels[first]:
+    for i in range(1, len(spans) + 1):
+        if i < len(spans) and labels[i] == labels[first]:
             continue
         if labels[first] is not None:  # windows first .. i - 1 share this top class
-            label = labels[first]
-            values = [float(w.probabilities[label]) for w in windows[first:i]]
+            values = probabilities[first:i, labels[first]].astype(np.float64)
             found.append(Segment(bounds[first] / sample_rate, bounds[i] / sample_rate,
-                                 class_names[label], sum(values) / len(values), max(values),
-                                 i - first))
+                                 class_names[labels[first]], float(values.mean()),
+                                 float(values.max()), i - first))
         first = i
     return found
