@@ -194,3 +194,39 @@ def test_a_loss_that_turns_nan_in_training_stops_the_run_with_one_line(synthetic
                                          r"\(checked again\)"):
         trainer.fit()
     assert not (tmp_path / "r").exists()
+
+
+class RareNaN(Augmentation):
+    """Turns about one clip in ten of a training batch to NaN, by its own draws (none in the
+    set-up pass's two clips, which would name it before training)."""
+
+    name = "rarenan"
+
+    def __init__(self, config: TaskConfig, p: float = 1.0) -> None:
+        super().__init__(p)
+
+    def sample(self, batch_size, generator):
+        return {"u": torch.rand(batch_size, generator=generator, device=generator.device)}
+
+    def apply(self, wav, chosen, params, generator):
+        bad = (params["u"].to(wav.device) < 0.1) & chosen.to(wav.device) & (len(wav) > 2)
+        return torch.where(bad[:, None], torch.full_like(wav, float("nan")), wav)
+
+
+def test_an_augmentation_that_rarely_makes_nan_is_named_not_the_model(synthetic_data, tmp_path):
+    """The loss goes NaN a few steps after the batch that made it; the batches since the last
+    check are prepared again with their own draws, so the augmentation is named, not the model
+    whose weights the NaN reached by then."""
+    @hookimpl(specname="register_augmentations")
+    def hook(register):
+        register(RareNaN)
+
+    registry = load_registry()
+    registry.register_plugin(types.SimpleNamespace(__name__="nan_plugin",
+                                                   register_augmentations=hook), "odd")
+    config = small_config(synthetic_data, output_dir=str(tmp_path), run_name="r", batch_size=4,
+                          augs=["odd.rarenan"], num_epochs=2)
+    with pytest.raises(Esc50Error, match=r"the loss became nan .*; augmentation odd.rarenan "
+                                         r"\(registered at run time\) returned \d+ NaN .* at "
+                                         r"epoch 1, step \d+ \(checked again\)"):
+        Trainer(config, registry, log=lambda _: None).fit()

@@ -477,6 +477,28 @@ def test_the_moving_average_is_torchs_averaged_model_with_the_ramped_decay():
     assert int(loaded.n_averaged) == 30 and loaded.rate() == pytest.approx(31 / 40)
 
 
+def test_each_batch_carries_its_own_record_and_replays_to_itself(synthetic_data, tmp_path):
+    """Prepared one step ahead (as on a GPU; here on the CPU) or one by one, the batches are the
+    same, each says where it is (not where the preparation has got to), and preparing one again
+    from its record, with the draws it was prepared with, gives it again."""
+    config = small_config(synthetic_data, output_dir=str(tmp_path), batch_size=4,
+                          augs=["noise", "time_stretch", "specaugment", "mixup"])
+
+    def batches(ahead):
+        trainer = Trainer(config, load_registry(), log=lambda _: None)
+        return trainer, list(trainer.data.batches(trainer.randomness, epoch=3, ahead=ahead))
+
+    _, one_by_one = batches(False)
+    trainer, ahead = batches(True)
+    assert len(one_by_one) == len(ahead) > 1
+    for step, (a, b) in enumerate(zip(one_by_one, ahead), start=1):
+        assert all(torch.equal(x, y) for x, y in zip(a.tensors(), b.tensors()))
+        assert a.record.where == b.record.where == f" at epoch 3, step {step}"
+    for batch in ahead:
+        features, frames = trainer.data.replay(batch.record, trainer.randomness)
+        assert torch.equal(features, batch.features) and torch.equal(frames, batch.frames)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="batches are prepared ahead on a GPU "
                     "only (checked on an H200: docs/performance.md)")
 def test_batches_prepared_ahead_on_a_second_stream_are_the_ones_prepared_one_by_one(
@@ -486,8 +508,8 @@ def test_batches_prepared_ahead_on_a_second_stream_are_the_ones_prepared_one_by_
 
     def batches(ahead):
         trainer = Trainer(config, load_registry(), log=lambda _: None)
-        return [tuple(t.clone() for t in batch)
-                for batch in trainer.data.batches(True, trainer.randomness, ahead=ahead)]
+        return [tuple(t.clone() for t in batch.tensors())
+                for batch in trainer.data.batches(trainer.randomness, ahead=ahead)]
 
     one_by_one, ahead = batches(False), batches(True)
     assert len(one_by_one) == len(ahead) > 1

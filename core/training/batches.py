@@ -35,7 +35,7 @@ from esc50.core.training.memory import check_data_memory
 from esc50.core.training.normalize import FeatureNormalizer
 from esc50.core.training.scoring import SCORE_BATCH
 from esc50.core.training.stages import (BatchRecord, PreparedBatch, Stages, draw_states,
-                                        restored)
+                                        replaying)
 from esc50.core.training.validation import ValidationClips
 
 def prepared_ahead(batches: Iterator[PreparedBatch], device: torch.device
@@ -230,10 +230,11 @@ class FeatureSource:
         stage's output checked: raises the one-line error of the first plugin whose output is
         wrong or non-finite. Returns its features (in the model's layout) and frame lengths."""
         checked = self.stages.at(f"{record.where} (checked again)", checked=True)
-        training = record.draws is not None  # else a validation batch
-        features, frames, _ = self.prepare(
-            record.loaded, training, restored(generator, record.draws) if training else None,
-            checked)
+        if record.draws is None:  # a validation batch: nothing drawn
+            features, frames, _ = self.prepare(record.loaded, False, None, checked)
+            return features, frames
+        with replaying(generator, record.draws) as draws:
+            features, frames, _ = self.prepare(record.loaded, True, draws, checked)
         return features, frames
 
     @torch.no_grad()

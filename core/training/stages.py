@@ -27,6 +27,7 @@ non-finite).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -73,23 +74,33 @@ class PreparedBatch:
 
 
 def draw_states(generator: Generator) -> tuple[torch.Tensor, ...]:
-    """The states of the augmentation generators (one when ``examples`` is ``signals``)."""
+    """The states of what an augmentation may draw from: torch's global generator (a sampler
+    that takes no generator draws there: mixup's Beta), then the augmentation generators (one
+    when ``examples`` is ``signals``)."""
     randomness = Randomness.of(generator)
-    if randomness.examples is randomness.signals:
-        return (randomness.examples.get_state(),)
-    return randomness.examples.get_state(), randomness.signals.get_state()
+    states = [torch.get_rng_state(), randomness.examples.get_state()]
+    if randomness.signals is not randomness.examples:
+        states.append(randomness.signals.get_state())
+    return tuple(states)
 
 
-def restored(generator: Generator, states: tuple[torch.Tensor, ...]) -> Randomness:
-    """New generators like ``generator``'s, at ``states`` (from :func:`draw_states`): drawing
-    from them repeats the draws made from that point, without touching the run's own."""
+@contextmanager
+def replaying(generator: Generator, states: tuple[torch.Tensor, ...]) -> Iterator[Randomness]:
+    """New generators like ``generator``'s at ``states`` (from :func:`draw_states`), and
+    torch's global generator at its recorded state while inside: drawing repeats the draws made
+    from that point. The run's own generators, and the global one afterwards, are untouched."""
     randomness = Randomness.of(generator)
     copies = []
-    for original, state in zip((randomness.examples, randomness.signals), states):
+    for original, state in zip((randomness.examples, randomness.signals), states[1:]):
         copy = torch.Generator(device=original.device)
         copy.set_state(state)
         copies.append(copy)
-    return Randomness(copies[0], copies[-1])
+    now = torch.get_rng_state()
+    torch.set_rng_state(states[0])
+    try:
+        yield Randomness(copies[0], copies[-1])
+    finally:
+        torch.set_rng_state(now)
 
 
 class AugmentationPipeline:
