@@ -34,14 +34,16 @@ from esc50.core.training.scoring import Member, Scoring
 RATE = 44_100
 
 
-def write_recording(path: Path, minutes: float) -> None:
-    """A stereo 16-bit WAV, written a minute at a time."""
+def write_recording(path: Path, minutes: float, channels: int = 2) -> None:
+    """A 16-bit WAV of tones in noise (stereo unless ``channels``), written a minute at a
+    time (benchmarks/timeline.py writes its mono recordings with it too)."""
     rng = np.random.default_rng(0)
-    with sf.SoundFile(str(path), "w", RATE, 2, "PCM_16") as out:
+    with sf.SoundFile(str(path), "w", RATE, channels, "PCM_16") as out:
         for _ in range(int(np.ceil(minutes))):
             t = np.arange(RATE * 60) / RATE
             tone = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t)
-            out.write(np.stack([tone, tone], 1) + rng.normal(0, 0.05, (RATE * 60, 2)))
+            out.write(np.stack([tone] * channels, 1)
+                      + rng.normal(0, 0.05, (RATE * 60, channels)))
 
 
 def measure(path: Path, mode: str) -> dict:

@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 import torch
 
 import esc50
@@ -33,19 +31,7 @@ from esc50.core.data.audio import read_mono
 from esc50.core.plugins.registry import load_registry
 from esc50.core.training.classifier import build_classifier
 from esc50.core.training.scoring import Member, Scoring
-
-RATE = 44_100
-
-
-def write_recording(path: Path, minutes: float) -> None:
-    """A mono 16-bit WAV of tones in noise, written a minute at a time."""
-    rng = np.random.default_rng(0)
-    with sf.SoundFile(str(path), "w", RATE, 1, "PCM_16") as out:
-        for _ in range(int(np.ceil(minutes))):
-            t = np.arange(RATE * 60) / RATE
-            out.write(0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t)
-                      + rng.normal(0, 0.05, RATE * 60))
-
+from predict_memory import write_recording  # benchmarks/, the folder this script runs from
 
 def model(run: str | None) -> tuple[list[Member], list[str], int, int]:
     """The members, class names, sample rate and window of a run, or of the laptop recipe's
@@ -95,7 +81,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for minutes in args.minutes:
             path = Path(work) / f"{minutes:g}min.wav"
-            write_recording(path, minutes)
+            write_recording(path, minutes, channels=1)
             for mode in ("decode", "timeline"):
                 command = [sys.executable, __file__, "--one", str(path), mode]
                 command += ["--run", args.run] if args.run else []

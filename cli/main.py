@@ -555,6 +555,7 @@ def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool, 
     --timeline says what sounds when."""
     from esc50.cli.timeline import print_timelines
     from esc50.core.commands import api
+    from esc50.core.data.stream import AudioInput
 
     if top_k < 1:
         raise Esc50Error(f"--top-k {top_k} must be at least 1")
@@ -565,7 +566,7 @@ def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool, 
     model = api.load(checkpoint, which, warn=functools.partial(click.echo, err=True))
     if model.is_ensemble:
         click.echo(f"scoring with {model.description}: their probabilities averaged", err=True)
-    inputs = api.AudioInput(model.sample_rate, rate, channels)
+    inputs = AudioInput(model.sample_rate, rate, channels)
     paths = [Path(f) for f in files]
     if timeline:
         failed = print_timelines(model, inputs, paths, top_k, hop, min_prob, as_json, as_csv,

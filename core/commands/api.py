@@ -292,7 +292,7 @@ class Model:
         results = [top_classes(probabilities(self.members, blocks, self.config.length_wav,
                                              "the samples"), self.class_names, top_k)
                    for blocks in clips]
-        return results[0] if len(clips) == 1 and np.ndim(audio) == 1 else results
+        return results[0] if np.ndim(audio) == 1 else results
 
     @checked_arguments
     def predict_files(self, paths: list[str | Path], top_k: int = 3) -> Iterator[Prediction]:
