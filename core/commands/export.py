@@ -48,6 +48,7 @@ from esc50.core.errors import Esc50Error
 from esc50.core.files.write import atomic_write, output_folder, write_text
 from esc50.core.plugins.registry import Registry
 from esc50.core.training.classifier import Classifier
+from esc50.core.training.scoring import Member, Scoring, mean_probabilities
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 QUANTIZED = ("int8",)
@@ -56,19 +57,18 @@ CALIBRATION_CLIPS = 128  # training clips onnxruntime's calibration sees
 
 class WindowScores(nn.Module):
     """``[windows, window]`` waveforms -> ``[windows, classes]`` probabilities: one
-    classifier's, or the mean of an ensemble's (every sample of every window is audio)."""
+    classifier's, or the mean of an ensemble's (every sample of every window is audio), as
+    prediction computes them (:func:`mean_probabilities`), in float32."""
 
     def __init__(self, classifiers: list[Classifier]) -> None:
         super().__init__()
         self.classifiers = nn.ModuleList(c.eval() for c in classifiers)
+        self.members = [Member(c, Scoring(bf16=False)) for c in self.classifiers]
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         lengths = torch.full((windows.shape[0],), windows.shape[1], dtype=torch.long,
                              device=windows.device)
-        total = torch.zeros(())
-        for classifier in self.classifiers:
-            total = total + torch.softmax(classifier(windows, lengths), dim=1)
-        return total / len(self.classifiers)
+        return mean_probabilities(self.members, windows, lengths)
 
 
 class Windowed(nn.Module):
