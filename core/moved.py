@@ -18,8 +18,10 @@ DEPRECATED = {
         ("0.3", "0.5", "port them as the load warning says"),
     "plugins written for plugin API 3 (per-example draws on the training device)":
         ("0.3", "0.6", "move each draw with to_device(draw, x)"),
+    "calling esc50.plugins(kind), the built-in plugins' package, to list plugins":
+        ("0.3", "0.5", "esc50.list_plugins(kind)"),
 }
-MODULE_PATHS, RANDOMNESS_NAMES, API_1_2, API_3 = DEPRECATED
+MODULE_PATHS, RANDOMNESS_NAMES, API_1_2, API_3, CALLABLE_PACKAGE = DEPRECATED
 
 
 def goes_away(what: str) -> str:
@@ -39,4 +41,10 @@ def moved(old: str, new: str) -> None:
 def renamed(old: str, new: str) -> None:
     """Warn that the attribute ``old`` of the plugin API is ``new`` now."""
     warnings.warn(f"{old} is {goes_away(RANDOMNESS_NAMES)}: use {new} (same generator)",
+                  DeprecationWarning, stacklevel=3)
+
+
+def instead(what: str) -> None:
+    """Warn that ``what`` (an entry of DEPRECATED) is deprecated, and what to use instead."""
+    warnings.warn(f"{what} is {goes_away(what)}: use {DEPRECATED[what][2]}",
                   DeprecationWarning, stacklevel=3)

@@ -1,9 +1,9 @@
-"""The built-in plugins (models, augmentations, featurizers, datasets), registered through the
-same ``esc50`` entry-point group as third-party packages.
+"""The built-in plugins (models, augmentations, featurizers, datasets, loggers), registered through
+the same ``esc50`` entry-point group as third-party packages.
 
-The package is also the Python API's listing function: ``esc50.plugins(kind=None)`` returns
-every installed plugin (see :func:`esc50.core.commands.api.list_plugins`), so a notebook reads
-``esc50.plugins("model")`` while ``esc50.plugins.models`` stays this package's sub-package."""
+Calling the package, ``esc50.plugins(kind)``, still lists the installed plugins, as
+``esc50.list_plugins(kind)`` does; it is deprecated (core/moved.py), so that ``esc50.plugins`` names
+the built-ins' package only."""
 
 import sys
 import types
@@ -13,7 +13,9 @@ from typing import Any
 class _CallablePackage(types.ModuleType):
     def __call__(self, kind: str | None = None) -> list[dict[str, Any]]:
         from esc50.core.commands.api import list_plugins
+        from esc50.core.moved import CALLABLE_PACKAGE, instead
 
+        instead(CALLABLE_PACKAGE)
         return list_plugins(kind)
 
 

@@ -103,7 +103,7 @@ def test_arguments_of_the_wrong_kind_are_one_line_naming_them(run, tmp_path):
         esc50.load(run.run_dir / "config.toml")
     with pytest.raises(esc50.Esc50Error, match=r"^kind='nosuch' must be one of model, "
                        r"augmentation, featurizer"):
-        esc50.plugins(kind="nosuch")
+        esc50.list_plugins(kind="nosuch")
     data = Path(run.config.data)  # a folder as a Path works where a string does
     again = esc50.train(data=data, epochs=1, output_dir=tmp_path / "runs", run_name="p",
                         log=lambda _: None, **SMALL)
@@ -122,9 +122,12 @@ def test_config_plugins_and_cv(tmp_path):
     assert config.batch_size == 32 and config.options["plugins.crnn"]["hidden_size"] == 16
     assert esc50.config(model="plugins.vgg19", pretrained=True).model == \
         "plugins.vgg19:pretrained=true"
-    models = {p["id"]: p for p in esc50.plugins("model")}
-    assert esc50.plugins("model") == esc50.list_plugins("model")
-    assert esc50.plugins.models.__name__ == "esc50.plugins.models"  # still the package
+    models = {p["id"]: p for p in esc50.list_plugins("model")}
+    with pytest.warns(DeprecationWarning, match=r"^calling esc50.plugins\(kind\), the built-in "
+                      r"plugins' package, to list plugins is deprecated since esc50 0.3 and goes "
+                      r"away in esc50 0.5: use esc50.list_plugins\(kind\)$"):
+        assert esc50.plugins("model") == esc50.list_plugins("model")
+    assert esc50.plugins.models.__name__ == "esc50.plugins.models"  # the built-ins' package
     assert {"name": "hidden_size", "type": "int", "default": 64,
             "doc": "GRU hidden units per direction"} in models["plugins.crnn"]["options"]
     assert {p["kind"] for p in esc50.list_plugins()} == {"model", "augmentation", "featurizer",

@@ -47,6 +47,15 @@ def test_builtins_come_from_entry_points_of_the_installed_package():
     assert crnn.package == "esc50" and crnn.description.startswith("CRNN")
 
 
+def test_each_builtin_entry_point_is_named_for_the_one_id_it_registers():
+    registry = load_registry()
+    builtin = [ep for ep in entry_points(group="esc50") if ep.dist.name == "esc50"]
+    registered = {ep.name: {c.id for c in registry.components.values()
+                            if c.factory.__module__ == ep.value} for ep in builtin}
+    assert registered == {ep.name: {ep.name} for ep in builtin}
+    assert {c.id for c in registry.components.values() if c.package == "esc50"} == set(registered)
+
+
 def test_bare_names_resolve_when_unambiguous():
     registry = load_registry()
     assert registry.resolve("model", "crnn").id == "plugins.crnn"

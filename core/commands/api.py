@@ -70,8 +70,7 @@ def config(config_file: str | Path | None = None, recipe: str | None = None,
 def list_plugins(kind: str | None = None, registry: Registry | None = None
                  ) -> list[dict[str, Any]]:
     """Every installed model, augmentation, featurizer, dataset and logger (or one ``kind``'s):
-    id, kind, package, version, description and options (name, type, default, doc). Also
-    reachable as ``esc50.plugins(kind)``."""
+    id, kind, package, version, description and options (name, type, default, doc)."""
     registry = registry or load_registry()
     if kind is not None and kind not in KINDS:
         raise Esc50Error(f"kind={kind!r} must be one of {', '.join(KINDS)} (or None: all)")

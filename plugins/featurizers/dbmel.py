@@ -13,6 +13,9 @@ Sources of each choice:
   80 below the clip's peak).
 - Both run as a :class:`PowerFeaturizer` (power, then dB), so the power-stage augmentations
   work with them, and a clip's features do not depend on its batch (top_db per clip).
+
+The base of both; each registers from its own module (``panns_logmel.py``, ``kumar_logmel.py``),
+so an entry point's name is the id it registers.
 """
 
 from __future__ import annotations
@@ -20,10 +23,8 @@ from __future__ import annotations
 import librosa
 import torch
 
-from esc50 import PowerFeaturizer, TaskConfig, hookimpl
+from esc50 import PowerFeaturizer, TaskConfig
 from esc50.plugins.featurizers.mel import MelSettings
-
-ESC50_PLUGIN_API = 4
 
 FLOOR = 1e-10  # librosa's and torchlibrosa's amin
 
@@ -82,33 +83,3 @@ class DbMel(PowerFeaturizer):
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
         return (1, self.settings.n_mels, num_samples // self.settings.hop_length + 1)
-
-
-class PannsLogMel(DbMel):
-    """PANNs' front end (CNN14 and its family): 64 bands, 50-14 000 Hz, hop 320 at 32 kHz.
-
-    Its defaults only differ from ``KumarLogMel``'s; the options are ``DbMel``'s."""
-
-    name = "panns_logmel"
-
-    def __init__(self, config: TaskConfig, n_fft: int = 1024, win_length: int = 1024,
-                 hop_length: int = 320, n_mels: int = 64, f_min: float = 50.0,
-                 f_max: float = 14000.0, top_db: float = 0.0) -> None:
-        super().__init__(config, n_fft, win_length, hop_length, n_mels, f_min, f_max, top_db)
-
-
-class KumarLogMel(DbMel):
-    """Kumar et al.'s front end: 128 bands up to Nyquist, hop 512 at 44.1 kHz, dB (top_db 80)."""
-
-    name = "kumar_logmel"
-
-    def __init__(self, config: TaskConfig, n_fft: int = 1024, win_length: int = 1024,
-                 hop_length: int = 512, n_mels: int = 128, f_min: float = 0.0,
-                 f_max: float = 0.0, top_db: float = 80.0) -> None:
-        super().__init__(config, n_fft, win_length, hop_length, n_mels, f_min, f_max, top_db)
-
-
-@hookimpl
-def register_featurizers(register):
-    register(PannsLogMel)
-    register(KumarLogMel)

@@ -11,6 +11,9 @@ Sources of each choice:
 - AST (Gong et al. 2021): the mean of its class and distillation tokens, ``ast_embedding``.
 - The backbone stays in evaluation mode (batch-norm statistics and dropout off), as a feature
   extractor does; each clip is embedded as the trainer pads or crops it (``length_wav``).
+
+The base of the three; each registers from its own module (``cnn14_embedding.py``,
+``kumar_embedding.py``, ``ast_embedding.py``), so an entry point's name is the id it registers.
 """
 
 from __future__ import annotations
@@ -18,14 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from esc50 import Featurizer, TaskConfig, hookimpl
-from esc50.plugins.featurizers.ast_fbank import ASTFbank
-from esc50.plugins.featurizers.dbmel import KumarLogMel, PannsLogMel
-from esc50.plugins.models.ast import AST, checkpoint_config
-from esc50.plugins.models.cnn14 import Cnn14
-from esc50.plugins.models.kumar import Kumar
-
-ESC50_PLUGIN_API = 4
+from esc50 import Featurizer, TaskConfig
 
 
 class Embedding(Featurizer):
@@ -85,40 +81,3 @@ class PublishedEmbedding(Embedding):
         super().__init__(front_end, published(self.backbone_type, config, front_end,
                                               checkpoint=required("checkpoint", checkpoint)),
                          self.embedding_size)
-
-
-class Cnn14Embedding(PublishedEmbedding):
-    """PANNs CNN14's 2048-dimensional embedding (after fc1) of panns_logmel features."""
-
-    name = "cnn14_embedding"
-    front_end_type, backbone_type, embedding_size = PannsLogMel, Cnn14, 2048
-
-
-class KumarEmbedding(PublishedEmbedding):
-    """Kumar et al.'s 1024-value embedding (F1 averaged over time) of kumar_logmel features."""
-
-    name = "kumar_embedding"
-    front_end_type, backbone_type, embedding_size = KumarLogMel, Kumar, 1024
-
-
-class ASTEmbedding(Embedding):
-    """The Audio Spectrogram Transformer's pooled class and distillation tokens of ast_fbank."""
-
-    name = "ast_embedding"
-
-    def __init__(self, config: TaskConfig, source: str = "") -> None:
-        """Options:
-        source: a directory saved with save_pretrained, or a hub id when online (required)
-        """
-        settings = checkpoint_config(required("source", source))
-        front_end = ASTFbank(config, max_length=settings.max_length,
-                             n_mels=settings.num_mel_bins)
-        super().__init__(front_end, published(AST, config, front_end, source=source),
-                         settings.hidden_size)
-
-
-@hookimpl
-def register_featurizers(register):
-    register(Cnn14Embedding)
-    register(KumarEmbedding)
-    register(ASTEmbedding)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from esc50 import Esc50Error, TaskConfig, hookimpl
-from esc50.plugins.featurizers.dbmel import PannsLogMel
+from esc50.plugins.featurizers.panns_logmel import PannsLogMel
 from esc50.plugins.models.layers import masked_max, masked_mean, pad_time, zero_padding
 from esc50.plugins.models.published import (Freezable, check_freeze, load_published,
                                              published_weights, read_state_dict,

@@ -54,7 +54,7 @@ __all__ = ["__version__", "plugins", *_NAMES]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "plugins":  # the built-in plugins' package, callable: esc50.plugins(kind=None)
+    if name == "plugins":  # the built-in plugins' package
         return import_module("esc50.plugins")
     if name in _NAMES:
         return getattr(import_module(_NAMES[name]), name)
