@@ -13,11 +13,11 @@ import argparse
 import json
 import os
 import resource
-import subprocess
-import sys
 import time
 
 import torch
+
+from fresh import in_fresh_process  # benchmarks/, the folder this script runs from
 
 
 def measure(steps: int, batch: int) -> dict:
@@ -70,10 +70,8 @@ def main() -> None:
     print("| freed memory | s / step | user s | system s | minor page faults |")
     print("|---|---:|---:|---:|---:|")
     for switch in ("1", "0"):
-        done = subprocess.run([sys.executable, __file__, "--one", "--steps", str(args.steps),
-                               "--batch", str(args.batch)], capture_output=True, text=True,
-                              check=True, env={**os.environ, "ESC50_KEEP_FREED_MEMORY": switch})
-        row = json.loads(done.stdout.strip().splitlines()[-1])
+        row = in_fresh_process(__file__, "--steps", str(args.steps), "--batch", str(args.batch),
+                               env={**os.environ, "ESC50_KEEP_FREED_MEMORY": switch})
         print(f"| {'kept' if row['kept'] else 'returned'} | {row['s_per_step']:.2f} | "
               f"{row['user_s']:.1f} | {row['system_s']:.1f} | {row['minor_faults']:,} |")
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ from esc50.core.data.split import make_split
 from esc50.core.plugins.registry import load_registry
 from esc50.core.data.sampler import ClassBalancedSampler
 from esc50.core.training.trainer import Trainer
+from fresh import in_fresh_process  # benchmarks/, the folder this script runs from
 
 MODELS = ["crnn", "kumar"]
 AUGS = {  # setting: esc50's augmentation specs (applied one per clip, as the report did)
@@ -221,13 +220,9 @@ def main() -> None:
 
 
 def run_one(args: argparse.Namespace, work: str, pipeline: str, model: str, augs: str) -> dict:
-    command = [sys.executable, __file__, "--one", pipeline, model, augs, "--work", work,
-               "--data", args.data, "--batch-size", str(args.batch_size), "--train-ratio",
-               str(args.train_ratio), "--device", args.device]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{pipeline} {model} {augs} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return in_fresh_process(__file__, pipeline, model, augs, "--work", work, "--data", args.data,
+                            "--batch-size", str(args.batch_size), "--train-ratio",
+                            str(args.train_ratio), "--device", args.device)
 
 
 if __name__ == "__main__":

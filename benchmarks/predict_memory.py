@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ from esc50.core.config import TaskConfig
 from esc50.core.commands.predict import probabilities, windows
 from esc50.core.plugins.registry import load_registry
 from esc50.core.training.scoring import Member, Scoring
+from fresh import in_fresh_process  # benchmarks/, the folder this script runs from
 
 RATE = 44_100
 
@@ -84,9 +83,7 @@ def main() -> None:
             write_recording(path, minutes)
             modes = ["streamed"] + (["whole"] if minutes <= args.whole_up_to else [])
             for mode in modes:
-                done = subprocess.run([sys.executable, __file__, "--one", str(path), mode],
-                                      capture_output=True, text=True, check=True)
-                result = json.loads(done.stdout.strip().splitlines()[-1])
+                result = in_fresh_process(__file__, str(path), mode)
                 print(f"| {minutes:g} min | {mode} | {result['seconds']:.1f} | "
                       f"{result['peak_rss_mib']:.0f} | {result['top']} |", flush=True)
             path.unlink()

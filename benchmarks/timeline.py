@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ from esc50.core.plugins.registry import load_registry
 from esc50.core.training.classifier import build_classifier
 from esc50.core.training.scoring import Member, Scoring
 from predict_memory import write_recording  # benchmarks/, the folder this script runs from
+from fresh import in_fresh_process  # benchmarks/, the folder this script runs from
 
 def model(run: str | None) -> tuple[list[Member], list[str], int, int]:
     """The members, class names, sample rate and window of a run, or of the laptop recipe's
@@ -83,11 +82,9 @@ def main() -> None:
             path = Path(work) / f"{minutes:g}min.wav"
             write_recording(path, minutes, channels=1)
             for mode in ("decode", "timeline"):
-                command = [sys.executable, __file__, "--one", str(path), mode]
-                command += ["--run", args.run] if args.run else []
-                command += ["--hop", str(args.hop)] if args.hop else []
-                done = subprocess.run(command, capture_output=True, text=True, check=True)
-                result = json.loads(done.stdout.strip().splitlines()[-1])
+                options = (["--run", args.run] if args.run else []) + \
+                    (["--hop", str(args.hop)] if args.hop else [])
+                result = in_fresh_process(__file__, str(path), mode, *options)
                 what = "decoding alone (reference)" if mode == "decode" else "esc50 timeline"
                 print(f"| {minutes:g} min | {what} | {result['seconds']:.1f} | "
                       f"{minutes * 60 / result['seconds']:.0f} | {result['windows'] or '-'} | "
