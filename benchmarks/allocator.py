@@ -23,7 +23,7 @@ from fresh import in_fresh_process  # benchmarks/, the folder this script runs f
 def measure(steps: int, batch: int) -> dict:
     from esc50.core.training.memory import keep_freed_memory
     from esc50.core.config import TaskConfig
-    from esc50.core.plugins.registry import load_registry
+    from esc50.core.plugin_api.registry import load_registry
 
     applied = keep_freed_memory()
     config = TaskConfig().override(num_classes=50, sample_rate=44100, length_wav=220500)

@@ -26,7 +26,7 @@ from esc50.core.training.stages import AugmentationPipeline
 from esc50.core.config import TaskConfig
 from esc50.core.data.audiocache import AudioCache
 from esc50.core.data.clips import find_clips
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 
 SR = 44_100
 NOISE_SNR_DB = 1.0  # the report's code fixes the background-noise SNR at 1 dB

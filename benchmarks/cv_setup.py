@@ -14,7 +14,7 @@ import time
 
 from esc50.core.config import TaskConfig
 from esc50.core.training.batches import ExperimentData
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
 
 

@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training import loop
 from esc50.core.training.device import autocast
 from esc50.core.training.trainer import Trainer

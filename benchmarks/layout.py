@@ -14,7 +14,7 @@ import torch
 
 from esc50.core.training.classifier import build_classifier
 from esc50.core.config import TaskConfig
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 
 VARIANTS = {"contiguous": dict(channels_last=False), "channels-last": dict(channels_last=True),
             "channels-last + compile": dict(channels_last=True, compile=True)}

@@ -12,7 +12,7 @@ import json
 import tempfile
 
 from esc50.core.config import TaskConfig
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
 
 MODELS = ["baseline", "advanced", "lstm", "crnn", "vgg19", "kumar"]

@@ -32,7 +32,7 @@ from esc50.core.data.collate import collate
 from esc50.core.config import TaskConfig
 from esc50.core.data.clips import find_clips
 from esc50.core.data.split import make_split
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.data.sampler import ClassBalancedSampler
 from esc50.core.training.trainer import Trainer
 from fresh import in_fresh_process  # benchmarks/, the folder this script runs from

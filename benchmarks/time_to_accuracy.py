@@ -25,7 +25,7 @@ import tempfile
 import time
 
 from esc50.core.commands.api import config as make_config
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
 
 RECIPES = {

@@ -26,7 +26,7 @@ import esc50
 from esc50.core.commands.timeline import build_timeline
 from esc50.core.config import load_config, recipe_path
 from esc50.core.data.audio import read_mono
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.classifier import build_classifier
 from esc50.core.training.scoring import Member, Scoring
 from predict_memory import write_recording  # benchmarks/, the folder this script runs from

@@ -37,7 +37,7 @@ from esc50 import __version__
 from esc50.core.files.cache import cache_dir
 from esc50.core.files.write import atomic_write
 
-GROUP = "esc50"  # the entry-point group (esc50.core.plugins.registry.ENTRY_POINT_GROUP)
+GROUP = "esc50"  # the entry-point group (esc50.core.plugin_api.registry.ENTRY_POINT_GROUP)
 WAIT_FOR_COUNTS = 4.0  # seconds after the listing started (see the module docstring)
 COUNTING = "counting"  # a parameter count not ready yet
 
@@ -157,7 +157,7 @@ def count_parameters(counts_path: Path) -> dict[str, int | None]:
     be built for them), written to ``counts_path`` after each model. A first pass counts the
     models that import no package beyond those their plugin modules imported (most, in a
     fraction of a second), a second pass the rest (``"first_pass": true`` in between)."""
-    from esc50.core.plugins.registry import load_registry
+    from esc50.core.plugin_api.registry import load_registry
 
     registry = load_registry()
     shape = _default_input_shape(registry)
@@ -232,7 +232,7 @@ def module_files(module: str) -> set[Path]:
 
 def build_listing() -> dict[str, Any]:
     """The listing, by importing every plugin."""
-    from esc50.core.plugins.registry import load_registry
+    from esc50.core.plugin_api.registry import load_registry
 
     registry = load_registry()
     return {"plugins": plugin_rows(registry), "sources": [vars(s) for s in registry.sources],
@@ -242,7 +242,7 @@ def build_listing() -> dict[str, Any]:
 def plugin_rows(registry: Any) -> list[dict[str, Any]]:
     """One row per component: kind, id, package, version, description and options (name, type,
     default, doc); :func:`listing` adds the models' parameter counts."""
-    from esc50.core.plugins.registry import KINDS
+    from esc50.core.plugin_api.registry import KINDS
 
     return [{"kind": kind, "id": component.id, "package": component.package,
              "version": component.version, "description": component.description,

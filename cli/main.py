@@ -399,7 +399,7 @@ def weights() -> None:
 def weights_list(as_json: bool) -> None:
     """Every weight file the installed plugins know, and whether it is cached."""
     from esc50.core.commands.weights import weights_rows
-    from esc50.core.plugins.registry import load_registry
+    from esc50.core.plugin_api.registry import load_registry
 
     rows = weights_rows(load_registry())
     if as_json:
@@ -421,7 +421,7 @@ def weights_list(as_json: bool) -> None:
 def weights_download(names: tuple[str, ...]) -> None:
     """Fetch weight files into the cache (verified; a broken download resumes)."""
     from esc50.core.commands.weights import download
-    from esc50.core.plugins.registry import load_registry
+    from esc50.core.plugin_api.registry import load_registry
 
     registry = load_registry()
     for name in names:
@@ -434,7 +434,7 @@ def weights_download(names: tuple[str, ...]) -> None:
 def weights_verify(names: tuple[str, ...]) -> None:
     """Check cached weight files against their checksums (all when none is named)."""
     from esc50.core.commands.weights import verify
-    from esc50.core.plugins.registry import load_registry
+    from esc50.core.plugin_api.registry import load_registry
 
     results = verify(load_registry(), list(names))
     for name, outcome in results:
@@ -449,7 +449,7 @@ def weights_verify(names: tuple[str, ...]) -> None:
 def weights_path(name: str) -> None:
     """Where a weight file is (or will be) cached."""
     from esc50.core.commands.weights import path_of
-    from esc50.core.plugins.registry import load_registry
+    from esc50.core.plugin_api.registry import load_registry
 
     click.echo(path_of(load_registry(), name))
 

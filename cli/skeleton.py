@@ -8,7 +8,7 @@ from pathlib import Path
 
 from esc50 import PLUGIN_API_VERSION, Esc50Error
 from esc50.core.files.write import output_folder, plain_name, write_text
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 
 PYPROJECT = '''[build-system]
 requires = ["setuptools>=68", "wheel"]

@@ -1,2 +1,3 @@
 """The minimal core: config, data pipeline, plugin registry and trainer. It knows no concrete
-model, augmentation or featurizer; those arrive through the hooks in `esc50.core.plugins.hookspecs`."""
+model, augmentation or featurizer; those arrive through the hooks in
+`esc50.core.plugin_api.hookspecs`."""

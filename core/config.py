@@ -25,7 +25,7 @@ from esc50.core.files.write import plain_name, write_text
 
 # The report's knobs that became plugin options, each with the last plugin API whose config
 # still had it, its value then (the report's) and its type (what an old plugin reading it gets:
-# esc50.core.plugins.adapters), and the plugins that take it now (so that an old config or
+# esc50.core.plugin_api.adapters), and the plugins that take it now (so that an old config or
 # habit gets a pointer instead of "unknown key").
 MOVED_TO_PLUGINS: dict[str, tuple[int, Any, Any, str]] = {
     "cnn_out_channels": (1, 8, int, "plugins.crnn, plugins.baseline"),

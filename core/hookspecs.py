@@ -1,7 +1,7 @@
-"""Deprecated path: this module's names live in :mod:`esc50.core.plugins.hookspecs` now; plugins
-import them from ``esc50`` (see docs/plugins.md, "Reference for authors")."""
+"""Deprecated path: this module's names live in :mod:`esc50.core.plugin_api.hookspecs` now;
+plugins import them from ``esc50`` (see docs/plugins.md, "Reference for authors")."""
 
 from esc50.core.moved import moved
-from esc50.core.plugins.hookspecs import *  # noqa: F401,F403
+from esc50.core.plugin_api.hookspecs import *  # noqa: F401,F403
 
-moved(__name__, "esc50.core.plugins.hookspecs")
+moved(__name__, "esc50.core.plugin_api.hookspecs")

@@ -15,13 +15,13 @@ from esc50.cli.skeleton import write_skeleton
 
 ROOT = Path(__file__).resolve().parents[1]
 # Lowest first: a part imports only from the parts before it (and itself).
-PARTS = ["errors", "convert", "files", "config", "plugins", "data", "results", "training",
+PARTS = ["errors", "convert", "files", "config", "plugin_api", "data", "results", "training",
          "commands"]
-MOVED = {"esc50.core.hookspecs": "esc50.core.plugins.hookspecs",
-         "esc50.core.contracts": "esc50.core.plugins.contracts",
-         "esc50.core.registry": "esc50.core.plugins.registry",
+MOVED = {"esc50.core.hookspecs": "esc50.core.plugin_api.hookspecs",
+         "esc50.core.contracts": "esc50.core.plugin_api.contracts",
+         "esc50.core.registry": "esc50.core.plugin_api.registry",
          "esc50.core.dataset": "esc50.core.data.clips",
-         "esc50.core.loggers": "esc50.core.plugins.contracts"}
+         "esc50.core.loggers": "esc50.core.plugin_api.contracts"}
 
 
 def core_part(module: str) -> str | None:

@@ -7,7 +7,7 @@ import torch
 from esc50.core.training.stages import AugmentationPipeline
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from tests.conftest import esc50_config
 
 SR = 16000
@@ -110,7 +110,7 @@ def test_specaugment_masks_the_requested_widths():
 def test_specaugment_draws_its_masks_in_sample_like_every_augmentation():
     """The masks are per-example draws (sample), recorded in last_params: another stream of bulk
     randomness gives the same masks."""
-    from esc50.core.plugins.contracts import Randomness
+    from esc50.core.plugin_api.contracts import Randomness
 
     aug = make("specaugment:freq_masks=2,time_masks=3,p=1")
     x = torch.randn(8, 1, 32, 100)
@@ -195,7 +195,7 @@ def test_time_stretch_gives_the_stretched_clip_its_valid_length(stage, spec, pol
 
 
 def test_an_augmentation_of_an_unknown_stage_is_refused():
-    from esc50.core.plugins.contracts import Augmentation
+    from esc50.core.plugin_api.contracts import Augmentation
 
     class Later(Augmentation):
         stage = "later"
@@ -231,7 +231,7 @@ def test_which_examples_and_their_parameters_come_from_the_draw_generator(spec):
     """A training batch draws its per-example decisions on one generator (the host's, on a GPU)
     and its bulk noise on another: the same draws with another bulk stream transform the same
     examples; a plain generator still serves as both."""
-    from esc50.core.plugins.contracts import Randomness
+    from esc50.core.plugin_api.contracts import Randomness
 
     aug = make(f"{spec}{',' if ':' in spec else ':'}p=0.5")
     x = (torch.stack([sine(300.0 + 40 * i) for i in range(16)]) if aug.stage == "wave"

@@ -112,7 +112,7 @@ def test_api_2_and_3_packages_train_and_predict(legacy_packages, tmp_path):
 @pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_an_api_3_augmentation_draws_on_the_training_device(legacy_packages):
     from esc50.core.config import TaskConfig
-    from esc50.core.plugins.registry import load_registry
+    from esc50.core.plugin_api.registry import load_registry
 
     registry = load_registry()
     shift = registry.create("augmentation", "old3.shift", TaskConfig())

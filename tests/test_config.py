@@ -2,7 +2,7 @@ import pytest
 
 from esc50.core.config import TaskConfig, load_config, save_config
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 
 
 def test_defaults_are_the_reports():

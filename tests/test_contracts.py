@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from esc50.core.config import TaskConfig
-from esc50.core.plugins.contracts import Augmentation, Featurizer
+from esc50.core.plugin_api.contracts import Augmentation, Featurizer
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.hookspecs import hookimpl
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.hookspecs import hookimpl
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
 from tests.conftest import small_config
 

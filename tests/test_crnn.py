@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from tests.conftest import esc50_config
 
 

@@ -12,7 +12,7 @@ from esc50.cli.main import cli
 from esc50.core.config import TaskConfig
 from esc50.core.data.clips import find_clips, leftovers
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from tests.conftest import FREQS, REAL_DATA, SR, STFT_FLAGS, tone
 
 FAST = [*STFT_FLAGS, "--batch-size", "16", "--no-progress"]

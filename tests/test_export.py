@@ -17,7 +17,7 @@ from esc50.core.commands.members import load_runs
 from esc50.core.data.audio import load_clip
 from esc50.core.data.split import Split
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.classifier import Classifier, build_classifier
 from esc50.core.training.trainer import Trainer
 from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset

@@ -14,13 +14,13 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from esc50.core.plugins import hookspecs
+from esc50.core.plugin_api import hookspecs
 from esc50.core.config import TaskConfig
 from esc50.core.results.checkpoint import load_checkpoint
-from esc50.core.plugins.contracts import Augmentation, BatchAugmentation, Featurizer, uniform
-from esc50.core.plugins.contracts import Clip, ClipTable, DatasetReader
-from esc50.core.plugins.hookspecs import hookimpl
-from esc50.core.plugins.registry import KINDS, WEIGHTS_HOOK, load_registry
+from esc50.core.plugin_api.contracts import Augmentation, BatchAugmentation, Featurizer, uniform
+from esc50.core.plugin_api.contracts import Clip, ClipTable, DatasetReader
+from esc50.core.plugin_api.hookspecs import hookimpl
+from esc50.core.plugin_api.registry import KINDS, WEIGHTS_HOOK, load_registry
 from esc50.core.training.trainer import Trainer
 from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
 

@@ -49,7 +49,7 @@ def test_the_listing_is_cached_and_rebuilt_when_a_plugin_package_changes(tmp_pat
 def test_building_the_listing_imports_no_plotting_library(tmp_path):
     """Loading every plugin (what a first listing costs) does not import matplotlib: figures
     are drawn by the modules that draw them, imported when a run writes its folder."""
-    code = ("import sys\nfrom esc50.core.plugins.registry import load_registry\n"
+    code = ("import sys\nfrom esc50.core.plugin_api.registry import load_registry\n"
             "load_registry()\nprint(sorted(m for m in sys.modules if m.startswith('matplotlib')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from esc50.cli.main import cli
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.hookspecs import hookimpl
+from esc50.core.plugin_api.hookspecs import hookimpl
 from esc50.core.results.metrics import WORST_SHOWN as EXAMPLES
-from esc50.core.plugins.contracts import Logger
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.contracts import Logger
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
 from tests.conftest import STFT_FLAGS, small_config, write_synthetic_dataset
 

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from esc50.core.config import TaskConfig
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from tests.conftest import esc50_config, tone
 
 CONFIG_16K = TaskConfig().override(sample_rate=16000, length_wav=16000)

@@ -8,7 +8,7 @@ import torch
 from esc50.core.training.classifier import Classifier
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from esc50.testing import SMALL_STFT
 from tests.conftest import FREQS, SR, tone
 

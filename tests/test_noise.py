@@ -5,7 +5,7 @@ import torch
 
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from tests.conftest import SR, tone
 
 CONFIG = TaskConfig().override(sample_rate=SR, length_wav=SR)

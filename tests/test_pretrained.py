@@ -19,7 +19,7 @@ from torch import nn
 import esc50
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.state import parameter_groups
 from esc50.core.training.trainer import Trainer
 from tests.conftest import small_config, write_synthetic_dataset

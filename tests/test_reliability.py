@@ -15,7 +15,7 @@ from esc50.cli.main import cli
 from esc50.core.data.audio import load_clip
 from esc50.core.data.clips import find_clips, leftovers
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
 from tests.conftest import SR, STFT_FLAGS, small_config, tone, write_synthetic_dataset
 

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
 from tests.conftest import FREQS, SR, small_config, write_synthetic_dataset
 

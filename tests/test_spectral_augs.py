@@ -10,7 +10,7 @@ import torch
 
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
 from esc50.plugins.augs.spectral import band_centres
 from tests.conftest import small_config, write_synthetic_dataset

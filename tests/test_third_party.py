@@ -11,7 +11,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from tests.conftest import FREQS, SR, esc50_config, tone
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "esc50-ast"
@@ -74,7 +74,7 @@ def fake_distribution(site: Path, name: str, entry_points: str, modules: dict[st
         (site / f"{module}.py").write_text(source)
 
 
-HOOK = "from esc50.core.plugins.hookspecs import hookimpl\n"
+HOOK = "from esc50.core.plugin_api.hookspecs import hookimpl\n"
 BROKEN = {
     "import error": ("missing = no_such_module_anywhere", {}, "failed to import"),
     "exception in hook": ("raising = raising_plugin", {"raising_plugin": HOOK + (

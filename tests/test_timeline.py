@@ -19,7 +19,7 @@ from click.testing import CliRunner
 import esc50
 from esc50.cli.main import cli
 from esc50.core.data.audio import load_clip
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
 from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
 

@@ -15,7 +15,7 @@ from esc50.cli.main import cli
 from esc50.core.results.checkpoint import load_checkpoint
 from esc50.core.config import load_config
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
 from tests.conftest import STFT_FLAGS, small_config, write_synthetic_dataset
 
@@ -140,8 +140,8 @@ def test_one_epoch_on_real_esc50_clips(real_data, tmp_path):
 
 
 def test_augmentations_touch_training_batches_only(synthetic_data, tmp_path):
-    from esc50.core.plugins.contracts import Augmentation
-    from esc50.core.plugins.hookspecs import hookimpl
+    from esc50.core.plugin_api.contracts import Augmentation
+    from esc50.core.plugin_api.hookspecs import hookimpl
 
     seen = []
 

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from esc50.cli.main import cli
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.hookspecs import hookimpl
-from esc50.core.plugins.registry import load_registry
+from esc50.core.plugin_api.hookspecs import hookimpl
+from esc50.core.plugin_api.registry import load_registry
 from tests.test_pretrained import KUMAR, weak_mxh64_1024
 
 FILE = "kumar-test.pkl"

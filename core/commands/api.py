@@ -39,7 +39,7 @@ from esc50.core.results.plots import PlotFigure, confusion_figure, learning_curv
 from esc50.core.commands.export import default_name, export_runs
 from esc50.core.commands.predict import (Prediction, audio_files, predict_files, probabilities,
                                          top_classes)
-from esc50.core.plugins.registry import KINDS, Registry, check_options_in_run, load_registry
+from esc50.core.plugin_api.registry import KINDS, Registry, check_options_in_run, load_registry
 from esc50.core.training.resume import resume as resume_run
 from esc50.core.training.trainer import Trainer
 

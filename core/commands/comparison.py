@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from esc50.core.commands.api import Run, load
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import Registry
+from esc50.core.plugin_api.registry import Registry
 
 
 def find_runs(paths: list[Path]) -> list[Path]:

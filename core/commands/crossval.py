@@ -29,7 +29,7 @@ from esc50.core.errors import Esc50Error
 from esc50.core.data.audiocache import AudioCache
 from esc50.core.files.cache import cache_dir
 from esc50.core.training.batches import ExperimentData
-from esc50.core.plugins.registry import Registry, load_registry
+from esc50.core.plugin_api.registry import Registry, load_registry
 from esc50.core.training.resume import resume
 from esc50.core.training.trainer import Trainer
 

@@ -14,7 +14,7 @@ from esc50.core.data.location import resolve_data_dir
 from esc50.core.data.split import Split, dataset_digests
 from esc50.core.errors import Esc50Error
 from esc50.core.files.digest import file_sha256
-from esc50.core.plugins.registry import Registry
+from esc50.core.plugin_api.registry import Registry
 from esc50.core.results.metrics import classification_report, evaluation
 from esc50.core.training.scoring import probabilities
 

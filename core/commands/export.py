@@ -46,7 +46,7 @@ from esc50.core.data.location import resolve_data_dir
 from esc50.core.data.split import Split
 from esc50.core.errors import Esc50Error
 from esc50.core.files.write import atomic_write, output_folder, write_text
-from esc50.core.plugins.registry import Registry
+from esc50.core.plugin_api.registry import Registry
 from esc50.core.training.classifier import Classifier
 from esc50.core.training.scoring import Member, Scoring, mean_probabilities
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from esc50.core.config import TaskConfig
 from esc50.core.data.split import Split
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import Registry
+from esc50.core.plugin_api.registry import Registry
 from esc50.core.results.folder import CHECKPOINTS, checkpoint_path
 from esc50.core.training.classifier import load_classifier
 from esc50.core.training.scoring import Member, Scoring

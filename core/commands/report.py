@@ -11,7 +11,7 @@ from esc50.core.commands.comparison import COLUMNS, collect, table_row
 from esc50.core.commands.html_report import render_html
 from esc50.core.files.write import output_folder, write_text
 from esc50.core.results.plots import plot_confusion_matrix, plot_learning_curves
-from esc50.core.plugins.registry import Registry
+from esc50.core.plugin_api.registry import Registry
 
 
 def write_report(paths: list[Path], out_dir: Path, registry: Registry,

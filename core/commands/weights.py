@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from esc50.core.errors import Esc50Error
 from esc50.core.files.fetch import WeightFile, cached_path, fetch, problem, recorded_sha256
-from esc50.core.plugins.registry import Registry
+from esc50.core.plugin_api.registry import Registry
 
 
 def known(registry: Registry, name: str) -> WeightFile:

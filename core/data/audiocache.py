@@ -16,7 +16,7 @@ from esc50.core.data.audio import load_clip, to_int16
 from esc50.core.data.diskcache import DiskStore
 from esc50.core.errors import Esc50Error
 from esc50.core.files.digest import file_sha256
-from esc50.core.plugins.contracts import Clip
+from esc50.core.plugin_api.contracts import Clip
 
 
 class AudioCache:

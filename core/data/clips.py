@@ -23,8 +23,8 @@ import soundfile as sf
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import why_not_a_file
-from esc50.core.plugins.contracts import Clip, ClipTable
-from esc50.core.plugins.registry import Choice, Registry, load_registry
+from esc50.core.plugin_api.contracts import Clip, ClipTable
+from esc50.core.plugin_api.registry import Choice, Registry, load_registry
 
 # What soundfile decodes, by extension; headerless RAW needs parameters no file carries.
 AUDIO_EXTENSIONS = ({f".{ext.lower()}" for ext in sf.available_formats()}

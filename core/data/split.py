@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from esc50.core.config import TaskConfig
-from esc50.core.plugins.contracts import ClipTable
+from esc50.core.plugin_api.contracts import ClipTable
 from esc50.core.files.digest import file_sha256
 from esc50.core.errors import Esc50Error
 

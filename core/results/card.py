@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from esc50.core.config import TaskConfig
-from esc50.core.plugins.contracts import ClipTable
+from esc50.core.plugin_api.contracts import ClipTable
 
 CARD = "MODEL_CARD.md"
 WORST_CLASSES = 5

@@ -1,5 +1,5 @@
 """Passing a run's events (start, metrics every few steps and every epoch, figures, audio
-examples, the end) to its loggers (:class:`esc50.core.plugins.contracts.Logger` plugins:
+examples, the end) to its loggers (:class:`esc50.core.plugin_api.contracts.Logger` plugins:
 TensorBoard, the history CSV, MLflow, ...).
 
 Only the main process logs. A logger can neither end a run nor change its results: it receives
@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 from matplotlib.figure import Figure
 
-from esc50.core.plugins.contracts import Logger
+from esc50.core.plugin_api.contracts import Logger
 from esc50.core.results.metrics import WORST_SHOWN
 from esc50.core.results.plots import confusion_figure
 

@@ -26,8 +26,8 @@ from esc50.core.data.location import resolve_data_dir
 from esc50.core.data.sampler import ClassBalancedSampler
 from esc50.core.data.split import Split, dataset_digests
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.contracts import ClipTable, Randomness
-from esc50.core.plugins.registry import Choice, Registry
+from esc50.core.plugin_api.contracts import ClipTable, Randomness
+from esc50.core.plugin_api.registry import Choice, Registry
 from esc50.core.training.distributed import Distributed
 from esc50.core.training.features import (audio_on_device, featurize_all,
                                           featurize_bytes_per_sample)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from esc50.core.config import TaskConfig
 from esc50.core.data.collate import collate
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.contracts import Randomness
+from esc50.core.plugin_api.contracts import Randomness
 from esc50.core.training.batches import FeatureSource
 from esc50.core.training.device import autocast
 from esc50.core.training.distributed import Distributed, held_back

@@ -7,7 +7,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from esc50.core.plugins.contracts import frame_mask
+from esc50.core.plugin_api.contracts import frame_mask
 
 
 class FeatureNormalizer(nn.Module):

@@ -11,7 +11,7 @@ from typing import Callable
 from esc50.core.config import TaskConfig
 from esc50.core.data.split import Split
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import Registry
+from esc50.core.plugin_api.registry import Registry
 from esc50.core.results import folder
 from esc50.core.training.batches import ExperimentData
 from esc50.core.training.trainer import Trainer

@@ -18,7 +18,7 @@ Augmentations within a stage run under a policy:
   augmentation's ``p`` still applies (use ``p=1`` to reproduce the report).
 Batch-stage augmentations (mixup) always run on the whole batch.
 
-Every plugin call goes through :func:`esc50.core.plugins.checks.call` when the stages know the
+Every plugin call goes through :func:`esc50.core.plugin_api.checks.call` when the stages know the
 plugins' names (a run's do): an exception inside a plugin, or an output of the wrong shape or
 dtype, is one line naming the plugin, the stage and the step; with ``checked`` also every value
 is checked to be finite (the set-up pass, and the re-check of a batch whose loss went
@@ -35,12 +35,12 @@ import torch
 
 from esc50.core.data.audio import to_float
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins import checks
-from esc50.core.plugins.contracts import Augmentation, PowerFeaturizer, Randomness, to_device
+from esc50.core.plugin_api import checks
+from esc50.core.plugin_api.contracts import Augmentation, PowerFeaturizer, Randomness, to_device
 
 if TYPE_CHECKING:
     from esc50.core.config import TaskConfig
-    from esc50.core.plugins.registry import RunPlugins
+    from esc50.core.plugin_api.registry import RunPlugins
     from esc50.core.training.classifier import Classifier
 
 STAGES = ("wave", "power", "features", "batch")  # in the order a training batch meets them
@@ -287,7 +287,7 @@ class Stages:
                         name, self.checked)
 
     def _check(self, check: Callable[..., None], *args: Any) -> None:
-        """A check of :mod:`esc50.core.plugins.checks`, its message saying where it failed."""
+        """A check of :mod:`esc50.core.plugin_api.checks`, its message saying where it failed."""
         try:
             check(*args)
         except Esc50Error as exc:

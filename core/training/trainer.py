@@ -21,8 +21,8 @@ from esc50.core.data.clips import leftovers
 from esc50.core.data.collate import collate
 from esc50.core.data.split import Split, make_split
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.contracts import Randomness, RunStart
-from esc50.core.plugins.registry import Registry, RunPlugins
+from esc50.core.plugin_api.contracts import Randomness, RunStart
+from esc50.core.plugin_api.registry import Registry, RunPlugins
 from esc50.core.results import folder
 from esc50.core.results.checkpoint import load_model_weights
 from esc50.core.training import loop

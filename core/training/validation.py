@@ -18,7 +18,7 @@ from torch import nn
 
 from esc50.core.data.audio import to_float
 from esc50.core.data.audiocache import AudioCache
-from esc50.core.plugins.contracts import ClipTable
+from esc50.core.plugin_api.contracts import ClipTable
 from esc50.core.results.metrics import evaluation
 from esc50.core.training.distributed import Distributed
 from esc50.core.training.scoring import Scoring, logits, probabilities_of

@@ -25,7 +25,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 _API = "esc50.core.commands.api"
-_CONTRACTS = "esc50.core.plugins.contracts"
+_CONTRACTS = "esc50.core.plugin_api.contracts"
 _TESTING = "esc50.testing"
 # name -> module it lives in
 _NAMES = {
@@ -36,8 +36,8 @@ _NAMES = {
     # shared by both
     "TaskConfig": "esc50.core.config", "Esc50Error": "esc50.core.errors",
     # the plugin surface: hooks, contracts (base classes), helpers, testing
-    "hookimpl": "esc50.core.plugins.hookspecs",
-    "PLUGIN_API_VERSION": "esc50.core.plugins.hookspecs",
+    "hookimpl": "esc50.core.plugin_api.hookspecs",
+    "PLUGIN_API_VERSION": "esc50.core.plugin_api.hookspecs",
     "Augmentation": _CONTRACTS, "BatchAugmentation": _CONTRACTS, "Featurizer": _CONTRACTS,
     "PowerFeaturizer": _CONTRACTS, "DatasetReader": _CONTRACTS, "Clip": _CONTRACTS,
     "ClipTable": _CONTRACTS, "Logger": _CONTRACTS, "RunStart": _CONTRACTS,
@@ -46,7 +46,8 @@ _NAMES = {
     "list_files": "esc50.core.data.clips", "read_table": "esc50.core.files.read",
     "AUDIO_EXTENSIONS": "esc50.core.data.clips", "check_unique_stems": "esc50.core.data.clips",
     "describe_unused": "esc50.core.data.clips",
-    "Registry": "esc50.core.plugins.registry", "load_registry": "esc50.core.plugins.registry",
+    "Registry": "esc50.core.plugin_api.registry",
+    "load_registry": "esc50.core.plugin_api.registry",
     "check_model": _TESTING, "check_augmentation": _TESTING, "check_featurizer": _TESTING,
     "check_dataset": _TESTING, "check_logger": _TESTING,
 }

@@ -39,7 +39,7 @@ from esc50.core.data.audio import load_clip
 from esc50.core.data.clips import find_clips
 from esc50.core.data.collate import collate
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.registry import Registry, load_registry
+from esc50.core.plugin_api.registry import Registry, load_registry
 from esc50.core.training.stages import setup_pass
 from esc50.core.training.trainer import Trainer
 

@@ -125,7 +125,7 @@ class Augmentation(nn.Module):
     Bulk randomness in ``apply`` comes from the generator it is given (``Randomness.signals``)."""
 
     stage: ClassVar[str] = "wave"
-    draws_on_device = False  # set for plugins of API 3 and earlier (esc50.core.plugins.adapters)
+    draws_on_device = False  # set for plugins of API 3 and earlier (plugin_api/adapters.py)
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()

@@ -29,7 +29,7 @@ import torch
 from esc50.core.config import MOVED_TO_PLUGINS, TaskConfig
 from esc50.core.convert import convert
 from esc50.core.errors import Esc50Error
-from esc50.core.plugins.contracts import Augmentation, BatchAugmentation, Randomness
+from esc50.core.plugin_api.contracts import Augmentation, BatchAugmentation, Randomness
 
 # TaskConfig keys of earlier plugin APIs: the last API that had each, its value then (the
 # report's) and its type (from the config's record of the keys that moved to plugins).

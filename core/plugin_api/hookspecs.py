@@ -3,7 +3,7 @@
 A plugin is a module named by an entry point in the ``esc50`` group. It implements any of the
 hooks below with the ``hookimpl`` marker; each hook receives a ``register`` callback::
 
-    from esc50.core.plugins.hookspecs import hookimpl
+    from esc50.core.plugin_api.hookspecs import hookimpl
 
     @hookimpl
     def register_models(register):

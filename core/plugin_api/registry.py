@@ -24,15 +24,15 @@ import pluggy
 
 from torch import nn
 
-from esc50.core.plugins import hookspecs
-from esc50.core.plugins.adapters import (adapt_augmentation, config_for, legacy_options,
+from esc50.core.plugin_api import hookspecs
+from esc50.core.plugin_api.adapters import (adapt_augmentation, config_for, legacy_options,
                                           porting_notes)
-from esc50.core.plugins.checks import plugin_label
+from esc50.core.plugin_api.checks import plugin_label
 from esc50.core.convert import convert, type_name
 from esc50.core.errors import Esc50Error
 from esc50.core.moved import API_1_2, API_3, goes_away
 from esc50.core.files.fetch import WeightFile, fetch
-from esc50.core.plugins.contracts import (Augmentation, DatasetReader, Featurizer, Logger)
+from esc50.core.plugin_api.contracts import (Augmentation, DatasetReader, Featurizer, Logger)
 
 ENTRY_POINT_GROUP = "esc50"
 KINDS = {"model": "register_models", "augmentation": "register_augmentations",
