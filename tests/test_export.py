@@ -130,7 +130,13 @@ def test_int8_is_calibrated_on_training_clips_and_agrees_with_float(trained, tmp
     split = Split.from_dict(runs[0].state["split"])
     assert sorted(calibration_names(runs)) == sorted(split.train)  # all 32; no validation clip
     session = onnxruntime.InferenceSession(str(out))
-    assert [n.op_type for n in onnx.load(str(out)).graph.node].count("QuantizeLinear") > 0
+    graph = onnx.load(str(out)).graph
+    assert [n.op_type for n in graph.node].count("QuantizeLinear") > 0
+    produced = {output: node.op_type for node in graph.node for output in node.output}
+    layers = [node for node in graph.node if node.op_type in ("Conv", "MatMul", "Gemm")]
+    int8 = [node for node in layers if produced.get(node.input[1]) == "DequantizeLinear"]
+    first = next(node for node in layers if node.op_type == "Conv")  # the CRNN's first layer
+    assert int8 and first not in int8 and layers.index(first) < layers.index(int8[0])
     audio = np.concatenate([tone(f, 1.5, seed=11 + i) for i, f in enumerate(FREQS)])
     quantized = session.run(["window_probabilities"], {"wav": audio})[0]
     with torch.no_grad():  # the float model the file was made from
