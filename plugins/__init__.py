@@ -2,8 +2,8 @@
 the same ``esc50`` entry-point group as third-party packages.
 
 Calling the package, ``esc50.plugins(kind)``, still lists the installed plugins, as
-``esc50.list_plugins(kind)`` does; it is deprecated (core/moved.py), so that ``esc50.plugins`` names
-the built-ins' package only."""
+``esc50.list_plugins(kind)`` does; it is deprecated (core/moved.py), so that ``esc50.plugins``
+names the built-ins' package only."""
 
 import sys
 import types
