@@ -54,6 +54,7 @@ def test_folder_reads_class_folders_and_reports_what_it_leaves_out(tmp_path):
         find_clips(root, TaskConfig().override(dataset="plugins.folder:groups=name"))
 
 
+@pytest.mark.slow
 def test_train_predict_and_cv_on_your_own_sounds(tmp_path):
     root = write_class_folders(tmp_path / "my_sounds", takes=2, recordings=6)
     base = ["--dataset", "plugins.folder:groups=prefix", "--data", str(root), "--output-dir",

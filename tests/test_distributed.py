@@ -100,6 +100,7 @@ def accumulate_in_process(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_accumulated_micro_batches_reduce_gradients_once_a_step_to_the_same_weights(tmp_path):
     import socket
 

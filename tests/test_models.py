@@ -182,6 +182,7 @@ def test_vgg19_pretrained_without_network_names_the_file(tmp_path, monkeypatch):
     assert rebuilt.net.classifier[6].out_features == len(FREQS)
 
 
+@pytest.mark.slow
 def test_vgg19_pretrained_sums_the_colour_filters_of_cached_weights(tmp_path, monkeypatch):
     from torchvision.models import vgg19
 

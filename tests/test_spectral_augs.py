@@ -160,6 +160,7 @@ def test_a_featurizer_without_a_power_stage_is_refused():
         make("spec_noise", featurizer=waveform)
 
 
+@pytest.mark.slow
 def test_training_with_the_report_policy_in_the_power_domain(tmp_path):
     data = write_synthetic_dataset(tmp_path / "data", clips_per_class_per_fold=4)
     augs = ["spec_gaussian:p=1", "spec_time_stretch:p=1",

@@ -115,6 +115,7 @@ def test_missing_dataset_says_how_to_get_it(tmp_path, monkeypatch):
     assert "from $ESC50_DATA): run `esc50 download`" in result.output
 
 
+@pytest.mark.slow
 def test_one_epoch_on_real_esc50_clips(real_data, tmp_path):
     config = small_config(real_data, sample_rate=16000, length_wav=16000 * 5,
                           options={"plugins.logmel": {"n_fft": 512, "win_length": 512,
