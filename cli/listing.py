@@ -236,6 +236,8 @@ def build_listing() -> dict[str, Any]:
 
     registry = load_registry()
     return {"plugins": plugin_rows(registry), "sources": [vars(s) for s in registry.sources],
+            "trained": [{"name": t.name, "description": t.description, "licence": t.licence,
+                         "registered_by": t.source} for t in registry.trained.values()],
             "problems": registry.problems, "warnings": registry.warnings}
 
 

@@ -9,12 +9,14 @@ import io
 import json
 import os
 import shlex
-import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
+from esc50.cli.analyze import analyze
+from esc50.cli.errors import DEBUG_VARIABLE, user_errors
+from esc50.core.config import SPLITS
 from esc50.core.errors import Esc50Error
 
 # Flags for the most used TaskConfig keys; every other key goes through --set KEY=VALUE.
@@ -27,8 +29,9 @@ TRAIN_FLAGS = {
     "epochs": "number of epochs (num_epochs)",
     "batch_size": "batch size",
     "lr": "learning rate",
-    "split": "fold (official folds), random (grouped train_ratio split) or auto (fold when "
-             "the dataset has folds, else random; the default)",
+    "split": "fold (official folds), random (grouped train_ratio split), auto (fold when "
+             "the dataset has folds, else random; the default) or all (every clip trains, "
+             "none is held out: a final model)",
     "val_fold": "validation fold for --split fold",
     "seed": "random seed",
     "device": "auto, cpu, cuda or cuda:N",
@@ -36,23 +39,6 @@ TRAIN_FLAGS = {
     "run_name": "name of the run directory",
 }
 FLAG_TO_KEY = {"epochs": "num_epochs", "lr": "learning_rate"}
-
-
-DEBUG_VARIABLE = "ESC50_DEBUG"
-
-
-def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn an Esc50Error into click's one-line ``Error: ...`` and exit status 1; with
-    ``--traceback`` (or ESC50_DEBUG=1) the full traceback, the causes' included, comes first."""
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except Esc50Error as exc:
-            if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
-                traceback.print_exception(exc)
-            raise click.ClickException(str(exc)) from None
-    return wrapper
 
 
 @click.group()
@@ -142,7 +128,7 @@ RESUME_FLAGS = {"data", "epochs"}
 
 @cli.command()
 @train_options
-@click.option("--split", type=click.Choice(["auto", "fold", "random"]), help=TRAIN_FLAGS["split"])
+@click.option("--split", type=click.Choice(SPLITS), help=TRAIN_FLAGS["split"])
 @click.option("--val-fold", type=int, help=TRAIN_FLAGS["val_fold"])
 @click.option("--run-name", help=TRAIN_FLAGS["run_name"])
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
@@ -176,12 +162,17 @@ def train(config_file: str | None, augs: tuple[str, ...], settings: tuple[str, .
         return
     metrics = run.metrics
     selected = metrics["selected_on_validation"]
-    click.echo(f"final validation accuracy {metrics['final_val_accuracy']:.3f} after "
-               f"{metrics['epochs']} epochs ({metrics['weights']} weights; {metrics['split']}); "
-               f"run saved in {run.run_dir}")
-    click.echo(f"(best.pt: epoch {selected['epoch']}, chosen on the same validation clips, so "
-               "its accuracy there is optimistic; commands use last.pt unless told "
-               "--checkpoint best)")
+    if selected is None:
+        click.echo(f"trained on every clip after {metrics['epochs']} epochs "
+                   f"({metrics['weights']} weights; {metrics['split']}); run saved in "
+                   f"{run.run_dir}")
+    else:
+        click.echo(f"final validation accuracy {metrics['final_val_accuracy']:.3f} after "
+                   f"{metrics['epochs']} epochs ({metrics['weights']} weights; "
+                   f"{metrics['split']}); run saved in {run.run_dir}")
+        click.echo(f"(best.pt: epoch {selected['epoch']}, chosen on the same validation clips, "
+                   "so its accuracy there is optimistic; commands use last.pt unless told "
+                   "--checkpoint best)")
     click.echo(next_steps(run.run_dir))
 
 
@@ -340,6 +331,11 @@ def list_plugins(as_json: bool, verbose: bool, show_options: bool, strict: bool,
     else:
         rows = found["plugins"]
         click.echo(render_options(rows) if show_options else render_table(rows))
+        if found["trained"]:
+            click.echo("\ntrained models (esc50 predict NAME FILE; no training needed):")
+            for model in found["trained"]:
+                click.echo(f"  {model['name']}: {model['description']} [licence: "
+                           f"{model['licence']}; from {model['registered_by']}]")
         if verbose:
             click.echo("\nplugin sources:")
             for source in found["sources"]:
@@ -397,14 +393,24 @@ def weights() -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output.")
 @user_errors
 def weights_list(as_json: bool) -> None:
-    """Every weight file the installed plugins know, and whether it is cached."""
-    from esc50.core.commands.weights import weights_rows
+    """Every weight file the installed plugins know, whether it is cached, and the trained
+    models they ship."""
+    from esc50.core.commands.weights import trained_rows, weights_rows
     from esc50.core.plugin_api.registry import load_registry
 
-    rows = weights_rows(load_registry())
+    registry = load_registry()
+    rows, trained = weights_rows(registry), trained_rows(registry)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps([{"kind": "weights file", **row} for row in rows]
+                              + [{"kind": "trained model", **row} for row in trained], indent=2))
         return
+    for row in trained:
+        click.echo(f"{row['name']} (trained model, in the package): {row['file']}, "
+                   f"{row['size']:,} bytes" if row["size"] else f"{row['name']}: {row['file']} "
+                   "(missing)")
+        click.echo(f"    {row['description']}")
+        click.echo(f"    checksum {row['checksum']}; licence: {row['licence']}")
+        click.echo(f"    registered by {row['registered_by']}")
     for row in rows:
         size = f", {row['size']:,} bytes" if row["size"] else ""
         click.echo(f"{row['name']}: {row['file']}{size}, "
@@ -455,16 +461,18 @@ def weights_path(name: str) -> None:
 
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("checkpoint", metavar="MODEL")
 @click.option("--data", help="dataset folder (default: the one the run was trained on).")
 @click.option("--fold", type=int, help="evaluate on this fold (default: the run's validation "
               "split; an ensemble needs a fold none of its models trained on).")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output.")
+@click.option("--training-clips", is_flag=True, help="score a fold holding clips the model "
+              "trained on (refused otherwise); the figures are labelled training accuracy.")
 @CHECKPOINT_CHOICE
 @ALLOW_CHANGED_DATA
 @user_errors
 def evaluate(checkpoint: str, data: str | None, fold: int | None, as_json: bool, which: str,
-             allow_changed_data: bool) -> None:
+             allow_changed_data: bool, training_clips: bool) -> None:
     """Accuracy, macro F1, per-class precision/recall and confusion matrix of a trained run
     (its final epoch unless --checkpoint best), or of a cross-validation's fold models together
     (an ensemble) on a fold none of them trained on."""
@@ -472,13 +480,16 @@ def evaluate(checkpoint: str, data: str | None, fold: int | None, as_json: bool,
 
     warn = functools.partial(click.echo, err=True)
     report = api.load(checkpoint, which, warn=warn).evaluate(data, fold, allow_changed_data,
-                                                             warn=warn)
+                                                             warn=warn,
+                                                             training_clips=training_clips)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"{report['checkpoint']} (epoch {report['epoch']}) on {report['selection']} of "
                f"{report['data']}: {report['clips']} clips")
-    click.echo(f"accuracy {report['accuracy']:.3f}   macro F1 {report['macro_f1']:.3f}\n")
+    scope = "training " if report["training_clips"] else ""
+    click.echo(f"{scope}accuracy {report['accuracy']:.3f}   {scope}macro F1 "
+               f"{report['macro_f1']:.3f}\n")
     for member in report.get("members", []):
         click.echo(f"  alone: {member['run']}: accuracy {member['accuracy']:.3f}")
     click.echo(f"{'class':<20} {'precision':>9} {'recall':>7} {'f1':>6} {'clips':>6}")
@@ -496,7 +507,37 @@ def evaluate(checkpoint: str, data: str | None, fold: int | None, as_json: bool,
 
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False), metavar="RUN")
+@click.option("--name", required=True, help="the name users will give the model (lower-case "
+              "letters, digits, '.', '_', '-'), e.g. esc50-rescnn.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="the folder to "
+              "write (inside the plugin package that will register it).")
+@click.option("--cv", "cross_validation", type=click.Path(exists=True, file_okay=False),
+              help="a cross-validation folder of the same settings: its figures are the card's "
+              "estimate for unseen clips.")
+@click.option("--data", help="dataset folder (default: the run's): scored to check float16 "
+              "and to time the model.")
+@click.option("--float32", "full_precision", is_flag=True, help="keep float32 weights (by "
+              "default float16, where that changes no prediction on the dataset's clips).")
+@user_errors
+def package(run_dir: str, name: str, out: str, cross_validation: str | None, data: str | None,
+            full_precision: bool) -> None:
+    """A finished run as a trained model a plugin package ships by name: model.pt, LICENSE,
+    MODEL_CARD.md and its training record (register it with register_trained_models)."""
+    from esc50.core.commands.api import registry_with_warnings
+    from esc50.core.commands.package import package_run
+
+    echo = functools.partial(click.echo, err=True)
+    done = package_run(Path(run_dir), Path(out), name, registry_with_warnings(echo),
+                       not full_precision, Path(cross_validation) if cross_validation else None,
+                       data, echo)
+    click.echo(f"wrote {out} ({done.precision}, {done.path.stat().st_size / 2**20:.1f} MiB); "
+               f"register it with register(\"{name}\", <path of {done.path.name}>, "
+               f"\"sha256:{done.sha256}\", ...)")
+
+
+@cli.command()
+@click.argument("checkpoint", metavar="MODEL")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), required=True,
               help="onnx (runs in onnxruntime) or torchscript (runs in torch alone).")
 @click.option("--out", type=click.Path(dir_okay=False), help="file to write (default: "
@@ -517,14 +558,15 @@ def export(checkpoint: str, fmt: str, out: str | None, quantize: str | None, dat
     included)."""
     from esc50.core.commands import api
 
-    model = api.load(checkpoint, which, warn=functools.partial(click.echo, err=True))
-    path, side = model.export(fmt, out, quantize, data, hop)
+    warn = functools.partial(click.echo, err=True)
+    model = api.load(checkpoint, which, warn=warn)
+    path, side = model.export(fmt, out, quantize, data, hop, warn)
     click.echo(f"wrote {path} ({model.description}; {path.stat().st_size / 2**20:.1f} MiB) and "
                f"{side} (class names, sample rate, window and hop)")
 
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("checkpoint", metavar="MODEL")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--top-k", type=int, default=3, show_default=True, help="classes per file (per "
               "window with --timeline).")
@@ -541,6 +583,8 @@ def export(checkpoint: str, fmt: str, out: str | None, quantize: str | None, dat
               "per window and class instead of a row per segment.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="with --timeline: a PNG of the "
               "top classes over time (one file: FILE; several: FILE with each input's name).")
+@click.option("--rows", type=click.IntRange(min=1), help="with --plot: the N classes that lead "
+              "the most windows (default: every class that leads one).")
 @click.option("--rate", type=int, help="standard input (-) is raw PCM (signed 16-bit "
               "little-endian) at this rate, not WAV.")
 @click.option("--channels", type=int, default=1, show_default=True,
@@ -549,28 +593,35 @@ def export(checkpoint: str, fmt: str, out: str | None, quantize: str | None, dat
 @user_errors
 def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool, as_csv: bool,
             timeline: bool, hop: float | None, min_prob: float, window_rows: bool,
-            plot: str | None, rate: int | None, channels: int, which: str) -> None:
+            plot: str | None, rows: int | None, rate: int | None, channels: int,
+            which: str) -> None:
     """Top classes with probabilities for audio files or folders (any length, rate, channels;
     - reads standard input), from a run or from a cross-validation's fold models together;
     --timeline says what sounds when."""
     from esc50.cli.timeline import print_timelines
     from esc50.core.commands import api
+    from esc50.core.commands.timeline import check_settings
     from esc50.core.data.stream import AudioInput
 
     if top_k < 1:
         raise Esc50Error(f"--top-k {top_k} must be at least 1")
     if as_json and as_csv:
         raise Esc50Error("--json and --csv: choose one output format")
-    if not timeline and (hop is not None or min_prob or window_rows or plot):
-        raise Esc50Error("--hop, --min-prob, --windows and --plot go with --timeline")
+    if not timeline and (hop is not None or min_prob or window_rows or plot or rows):
+        raise Esc50Error("--hop, --min-prob, --windows, --plot and --rows go with --timeline")
     model = api.load(checkpoint, which, warn=functools.partial(click.echo, err=True))
+    check_settings(min_prob, top_k)  # every option once, before any input is read
+    model.hop_samples(hop)
+    inputs = AudioInput(model.sample_rate, rate, channels)
     if model.is_ensemble:
         click.echo(f"scoring with {model.description}: their probabilities averaged", err=True)
-    inputs = AudioInput(model.sample_rate, rate, channels)
+    if model.trained is not None:
+        click.echo(f"{model.trained.name}: licence of the weights: {model.trained.licence}",
+                   err=True)
     paths = [Path(f) for f in files]
     if timeline:
         failed = print_timelines(model, inputs, paths, top_k, hop, min_prob, as_json, as_csv,
-                                 window_rows, plot)
+                                 window_rows, plot, rows)
     else:
         failed = print_predictions(model, inputs, paths, top_k, as_json, as_csv)
     if failed:
@@ -602,5 +653,8 @@ def print_predictions(model: Any, inputs: Any, paths: list[Path], top_k: int, as
             click.echo(f"{r.path}: {top}" if r.error is None else f"{r.path}: error: {r.error}")
     failed = [r for r in results if r.error]
     for r in failed:
-        click.echo(f"warning: {r.error}", err=True)
+        click.echo(f"error: {r.error}", err=True)
     return bool(failed)
+
+
+cli.add_command(analyze)

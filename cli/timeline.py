@@ -4,29 +4,22 @@ stream is labelled as it arrives), then the segments; CSV (segments, or windows 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
 from esc50.core.commands.predict import audio_files
-from esc50.core.commands.timeline import Segment, Timeline, Window
+from esc50.core.commands.timeline import (SEGMENT_FIELDS, Timeline, Window, csv_line,
+                                          segment_row)
 from esc50.core.data.stream import STDIN
 from esc50.core.errors import Esc50Error
-from esc50.core.results.plots import clock, save
+from esc50.core.results.folder import refuse_run_file
+from esc50.core.results.plots import clock, figure_format, save
 
-SEGMENT_FIELDS = ["file", "start", "end", "class", "mean_probability", "max_probability",
-                  "windows"]
 WINDOW_FIELDS = ["file", "start", "end", "rank", "class", "probability"]
-
-
-def csv_line(values: list[Any]) -> str:
-    text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerow(values)  # quotes a name that needs it
-    return text.getvalue()
 
 
 def window_line(window: Window) -> str:
@@ -46,30 +39,35 @@ def segment_lines(timeline: Timeline) -> list[str]:
     return lines
 
 
-def segment_row(source: str, segment: Segment) -> list[Any]:
-    return [source, f"{segment.start:.3f}", f"{segment.end:.3f}", segment.label,
-            f"{segment.mean_probability:.4f}", f"{segment.max_probability:.4f}",
-            segment.windows]
-
-
-def plot_path(plot: str, path: Path, several: bool) -> Path:
-    """Where the PNG of ``path`` goes: ``plot`` itself, or with the input's name added when
-    several inputs share the option."""
+def plot_paths(plot: str, files: list[Path]) -> dict[Path, Path]:
+    """Where the figure of each input goes: ``plot`` itself for one input; for several,
+    ``plot`` with each input's name added (its path from the inputs' common folder where two
+    share a name: ``a/clip.wav`` and ``b/clip.wav`` give ``plot-a-clip.png`` and
+    ``plot-b-clip.png``), so that no figure is written over another. Checked, with the format
+    its suffix asks for, before any input is read."""
     out = Path(plot)
-    if not several:
-        return out
-    name = "stdin" if path == STDIN else path.stem
-    return out.with_name(f"{out.stem}-{name}{out.suffix or '.png'}")
+    figure_format(out, "--plot")
+    refuse_run_file(out, "--plot")
+    if len(files) == 1:
+        return {files[0]: out}
+    names = {path: "stdin" if path == STDIN else path.stem for path in files}
+    if len(set(names.values())) < len(files):
+        real = [p.resolve() for p in files if p != STDIN]
+        common = Path(os.path.commonpath(real)) if real else Path()
+        names = {path: "stdin" if path == STDIN else "-".join(
+            path.resolve().relative_to(common).with_suffix("").parts) for path in files}
+    return {path: out.with_name(f"{out.stem}-{name}{out.suffix}") for path, name in names.items()}
 
 
 def print_timelines(model: Any, inputs: Any, paths: list[Path], top_k: int, hop: float | None,
                     min_prob: float, as_json: bool, as_csv: bool, window_rows: bool,
-                    plot: str | None) -> bool:
+                    plot: str | None, rows: int | None = None) -> bool:
     """Print the timeline of each input in the chosen form; whether any input failed (its
     error is printed and the others still run)."""
     if window_rows and not as_csv:
         raise Esc50Error("--windows chooses the CSV rows: use it with --csv")
     files = audio_files(paths)
+    plots = plot_paths(plot, files) if plot else {}
     failed, results = False, []
     if as_csv:
         click.echo(csv_line(WINDOW_FIELDS if window_rows else SEGMENT_FIELDS), nl=False)
@@ -91,7 +89,7 @@ def print_timelines(model: Any, inputs: Any, paths: list[Path], top_k: int, hop:
             timeline = model.timeline_of(inputs, path, hop, min_prob, top_k, on_window)
         except Esc50Error as exc:
             failed = True
-            click.echo(f"warning: {exc}", err=True)
+            click.echo(f"error: {exc}", err=True)
             results.append({"file": source, "error": str(exc)})
             continue
         results.append(timeline.to_dict())
@@ -101,8 +99,8 @@ def print_timelines(model: Any, inputs: Any, paths: list[Path], top_k: int, hop:
         elif not as_csv and not as_json:
             click.echo("\n".join(segment_lines(timeline)))
         if plot:
-            out = plot_path(plot, path, len(files) > 1)
-            save(timeline.plot(), out)
+            out = plots[path]
+            save(timeline.plot(rows), out)
             click.echo(f"timeline plot written to {out}", err=True)
     if as_json:
         click.echo(json.dumps(results, indent=2))

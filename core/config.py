@@ -43,6 +43,7 @@ MOVED_TO_PLUGINS: dict[str, tuple[int, Any, Any, str]] = {
 }
 POLICIES = ("all", "one-of")  # how a stage's augmentations apply (esc50.core.training.stages)
 OPTIMIZERS = ("adam", "adamw", "sgd")
+SPLITS = ("auto", "fold", "random", "all")  # esc50.core.data.split
 
 
 @dataclass
@@ -80,7 +81,8 @@ class TaskConfig:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     aug_policy: str = "all"  # "all": each aug with its own p; "one-of": one aug per clip
     split: str = "auto"  # "fold": official folds; "random": grouped train_ratio split;
-    # "auto": "fold" when the dataset has folds, else "random"
+    # "auto": "fold" when the dataset has folds, else "random"; "all": every clip trains and
+    # none is held out (a final model, whose estimate is a cross-validation of its settings)
     val_fold: int = 5
     ignore_folds: list[int] = field(default_factory=list)  # folds left out of the run entirely
     # (neither trained on nor scored): an outer test fold while settings are chosen on the others
@@ -166,8 +168,9 @@ class TaskConfig:
         if self.val_fold in self.ignore_folds and self.split == "fold":
             raise Esc50Error(f"config val_fold={self.val_fold} is also in ignore_folds="
                              f"{self.ignore_folds}: the validation fold must be used")
-        if self.split not in ("auto", "fold", "random"):
-            raise Esc50Error(f"config split={self.split!r} must be 'auto', 'fold' or 'random'")
+        if self.split not in SPLITS:
+            raise Esc50Error(f"config split={self.split!r} must be one of "
+                             f"{', '.join(map(repr, SPLITS))}")
         if not 0.0 < self.train_ratio < 1.0:
             raise Esc50Error(f"config train_ratio={self.train_ratio} must be between 0 and 1")
         if self.aug_policy not in POLICIES:

@@ -113,8 +113,8 @@ def test_arguments_of_the_wrong_kind_are_one_line_naming_them(run, tmp_path):
     report = CliRunner().invoke(cli, ["report", str(tmp_path / "runs" / "p"), "--out",
                                       str(tmp_path / "r")])
     assert report.exit_code == 1 and report.output.count("\n") == 1
-    assert f"{tmp_path / 'runs' / 'p' / 'metrics.json'} holds a JSON list, not the object " \
-        "esc50 writes" in report.output
+    assert f"{tmp_path / 'runs' / 'p' / 'metrics.json'} is damaged: it holds a JSON list, not " \
+        "the object esc50 writes" in report.output
 
 
 def test_config_plugins_and_cv(tmp_path):

@@ -68,7 +68,7 @@ def test_an_ensemble_is_scored_only_on_clips_none_of_its_models_trained_on(ensem
     refused = CliRunner().invoke(cli, ["evaluate", str(root), "--fold", "2"])
     assert refused.exit_code == 1 and refused.output.count("\n") == 1
     assert "fold 2: 12 of its 12 clips (2-" in refused.output
-    assert "an ensemble is scored only on clips none of its models trained on" in refused.output
+    assert "an ensemble is scored only on clips it never trained on" in refused.output
     refused = CliRunner().invoke(cli, ["evaluate", str(root)])
     assert "an ensemble of 3 models has no validation split of its own: pass --fold N" in \
         refused.output

@@ -49,8 +49,15 @@ def test_evaluate_reports_metrics_of_the_validation_split(trained):
 
 def test_evaluate_other_fold_and_missing_fold(trained):
     data, run_dir = trained
-    result = CliRunner().invoke(cli, ["evaluate", str(run_dir / "best.pt"), "--fold", "2"])
-    assert result.exit_code == 0 and "fold 2" in result.output and "macro F1" in result.output
+    refused = CliRunner().invoke(cli, ["evaluate", str(run_dir / "best.pt"), "--fold", "2"])
+    assert refused.exit_code == 1 and refused.output.count("\n") == 1
+    assert "clips (2-" in refused.output and "a model is scored only on clips it never trained " \
+        "on" in refused.output  # fold 2 trained it: its figure would be training accuracy
+    result = CliRunner().invoke(cli, ["evaluate", str(run_dir / "best.pt"), "--fold", "2",
+                                      "--training-clips"])
+    assert result.exit_code == 0 and "fold 2 (clips the model trained on: training accuracy" \
+        in result.output and "training accuracy " in result.output \
+        and "training macro F1" in result.output
     result = CliRunner().invoke(cli, ["evaluate", str(run_dir), "--fold", "9"])
     assert result.exit_code == 1 and "fold 9 has no clips" in result.output
 

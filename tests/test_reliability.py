@@ -148,9 +148,9 @@ def test_report_on_a_damaged_run_and_a_hand_edited_config(synthetic_data, tmp_pa
     (run_dir / "metrics.json").write_text("{broken")
     broken = CliRunner().invoke(cli, ["report", str(run_dir), "--out", str(tmp_path / "rep")])
     assert broken.exit_code == 1 and broken.output.count("\n") == 1
-    assert "is not a finished run directory" in broken.output
-    (run_dir / "metrics.json").write_text("{}")
-    (run_dir / "history.csv").unlink()
+    assert f"{run_dir / 'metrics.json'} is damaged" in broken.output
+    (run_dir / "metrics.json").write_text('{"final_val_accuracy": 0.5}')  # valid, then
+    (run_dir / "history.csv").unlink()  # no history: that is named
     missing = CliRunner().invoke(cli, ["report", str(run_dir), "--out", str(tmp_path / "rep")])
     assert missing.exit_code == 1 and "history.csv" in missing.output
 

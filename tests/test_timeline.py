@@ -125,7 +125,7 @@ def test_timeline_of_tones_in_every_output_form(tones, tmp_path):
     samples, rate = sf.read(recording, dtype="float32")
     assert [s.label for s in model.timeline(samples, sample_rate=rate).segments] == \
         [s.label for s in timeline.segments]
-    for bad, message in ((["--hop", "0"], "--hop 0.0 must be a positive number"),
+    for bad, message in ((["--hop", "0"], "--hop 0.0 must be between 0.01 s and the window"),
                          (["--min-prob", "2"], "--min-prob 2.0 must be between 0 and 1")):
         refused = CliRunner().invoke(cli, ["predict", str(run_dir), str(recording),
                                            "--timeline", *bad])

@@ -15,7 +15,6 @@ Every error is an :class:`esc50.Esc50Error` with the same one-line message as th
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from esc50.core.data.audio import mono_blocks
+from esc50.core.data.audio import float_samples, mono_blocks
 from esc50.core.data.stream import AudioInput
 from esc50.core.training.classifier import Classifier
 from esc50.core.config import TaskConfig, load_config, recipe_path
@@ -33,8 +32,9 @@ from esc50.core.commands import tune as search
 from esc50.core.commands.crossval import cross_validate
 from esc50.core.errors import Esc50Error, optional_module
 from esc50.core.commands.evaluate import evaluate_runs
-from esc50.core.commands.members import LoadedRun, describe, load_runs
-from esc50.core.commands.timeline import Timeline, Window, build_timeline
+from esc50.core.commands.members import LoadedRun, describe, load_runs, model_source
+from esc50.core.commands.timeline import Timeline, Window, build_timeline, hop_samples
+from esc50.core.results.folder import read_metrics
 from esc50.core.results.plots import PlotFigure, confusion_figure, learning_curves
 from esc50.core.commands.export import default_name, export_runs
 from esc50.core.commands.predict import (Prediction, audio_files, predict_files, probabilities,
@@ -92,22 +92,19 @@ class Run:
     @classmethod
     def open(cls, run_dir: str | Path) -> Run:
         run_dir = Path(run_dir)
+        metrics = read_metrics(run_dir)
         try:
             with (run_dir / "history.csv").open(newline="") as handle:
                 history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-            metrics = json.loads((run_dir / "metrics.json").read_text())
         except (OSError, ValueError, TypeError) as exc:
             raise Esc50Error(f"{run_dir} is not a finished run directory: "
                              f"{' '.join(str(exc).split())}") from None
-        if not isinstance(metrics, dict):
-            raise Esc50Error(f"{run_dir / 'metrics.json'} holds a JSON "
-                             f"{type(metrics).__name__}, not the object esc50 writes: the run "
-                             "folder is damaged")
         return cls(run_dir, load_config(run_dir / "config.toml"), history, metrics)
 
     @property
-    def accuracy(self) -> float:
-        """The final epoch's validation accuracy (what the run reports)."""
+    def accuracy(self) -> float | None:
+        """The final epoch's validation accuracy (what the run reports); None for a run that
+        held no clips out (``split="all"``)."""
         return self.metrics["final_val_accuracy"]
 
     def dataframe(self) -> Any:
@@ -125,8 +122,10 @@ class Run:
         return load(self.run_dir, checkpoint)
 
     def __repr__(self) -> str:
+        scored = "nothing held out" if self.accuracy is None else \
+            f"final val accuracy {self.accuracy:.3f}"
         return (f"Run({str(self.run_dir)!r}, model={self.config.model!r}, epochs="
-                f"{self.metrics['epochs']}, final val accuracy {self.accuracy:.3f})")
+                f"{self.metrics['epochs']}, {scored})")
 
 
 @dataclass
@@ -231,10 +230,11 @@ class Model:
     length. ``load(run)`` gives one; :meth:`predict` takes a file, a folder or audio samples,
     :meth:`timeline` says what sounds when in a recording of any length."""
 
-    def __init__(self, path: Path, checkpoint: str, registry: Registry,
+    def __init__(self, source: str | Path, checkpoint: str, registry: Registry,
                  warn: Log = print) -> None:
-        self.path, self.checkpoint, self.registry = path, checkpoint, registry
-        self.runs = load_runs(path, checkpoint, registry, warn)
+        self.path, self.trained = model_source(source, registry)
+        self.checkpoint, self.registry = checkpoint, registry
+        self.runs = load_runs(self.path, checkpoint, registry, warn)
         self.members = [run.member for run in self.runs]
         self.config = self.runs[0].config
         self._reports: dict[tuple, dict] = {}
@@ -317,8 +317,8 @@ class Model:
                              f"{tuple(np.shape(audio))}")
         [blocks] = self._sample_clips(audio, sample_rate, "timeline")
         return build_timeline(self.members, self.class_names, blocks, self.sample_rate,
-                              self.config.length_wav, hop_samples(hop, self.sample_rate),
-                              min_prob, top_k, "the samples")
+                              self.config.length_wav, self.hop_samples(hop), min_prob, top_k,
+                              "the samples")
 
     def timeline_of(self, inputs: AudioInput, path: Path, hop: float | None = None,
                     min_prob: float = 0.0, top_k: int = 3,
@@ -326,20 +326,25 @@ class Model:
         """:meth:`timeline` of a file (or ``-``, standard input) read as ``inputs`` says;
         ``on_window`` gets each window as soon as it is scored."""
         return build_timeline(self.members, self.class_names, inputs.blocks(path),
-                              self.sample_rate, self.config.length_wav,
-                              hop_samples(hop, self.sample_rate), min_prob, top_k,
-                              inputs.name(path), on_window)
+                              self.sample_rate, self.config.length_wav, self.hop_samples(hop),
+                              min_prob, top_k, inputs.name(path), on_window)
+
+    def hop_samples(self, hop: float | None) -> int | None:
+        """A hop in seconds as this model's samples, checked (:func:`timeline.hop_samples`)."""
+        return hop_samples(hop, self.sample_rate, self.config.length_wav)
 
     @checked_arguments
     def evaluate(self, data: str | Path | None = None, fold: int | None = None,
-                 allow_changed_data: bool = False, warn: Log = print) -> dict[str, Any]:
+                 allow_changed_data: bool = False, warn: Log = print,
+                 training_clips: bool = False) -> dict[str, Any]:
         """Accuracy, macro F1, per-class precision/recall and the confusion matrix, on the run's
-        recorded validation split (default) or on ``fold`` of ``data`` (``esc50 evaluate``); an
-        ensemble only on a fold none of its models trained on."""
-        key = (str(data) if data else None, fold, allow_changed_data)
+        recorded validation split (default) or on ``fold`` of ``data`` (``esc50 evaluate``),
+        only on clips the model (an ensemble: any of its models) never trained on, unless
+        ``training_clips`` (the figures are then labelled training accuracy)."""
+        key = (str(data) if data else None, fold, allow_changed_data, training_clips)
         if key not in self._reports:
             report = evaluate_runs(self.runs, self.registry, str(data) if data else None, fold,
-                                   allow_changed_data, warn)
+                                   allow_changed_data, warn, training_clips)
             self._reports[key] = {"checkpoint": self.description, **report}
         return self._reports[key]
 
@@ -358,20 +363,25 @@ class Model:
 
     @checked_arguments
     def export(self, fmt: str, out: str | Path | None = None, quantize: str | None = None,
-               data: str | Path | None = None, hop: float | None = None) -> tuple[Path, Path]:
+               data: str | Path | None = None, hop: float | None = None,
+               log: Log = print) -> tuple[Path, Path]:
         """Write this model (an ensemble as one file) as a file that takes a mono waveform of
         any length (at least one window) at its sample rate and returns the probabilities of
         each window (every ``hop`` seconds; half a window by default) and their mean,
         featurizer and normalization included: ``fmt`` is ``"onnx"`` or ``"torchscript"``;
         ``quantize="int8"`` (ONNX) quantizes it, calibrated on training clips of ``data`` (the
         run's data by default); ``out`` defaults to ``model.<ext>`` (``model.int8.onnx``) in
-        the run folder. Returns the file and its JSON side file (class names, rate, window,
-        hop)."""
-        folder = self.path if self.path.is_dir() else self.path.parent
-        path = Path(out) if out else folder / default_name(fmt, quantize)
+        the run folder (for a trained model named by name: ``<name>.<ext>`` in the current
+        folder). Returns the file and its JSON side file (class names, rate, window, hop)."""
+        if self.trained:  # shipped inside a package: written here, named for the model
+            default = Path(default_name(fmt, quantize, self.trained.name))
+        else:
+            folder = self.path if self.path.is_dir() else self.path.parent
+            default = folder / default_name(fmt, quantize)
+        path = Path(out) if out else default
         return export_runs(self.runs, fmt, path, self.registry, quantize,
                            str(data) if data else None, self.description,
-                           hop_samples(hop, self.sample_rate))
+                           self.hop_samples(hop), log)
 
     def _single(self) -> LoadedRun:
         if self.is_ensemble:
@@ -386,7 +396,12 @@ class Model:
         if sample_rate is None:
             raise Esc50Error(f"{method}(samples) needs sample_rate= (the rate of the samples "
                              f"given; the model resamples them to {self.sample_rate} Hz)")
-        samples = torch.as_tensor(audio, dtype=torch.float32).cpu()
+        if isinstance(audio, torch.Tensor):
+            if audio.device.type == "meta":
+                raise Esc50Error(f"{method}(samples): a tensor on the meta device holds no "
+                                 "values (only a shape): give samples on the CPU or a GPU")
+            audio = audio.detach().cpu().numpy()
+        samples = torch.from_numpy(float_samples(np.asarray(audio), "the samples"))
         if samples.dim() not in (1, 2):
             raise Esc50Error(f"{method}(samples) takes [T] or [N, T] samples, not shape "
                              f"{tuple(samples.shape)}")
@@ -402,21 +417,14 @@ class Model:
                 f"{len(self.class_names)} classes)")
 
 
-def hop_samples(hop: float | None, sample_rate: int) -> int | None:
-    """A hop in seconds as samples (None: half a window); at least one sample."""
-    if hop is None:
-        return None
-    if not hop > 0:
-        raise Esc50Error(f"--hop {hop} must be a positive number of seconds")
-    return max(1, round(hop * sample_rate))
-
-
 @checked_arguments
 def load(run_or_checkpoint: str | Path, checkpoint: str = "last",
          registry: Registry | None = None, warn: Log = print) -> Model:
     """The classifier of a run folder (its final epoch, or ``checkpoint="best"``) or of a
-    checkpoint file; of a cross-validation folder, its fold models as one ensemble."""
-    return Model(Path(run_or_checkpoint), checkpoint, registry or load_registry(), warn)
+    checkpoint file; of a cross-validation folder, its fold models as one ensemble; or a
+    trained model a plugin ships, by name (``esc50.load("esc50-rescnn")``; ``esc50 weights
+    list`` shows them)."""
+    return Model(run_or_checkpoint, checkpoint, registry or load_registry(), warn)
 
 
 def _given(**named: Any) -> dict[str, Any]:

@@ -68,7 +68,8 @@ def table_row(report: RunReport) -> list[str]:
     m = report.run.metrics
     try:
         return [m["model"], f"{m['parameters']:,}", str(m["epochs"]),
-                f"{m['final_val_accuracy']:.1%}", f"{m['seconds_per_epoch']:.1f}", m["split"]]
+                "-" if m["final_val_accuracy"] is None else f"{m['final_val_accuracy']:.1%}",
+                f"{m['seconds_per_epoch']:.1f}", m["split"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise Esc50Error(f"{report.run_dir / 'metrics.json'} lacks a valid {exc}: not a metrics "
                          "file esc50 wrote") from None

@@ -49,6 +49,37 @@ def config_digest(config: TaskConfig) -> str:
     return values_sha256(experiment_settings(config))
 
 
+def same_experiment(summary: dict[str, Any], fold_config: TaskConfig) -> bool:
+    """Whether a fold run's config belongs to the cross-validation ``summary`` (its cv.json)
+    describes. The summary's digest is of the command's config, whose split is "auto" or
+    "fold" (each fold run records "fold")."""
+    return any(config_digest(fold_config.override(split=split)) == summary["config_digest"]
+               for split in ("auto", "fold"))
+
+
+def read_summary(folder: Path) -> dict[str, Any]:
+    """The ``cv.json`` of a finished cross-validation, checked: folds and their accuracies,
+    the mean and the config digest; anything else is a one-line error naming the file."""
+    path = folder / "cv.json"
+    if not path.is_file():
+        raise Esc50Error(f"{folder} holds fold runs but no cv.json: the cross-validation has "
+                         "not finished (run the same esc50 cv command again), so its models "
+                         "are not used together")
+    try:
+        summary = json.loads(path.read_text())
+        folds = {int(k): rundir.checked_accuracy(v, path) for k, v in summary["folds"].items()}
+        rundir.checked_accuracy(summary["mean_accuracy"], path)
+        if not isinstance(summary["config_digest"], str) or not folds:
+            raise ValueError("no folds or no config digest")
+    except Esc50Error:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise Esc50Error(f"{path} is damaged ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:120]}): not the summary esc50 cv "
+                         "writes; run the cross-validation again to rewrite it") from None
+    return summary
+
+
 def cross_validate(config: TaskConfig, registry: Registry, name: str,
                    folds: list[int] | None = None, allow_changed_data: bool = False,
                    log: Callable[[str], None] = print, jobs: int = 1) -> dict:
@@ -103,10 +134,9 @@ def _run_fold(config: TaskConfig, registry: Registry, root: Path, fold: int,
     run_dir = root / f"fold-{fold}"
     fold_config = config.override(split="fold", val_fold=fold, output_dir=str(root),
                                   run_name=f"fold-{fold}")
-    metrics_file = run_dir / "metrics.json"
     if (run_dir / "last.pt").is_file():
         _check_same_settings(run_dir, fold_config)
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        metrics = rundir.read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else {}
         if metrics.get("epochs") == config.num_epochs:
             log(f"fold {fold}: already trained in {run_dir}, skipping")
         else:  # interrupted after an epoch: continue it
@@ -117,7 +147,7 @@ def _run_fold(config: TaskConfig, registry: Registry, root: Path, fold: int,
         shutil.rmtree(run_dir, ignore_errors=True)  # killed before its first epoch ended
         log(f"fold {fold}: training with fold {fold} held out")
         Trainer(fold_config, registry, log=log, shared=shared).fit()
-    metrics = json.loads(metrics_file.read_text())
+    metrics = rundir.read_metrics(run_dir)
     log(f"fold {fold}: accuracy {metrics['final_val_accuracy']:.3f} ({metrics['val_clips']} "
         "clips, final epoch)")
     return metrics["final_val_accuracy"]

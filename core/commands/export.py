@@ -34,7 +34,7 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -48,8 +48,10 @@ from esc50.core.data.clips import find_clips
 from esc50.core.data.location import resolve_data_dir
 from esc50.core.data.split import Split
 from esc50.core.errors import Esc50Error
+from esc50.core.files.digest import file_sha256
 from esc50.core.files.write import atomic_write, output_folder, write_text
 from esc50.core.plugin_api.registry import Registry
+from esc50.core.results.folder import refuse_run_file
 from esc50.core.training.classifier import Classifier
 from esc50.core.training.scoring import Member, Scoring, mean_probabilities
 
@@ -106,19 +108,27 @@ def suffix(fmt: str) -> str:
     return FORMATS[fmt]
 
 
-def default_name(fmt: str, quantize: str | None = None) -> str:
-    return f"model{'.' + quantize if quantize else ''}{suffix(fmt)}"
+def default_name(fmt: str, quantize: str | None = None, stem: str = "model") -> str:
+    return f"{stem}{'.' + quantize if quantize else ''}{suffix(fmt)}"
 
 
 def export_runs(runs: list[LoadedRun], fmt: str, path: Path, registry: Registry,
                 quantize: str | None = None, data: str | None = None,
-                description: str = "", hop: int | None = None) -> tuple[Path, Path]:
+                description: str = "", hop: int | None = None,
+                log: Callable[[str], None] = print) -> tuple[Path, Path]:
     """Write ``runs`` (one model, or an ensemble) to ``path`` in ``fmt`` (``quantize="int8"``:
     ONNX quantized, calibrated on training clips of ``data``) and its JSON side file; a model
-    that cannot be exported is a one-line error naming it. Returns both paths."""
+    that cannot be exported is a one-line error naming it, and so is an output that would
+    replace a file of a run folder, checked with everything else before any work. Returns both
+    paths."""
     suffix(fmt)
     if quantize is not None and (quantize not in QUANTIZED or fmt != "onnx"):
         raise Esc50Error(f"--quantize {quantize}: only int8, and only for --format onnx")
+    if quantize and importlib.util.find_spec("onnxruntime") is None:
+        raise Esc50Error("--quantize int8 needs onnxruntime (its calibration runs the model): "
+                         "pip install onnxruntime")
+    for written in (path, side_file(path)):
+        refuse_run_file(written, "--out")
     output_folder(path.parent, "export folder")
     config = runs[0].config
     window = config.length_wav
@@ -130,9 +140,10 @@ def export_runs(runs: list[LoadedRun], fmt: str, path: Path, registry: Registry,
     content = exported_bytes([run.member.classifier for run in runs], fmt, window, hop, name)
     calibration = None
     if quantize:
-        clips = calibration_clips(runs, registry, data)
+        clips = calibration_clips(runs, registry, data, log)
         content = _quantized(content, clips)
-        calibration = (f"{len(clips)} clips the model(s) trained on, from "
+        calibration = (f"{len(clips)} clips the model(s) trained on (their content checked "
+                       f"against the sha256 the runs recorded), from "
                        f"{resolve_data_dir(data or config.data)}")
     atomic_write(path, lambda handle: handle.write(content))
     side = write_side_file(path, fmt, runs, window, hop, description, quantize, calibration)
@@ -182,24 +193,36 @@ def _onnx_bytes(module: nn.Module, example: torch.Tensor, window: int) -> bytes:
     return program.model_proto.SerializeToString()
 
 
-def calibration_names(runs: list[LoadedRun]) -> list[str]:
-    """Up to ``CALIBRATION_CLIPS`` names of clips the models trained on (a seeded draw from
-    their recorded training splits): never one they are scored on."""
-    trained = sorted({name for run in runs for name in Split.from_dict(run.state["split"]).train})
-    return sorted(random.Random(0).sample(trained, min(CALIBRATION_CLIPS, len(trained))))
+def calibration_names(runs: list[LoadedRun]) -> dict[str, str]:
+    """Up to ``CALIBRATION_CLIPS`` clips the models trained on (a seeded draw from their
+    recorded training splits: never one they are scored on), with the sha256 recorded for
+    each."""
+    splits = [Split.from_dict(run.state["split"]) for run in runs]
+    digests = {name: split.digests.get(name, "") for split in splits for name in split.train}
+    chosen = random.Random(0).sample(sorted(digests), min(CALIBRATION_CLIPS, len(digests)))
+    return {name: digests[name] for name in sorted(chosen)}
 
 
-def calibration_clips(runs: list[LoadedRun], registry: Registry, data: str | None
-                      ) -> np.ndarray:
-    """The :func:`calibration_names` clips of ``data`` (the run's by default), decoded as the
-    run decodes them: float32 [clips, window]."""
+def calibration_clips(runs: list[LoadedRun], registry: Registry, data: str | None,
+                      log: Callable[[str], None] = print) -> np.ndarray:
+    """The :func:`calibration_names` clips of ``data`` (the run's by default) whose content is
+    the recorded one (a file of the same name holding other audio is not a training clip),
+    decoded as the run decodes them: float32 [clips, window]. Fewer than asked is said."""
     config = runs[0].config
     table = find_clips(resolve_data_dir(data or config.data), config, registry)
     rows = dict(zip(table.names(), table.clips))
-    chosen = [rows[name] for name in calibration_names(runs) if name in rows]
+    wanted = calibration_names(runs)
+    present = [name for name in wanted if name in rows]
+    chosen = [rows[name] for name in present if file_sha256(rows[name].path) == wanted[name]]
     if not chosen:
-        raise Esc50Error(f"none of the models' training clips is in {table.root}: int8 "
-                         "calibration needs them (--data names the dataset folder)")
+        raise Esc50Error(f"none of the models' training clips is in {table.root} "
+                         f"({len(present)} of {len(wanted)} names found, none with the recorded "
+                         "content): int8 calibration needs them (--data names the dataset "
+                         "folder the model trained on)")
+    if len(chosen) < len(wanted):
+        log(f"note: int8 calibration on {len(chosen)} of the {len(wanted)} training clips "
+            f"asked for: {len(wanted) - len(present)} not in {table.root}, "
+            f"{len(present) - len(chosen)} with other content than the model trained on")
     return to_float(AudioCache(chosen, config).waves).numpy()
 
 
@@ -262,14 +285,27 @@ def _quantized(model: bytes, clips: np.ndarray) -> bytes:
         return target.read_bytes()
 
 
+BF16_NOTE = ("; the model was trained and is scored by esc50 under bf16 autocast (on a CPU "
+             "with bf16 instructions, or a GPU): this file computes in float32, so its "
+             "probabilities differ from esc50 predict's there by up to a few hundredths and "
+             "its accuracy by a few clips in a fold (docs/export.md)")
+
+
+def side_file(path: Path) -> Path:
+    """The JSON description written beside an exported file."""
+    return path.with_name(path.name + ".json")
+
+
 def write_side_file(path: Path, fmt: str, runs: list[LoadedRun], window: int, hop: int,
                     source: str, quantize: str | None, calibration: str | None) -> Path:
     """The JSON description beside an exported file; returns its path."""
     config = runs[0].config
     rate = config.sample_rate
-    side = path.with_suffix(path.suffix + ".json")
+    side = side_file(path)
+    bf16 = any(run.member.scoring.bf16 for run in runs)
     write_text(side, json.dumps({
         "format": fmt, "quantized": quantize, "calibration": calibration,
+        "numerics": "float32" + (BF16_NOTE if bf16 else ""),
         "input": f"wav: float32 [samples]: a mono waveform in [-1, 1] at {rate} Hz, at least "
                  f"one window ({window} samples, {window / rate:g} s) long",
         "outputs": {"window_probabilities": "float32 [windows, classes]: each window's class "

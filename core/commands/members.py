@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from esc50.core.config import TaskConfig
+from esc50.core.commands.crossval import read_summary, same_experiment
+from esc50.core.config import TaskConfig, load_config
 from esc50.core.data.split import Split
 from esc50.core.errors import Esc50Error
+from esc50.core.files.digest import file_sha256
 from esc50.core.plugin_api.registry import Registry
-from esc50.core.results.folder import CHECKPOINTS, checkpoint_path
+from esc50.core.plugin_api.trained import TrainedModel
+from esc50.core.results.folder import CHECKPOINTS, checked_which, checkpoint_path
 from esc50.core.training.classifier import load_classifier
 from esc50.core.training.scoring import Member, Scoring
 
@@ -39,6 +42,22 @@ class LoadedRun:
         return TaskConfig().override(**self.state["config"])
 
 
+def model_source(source: str | Path, registry: Registry) -> tuple[Path, TrainedModel | None]:
+    """Where the model ``source`` names is: a path that exists (a run folder, a checkpoint
+    file, a cross-validation folder), else a trained model a plugin ships by that name (its
+    file checked against its registered sha256 first), with that model."""
+    path = Path(source)
+    if path.exists() or str(source) not in registry.trained:
+        if not path.exists():
+            names = ", ".join(sorted(registry.trained)) or "none installed"
+            raise Esc50Error(f"{source}: no such run folder or checkpoint, and no trained model "
+                             f"of that name (trained models: {names}; esc50 weights list "
+                             "shows them)")
+        return path, None
+    trained = registry.trained[str(source)]
+    return trained.verified(), trained
+
+
 def fold_runs(folder: Path, which: str) -> list[Path]:
     """The fold runs of a cross-validation folder (``fold-*`` folders holding the checkpoint
     ``which``), in fold order; none when ``folder`` is not one."""
@@ -51,8 +70,9 @@ def load_runs(path: Path, which: str, registry: Registry,
     """The model of a run folder or checkpoint file, or every fold model of a
     cross-validation folder (each at its final epoch, or ``which="best"``). The members of an
     ensemble must share class names, sample rate and clip length, and have finished training."""
-    if path.is_dir() and not (path / CHECKPOINTS[which]).is_file() and fold_runs(path, which):
-        paths = fold_runs(path, which)
+    if path.is_dir() and not (path / CHECKPOINTS[checked_which(which)]).is_file() \
+            and any(path.glob(f"{FOLD_PREFIX}*")):
+        paths = checked_members(path, which)
     else:
         paths = [checkpoint_path(path, which)]
     runs = []
@@ -63,6 +83,42 @@ def load_runs(path: Path, which: str, registry: Registry,
     if len(runs) > 1:
         check_ensemble(runs)
     return runs
+
+
+def checked_members(folder: Path, which: str) -> list[Path]:
+    """The fold runs of the cross-validation ``folder``, checked against its ``cv.json``: every
+    fold it lists is there, with its checkpoint ``which``, trained with the settings it records
+    (its config digest) on that fold; no other ``fold-*`` folder, and no fold that is another
+    one under a second name (a link, a copy). Anything else is a one-line error naming it."""
+    summary = read_summary(folder)
+    listed = [int(k) for k in summary["folds"]]
+    present = {p.name: p for p in folder.glob(f"{FOLD_PREFIX}*") if p.is_dir()}
+    foreign = sorted(set(present) - {f"{FOLD_PREFIX}{k}" for k in listed})
+    if foreign:
+        raise Esc50Error(f"{folder / foreign[0]} is not one of the folds {folder / 'cv.json'} "
+                         f"lists ({', '.join(map(str, listed))}): a run copied in? Move it out "
+                         "to use the cross-validation's models together")
+    runs = {fold: folder / f"{FOLD_PREFIX}{fold}" for fold in listed}
+    seen: dict[str, Path] = {}  # checkpoint digest -> the fold run holding it
+    for fold, run in runs.items():
+        checkpoint = run / CHECKPOINTS[which]
+        if not checkpoint.is_file():
+            missing = "is missing" if not run.is_dir() else f"has no {checkpoint.name}"
+            raise Esc50Error(f"{run} {missing}, but {folder / 'cv.json'} lists fold {fold}: "
+                             "run the same esc50 cv command again to train it, or use the fold "
+                             "runs one by one")
+        digest = file_sha256(checkpoint)
+        if digest in seen:
+            raise Esc50Error(f"{run} holds the same model as {seen[digest]} (a link or a copy): "
+                             "an ensemble's members are distinct fold models")
+        seen[digest] = run
+    for fold, run in runs.items():
+        config = load_config(run / "config.toml")
+        if config.val_fold != fold or not same_experiment(summary, config):
+            raise Esc50Error(f"{run} was not trained as fold {fold} of this cross-validation "
+                             f"(its config holds fold {config.val_fold} and other settings than "
+                             f"{folder / 'cv.json'} records): a foreign run?")
+    return list(runs.values())
 
 
 def check_ensemble(runs: list[LoadedRun]) -> None:
@@ -86,19 +142,21 @@ def check_ensemble(runs: list[LoadedRun]) -> None:
 
 def check_unseen(runs: list[LoadedRun], names: list[str], digests: dict[str, str],
                  selection: str) -> None:
-    """Refuse to score an ensemble on clips (``names``, with their sha256 in ``digests``) that
-    any member trained on, by name or by content."""
+    """Refuse to score a model or an ensemble on clips (``names``, with their sha256 in
+    ``digests``) that it (any member) trained on, by name or by content."""
     for run in runs:
         split = Split.from_dict(run.state["split"])
         trained = set(split.train)
         trained_audio = {split.digests[n] for n in split.train if n in split.digests}
         seen = [n for n in names if n in trained or digests.get(n) in trained_audio]
         if seen:
+            model = "a model" if len(runs) == 1 else "an ensemble"
             raise Esc50Error(
                 f"{selection}: {len(seen)} of its {len(names)} clips ({seen[0]}"
-                f"{', ...' if len(seen) > 1 else ''}) were used to train {run.path.parent}: an "
-                "ensemble is scored only on clips none of its models trained on (for example "
-                "the fold a cross-validation left out with ignore_folds)")
+                f"{', ...' if len(seen) > 1 else ''}) were used to train {run.path.parent}: "
+                f"{model} is scored only on clips it never trained on (its validation split, "
+                "or a fold a cross-validation left out with ignore_folds); --training-clips "
+                "scores them anyway, labelled as training accuracy")
 
 
 def describe(runs: list[LoadedRun]) -> str:

@@ -17,6 +17,9 @@ one segment per stretch of one sound.)
 
 from __future__ import annotations
 
+import csv
+import io
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -28,6 +31,9 @@ from esc50.core.commands.predict import default_hop, scored_windows
 from esc50.core.errors import Esc50Error, optional_module
 from esc50.core.results.plots import timeline_figure
 from esc50.core.training.scoring import Member
+
+
+HOP_FLOOR = 0.01  # seconds between windows, at least (a hundred windows a second)
 
 
 @dataclass
@@ -49,6 +55,7 @@ class Segment:
     mean_probability: float
     max_probability: float
     windows: int
+    peak: float  # the start of its most probable window, in seconds
 
 
 @dataclass
@@ -75,8 +82,7 @@ class Timeline:
                 "windows": [{"start": round(w.start, 3), "end": round(w.end, 3),
                              "top": [{"class": c, "probability": p} for c, p in w.top]}
                             for w in self.windows],
-                "segments": [{**asdict(s), "start": round(s.start, 3), "end": round(s.end, 3)}
-                             for s in self.segments]}
+                "segments": [segment_json(s) for s in self.segments]}
 
     def dataframe(self, kind: str = "segments") -> Any:
         """A pandas DataFrame of the segments (``kind="segments"``) or of the windows (one row
@@ -92,14 +98,41 @@ class Timeline:
             return frame
         raise Esc50Error(f"kind={kind!r} must be 'segments' or 'windows'")
 
-    def plot(self, rows: int = 10) -> Figure:
-        """Time on x, the ``rows`` classes that lead most windows as rows, probability as
-        colour (:func:`esc50.core.results.plots.timeline_figure`)."""
+    def plot(self, rows: int | None = None) -> Figure:
+        """Time on x, a row for every class that leads a window (or the ``rows`` classes that
+        lead most windows), probability as colour
+        (:func:`esc50.core.results.plots.timeline_figure`)."""
         models = f"an ensemble of {self.models} models" if self.models > 1 else "one model"
         return timeline_figure(self.probabilities, self.class_names,
                                [(w.start, w.end) for w in self.windows], self.duration,
                                f"{self.source} ({models}; windows of {self.window_seconds:g} s "
                                f"every {self.hop_seconds:g} s)", rows)
+
+
+SEGMENT_FIELDS = ["file", "start", "end", "class", "mean_probability", "max_probability",
+                  "windows"]  # a CSV row per segment
+
+
+def csv_line(values: list[Any]) -> str:
+    """One CSV line (a value that needs quotes gets them)."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerow(values)
+    return text.getvalue()
+
+
+def segment_row(source: str, segment: Segment) -> list[Any]:
+    """A segment as the values of :data:`SEGMENT_FIELDS`."""
+    return [source, f"{segment.start:.3f}", f"{segment.end:.3f}", segment.label,
+            f"{segment.mean_probability:.4f}", f"{segment.max_probability:.4f}",
+            segment.windows]
+
+
+def segment_json(segment: Segment) -> dict[str, Any]:
+    """A segment as JSON: its class under ``class``, as windows and the CSV columns name it."""
+    return {"start": round(segment.start, 3), "end": round(segment.end, 3),
+            "class": segment.label, "mean_probability": segment.mean_probability,
+            "max_probability": segment.max_probability, "windows": segment.windows,
+            "peak": round(segment.peak, 3)}
 
 
 def build_timeline(members: list[Member], class_names: list[str], blocks: Iterable[torch.Tensor],
@@ -131,10 +164,24 @@ def build_timeline(members: list[Member], class_names: list[str], blocks: Iterab
 
 
 def check_settings(min_prob: float, top_k: int) -> None:
+    """``min_prob`` and ``top_k`` as one-line errors (checked once, before any input is read)."""
     if not 0.0 <= min_prob <= 1.0:
         raise Esc50Error(f"--min-prob {min_prob} must be between 0 and 1")
     if top_k < 1:
         raise Esc50Error(f"--top-k {top_k} must be at least 1")
+
+
+def hop_samples(hop: float | None, sample_rate: int, length: int) -> int | None:
+    """A hop in seconds as samples (None: half a window), checked: at least ``HOP_FLOOR``
+    seconds (a hop of a nanosecond made 459 000 windows of 10 s of audio) and at most one
+    window of ``length`` samples (a longer hop would leave audio between windows unscored)."""
+    if hop is None:
+        return None
+    window = length / sample_rate
+    if not (math.isfinite(hop) and HOP_FLOOR <= hop <= window):
+        raise Esc50Error(f"--hop {hop} must be between {HOP_FLOOR} s and the window, "
+                         f"{window:g} s (seconds between the starts of consecutive windows)")
+    return round(hop * sample_rate)
 
 
 def top_passing(probabilities: np.ndarray, class_names: list[str], top_k: int,
@@ -164,6 +211,7 @@ def segments(spans: list[tuple[int, int]], probabilities: np.ndarray, class_name
             values = probabilities[first:i, labels[first]].astype(np.float64)
             found.append(Segment(bounds[first] / sample_rate, bounds[i] / sample_rate,
                                  class_names[labels[first]], float(values.mean()),
-                                 float(values.max()), i - first))
+                                 float(values.max()), i - first,
+                                 spans[first + int(values.argmax())][0] / sample_rate))
         first = i
     return found

@@ -18,11 +18,13 @@ machine as processes of their own. Poor trials are pruned from their per-epoch i
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import statistics
 import time
 import tomllib
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,10 +205,39 @@ def check_storage(storage: str) -> str:
         raise Esc50Error(f"--storage {storage!r} is not a database URL (for example "
                          "sqlite:///path/to/study.db or postgresql://user@host/db)")
     if dialect.startswith("sqlite"):
-        path = Path(rest.removeprefix("/"))
-        if str(path) and not path.parent.is_dir():
+        name = rest.removeprefix("/").split("?")[0]
+        if name in ("", ":memory:") or "mode=memory" in rest:
+            raise Esc50Error(f"--storage {storage}: an in-memory database ends with the process, "
+                             "and the study with it: give a file (sqlite:///path/study.db) or "
+                             "a database server")
+        path = Path(name)
+        if not path.parent.is_dir():
             raise Esc50Error(f"--storage {storage}: the folder {path.parent} does not exist")
     return storage
+
+
+# The tables an Optuna study database holds (Optuna 3 and 4; alembic_version is its schema's).
+OPTUNA_TABLES = {"studies", "study_directions", "study_user_attributes",
+                 "study_system_attributes", "trials", "trial_user_attributes",
+                 "trial_system_attributes", "trial_params", "trial_values",
+                 "trial_intermediate_values", "trial_heartbeats", "version_info",
+                 "alembic_version"}
+
+
+def check_foreign_tables(storage: str) -> None:
+    """Refuse, before anything is written, a database holding tables Optuna did not make (a
+    URL pointing at another program's database would get Optuna's tables added to it)."""
+    sqlalchemy = importlib.import_module("sqlalchemy")
+    with storage_errors(storage):
+        engine = sqlalchemy.create_engine(storage)
+        try:
+            foreign = sorted(set(sqlalchemy.inspect(engine).get_table_names()) - OPTUNA_TABLES)
+        finally:
+            engine.dispose()
+    if foreign:
+        raise Esc50Error(f"--storage {storage}: the database holds tables Optuna did not make "
+                         f"({', '.join(foreign[:4])}{', ...' if len(foreign) > 4 else ''}): "
+                         "it belongs to another program; give a database of its own")
 
 
 @contextmanager
@@ -224,14 +255,29 @@ def storage_errors(storage: str) -> Iterator[None]:
         raise Esc50Error(f"--storage {storage}: its database driver is not installed "
                          f"(no module named {name!r}): pip install it") from None
     except Exception as exc:
-        if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "sqlite3", "optuna"):
+        if not from_database_code(exc):
             raise
         reason = " ".join(str(exc).split("[SQL:")[0].split("(Background")[0].split())
         raise Esc50Error(f"--storage {storage}: {reason or type(exc).__name__}") from None
 
 
+DATABASE_PACKAGES = ("sqlalchemy", "sqlite3", "optuna", "alembic")
+
+
+def from_database_code(exc: BaseException) -> bool:
+    """Whether ``exc`` is the storage's answer (raised by, or inside, Optuna, SQLAlchemy,
+    Alembic or sqlite3: a schema newer than the installed Optuna, a storage kind Optuna no
+    longer has, a bad connection argument), not a bug of esc50's."""
+    if type(exc).__module__.split(".")[0] in DATABASE_PACKAGES:
+        return True
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and any(f"{os.sep}{package}{os.sep}" in frames[-1].filename
+                                for package in DATABASE_PACKAGES)
+
+
 def open_study(search: Search) -> Any:
     optuna = optuna_module()
+    check_foreign_tables(search.storage)
     with storage_errors(search.storage):
         storage = optuna.storages.RDBStorage(
             search.storage, engine_kwargs={"connect_args": {"timeout": 120}}) \
@@ -434,9 +480,10 @@ def final_run(search: Search, log: Log) -> dict[str, Any]:
 
 def load_search(root: Path, name: str, storage: str | None) -> Search:
     """The search of an existing study (for ``--show`` and ``--final``), from what it recorded."""
+    if storage is None and not (root / "study.db").is_file():
+        raise Esc50Error(f"no study {name!r} in {root} (no study.db there): start it with "
+                         f"esc50 tune --name {name} --space ...")
     storage = check_storage(storage or f"sqlite:///{root.resolve() / 'study.db'}")
-    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
-        raise Esc50Error(f"no study {name!r} in {root} (no study.db): run esc50 tune first")
     optuna = optuna_module()
     with storage_errors(storage):
         try:
@@ -444,6 +491,9 @@ def load_search(root: Path, name: str, storage: str | None) -> Search:
         except KeyError:
             raise Esc50Error(f"no study {name!r} in {storage}") from None
         attrs = study.user_attrs
+    if not {"base", "outer", "inner"} <= set(attrs):
+        raise Esc50Error(f"study {name!r} in {storage} records no esc50 settings: it was not "
+                         "started by esc50 tune (use another --name)")
     base = TaskConfig().override(**attrs["base"])
     space = [Dimension(key) for key in study.best_params] if _completed(study) else []
     return Search(name, root, storage, base, attrs["outer"], attrs["inner"], space)

@@ -36,6 +36,16 @@ def weights_rows(registry: Registry) -> list[dict[str, Any]]:
     return rows
 
 
+def trained_rows(registry: Registry) -> list[dict[str, Any]]:
+    """One row per trained model a plugin ships: name, its file in the package, size, sha256,
+    licence, description and who registered it."""
+    return [{"name": name, "file": str(model.path),
+             "size": model.path.stat().st_size if model.path.is_file() else None,
+             "checksum": model.checksum, "licence": model.licence,
+             "description": model.description, "registered_by": model.source}
+            for name, model in sorted(registry.trained.items())]
+
+
 def download(registry: Registry, name: str, log: Callable[[str], None] = print) -> Path:
     """The file of ``name``, fetched (and verified) unless cached and intact."""
     return fetch(known(registry, name), log)

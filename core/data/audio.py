@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -22,6 +23,7 @@ BLOCK_SECONDS = 30.0  # audio read, mixed and resampled at a time: memory is bou
 # Sample rates audio can have: below 1 kHz or above 768 kHz (the highest rate converters offer)
 # a header is damaged (one saying 1 Hz made 12 hours of audio out of a 4-second clip).
 MIN_RATE, MAX_RATE = 1_000, 768_000
+MAX_PERIOD = 1000  # samples in a resampling period, at most (resampling_ratio)
 
 
 def load_clip(path: Path, sample_rate: int, length: int | None = None) -> tuple[torch.Tensor, int]:
@@ -47,9 +49,13 @@ def mono_blocks(blocks: Iterable[tuple[np.ndarray, int]], sample_rate: int, sour
     audio) and resampled to ``sample_rate``; the blocks returned, joined, equal the whole signal
     treated at once. Checks, as one-line errors naming ``source``: a sample rate audio can have
     (``MIN_RATE`` to ``MAX_RATE``), not empty, finite, not all silence, channels that do not
-    cancel out when mixed (the last two are known, and raised, after the last block)."""
+    cancel out when mixed (the last two are known, and raised, after the last block). Leading
+    blocks of digital silence are held back as a count (zeros are made again once a sound
+    follows), so a recording that is silence to the end is refused once decoded, before any of
+    it is scored."""
     peak_mono = peak_channels = 0.0
     resampler = None
+    held: list[int] = []  # lengths of the leading all-zero blocks not yet passed on
     for data, rate in blocks:
         if resampler is None and not MIN_RATE <= rate <= MAX_RATE:
             raise Esc50Error(f"{source}: a sample rate of {rate:,} Hz is not one audio can have "
@@ -62,6 +68,12 @@ def mono_blocks(blocks: Iterable[tuple[np.ndarray, int]], sample_rate: int, sour
         peak_mono = max(peak_mono, float(np.abs(mono).max()))
         peak_channels = max(peak_channels, float(np.abs(data).max()))
         resampler = resampler or BlockResampler(rate, sample_rate)
+        if peak_channels == 0.0:
+            held.append(mono.shape[0])
+            continue
+        for length in held:
+            yield from resampler.push(torch.zeros(length))
+        held.clear()
         yield from resampler.push(torch.from_numpy(np.clip(mono, -1.0, 1.0).astype(np.float32)))
     if resampler is None:
         raise Esc50Error(f"{source}: the file holds no samples")
@@ -86,17 +98,33 @@ def _read_blocks(path: Path, block_seconds: float) -> Iterator[tuple[np.ndarray,
         raise Esc50Error(f"{path}: cannot decode audio ({' '.join(str(exc).split())})") from exc
 
 
+def resampling_ratio(rate: int, sample_rate: int) -> tuple[int, int]:
+    """The periods (``orig`` input samples to ``new`` output samples) a resampler from ``rate``
+    to ``sample_rate`` works in: the rates divided by their gcd, or, where that leaves a period
+    longer than ``MAX_PERIOD`` samples (rates that share no factor: 44 099 Hz against 48 kHz),
+    the nearest ratio of periods within it. The sinc kernel holds about ``new * orig`` values,
+    so this bounds its memory (a few MiB) whatever the rates: exact periods of 44 099 and 48 000
+    samples took gigabytes. The best ratio within ``MAX_PERIOD`` (continued fractions) moves
+    durations and pitches by parts per million to a few hundred: 44 099 Hz to 48 kHz by 1.4
+    ppm, 8 003 Hz to 48 kHz (taken as 1:6) by 375 ppm, 0.65 cent of pitch and 1.9 ms in a
+    5 s clip: far below what a sound's class depends on."""
+    ratio = Fraction(rate, sample_rate)
+    if max(ratio.numerator, ratio.denominator) > MAX_PERIOD:
+        ratio = ratio.limit_denominator(MAX_PERIOD) if ratio < 1 else \
+            1 / (1 / ratio).limit_denominator(MAX_PERIOD)
+    return ratio.numerator, ratio.denominator
+
+
 class BlockResampler:
     """``torchaudio.functional.resample`` over a signal that arrives in blocks, with the same
     output as resampling it whole. The sinc resampler turns each period of ``orig`` input samples
-    (the rates divided by their gcd) into ``new`` output samples from the input within ``width``
+    into ``new`` output samples (:func:`resampling_ratio`) from the input within ``width``
     samples of that period; each block is resampled from a period boundary with at least that
     much input kept on either side, and only its outputs that saw no artificial edge are kept."""
 
     def __init__(self, rate: int, sample_rate: int) -> None:
-        common = math.gcd(rate, sample_rate)
         self.rate, self.sample_rate = rate, sample_rate
-        self.orig, self.new = rate // common, sample_rate // common
+        self.orig, self.new = resampling_ratio(rate, sample_rate)
         # torchaudio's kernel half-width for its defaults (lowpass_filter_width 6, rolloff 0.99)
         width = math.ceil(6 * self.orig / (min(self.orig, self.new) * 0.99))
         self.context = self.orig * math.ceil((width + self.orig) / self.orig)
@@ -129,7 +157,22 @@ class BlockResampler:
         """Output samples from input ``done`` on, resampling the input up to ``stop``."""
         segment = self.pending[:stop - self.start]
         first = (self.done - self.start) * self.new // self.orig
-        return AF.resample(segment, self.rate, self.sample_rate)[first:]
+        return AF.resample(segment, self.orig, self.new)[first:]
+
+
+def float_samples(samples: np.ndarray, source: str) -> np.ndarray:
+    """Samples as float32 in [-1, 1]: floats as they are; integer PCM scaled by its type
+    (int16 by 2**15, uint8 around 128, ...), as a WAV reader scales it; anything else (bool,
+    complex, text) a one-line error naming ``source``."""
+    kind = samples.dtype.kind
+    if kind == "f":
+        return samples.astype(np.float32, copy=False)
+    if kind in "iu":
+        half = float(1 << (8 * samples.dtype.itemsize - 1))
+        offset = half if kind == "u" else 0.0
+        return ((samples.astype(np.float64) - offset) / half).astype(np.float32)
+    raise Esc50Error(f"{source}: samples of type {samples.dtype} are not audio (give float "
+                     "samples in [-1, 1] or integer PCM)")
 
 
 def fit_length(wav: torch.Tensor, length: int) -> torch.Tensor:

@@ -5,6 +5,8 @@ scores the same clips.
 - ``split="random"``: a seeded random split, grouped and stratified: the clips of one recording
   (``Clip.group``) stay on one side, and each class puts about ``1 - train_ratio`` of its clips
   into validation.
+- ``split="all"``: every clip trains and none is held out: a final model (such as the one esc50
+  ships), which has no accuracy of its own; a cross-validation of the same settings estimates it.
 
 A run stores its split (the clip names of each side and the sha256 of every clip the dataset held)
 in ``split.json`` and in its checkpoints. ``evaluate`` and ``--resume`` use the stored names and
@@ -25,6 +27,8 @@ from esc50.core.files.digest import file_sha256
 from esc50.core.errors import Esc50Error
 
 ALLOW_FLAG = "--allow-changed-data"
+ALL_CLIPS = ("every clip trains, none is held out (split=all): no accuracy of its own; a "
+             "cross-validation of the same settings estimates it")
 
 
 @dataclass
@@ -43,6 +47,11 @@ class Split:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Split:
         return cls(**values)
+
+    @property
+    def holds_out(self) -> bool:
+        """Whether any clip is held out for validation (not with ``split="all"``)."""
+        return bool(self.val)
 
     def indices(self, table: ClipTable) -> tuple[list[int], list[int]]:
         """Rows of ``table`` on each side (names no longer in the table are left out)."""
@@ -114,6 +123,8 @@ def make_split(table: ClipTable, config: TaskConfig, digests: dict[str, str]) ->
                          "folds (give it some with esc50 cv --k K, or leave ignore_folds empty)")
     used = [i for i, c in enumerate(table.clips) if c.fold not in ignored]
     left_out = f", folds {', '.join(map(str, sorted(ignored)))} left out" if ignored else ""
+    if split == "all":
+        return Split([table.names()[i] for i in used], [], f"{ALL_CLIPS}{left_out}", digests)
     if split == "random":
         train, val, note = grouped_random_split([table.clips[i].group for i in used],
                                                 [table.clips[i].target for i in used],

@@ -24,12 +24,15 @@ from typing import BinaryIO, Iterator
 import numpy as np
 import torch
 
-from esc50.core.data.audio import mono_blocks, read_mono
+from esc50.core.data.audio import MAX_RATE, MIN_RATE, float_samples, mono_blocks, read_mono
+from esc50.core.data.clips import AUDIO_EXTENSIONS
 from esc50.core.errors import Esc50Error
 
 STDIN = Path("-")
 STDIN_NAME = "standard input"
 READ_BYTES = 1 << 16  # at most this much is read at a time (less when the pipe holds less)
+HEADER_BYTES = 16 << 20  # read before the audio of a WAV stream, at most (its chunks before
+# ``data``: format, metadata; a broadcast WAV's bext, iXML or cue chunks take kilobytes)
 FORMATS = {1: "pcm", 3: "float", 0xFFFE: "extensible"}
 
 
@@ -42,6 +45,13 @@ class AudioInput:
     raw_rate: int | None = None
     channels: int = 1
 
+    def __post_init__(self) -> None:  # checked once, before any input is read
+        if self.channels < 1:
+            raise Esc50Error(f"--channels {self.channels} must be at least 1")
+        if self.raw_rate is not None and not MIN_RATE <= self.raw_rate <= MAX_RATE:
+            raise Esc50Error(f"--rate {self.raw_rate} must be a sample rate audio can have "
+                             f"({MIN_RATE:,} to {MAX_RATE:,} Hz)")
+
     def name(self, path: Path) -> str:
         return STDIN_NAME if path == STDIN else str(path)
 
@@ -49,10 +59,16 @@ class AudioInput:
         """Mono float32 blocks at ``sample_rate`` (:func:`mono_blocks`); a folder given with no
         audio in it is a one-line error naming it."""
         if path == STDIN:
+            if sys.stdin is None or sys.stdin.closed:
+                raise Esc50Error(f"{STDIN_NAME} is closed: pipe audio into esc50 (`... | esc50 "
+                                 "predict MODEL -`), or give files")
             stream = stream_blocks(sys.stdin.buffer, self.raw_rate, self.channels)
             return mono_blocks(stream, self.sample_rate, STDIN_NAME)
         if path.is_dir():
-            raise Esc50Error(f"{path}: the folder holds no audio files")
+            if not any(p.suffix.lower() in AUDIO_EXTENSIONS for p in path.rglob("*")):
+                raise Esc50Error(f"{path}: the folder holds no audio files")
+            raise Esc50Error(f"{path} is a folder: a timeline is of one recording (esc50 "
+                             "predict lists a folder's files; esc50 analyze labels a whole tree)")
         return read_mono(path, self.sample_rate)
 
 
@@ -71,8 +87,6 @@ def stream_blocks(stream: BinaryIO, raw_rate: int | None = None, channels: int =
         raise Esc50Error(f"{STDIN_NAME}: not a WAV stream (it starts with {head!r}); for raw "
                          "PCM give --rate (signed 16-bit little-endian, --channels interleaved)")
     else:
-        if channels < 1:
-            raise Esc50Error(f"--channels {channels} must be at least 1")
         rate, decode, frame = raw_rate, _pcm(16), 2 * channels
         reader.unread(head)
     pending = b""
@@ -85,10 +99,12 @@ def stream_blocks(stream: BinaryIO, raw_rate: int | None = None, channels: int =
 
 
 class _Reader:
-    """Reads from a binary stream: exact byte counts for headers, then whatever arrives."""
+    """Reads from a binary stream: exact byte counts for headers (at most ``HEADER_BYTES`` in
+    all before the audio), then whatever arrives."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self.stream, self.held = stream, b""
+        self.header_left = HEADER_BYTES
         try:
             self.fd: int | None = stream.fileno()
         except (AttributeError, OSError, ValueError):
@@ -106,17 +122,25 @@ class _Reader:
             return os.read(self.fd, READ_BYTES)
         return self.stream.read(READ_BYTES)
 
-    def exactly(self, count: int, allow_short: bool = False) -> bytes:
-        data = b""
+    def exactly(self, count: int, allow_short: bool = False, what: str = "header") -> bytes:
+        """``count`` bytes of the header (in time linear in ``count``); more than
+        ``HEADER_BYTES`` before the audio is a one-line error, not a read without end."""
+        if count > self.header_left:
+            raise Esc50Error(f"{STDIN_NAME}: the WAV stream's {what} claims {count:,} bytes "
+                             f"before its audio; esc50 reads at most {HEADER_BYTES:,} before the "
+                             "audio (a damaged or hostile header): convert the stream to a "
+                             "plain WAV, or give a file")
+        self.header_left -= count
+        data = bytearray()
         while len(data) < count:
             more = self.read_some()
             if not more:
                 if allow_short:
-                    return data
+                    return bytes(data)
                 raise Esc50Error(f"{STDIN_NAME}: the WAV stream ended inside its header")
             data += more
-        self.unread(data[count:])
-        return data[:count]
+        self.unread(bytes(data[count:]))
+        return bytes(data[:count])
 
     def chunks(self) -> Iterator[bytes]:
         while data := self.read_some():
@@ -131,7 +155,7 @@ def _wav_header(reader: _Reader):
         chunk, size = struct.unpack("<4sI", reader.exactly(8))
         if chunk == b"data":
             break
-        body = reader.exactly(size + size % 2)
+        body = reader.exactly(size + size % 2, what=f"{chunk.decode('latin-1')!r} chunk")
         if chunk == b"fmt ":
             fmt = body[:size]
     if fmt is None or len(fmt) < 16:
@@ -158,8 +182,6 @@ def _wav_header(reader: _Reader):
 
 def _pcm(bits: int):
     """A decoder of little-endian PCM samples of ``bits`` bits to float32 in [-1, 1)."""
-    if bits == 8:  # unsigned
-        return lambda data: (np.frombuffer(data, np.uint8).astype(np.float32) - 128) / 128
     if bits == 24:
         def decode24(data: bytes) -> np.ndarray:
             raw = np.frombuffer(data, np.uint8).reshape(-1, 3).astype(np.int32)
@@ -167,5 +189,5 @@ def _pcm(bits: int):
             return (np.where(value >= 1 << 23, value - (1 << 24), value) / float(1 << 23)
                     ).astype(np.float32)
         return decode24
-    dtype, scale = {16: ("<i2", 1 << 15), 32: ("<i4", 1 << 31)}[bits]
-    return lambda data: (np.frombuffer(data, dtype).astype(np.float32) / scale)
+    dtype = {8: "u1", 16: "<i2", 32: "<i4"}[bits]  # 8-bit WAV samples are unsigned
+    return lambda data: float_samples(np.frombuffer(data, dtype), STDIN_NAME)

@@ -65,3 +65,13 @@ def register_weights(register: Register) -> None:
     """Register published weight files by name: ``register(name, file, urls, size=None,
     checksum=None, licence="", citation="")``; an option named ``checkpoint`` given that name
     (``checkpoint=cnn14``) receives the file's path, fetched into the cache and verified."""
+
+
+@hookspec
+def register_trained_models(register: Register) -> None:
+    """Register trained models a user can name instead of a run folder (``esc50 predict NAME
+    clip.wav``, ``esc50.load(NAME)``): ``register(name, path, checksum, description="",
+    licence="")``. ``path`` is an esc50 checkpoint file shipped in the plugin's package
+    (``esc50 package`` writes one from a run), ``checksum`` its ``"sha256:<hex>"``, checked
+    before every use, and ``licence`` that of the weights (say so when the training data
+    restricts their use)."""

@@ -32,6 +32,7 @@ from esc50.core.convert import convert, type_name
 from esc50.core.errors import Esc50Error
 from esc50.core.moved import API_1_2, API_3, goes_away
 from esc50.core.files.fetch import WeightFile, fetch
+from esc50.core.plugin_api.trained import TrainedModel
 from esc50.core.plugin_api.contracts import (Augmentation, DatasetReader, Featurizer, Logger)
 
 ENTRY_POINT_GROUP = "esc50"
@@ -46,7 +47,8 @@ CONTRACTS = {"model": nn.Module, "augmentation": Augmentation, "featurizer": Fea
 MOVED_MODULES = {f"esc50.core.{name}" for name in ("hookspecs", "contracts", "registry", "dataset",
                                                    "loggers")}
 
-WEIGHTS_HOOK = "register_weights"  # the hook that registers data (weight files), not components
+WEIGHTS_HOOK = "register_weights"  # the hooks that register data (weight files, trained
+TRAINED_HOOK = "register_trained_models"  # models), not components
 
 # Options that name a weight file: a registered name there is fetched (register_weights).
 WEIGHT_OPTIONS = {"checkpoint"}
@@ -223,6 +225,7 @@ class Registry:
     components: dict[str, Component] = field(default_factory=dict)
     sources: list[PluginSource] = field(default_factory=list)
     weights: dict[str, WeightFile] = field(default_factory=dict)  # published files by name
+    trained: dict[str, TrainedModel] = field(default_factory=dict)  # shipped models by name
     problems: list[str] = field(default_factory=list)  # plugins refused, each on one line
     warnings: list[str] = field(default_factory=list)  # plugins loaded with a warning (adapted)
 
@@ -376,12 +379,14 @@ class Registry:
                 except Exception as exc:
                     self.problems.append(
                         f"plugin {namespace} ({package}) failed in {hook_name}: {_one_line(exc)}")
-        for impl in getattr(manager.hook, WEIGHTS_HOOK).get_hookimpls():
-            try:
-                impl.function(register=self._weights_callback(namespace, package))
-            except Exception as exc:
-                self.problems.append(
-                    f"plugin {namespace} ({package}) failed in register_weights: {_one_line(exc)}")
+        for hook_name, callback in ((WEIGHTS_HOOK, self._weights_callback),
+                                    (TRAINED_HOOK, self._trained_callback)):
+            for impl in getattr(manager.hook, hook_name).get_hookimpls():
+                try:
+                    impl.function(register=callback(namespace, package))
+                except Exception as exc:
+                    self.problems.append(f"plugin {namespace} ({package}) failed in {hook_name}: "
+                                         f"{_one_line(exc)}")
         registered = [c for i, c in self.components.items() if i not in before]
         changes = porting_notes(api, registered, root) + notes
         if declared is None and undeclared_warning:
@@ -408,6 +413,19 @@ class Registry:
                                      "the first")
                 return
             self.weights[name] = weights
+        return register
+
+    def _trained_callback(self, namespace: str, package: str) -> Callable[..., None]:
+        def register(name: str, path: str | Path, checksum: str, description: str = "",
+                     licence: str = "") -> None:
+            model = TrainedModel(name, Path(path), checksum, description, licence,
+                                 f"{namespace} ({package})")
+            if name in self.trained:
+                self.problems.append(f"trained model {name!r} is registered by both "
+                                     f"{self.trained[name].source} and {model.source}; keeping "
+                                     "the first")
+                return
+            self.trained[name] = model
         return register
 
     def _register_callback(self, kind: str, namespace: str, package: str, version: str,

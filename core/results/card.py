@@ -50,13 +50,26 @@ def limits(config: TaskConfig, classes: int) -> list[str]:
     ]
 
 
-def run_card(config: TaskConfig, metrics: dict[str, Any], report: dict[str, Any],
-             data: dict[str, Any], command: str | None, run_dir: Path) -> str:
-    """The card of one run: ``metrics`` as metrics.json holds them, ``report`` the final
-    evaluation of its validation clips (per-class figures), ``data`` the dataset's name,
-    folder, classes, clips and licence."""
+def results_lines(metrics: dict[str, Any], report: dict[str, Any] | None) -> list[str]:
+    """The card's results: the final epoch's accuracy and worst classes on the held-out clips,
+    or, for a run that held none out, that it has no accuracy of its own."""
+    if report is None:
+        return ["- **Accuracy**: none of its own: every clip trained the model (split=all). A "
+                "cross-validation of the same settings (`esc50 cv --config config.toml`) "
+                "estimates it on unseen clips."]
     worst = sorted((row for row in report["per_class"] if row["support"]),
                    key=lambda row: (row["recall"], row["class"]))[:WORST_CLASSES]
+    return [f"- **Accuracy on the validation clips**: {metrics['final_val_accuracy']:.1%} "
+            f"(final epoch; macro F1 {report['macro_f1']:.3f}).",
+            "- **Worst classes** (recall): " + ", ".join(
+                f"{row['class']} {row['recall']:.0%}" for row in worst) + "."]
+
+
+def run_card(config: TaskConfig, metrics: dict[str, Any], report: dict[str, Any] | None,
+             data: dict[str, Any], command: str | None, run_dir: Path) -> str:
+    """The card of one run: ``metrics`` as metrics.json holds them, ``report`` the final
+    evaluation of its validation clips (per-class figures; None when it held none out),
+    ``data`` the dataset's name, folder, classes, clips and licence."""
     minutes = metrics["seconds_per_epoch"] * metrics["epochs"] / 60
     lines = [
         f"# Model card: {run_dir.name}", "",
@@ -75,11 +88,7 @@ def run_card(config: TaskConfig, metrics: dict[str, Any], report: dict[str, Any]
         *licence_lines(data["licence"]),
         f"- **Split**: {metrics['split']}. Settings were not chosen on the validation clips by "
         "this run; the accuracy below is the final epoch's.", "",
-        "## Results",
-        f"- **Accuracy on the validation clips**: {metrics['final_val_accuracy']:.1%} "
-        f"(final epoch; macro F1 {report['macro_f1']:.3f}).",
-        "- **Worst classes** (recall): " + ", ".join(
-            f"{row['class']} {row['recall']:.0%}" for row in worst) + ".", "",
+        "## Results", *results_lines(metrics, report), "",
         "## Compute",
         f"- {metrics['epochs']} epochs on {metrics['device']}, {minutes:.1f} minutes of "
         f"training ({metrics['seconds_per_epoch']:.1f} s an epoch).", "",

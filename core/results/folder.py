@@ -19,6 +19,7 @@ import csv
 import fcntl
 import io
 import json
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,12 +37,42 @@ BEST_NOTE = ("best.pt holds the epoch with the highest accuracy on these validat
              "chosen on them, so that accuracy is optimistic and never reported")
 
 
+# The files that make a run folder, a cross-validation folder or a packaged model what it is:
+# a command writing a file a user names (an export, a plot, an analysis) never replaces one.
+RUN_FILES = {"config.toml", "split.json", "history.csv", "metrics.json", "curves.png",
+             "MODEL_CARD.md", "cv.json", ".lock", "model.pt", "LICENSE", "ATTRIBUTION.txt",
+             *CHECKPOINTS.values()}
+
+
+def is_model_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a run folder, a cross-validation folder or a packaged model."""
+    return any((folder / name).is_file() for name in ("config.toml", "cv.json", "model.pt",
+                                                      *CHECKPOINTS.values()))
+
+
+def refuse_run_file(path: Path, option: str) -> Path:
+    """``path`` as an output a user named with ``option``, unless writing it would replace a
+    file of a run, cross-validation or packaged-model folder (``last.pt``, ``split.json``, a
+    checksum file, ...): then a one-line error, before anything is written."""
+    name = path.name.removesuffix(".sha256")
+    if name in RUN_FILES and is_model_folder(path.parent):
+        raise Esc50Error(f"{option} {path} would replace {path.name}, a file of the folder "
+                         f"{path.parent} (a trained model's own files are never written over): "
+                         "choose another name or folder")
+    return path
+
+
+def checked_which(which: str) -> str:
+    """``which`` once it names a run's checkpoint ("last" or "best")."""
+    if which not in CHECKPOINTS:
+        raise Esc50Error(f"--checkpoint {which!r} must be one of {', '.join(CHECKPOINTS)}")
+    return which
+
+
 def checkpoint_path(path: Path, which: str = "last") -> Path:
     """``path`` when it is a checkpoint file, else the run directory's ``last.pt`` (the final
     epoch: reported) or ``best.pt`` (chosen on validation)."""
-    if which not in CHECKPOINTS:
-        raise Esc50Error(f"--checkpoint {which!r} must be one of {', '.join(CHECKPOINTS)}")
-    path = path / CHECKPOINTS[which] if path.is_dir() else path
+    path = path / CHECKPOINTS[checked_which(which)] if path.is_dir() else path
     if not path.is_file():
         raise Esc50Error(f"checkpoint {path} does not exist")
     return path
@@ -83,6 +114,39 @@ def locked(folder: Path, hint: str) -> Iterator[None]:
         yield
     finally:
         handle.close()  # closing releases the lock
+
+
+def checked_accuracy(value: Any, path: Path) -> float:
+    """An accuracy read from ``path``: a finite number in [0, 1]; else a one-line error naming
+    the file (a damaged file must not become a figure: 7.5 was once reported as 390.6 %)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise Esc50Error(f"{path} is damaged: it holds the accuracy {value!r}, not a number "
+                         "between 0 and 1 (train or cross-validate again to rewrite it)")
+    return float(value)
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """A finished run's ``metrics.json``, checked: a JSON object whose ``final_val_accuracy``
+    is an accuracy (:func:`checked_accuracy`), or None for a run that held no clips out. Every
+    other content is one line naming the file."""
+    path = run_dir / "metrics.json"
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise Esc50Error(f"{run_dir} has no metrics.json: not a finished run (continue it with "
+                         f"esc50 train --resume {run_dir})") from None
+    except (OSError, ValueError) as exc:
+        raise Esc50Error(f"{path} is damaged ({' '.join(str(exc).split())[:100] or 'empty'}): "
+                         "not the metrics esc50 writes") from None
+    if not isinstance(values, dict):
+        raise Esc50Error(f"{path} is damaged: it holds a JSON {type(values).__name__}, not the "
+                         "object esc50 writes")
+    if "final_val_accuracy" not in values:
+        raise Esc50Error(f"{path} is damaged: it lacks final_val_accuracy")
+    if values["final_val_accuracy"] is not None:
+        checked_accuracy(values["final_val_accuracy"], path)
+    return values
 
 
 def write_json(path: Path, values: Any) -> None:
@@ -151,12 +215,21 @@ def write_metrics(run_dir: Path, history: list[dict[str, float]],
     write_json(run_dir / "metrics.json", {**metrics, **headline(history)})
 
 
+def held_out_rows(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The epochs that were scored on held-out clips (none when the run held none out: its
+    rows' validation figures are NaN)."""
+    return [row for row in history if not math.isnan(row["val_accuracy"])]
+
+
 def headline(history: list[dict[str, float]]) -> dict[str, Any]:
     """The figures a run reports: the final epoch's, with the best epoch labelled as chosen on
-    the validation clips."""
-    best = max(history, key=lambda row: row["val_accuracy"])
-    return {"epochs": len(history), "final_val_accuracy": history[-1]["val_accuracy"],
+    the validation clips; ``None`` for both when the run held no clips out."""
+    scored = held_out_rows(history)
+    best = max(scored, key=lambda row: row["val_accuracy"]) if scored else None
+    return {"epochs": len(history),
+            "final_val_accuracy": history[-1]["val_accuracy"] if scored else None,
             "reported_checkpoint": CHECKPOINTS["last"],
             "seconds_per_epoch": sum(r["seconds"] for r in history) / len(history),
-            "selected_on_validation": {"checkpoint": CHECKPOINTS["best"], "epoch": best["epoch"],
-                                       "val_accuracy": best["val_accuracy"], "note": BEST_NOTE}}
+            "selected_on_validation": None if best is None else {
+                "checkpoint": CHECKPOINTS["best"], "epoch": best["epoch"],
+                "val_accuracy": best["val_accuracy"], "note": BEST_NOTE}}

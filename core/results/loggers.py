@@ -51,11 +51,15 @@ class Loggers:
                    for logger in self.active.values())
 
     def finish(self, epoch: int, metrics: dict[str, Any], sample_rate: int,
-               evaluation: Callable[[], dict[str, Any]],
-               audio: Callable[[dict[str, Any]], np.ndarray]) -> None:
+               evaluation: Callable[[], dict[str, Any]] | None,
+               audio: Callable[[dict[str, Any]], np.ndarray] | None) -> None:
         """The end of a run: the confusion matrix and the :data:`WORST_SHOWN` worst-classified
         clips of ``evaluation()`` (called only when a logger takes figures or audio; ``audio``
-        gives a listed clip's samples), then ``end``."""
+        gives a listed clip's samples; both None when the run held no clips out), then
+        ``end``."""
+        if evaluation is None or audio is None:
+            self.emit("end", metrics)
+            return
         report = functools.cache(evaluation)
         if self.want("figure"):
             names = [row["class"] for row in report()["per_class"]]

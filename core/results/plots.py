@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from esc50.core.errors import Esc50Error
 from esc50.core.files.write import atomic_write
 
 
@@ -21,10 +22,25 @@ class PlotFigure(Figure):
         return png_bytes(self)
 
 
-def png_bytes(figure: Figure) -> bytes:
+# The formats a figure is written in, by the file name's suffix.
+FIGURE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def png_bytes(figure: Figure, fmt: str = "png") -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, dpi=100, format="png")
+    figure.savefig(buffer, dpi=100, format=fmt)
     return buffer.getvalue()
+
+
+def figure_format(path: Path, option: str = "plot") -> str:
+    """The format a figure file's name asks for (PNG, SVG, PDF or JPEG); another suffix is a
+    one-line error naming the option, before anything is computed."""
+    fmt = FIGURE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise Esc50Error(f"{option} {path}: a figure is written as "
+                         f"{', '.join(FIGURE_FORMATS)}; {path.suffix or 'no suffix'} is none of "
+                         "them")
+    return fmt
 
 
 def plot_learning_curves(history: list[dict[str, float]], title: str, path: Path) -> None:
@@ -39,8 +55,9 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], title: str
 
 
 def save(figure: Figure, path: Path) -> None:
-    """Write ``figure`` as a PNG atomically (a crash or a full disk leaves the previous file)."""
-    data = png_bytes(figure)
+    """Write ``figure`` in the format its name asks for (:func:`figure_format`) atomically (a
+    crash or a full disk leaves the previous file)."""
+    data = png_bytes(figure, figure_format(path))
     atomic_write(path, lambda handle: handle.write(data))
 
 
@@ -111,13 +128,15 @@ def svg_text(figure: Figure) -> str:
 
 def timeline_figure(probabilities: np.ndarray, class_names: list[str],
                     spans: list[tuple[float, float]], duration: float, title: str,
-                    rows: int = 10) -> Figure:
-    """What sounds when: time on x, a row per class (the ``rows`` classes that are the top class
-    of the most windows, then the most probable anywhere), each window's probability of that
-    class as colour over the time the window speaks for (between the midpoints to its
-    neighbours' centres). Readable for hours of audio: the time axis is in h:mm:ss."""
+                    rows: int | None = None) -> Figure:
+    """What sounds when: time on x, a row per class, each window's probability of that class
+    as colour over the time the window speaks for (between the midpoints to its neighbours'
+    centres). The rows: every class that is the top class of at least one window (``rows``:
+    the ``rows`` classes that lead the most windows, then the most probable anywhere), so no
+    window's answer is left off. Readable for hours of audio: the time axis is in h:mm:ss."""
     leads = np.bincount(probabilities.argmax(axis=1), minlength=probabilities.shape[1])
-    order = np.lexsort((-probabilities.max(axis=0), -leads))[:min(rows, len(class_names))]
+    shown = int((leads > 0).sum()) if rows is None else rows
+    order = np.lexsort((-probabilities.max(axis=0), -leads))[:min(shown, len(class_names))]
     centres = np.array([(a + b) / 2 for a, b in spans])
     edges = np.concatenate([[0.0], (centres[1:] + centres[:-1]) / 2, [duration]])
     figure = PlotFigure(figsize=(12, 1.2 + 0.35 * len(order)))

@@ -129,7 +129,7 @@ class FeatureSource:
         self.audio = audio
         self.train_indices, self.val_indices = ([i for i in side if i not in audio.bad]
                                                 for side in split.indices(table))
-        if not self.train_indices or not self.val_indices:
+        if not self.train_indices or (split.holds_out and not self.val_indices):
             side = "training" if not self.train_indices else "validation"
             raise Esc50Error(f"every {side} clip in {table.root} was skipped as bad")
         where = f"in {audio.location}" if audio.location else "in memory"

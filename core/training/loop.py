@@ -78,8 +78,11 @@ def run_epoch(source: FeatureSource, state: TrainingState, epoch: int, training:
                     state.optimizer.zero_grad(set_to_none=True)
                 (loss * weights[step - 1] if source.accumulate > 1 else loss).backward()
         finite &= torch.isfinite(loss)
+        if training and last_of_step:
+            state.step(finite)  # skipped when not finite: the weights stay as they were
         read_back = step % SYNC_EVERY == 0 or step == steps
-        if read_back and not finite:
+        checked = read_back or device.type == "cpu"  # a CPU reads the flag for free
+        if checked and not finite:
             lost = f"{desc}: the loss became {loss.item()} (by step {step})"
             try:
                 replay(source, unread, randomness, model, scoring)
@@ -88,11 +91,9 @@ def run_epoch(source: FeatureSource, state: TrainingState, epoch: int, training:
             raise Esc50Error(f"{lost}; lower --lr or check the data (every stage's output on "
                              "the batches since the last check, prepared again with their own "
                              "draws, is finite: training diverged)")
-        if read_back:
+        if checked:
             unread.clear()
         if training:
-            if last_of_step:
-                state.step()
             labels, guesses = batch.targets.argmax(1), logits.argmax(dim=1)
         else:
             labels, guesses = batch.targets, predicted(logits.float())

@@ -109,9 +109,10 @@ class RunRecorder:
         if curves is not None:
             self.loggers.emit("figure", "learning_curves", curves, epoch)
 
-    def write_card(self, run_dir: Path, state: TrainingState, report: dict[str, Any]) -> None:
+    def write_card(self, run_dir: Path, state: TrainingState,
+                   report: dict[str, Any] | None) -> None:
         """``MODEL_CARD.md`` (:mod:`esc50.core.results.card`) from the finished run's metrics
-        and its final evaluation ``report``."""
+        and its final evaluation ``report`` (None: it held no clips out)."""
         if not self.dist.is_main:
             return
         metrics = {**self.metrics(state), **folder.headline(state.history)}

@@ -7,6 +7,7 @@ and rank 0 alone writes the run folder and prints."""
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from contextlib import nullcontext
@@ -119,14 +120,15 @@ class Trainer:
         params = sum(p.numel() for p in state.model.parameters())
         self.log(f"training {config.model} ({params:,} parameters) on {self.device} for "
                  f"{config.num_epochs} epochs; run directory {run_dir}")
-        best = max((row["val_accuracy"] for row in history), default=-1.0)
+        best = max((row["val_accuracy"] for row in folder.held_out_rows(history)), default=-1.0)
         self.loggers.emit("start", RunStart(run_dir, config, self.class_names, history))
         for epoch in range(len(history) + 1, config.num_epochs + 1):
             started, steps = time.perf_counter(), history[-1]["steps"] if history else 0
             for aug in self.augs.values():
                 aug.reset_counts()
             try:
-                train, val = self.run_epoch(epoch, True), self.run_epoch(epoch, False)
+                train = self.run_epoch(epoch, True)
+                val = self.run_epoch(epoch, False) if self.split.holds_out else None
             except KeyboardInterrupt:
                 raise Esc50Error(f"interrupted in epoch {epoch}; last.pt holds epoch {epoch - 1}: "
                                  f"continue with `esc50 train --resume {run_dir}`" if history else
@@ -135,21 +137,26 @@ class Trainer:
             state.augmented = {spec: aug.counts() for spec, aug in self.augs.items()}
             history.append({
                 "epoch": epoch, "train_loss": train.loss, "train_accuracy": train.accuracy,
-                "val_loss": val.loss, "val_accuracy": val.accuracy,
+                "val_loss": val.loss if val else math.nan,
+                "val_accuracy": val.accuracy if val else math.nan,
                 "lr": state.optimizer.param_groups[0]["lr"], "steps": steps + train.steps,
                 "seconds": time.perf_counter() - started})
+            scored = f"val loss {val.loss:.3f} acc {val.accuracy:.3f}" if val else \
+                "nothing held out"
             self.log(f"epoch {epoch}/{config.num_epochs}: train loss {train.loss:.3f} "
-                     f"acc {train.accuracy:.3f} | val loss {val.loss:.3f} acc {val.accuracy:.3f} "
-                     f"| {history[-1]['seconds']:.1f} s")
-            self.recorder.save_epoch(run_dir, state, best=val.accuracy > best)
-            best = max(best, val.accuracy)
+                     f"acc {train.accuracy:.3f} | {scored} | {history[-1]['seconds']:.1f} s")
+            self.recorder.save_epoch(run_dir, state, best=val is not None and val.accuracy > best)
+            best = max(best, val.accuracy) if val else best
+        metrics = {**self.recorder.metrics(state), **folder.headline(history)}
+        if not self.split.holds_out:
+            self.recorder.write_card(run_dir, state, None)
+            self.loggers.finish(len(history), metrics, config.sample_rate, None, None)
+            return
         evaluation, samples = self.data.validation.final_evaluation(state.scored_model,
                                                                     self.scoring)
         report = evaluation()
         self.recorder.write_card(run_dir, state, report)
-        self.loggers.finish(len(history), {**self.recorder.metrics(state),
-                                           **folder.headline(history)},
-                            config.sample_rate, lambda: report, samples)
+        self.loggers.finish(len(history), metrics, config.sample_rate, lambda: report, samples)
 
     def run_epoch(self, epoch: int, training: bool) -> loop.EpochStats:
         """One epoch of training or validation (:func:`loop.run_epoch`)."""

@@ -9,6 +9,7 @@ Written with ``torch.utils.tensorboard``, which needs the ``tensorboard`` packag
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +52,8 @@ class TensorBoard(Logger):
 
     def epoch(self, row: dict[str, float]) -> None:
         for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
-            self.writer.add_scalar(f"epoch/{key}", row[key], int(row["epoch"]))
+            if math.isfinite(row[key]):  # a run that holds no clips out has no val_* figures
+                self.writer.add_scalar(f"epoch/{key}", row[key], int(row["epoch"]))
         self.writer.flush()
 
     def figure(self, name: str, figure: Figure, epoch: int) -> None:

@@ -20,6 +20,9 @@ lengths follow the poolings, so a clip scores the same alone and in any padded b
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -27,6 +30,7 @@ from esc50 import TaskConfig, hookimpl
 from esc50.plugins.models.layers import masked_max, masked_mean, zero_padding
 
 ESC50_PLUGIN_API = 4
+TRAINED = Path(__file__).with_name("trained.toml")  # the models shipped trained (trained/)
 
 
 class ResidualBlock(nn.Module):
@@ -95,3 +99,17 @@ class ResCNN(nn.Module):
 @hookimpl
 def register_models(register):
     register(ResCNN)
+
+
+@hookimpl
+def register_trained_models(register):
+    """The trained models esc50 ships with this network (trained.toml: each one's folder,
+    sha256, description and licence)."""
+    for name, entry in trained_models().items():
+        register(name, TRAINED.parent / entry["path"], entry["checksum"],
+                 entry.get("description", ""), entry.get("licence", ""))
+
+
+def trained_models() -> dict[str, dict[str, str]]:
+    with TRAINED.open("rb") as handle:
+        return tomllib.load(handle)

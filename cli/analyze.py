@@ -1,0 +1,63 @@
+"""`esc50 analyze`: a folder tree of recordings into a tree of results (see
+:mod:`esc50.core.commands.analyze.run`)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from esc50.cli.errors import user_errors
+
+
+@click.command()
+@click.argument("model", metavar="MODEL")
+@click.argument("folder", type=click.Path(exists=True), metavar="DIR")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="the results folder: a result file per recording, mirroring DIR, the "
+              "combined table (segments.csv), failed.csv and the summary.")
+@click.option("--format", "formats", multiple=True,
+              type=click.Choice(["csv", "json", "audacity", "raven"]),
+              help="result files per recording (repeat for several; default csv): csv, json, "
+              "audacity (label track), raven (selection table).")
+@click.option("--classes", help="comma-separated classes whose segments are kept (default: "
+              "all), e.g. dog,siren.")
+@click.option("--min-prob", type=float, default=0.0, show_default=True,
+              help="keep the classes (and segments) whose probability reaches this.")
+@click.option("--hop", type=float, help="seconds between windows (default: half a window).")
+@click.option("--top-k", type=int, default=3, show_default=True, help="classes per window.")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="worker processes on this machine (each with its share of the cores).")
+@click.option("--shard", metavar="I/N", help="this machine's share of the recordings (1-based); "
+              "the same command with 1/N ... N/N into one --out covers each recording once "
+              "(under torchrun: its RANK and WORLD_SIZE).")
+@click.option("--segments", type=click.Path(file_okay=False), help="a folder for the most "
+              "confident detections of each class as audio clips and an HTML page to review "
+              "them (index.html).")
+@click.option("--per-class", type=int, default=10, show_default=True,
+              help="detections per class with --segments.")
+@click.option("--embeddings", is_flag=True, help="also each window's embedding (the model's "
+              "last hidden layer): <recording>.embeddings.npy with <recording>.windows.csv.")
+@click.option("--no-progress", is_flag=True, help="no progress bar (for logs).")
+@user_errors
+def analyze(model: str, folder: str, out: str, formats: tuple[str, ...], classes: str | None,
+            min_prob: float, hop: float | None, top_k: int, jobs: int, shard: str | None,
+            segments: str | None, per_class: int, embeddings: bool, no_progress: bool) -> None:
+    """Label every recording under DIR (any format soundfile reads) with MODEL (a run, a
+    cross-validation folder or a trained model's name): a result file per recording, the
+    combined table and a summary. Running it again continues where it stopped."""
+    from esc50.core.commands.analyze.run import Settings, analyze as run_analysis
+    from esc50.core.commands.analyze.summary import summary_lines
+
+    settings = Settings(hop, min_prob, top_k,
+                        tuple(c.strip() for c in classes.split(",") if c.strip())
+                        if classes else (), formats or ("csv",), embeddings)
+    summary = run_analysis(model, Path(folder), Path(out), settings, jobs, shard,
+                           segments, per_class, functools.partial(click.echo, err=True),
+                           progress=not no_progress)
+    click.echo("\n".join(summary_lines(summary)[:2]))
+    click.echo(f"results in {out}: segments.csv (every segment), summary.txt, summary.json"
+               + (", failed.csv" if summary["failed"] else ""))
+    if summary["failures"]:
+        raise SystemExit(1)

@@ -1,0 +1,100 @@
+"""The recordings of a folder tree, their lengths, and which of them each shard (a machine, or a
+process under torchrun) takes, so that the shards together label every recording exactly once.
+
+Sources of each choice: recordings are dealt by length, longest first, each to the shard with
+the least audio so far (the longest-processing-time rule of list scheduling, Graham 1969: the
+busiest shard ends within a third of the best possible time), from a list every shard computes
+alike: the same tree, sorted by path, lengths read from the files' headers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import soundfile as sf
+
+from esc50.core.data.clips import AUDIO_EXTENSIONS
+from esc50.core.errors import Esc50Error
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recording: its file, its path under the analysed folder (which its results mirror)
+    and its length in seconds by its header (0 when the header cannot be read: analysing it
+    says why)."""
+
+    path: Path
+    relative: Path
+    seconds: float
+
+
+def find_recordings(source: Path, skip: Path | None = None) -> list[Recording]:
+    """Every audio file under ``source`` (or ``source`` itself, one file), sorted by path;
+    hidden folders and ``skip`` (a results folder inside the tree) are left out."""
+    if source.is_file():
+        return [Recording(source, Path(source.name), header_seconds(source))]
+    if not source.is_dir():
+        raise Esc50Error(f"{source}: no such folder or file of recordings")
+    skipped = skip.resolve() if skip is not None else None
+    found = []
+    for folder, names, files in os.walk(source):
+        here = Path(folder)
+        names[:] = sorted(n for n in names if not n.startswith(".")
+                          and (here / n).resolve() != skipped)
+        found += [here / name for name in files
+                  if Path(name).suffix.lower() in AUDIO_EXTENSIONS and not name.startswith(".")]
+    if not found:
+        raise Esc50Error(f"{source}: the folder holds no audio files "
+                         f"({', '.join(sorted(AUDIO_EXTENSIONS))})")
+    return [Recording(path, path.relative_to(source), header_seconds(path))
+            for path in sorted(found, key=lambda p: p.relative_to(source).as_posix())]
+
+
+def header_seconds(path: Path) -> float:
+    """A recording's length by its header; 0 when the header cannot be read."""
+    try:
+        info = sf.info(str(path))
+    except Exception:  # soundfile's errors vary by format; the analysis names the problem
+        return 0.0
+    return info.frames / info.samplerate if info.samplerate > 0 else 0.0
+
+
+def shard_share(recordings: list[Recording], index: int, count: int) -> list[Recording]:
+    """The recordings shard ``index`` (1-based) of ``count`` takes, longest first: each
+    recording, longest first, to the shard with the least audio so far (ties: the lower
+    index). Every shard computes the same deal from the same list."""
+    loads, shares = [0.0] * count, [[] for _ in range(count)]
+    for recording in sorted(recordings, key=lambda r: (-r.seconds, r.relative.as_posix())):
+        least = min(range(count), key=lambda k: (loads[k], k))
+        shares[least].append(recording)
+        loads[least] += recording.seconds
+    return shares[index - 1]
+
+
+def parse_shard(text: str | None, environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
+    """The shard this process is, 1-based, and how many there are: ``--shard i/n``, else
+    torchrun's RANK and WORLD_SIZE, else 1/1. Both given must agree."""
+    from_env = None
+    if "WORLD_SIZE" in environ:
+        try:
+            rank, world = int(environ.get("RANK", "0")), int(environ["WORLD_SIZE"])
+        except ValueError:
+            raise Esc50Error(f"RANK={environ.get('RANK')!r} and WORLD_SIZE="
+                             f"{environ['WORLD_SIZE']!r} must be whole numbers") from None
+        from_env = (rank + 1, world)
+    if text is None:
+        shard = from_env or (1, 1)
+    else:
+        index, sep, count = text.partition("/")
+        if not (sep and index.isdigit() and count.isdigit()):
+            raise Esc50Error(f"--shard {text!r} must be i/n, e.g. 2/4 (the second of four)")
+        shard = (int(index), int(count))
+        if from_env is not None and from_env != shard:
+            raise Esc50Error(f"--shard {text} and torchrun's RANK/WORLD_SIZE (shard "
+                             f"{from_env[0]}/{from_env[1]}) disagree: give one")
+    if not 1 <= shard[0] <= shard[1]:
+        raise Esc50Error(f"shard {shard[0]}/{shard[1]}: the index runs from 1 to the count")
+    return shard

@@ -1,0 +1,88 @@
+"""The results tree of ``esc50 analyze``: what is done, what failed, with which settings.
+
+Beside the result files it keeps, in ``.esc50-analyze/``:
+
+- ``settings.json``: the settings every result in the tree was made with (the model by the
+  sha256 of its checkpoints, hop, probability floor, classes, formats, ...). A later command
+  with other settings is refused, naming them, so one tree never mixes two analyses.
+- ``done/<recording>.json``: a recording's record (its length, segments, top classes, the
+  seconds it took), written atomically after every result file of it: a recording is done when
+  its record exists, so a run killed at any moment (SIGKILL included) leaves each recording
+  either done or not started, and the same command again labels only what is not done.
+- ``failed/<recording>.json``: why a recording could not be analysed; the next run tries it
+  again.
+- ``.lock``: held while the combined files are rewritten, so that shards ending together
+  never interleave them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from esc50.core.errors import Esc50Error
+from esc50.core.files.write import output_folder, write_text
+
+STATE = ".esc50-analyze"
+
+
+class ResultsTree:
+    """The results folder ``root`` of an analysis with ``settings``."""
+
+    def __init__(self, root: Path, settings: dict[str, Any]) -> None:
+        self.root = output_folder(root, "--out folder")
+        self.state = self.root / STATE
+        for part in ("done", "failed"):
+            (self.state / part).mkdir(parents=True, exist_ok=True)
+        recorded_file = self.state / "settings.json"
+        if recorded_file.is_file():
+            recorded = json.loads(recorded_file.read_text())
+            differing = sorted(k for k in recorded.keys() | settings.keys()
+                               if recorded.get(k) != settings.get(k))
+            if differing:
+                raise Esc50Error(f"{root} holds results made with other settings "
+                                 f"({', '.join(differing)}): continue with the same command, "
+                                 "or give another --out")
+        else:
+            write_text(recorded_file, json.dumps(settings, indent=2) + "\n")
+        self.settings = settings
+
+    def result_base(self, relative: Path) -> Path:
+        """Where a recording's result files go: its path under the analysed folder, mirrored."""
+        return self.root / relative
+
+    def _record(self, part: str, relative: Path) -> Path:
+        return self.state / part / f"{relative.as_posix()}.json"
+
+    def is_done(self, relative: Path) -> bool:
+        return self._record("done", relative).is_file()
+
+    def mark_done(self, relative: Path, record: dict[str, Any]) -> None:
+        """Record a recording as done (after its result files are written)."""
+        path = self._record("done", relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, json.dumps(record) + "\n")
+        self._record("failed", relative).unlink(missing_ok=True)
+
+    def mark_failed(self, relative: Path, error: str) -> None:
+        path = self._record("failed", relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, json.dumps({"file": relative.as_posix(), "error": error}) + "\n")
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every done recording's record, by path."""
+        return [json.loads(p.read_text()) for p in sorted((self.state / "done").rglob("*.json"))]
+
+    def failures(self) -> list[dict[str, str]]:
+        """Every recording that failed and is not done since, by path."""
+        return [json.loads(p.read_text()) for p in sorted((self.state / "failed").rglob("*.json"))]
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the tree's lock (waiting for another process that holds it)."""
+        with (self.state / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield

@@ -1,0 +1,328 @@
+"""`esc50 analyze`: a folder tree of recordings labelled into a tree of results, resumable,
+parallel and sharded across machines.
+
+For each recording: its timeline (windows of the model's clip length every ``hop``, segments
+of one top class: :mod:`esc50.core.commands.timeline`), its segments kept for the ``classes``
+asked (all by default), written in each format asked (:mod:`formats`) under the results
+folder, mirroring the tree, then marked done (:mod:`results`). At the end of every run the
+combined table of segments, the failures and the summary are made again from every recording
+done (:mod:`summary`), and, once every recording of the tree is done, the review page
+(:mod:`review`).
+
+- ``jobs`` worker processes on one machine take recordings from one queue, longest first, so a
+  long recording starts early and never holds up the end of the others (each worker uses
+  ``cores / jobs`` threads).
+- Several machines: each runs the same command with ``--shard i/n`` (or under torchrun, whose
+  RANK and WORLD_SIZE say the same) into one results folder; the shards split the recordings
+  by length (:mod:`recordings`) and together cover each exactly once.
+- A recording that cannot be read gets one line in ``failed.csv`` and the summary; the others
+  go on; the call says how many failed (the command exits 1).
+"""
+
+from __future__ import annotations
+
+import difflib
+import multiprocessing
+import os
+import queue
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from esc50.core.commands.analyze.formats import checked_formats, write_outputs
+from esc50.core.commands.analyze.recordings import (Recording, find_recordings, parse_shard,
+                                                    shard_share)
+from esc50.core.commands.analyze.results import ResultsTree
+from esc50.core.commands.analyze.review import write_review
+from esc50.core.commands.analyze.summary import detected_time, summarize, write_combined
+from esc50.core.commands.api import Model, load
+from esc50.core.commands.timeline import check_settings, segment_json
+from esc50.core.data.stream import AudioInput
+from esc50.core.errors import Esc50Error
+from esc50.core.files.digest import file_sha256
+from esc50.core.files.write import atomic_write
+from esc50.core.results.plots import clock
+from esc50.core.training.scoring import Member
+
+Log = Callable[[str], None]
+PER_CLASS = 10  # detections per class on the review page
+TOP_CLASSES = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What an analysis does with each recording (recorded in its results tree)."""
+
+    hop: float | None = None  # seconds between windows (None: half a window)
+    min_prob: float = 0.0  # classes (and segments) kept reach this probability
+    top_k: int = 3  # classes per window
+    classes: tuple[str, ...] = ()  # the classes whose segments are kept (all when empty)
+    formats: tuple[str, ...] = ("csv",)
+    embeddings: bool = False  # each window's embedding, with the window table
+
+
+@dataclass
+class Progress:
+    """Counts of one run: recordings done and failed, and the audio they held."""
+
+    done: int = 0
+    failed: list[str] = field(default_factory=list)
+    audio: float = 0.0
+
+
+def checked_settings(model: Model, settings: Settings) -> Settings:
+    """``settings`` checked once, before any recording is read (a class name the model does
+    not know is refused with the close ones)."""
+    check_settings(settings.min_prob, settings.top_k)
+    model.hop_samples(settings.hop)
+    unknown = [c for c in settings.classes if c not in model.class_names]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], model.class_names, n=3)
+        raise Esc50Error(f"--classes: {unknown[0]!r} is not one of the model's "
+                         f"{len(model.class_names)} classes"
+                         + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    return Settings(settings.hop, settings.min_prob, settings.top_k, settings.classes,
+                    tuple(checked_formats(list(settings.formats))), settings.embeddings)
+
+
+def analyze(model_source: str | Path, folder: str | Path, out: str | Path,
+            settings: Settings = Settings(), jobs: int = 1, shard: str | None = None,
+            segments: str | Path | None = None, per_class: int = PER_CLASS, log: Log = print,
+            progress: bool = True) -> dict[str, Any]:
+    """Label every recording under ``folder`` into the results tree ``out`` (see the module
+    docstring); returns the summary of every recording done there."""
+    if jobs < 1:
+        raise Esc50Error(f"--jobs {jobs} must be at least 1")
+    if per_class < 1:
+        raise Esc50Error(f"--per-class {per_class} must be at least 1")
+    model = load(model_source, warn=log)
+    settings = checked_settings(model, settings)
+    index, count = parse_shard(shard)
+    out = Path(out)
+    recordings = find_recordings(Path(folder), skip=out)
+    mine = shard_share(recordings, index, count)
+    tree = ResultsTree(out, {**asdict(settings), "classes": list(settings.classes),
+                             "formats": list(settings.formats), "model": model_digest(model)})
+    todo = [r for r in mine if not tree.is_done(r.relative)]
+    log(f"{len(recordings)} recordings under {folder}"
+        + (f"; shard {index}/{count} takes {len(mine)}" if count > 1 else "")
+        + f"; {len(mine) - len(todo)} already done; analysing {len(todo)} "
+        f"({clock(sum(r.seconds for r in todo), hours=True)} of audio) with "
+        f"{model.description}")
+    if model.trained is not None:
+        log(f"{model.trained.name}: licence of the weights: {model.trained.licence}")
+    started = time.perf_counter()
+    counts = Progress()
+    with tqdm(total=sum(r.seconds for r in todo), unit="s", disable=not progress,
+              desc="audio analysed", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of audio "
+              "[{elapsed}<{remaining}]") as bar:
+        run = run_here if jobs == 1 or len(todo) <= 1 else run_in_workers
+        run(model, str(model_source), todo, tree, settings, jobs, counts, bar.update, log)
+    wall = time.perf_counter() - started
+    with tree.locked():  # shards ending together: one writes the combined files at a time
+        records, failures = tree.records(), tree.failures()
+        summary = summarize(records, failures, len(recordings), wall, counts.audio)
+        write_combined(tree, summary, records)
+        tried = {r["file"] for r in records} | {f["file"] for f in failures}
+        missing = [r for r in recordings if r.relative.as_posix() not in tried]
+        if segments is not None and not missing:
+            page = write_review(Path(segments), records,
+                                {r.relative.as_posix(): r.path for r in recordings},
+                                model.config.length_wav / model.sample_rate, per_class)
+            log(f"review page: {page}")
+        elif segments is not None:
+            log(f"the review page waits for every recording: {len(missing)} not analysed yet "
+                "(by other shards?); the same command writes it once they are")
+    return summary
+
+
+def model_digest(model: Model) -> list[str]:
+    """The model by the sha256 of its checkpoint files: the same on every machine, wherever the
+    files are."""
+    return [file_sha256(run.path) for run in model.runs]
+
+
+def run_here(model: Model, source: str, todo: list[Recording], tree: ResultsTree,
+             settings: Settings, jobs: int, counts: Progress, advance: Callable[[float], None],
+             log: Log) -> None:
+    """Analyse ``todo`` in this process, one recording after another."""
+    inputs = AudioInput(model.sample_rate)
+    for recording in sorted(todo, key=lambda r: (-r.seconds, r.relative.as_posix())):
+        outcome = analyze_safely(model, inputs, recording, tree, settings, advance)
+        tally(counts, recording, outcome, log)
+
+
+def tally(counts: Progress, recording: Recording, outcome: str | None, log: Log) -> None:
+    if outcome is None:
+        counts.done += 1
+        counts.audio += recording.seconds
+    else:
+        counts.failed.append(recording.relative.as_posix())
+        log(f"error: {outcome}")
+
+
+def analyze_safely(model: Model, inputs: AudioInput, recording: Recording, tree: ResultsTree,
+                   settings: Settings, advance: Callable[[float], None]) -> str | None:
+    """:func:`analyze_recording`; its one-line error (recorded as a failure) instead of an
+    exception, so one bad recording never costs the others."""
+    try:
+        analyze_recording(model, inputs, recording, tree, settings, advance)
+        return None
+    except Esc50Error as exc:
+        message = str(exc)
+    except Exception as exc:  # a bug or a decoder's surprise: named, the others go on
+        message = f"{recording.path}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+    tree.mark_failed(recording.relative, message)
+    return message
+
+
+def analyze_recording(model: Model, inputs: AudioInput, recording: Recording,
+                      tree: ResultsTree, settings: Settings,
+                      advance: Callable[[float], None]) -> None:
+    """One recording: its timeline, its result files, then its record (done)."""
+    started = time.perf_counter()
+    covered = [0.0]
+
+    def on_window(window: Any) -> None:  # the progress bar follows the audio scored
+        if window.end > covered[0]:
+            advance(min(window.end, recording.seconds) - min(covered[0], recording.seconds))
+            covered[0] = window.end
+
+    with captured_embeddings(model.members) if settings.embeddings else nullcontext() as rows:
+        timeline = model.timeline_of(inputs, recording.path, settings.hop, settings.min_prob,
+                                     settings.top_k, on_window)
+    advance(max(recording.seconds - covered[0], 0.0))
+    kept = [s for s in timeline.segments
+            if not settings.classes or s.label in settings.classes]
+    name = recording.relative.as_posix()
+    base = tree.result_base(recording.relative)
+    write_outputs(base, list(settings.formats), timeline, name, kept, model.sample_rate / 2)
+    if rows is not None:
+        write_embeddings(base, embedding_matrix(rows, len(timeline.windows), recording),
+                         timeline)
+    segments = [segment_json(s) for s in kept]
+    tree.mark_done(recording.relative, {
+        "file": name, "duration": timeline.duration, "windows": len(timeline.windows),
+        "seconds": time.perf_counter() - started, "segments": segments,
+        "top": list(detected_time(segments).items())[:TOP_CLASSES]})
+
+
+@contextmanager
+def captured_embeddings(members: list[Member]) -> Iterator[list[list[torch.Tensor]]]:
+    """While open, every window's embedding of each member: the input of its model's last
+    linear layer (the last hidden layer of a classifier), in the order windows are scored."""
+    rows: list[list[torch.Tensor]] = [[] for _ in members]
+    handles = []
+    for k, member in enumerate(members):
+        linears = [m for m in member.classifier.model.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise Esc50Error(f"--embeddings: model {type(member.classifier.model).__name__} "
+                             "has no linear layer whose input is an embedding")
+        handles.append(linears[-1].register_forward_pre_hook(
+            lambda module, args, k=k: rows[k].append(args[0].detach().float().cpu())))
+    try:
+        yield rows
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def embedding_matrix(rows: list[list[torch.Tensor]], windows: int,
+                     recording: Recording) -> np.ndarray:
+    """[windows, dimensions]: each member's embedding of each window, side by side."""
+    parts = [torch.cat(member).reshape(-1, torch.cat(member).shape[-1]) for member in rows]
+    if any(part.shape[0] != windows for part in parts):
+        raise Esc50Error(f"{recording.path}: --embeddings: the model's last linear layer was "
+                         f"called for {parts[0].shape[0]} rows for {windows} windows (it does not "
+                         "take one embedding per window)")
+    return torch.cat(parts, dim=1).numpy()
+
+
+def write_embeddings(base: Path, matrix: np.ndarray, timeline: Any) -> None:
+    """``<recording>.embeddings.npy`` [windows, dimensions] and ``<recording>.windows.csv``
+    (each window's start, end and top class, in the same order)."""
+    atomic_write(base.with_name(base.name + ".embeddings.npy"),
+                 lambda handle: np.save(handle, matrix.astype(np.float32)))
+    lines = ["start,end,class,probability"] + [
+        f"{w.start:.3f},{w.end:.3f},{w.top[0][0] if w.top else ''},"
+        f"{w.top[0][1] if w.top else ''}" for w in timeline.windows]
+    atomic_write(base.with_name(base.name + ".windows.csv"),
+                 lambda handle: handle.write(("\n".join(lines) + "\n").encode()))
+
+
+def run_in_workers(model: Model, source: str, todo: list[Recording], tree: ResultsTree,
+                   settings: Settings, jobs: int, counts: Progress,
+                   advance: Callable[[float], None], log: Log) -> None:
+    """Analyse ``todo`` in ``jobs`` worker processes sharing one queue, longest first; each
+    worker uses its share of the cores. A worker that dies (killed) is reported with the
+    recording it held, which stays not done; the others go on."""
+    context = multiprocessing.get_context("spawn")
+    tasks, messages = context.Queue(), context.Queue()
+    for recording in sorted(todo, key=lambda r: (-r.seconds, r.relative.as_posix())):
+        tasks.put(recording)
+    workers = min(jobs, len(todo))
+    for _ in range(workers):
+        tasks.put(None)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    processes = [context.Process(target=worker, daemon=True, args=(
+        number, source, str(tree.root), tree.settings, settings, tasks, messages, threads))
+        for number in range(workers)]
+    for process in processes:
+        process.start()
+    held: dict[int, Recording] = {}
+    by_name = {r.relative.as_posix(): r for r in todo}
+    running = set(range(workers))
+    while running:
+        try:
+            number, kind, value = messages.get(timeout=1.0)
+        except queue.Empty:
+            for number in list(running):
+                if not processes[number].is_alive():
+                    lost = held.pop(number, None)
+                    running.discard(number)
+                    log(f"error: worker {number + 1} ended with exit code "
+                        f"{processes[number].exitcode}" + (
+                            f" while analysing {lost.path} (it stays not done: run the same "
+                            "command again)" if lost else ""))
+                    if lost:
+                        counts.failed.append(lost.relative.as_posix())
+            continue
+        if kind == "audio":
+            advance(value)
+        elif kind == "start":
+            held[number] = by_name[value]
+        elif kind in ("done", "failed"):
+            tally(counts, held.pop(number), None if kind == "done" else value, log)
+        elif kind == "exit":
+            running.discard(number)
+            if value:
+                log(f"error: worker {number + 1}: {value}")
+    for process in processes:
+        process.join()
+
+
+def worker(number: int, source: str, root: str, recorded: dict[str, Any], settings: Settings,
+           tasks: Any, messages: Any, threads: int) -> None:
+    """Worker ``number``: the model loaded once, then recordings from ``tasks`` until None;
+    what it does goes back through ``messages`` as (number, kind, value)."""
+    torch.set_num_threads(threads)
+    problem = ""
+    try:
+        model = load(source, warn=lambda _: None)
+        tree = ResultsTree(Path(root), recorded)
+        inputs = AudioInput(model.sample_rate)
+        while (recording := tasks.get()) is not None:
+            messages.put((number, "start", recording.relative.as_posix()))
+            outcome = analyze_safely(model, inputs, recording, tree, settings,
+                                     lambda seconds: messages.put((number, "audio", seconds)))
+            messages.put((number, "done" if outcome is None else "failed", outcome))
+    except Exception as exc:  # the model would not load here: every recording waits
+        problem = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    messages.put((number, "exit", problem))

@@ -1,0 +1,88 @@
+"""What an analysis found, over every recording done in its results tree: the combined table of
+segments, the list of recordings that failed, and the summary (per class: the time detected,
+the segments and the recordings it was heard in; per recording: its length and top classes;
+in all: the hours of audio, the time it took and how many times real time that is).
+
+All of it is made again from the records of the tree (:mod:`results`) at the end of every run,
+so after a resumed run or several shards it covers every recording done, each once."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from esc50.core.commands.analyze.results import ResultsTree
+from esc50.core.commands.timeline import SEGMENT_FIELDS, csv_line
+from esc50.core.files.write import write_text
+from esc50.core.results.plots import clock
+
+SEGMENTS, FAILED, SUMMARY, SUMMARY_TEXT = ("segments.csv", "failed.csv", "summary.json",
+                                           "summary.txt")
+TOP_CLASSES = 3  # a recording's top classes in the summary
+
+
+def detected_time(segments: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds of each class's segments, most first."""
+    seconds: dict[str, float] = defaultdict(float)
+    for segment in segments:
+        seconds[segment["class"]] += segment["end"] - segment["start"]
+    return dict(sorted(seconds.items(), key=lambda item: (-item[1], item[0])))
+
+
+def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
+              recordings: int, wall_seconds: float, this_run_audio: float) -> dict[str, Any]:
+    """The summary of ``records`` (every recording done) and ``failures``; ``recordings``: how
+    many the tree holds; the time this run took for ``this_run_audio`` seconds of audio."""
+    classes: dict[str, dict[str, Any]] = {}
+    for record in records:
+        for name, seconds in detected_time(record["segments"]).items():
+            entry = classes.setdefault(name, {"seconds": 0.0, "segments": 0, "recordings": 0})
+            entry["seconds"] += seconds
+            entry["segments"] += sum(s["class"] == name for s in record["segments"])
+            entry["recordings"] += 1
+    audio = sum(r["duration"] for r in records)
+    busy = sum(r["seconds"] for r in records)
+    return {
+        "recordings": recordings, "done": len(records), "failed": len(failures),
+        "audio_hours": audio / 3600, "processing_seconds": busy,
+        "real_time_factor": audio / busy if busy else None,
+        "this_run": {"audio_seconds": this_run_audio, "wall_seconds": wall_seconds,
+                     "real_time_factor": this_run_audio / wall_seconds if wall_seconds else None},
+        "classes": dict(sorted(classes.items(), key=lambda item: (-item[1]["seconds"],
+                                                                  item[0]))),
+        "files": {r["file"]: {"duration": r["duration"], "top": r["top"]} for r in records},
+        "failures": failures}
+
+
+def write_combined(tree: ResultsTree, summary: dict[str, Any],
+                   records: list[dict[str, Any]]) -> None:
+    """The combined table, the failures and the summary (JSON and text), atomically."""
+    write_text(tree.root / SEGMENTS, csv_line(SEGMENT_FIELDS) + "".join(
+        csv_line([r["file"], f"{s['start']:.3f}", f"{s['end']:.3f}", s["class"],
+                  f"{s['mean_probability']:.4f}", f"{s['max_probability']:.4f}", s["windows"]])
+        for r in records for s in r["segments"]))
+    write_text(tree.root / FAILED, csv_line(["file", "error"]) + "".join(
+        csv_line([f["file"], f["error"]]) for f in summary["failures"]))
+    write_text(tree.root / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    write_text(tree.root / SUMMARY_TEXT, "\n".join(summary_lines(summary)) + "\n")
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The summary as text: the totals, each class, each recording."""
+    this_run = summary["this_run"]
+    factor = this_run["real_time_factor"]
+    lines = [f"{summary['done']} of {summary['recordings']} recordings done"
+             + (f", {summary['failed']} failed (failed.csv)" if summary["failed"] else "")
+             + f": {clock(summary['audio_hours'] * 3600, hours=True)} of audio",
+             f"this run: {clock(this_run['audio_seconds'], hours=True)} of audio in "
+             f"{this_run['wall_seconds']:.1f} s" + (f" ({factor:.0f}x real time)" if factor
+                                                     else ""), "",
+             f"{'class':<24} {'detected':>10} {'segments':>9} {'recordings':>11}"]
+    lines += [f"{name:<24} {clock(c['seconds'], hours=True):>10} {c['segments']:>9} "
+              f"{c['recordings']:>11}" for name, c in summary["classes"].items()]
+    lines += ["", f"{'recording':<40} {'length':>10}  top classes (detected time)"]
+    lines += [f"{name:<40} {clock(f['duration'], hours=True):>10}  "
+              + ", ".join(f"{c} {clock(s)}" for c, s in f["top"]) for name, f in
+              summary["files"].items()]
+    return lines

@@ -1,0 +1,251 @@
+"""`esc50 analyze`: a tree of recordings into per-recording CSV, JSON, Audacity and Raven files
+(each checked against its format's rules), a combined table and a summary; resumed after a
+kill with every recording exactly once; worker processes and shards covering the tree once;
+the review page in headless Chromium; class filters and embeddings."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from esc50 import Esc50Error
+from esc50.cli.main import cli
+from esc50.core.commands.analyze.formats import RAVEN_COLUMNS
+from esc50.core.commands.analyze.recordings import Recording, parse_shard, shard_share
+from esc50.core.commands.analyze.run import Settings, analyze
+from esc50.core.plugin_api.registry import load_registry
+from esc50.core.training.trainer import Trainer
+from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
+
+# each recording: its tones (class per second-long stretch), at 8 kHz
+TREE = {"site1/day1/morning.wav": [0, 0, 0, 2, 2, 2], "site1/day1/noon.flac": [1, 1, 1, 1],
+        "site1/day2/evening.ogg": [3, 3, 3, 3, 3, 0, 0, 0], "site2/long.wav": [2] * 12,
+        "site2/short.wav": [1, 1, 1]}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A CRNN that tells the four tones apart (1-second windows at 8 kHz)."""
+    tmp = tmp_path_factory.mktemp("analyze")
+    data = write_synthetic_dataset(tmp / "data", clips_per_class_per_fold=4)
+    config = small_config(data, num_epochs=12, output_dir=str(tmp / "runs"), run_name="tones")
+    return Trainer(config, load_registry(), log=lambda _: None).fit()
+
+
+def write_tree(root: Path) -> Path:
+    for name, classes in TREE.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, np.concatenate([tone(FREQS[c], 1.0, seed=k) for k, c in
+                                       enumerate(classes)]), SR)
+    return root
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["analyze", *args, "--no-progress"])
+    return result.exit_code, result.output
+
+
+def test_a_tree_is_labelled_into_every_format_by_its_rules(model_dir, tmp_path):
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out), "--format", "csv",
+                           "--format", "json", "--format", "audacity", "--format", "raven")
+    assert code == 0, output
+    combined = list(csv.DictReader((out / "segments.csv").open()))
+    for name, classes in TREE.items():
+        base = out / name
+        rows = list(csv.DictReader(Path(f"{base}.csv").open()))
+        assert [r for r in combined if r["file"] == name] == rows
+        assert [r["class"] for r in rows] == [str(c) for c in dict.fromkeys(classes)]
+        # Audacity: start, end and text, tab-separated, one label a line, in time order
+        labels = [line.split("\t") for line in Path(f"{base}.labels.txt").read_text()
+                  .splitlines()]
+        assert all(len(fields) == 3 and float(fields[0]) <= float(fields[1]) and fields[2]
+                   for fields in labels)
+        assert [float(f[0]) for f in labels] == sorted(float(f[0]) for f in labels)
+        assert [f[2].split()[0] for f in labels] == [r["class"] for r in rows]
+        # Raven: the header, then a row per selection with every column, numbered from 1
+        raven = [line.split("\t") for line in Path(f"{base}.selections.txt").read_text()
+                 .splitlines()]
+        assert raven[0] == RAVEN_COLUMNS and len(raven) == len(rows) + 1
+        for number, row in enumerate(raven[1:], start=1):
+            assert len(row) == len(RAVEN_COLUMNS) and int(row[0]) == number
+            assert row[1] == "Spectrogram 1" and int(row[2]) == 1
+            assert 0 <= float(row[3]) < float(row[4]) <= len(classes) + 1e-6
+            assert 0 <= float(row[5]) < float(row[6]) <= SR / 2
+            assert 0 <= float(row[8]) <= 1
+        timeline = json.loads(Path(f"{base}.json").read_text())
+        assert timeline["file"] == name and len(timeline["windows"]) >= len(classes)
+        assert [s["class"] for s in timeline["segments"]] == [r["class"] for r in rows]
+    summary = json.loads((out / "summary.json").read_text())
+    seconds = sum(len(c) for c in TREE.values())
+    assert summary["done"] == len(TREE) and abs(summary["audio_hours"] * 3600 - seconds) < 1e-3
+    assert abs(sum(c["seconds"] for c in summary["classes"].values()) - seconds) < 1e-3
+    assert summary["files"]["site2/long.wav"]["top"] == [["2", 12.0]]
+    assert "x real time" in (out / "summary.txt").read_text()
+
+
+def test_a_bad_recording_costs_only_itself_and_the_class_filter_keeps_what_is_asked(
+        model_dir, tmp_path):
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    (tree / "site2" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out), "--classes", "2,3")
+    assert code == 1 and "error: " in output and "broken.wav" in output
+    failed = list(csv.DictReader((out / "failed.csv").open()))
+    assert [f["file"] for f in failed] == ["site2/broken.wav"]
+    assert {r["class"] for r in csv.DictReader((out / "segments.csv").open())} == {"2", "3"}
+    assert json.loads((out / "summary.json").read_text())["done"] == len(TREE)
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(tmp_path / "o2"),
+                           "--classes", "2,dgo")
+    assert code == 1 and "'dgo' is not one of the model's 4 classes" in output
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out), "--classes", "1")
+    assert code == 1 and "holds results made with other settings (classes)" in output
+
+
+def test_a_killed_analysis_resumes_with_every_recording_exactly_once(model_dir, tmp_path):
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    (tree / "more").mkdir()
+    for k in range(8):  # more recordings, so that the kill lands in the middle
+        sf.write(tree / "more" / f"{k}.wav", tone(FREQS[k % 4], 20.0, seed=k), SR)
+    command = [sys.executable, "-m", "esc50", "analyze", str(model_dir), str(tree), "--out",
+               str(out), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = out / ".esc50-analyze" / "done"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None and \
+            len(list(done.rglob("*.json"))) < 3:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    first = {p: p.read_bytes() for p in done.rglob("*.json")}
+    assert 3 <= len(first) < len(TREE) + 8
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(first)} already done" in result.stderr
+    assert {p: p.read_bytes() for p in first} == first  # none labelled twice
+    assert len(list(done.rglob("*.json"))) == len(TREE) + 8
+    assert not list(out.rglob("*.tmp"))  # nothing half-written
+    files = [r["file"] for r in csv.DictReader((out / "segments.csv").open())]
+    assert sorted(set(files)) == sorted([*TREE, *(f"more/{k}.wav" for k in range(8))])
+    for path in out.rglob("*.csv"):
+        list(csv.reader(path.open()))  # every result file whole
+
+
+def test_worker_processes_and_two_shards_cover_the_tree_exactly_once(model_dir, tmp_path):
+    tree = write_tree(tmp_path / "tree")
+    alone, workers, shards = tmp_path / "alone", tmp_path / "workers", tmp_path / "shards"
+    assert run_cli(str(model_dir), str(tree), "--out", str(alone))[0] == 0
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(workers), "--jobs", "2")
+    assert code == 0, output
+    for index in (1, 2):
+        code, output = run_cli(str(model_dir), str(tree), "--out", str(shards), "--shard",
+                               f"{index}/2", "--segments", str(shards / "review"))
+        assert code == 0, output
+    assert "the review page waits for every recording" in first_shard_output(
+        model_dir, tree, tmp_path)
+
+    def records(root: Path) -> dict[str, list]:
+        found = {}
+        for path in (root / ".esc50-analyze" / "done").rglob("*.json"):
+            record = json.loads(path.read_text())
+            found[record["file"]] = record["segments"]
+        return found
+
+    assert records(workers) == records(alone) == records(shards)
+    assert len(records(shards)) == len(TREE)
+    assert (shards / "review" / "index.html").is_file()  # the second shard completed the tree
+
+
+def first_shard_output(model_dir: Path, tree: Path, tmp_path: Path) -> str:
+    return run_cli(str(model_dir), str(tree), "--out", str(tmp_path / "half"), "--shard",
+                   "1/2", "--segments", str(tmp_path / "half" / "review"))[1]
+
+
+def test_shards_split_by_length_and_torchrun_names_the_shard():
+    recordings = [Recording(Path(f"{k}.wav"), Path(f"{k}.wav"), float(s))
+                  for k, s in enumerate([100, 10, 10, 10, 10, 10, 10, 1])]
+    shares = [shard_share(recordings, i, 3) for i in (1, 2, 3)]
+    assert sorted(r.relative.name for s in shares for r in s) == \
+        sorted(r.relative.name for r in recordings)
+    assert [r.seconds for r in shares[0]] == [100]  # the long one alone
+    assert parse_shard(None, {"RANK": "1", "WORLD_SIZE": "4"}) == (2, 4)
+    assert parse_shard("3/4", {}) == (3, 4) and parse_shard(None, {}) == (1, 1)
+    for bad in ("0/2", "3/2", "two/2", "1-2"):
+        with pytest.raises(Esc50Error, match="--shard|shard"):
+            parse_shard(bad, {})
+    with pytest.raises(Esc50Error, match="disagree"):
+        parse_shard("1/2", {"RANK": "0", "WORLD_SIZE": "4"})
+
+
+def test_embeddings_come_with_the_window_table(model_dir, tmp_path):
+    tree = write_tree(tmp_path / "tree")
+    summary = analyze(model_dir, tree, tmp_path / "out", Settings(embeddings=True),
+                      log=lambda _: None, progress=False)
+    assert summary["done"] == len(TREE)
+    base = tmp_path / "out" / "site2" / "long.wav"
+    matrix = np.load(f"{base}.embeddings.npy")
+    windows = list(csv.DictReader(Path(f"{base}.windows.csv").open()))
+    assert matrix.shape[0] == len(windows) == 23 and matrix.shape[1] > 4
+    assert np.isfinite(matrix).all()
+    # windows of one tone sit closer to each other than to another tone's
+    other = np.load(tmp_path / "out" / "site1" / "day1" / "noon.flac.embeddings.npy")
+    same = np.linalg.norm(matrix[0] - matrix[5])
+    assert same < np.linalg.norm(matrix[0] - other[0])
+
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+PLAYERS = """async () => {
+  const audios = [...document.querySelectorAll('audio')];
+  const durations = await Promise.all(audios.map(a => new Promise(done => {
+    a.addEventListener('loadedmetadata', () => done(a.duration));
+    a.addEventListener('error', () => done(-1));
+    a.preload = 'metadata'; a.load();
+  })));
+  return {sources: audios.map(a => a.getAttribute('src')), durations,
+          images: [...document.images].map(i => i.complete ? i.naturalWidth : 0),
+          sections: [...document.querySelectorAll('section h2')].map(h => h.textContent)};
+}"""
+
+
+def test_the_review_page_plays_every_detection_in_headless_chromium(model_dir, tmp_path):
+    tree, review = write_tree(tmp_path / "tree"), tmp_path / "review"
+    analyze(model_dir, tree, tmp_path / "out", segments=review, per_class=2,
+            log=lambda _: None, progress=False)
+    page = (review / "index.html").read_text()
+    sources = [part.split('"')[0] for part in page.split('<audio controls preload="none" '
+                                                         'src="')[1:]]
+    assert sources and all((review / s).is_file() for s in sources)
+    assert "<script" not in page and "http" not in page
+    clip, rate = sf.read(review / sources[0])
+    assert rate == SR and len(clip) == SR  # one window: the model's clip length
+    browser_path = next(filter(None, map(shutil.which, BROWSERS)), None)
+    if browser_path is None:
+        pytest.skip("no Chromium on this machine (apt-get install chromium; .ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    problems = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        view = browser.new_page(viewport={"width": 1300, "height": 900})
+        view.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        view.goto((review / "index.html").as_uri())
+        facts = view.evaluate(PLAYERS)
+        view.screenshot(path=str(review / "screenshot.png"), full_page=True)
+        browser.close()
+    assert problems == []
+    assert facts["sources"] == sources
+    assert all(abs(d - 1.0) < 0.01 for d in facts["durations"]), facts["durations"]
+    assert all(width > 0 for width in facts["images"])
+    assert sorted(facts["sections"]) == ["0", "1", "2", "3"]
