@@ -553,7 +553,7 @@ def package(run_dir: str, name: str, out: str, cross_validation: str | None, dat
 def export(checkpoint: str, fmt: str, out: str | None, quantize: str | None, data: str | None,
            hop: float | None, which: str) -> None:
     """A trained run (or a cross-validation's fold models, as one ensemble) as one file that
-    takes a mono waveform of any length (at least one window) at the run's sample rate and
+    takes a mono waveform of any length (a short one padded as predict pads) at its rate and
     returns each window's class probabilities and their mean (featurizer and normalization
     included)."""
     from esc50.core.commands import api

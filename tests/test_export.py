@@ -54,11 +54,12 @@ def test_an_exported_file_scores_the_windows_predict_scores_at_any_length(traine
     assert side["class_names"] == ["0", "1", "2", "3"] and side["sample_rate"] == SR
     assert side["window_samples"] == SR and side["hop_samples"] == SR // 2
     assert side["quantized"] is None and side["models"] == 1
-    # real ESC-50 audio then tones; one window, a length the hops cover exactly (no window
-    # aligned with the end), and one they do not
+    # real ESC-50 audio then tones; less than a window (zero-padded as predict pads it), one
+    # window, a length the hops cover exactly (no window aligned with the end), and one they
+    # do not
     real = load_clip(sorted(real_data.glob("audio/*.ogg"))[0], SR, SR)[0].numpy()
     audio = np.concatenate([real, *[tone(f, 0.7, seed=7) for f in FREQS]])
-    for samples in (SR, int(2.5 * SR), len(audio)):
+    for samples in (int(0.4 * SR), SR, int(2.5 * SR), len(audio)):
         wav = audio[:samples].astype(np.float32)
         sf.write(tmp_path / "long.wav", wav, SR, subtype="FLOAT")
         timeline = json.loads(CliRunner().invoke(cli, [

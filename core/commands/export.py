@@ -1,6 +1,7 @@
 """`esc50 export`: a trained model (or an ensemble) as one file that runs without esc50.
 
-The file takes a mono waveform of any length of at least one window (float32 ``[samples]`` in
+The file takes a mono waveform of any length (one shorter than a window is zero-padded to one, as
+prediction pads it; at least the featurizer's analysis window) (float32 ``[samples]`` in
 [-1, 1] at the run's sample rate) and returns the class probabilities of every window (the run's
 clip length, every ``hop`` samples, one more aligned with the end when the last does not reach
 it: the windows of ``esc50 predict``) and their mean. Featurizer and normalization are inside;
@@ -70,14 +71,16 @@ class WindowScores(nn.Module):
         self.classifiers = nn.ModuleList(c.eval() for c in classifiers)
         self.members = [Member(c, Scoring(bf16=False)) for c in self.classifiers]
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        lengths = torch.full((windows.shape[0],), windows.shape[1], dtype=torch.long,
-                             device=windows.device)
+    def forward(self, windows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``lengths``: the audio samples of each window (fewer than the window in the one
+        window of a recording shorter than it, zero-padded as prediction pads it)."""
         return mean_probabilities(self.members, windows, lengths)
 
 
 class Windowed(nn.Module):
-    """A waveform ``[samples]`` (at least ``window``) -> (``[windows, classes]``, ``[classes]``):
+    """A waveform ``[samples]`` (a shorter one than ``window`` is zero-padded to one window
+    whose valid length is its own, as prediction pads it) -> (``[windows, classes]``,
+    ``[classes]``):
     the probabilities of its windows (every ``hop`` samples, and one aligned with the end when
     the last does not reach it) and their mean."""
 
@@ -86,11 +89,15 @@ class Windowed(nn.Module):
         self.scores, self.window, self.hop = scores, window, hop
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        audio = wav.shape[0]
+        valid = torch.full((1,), audio, dtype=torch.long, device=wav.device).clamp(
+            max=self.window)
+        wav = torch.nn.functional.pad(wav, (0, max(self.window - audio, 0)))  # as predict pads
         samples = wav.shape[0]
         grid = wav.unfold(0, self.window, self.hop)
         covered = (grid.shape[0] - 1) * self.hop + self.window
         windows = torch.cat([grid, wav[samples - self.window:].unsqueeze(0)])
-        probabilities = self.scores(windows)
+        probabilities = self.scores(windows, valid.expand(windows.shape[0]))
         # the end-aligned window counts only where the grid stops short of the end: a count the
         # ONNX exporter keeps symbolic (sym_min), TorchScript computes on integers
         if torch.jit.is_scripting():
@@ -162,7 +169,8 @@ def exported_bytes(classifiers: list[Classifier], fmt: str, window: int, hop: in
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporters' notes on their own internals
             if fmt == "onnx":
-                return _onnx_bytes(Windowed(scores, window, hop).eval(), example, window)
+                return _onnx_bytes(Windowed(scores, window, hop).eval(), example,
+                                   max(c.featurizer.min_samples for c in classifiers))
             return _torchscript_bytes(scores, example[:window], window, hop)
     except Esc50Error:
         raise
@@ -174,21 +182,22 @@ def exported_bytes(classifiers: list[Classifier], fmt: str, window: int, hop: in
 
 def _torchscript_bytes(scores: WindowScores, example: torch.Tensor, window: int,
                        hop: int) -> bytes:
-    traced = torch.jit.trace(scores, (example.unsqueeze(0).repeat(2, 1),))
+    windows = example.unsqueeze(0).repeat(2, 1)
+    traced = torch.jit.trace(scores, (windows, torch.full((2,), window, dtype=torch.long)))
     scripted = torch.jit.script(Windowed(traced, window, hop).eval())
     buffer = io.BytesIO()
     torch.jit.save(scripted, buffer)
     return buffer.getvalue()
 
 
-def _onnx_bytes(module: nn.Module, example: torch.Tensor, window: int) -> bytes:
+def _onnx_bytes(module: nn.Module, example: torch.Tensor, shortest: int) -> bytes:
     if any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxscript")):
         raise Esc50Error("exporting to ONNX needs the onnx and onnxscript packages: "
                          "pip install 'esc50[export]'")
     program = torch.onnx.export(module, (example,), dynamo=True, input_names=["wav"],
                                 output_names=["window_probabilities", "mean_probabilities"],
-                                dynamic_shapes={"wav": {0: torch.export.Dim("samples",
-                                                                             min=window)}},
+                                dynamic_shapes={"wav": {0: torch.export.Dim(
+                                    "samples", min=max(shortest, 2))}},
                                 verbose=False)
     return program.model_proto.SerializeToString()
 
@@ -306,8 +315,9 @@ def write_side_file(path: Path, fmt: str, runs: list[LoadedRun], window: int, ho
     write_text(side, json.dumps({
         "format": fmt, "quantized": quantize, "calibration": calibration,
         "numerics": "float32" + (BF16_NOTE if bf16 else ""),
-        "input": f"wav: float32 [samples]: a mono waveform in [-1, 1] at {rate} Hz, at least "
-                 f"one window ({window} samples, {window / rate:g} s) long",
+        "input": f"wav: float32 [samples]: a mono waveform in [-1, 1] at {rate} Hz of any "
+                 f"length; one shorter than a window ({window} samples, {window / rate:g} s) is "
+                 "zero-padded to one, as esc50 predict pads it",
         "outputs": {"window_probabilities": "float32 [windows, classes]: each window's class "
                     f"probabilities (windows of {window} samples every {hop} samples, and one "
                     "aligned with the end when the last does not reach it)",
