@@ -35,7 +35,7 @@ esac
 
 mkdir -p "$out"
 work=$(mktemp -d)
-if ! "$PYTHON" -c "import esc50.core.commands.crossval" 2>/dev/null; then
+if ! "$PYTHON" -c "import esc50.commands.crossval" 2>/dev/null; then
     site="$work/site"
     if [ -d .whl ]; then
         "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/*.whl

@@ -25,7 +25,7 @@ import torch
 from esc50.core.data.audio import load_clip, read_mono
 from esc50.core.training.classifier import build_classifier
 from esc50.core.config import TaskConfig
-from esc50.core.commands.predict import probabilities, windows
+from esc50.commands.predict import probabilities, windows
 from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.scoring import Member, Scoring
 from fresh import in_fresh_process  # benchmarks/, the folder this script runs from

@@ -24,7 +24,7 @@ import itertools
 import tempfile
 import time
 
-from esc50.core.commands.api import config as make_config
+from esc50.commands.api import config as make_config
 from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 import esc50
-from esc50.core.commands.timeline import build_timeline
+from esc50.commands.timeline import build_timeline
 from esc50.core.config import load_config, recipe_path
 from esc50.core.data.audio import read_mono
 from esc50.core.plugin_api.registry import load_registry

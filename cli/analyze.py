@@ -1,5 +1,5 @@
 """`esc50 analyze`: a folder tree of recordings into a tree of results (see
-:mod:`esc50.core.commands.analyze.run`)."""
+:mod:`esc50.commands.analyze.run`)."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def analyze(model: str, folder: str, out: str, formats: tuple[str, ...], classes
     """Label every recording under DIR (any format soundfile reads) with MODEL (a run, a
     cross-validation folder or a trained model's name): a result file per recording, the
     combined table and a summary. Running it again continues where it stopped."""
-    from esc50.core.commands.analyze.run import Settings, analyze as run_analysis
-    from esc50.core.commands.analyze.summary import summary_lines
+    from esc50.commands.analyze.run import Settings, analyze as run_analysis
+    from esc50.commands.analyze.summary import summary_lines
 
     settings = Settings(hop, min_prob, top_k,
                         tuple(c.strip() for c in classes.split(",") if c.strip())

@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 import click
 
-from esc50.core.commands.predict import audio_files
-from esc50.core.commands.timeline import (SEGMENT_FIELDS, Timeline, Window, csv_line,
+from esc50.commands.predict import audio_files
+from esc50.commands.timeline import (SEGMENT_FIELDS, Timeline, Window, csv_line,
                                           segment_row)
 from esc50.core.data.stream import STDIN
 from esc50.core.errors import Esc50Error

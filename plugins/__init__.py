@@ -12,7 +12,7 @@ from typing import Any
 
 class _CallablePackage(types.ModuleType):
     def __call__(self, kind: str | None = None) -> list[dict[str, Any]]:
-        from esc50.core.commands.api import list_plugins
+        from esc50.commands.api import list_plugins
         from esc50.core.moved import CALLABLE_PACKAGE, instead
 
         instead(CALLABLE_PACKAGE)

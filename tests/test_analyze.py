@@ -22,9 +22,9 @@ from click.testing import CliRunner
 
 from esc50 import Esc50Error
 from esc50.cli.main import cli
-from esc50.core.commands.analyze.formats import RAVEN_COLUMNS
-from esc50.core.commands.analyze.recordings import Recording, parse_shard, shard_share
-from esc50.core.commands.analyze.run import Settings, analyze
+from esc50.commands.analyze.formats import RAVEN_COLUMNS
+from esc50.commands.analyze.recordings import Recording, parse_shard, shard_share
+from esc50.commands.analyze.run import Settings, analyze
 from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
 from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset

@@ -14,9 +14,12 @@ import pytest
 from esc50.cli.skeleton import write_skeleton
 
 ROOT = Path(__file__).resolve().parents[1]
-# Lowest first: a part imports only from the parts before it (and itself).
-PARTS = ["errors", "convert", "files", "config", "plugin_api", "data", "results", "training",
-         "commands"]
+# Lowest first: a part of the core imports only from the parts before it (and itself).
+PARTS = ["errors", "convert", "files", "config", "plugin_api", "data", "results", "training"]
+# The floors of the package, lowest first: each imports only from the floors below it (and
+# itself).
+FLOORS = ["core", "commands", "cli"]
+MAX_MODULE_LINES, MAX_CLASS_LINES = 400, 200
 MOVED = {"esc50.core.hookspecs": "esc50.core.plugin_api.hookspecs",
          "esc50.core.contracts": "esc50.core.plugin_api.contracts",
          "esc50.core.registry": "esc50.core.plugin_api.registry",
@@ -58,6 +61,40 @@ def test_core_parts_import_only_downwards_and_never_inside_a_function():
                              f"{function.name}" for node, module in imports(function)
                              if module.startswith("esc50")]
     assert problems == []
+
+
+def floor(module: str) -> str | None:
+    bits = module.split(".")
+    return bits[1] if bits[0] == "esc50" and len(bits) > 1 and bits[1] in FLOORS else None
+
+
+def test_the_floors_import_only_downwards():
+    """core/ (the dataset, collator, sampler, trainer, results, plugin API, config, files)
+    imports nothing of the operations (commands/) or the command line (cli/), and the
+    operations nothing of the command line."""
+    problems = []
+    for name in FLOORS:
+        for path in sorted((ROOT / name).rglob("*.py")):
+            for _, module in imports(ast.parse(path.read_text())):
+                other = floor(module)
+                if other is not None and FLOORS.index(other) > FLOORS.index(name):
+                    problems.append(f"{path.relative_to(ROOT)} ({name}) imports {module}")
+    assert problems == []
+
+
+def test_no_module_of_core_or_cli_is_too_long_and_no_class_of_core():
+    long = []
+    for name in ("core", "cli"):
+        for path in sorted((ROOT / name).rglob("*.py")):
+            text = path.read_text()
+            if text.count("\n") > MAX_MODULE_LINES:
+                long.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+            if name == "core":
+                long += [f"{path.relative_to(ROOT)}: class {node.name}: "
+                         f"{node.end_lineno - node.lineno + 1} lines"
+                         for node in ast.walk(ast.parse(text)) if isinstance(node, ast.ClassDef)
+                         and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES]
+    assert long == []
 
 
 def test_every_core_module_belongs_to_a_part_or_is_a_kept_old_path():

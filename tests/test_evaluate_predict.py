@@ -145,7 +145,7 @@ def test_a_file_read_in_blocks_equals_the_file_read_whole(tmp_path, rate, target
 def test_windows_of_a_stream_are_the_windows_of_the_whole_clip(total):
     import torch
 
-    from esc50.core.commands.predict import windows
+    from esc50.commands.predict import windows
 
     clip = torch.arange(1, total + 1, dtype=torch.float32)
     expected_starts = list(range(0, max(total - 100, 0) + 1, 50))
@@ -166,7 +166,7 @@ def test_a_long_file_scores_as_the_mean_over_all_its_windows(trained, tmp_path):
     scoring every window at once (the tool before streaming)."""
     import torch
 
-    from esc50.core.commands.predict import WINDOW_BATCH, predict_files, probabilities
+    from esc50.commands.predict import WINDOW_BATCH, predict_files, probabilities
     from esc50.core.data.audio import load_clip
     from esc50.core.data.stream import AudioInput
     from esc50.core.training.scoring import Member, Scoring

@@ -11,9 +11,9 @@ import torch
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
-from esc50.core.commands.export import (Windowed, WindowScores, calibration_names,
+from esc50.commands.export import (Windowed, WindowScores, calibration_names,
                                         exported_bytes)
-from esc50.core.commands.members import load_runs
+from esc50.commands.members import load_runs
 from esc50.core.data.audio import load_clip
 from esc50.core.data.split import Split
 from esc50.core.errors import Esc50Error

@@ -20,7 +20,8 @@ from esc50.core.results.checkpoint import load_checkpoint
 from esc50.core.plugin_api.contracts import Augmentation, BatchAugmentation, Featurizer, uniform
 from esc50.core.plugin_api.contracts import Clip, ClipTable, DatasetReader
 from esc50.core.plugin_api.hookspecs import hookimpl
-from esc50.core.plugin_api.registry import KINDS, TRAINED_HOOK, WEIGHTS_HOOK, load_registry
+from esc50.core.plugin_api.hookspecs import KINDS, TRAINED_HOOK, WEIGHTS_HOOK
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
 from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
 

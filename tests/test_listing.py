@@ -96,7 +96,7 @@ def test_a_count_that_needs_a_new_package_is_finished_in_the_background(tmp_path
 
 
 def test_the_first_pass_counts_only_what_needs_no_new_package(tmp_path):
-    code = ("from esc50.cli.listing import NoNewPackages\n"
+    code = ("from esc50.core.plugin_api.inventory import NoNewPackages\n"
             "with NoNewPackages() as guard:\n"
             "    try:\n        import colorsys\n    except ImportError:\n        pass\n"
             "    import json  # imported already: allowed\n"

@@ -153,7 +153,7 @@ def test_a_run_loads_predicts_evaluates_and_exports_without_its_loggers_and_augm
     package that is gone (here: registered at run time only) loads everywhere its model and
     featurizer are installed."""
     from esc50 import Augmentation
-    from esc50.core.commands import api
+    from esc50.commands import api
 
     class Gain(Augmentation):
         name = "gain"

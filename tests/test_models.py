@@ -80,7 +80,7 @@ def test_overfits_its_training_clips_through_the_trainer(name, tmp_path):
     """Each model, trained by the Trainer as `esc50 train` runs it (sampler, optimizer, cosine
     schedule, batch norm in training mode), ends up classifying every one of its training clips
     (fold 2 of the tone task) correctly in evaluation mode."""
-    from esc50.core.commands import api
+    from esc50.commands import api
     from esc50.core.training.trainer import Trainer
     from tests.conftest import small_config, write_synthetic_dataset
 

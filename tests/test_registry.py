@@ -8,7 +8,8 @@ from esc50.core.config import TaskConfig
 from esc50.core.plugin_api.contracts import Augmentation
 from esc50.core.errors import Esc50Error
 from esc50.core.plugin_api.hookspecs import hookimpl
-from esc50.core.plugin_api.registry import load_registry, parse_spec
+from esc50.core.plugin_api.components import parse_spec
+from esc50.core.plugin_api.registry import load_registry
 
 
 class Louder(Augmentation):

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 import esc50
 from esc50 import Augmentation, Esc50Error, TaskConfig, hookimpl
 from esc50.cli.main import cli
-from esc50.core.commands import tune
+from esc50.commands import tune
 from esc50.core.data.audio import MAX_PERIOD, read_mono, resampling_ratio
 from esc50.core.data.stream import HEADER_BYTES, stream_blocks
 from esc50.core.plugin_api.registry import load_registry
@@ -379,7 +379,7 @@ def test_hours_of_silence_are_refused_before_any_window_is_scored(run, tmp_path,
             out.write(np.zeros(60 * SR, np.int16))
     model = esc50.load(run_dir)
     scored = []
-    monkeypatch.setattr("esc50.core.commands.predict.mean_probabilities",
+    monkeypatch.setattr("esc50.commands.predict.mean_probabilities",
                         lambda *args: scored.append(1))
     with pytest.raises(Esc50Error, match="the audio is all silence"):
         model.timeline(path)

@@ -25,7 +25,8 @@ from esc50.core.data.split import grouped_random_split, make_split, dataset_dige
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import read_table
 from esc50.core.plugin_api.hookspecs import hookimpl
-from esc50.core.plugin_api.registry import load_registry, parse_spec
+from esc50.core.plugin_api.components import parse_spec
+from esc50.core.plugin_api.registry import load_registry
 from esc50.core.results.checkpoint import load_checkpoint, save_checkpoint
 from esc50.core.training.trainer import Trainer
 from esc50.plugins.datasets.esc50 import CLIP_NAME

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import esc50
 from esc50.cli.main import cli
-from esc50.core.commands.tune import Dimension, parse_dimension, with_setting
+from esc50.commands.tune import Dimension, parse_dimension, with_setting
 from esc50.core.config import TaskConfig, load_config
 from esc50.core.errors import Esc50Error
 from tests.conftest import STFT_FLAGS, write_synthetic_dataset

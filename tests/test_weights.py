@@ -119,7 +119,7 @@ def test_without_a_published_checksum_the_first_download_is_recorded(published):
     server, body = published
     logged = []
     registry = registry_with(server.url, None)
-    from esc50.core.commands.weights import download
+    from esc50.commands.weights import download
 
     path = download(registry, "kumar-test", logged.append)
     recorded = path.with_name(f"{FILE}.sha256").read_text().split()[0]

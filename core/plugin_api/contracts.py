@@ -48,11 +48,27 @@ class Featurizer(nn.Module):
     min_samples: int = 1
 
     def output_shape(self, num_samples: int) -> tuple[int, int, int]:
-        """(channels, bins, frames) of the features of a clip of ``num_samples`` samples."""
+        """The shape of one clip's features.
+
+        Args:
+            num_samples: the clip's length in samples at the run's sample rate.
+
+        Returns:
+            ``(channels, bins, frames)``: what ``forward`` gives for such a clip (checked in
+            the set-up pass before training, and by ``esc50.check_featurizer``). Called when a
+            run is built (the model's ``input_shape``) and by the memory plan."""
         raise NotImplementedError
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Valid frames per clip, given valid samples per clip."""
+        """Valid frames per clip.
+
+        Args:
+            lengths: ``[B]`` valid samples of each clip (the rest of its row is zero padding).
+
+        Returns:
+            ``[B]`` frames of each clip's features that hold real signal (at least one, at
+            most the frames ``forward`` gives): the model pools over these only, so a clip
+            scores the same alone and in a padded batch."""
         raise NotImplementedError
 
 
@@ -67,11 +83,25 @@ class PowerFeaturizer(Featurizer):
     window: torch.Tensor
 
     def power(self, wav: torch.Tensor) -> torch.Tensor:
-        """[B, T] waveforms -> [B, C, bands, frames] linear power."""
+        """The linear power spectrogram.
+
+        Args:
+            wav: ``[B, T]`` float32 waveforms in [-1, 1] at the run's sample rate.
+
+        Returns:
+            ``[B, C, bands, frames]`` STFT power summed through ``filterbank`` (no log):
+            where power-stage augmentations work. Called once per clip when features are
+            cached, else per batch."""
         raise NotImplementedError
 
     def compress(self, power: torch.Tensor) -> torch.Tensor:
-        """Power spectrogram -> the features the model sees."""
+        """The features the model sees.
+
+        Args:
+            power: ``[B, C, bands, frames]`` from :meth:`power` (augmented or not).
+
+        Returns:
+            ``[B, C, F, frames]`` compressed features (log, dB, DCT), before normalization."""
         raise NotImplementedError
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
@@ -139,13 +169,33 @@ class Augmentation(nn.Module):
         return torch.rand(batch_size, generator=generator, device=generator.device) < self.p
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """Per-example parameters ``{name: [B] tensor}``, drawn from ``generator``."""
+        """Draw this batch's per-example parameters.
+
+        Args:
+            batch_size: ``B``, the examples of the batch.
+            generator: the run's generator of per-example draws (on the CPU; seeded, so
+                every draw follows the run's seed and replays exactly).
+
+        Returns:
+            ``{name: [B] tensor}`` (a gain per example, a shift, ...), passed to :meth:`apply`
+            and kept as ``last_params``. Called once per training batch, never in
+            validation or prediction."""
         return {}
 
     def apply(self, x: torch.Tensor, chosen: torch.Tensor, params: dict[str, torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:
-        """``x`` with the chosen examples transformed by their ``params``; the others unchanged.
-        Bulk randomness (a noise signal) may be drawn here from ``generator``."""
+        """Transform the chosen examples.
+
+        Args:
+            x: the batch at the augmentation's ``stage`` (``[B, T]`` waveforms, ``[B, C,
+                bands, frames]`` power or ``[B, C, F, frames]`` features) on the training
+                device.
+            chosen: ``[B]`` booleans, the examples to transform (drawn with ``p``; CPU).
+            params: :meth:`sample`'s draws (CPU tensors: move them with ``to_device``).
+            generator: where bulk randomness (a noise signal) comes from, on the device.
+
+        Returns:
+            ``x``'s shape and dtype, the chosen examples transformed, the others unchanged."""
         raise NotImplementedError
 
     def valid_lengths(self, lengths: torch.Tensor, size: int) -> torch.Tensor:
@@ -310,6 +360,16 @@ class DatasetReader:
     licence: str | None = None
 
     def read(self, root: Path) -> ClipTable:
+        """List the labelled clips of a dataset folder.
+
+        Args:
+            root: the folder given with ``--data``.
+
+        Returns:
+            The :class:`ClipTable`: every clip (path, class index, fold, recording group),
+            the class names, the dataset's sample rate and clip length, its licence and the
+            files it left out. Called once per experiment, before any audio is decoded; a
+            problem with the folder is an ``Esc50Error`` naming the file."""
         raise NotImplementedError
 
 
@@ -334,10 +394,19 @@ class Logger:
         """The run starts, or resumes after ``run.history``."""
 
     def step(self, step: int, values: dict[str, float]) -> None:
-        """Every few training steps: the running ``train_loss`` of the epoch and the ``lr``."""
+        """Every few training steps (where the loop reads the loss back anyway).
+
+        Args:
+            step: optimizer steps since the run began.
+            values: ``train_loss`` (the epoch's running mean) and ``lr``."""
 
     def epoch(self, row: dict[str, float]) -> None:
-        """An epoch finished: its history row (``epoch``, ``train_loss``, ``val_accuracy``...)."""
+        """An epoch finished, after its checkpoint was written.
+
+        Args:
+            row: its history row: ``epoch``, ``train_loss``, ``train_accuracy``,
+                ``val_loss``, ``val_accuracy`` (NaN for a run that holds no clips out), ``lr``,
+                ``steps``, ``seconds``."""
 
     def figure(self, name: str, figure: Figure, epoch: int) -> None:
         """A figure: ``learning_curves`` whenever curves.png is redrawn (about ten times a run
@@ -348,4 +417,8 @@ class Logger:
         [-1, 1]; ``caption`` gives the true and predicted class)."""
 
     def end(self, metrics: dict[str, Any]) -> None:
-        """The run finished: its metrics (``metrics.json``)."""
+        """The run finished.
+
+        Args:
+            metrics: what ``metrics.json`` holds (``final_val_accuracy`` is None for a run
+                that held no clips out)."""

@@ -109,7 +109,9 @@ class FeatureSource:
                  shared: ExperimentData | None = None) -> None:
         self.config, self.stages, self.device, self.table = config, stages, device, table
         self.split = split
-        self.accumulate, self.micro_batch = 1, dist.per_process_batch(config.batch_size)
+        # this process's share of a step's batch_size clips, computed once
+        self.step_batch = dist.per_process_batch(config.batch_size)
+        self.accumulate, self.micro_batch = 1, self.step_batch
         self.featurize_chunk = config.batch_size
         classifier = stages.classifier
         started = time.perf_counter()
@@ -169,7 +171,7 @@ class FeatureSource:
         step. A last training batch of one clip is left out (it would break batch
         normalization)."""
         dist, pin = self.dist, self.device.type == "cuda"
-        step = dist.per_process_batch(self.config.batch_size)
+        step = self.step_batch
         self.accumulate = accumulate
         self.micro_batch = size = -(-step // accumulate)
         self.train_loader = DataLoader(

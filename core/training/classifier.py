@@ -12,7 +12,8 @@ from torch import nn
 from esc50.core.config import TaskConfig, load_config
 from esc50.core.errors import Esc50Error
 from esc50.core.plugin_api.contracts import Featurizer
-from esc50.core.plugin_api.registry import Registry, RunPlugins
+from esc50.core.plugin_api.choices import RunPlugins
+from esc50.core.plugin_api.registry import Registry
 from esc50.core.results.checkpoint import load_checkpoint
 from esc50.core.results.folder import checkpoint_path
 from esc50.core.training.normalize import FeatureNormalizer

@@ -154,12 +154,12 @@ def measure_step(source: FeatureSource, model: nn.Module, loss_fn: Loss, clips: 
 
 
 def plan_memory(source: FeatureSource, model: nn.Module, config: TaskConfig, amp: bool,
-                dist: Distributed, log: Callable[[str], None]) -> int:
+                log: Callable[[str], None]) -> int:
     """Plan the training step against the memory this process may use
     (:func:`esc50.core.training.memory.plan_steps`, measuring with :func:`measure_step`), set
     ``source`` to its micro-batches and return ``accumulate``: batches per optimizer step."""
     loss_fn = training_loss(model, config.label_smoothing)
-    plan = plan_steps(config, dist.per_process_batch(config.batch_size),
+    plan = plan_steps(config, source.step_batch,
                       lambda clips: measure_step(source, model, loss_fn, clips, amp, config.seed),
                       state_bytes(model, config), source.device)
     if plan.note:

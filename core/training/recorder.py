@@ -13,7 +13,8 @@ from torch import nn
 
 from esc50.core.config import TaskConfig, save_config
 from esc50.core.errors import Esc50Error
-from esc50.core.plugin_api.registry import Registry, RunPlugins
+from esc50.core.plugin_api.choices import RunPlugins
+from esc50.core.plugin_api.registry import Registry
 from esc50.core.files.write import write_text
 from esc50.core.results import folder
 from esc50.core.results.card import CARD, data_facts, invocation, run_card

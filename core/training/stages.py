@@ -40,7 +40,7 @@ from esc50.core.plugin_api.contracts import Augmentation, PowerFeaturizer, Rando
 
 if TYPE_CHECKING:
     from esc50.core.config import TaskConfig
-    from esc50.core.plugin_api.registry import RunPlugins
+    from esc50.core.plugin_api.choices import RunPlugins
     from esc50.core.training.classifier import Classifier
 
 STAGES = ("wave", "power", "features", "batch")  # in the order a training batch meets them

@@ -23,7 +23,8 @@ from esc50.core.data.collate import collate
 from esc50.core.data.split import Split, make_split
 from esc50.core.errors import Esc50Error
 from esc50.core.plugin_api.contracts import Randomness, RunStart
-from esc50.core.plugin_api.registry import Registry, RunPlugins
+from esc50.core.plugin_api.choices import RunPlugins
+from esc50.core.plugin_api.registry import Registry
 from esc50.core.results import folder
 from esc50.core.results.checkpoint import load_model_weights
 from esc50.core.training import loop
@@ -79,7 +80,7 @@ class Trainer:
         clips = self.data.train_audio
         setup_pass(self.stages, collate([clips[i] for i in range(min(2, len(clips)))]),
                    config.num_classes, config.seed, self.device)
-        accumulate = loop.plan_memory(self.data, model, config, self.amp, self.dist, self.log)
+        accumulate = loop.plan_memory(self.data, model, config, self.amp, self.log)
         self.config = config = config.override(accumulate=accumulate)  # recorded in the run
         self.scoring = Scoring(self.data.score_batch, self.amp)  # recorded in its checkpoints
         self.state = TrainingState.create(model, config, self.data.optimizer_steps(), generators)

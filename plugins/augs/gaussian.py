@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from esc50 import Augmentation, TaskConfig, check_min_max, hookimpl, to_device, uniform
+from esc50 import Augmentation, check_min_max, hookimpl, to_device, uniform
 
 ESC50_PLUGIN_API = 4
 
@@ -15,7 +15,7 @@ class GaussianNoise(Augmentation):
     name = "gaussian"
     stage = "wave"
 
-    def __init__(self, config: TaskConfig, min_std: float = 0.01, max_std: float = 0.01,
+    def __init__(self, min_std: float = 0.01, max_std: float = 0.01,
                  p: float = 0.5) -> None:
         super().__init__(p)
         check_min_max("std", min_std, max_std, (0.0, 1.0))

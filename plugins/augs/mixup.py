@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from esc50 import BatchAugmentation, Esc50Error, TaskConfig, hookimpl, to_device
+from esc50 import BatchAugmentation, Esc50Error, hookimpl, to_device
 
 ESC50_PLUGIN_API = 4
 
@@ -16,7 +16,7 @@ class Mixup(BatchAugmentation):
 
     name = "mixup"
 
-    def __init__(self, config: TaskConfig, alpha: float = 0.4, p: float = 0.5) -> None:
+    def __init__(self, alpha: float = 0.4, p: float = 0.5) -> None:
         """Options:
         alpha: Beta(alpha, alpha) of the mixing weights (small: mostly one clip)
         """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from esc50 import Augmentation, TaskConfig, check_min_max, hookimpl, uniform
+from esc50 import Augmentation, check_min_max, hookimpl, uniform
 from esc50.plugins.augs.vocoder import resample_linear, stretch
 
 ESC50_PLUGIN_API = 4
@@ -20,7 +20,7 @@ class PitchShift(Augmentation):
     name = "pitch_shift"
     stage = "wave"
 
-    def __init__(self, config: TaskConfig, min_semitones: float = -5.0,
+    def __init__(self, min_semitones: float = -5.0,
                  max_semitones: float = 5.0, p: float = 0.5) -> None:
         super().__init__(p)
         check_min_max("semitones", min_semitones, max_semitones, (-24.0, 24.0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from esc50 import Augmentation, Esc50Error, TaskConfig, check_min_max, hookimpl, to_device
+from esc50 import Augmentation, Esc50Error, check_min_max, hookimpl, to_device
 
 ESC50_PLUGIN_API = 4
 
@@ -26,7 +26,7 @@ class SpecAugment(Augmentation):
     name = "specaugment"
     stage = "features"
 
-    def __init__(self, config: TaskConfig, freq_masks: int = 2, min_freq_width: int = 0,
+    def __init__(self, freq_masks: int = 2, min_freq_width: int = 0,
                  max_freq_width: int = 8, time_masks: int = 2, min_time_width: int = 0,
                  max_time_width: int = 40, p: float = 0.5) -> None:
         """Options:

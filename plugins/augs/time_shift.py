@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from esc50 import Augmentation, TaskConfig, check_min_max, hookimpl, to_device, uniform
+from esc50 import Augmentation, check_min_max, hookimpl, to_device, uniform
 
 ESC50_PLUGIN_API = 4
 
@@ -17,7 +17,7 @@ class TimeShift(Augmentation):
     name = "time_shift"
     stage = "features"
 
-    def __init__(self, config: TaskConfig, min_shift: float = -0.5, max_shift: float = 0.5,
+    def __init__(self, min_shift: float = -0.5, max_shift: float = 0.5,
                  rollover: bool = True, p: float = 0.5) -> None:
         """Options:
         rollover: frames shifted out come back at the other end (else silence)

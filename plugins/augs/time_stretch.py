@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from esc50 import Augmentation, TaskConfig, check_min_max, hookimpl, to_device, uniform
+from esc50 import Augmentation, check_min_max, hookimpl, to_device, uniform
 from esc50.plugins.augs.vocoder import stretch
 
 ESC50_PLUGIN_API = 4
@@ -18,7 +18,7 @@ class TimeStretch(Augmentation):
     name = "time_stretch"
     stage = "wave"
 
-    def __init__(self, config: TaskConfig, min_rate: float = 0.8, max_rate: float = 1.25,
+    def __init__(self, min_rate: float = 0.8, max_rate: float = 1.25,
                  p: float = 0.5) -> None:
         super().__init__(p)
         check_min_max("rate", min_rate, max_rate, (0.25, 4.0))

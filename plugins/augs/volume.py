@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from esc50 import Augmentation, TaskConfig, check_min_max, hookimpl, to_device, uniform
+from esc50 import Augmentation, check_min_max, hookimpl, to_device, uniform
 
 ESC50_PLUGIN_API = 4
 
@@ -16,7 +16,7 @@ class Volume(Augmentation):
     name = "volume"
     stage = "wave"
 
-    def __init__(self, config: TaskConfig, min_gain_db: float = -12.04,
+    def __init__(self, min_gain_db: float = -12.04,
                  max_gain_db: float = -12.04, p: float = 0.5) -> None:
         super().__init__(p)
         check_min_max("gain_db", min_gain_db, max_gain_db, (-60.0, 40.0))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, describe_unused,
+from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, describe_unused,
                    hookimpl, list_files)
 
 ESC50_PLUGIN_API = 4
@@ -29,7 +29,7 @@ class Folder(DatasetReader):
 
     name = "folder"
 
-    def __init__(self, config: TaskConfig, groups: str = "file", separator: str = "_",
+    def __init__(self, groups: str = "file", separator: str = "_",
                  min_clips_per_class: int = 1, max_seconds: float = 10.0) -> None:
         """Options:
         groups: which files are takes of one recording: file, folder or prefix

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from esc50 import (AUDIO_EXTENSIONS, Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig,
+from esc50 import (AUDIO_EXTENSIONS, Clip, ClipTable, DatasetReader, Esc50Error,
                    hookimpl, read_table)
 
 ESC50_PLUGIN_API = 4
@@ -21,7 +21,7 @@ class Manifest(DatasetReader):
 
     name = "csv"
 
-    def __init__(self, config: TaskConfig, file: str = "labels.csv", sample_rate: int = 44_100,
+    def __init__(self, file: str = "labels.csv", sample_rate: int = 44_100,
                  clip_seconds: float = 5.0) -> None:
         """Options:
         file: the manifest's name inside the dataset folder

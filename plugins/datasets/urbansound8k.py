@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, TaskConfig, describe_unused,
+from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, describe_unused,
                    hookimpl, list_files, read_table)
 
 ESC50_PLUGIN_API = 4
@@ -20,9 +20,6 @@ class UrbanSound8K(DatasetReader):
     name = "urbansound8k"
     licence = ("CC BY-NC 3.0 (Salamon, Jacoby and Bello, UrbanSound8K; clips from "
                "freesound.org): non-commercial use only, with attribution")
-
-    def __init__(self, config: TaskConfig) -> None:
-        pass
 
     def read(self, root: Path) -> ClipTable:
         meta = root / "metadata" / "UrbanSound8K.csv"

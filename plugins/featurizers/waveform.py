@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from esc50 import Featurizer, TaskConfig, hookimpl
+from esc50 import Featurizer, hookimpl
 
 ESC50_PLUGIN_API = 4
 
@@ -14,7 +14,7 @@ class Waveform(Featurizer):
 
     name = "waveform"
 
-    def __init__(self, config: TaskConfig) -> None:
+    def __init__(self) -> None:
         super().__init__()
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from esc50 import Logger, RunStart, TaskConfig, hookimpl
+from esc50 import Logger, RunStart, hookimpl
 from esc50.core.results.folder import write_history
 
 ESC50_PLUGIN_API = 4
@@ -18,7 +18,7 @@ class History(Logger):
 
     name = "history"
 
-    def __init__(self, config: TaskConfig) -> None:
+    def __init__(self) -> None:
         self.run_dir: Path | None = None
         self.rows: list[dict[str, float]] = []
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from esc50 import Esc50Error, Logger, RunStart, TaskConfig, hookimpl
+from esc50 import Esc50Error, Logger, RunStart, hookimpl
 
 if TYPE_CHECKING:  # a figure comes drawn; the listing need not import matplotlib
     from matplotlib.figure import Figure
@@ -29,7 +29,7 @@ class TensorBoard(Logger):
 
     name = "tensorboard"
 
-    def __init__(self, config: TaskConfig, log_dir: str = "") -> None:
+    def __init__(self, log_dir: str = "") -> None:
         """Options:
         log_dir: folder of the event files ("": tensorboard/ in the run folder)
         """

@@ -56,7 +56,7 @@ def per_clip(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     """``fn`` applied to each clip's valid steps of [B, ..., T] (clips of one length together):
     for layers that summarize the whole time axis (adaptive pooling). Reads the lengths on the
     host, so it waits for the device once per call. An exported model takes whole clips only
-    (see :mod:`esc50.core.commands.export`), so under ``torch.export`` every clip is whole."""
+    (see :mod:`esc50.commands.export`), so under ``torch.export`` every clip is whole."""
     if torch.compiler.is_exporting() or bool((lengths >= x.shape[-1]).all()):
         return fn(x)
     valid = lengths.clamp(1, x.shape[-1]).tolist()

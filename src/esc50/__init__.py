@@ -24,7 +24,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-_API = "esc50.core.commands.api"
+_API = "esc50.commands.api"
 _CONTRACTS = "esc50.core.plugin_api.contracts"
 _TESTING = "esc50.testing"
 # name -> module it lives in
@@ -32,7 +32,7 @@ _NAMES = {
     # the Python API
     "train": _API, "resume": _API, "cv": _API, "load": _API, "list_plugins": _API,
     "config": _API, "Run": _API, "CrossValidation": _API, "Model": _API, "tune": _API,
-    "Prediction": "esc50.core.commands.predict", "Timeline": "esc50.core.commands.timeline",
+    "Prediction": "esc50.commands.predict", "Timeline": "esc50.commands.timeline",
     # shared by both
     "TaskConfig": "esc50.core.config", "Esc50Error": "esc50.core.errors",
     # the plugin surface: hooks, contracts (base classes), helpers, testing

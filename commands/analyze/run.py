@@ -2,7 +2,7 @@
 parallel and sharded across machines.
 
 For each recording: its timeline (windows of the model's clip length every ``hop``, segments
-of one top class: :mod:`esc50.core.commands.timeline`), its segments kept for the ``classes``
+of one top class: :mod:`esc50.commands.timeline`), its segments kept for the ``classes``
 asked (all by default), written in each format asked (:mod:`formats`) under the results
 folder, mirroring the tree, then marked done (:mod:`results`). At the end of every run the
 combined table of segments, the failures and the summary are made again from every recording
@@ -36,14 +36,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from esc50.core.commands.analyze.formats import checked_formats, write_outputs
-from esc50.core.commands.analyze.recordings import (Recording, find_recordings, parse_shard,
+from esc50.commands.analyze.formats import checked_formats, write_outputs
+from esc50.commands.analyze.recordings import (Recording, find_recordings, parse_shard,
                                                     shard_share)
-from esc50.core.commands.analyze.results import ResultsTree
-from esc50.core.commands.analyze.review import write_review
-from esc50.core.commands.analyze.summary import detected_time, summarize, write_combined
-from esc50.core.commands.api import Model, load
-from esc50.core.commands.timeline import check_settings, segment_json
+from esc50.commands.analyze.results import ResultsTree
+from esc50.commands.analyze.review import write_review
+from esc50.commands.analyze.summary import detected_time, summarize, write_combined
+from esc50.commands.api import Model, load
+from esc50.commands.timeline import check_settings, segment_json
 from esc50.core.data.stream import AudioInput
 from esc50.core.errors import Esc50Error
 from esc50.core.files.digest import file_sha256

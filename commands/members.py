@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from esc50.core.commands.crossval import read_summary, same_experiment
+from esc50.commands.crossval import read_summary, same_experiment
 from esc50.core.config import TaskConfig, load_config
 from esc50.core.data.split import Split
 from esc50.core.errors import Esc50Error

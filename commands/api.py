@@ -27,19 +27,21 @@ from esc50.core.data.audio import float_samples, mono_blocks
 from esc50.core.data.stream import AudioInput
 from esc50.core.training.classifier import Classifier
 from esc50.core.config import TaskConfig, load_config, recipe_path
-from esc50.core.commands.arguments import checked_arguments
-from esc50.core.commands import tune as search
-from esc50.core.commands.crossval import cross_validate
+from esc50.commands.arguments import checked_arguments
+from esc50.commands import tune as search
+from esc50.commands.crossval import cross_validate
 from esc50.core.errors import Esc50Error, optional_module
-from esc50.core.commands.evaluate import evaluate_runs
-from esc50.core.commands.members import LoadedRun, describe, load_runs, model_source
-from esc50.core.commands.timeline import Timeline, Window, build_timeline, hop_samples
+from esc50.commands.evaluate import evaluate_runs
+from esc50.commands.members import LoadedRun, describe, load_runs, model_source
+from esc50.commands.timeline import Timeline, Window, build_timeline, hop_samples
 from esc50.core.results.folder import read_metrics
 from esc50.core.results.plots import PlotFigure, confusion_figure, learning_curves
-from esc50.core.commands.export import default_name, export_runs
-from esc50.core.commands.predict import (Prediction, audio_files, predict_files, probabilities,
+from esc50.commands.export import default_name, export_runs
+from esc50.commands.predict import (Prediction, audio_files, predict_files, probabilities,
                                          top_classes)
-from esc50.core.plugin_api.registry import KINDS, Registry, check_options_in_run, load_registry
+from esc50.core.plugin_api.choices import check_options_in_run
+from esc50.core.plugin_api.hookspecs import KINDS
+from esc50.core.plugin_api.registry import Registry, load_registry
 from esc50.core.training.resume import resume as resume_run
 from esc50.core.training.trainer import Trainer
 

@@ -1,6 +1,6 @@
 """`esc50 predict --timeline`: what sounds when, in a recording of any length.
 
-Every window (the run's clip length, every ``hop`` samples: :mod:`esc50.core.commands.predict`)
+Every window (the run's clip length, every ``hop`` samples: :mod:`esc50.commands.predict`)
 gets its start and end in seconds and its top classes with their probabilities; with
 ``min_prob`` only the classes that reach it are kept. Consecutive windows with the same top
 class (one that reaches ``min_prob``) are merged into segments: start, end, class, the mean and
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from esc50.core.commands.predict import default_hop, scored_windows
+from esc50.commands.predict import default_hop, scored_windows
 from esc50.core.errors import Esc50Error, optional_module
 from esc50.core.results.plots import timeline_figure
 from esc50.core.training.scoring import Member

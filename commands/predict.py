@@ -8,7 +8,7 @@ window is one zero-padded window, and one shorter than the featurizer's analysis
 refused, as in training. Files are read and scored as they stream: the windows a block of audio
 completes are scored before the next block is read, so memory does not grow with a file's length
 and a live stream is labelled as it arrives. ``esc50 predict`` averages the windows'
-probabilities; ``--timeline`` keeps them (:mod:`esc50.core.commands.timeline`)."""
+probabilities; ``--timeline`` keeps them (:mod:`esc50.commands.timeline`)."""
 
 from __future__ import annotations
 

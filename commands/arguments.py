@@ -20,8 +20,8 @@ import torch
 from esc50.core.errors import Esc50Error
 
 F = TypeVar("F", bound=Callable[..., Any])
-POSITIVE = {"sample_rate", "top_k", "jobs", "fold", "batch_size"}  # epochs: the config checks
-# them, and resume says how many the run has already trained
+POSITIVE = {"sample_rate", "top_k", "jobs", "fold"}  # TaskConfig's settings (epochs, batch
+# size, ...) are checked where the config is, once (TaskConfig.validated)
 
 
 def checked_arguments(function: F) -> F:

@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from esc50.core.commands.members import LoadedRun, check_unseen
+from esc50.commands.members import LoadedRun, check_unseen
 from esc50.core.data.audiocache import AudioCache
 from esc50.core.data.clips import find_clips
 from esc50.core.data.location import resolve_data_dir

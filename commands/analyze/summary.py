@@ -12,8 +12,8 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from esc50.core.commands.analyze.results import ResultsTree
-from esc50.core.commands.timeline import SEGMENT_FIELDS, csv_line
+from esc50.commands.analyze.results import ResultsTree
+from esc50.commands.timeline import SEGMENT_FIELDS, csv_line
 from esc50.core.files.write import write_text
 from esc50.core.results.plots import clock
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from esc50.core.commands.api import Run, load
+from esc50.commands.api import Run, load
 from esc50.core.errors import Esc50Error
 from esc50.core.plugin_api.registry import Registry
 

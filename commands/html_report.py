@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from esc50.core.commands.comparison import COLUMNS, RunReport, table_row
+from esc50.commands.comparison import COLUMNS, RunReport, table_row
 from esc50.core.data.audio import load_clip
 from esc50.core.results.card import CARD
 from esc50.core.results.metrics import WORST_SHOWN

@@ -36,8 +36,9 @@ from esc50.core.data.location import resolve_data_dir
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import read_text
 from esc50.core.files.write import output_folder, plain_name
-from esc50.core.plugin_api.registry import (Registry, check_options_in_run, load_registry,
-                                         parse_spec)
+from esc50.core.plugin_api.choices import check_options_in_run
+from esc50.core.plugin_api.components import parse_spec
+from esc50.core.plugin_api.registry import Registry, load_registry
 from esc50.core.training.batches import ExperimentData
 from esc50.core.training.trainer import Trainer
 

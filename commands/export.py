@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from esc50.core.commands.members import LoadedRun
-from esc50.core.commands.predict import default_hop
+from esc50.commands.members import LoadedRun
+from esc50.commands.predict import default_hop
 from esc50.core.data.audio import to_float
 from esc50.core.data.audiocache import AudioCache
 from esc50.core.data.clips import find_clips

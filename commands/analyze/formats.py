@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from esc50.core.commands.timeline import (SEGMENT_FIELDS, Segment, Timeline, csv_line,
+from esc50.commands.timeline import (SEGMENT_FIELDS, Segment, Timeline, csv_line,
                                           segment_json, segment_row)
 from esc50.core.errors import Esc50Error
 from esc50.core.files.write import write_text

@@ -31,9 +31,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from esc50.core.commands.crossval import experiment_settings
-from esc50.core.commands.evaluate import evaluate_runs
-from esc50.core.commands.members import LoadedRun, fold_runs, load_runs
+from esc50.commands.crossval import experiment_settings
+from esc50.commands.evaluate import evaluate_runs
+from esc50.commands.members import LoadedRun, fold_runs, load_runs
 from esc50.core.config import TaskConfig
 from esc50.core.data.audiocache import AudioCache
 from esc50.core.data.clips import find_clips

@@ -7,8 +7,8 @@ from typing import Callable
 
 import numpy as np
 
-from esc50.core.commands.comparison import COLUMNS, collect, table_row
-from esc50.core.commands.html_report import render_html
+from esc50.commands.comparison import COLUMNS, collect, table_row
+from esc50.commands.html_report import render_html
 from esc50.core.files.write import output_folder, write_text
 from esc50.core.results.plots import plot_confusion_matrix, plot_learning_curves
 from esc50.core.plugin_api.registry import Registry
