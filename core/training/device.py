@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 from functools import cache
 from typing import Callable, ContextManager
@@ -12,6 +13,7 @@ from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
 
 CPU_FLAGS = "/proc/cpuinfo"
+NO_BF16_VARIABLE = "ESC50_CPU_BF16"  # "0": float32 on a CPU even where it has bf16
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions for bf16 dot products
 
 
@@ -29,7 +31,10 @@ def pick_device(name: str) -> torch.device:
 def cpu_has_bf16() -> bool:
     """Whether this CPU has bf16 dot-product instructions (AVX-512 BF16 or AMX), under which
     bf16 autocast about halves the time of a convolution; elsewhere it is emulated, and slower
-    than float32. False where the CPU's flags cannot be read."""
+    than float32. False where the CPU's flags cannot be read, and where ``ESC50_CPU_BF16=0``
+    asks for float32 (to score as a CPU without them does, or to measure such numerics)."""
+    if os.environ.get(NO_BF16_VARIABLE) == "0":
+        return False
     try:
         flags = open(CPU_FLAGS).read().split()
     except OSError:
