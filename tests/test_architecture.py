@@ -145,3 +145,32 @@ def test_every_public_name_is_importable_from_esc50():
 
     missing = [name for name in esc50.__all__ if not hasattr(esc50, name)]
     assert missing == []
+
+
+def test_every_name_the_docs_give_imports():
+    """Every dotted name under ``esc50`` that README.md and docs/ give (``esc50.load``,
+    ``esc50.core.plugin_api.contracts.Randomness``, ``esc50.commands.api``, ...) is there:
+    moving code never breaks a documented path."""
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    names = sorted({name.rstrip(".") for path in texts
+                    for name in re.findall(r"`(esc50(?:\.[A-Za-z_]\w*)+)", path.read_text())})
+    assert len(names) > 20
+    missing = []
+    for name in names:
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest importable module, then attributes
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    found = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            try:
+                for attribute in parts[cut:]:
+                    found = getattr(found, attribute)
+            except AttributeError:
+                missing.append(name)
+            break
+        else:
+            missing.append(name)
+    assert missing == []
