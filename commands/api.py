@@ -368,8 +368,8 @@ class Model:
                data: str | Path | None = None, hop: float | None = None,
                log: Log = print) -> tuple[Path, Path]:
         """Write this model (an ensemble as one file) as a file that takes a mono waveform of
-        any length (shorter than a window: padded as predict pads) at its sample rate and returns the probabilities of
-        each window (every ``hop`` seconds; half a window by default) and their mean,
+        any length (shorter than a window: padded as predict pads) at its sample rate and
+        returns the probabilities of each window (every ``hop`` seconds; half a window by default) and their mean,
         featurizer and normalization included: ``fmt`` is ``"onnx"`` or ``"torchscript"``;
         ``quantize="int8"`` (ONNX) quantizes it, calibrated on training clips of ``data`` (the
         run's data by default); ``out`` defaults to ``model.<ext>`` (``model.int8.onnx``) in

@@ -230,8 +230,9 @@ def trained_card(run: LoadedRun, facts: dict[str, Any], estimate: dict[str, Any]
         f"- Trained on all {facts['clips']} clips of `{table.root.name}` ({config.dataset}); "
         f"the clip list is `record/clips.txt`.",
         f"- **Licence of the weights**: that of the data they were learned from, "
-        f"{table.licence or 'which its dataset plugin does not state'}; see `LICENSE`" + (" and, for every clip's source and licence, `ATTRIBUTION.txt`"
-                               if (table.root / "LICENSE").is_file() else "")
+        f"{table.licence or 'which its dataset plugin does not state'}; see `LICENSE`"
+        + (" and, for every clip's source and licence, `ATTRIBUTION.txt`"
+           if (table.root / "LICENSE").is_file() else "")
         + ". The esc50 code is MIT; these weights are not.", "",
         "## How well it does on clips it never heard",
         *estimate_lines(estimate, state["class_names"]), "",

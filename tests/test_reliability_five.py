@@ -21,7 +21,7 @@ import torch
 from click.testing import CliRunner
 
 import esc50
-from esc50 import Augmentation, Esc50Error, TaskConfig, hookimpl
+from esc50 import Esc50Error, TaskConfig, hookimpl
 from esc50.cli.main import cli
 from esc50.commands import tune
 from esc50.core.data.audio import MAX_PERIOD, read_mono, resampling_ratio
@@ -30,6 +30,7 @@ from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.scoring import Scoring
 from esc50.core.training.trainer import Trainer
 from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
+from tests.test_contracts import RareNaN
 
 
 @pytest.fixture(scope="module")
@@ -278,23 +279,9 @@ def test_an_ensemble_checks_its_members_against_its_cross_validation(tmp_path, r
         esc50.load(root)
 
 
-class RareNaN(Augmentation):
-    """Turns about one clip in ten of a training batch to NaN (none in the set-up pass)."""
-
-    name = "rarenan5"
-
-    def __init__(self, config: TaskConfig, p: float = 1.0) -> None:
-        super().__init__(p)
-
-    def sample(self, batch_size, generator):
-        return {"u": torch.rand(batch_size, generator=generator, device=generator.device)}
-
-    def apply(self, wav, chosen, params, generator):
-        bad = (params["u"].to(wav.device) < 0.1) & chosen.to(wav.device) & (len(wav) > 2)
-        return torch.where(bad[:, None], torch.full_like(wav, float("nan")), wav)
-
-
 def test_a_nan_step_never_reaches_the_weights(synthetic_data, tmp_path):
+    """The augmentation of tests/test_contracts.py that turns a clip of a batch to NaN now and
+    then: the step it spoils is skipped, so the weights stay finite while the stage is named."""
     @hookimpl(specname="register_augmentations")
     def hook(register):
         register(RareNaN)
@@ -303,9 +290,9 @@ def test_a_nan_step_never_reaches_the_weights(synthetic_data, tmp_path):
     registry.register_plugin(types.SimpleNamespace(__name__="n5", register_augmentations=hook),
                              "odd")
     config = small_config(synthetic_data, output_dir=str(tmp_path), run_name="r", batch_size=4,
-                          augs=["odd.rarenan5"], num_epochs=2)
+                          augs=["odd.rarenan"], num_epochs=2)
     trainer = Trainer(config, registry, log=lambda _: None)
-    with pytest.raises(Esc50Error, match=r"the loss became nan .*; augmentation odd.rarenan5"):
+    with pytest.raises(Esc50Error, match=r"the loss became nan .*; augmentation odd.rarenan"):
         trainer.fit()
     assert all(torch.isfinite(p).all() for p in trainer.state.model.parameters())
     assert all(torch.isfinite(t).all() for t in trainer.state.scored_model.state_dict().values()

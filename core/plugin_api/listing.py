@@ -49,8 +49,8 @@ def cached_listing(build: Callable[[], dict[str, Any]],
                    count: Callable[[Path], dict[str, int | None]], refresh: bool = False,
                    wait: bool = False) -> dict[str, Any]:
     """``{"plugins": rows, "sources": ..., "trained": ..., "problems": ..., "warnings": ...}``,
-    from the cache when nothing it depends on changed, else made by ``build`` and cached (a cache folder that cannot be
-    written only costs the time). Each model row's ``parameters`` is its count, None where it
+    from the cache when nothing it depends on changed, else made by ``build`` and cached (a
+    cache folder that cannot be written only costs the time). Each model row's ``parameters`` is its count, None where it
     cannot be built for ESC-50's defaults, or ``COUNTING`` (see the module docstring).
     ``count(path)`` counts here, when the cache cannot be written for a process to count
     into."""

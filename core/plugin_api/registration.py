@@ -51,12 +51,12 @@ def add_plugin(registry: Registry, plugin: object, namespace: str, package: str,
     where = f"plugin {namespace} ({package} {version})".replace(" )", ")")
     if declared is not None and (not isinstance(declared, int) or isinstance(declared, bool)
                                  or declared < 1):
-        registry.problems.append(f"{where} declares ESC50_PLUGIN_API = {declared!r}, which is "
-                             f"not a plugin API version (1 to {current})")
+        registry.problems.append(f"{where} declares ESC50_PLUGIN_API = {declared!r}, which "
+                                 f"is not a plugin API version (1 to {current})")
         return
     if declared is not None and declared > current:
-        registry.problems.append(f"{where} is built for plugin API {declared}, newer than this "
-                             f"esc50's ({current}): upgrade esc50")
+        registry.problems.append(f"{where} is built for plugin API {declared}, newer than "
+                                 f"this esc50's ({current}): upgrade esc50")
         return
     api = current if declared is None else declared
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -95,37 +95,36 @@ def add_plugin(registry: Registry, plugin: object, namespace: str, package: str,
         adapted = f"; esc50 (API {current}) adapts it" if api < current else ""
         if api < current:
             adapted += f" (that adapter is {goes_away(API_1_2 if api <= 2 else API_3)})"
-        registry.warnings.append(f"{where} {written}{adapted}. To port it: {'; '.join(changes)} "
-                             "(docs/plugins.md, Compatibility)")
+        registry.warnings.append(f"{where} {written}{adapted}. To port it: "
+                                 f"{'; '.join(changes)} (docs/plugins.md, Compatibility)")
 
 
 def weights_callback(registry: Registry, namespace: str, package: str) -> Callable[..., None]:
     def register(name: str, file: str, urls: list[str] | tuple[str, ...],
                  size: int | None = None, checksum: str | None = None, licence: str = "",
                  citation: str = "") -> None:
-        weights = WeightFile(name, file, tuple(urls), size, checksum, licence, citation,
-                             f"{namespace} ({package})")
-        if name in registry.weights:
-            registry.problems.append(f"weights {name!r} are registered by both "
-                                 f"{registry.weights[name].source} and {weights.source}; keeping "
-                                 "the first")
-            return
-        registry.weights[name] = weights
+        keep_first(registry, registry.weights, "weights", WeightFile(
+            name, file, tuple(urls), size, checksum, licence, citation, f"{namespace} ({package})"))
     return register
 
 
 def trained_callback(registry: Registry, namespace: str, package: str) -> Callable[..., None]:
     def register(name: str, path: str | Path, checksum: str, description: str = "",
                  licence: str = "") -> None:
-        model = TrainedModel(name, Path(path), checksum, description, licence,
-                             f"{namespace} ({package})")
-        if name in registry.trained:
-            registry.problems.append(f"trained model {name!r} is registered by both "
-                                 f"{registry.trained[name].source} and {model.source}; keeping "
-                                 "the first")
-            return
-        registry.trained[name] = model
+        keep_first(registry, registry.trained, "trained model", TrainedModel(
+            name, Path(path), checksum, description, licence, f"{namespace} ({package})"))
     return register
+
+
+def keep_first(registry: Registry, store: dict[str, Any], what: str, item: Any) -> None:
+    """Add ``item`` (a weight file or a trained model, by its ``name``) to ``store``; a name
+    another plugin registered first is a problem of the second, and the first is kept."""
+    if item.name in store:
+        registry.problems.append(f"{what} {item.name!r} is registered by both "
+                                 f"{store[item.name].source} and {item.source}; keeping the "
+                                 "first")
+        return
+    store[item.name] = item
 
 
 def component_callback(registry: Registry, kind: str, namespace: str, package: str, version: str,
@@ -140,8 +139,9 @@ def component_callback(registry: Registry, kind: str, namespace: str, package: s
         component_id = f"{namespace}.{name}"
         if component_id in registry.components:
             other = registry.components[component_id]
-            registry.problems.append(f"{kind} id {component_id} is claimed by both {other.package} "
-                                 f"and {package}; keeping {other.package}'s")
+            registry.problems.append(f"{kind} id {component_id} is claimed by both "
+                                     f"{other.package} and {package}; keeping "
+                                     f"{other.package}'s")
             return
         doc = description or (inspect.getdoc(factory) or "").strip().split("\n")[0]
         registry.components[component_id] = Component(kind, component_id, factory, doc, package,
