@@ -246,3 +246,19 @@ def test_the_onnx_example_labels_a_file_as_esc50_does_with_onnxruntime_alone(ton
             wanted = expected[-3:] if not extra else expected[-1:]
             assert [float(x) for x in numbers] == pytest.approx([float(x) for x in wanted],
                                                                 abs=2e-4)
+
+
+def test_the_plot_shows_every_class_that_leads_a_window_unless_told_how_many():
+    from esc50.core.results.plots import timeline_figure
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(50) * 0.1, size=79).astype(np.float32)
+    leading = len(set(probabilities.argmax(axis=1)))
+    assert leading > 10  # more than the ten rows the plot used to keep
+    spans = [(k * 2.5, k * 2.5 + 5.0) for k in range(79)]
+    names = [f"class {i}" for i in range(50)]
+    rows = [t.get_text() for t in timeline_figure(probabilities, names, spans, 200.0, "t")
+            .axes[0].get_yticklabels()]
+    assert sorted(rows) == sorted(names[i] for i in set(probabilities.argmax(axis=1)))
+    assert len(timeline_figure(probabilities, names, spans, 200.0, "t", rows=5)
+               .axes[0].get_yticklabels()) == 5
