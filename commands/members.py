@@ -58,13 +58,6 @@ def model_source(source: str | Path, registry: Registry) -> tuple[Path, TrainedM
     return trained.verified(), trained
 
 
-def fold_runs(folder: Path, which: str) -> list[Path]:
-    """The fold runs of a cross-validation folder (``fold-*`` folders holding the checkpoint
-    ``which``), in fold order; none when ``folder`` is not one."""
-    runs = [p for p in folder.glob(f"{FOLD_PREFIX}*") if (p / CHECKPOINTS[which]).is_file()]
-    return sorted(runs, key=lambda p: (len(p.name), p.name))
-
-
 def load_runs(path: Path, which: str, registry: Registry,
               warn: Callable[[str], None] = print) -> list[LoadedRun]:
     """The model of a run folder or checkpoint file, or every fold model of a

@@ -21,7 +21,6 @@ The folder it writes:
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -31,10 +30,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from esc50.commands.crossval import experiment_settings
+from esc50.commands.crossval import experiment_settings, read_summary, same_experiment
 from esc50.commands.evaluate import evaluate_runs
-from esc50.commands.members import LoadedRun, fold_runs, load_runs
-from esc50.core.config import TaskConfig
+from esc50.commands.members import LoadedRun, checked_members, load_runs
+from esc50.core.config import TaskConfig, load_config
 from esc50.core.data.audiocache import AudioCache
 from esc50.core.data.clips import find_clips
 from esc50.core.data.location import resolve_data_dir
@@ -155,25 +154,19 @@ def cross_validation_estimate(folder: Path, run: LoadedRun, registry: Registry,
     cross-validation in ``folder`` (its ``cv.json``), and per-class accuracy over every clip,
     each scored by the fold model that never trained on it. Refused when its settings differ
     from the run's in anything but the split."""
-    try:
-        summary = json.loads((folder / "cv.json").read_text())
-        accuracies = {int(k): float(v) for k, v in summary["folds"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise Esc50Error(f"{folder / 'cv.json'}: not a finished cross-validation's summary "
-                         f"({type(exc).__name__}: {exc})") from None
-    folds = fold_runs(folder, "last")
-    if not folds:
-        raise Esc50Error(f"{folder} holds no fold runs (fold-*/last.pt)")
+    summary = read_summary(folder)
+    folds = checked_members(folder, "last")
+    if not same_experiment(summary, run.config):
+        theirs = experiment_settings(load_config(folds[0] / "config.toml"))
+        ours = experiment_settings(run.config)
+        differing = [key for key in sorted(theirs.keys() | ours.keys())
+                     if key != "split" and theirs.get(key) != ours.get(key)]
+        raise Esc50Error(f"{folder} was trained with other settings than the run "
+                         f"({', '.join(differing)}): its cross-validation does not estimate "
+                         "this model")
     matrix = None
     for fold in folds:
         [member] = load_runs(fold, "last", registry, log)
-        theirs, ours = experiment_settings(member.config), experiment_settings(run.config)
-        differing = [key for key in sorted(theirs.keys() | ours.keys())
-                     if key != "split" and theirs.get(key) != ours.get(key)]
-        if differing:
-            raise Esc50Error(f"{fold} was trained with other settings than the run "
-                             f"({', '.join(differing)}): its cross-validation does not estimate "
-                             "this model")
         report = evaluate_runs([member], registry, data, warn=log)
         matrix = np.array(report["confusion_matrix"]) + (0 if matrix is None else matrix)
         log(f"{fold.name}: {report['accuracy']:.3f} on its {report['clips']} held-out clips")
@@ -181,7 +174,8 @@ def cross_validation_estimate(folder: Path, run: LoadedRun, registry: Registry,
         np.repeat(np.arange(len(matrix)), matrix.sum(axis=1)),
         np.concatenate([np.repeat(np.arange(len(matrix)), row) for row in matrix]),
         run.state["class_names"])
-    return {"folder": folder, "summary": summary, "folds": accuracies, "pooled": pooled}
+    return {"folder": folder, "summary": summary, "pooled": pooled,
+            "folds": {int(k): v for k, v in summary["folds"].items()}}
 
 
 def probe_answers(member: Member, config: TaskConfig, class_names: list[str]

@@ -72,7 +72,8 @@ def checked_which(which: str) -> str:
 def checkpoint_path(path: Path, which: str = "last") -> Path:
     """``path`` when it is a checkpoint file, else the run directory's ``last.pt`` (the final
     epoch: reported) or ``best.pt`` (chosen on validation)."""
-    path = path / CHECKPOINTS[checked_which(which)] if path.is_dir() else path
+    which = checked_which(which)
+    path = path / CHECKPOINTS[which] if path.is_dir() else path
     if not path.is_file():
         raise Esc50Error(f"checkpoint {path} does not exist")
     return path
