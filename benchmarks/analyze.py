@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from esc50.commands.analyze.run import Settings, analyze
+from esc50.commands.analyze.run import analyze
 from esc50.core.data.audio import read_mono
 from esc50.core.training.device import NO_BF16_VARIABLE
 from fresh import in_fresh_process  # benchmarks/, the folder this script runs from
@@ -39,8 +39,7 @@ def measure(model: str, tree: Path, mode: str, jobs: int) -> dict:
                 pass
     else:
         with tempfile.TemporaryDirectory() as out:
-            analyze(model, tree, Path(out), Settings(), jobs=jobs, log=lambda _: None,
-                    progress=False)
+            analyze(model, tree, out, jobs=jobs, log=lambda _: None, progress=False)
     return {"seconds": time.perf_counter() - started,
             "peak_rss_mib": max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                                 resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024}

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import click
 
@@ -47,14 +46,14 @@ def analyze(model: str, folder: str, out: str, formats: tuple[str, ...], classes
     """Label every recording under DIR (any format soundfile reads) with MODEL (a run, a
     cross-validation folder or a trained model's name): a result file per recording, the
     combined table and a summary. Running it again continues where it stopped."""
-    from esc50.commands.analyze.run import Settings, analyze as run_analysis
+    from esc50.commands.analyze.run import analyze as run_analysis
     from esc50.commands.analyze.summary import summary_lines
 
-    settings = Settings(hop, min_prob, top_k,
-                        tuple(c.strip() for c in classes.split(",") if c.strip())
-                        if classes else (), formats or ("csv",), embeddings)
-    summary = run_analysis(model, Path(folder), Path(out), settings, jobs, shard,
-                           segments, per_class, functools.partial(click.echo, err=True),
+    summary = run_analysis(model, folder, out, formats=list(formats),
+                           classes=[c.strip() for c in classes.split(",") if c.strip()]
+                           if classes else None, min_prob=min_prob, hop=hop, top_k=top_k,
+                           jobs=jobs, shard=shard, segments=segments, per_class=per_class,
+                           embeddings=embeddings, log=functools.partial(click.echo, err=True),
                            progress=not no_progress)
     click.echo("\n".join(summary_lines(summary)[:2]))
     click.echo(f"results in {out}: segments.csv (every segment), summary.txt, summary.json"

@@ -20,11 +20,11 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
+import esc50
 from esc50 import Esc50Error
 from esc50.cli.main import cli
 from esc50.commands.analyze.formats import RAVEN_COLUMNS
 from esc50.commands.analyze.recordings import Recording, parse_shard, shard_share
-from esc50.commands.analyze.run import Settings, analyze
 from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
 from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
@@ -191,8 +191,8 @@ def test_shards_split_by_length_and_torchrun_names_the_shard():
 
 def test_embeddings_come_with_the_window_table(model_dir, tmp_path):
     tree = write_tree(tmp_path / "tree")
-    summary = analyze(model_dir, tree, tmp_path / "out", Settings(embeddings=True),
-                      log=lambda _: None, progress=False)
+    summary = esc50.analyze(model_dir, tree, tmp_path / "out", embeddings=True,
+                            log=lambda _: None, progress=False)
     assert summary["done"] == len(TREE)
     base = tmp_path / "out" / "site2" / "long.wav"
     matrix = np.load(f"{base}.embeddings.npy")
@@ -221,8 +221,8 @@ PLAYERS = """async () => {
 
 def test_the_review_page_plays_every_detection_in_headless_chromium(model_dir, tmp_path):
     tree, review = write_tree(tmp_path / "tree"), tmp_path / "review"
-    analyze(model_dir, tree, tmp_path / "out", segments=review, per_class=2,
-            log=lambda _: None, progress=False)
+    esc50.analyze(model_dir, tree, tmp_path / "out", segments=review, per_class=2,
+                  log=lambda _: None, progress=False)
     page = (review / "index.html").read_text()
     sources = [part.split('"')[0] for part in page.split('<audio controls preload="none" '
                                                          'src="')[1:]]

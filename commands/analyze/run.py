@@ -43,6 +43,7 @@ from esc50.commands.analyze.results import ResultsTree
 from esc50.commands.analyze.review import write_review
 from esc50.commands.analyze.summary import detected_time, summarize, write_combined
 from esc50.commands.api import Model, load
+from esc50.commands.arguments import checked_arguments
 from esc50.commands.timeline import check_settings, segment_json
 from esc50.core.data.stream import AudioInput
 from esc50.core.errors import Esc50Error
@@ -92,12 +93,31 @@ def checked_settings(model: Model, settings: Settings) -> Settings:
                     tuple(checked_formats(list(settings.formats))), settings.embeddings)
 
 
-def analyze(model_source: str | Path, folder: str | Path, out: str | Path,
-            settings: Settings = Settings(), jobs: int = 1, shard: str | None = None,
-            segments: str | Path | None = None, per_class: int = PER_CLASS, log: Log = print,
+@checked_arguments
+def analyze(model: str | Path, folder: str | Path, out: str | Path, *,
+            formats: list[str] | None = None, classes: list[str] | None = None,
+            min_prob: float = 0.0, hop: float | None = None, top_k: int = 3, jobs: int = 1,
+            shard: str | None = None, segments: str | Path | None = None,
+            per_class: int = PER_CLASS, embeddings: bool = False, log: Log = print,
             progress: bool = True) -> dict[str, Any]:
-    """Label every recording under ``folder`` into the results tree ``out`` (see the module
-    docstring); returns the summary of every recording done there."""
+    """Label every recording under ``folder`` with ``model`` (a run, a cross-validation folder
+    or a trained model's name) into the results tree ``out``, as ``esc50 analyze`` does (see
+    the module docstring): ``formats`` of the result files (csv, json, audacity, raven),
+    ``classes`` whose segments are kept, ``min_prob``, ``hop`` and ``top_k`` as for a timeline,
+    ``jobs`` worker processes, ``shard`` ("i/n") this machine's share, ``segments`` the folder
+    of the review page (``per_class`` detections a class), ``embeddings`` each window's.
+    Returns the summary of every recording done in ``out``."""
+    settings = Settings(hop, min_prob, top_k, tuple(classes or ()), tuple(formats or ("csv",)),
+                        embeddings)
+    return run_analysis(model, Path(folder), Path(out), settings, jobs, shard,
+                        Path(segments) if segments is not None else None, per_class, log,
+                        progress)
+
+
+def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Settings,
+                 jobs: int, shard: str | None, segments: Path | None, per_class: int, log: Log,
+                 progress: bool) -> dict[str, Any]:
+    """:func:`analyze` with its settings gathered."""
     if jobs < 1:
         raise Esc50Error(f"--jobs {jobs} must be at least 1")
     if per_class < 1:
@@ -105,8 +125,7 @@ def analyze(model_source: str | Path, folder: str | Path, out: str | Path,
     model = load(model_source, warn=log)
     settings = checked_settings(model, settings)
     index, count = parse_shard(shard)
-    out = Path(out)
-    recordings = find_recordings(Path(folder), skip=out)
+    recordings = find_recordings(folder, skip=out)
     mine = shard_share(recordings, index, count)
     tree = ResultsTree(out, {**asdict(settings), "classes": list(settings.classes),
                              "formats": list(settings.formats), "model": model_digest(model)})
@@ -133,7 +152,7 @@ def analyze(model_source: str | Path, folder: str | Path, out: str | Path,
         tried = {r["file"] for r in records} | {f["file"] for f in failures}
         missing = [r for r in recordings if r.relative.as_posix() not in tried]
         if segments is not None and not missing:
-            page = write_review(Path(segments), records,
+            page = write_review(segments, records,
                                 {r.relative.as_posix(): r.path for r in recordings},
                                 model.config.length_wav / model.sample_rate, per_class)
             log(f"review page: {page}")

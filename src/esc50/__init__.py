@@ -33,6 +33,7 @@ _NAMES = {
     "train": _API, "resume": _API, "cv": _API, "load": _API, "list_plugins": _API,
     "config": _API, "Run": _API, "CrossValidation": _API, "Model": _API, "tune": _API,
     "Prediction": "esc50.commands.predict", "Timeline": "esc50.commands.timeline",
+    "analyze": "esc50.commands.analyze.run",
     # shared by both
     "TaskConfig": "esc50.core.config", "Esc50Error": "esc50.core.errors",
     # the plugin surface: hooks, contracts (base classes), helpers, testing
