@@ -249,3 +249,11 @@ def test_the_review_page_plays_every_detection_in_headless_chromium(model_dir, t
     assert all(abs(d - 1.0) < 0.01 for d in facts["durations"]), facts["durations"]
     assert all(width > 0 for width in facts["images"])
     assert sorted(facts["sections"]) == ["0", "1", "2", "3"]
+
+
+def test_a_damaged_settings_record_is_one_line(model_dir, tmp_path):
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    (out / ".esc50-analyze").mkdir(parents=True)
+    (out / ".esc50-analyze" / "settings.json").write_text("[1, 2")
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    assert code == 1 and "settings.json is damaged" in output and output.count("\n") == 1

@@ -39,9 +39,14 @@ class ResultsTree:
             (self.state / part).mkdir(parents=True, exist_ok=True)
         recorded_file = self.state / "settings.json"
         if recorded_file.is_file():
-            recorded = json.loads(recorded_file.read_text())
-            differing = sorted(k for k in recorded.keys() | settings.keys()
-                               if recorded.get(k) != settings.get(k))
+            try:
+                recorded = json.loads(recorded_file.read_text())
+                differing = sorted(k for k in recorded.keys() | settings.keys()
+                                   if recorded.get(k) != settings.get(k))
+            except (OSError, ValueError, AttributeError):
+                raise Esc50Error(f"{recorded_file} is damaged (not the settings esc50 analyze "
+                                 "writes): give another --out, or delete the folder's "
+                                 f"{STATE} to start its analysis again") from None
             if differing:
                 raise Esc50Error(f"{root} holds results made with other settings "
                                  f"({', '.join(differing)}): continue with the same command, "
