@@ -2,6 +2,7 @@
 tiny configuration: three folds side by side, the figures collected, no checkpoints."""
 
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -20,13 +21,25 @@ TINY = ["--epochs", "2", "--batch-size", "8", "--set", "warmup_epochs=1",
 
 @pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_the_gpu_accuracy_script_runs_and_collects_small_files(tmp_path):
-    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    """The layout a GPU machine gets: the script in a checkout whose prepared .data/esc50 it
+    reads (no ../shared there), the figures collected into OUT."""
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3), with_csv=True)
+    checkout = tmp_path / "checkout"
+    (checkout / "benchmarks").mkdir(parents=True)
+    script = checkout / "benchmarks" / "accuracy_gpu.sh"
+    shutil.copy(ROOT / "benchmarks" / "accuracy_gpu.sh", script)
     out = tmp_path / "out"
-    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "DATA": str(data), "RECIPE": "gpu",
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "RECIPE": "gpu",
            "DEVICE": "cpu", "JOBS": "3", "LIMIT": "600", "HOME": str(tmp_path)}
-    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "accuracy_gpu.sh"), "run", str(out),
-                           *TINY], env=env, capture_output=True, text=True)
+    prepared = subprocess.run(["bash", str(script), "prepare"], capture_output=True, text=True,
+                              env={**env, "SOURCE": str(data), "WHEELS": ""})  # no download
+    assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+    assert sorted(p.name for p in (checkout / ".data" / "esc50" / "audio").iterdir()) == \
+        sorted(p.name for p in (data / "audio").iterdir())
+    done = subprocess.run(["bash", str(script), "run", str(out), *TINY], env=env,
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert f"clips from {checkout / '.data' / 'esc50'}" in (out / "log.txt").read_text()
     summary = json.loads((out / "cv.json").read_text())
     assert sorted(summary["folds"]) == ["1", "2", "3"] and summary["epochs"] == 2
     assert summary["model"] == "plugins.rescnn"
