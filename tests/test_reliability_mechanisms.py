@@ -2,7 +2,6 @@
 each fixing a class of hostile inputs where it arises, and property-based tests of the parsers
 (Hypothesis)."""
 
-import json
 import os
 import string
 import sys

@@ -117,9 +117,8 @@ def analyze(model: str | Path, folder: str | Path, out: str | Path, *,
 def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Settings,
                  jobs: int, shard: str | None, segments: Path | None, per_class: int, log: Log,
                  progress: bool) -> dict[str, Any]:
-    """:func:`analyze` with its settings gathered."""
-    if jobs < 1:
-        raise Esc50Error(f"--jobs {jobs} must be at least 1")
+    """:func:`analyze` with its settings gathered (``jobs`` and ``top_k`` are checked by
+    :func:`checked_arguments`)."""
     if per_class < 1:
         raise Esc50Error(f"--per-class {per_class} must be at least 1")
     model = load(model_source, warn=log)
