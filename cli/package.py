@@ -23,9 +23,11 @@ from esc50.cli.errors import user_errors
               "and to time the model.")
 @click.option("--float32", "full_precision", is_flag=True, help="keep float32 weights (by "
               "default float16, where that changes no prediction on the dataset's clips).")
+@click.option("--note", default="", help="what the card should say of the data besides its "
+              "folder (a re-encoded copy, say).")
 @user_errors
 def package(run_dir: str, name: str, out: str, cross_validation: str | None, data: str | None,
-            full_precision: bool) -> None:
+            full_precision: bool, note: str) -> None:
     """A finished run as a trained model a plugin package ships by name: model.pt, LICENSE,
     MODEL_CARD.md and its training record (register it with register_trained_models)."""
     from esc50.commands.api import registry_with_warnings
@@ -34,7 +36,7 @@ def package(run_dir: str, name: str, out: str, cross_validation: str | None, dat
     echo = functools.partial(click.echo, err=True)
     done = package_run(Path(run_dir), Path(out), name, registry_with_warnings(echo),
                        not full_precision, Path(cross_validation) if cross_validation else None,
-                       data, echo)
+                       data, note, echo)
     click.echo(f"wrote {out} ({done.precision}, {done.path.stat().st_size / 2**20:.1f} MiB); "
                f"register it with register(\"{name}\", <path of {done.path.name}>, "
                f"\"sha256:{done.sha256}\", ...)")

@@ -21,6 +21,7 @@ The folder it writes:
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -71,11 +72,13 @@ class Packaged:
 
 def package_run(run_dir: Path, out: Path, name: str, registry: Registry, half: bool = True,
                 cross_validation: Path | None = None, data: str | None = None,
-                log: Callable[[str], None] = print) -> Packaged:
+                note: str = "", log: Callable[[str], None] = print) -> Packaged:
     """Write the trained model of ``run_dir`` (its final epoch) to the folder ``out`` as
     ``name`` (see the module docstring). ``cross_validation``: a cross-validation folder of the
     same settings, whose figures the card quotes as the estimate for unseen clips; ``data``:
-    the dataset folder (default: the run's), scored to check half precision and to time it."""
+    the dataset folder (default: the run's), scored to check half precision and to time it;
+    ``note``: what the card should say of the data besides its folder (a re-encoded copy,
+    say)."""
     if not NAME.fullmatch(name):
         raise Esc50Error(f"--name {name!r}: a trained model's name is lower-case letters, "
                          "digits, '.', '_' or '-'")
@@ -111,7 +114,7 @@ def package_run(run_dir: Path, out: Path, name: str, registry: Registry, half: b
     save_checkpoint(shipped, target)
     write_record(run_dir, out / RECORD, run.state)
     write_licence(out, table)
-    facts = {"name": name, "precision": precision, "changed_by_half": changed,
+    facts = {"name": name, "precision": precision, "changed_by_half": changed, "note": note,
              "clips": len(table.clips), "bytes": target.stat().st_size,
              "clip_seconds": seconds / len(table.clips),
              "probes": probe_answers(run.member, run.config, run.state["class_names"])}
@@ -199,8 +202,7 @@ def trained_card(run: LoadedRun, facts: dict[str, Any], estimate: dict[str, Any]
                  table: ClipTable) -> str:
     """MODEL_CARD.md of a packaged model."""
     config, state = run.config, run.state
-    parameters = sum(v.numel() for v in run.member.classifier.model.state_dict().values()
-                     if v.is_floating_point())
+    parameters = sum(p.numel() for p in run.member.classifier.model.parameters())
     seconds = config.length_wav / config.sample_rate
     half = facts["changed_by_half"]
     numerics = ("scored under bf16 autocast where the CPU has bf16 instructions (AVX-512 BF16 "
@@ -222,7 +224,7 @@ def trained_card(run: LoadedRun, facts: dict[str, Any], estimate: dict[str, Any]
         f"probabilities of {len(state['class_names'])} classes.", "",
         "## Data and licence",
         f"- Trained on all {facts['clips']} clips of `{table.root.name}` ({config.dataset}); "
-        f"the clip list is `record/clips.txt`.",
+        f"the clip list is `record/clips.txt`." + (f" {facts['note']}" if facts["note"] else ""),
         f"- **Licence of the weights**: that of the data they were learned from, "
         f"{table.licence or 'which its dataset plugin does not state'}; see `LICENSE`"
         + (" and, for every clip's source and licence, `ATTRIBUTION.txt`"
@@ -241,7 +243,8 @@ def trained_card(run: LoadedRun, facts: dict[str, Any], estimate: dict[str, Any]
         "## Speed",
         f"- {facts['clip_seconds'] * 1000:.1f} ms per {seconds:g}-second clip "
         f"({seconds / facts['clip_seconds']:.0f}x real time) scoring the {facts['clips']} "
-        "clips in batches on the machine that packaged it.", "",
+        f"clips in batches on the machine that packaged it ({os.cpu_count()} CPU cores"
+        f"{', bf16' if run.member.scoring.bf16 else ''}).", "",
         "## Limits",
         *limits(config, len(state["class_names"])),
         "- Outside its classes it still answers one of them, often with confidence: "

@@ -22,9 +22,16 @@ def test_wheel_holds_only_the_esc50_package_and_its_entry_points(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"esc50", wheel.name.split("-py3")[0] + ".dist-info"}
-    for module in ("esc50/core/training/trainer.py", "esc50/core/results/folder.py", "esc50/plugins/models/crnn.py", "esc50/cli/main.py",
-                   "esc50/__main__.py", "esc50/recipes/strong.toml"):
+    for module in ("esc50/core/training/trainer.py", "esc50/core/results/folder.py",
+                   "esc50/plugins/models/crnn.py", "esc50/cli/main.py", "esc50/__main__.py",
+                   "esc50/recipes/strong.toml", "esc50/commands/api.py",
+                   "esc50/commands/analyze/run.py", "esc50/plugins/models/trained.toml"):
         assert module in names
+    # the trained model esc50 ships, with its licence, card and record: usable after install
+    shipped = "esc50/plugins/models/trained/esc50-rescnn/"
+    for file in ("model.pt", "model.pt.sha256", "LICENSE", "ATTRIBUTION.txt", "MODEL_CARD.md",
+                 "record/config.toml", "record/history.csv", "record/clips.txt"):
+        assert shipped + file in names, file
     info = next(n for n in names if n.endswith("entry_points.txt"))
     entry_points = zipfile.ZipFile(wheel).read(info).decode()
     assert "esc50 = esc50.cli.main:cli" in entry_points

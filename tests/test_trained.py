@@ -135,7 +135,7 @@ def test_the_shipped_model_is_listed_and_refused_when_tampered(tmp_path):
     body[len(body) // 2] ^= 0xFF
     copy.write_bytes(bytes(body))
     with pytest.raises(Esc50Error, match="does not match the sha256 its package registers"):
-        esc50.load(name, registry=registry_with(name + "-copy", copy, shipped.checksum))
+        esc50.load(name + "-copy", registry=registry_with(name + "-copy", copy, shipped.checksum))
 
 
 def test_the_shipped_model_labels_esc50_clips_by_name(real_data):
