@@ -13,7 +13,7 @@ import click
 
 from esc50.commands.predict import audio_files
 from esc50.commands.timeline import (SEGMENT_FIELDS, Timeline, Window, csv_line,
-                                          segment_row)
+                                          segment_json, segment_row)
 from esc50.core.data.stream import STDIN
 from esc50.core.errors import Esc50Error
 from esc50.core.results.folder import refuse_run_file
@@ -94,7 +94,8 @@ def print_timelines(model: Any, inputs: Any, paths: list[Path], top_k: int, hop:
             continue
         results.append(timeline.to_dict())
         if as_csv and not window_rows:
-            click.echo("".join(csv_line(segment_row(source, s)) for s in timeline.segments),
+            click.echo("".join(csv_line(segment_row(source, segment_json(s)))
+                               for s in timeline.segments),
                        nl=False)
         elif not as_csv and not as_json:
             click.echo("\n".join(segment_lines(timeline)))

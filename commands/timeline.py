@@ -120,11 +120,11 @@ def csv_line(values: list[Any]) -> str:
     return text.getvalue()
 
 
-def segment_row(source: str, segment: Segment) -> list[Any]:
-    """A segment as the values of :data:`SEGMENT_FIELDS`."""
-    return [source, f"{segment.start:.3f}", f"{segment.end:.3f}", segment.label,
-            f"{segment.mean_probability:.4f}", f"{segment.max_probability:.4f}",
-            segment.windows]
+def segment_row(source: str, segment: dict[str, Any]) -> list[Any]:
+    """A segment (as :func:`segment_json` gives it) as the values of :data:`SEGMENT_FIELDS`."""
+    return [source, f"{segment['start']:.3f}", f"{segment['end']:.3f}", segment["class"],
+            f"{segment['mean_probability']:.4f}", f"{segment['max_probability']:.4f}",
+            segment["windows"]]
 
 
 def segment_json(segment: Segment) -> dict[str, Any]:

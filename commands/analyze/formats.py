@@ -65,7 +65,7 @@ def render(fmt: str, timeline: Timeline, source: str, segments: list[Segment],
            nyquist: float) -> str:
     """The text of one format (see the module docstring)."""
     if fmt == "csv":
-        return csv_line(SEGMENT_FIELDS) + "".join(csv_line(segment_row(source, s))
+        return csv_line(SEGMENT_FIELDS) + "".join(csv_line(segment_row(source, segment_json(s)))
                                                   for s in segments)
     if fmt == "json":
         values = timeline.to_dict()

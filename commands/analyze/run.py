@@ -44,11 +44,11 @@ from esc50.commands.analyze.review import write_review
 from esc50.commands.analyze.summary import detected_time, summarize, write_combined
 from esc50.commands.api import Model, load
 from esc50.commands.arguments import checked_arguments
-from esc50.commands.timeline import check_settings, segment_json
+from esc50.commands.timeline import check_settings, csv_line, segment_json
 from esc50.core.data.stream import AudioInput
 from esc50.core.errors import Esc50Error
 from esc50.core.files.digest import file_sha256
-from esc50.core.files.write import atomic_write
+from esc50.core.files.write import atomic_write, write_text
 from esc50.core.results.plots import clock
 from esc50.core.training.scoring import Member
 
@@ -268,11 +268,10 @@ def write_embeddings(base: Path, matrix: np.ndarray, timeline: Any) -> None:
     (each window's start, end and top class, in the same order)."""
     atomic_write(base.with_name(base.name + ".embeddings.npy"),
                  lambda handle: np.save(handle, matrix.astype(np.float32)))
-    lines = ["start,end,class,probability"] + [
-        f"{w.start:.3f},{w.end:.3f},{w.top[0][0] if w.top else ''},"
-        f"{w.top[0][1] if w.top else ''}" for w in timeline.windows]
-    atomic_write(base.with_name(base.name + ".windows.csv"),
-                 lambda handle: handle.write(("\n".join(lines) + "\n").encode()))
+    rows = [csv_line(["start", "end", "class", "probability"])] + [
+        csv_line([f"{w.start:.3f}", f"{w.end:.3f}", *(w.top[0] if w.top else ("", ""))])
+        for w in timeline.windows]
+    write_text(base.with_name(base.name + ".windows.csv"), "".join(rows))
 
 
 def run_in_workers(model: Model, source: str, todo: list[Recording], tree: ResultsTree,

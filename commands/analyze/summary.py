@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from esc50.commands.analyze.results import ResultsTree
-from esc50.commands.timeline import SEGMENT_FIELDS, csv_line
+from esc50.commands.timeline import SEGMENT_FIELDS, csv_line, segment_row
 from esc50.core.files.write import write_text
 from esc50.core.results.plots import clock
 
@@ -59,9 +59,7 @@ def write_combined(tree: ResultsTree, summary: dict[str, Any],
                    records: list[dict[str, Any]]) -> None:
     """The combined table, the failures and the summary (JSON and text), atomically."""
     write_text(tree.root / SEGMENTS, csv_line(SEGMENT_FIELDS) + "".join(
-        csv_line([r["file"], f"{s['start']:.3f}", f"{s['end']:.3f}", s["class"],
-                  f"{s['mean_probability']:.4f}", f"{s['max_probability']:.4f}", s["windows"]])
-        for r in records for s in r["segments"]))
+        csv_line(segment_row(r["file"], s)) for r in records for s in r["segments"]))
     write_text(tree.root / FAILED, csv_line(["file", "error"]) + "".join(
         csv_line([f["file"], f["error"]]) for f in summary["failures"]))
     write_text(tree.root / SUMMARY, json.dumps(summary, indent=2) + "\n")
