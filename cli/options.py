@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import click
 
+from esc50.core.config import setting_value
 from esc50.core.errors import Esc50Error
 
 # Flags for the most used TaskConfig keys; every other key goes through --set KEY=VALUE.
@@ -85,7 +86,7 @@ def config_arguments(config_file: str | None, augs: tuple[str, ...], settings: t
         key, sep, value = item.partition("=")
         if not sep:
             raise Esc50Error(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key.strip()] = value
+        overrides[key.strip()] = setting_value(key.strip(), value)  # typed, as a flag's value
     return {"config_file": config_file, "recipe": recipe, **overrides}
 
 

@@ -138,7 +138,7 @@ class TaskConfig:
             elif key not in known:
                 raise Esc50Error(f"unknown config key {key!r}{_suggest(key, known)}")
             else:
-                converted[key] = _convert(key, value, _field_types()[key])
+                converted[key] = setting_value(key, value)
         return dataclasses.replace(self, **converted, options=options).validated()
 
     def with_options(self, options: dict[str, dict[str, Any]]) -> TaskConfig:
@@ -310,6 +310,14 @@ def _field_types() -> dict[str, Any]:
 def _suggest(word: str, choices: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=3)
     return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def setting_value(key: str, value: Any) -> Any:
+    """``value`` (a string from the command line, or a parsed TOML/YAML value) as the type of
+    TaskConfig's field ``key`` (``"[\"noise\", \"gaussian\"]"`` for ``augs`` is a list); a key
+    that is no field (a plugin option) keeps its value."""
+    kind = _field_types().get(key)
+    return value if kind is None else _convert(key, value, kind)
 
 
 def _convert(key: str, value: Any, kind: Any) -> Any:

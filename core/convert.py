@@ -4,6 +4,7 @@ field or a factory parameter declares."""
 
 from __future__ import annotations
 
+import tomllib
 import types
 import typing
 from typing import Any
@@ -16,6 +17,15 @@ def type_name(kind: Any) -> str:
     if typing.get_origin(kind) is not None:  # tuple[int, int], float | None, ...
         return str(kind).replace("typing.", "")
     return getattr(kind, "__name__", None) or str(kind)
+
+
+def toml_array(text: str) -> list[Any] | None:
+    """``text`` read as a TOML array (quoted strings may hold commas: aug specs with options);
+    None when it is not one (``[noise, gaussian]``, unquoted, is split on its commas)."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return None
 
 
 def convert(value: Any, kind: Any) -> Any:
@@ -31,9 +41,11 @@ def convert(value: Any, kind: Any) -> Any:
             return None
         return convert(value, next(a for a in args if a is not type(None)))
     if origin in (tuple, list):
-        if isinstance(value, str):  # "1,3", or as TOML writes a list: "[1, 3]"
+        if isinstance(value, str):  # "1,3", or as TOML writes a list: "[1, 3]", '["a", "b"]'
             text = value.strip()
-            value = text[1:-1] if text[:1] + text[-1:] in ("[]", "()") else text
+            value = toml_array(text) if text[:1] + text[-1:] == "[]" else None
+            if value is None:
+                value = text[1:-1] if text[:1] + text[-1:] in ("[]", "()") else text
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)):
             raise ValueError(type_name(kind))

@@ -141,3 +141,16 @@ def test_config_file_errors_name_the_file(tmp_path):
         load_config(path)
     with pytest.raises(Esc50Error, match=r"config file .*missing.toml does not exist"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_set_takes_a_list_as_toml_writes_it_with_quoted_specs():
+    """``--set augs=[...]`` as TOML writes a list: quoted specs keep the commas of their
+    options; the CLI hands the API the typed list, as ``--aug`` does."""
+    from esc50.cli.options import config_arguments
+
+    given = config_arguments(None, (), ('augs=["gaussian:p=0.5,min_std=0.01", "volume"]',
+                                        "ignore_folds=[1, 3]", "plugins.crnn.hidden_size=7"),
+                             False, {})
+    assert given["augs"] == ["gaussian:p=0.5,min_std=0.01", "volume"]
+    assert given["ignore_folds"] == [1, 3] and given["plugins.crnn.hidden_size"] == "7"
+    assert TaskConfig().override(augs="[noise, gaussian]").augs == ["noise", "gaussian"]
