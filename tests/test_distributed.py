@@ -97,6 +97,7 @@ def accumulate_in_process(rank: int, port: int, out: str) -> None:
         results[hold] = {"weight": model.module.weight.detach(), "reduced": len(reduced)}
     if rank == 0:
         torch.save(results, out)
+    dist.barrier()  # both leave together: a process tearing gloo down alone may abort the other
     dist.destroy_process_group()
 
 

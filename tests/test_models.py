@@ -88,7 +88,7 @@ def test_overfits_its_training_clips_through_the_trainer(name, tmp_path):
     config = small_config(data, model=f"plugins.{name}", batch_size=8, options=CONFIG.options,
                           num_epochs=40, output_dir=str(tmp_path / "runs"), run_name=name)
     run_dir = Trainer(config, load_registry(), log=lambda _: None).fit()
-    report = api.load(run_dir).evaluate(fold=2)
+    report = api.load(run_dir).evaluate(fold=2, training_clips=True)
     assert report["clips"] == 8 and report["accuracy"] == 1.0, report["accuracy"]
 
 

@@ -81,6 +81,37 @@ def test_runtime_plugin_registers_and_builds_with_options():
     assert torch.equal(out, torch.full((2, 4), 3.0))
 
 
+def test_a_subclass_passing_args_on_gets_them_as_its_base_class_asks():
+    """A factory whose ``__init__`` is ``(*args, **kwargs)`` gets the run's config when the
+    class it passes them on to names a ``config`` parameter, and not when that class reads
+    none."""
+    from esc50.plugins.augs.gaussian import GaussianNoise
+    from esc50.plugins.models.lstm import LSTMClassifier
+
+    class Quiet(GaussianNoise):
+        name = "quiet"
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    class Wrapped(LSTMClassifier):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    registry = load_registry()
+
+    @hookimpl(specname="register_models")
+    def models(register):
+        register(Wrapped, name="wrapped")
+
+    registry.register_plugin(make_plugin(register_models=models), "mine")
+    registry.register_plugin(plugin_registering(Quiet), "mine")
+    config = TaskConfig().override(num_classes=3)
+    assert registry.create("augmentation", "mine.quiet:max_std=0.5", config).max_std == 0.5
+    model = registry.create("model", "mine.wrapped", config, (1, 16, 20))
+    assert model(torch.zeros(2, 1, 16, 20), torch.tensor([20, 20])).shape == (2, 3)
+
+
 def test_same_name_in_two_namespaces_is_ambiguous_unless_qualified():
     registry = load_registry()
     registry.register_plugin(plugin_registering(Louder), "one")

@@ -28,9 +28,27 @@ class Component:
     version: str
     api: int = hookspecs.PLUGIN_API_VERSION  # the plugin API its module was written for
 
+    def signature(self) -> inspect.Signature:
+        """What the factory takes. A class whose ``__init__`` only passes ``*args`` on (a
+        subclass of a built-in) takes what the first class in its MRO that names its
+        parameters takes."""
+        return inspect.signature(self.described())
+
+    def described(self) -> Callable[..., Any]:
+        """The callable whose signature and docstring describe the factory (see
+        :meth:`signature`)."""
+        if not inspect.isclass(self.factory):
+            return self.factory
+        for cls in self.factory.__mro__:
+            init = vars(cls).get("__init__")
+            if init is not None and not any(p.kind is p.VAR_POSITIONAL for p in
+                                            inspect.signature(init).parameters.values()):
+                return init
+        return self.factory
+
     def options(self) -> dict[str, inspect.Parameter]:
         """Keyword options the factory takes (beyond the config and, for models, input shape)."""
-        params = inspect.signature(self.factory).parameters
+        params = self.signature().parameters
         skip = {"config", "input_shape", "self"}
         return {n: p for n, p in params.items()
                 if n not in skip and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
@@ -38,21 +56,19 @@ class Component:
     def reads_config(self) -> bool:
         """Whether the factory takes the run's config: its signature has a ``config``
         parameter (every factory of plugin API 4 and earlier has; a factory that reads none
-        leaves it out)."""
-        return "config" in inspect.signature(self.factory).parameters
+        leaves it out), or tells nothing but ``*args`` (the plugin API 4 call)."""
+        parameters = self.signature().parameters.values()
+        return any(p.name == "config" or p.kind is p.VAR_POSITIONAL for p in parameters)
 
     def option_types(self) -> dict[str, Any]:
         """The annotated type of each option (the default's type when unannotated)."""
-        hints = typing.get_type_hints(self.factory.__init__ if inspect.isclass(self.factory)
-                                      else self.factory)
+        hints = typing.get_type_hints(self.described())
         return {n: hints.get(n, type(p.default)) for n, p in self.options().items()}
 
     def option_docs(self) -> dict[str, str]:
         """A line per option: from the factory's docstrings (lines ``name: what it does``); the
         shared ``p`` and ``min_``/``max_`` range options are described by their names."""
-        texts = [inspect.getdoc(self.factory) or ""]
-        if inspect.isclass(self.factory):
-            texts.append(inspect.getdoc(self.factory.__init__) or "")
+        texts = [inspect.getdoc(self.factory) or "", inspect.getdoc(self.described()) or ""]
         options, docs = self.options(), {}
         for line in "\n".join(texts).splitlines():
             match = re.match(r"\s*`{0,2}(\w+)`{0,2}: (.+)", line)
