@@ -11,7 +11,7 @@ keep one). That is a speed measure; the accuracy a run reports is its final epoc
 column. Recipes, each at its own budget:
 - laptop: ``esc50 train --recipe laptop`` (80 epochs);
 - quick: the README's first command (``--recipe quick``: the laptop recipe's network and
-  features for 15 epochs, lightly regularized);
+  features for 22 epochs, lightly regularized);
 - report-crnn-noise: the report's CRNN with ``--aug noise`` at the report's 10 epochs;
 - report-kumar: Kumar's CNN with the report's defaults, 10 epochs.
 Nothing is shared between runs (each decodes its own audio), so each time is what a user sees.

@@ -41,8 +41,7 @@ class Component:
             return self.factory
         for cls in self.factory.__mro__:
             init = vars(cls).get("__init__")
-            if init is not None and not any(p.kind is p.VAR_POSITIONAL for p in
-                                            inspect.signature(init).parameters.values()):
+            if init is not None and not passes_arguments_on(init):
                 return init
         return self.factory
 
@@ -92,6 +91,13 @@ class Component:
                          "default": list(default) if isinstance(default, tuple) else default,
                          "doc": docs.get(name, "")})
         return rows
+
+
+def passes_arguments_on(init: Callable[..., Any]) -> bool:
+    """Whether an ``__init__`` takes nothing but ``*args`` (and ``**kwargs``) after ``self``."""
+    kinds = [p.kind for p in list(inspect.signature(init).parameters.values())[1:]]
+    return inspect.Parameter.VAR_POSITIONAL in kinds and set(kinds) <= {
+        inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
