@@ -41,7 +41,7 @@ class Component:
             return self.factory
         for cls in self.factory.__mro__:
             init = vars(cls).get("__init__")
-            if init is not None and not passes_arguments_on(init):
+            if init is not None and not passes_arguments_on(inspect.signature(init)):
                 return init
         return self.factory
 
@@ -56,8 +56,8 @@ class Component:
         """Whether the factory takes the run's config: its signature has a ``config``
         parameter (every factory of plugin API 4 and earlier has; a factory that reads none
         leaves it out), or tells nothing but ``*args`` (the plugin API 4 call)."""
-        parameters = self.signature().parameters.values()
-        return any(p.name == "config" or p.kind is p.VAR_POSITIONAL for p in parameters)
+        signature = self.signature()
+        return "config" in signature.parameters or passes_arguments_on(signature)
 
     def option_types(self) -> dict[str, Any]:
         """The annotated type of each option (the default's type when unannotated)."""
@@ -93,10 +93,11 @@ class Component:
         return rows
 
 
-def passes_arguments_on(init: Callable[..., Any]) -> bool:
-    """Whether an ``__init__`` takes nothing but ``*args`` (and ``**kwargs``) after ``self``."""
-    kinds = [p.kind for p in list(inspect.signature(init).parameters.values())[1:]]
-    return inspect.Parameter.VAR_POSITIONAL in kinds and set(kinds) <= {
+def passes_arguments_on(signature: inspect.Signature) -> bool:
+    """Whether a callable (an ``__init__``: ``self`` aside) takes nothing but ``*args`` (and
+    ``**kwargs``)."""
+    kinds = {p.kind for p in signature.parameters.values() if p.name != "self"}
+    return inspect.Parameter.VAR_POSITIONAL in kinds and kinds <= {
         inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}
 
 
