@@ -65,6 +65,18 @@ def small_config(data: Path, **changes) -> TaskConfig:
     return TaskConfig().override(**base).override(**changes)
 
 
+
+def trained_tone_run(folder: Path, num_epochs: int) -> Path:
+    """The run folder of a CRNN trained on the tone task (4 clips a class a fold, 1 s at 8 kHz)
+    under ``folder``, which it tells apart after a dozen epochs."""
+    from esc50.core.plugin_api.registry import load_registry
+    from esc50.core.training.trainer import Trainer
+
+    data = write_synthetic_dataset(folder / "data", clips_per_class_per_fold=4)
+    config = small_config(data, num_epochs=num_epochs, output_dir=str(folder / "runs"),
+                          run_name="tones")
+    return Trainer(config, load_registry(), log=lambda _: None).fit()
+
 @pytest.fixture
 def synthetic_data(tmp_path: Path) -> Path:
     return write_synthetic_dataset(tmp_path / "data")

@@ -25,9 +25,7 @@ from esc50 import Esc50Error
 from esc50.cli.main import cli
 from esc50.commands.analyze.formats import RAVEN_COLUMNS
 from esc50.commands.analyze.recordings import Recording, parse_shard, shard_share
-from esc50.core.plugin_api.registry import load_registry
-from esc50.core.training.trainer import Trainer
-from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
+from tests.conftest import FREQS, SR, tone, trained_tone_run
 
 # each recording: its tones (class per second-long stretch), at 8 kHz
 TREE = {"site1/day1/morning.wav": [0, 0, 0, 2, 2, 2], "site1/day1/noon.flac": [1, 1, 1, 1],
@@ -38,10 +36,7 @@ TREE = {"site1/day1/morning.wav": [0, 0, 0, 2, 2, 2], "site1/day1/noon.flac": [1
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A CRNN that tells the four tones apart (1-second windows at 8 kHz)."""
-    tmp = tmp_path_factory.mktemp("analyze")
-    data = write_synthetic_dataset(tmp / "data", clips_per_class_per_fold=4)
-    config = small_config(data, num_epochs=12, output_dir=str(tmp / "runs"), run_name="tones")
-    return Trainer(config, load_registry(), log=lambda _: None).fit()
+    return trained_tone_run(tmp_path_factory.mktemp("analyze"), num_epochs=12)
 
 
 def write_tree(root: Path) -> Path:
@@ -142,6 +137,24 @@ def test_a_killed_analysis_resumes_with_every_recording_exactly_once(model_dir, 
     for path in out.rglob("*.csv"):
         list(csv.reader(path.open()))  # every result file whole
 
+
+
+def test_what_a_killed_write_left_of_a_recording_is_removed_and_nothing_else(model_dir,
+                                                                            tmp_path):
+    """The temporary files a run killed while writing left (of a result file or a record) are
+    deleted when the recording is analysed again; a file beside them that only starts with
+    the same name (another recording's) is not the analysis's to delete."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    (out / "site2").mkdir(parents=True)
+    (out / ".esc50-analyze" / "done" / "site2").mkdir(parents=True)
+    left = [out / "site2" / ".short.wav.csv.k3x9_q2a.tmp",
+            out / ".esc50-analyze" / "done" / "site2" / ".short.wav.json.zz81ab0c.tmp"]
+    other = out / "site2" / ".short.wav.flac.csv.k3x9_q2a.tmp"
+    for path in [*left, other]:
+        path.write_text("half")
+    assert run_cli(str(model_dir), str(tree), "--out", str(out))[0] == 0
+    assert not any(path.exists() for path in left) and other.read_text() == "half"
+    assert (out / "site2" / "short.wav.csv").is_file()
 
 def test_worker_processes_and_two_shards_cover_the_tree_exactly_once(model_dir, tmp_path):
     tree = write_tree(tmp_path / "tree")

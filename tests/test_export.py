@@ -19,8 +19,7 @@ from esc50.core.data.split import Split
 from esc50.core.errors import Esc50Error
 from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.classifier import Classifier, build_classifier
-from esc50.core.training.trainer import Trainer
-from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
+from tests.conftest import FREQS, SR, small_config, tone, trained_tone_run
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -29,10 +28,7 @@ onnxruntime = pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A CRNN trained on the tone task (4 classes, 1 s at 8 kHz)."""
-    tmp = tmp_path_factory.mktemp("export")
-    data = write_synthetic_dataset(tmp / "data", clips_per_class_per_fold=4)
-    config = small_config(data, num_epochs=6, output_dir=str(tmp / "runs"), run_name="tones")
-    return Trainer(config, load_registry(), log=lambda _: None).fit()
+    return trained_tone_run(tmp_path_factory.mktemp("export"), num_epochs=6)
 
 
 def run_exported(path, fmt, wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from esc50.core.errors import Esc50Error
-from esc50.core.files.write import output_folder, write_text
+from esc50.core.files.write import output_folder, remove_leftovers, write_text
 
 STATE = ".esc50-analyze"
 
@@ -71,6 +71,13 @@ class ResultsTree:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, json.dumps(record) + "\n")
         self._record("failed", relative).unlink(missing_ok=True)
+
+    def clear_leftovers(self, relative: Path, files: list[Path]) -> None:
+        """Delete what a run killed while writing a recording's result ``files`` or records
+        left of them (temporary files: the files themselves are whole or absent); called by
+        the one process that analyses the recording, before it starts."""
+        for path in [*files, self._record("done", relative), self._record("failed", relative)]:
+            remove_leftovers(path)
 
     def mark_failed(self, relative: Path, error: str) -> None:
         path = self._record("failed", relative)

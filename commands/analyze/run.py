@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from esc50.commands.analyze.formats import checked_formats, write_outputs
+from esc50.commands.analyze.formats import SUFFIXES, checked_formats, output_path, write_outputs
 from esc50.commands.analyze.recordings import (Recording, find_recordings, parse_shard,
                                                     shard_share)
 from esc50.commands.analyze.results import ResultsTree
@@ -206,6 +206,9 @@ def analyze_recording(model: Model, inputs: AudioInput, recording: Recording,
                       advance: Callable[[float], None]) -> None:
     """One recording: its timeline, its result files, then its record (done)."""
     started = time.perf_counter()
+    base = tree.result_base(recording.relative)
+    tree.clear_leftovers(recording.relative, [*(output_path(base, f) for f in SUFFIXES),
+                                              *embedding_paths(base)])
     covered = [0.0]
 
     def on_window(window: Any) -> None:  # the progress bar follows the audio scored
@@ -220,7 +223,6 @@ def analyze_recording(model: Model, inputs: AudioInput, recording: Recording,
     kept = [s for s in timeline.segments
             if not settings.classes or s.label in settings.classes]
     name = recording.relative.as_posix()
-    base = tree.result_base(recording.relative)
     write_outputs(base, list(settings.formats), timeline, name, kept, model.sample_rate / 2)
     if rows is not None:
         write_embeddings(base, embedding_matrix(rows, len(timeline.windows), recording),
@@ -263,15 +265,22 @@ def embedding_matrix(rows: list[list[torch.Tensor]], windows: int,
     return torch.cat(parts, dim=1).numpy()
 
 
+def embedding_paths(base: Path) -> tuple[Path, Path]:
+    """A recording's embeddings and its window table: ``<recording>.embeddings.npy`` and
+    ``<recording>.windows.csv``."""
+    return (base.with_name(base.name + ".embeddings.npy"),
+            base.with_name(base.name + ".windows.csv"))
+
+
 def write_embeddings(base: Path, matrix: np.ndarray, timeline: Any) -> None:
-    """``<recording>.embeddings.npy`` [windows, dimensions] and ``<recording>.windows.csv``
-    (each window's start, end and top class, in the same order)."""
-    atomic_write(base.with_name(base.name + ".embeddings.npy"),
-                 lambda handle: np.save(handle, matrix.astype(np.float32)))
+    """The embeddings [windows, dimensions] and the window table (each window's start, end and
+    top class, in the same order): :func:`embedding_paths`."""
+    embeddings, table = embedding_paths(base)
+    atomic_write(embeddings, lambda handle: np.save(handle, matrix.astype(np.float32)))
     rows = [csv_line(["start", "end", "class", "probability"])] + [
         csv_line([f"{w.start:.3f}", f"{w.end:.3f}", *(w.top[0] if w.top else ("", ""))])
         for w in timeline.windows]
-    write_text(base.with_name(base.name + ".windows.csv"), "".join(rows))
+    write_text(table, "".join(rows))
 
 
 def run_in_workers(model: Model, source: str, todo: list[Recording], tree: ResultsTree,

@@ -4,6 +4,7 @@ the previous version is intact."""
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +22,14 @@ def temporary_beside(path: Path) -> tuple[int, str]:
     os.fchmod(fd, 0o666 & ~umask)
     return fd, tmp
 
+
+
+def remove_leftovers(path: Path) -> None:
+    """Delete the temporary files that writes of ``path`` killed midway left beside it (for the
+    one process that writes ``path``: another's write in progress would lose its file)."""
+    pattern = f".{glob.escape(path.name)}.{'[!.]' * 8}.tmp"  # temporary_beside's names
+    for leftover in path.parent.glob(pattern):
+        leftover.unlink(missing_ok=True)
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through ``write(handle)`` to a temporary file, fsync it, then rename it over ``path``."""
