@@ -236,7 +236,7 @@ def test_a_run_killed_in_its_first_epoch_resumes_from_the_start_in_place(synthet
     for name in ("last.pt", "last.pt.sha256", "best.pt", "best.pt.sha256", "metrics.json",
                  "history.csv", "curves.png"):
         (killed / name).unlink()
-    (killed / ".last.pt.x1.tmp").write_bytes(b"half a checkpoint")
+    (killed / ".last.pt.x1_yz2w3.tmp").write_bytes(b"half a checkpoint")  # as atomic_write names it
     again = CliRunner().invoke(cli, [*args, "--run-name", "killed"])
     assert again.exit_code == 1 and "continue it with --resume" in again.output
     resumed = CliRunner().invoke(cli, ["train", "--resume", str(killed)])

@@ -77,7 +77,7 @@ class ResultsTree:
         left of them (temporary files: the files themselves are whole or absent); called by
         the one process that analyses the recording, before it starts."""
         for path in [*files, self._record("done", relative), self._record("failed", relative)]:
-            remove_leftovers(path)
+            remove_leftovers(path.parent, path.name)
 
     def mark_failed(self, relative: Path, error: str) -> None:
         path = self._record("failed", relative)

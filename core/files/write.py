@@ -23,13 +23,14 @@ def temporary_beside(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
-
-def remove_leftovers(path: Path) -> None:
-    """Delete the temporary files that writes of ``path`` killed midway left beside it (for the
-    one process that writes ``path``: another's write in progress would lose its file)."""
-    pattern = f".{glob.escape(path.name)}.{'[!.]' * 8}.tmp"  # temporary_beside's names
-    for leftover in path.parent.glob(pattern):
+def remove_leftovers(folder: Path, name: str | None = None) -> None:
+    """Delete the temporary files that writes killed midway left in ``folder``: of the file
+    ``name``, or of every file (for the one process that writes them: another's write in
+    progress would lose its file)."""
+    target = "*" if name is None else glob.escape(name)
+    for leftover in folder.glob(f".{target}.{'[!.]' * 8}.tmp"):  # temporary_beside's names
         leftover.unlink(missing_ok=True)
+
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through ``write(handle)`` to a temporary file, fsync it, then rename it over ``path``."""

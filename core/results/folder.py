@@ -195,12 +195,6 @@ def curves_due(epoch: int, num_epochs: int) -> bool:
     return epoch >= num_epochs or epoch % max(1, num_epochs // 10) == 0
 
 
-def remove_partial_files(run_dir: Path) -> None:
-    """Temporary files a killed write left behind (``.last.pt.*.tmp``)."""
-    for leftover in run_dir.glob(".*.tmp"):
-        leftover.unlink(missing_ok=True)
-
-
 def write_history(run_dir: Path, history: list[dict[str, float]]) -> None:
     """``history.csv``: a row per epoch (written by the built-in history logger)."""
     text = io.StringIO()

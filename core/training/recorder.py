@@ -15,7 +15,7 @@ from esc50.core.config import TaskConfig, save_config
 from esc50.core.errors import Esc50Error
 from esc50.core.plugin_api.choices import RunPlugins
 from esc50.core.plugin_api.registry import Registry
-from esc50.core.files.write import write_text
+from esc50.core.files.write import remove_leftovers, write_text
 from esc50.core.results import folder
 from esc50.core.results.card import CARD, data_facts, invocation, run_card
 from esc50.core.results.loggers import HISTORY_LOGGER, Loggers
@@ -81,7 +81,7 @@ class RunRecorder:
     def continue_in(self, run_dir: Path, state: TrainingState) -> None:
         """Before a resumed run's next epoch: files a kill left an epoch behind are rewritten."""
         if self.dist.is_main:
-            folder.remove_partial_files(run_dir)
+            remove_leftovers(run_dir)  # of writes killed midway (.last.pt.*.tmp)
             save_config(self.config, run_dir / "config.toml")
             if state.history:
                 folder.write_metrics(run_dir, state.history, self.metrics(state))
