@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,15 @@ def small_config(data: Path, **changes) -> TaskConfig:
     return TaskConfig().override(**base).override(**changes)
 
 
+
+def write_leftover(path: Path) -> Path:
+    """The temporary file an atomic write of ``path`` killed midway leaves beside it."""
+    from esc50.core.files.write import temporary_beside
+
+    fd, name = temporary_beside(path)
+    os.write(fd, b"half a file")
+    os.close(fd)
+    return Path(name)
 
 def trained_tone_run(folder: Path, num_epochs: int) -> Path:
     """The run folder of a CRNN trained on the tone task (4 clips a class a fold, 1 s at 8 kHz)

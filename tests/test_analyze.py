@@ -25,7 +25,7 @@ from esc50 import Esc50Error
 from esc50.cli.main import cli
 from esc50.commands.analyze.formats import RAVEN_COLUMNS
 from esc50.commands.analyze.recordings import Recording, parse_shard, shard_share
-from tests.conftest import FREQS, SR, tone, trained_tone_run
+from tests.conftest import FREQS, SR, tone, trained_tone_run, write_leftover
 
 # each recording: its tones (class per second-long stretch), at 8 kHz
 TREE = {"site1/day1/morning.wav": [0, 0, 0, 2, 2, 2], "site1/day1/noon.flac": [1, 1, 1, 1],
@@ -147,13 +147,11 @@ def test_what_a_killed_write_left_of_a_recording_is_removed_and_nothing_else(mod
     tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
     (out / "site2").mkdir(parents=True)
     (out / ".esc50-analyze" / "done" / "site2").mkdir(parents=True)
-    left = [out / "site2" / ".short.wav.csv.k3x9_q2a.tmp",
-            out / ".esc50-analyze" / "done" / "site2" / ".short.wav.json.zz81ab0c.tmp"]
-    other = out / "site2" / ".short.wav.flac.csv.k3x9_q2a.tmp"
-    for path in [*left, other]:
-        path.write_text("half")
+    left = [write_leftover(out / "site2" / "short.wav.csv"),
+            write_leftover(out / ".esc50-analyze" / "done" / "site2" / "short.wav.json")]
+    other = write_leftover(out / "site2" / "short.wav.flac.csv")
     assert run_cli(str(model_dir), str(tree), "--out", str(out))[0] == 0
-    assert not any(path.exists() for path in left) and other.read_text() == "half"
+    assert not any(path.exists() for path in left) and other.read_bytes() == b"half a file"
     assert (out / "site2" / "short.wav.csv").is_file()
 
 def test_worker_processes_and_two_shards_cover_the_tree_exactly_once(model_dir, tmp_path):

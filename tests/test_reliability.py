@@ -17,7 +17,8 @@ from esc50.core.data.clips import find_clips, leftovers
 from esc50.core.errors import Esc50Error
 from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
-from tests.conftest import SR, STFT_FLAGS, small_config, tone, write_synthetic_dataset
+from tests.conftest import (SR, STFT_FLAGS, small_config, tone, write_leftover,
+                            write_synthetic_dataset)
 
 SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
          "--batch-size", "16", "--no-progress"]
@@ -115,7 +116,7 @@ def test_crash_windows_leave_every_promised_file(synthetic_data, tmp_path, monke
                         lambda state, path: (order.append(path.name), real(state, path)))
     Trainer(config.override(num_epochs=1), load_registry(), log=lambda _: None).fit()
     assert order == ["best.pt", "last.pt"]  # a kill between them leaves last.pt an epoch behind
-    (tmp_path / "r" / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    write_leftover(tmp_path / "r" / "last.pt")  # what a write killed midway leaves
 
     def interrupted(state, path):
         raise KeyboardInterrupt

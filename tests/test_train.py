@@ -17,7 +17,7 @@ from esc50.core.config import load_config
 from esc50.core.errors import Esc50Error
 from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
-from tests.conftest import STFT_FLAGS, small_config, write_synthetic_dataset
+from tests.conftest import STFT_FLAGS, small_config, write_leftover, write_synthetic_dataset
 
 SMALL_FLAGS = ["--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
                "--set", "num_classes=4", "--batch-size", "8", "--no-progress"]
@@ -236,7 +236,7 @@ def test_a_run_killed_in_its_first_epoch_resumes_from_the_start_in_place(synthet
     for name in ("last.pt", "last.pt.sha256", "best.pt", "best.pt.sha256", "metrics.json",
                  "history.csv", "curves.png"):
         (killed / name).unlink()
-    (killed / ".last.pt.x1_yz2w3.tmp").write_bytes(b"half a checkpoint")  # as atomic_write names it
+    write_leftover(killed / "last.pt")  # what a write killed midway leaves
     again = CliRunner().invoke(cli, [*args, "--run-name", "killed"])
     assert again.exit_code == 1 and "continue it with --resume" in again.output
     resumed = CliRunner().invoke(cli, ["train", "--resume", str(killed)])
