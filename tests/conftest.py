@@ -76,6 +76,7 @@ def write_leftover(path: Path) -> Path:
     os.close(fd)
     return Path(name)
 
+
 def trained_tone_run(folder: Path, num_epochs: int) -> Path:
     """The run folder of a CRNN trained on the tone task (4 clips a class a fold, 1 s at 8 kHz)
     under ``folder``, which it tells apart after a dozen epochs."""
