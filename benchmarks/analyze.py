@@ -1,16 +1,19 @@
 """Labelling a folder tree: how fast ``esc50 analyze`` labels a tree of recordings, against
-decoding the same files alone (the floor every labeller pays), measured in the same run, each
+decoding the same files alone (the floor every labeller pays) and against scoring every window
+alone (``--each-window``, what ``predict --timeline`` does), measured in the same run, each
 measurement in a process of its own (its peak RSS its own; for worker processes, the largest
 worker's).
 
     python benchmarks/analyze.py MODEL [--recordings 12] [--minutes 5] [--jobs 1 2]
-        [--float32]
+        [--float32 | --avx2]
 
 MODEL is a run folder, a cross-validation folder or a trained model's name (``esc50-rescnn``).
 The tree holds RECORDINGS mono 16-bit WAV files at 44.1 kHz of tones in noise, MINUTES long each,
 in two folders. ``--float32`` scores in float32 even where the CPU has bf16 instructions
-(``ESC50_CPU_BF16=0``: the numerics of a CPU without them; the CPU's own float32 speed is this
-one's, so a CPU without AVX-512 is slower still). "x real time" is the tree's duration over the seconds it took.
+(``ESC50_CPU_BF16=0``). ``--avx2`` also keeps torch, oneDNN and MKL to AVX2 instructions
+(``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``, ``MKL_ENABLE_INSTRUCTIONS=AVX2``):
+the instructions of a CPU without AVX-512 and bf16, on this CPU's cores, caches and clock. "x
+real time" is the tree's duration over the seconds it took.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from esc50.core.training.device import NO_BF16_VARIABLE
 from fresh import in_fresh_process  # benchmarks/, the folder this script runs from
 from predict_memory import write_recording  # benchmarks/, the folder this script runs from
 
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
 
 def measure(model: str, tree: Path, mode: str, jobs: int) -> dict:
     """Seconds and peak RSS of one way of going through ``tree`` (in its own process)."""
@@ -39,7 +45,8 @@ def measure(model: str, tree: Path, mode: str, jobs: int) -> dict:
                 pass
     else:
         with tempfile.TemporaryDirectory() as out:
-            analyze(model, tree, out, jobs=jobs, log=lambda _: None, progress=False)
+            analyze(model, tree, out, jobs=jobs, each_window=mode == "each-window",
+                    log=lambda _: None, progress=False)
     return {"seconds": time.perf_counter() - started,
             "peak_rss_mib": max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                                 resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024}
@@ -52,13 +59,21 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--jobs", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--float32", action="store_true")
+    parser.add_argument("--avx2", action="store_true")
     parser.add_argument("--one", nargs=3, metavar=("TREE", "MODE", "JOBS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.model, Path(args.one[0]), args.one[1], int(args.one[2]))))
         return
     hours = args.recordings * args.minutes / 60
-    numerics = "float32 (bf16 off)" if args.float32 else "as recorded (bf16 where the CPU has it)"
+    env = dict(os.environ)
+    numerics = "as recorded (bf16 where the CPU has it)"
+    if args.float32 or args.avx2:
+        env[NO_BF16_VARIABLE] = "0"
+        numerics = "float32 (bf16 off)"
+    if args.avx2:
+        env.update(AVX2_ONLY)
+        numerics += ", AVX2 instructions only"
     print(f"model: {args.model}; {args.recordings} recordings of {args.minutes:g} min "
           f"({hours:.2f} h); numerics {numerics}; {os.cpu_count()} cores\n")
     print("| what | seconds | x real time | peak RSS MiB (per process) |")
@@ -69,12 +84,11 @@ def main() -> None:
             path = tree / f"site{k % 2 + 1}" / f"rec{k:03d}.wav"
             path.parent.mkdir(parents=True, exist_ok=True)
             write_recording(path, args.minutes, channels=1)
-        for mode, jobs in [("decode", 1), *(("analyze", j) for j in args.jobs)]:
-            env = {**os.environ, NO_BF16_VARIABLE: "0"} if args.float32 else None
-            result = in_fresh_process(__file__, str(tree), mode, str(jobs), args.model,
-                                      env=env)
-            what = "decoding alone (reference)" if mode == "decode" else \
-                f"esc50 analyze --jobs {jobs}"
+        runs = [("decode", 1, "decoding alone (reference)"),
+                ("each-window", 1, "esc50 analyze --each-window --jobs 1 (reference)"),
+                *(("analyze", j, f"esc50 analyze --jobs {j}") for j in args.jobs)]
+        for mode, jobs, what in runs:
+            result = in_fresh_process(__file__, str(tree), mode, str(jobs), args.model, env=env)
             print(f"| {what} | {result['seconds']:.1f} | {hours * 3600 / result['seconds']:.0f} "
                   f"| {result['peak_rss_mib']:.0f} |", flush=True)
 

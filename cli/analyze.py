@@ -38,11 +38,15 @@ from esc50.cli.errors import user_errors
               help="detections per class with --segments.")
 @click.option("--embeddings", is_flag=True, help="also each window's embedding (the model's "
               "last hidden layer): <recording>.embeddings.npy with <recording>.windows.csv.")
+@click.option("--each-window", is_flag=True, help="score every window alone, as predict "
+              "--timeline does (about 2x slower), instead of pooling neighbouring windows from "
+              "one pass of a model that supports it (docs/analyze.md, \"Speed\").")
 @click.option("--no-progress", is_flag=True, help="no progress bar (for logs).")
 @user_errors
 def analyze(model: str, folder: str, out: str, formats: tuple[str, ...], classes: str | None,
             min_prob: float, hop: float | None, top_k: int, jobs: int, shard: str | None,
-            segments: str | None, per_class: int, embeddings: bool, no_progress: bool) -> None:
+            segments: str | None, per_class: int, embeddings: bool, each_window: bool,
+            no_progress: bool) -> None:
     """Label every recording under DIR (any format soundfile reads) with MODEL (a run, a
     cross-validation folder or a trained model's name): a result file per recording, the
     combined table and a summary. Running it again continues where it stopped."""
@@ -53,7 +57,8 @@ def analyze(model: str, folder: str, out: str, formats: tuple[str, ...], classes
                            classes=[c.strip() for c in classes.split(",") if c.strip()]
                            if classes else None, min_prob=min_prob, hop=hop, top_k=top_k,
                            jobs=jobs, shard=shard, segments=segments, per_class=per_class,
-                           embeddings=embeddings, log=functools.partial(click.echo, err=True),
+                           embeddings=embeddings, each_window=each_window,
+                           log=functools.partial(click.echo, err=True),
                            progress=not no_progress)
     click.echo("\n".join(summary_lines(summary)[:2]))
     click.echo(f"results in {out}: segments.csv (every segment), summary.txt, summary.json"

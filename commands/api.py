@@ -324,12 +324,14 @@ class Model:
 
     def timeline_of(self, inputs: AudioInput, path: Path, hop: float | None = None,
                     min_prob: float = 0.0, top_k: int = 3,
-                    on_window: Callable[[Window], None] | None = None) -> Timeline:
+                    on_window: Callable[[Window], None] | None = None,
+                    share_steps: bool = False) -> Timeline:
         """:meth:`timeline` of a file (or ``-``, standard input) read as ``inputs`` says;
-        ``on_window`` gets each window as soon as it is scored."""
+        ``on_window`` gets each window as soon as it is scored; ``share_steps``: consecutive
+        windows scored from one pass over their audio (:func:`build_timeline`)."""
         return build_timeline(self.members, self.class_names, inputs.blocks(path),
                               self.sample_rate, self.config.length_wav, self.hop_samples(hop),
-                              min_prob, top_k, inputs.name(path), on_window)
+                              min_prob, top_k, inputs.name(path), on_window, share_steps)
 
     def hop_samples(self, hop: float | None) -> int | None:
         """A hop in seconds as this model's samples, checked (:func:`timeline.hop_samples`)."""

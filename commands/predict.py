@@ -22,7 +22,7 @@ from esc50.core.data.audio import fit_length
 from esc50.core.data.clips import AUDIO_EXTENSIONS
 from esc50.core.data.stream import AudioInput
 from esc50.core.errors import Esc50Error
-from esc50.core.training.scoring import Member, mean_probabilities
+from esc50.core.training.scoring import Member, mean_probabilities, window_probabilities
 
 
 @dataclass
@@ -100,11 +100,15 @@ def windows(blocks: Iterable[torch.Tensor], length: int, hop: int | None = None
 
 @torch.no_grad()
 def scored_windows(members: list[Member], blocks: Iterable[torch.Tensor], length: int,
-                   hop: int | None = None, source: str = "the audio") -> Iterator[ScoredWindow]:
+                   hop: int | None = None, source: str = "the audio", share_steps: bool = False
+                   ) -> Iterator[ScoredWindow]:
     """Every window of a clip of any length arriving in blocks, with its class probabilities
     (one model's, or an ensemble's mean), scored as soon as a block completes it
     (``WINDOW_BATCH`` at a time at most). A clip shorter than the featurizer's analysis window
-    is a one-line error naming ``source``."""
+    is a one-line error naming ``source``. ``share_steps``: consecutive whole windows are scored
+    together from one pass over the audio they span, by a model that pools steps
+    (:func:`~esc50.core.training.scoring.window_probabilities`); else each window alone."""
+    hop = hop or default_hop(length)
     min_samples = max(m.classifier.featurizer.min_samples for m in members)
     for done in windows_by_block(blocks, length, hop):
         for first in range(0, len(done), WINDOW_BATCH):
@@ -113,9 +117,14 @@ def scored_windows(members: list[Member], blocks: Iterable[torch.Tensor], length
             if short < min_samples:
                 raise Esc50Error(f"{source}: {short} samples, shorter than one analysis window "
                                  f"of the featurizer ({min_samples} samples)")
-            batch = torch.stack([window for _, window, _ in chunk])
-            lengths = torch.tensor([valid for _, _, valid in chunk])
-            scores = mean_probabilities(members, batch, lengths)
+            if share_steps and short == length and len(chunk) > 1:
+                span = torch.cat([window[:hop] for _, window, _ in chunk[:-1]] + [chunk[-1][1]])
+                scores = window_probabilities(members, span, [k * hop for k in range(len(chunk))],
+                                              length)
+            else:
+                batch = torch.stack([window for _, window, _ in chunk])
+                lengths = torch.tensor([valid for _, _, valid in chunk])
+                scores = mean_probabilities(members, batch, lengths)
             for (start, _, valid), row in zip(chunk, scores):
                 yield ScoredWindow(start, start + valid, row)
 

@@ -138,16 +138,18 @@ def segment_json(segment: Segment) -> dict[str, Any]:
 def build_timeline(members: list[Member], class_names: list[str], blocks: Iterable[torch.Tensor],
                    sample_rate: int, length: int, hop: int | None = None, min_prob: float = 0.0,
                    top_k: int = 3, source: str = "the audio",
-                   on_window: Callable[[Window], None] | None = None) -> Timeline:
+                   on_window: Callable[[Window], None] | None = None,
+                   share_steps: bool = False) -> Timeline:
     """The :class:`Timeline` of audio arriving in ``blocks`` (mono, at ``sample_rate``);
-    ``on_window`` is called with each window as soon as it is scored (a live stream's output)."""
+    ``on_window`` is called with each window as soon as it is scored (a live stream's output);
+    ``share_steps``: as :func:`~esc50.commands.predict.scored_windows` says."""
     check_settings(min_prob, top_k)
     hop = hop or default_hop(length)
     spans: list[tuple[int, int]] = []  # each window's first and end sample
     rows: list[np.ndarray] = []  # its probabilities (kept compact: hours of windows add up)
     timeline = Timeline(source, class_names, length / sample_rate, hop / sample_rate,
                         len(members), min_prob, 0.0)
-    for window in scored_windows(members, blocks, length, hop, source):
+    for window in scored_windows(members, blocks, length, hop, source, share_steps):
         row = window.probabilities.float().numpy().copy()
         spans.append((window.start, window.end))
         rows.append(row)

@@ -76,10 +76,10 @@ def test_an_exported_file_scores_the_windows_predict_scores_at_any_length(traine
 
 
 @pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
-@pytest.mark.parametrize("name", ["baseline", "advanced", "lstm", "crnn", "kumar"])
+@pytest.mark.parametrize("name", ["baseline", "advanced", "lstm", "crnn", "kumar", "rescnn"])
 def test_every_built_in_model_exports_to_both_formats(name, tmp_path):
     """The same window probabilities as the model in torch, within 1e-4, for a length other
-    than the one exported with. VGG19 is left out here (its file is 560 MB); the baseline's
+    than the one exported with and for one shorter than a window. VGG19 is left out here (its file is 560 MB); the baseline's
     adaptive max pooling has no ONNX operator, so it exports to TorchScript only and ONNX says
     so in one line."""
     from tests.test_models import CONFIG
@@ -89,8 +89,10 @@ def test_every_built_in_model_exports_to_both_formats(name, tmp_path):
     classifier = build_classifier(config, load_registry())
     window, hop = config.length_wav, config.length_wav // 2
     wav = 0.3 * torch.randn(int(2.3 * window), generator=torch.Generator().manual_seed(1))
+    short = wav[:int(0.4 * window)]
     with torch.no_grad():
-        expected = Windowed(WindowScores([classifier]), window, hop).eval()(wav)[0].numpy()
+        windowed = Windowed(WindowScores([classifier]), window, hop).eval()
+        expected, expected_short = windowed(wav)[0].numpy(), windowed(short)[0].numpy()
     for fmt in ("torchscript",) if name == "baseline" else ("onnx", "torchscript"):
         path = tmp_path / f"{name}.{fmt}"
         path.write_bytes(exported_bytes([classifier], fmt, window, hop, f"plugins.{name}"))
@@ -98,6 +100,9 @@ def test_every_built_in_model_exports_to_both_formats(name, tmp_path):
         # at 0, 0.5 and 1 window, and one aligned with the end (at 1.3)
         assert windows.shape == (4, config.num_classes)
         np.testing.assert_allclose(windows, expected, atol=1e-4)
+        windows, _ = run_exported(path, fmt, short.numpy())  # zero-padded to one window
+        assert windows.shape == (1, config.num_classes)
+        np.testing.assert_allclose(windows, expected_short, atol=1e-4)
     if name == "baseline":
         with pytest.raises(Esc50Error, match="^plugins.baseline cannot be exported to onnx: "):
             exported_bytes([classifier], "onnx", window, hop, "plugins.baseline")

@@ -27,6 +27,9 @@ from esc50.core.errors import Esc50Error
 from esc50.core.files.write import output_folder, remove_leftovers, write_text
 
 STATE = ".esc50-analyze"
+# Settings recorded since a later release, as the trees made before it were analysed: a tree
+# made before ``each_window`` was recorded scored every window alone.
+FORMER_SETTINGS = {"each_window": True}
 
 
 class ResultsTree:
@@ -40,10 +43,10 @@ class ResultsTree:
         recorded_file = self.state / "settings.json"
         if recorded_file.is_file():
             try:
-                recorded = json.loads(recorded_file.read_text())
+                recorded = {**FORMER_SETTINGS, **json.loads(recorded_file.read_text())}
                 differing = sorted(k for k in recorded.keys() | settings.keys()
                                    if recorded.get(k) != settings.get(k))
-            except (OSError, ValueError, AttributeError):
+            except (OSError, ValueError, AttributeError, TypeError):
                 raise Esc50Error(f"{recorded_file} is damaged (not the settings esc50 analyze "
                                  "writes): give another --out, or delete the folder's "
                                  f"{STATE} to start its analysis again") from None

@@ -67,6 +67,7 @@ class Settings:
     classes: tuple[str, ...] = ()  # the classes whose segments are kept (all when empty)
     formats: tuple[str, ...] = ("csv",)
     embeddings: bool = False  # each window's embedding, with the window table
+    each_window: bool = False  # every window scored alone, never from a shared pass
 
 
 @dataclass
@@ -90,7 +91,8 @@ def checked_settings(model: Model, settings: Settings) -> Settings:
                          f"{len(model.class_names)} classes"
                          + (f" (did you mean {', '.join(close)}?)" if close else ""))
     return Settings(settings.hop, settings.min_prob, settings.top_k, settings.classes,
-                    tuple(checked_formats(list(settings.formats))), settings.embeddings)
+                    tuple(checked_formats(list(settings.formats))), settings.embeddings,
+                    settings.each_window)
 
 
 @checked_arguments
@@ -98,17 +100,18 @@ def analyze(model: str | Path, folder: str | Path, out: str | Path, *,
             formats: list[str] | None = None, classes: list[str] | None = None,
             min_prob: float = 0.0, hop: float | None = None, top_k: int = 3, jobs: int = 1,
             shard: str | None = None, segments: str | Path | None = None,
-            per_class: int = PER_CLASS, embeddings: bool = False, log: Log = print,
-            progress: bool = True) -> dict[str, Any]:
+            per_class: int = PER_CLASS, embeddings: bool = False, each_window: bool = False,
+            log: Log = print, progress: bool = True) -> dict[str, Any]:
     """Label every recording under ``folder`` with ``model`` (a run, a cross-validation folder
     or a trained model's name) into the results tree ``out``, as ``esc50 analyze`` does (see
     the module docstring): ``formats`` of the result files (csv, json, audacity, raven),
     ``classes`` whose segments are kept, ``min_prob``, ``hop`` and ``top_k`` as for a timeline,
     ``jobs`` worker processes, ``shard`` ("i/n") this machine's share, ``segments`` the folder
-    of the review page (``per_class`` detections a class), ``embeddings`` each window's.
-    Returns the summary of every recording done in ``out``."""
+    of the review page (``per_class`` detections a class), ``embeddings`` each window's,
+    ``each_window`` every window scored alone (as ``predict --timeline`` does) rather than from
+    a pass shared with its neighbours. Returns the summary of every recording done in ``out``."""
     settings = Settings(hop, min_prob, top_k, tuple(classes or ()), tuple(formats or ("csv",)),
-                        embeddings)
+                        embeddings, each_window)
     return run_analysis(model, Path(folder), Path(out), settings, jobs, shard,
                         Path(segments) if segments is not None else None, per_class, log,
                         progress)
@@ -218,7 +221,8 @@ def analyze_recording(model: Model, inputs: AudioInput, recording: Recording,
 
     with captured_embeddings(model.members) if settings.embeddings else nullcontext() as rows:
         timeline = model.timeline_of(inputs, recording.path, settings.hop, settings.min_prob,
-                                     settings.top_k, on_window)
+                                     settings.top_k, on_window,
+                                     share_steps=not settings.each_window)
     advance(max(recording.seconds - covered[0], 0.0))
     kept = [s for s in timeline.segments
             if not settings.classes or s.label in settings.classes]

@@ -10,7 +10,6 @@ from typing import Iterable, Iterator
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import checked_file
@@ -24,6 +23,9 @@ BLOCK_SECONDS = 30.0  # audio read, mixed and resampled at a time: memory is bou
 # a header is damaged (one saying 1 Hz made 12 hours of audio out of a 4-second clip).
 MIN_RATE, MAX_RATE = 1_000, 768_000
 MAX_PERIOD = 1000  # samples in a resampling period, at most (resampling_ratio)
+# The sinc resampler's settings: torchaudio.functional.resample's defaults (a Hann-windowed sinc
+# reaching 6 zero crossings, cut off at 99 % of the lower Nyquist frequency).
+LOWPASS_ZEROS, ROLLOFF = 6, 0.99
 
 
 def load_clip(path: Path, sample_rate: int, length: int | None = None) -> tuple[torch.Tensor, int]:
@@ -62,11 +64,13 @@ def mono_blocks(blocks: Iterable[tuple[np.ndarray, int]], sample_rate: int, sour
                              f"({MIN_RATE:,} to {MAX_RATE:,} Hz): the file's header is damaged")
         if data.shape[0] == 0:
             continue
-        if not np.isfinite(data).all():
+        peak = float(max(data.max(), -data.min()))  # NaN when any sample is
+        if not math.isfinite(peak):
             raise Esc50Error(f"{source}: the audio holds NaN or infinite samples")
-        mono = data.mean(axis=1)
-        peak_mono = max(peak_mono, float(np.abs(mono).max()))
-        peak_channels = max(peak_channels, float(np.abs(data).max()))
+        one_channel = data.shape[1] == 1
+        mono = data[:, 0] if one_channel else data.mean(axis=1)
+        peak_mono = max(peak_mono, peak if one_channel else float(np.abs(mono).max()))
+        peak_channels = max(peak_channels, peak)
         resampler = resampler or BlockResampler(rate, sample_rate)
         if peak_channels == 0.0:
             held.append(mono.shape[0])
@@ -74,7 +78,9 @@ def mono_blocks(blocks: Iterable[tuple[np.ndarray, int]], sample_rate: int, sour
         for length in held:
             yield from resampler.push(torch.zeros(length))
         held.clear()
-        yield from resampler.push(torch.from_numpy(np.clip(mono, -1.0, 1.0).astype(np.float32)))
+        if peak > 1.0:
+            mono = np.clip(mono, -1.0, 1.0)
+        yield from resampler.push(torch.from_numpy(np.ascontiguousarray(mono, np.float32)))
     if resampler is None:
         raise Esc50Error(f"{source}: the file holds no samples")
     if peak_channels == 0.0:
@@ -115,19 +121,45 @@ def resampling_ratio(rate: int, sample_rate: int) -> tuple[int, int]:
     return ratio.numerator, ratio.denominator
 
 
+def sinc_kernel(orig: int, new: int) -> tuple[torch.Tensor, int]:
+    """The windowed-sinc resampling filter from periods of ``orig`` input samples to ``new``
+    output samples, as torchaudio.functional.resample builds it for its defaults (in float32, as
+    it does for float32 audio): [new, taps] (row ``p``: output ``p`` of a period, from the input ``width`` samples before the
+    period to ``width`` after it) and ``width``."""
+    base = min(orig, new) * ROLLOFF
+    width = math.ceil(LOWPASS_ZEROS * orig / base)
+    offsets = torch.arange(-width, width + orig, dtype=torch.float32) / orig
+    t = (torch.arange(0, -new, -1, dtype=torch.float32)[:, None] / new + offsets) * base
+    t = t.clamp(-LOWPASS_ZEROS, LOWPASS_ZEROS)
+    window = torch.cos(t * math.pi / LOWPASS_ZEROS / 2) ** 2
+    t = t * math.pi
+    sinc = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / torch.where(t == 0, 1.0, t))
+    return sinc * (window * (base / orig)), width
+
+
 class BlockResampler:
-    """``torchaudio.functional.resample`` over a signal that arrives in blocks, with the same
-    output as resampling it whole. The sinc resampler turns each period of ``orig`` input samples
-    into ``new`` output samples (:func:`resampling_ratio`) from the input within ``width``
-    samples of that period; each block is resampled from a period boundary with at least that
-    much input kept on either side, and only its outputs that saw no artificial edge are kept."""
+    """Sinc resampling (``torchaudio.functional.resample``'s, to float rounding) over a signal
+    that arrives in blocks, with the same output as resampling it whole. Each period of ``orig``
+    input samples becomes ``new`` output samples (:func:`resampling_ratio`) from the input within
+    ``width`` samples of that period; each block is resampled from a period boundary with at
+    least that much input kept on either side, and only its outputs that saw no artificial edge
+    are kept.
+
+    The filter is applied in polyphase form: the input seen as rows of one period each, every
+    output period is the sum over the ``taps / orig`` rows it reads of row @ that row's share of
+    the filter, a few matrix products over the whole block (2.1x faster than torchaudio's
+    strided convolution from 44.1 to 22.05 kHz on 2 CPU cores, 1.2-2.7x at other rates:
+    benchmarks/resample.py)."""
 
     def __init__(self, rate: int, sample_rate: int) -> None:
         self.rate, self.sample_rate = rate, sample_rate
         self.orig, self.new = resampling_ratio(rate, sample_rate)
-        # torchaudio's kernel half-width for its defaults (lowpass_filter_width 6, rolloff 0.99)
-        width = math.ceil(6 * self.orig / (min(self.orig, self.new) * 0.99))
-        self.context = self.orig * math.ceil((width + self.orig) / self.orig)
+        kernel, self.width = sinc_kernel(self.orig, self.new)
+        rows = -(-kernel.shape[1] // self.orig)  # input periods each output period reads
+        # [rows, orig, new]: the filter's share for each input row an output period reads
+        self.weights = torch.nn.functional.pad(kernel, (0, rows * self.orig - kernel.shape[1])
+                                               ).view(self.new, rows, self.orig).permute(1, 2, 0)
+        self.context = self.orig * math.ceil((self.width + self.orig) / self.orig)
         self.pending = torch.zeros(0)  # input from ``start`` on
         self.start = 0
         self.done = 0  # input samples whose output has been returned (a multiple of orig)
@@ -157,7 +189,21 @@ class BlockResampler:
         """Output samples from input ``done`` on, resampling the input up to ``stop``."""
         segment = self.pending[:stop - self.start]
         first = (self.done - self.start) * self.new // self.orig
-        return AF.resample(segment, self.orig, self.new)[first:]
+        return self.resample(segment)[first:]
+
+    def resample(self, wav: torch.Tensor) -> torch.Tensor:
+        """``wav`` [T] resampled whole (zeros beyond both ends), ``ceil(T * new / orig)``
+        samples."""
+        rows = self.weights.shape[0]
+        length = math.ceil(wav.shape[0] * self.new / self.orig)
+        periods = -(-length // self.new)
+        padded = torch.nn.functional.pad(
+            wav, (self.width, (periods + rows - 1) * self.orig - wav.shape[0] - self.width))
+        by_period = padded.view(-1, self.orig)
+        out = by_period[:periods] @ self.weights[0]
+        for row in range(1, rows):
+            out.addmm_(by_period[row:row + periods], self.weights[row])
+        return out.reshape(-1)[:length]
 
 
 def float_samples(samples: np.ndarray, source: str) -> np.ndarray:

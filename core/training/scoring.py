@@ -122,3 +122,55 @@ def mean_probabilities(members: list[Member], wav: torch.Tensor, lengths: torch.
         scores = probabilities_of(logits(classifier, features, frames, member.scoring))
         total = scores if total is None else total + scores
     return total / len(members)
+
+
+def pools_steps(model: torch.nn.Module) -> bool:
+    """Whether ``model`` computes embeddings of steps along time and pools them (its
+    ``step_embeddings`` and ``pool_steps`` methods, docs/plugins.md), so the windows of a
+    recording can share one pass over it."""
+    return all(callable(getattr(model, name, None))
+               for name in ("step_embeddings", "pool_steps"))
+
+
+def shared_steps_logits(classifier: Classifier, span: torch.Tensor, starts: list[int],
+                        length: int, scoring: Scoring) -> torch.Tensor:
+    """float32 logits [windows, classes] of the windows of ``span`` (mono [T]) that start at
+    ``starts`` samples, ``length`` samples each, from one pass of a model that pools steps: its
+    steps over the whole span, then each window's share of them (as many steps as a window has,
+    from the step nearest its start). A step near a window's edge has seen audio on both sides
+    of it, so a window's probabilities can differ from the window scored alone."""
+    features, frames = classifier.features(span[None], torch.tensor([span.shape[0]]))
+    model = classifier.model
+    with autocast(features.device, scoring.bf16):
+        steps, step_lengths = model.step_embeddings(classifier.model_input(features), frames)
+        if steps.dim() != 3 or steps.shape[0] != 1 or tuple(step_lengths.shape) != (1,):
+            raise Esc50Error(f"model {type(model).__name__}: step_embeddings() gave {tuple(steps.shape)} "
+                             f"and lengths {tuple(step_lengths.shape)} for one clip; expected "
+                             "[1, dimensions, steps] and [1] (docs/plugins.md)")
+        total = min(int(step_lengths[0]), steps.shape[-1])
+        width = min(max(round(length * total / span.shape[0]), 1), total)
+        offsets = [min(round(start * total / span.shape[0]), total - width) for start in starts]
+        windows = torch.cat([steps[:, :, o:o + width] for o in offsets])
+        out = model.pool_steps(windows, torch.full((len(starts),), width))
+    return out.float()
+
+
+@torch.no_grad()
+def window_probabilities(members: list[Member], span: torch.Tensor, starts: list[int],
+                         length: int) -> torch.Tensor:
+    """Class probabilities [windows, classes] of the windows of ``span`` (mono [T], no
+    padding) that start at ``starts``, ``length`` samples each: one model's, or the mean of an
+    ensemble's. A model that pools steps (:func:`pools_steps`) makes one pass over the span
+    (:func:`shared_steps_logits`); any other scores each window alone."""
+    total = None
+    for member in members:
+        classifier = member.classifier
+        if pools_steps(classifier.model):
+            scores = probabilities_of(shared_steps_logits(classifier, span, starts, length,
+                                                          member.scoring))
+        else:
+            windows = torch.stack([span[start:start + length] for start in starts])
+            scores = mean_probabilities([member], windows,
+                                        torch.full((len(starts),), length))
+        total = scores if total is None else total + scores
+    return total / len(members)

@@ -15,7 +15,10 @@ Sources of each choice:
   width-48 start (docs/results.md, "How the laptop recipe was chosen").
 - Dropout before the classifier (0.3): the usual regularizer of the PANNs heads.
 Padded frames are zeroed before every convolution and pooled out of the time summary, and valid
-lengths follow the poolings, so a clip scores the same alone and in any padded batch.
+lengths follow the poolings, so a clip scores the same alone and in any padded batch. The
+network is split where time is still a sequence (``step_embeddings``) and where it is summed up
+(``pool_steps``), so ``esc50 analyze`` computes the steps of a recording once and pools each
+window from them (docs/plugins.md, "register_models").
 """
 
 from __future__ import annotations
@@ -84,6 +87,12 @@ class ResCNN(nn.Module):
         self.classifier = nn.Linear(widths[-1], config.num_classes)
 
     def forward(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        return self.pool_steps(*self.step_embeddings(features, frame_lengths))
+
+    def step_embeddings(self, features: torch.Tensor, frame_lengths: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, C, F, T] features -> [B, widths[-1], T / 8] embeddings of steps along time
+        (frequency summarized) and their valid lengths."""
         lengths = frame_lengths.clamp(1, features.shape[-1])
         x = self.stem(zero_padding(features, lengths))
         for stage in self.stages:
@@ -91,8 +100,11 @@ class ResCNN(nn.Module):
                 x, lengths = self.pool(zero_padding(x, lengths)), (lengths // 2).clamp(min=1)
             for block in stage:
                 x = block(x, lengths)
-        x = x.mean(dim=2)  # [B, C, T]: frequency summarized
-        x = masked_max(x, lengths) + masked_mean(x, lengths)
+        return x.mean(dim=2), lengths
+
+    def pool_steps(self, steps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Max plus mean over the valid steps, then the classifier: logits [B, classes]."""
+        x = masked_max(steps, lengths) + masked_mean(steps, lengths)
         return self.classifier(self.dropout(x))
 
 

@@ -16,7 +16,8 @@ installed entry points, or ``registry``) into a small run on generated tone clip
 1 s at 8 kHz) and put batches through every stage and the model, each output checked against
 its contract, as ``esc50 train`` does: the set-up pass's two clips, then batches of 1, 2 and 3
 clips of odd, unequal lengths (padded batches), then one epoch of training and validation with
-batches of 3, 4 and a last one of 1. The dataset check reads a folder with the plugin, checks
+batches of 3, 4 and a last one of 1; a model that pools steps (``step_embeddings`` and
+``pool_steps``) must then be its own forward split in two. The dataset check reads a folder with the plugin, checks
 every clip it lists and decodes a few; the logger check trains two epochs with the logger on
 and fails where the run would have disabled it. A broken contract raises
 :class:`esc50.Esc50Error` with the one-line message a user would see; ``settings`` are TaskConfig
@@ -40,6 +41,8 @@ from esc50.core.data.clips import find_clips
 from esc50.core.data.collate import collate
 from esc50.core.errors import Esc50Error
 from esc50.core.plugin_api.registry import Registry, load_registry
+from esc50.core.training.classifier import Classifier
+from esc50.core.training.scoring import pools_steps
 from esc50.core.training.stages import setup_pass
 from esc50.core.training.trainer import Trainer
 
@@ -153,5 +156,29 @@ def _exercise(settings: dict[str, Any], registry: Registry | None) -> None:
                        trainer.device)
         for training in (True, False):
             trainer.run_epoch(1, training)
+        check_steps(trainer.classifier, f"model {config.model}")
         if not all(torch.isfinite(p).all() for p in trainer.state.model.parameters()):
             raise Esc50Error("the model's weights are not finite after one epoch of training")
+
+
+@torch.no_grad()
+def check_steps(classifier: Classifier, name: str) -> None:
+    """A model that pools steps (``step_embeddings`` and ``pool_steps``, which ``esc50 analyze``
+    uses to score neighbouring windows from one pass) must be its own forward split in two:
+    checked on a padded batch of two clips of noise, steps of shape [B, dimensions, steps]."""
+    model = classifier.model
+    if not pools_steps(model):
+        return
+    model.eval()
+    wav = 0.1 * torch.randn(2, RATE, generator=torch.Generator().manual_seed(0))
+    features, frames = classifier.features(wav, torch.tensor([RATE, ODD_LENGTHS[2]]))
+    features = classifier.model_input(features)
+    steps, lengths = model.step_embeddings(features, frames)
+    if steps.dim() != 3 or steps.shape[0] != 2 or tuple(lengths.shape) != (2,):
+        raise Esc50Error(f"{name}: step_embeddings() gave {tuple(steps.shape)} and lengths "
+                         f"{tuple(lengths.shape)} for 2 clips; expected [2, dimensions, steps] "
+                         "and [2]")
+    gap = float((model.pool_steps(steps, lengths) - model(features, frames)).abs().max())
+    if not gap <= 1e-4:
+        raise Esc50Error(f"{name}: pool_steps(step_embeddings(...)) differs from the model's "
+                         f"forward by {gap:.3g}; they must be its forward split in two")

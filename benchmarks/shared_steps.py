@@ -1,0 +1,65 @@
+"""Windows scored alone against windows pooled from one shared pass (``esc50 analyze``'s
+default for a model that pools steps): how often they agree, how often each is right, and how
+long each takes, on a soundscape of held-out ESC-50 clips, in the same run.
+
+    python benchmarks/shared_steps.py RUN --data ESC-50 [--fold 1] [--clips 400]
+
+RUN is a run whose validation fold is ``--fold`` (a fold of ``esc50 cv``, so that no clip of
+the soundscape was trained on); the soundscape is that fold's clips one after another, in the
+order of meta/esc50.csv, each padded or cut to the run's clip length. With the default windows
+(one clip long, every half clip) every other window covers exactly one clip ("aligned": right
+when its top class is that clip's) and the others straddle two ("right" when it is either's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import esc50
+from esc50.commands.timeline import build_timeline
+from esc50.core.data.audio import load_clip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--fold", type=int, default=1)
+    parser.add_argument("--clips", type=int, default=400)
+    args = parser.parse_args()
+    model = esc50.load(args.run)
+    rate, length = model.sample_rate, model.config.length_wav
+    root = Path(args.data)
+    with (root / "meta" / "esc50.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if int(r["fold"]) == args.fold][:args.clips]
+    audio = torch.cat([load_clip(root / "audio" / r["filename"], rate, length)[0] for r in rows])
+    labels = [model.class_names.index(r["category"]) for r in rows]
+    print(f"{args.run}: a soundscape of {len(rows)} fold-{args.fold} clips "
+          f"({audio.shape[0] / rate / 60:.1f} min); {torch.get_num_threads()} threads\n")
+    print("| windows | seconds | aligned windows right | straddling windows right |")
+    print("|---|---:|---:|---:|")
+    tops = {}
+    for name, share in (("each alone", False), ("pooled from a shared pass", True)):
+        started = time.perf_counter()
+        timeline = build_timeline(model.members, model.class_names, [audio], rate, length,
+                                  share_steps=share)
+        seconds = time.perf_counter() - started
+        top = timeline.probabilities.argmax(axis=1)
+        tops[name] = top
+        aligned = [top[j] == labels[j // 2] for j in range(0, len(rows) * 2 - 1, 2)]
+        straddling = [top[j] in (labels[j // 2], labels[j // 2 + 1])
+                      for j in range(1, len(rows) * 2 - 1, 2)]
+        print(f"| {name} | {seconds:.2f} | {100 * np.mean(aligned):.1f} % of {len(aligned)} "
+              f"| {100 * np.mean(straddling):.1f} % of {len(straddling)} |")
+    agree = np.mean(tops["each alone"] == tops["pooled from a shared pass"])
+    print(f"\nthe two agree on the top class of {100 * agree:.1f} % of the windows")
+
+
+if __name__ == "__main__":
+    main()
