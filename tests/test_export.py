@@ -79,7 +79,8 @@ def test_an_exported_file_scores_the_windows_predict_scores_at_any_length(traine
 @pytest.mark.parametrize("name", ["baseline", "advanced", "lstm", "crnn", "kumar", "rescnn"])
 def test_every_built_in_model_exports_to_both_formats(name, tmp_path):
     """The same window probabilities as the model in torch, within 1e-4, for a length other
-    than the one exported with and for one shorter than a window. VGG19 is left out here (its file is 560 MB); the baseline's
+    than the one exported with and for one shorter than a window (the baseline within 1e-3:
+    docs/export.md). VGG19 is left out here (its file is 560 MB); the baseline's
     adaptive max pooling has no ONNX operator, so it exports to TorchScript only and ONNX says
     so in one line."""
     from tests.test_models import CONFIG
@@ -102,7 +103,9 @@ def test_every_built_in_model_exports_to_both_formats(name, tmp_path):
         np.testing.assert_allclose(windows, expected, atol=1e-4)
         windows, _ = run_exported(path, fmt, short.numpy())  # zero-padded to one window
         assert windows.shape == (1, config.num_classes)
-        np.testing.assert_allclose(windows, expected_short, atol=1e-4)
+        # the baseline's adaptive pooling sees a traced clip as whole, its padding included
+        np.testing.assert_allclose(windows, expected_short,
+                                   atol=1e-3 if name == "baseline" else 1e-4)
     if name == "baseline":
         with pytest.raises(Esc50Error, match="^plugins.baseline cannot be exported to onnx: "):
             exported_bytes([classifier], "onnx", window, hop, "plugins.baseline")
