@@ -91,8 +91,8 @@ class ResCNN(nn.Module):
 
     def step_embeddings(self, features: torch.Tensor, frame_lengths: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, C, F, T] features -> [B, widths[-1], T / 8] embeddings of steps along time
-        (frequency summarized) and their valid lengths."""
+        """[B, C, F, T] features -> [B, widths[-1], about T / 2 ** stages] embeddings of steps
+        along time (frequency summarized) and their valid lengths."""
         lengths = frame_lengths.clamp(1, features.shape[-1])
         x = self.stem(zero_padding(features, lengths))
         for stage in self.stages:
