@@ -132,6 +132,16 @@ def pools_steps(model: torch.nn.Module) -> bool:
                for name in ("step_embeddings", "pool_steps"))
 
 
+def check_steps_shape(name: str, steps: torch.Tensor, lengths: torch.Tensor,
+                      clips: int) -> None:
+    """What ``step_embeddings`` gave for ``clips`` clips, as a one-line error naming the model
+    (``name``) unless it is [clips, dimensions, steps] with [clips] lengths."""
+    if steps.dim() != 3 or steps.shape[0] != clips or tuple(lengths.shape) != (clips,):
+        raise Esc50Error(f"{name}: step_embeddings() gave {tuple(steps.shape)} and lengths "
+                         f"{tuple(lengths.shape)} for {clips} clip(s); expected [{clips}, "
+                         f"dimensions, steps] and [{clips}] (docs/plugins.md)")
+
+
 def shared_steps_logits(classifier: Classifier, span: torch.Tensor, starts: list[int],
                         length: int, scoring: Scoring) -> torch.Tensor:
     """float32 logits [windows, classes] of the windows of ``span`` (mono [T]) that start at
@@ -143,10 +153,7 @@ def shared_steps_logits(classifier: Classifier, span: torch.Tensor, starts: list
     model = classifier.model
     with autocast(features.device, scoring.bf16):
         steps, step_lengths = model.step_embeddings(classifier.model_input(features), frames)
-        if steps.dim() != 3 or steps.shape[0] != 1 or tuple(step_lengths.shape) != (1,):
-            raise Esc50Error(f"model {type(model).__name__}: step_embeddings() gave {tuple(steps.shape)} "
-                             f"and lengths {tuple(step_lengths.shape)} for one clip; expected "
-                             "[1, dimensions, steps] and [1] (docs/plugins.md)")
+        check_steps_shape(f"model {type(model).__name__}", steps, step_lengths, 1)
         total = min(int(step_lengths[0]), steps.shape[-1])
         width = min(max(round(length * total / span.shape[0]), 1), total)
         offsets = [min(round(start * total / span.shape[0]), total - width) for start in starts]

@@ -42,7 +42,7 @@ from esc50.core.data.collate import collate
 from esc50.core.errors import Esc50Error
 from esc50.core.plugin_api.registry import Registry, load_registry
 from esc50.core.training.classifier import Classifier
-from esc50.core.training.scoring import pools_steps
+from esc50.core.training.scoring import check_steps_shape, pools_steps
 from esc50.core.training.stages import setup_pass
 from esc50.core.training.trainer import Trainer
 
@@ -174,10 +174,7 @@ def check_steps(classifier: Classifier, name: str) -> None:
     features, frames = classifier.features(wav, torch.tensor([RATE, ODD_LENGTHS[2]]))
     features = classifier.model_input(features)
     steps, lengths = model.step_embeddings(features, frames)
-    if steps.dim() != 3 or steps.shape[0] != 2 or tuple(lengths.shape) != (2,):
-        raise Esc50Error(f"{name}: step_embeddings() gave {tuple(steps.shape)} and lengths "
-                         f"{tuple(lengths.shape)} for 2 clips; expected [2, dimensions, steps] "
-                         "and [2]")
+    check_steps_shape(name, steps, lengths, 2)
     gap = float((model.pool_steps(steps, lengths) - model(features, frames)).abs().max())
     if not gap <= 1e-4:
         raise Esc50Error(f"{name}: pool_steps(step_embeddings(...)) differs from the model's "
