@@ -124,8 +124,8 @@ def resampling_ratio(rate: int, sample_rate: int) -> tuple[int, int]:
 def sinc_kernel(orig: int, new: int) -> tuple[torch.Tensor, int]:
     """The windowed-sinc resampling filter from periods of ``orig`` input samples to ``new``
     output samples, as torchaudio.functional.resample builds it for its defaults (in float32, as
-    it does for float32 audio): [new, taps] (row ``p``: output ``p`` of a period, from the input ``width`` samples before the
-    period to ``width`` after it) and ``width``."""
+    it does for float32 audio): [new, taps] (row ``p``: output ``p`` of a period, from the input
+    ``width`` samples before the period to ``width`` after it) and ``width``."""
     base = min(orig, new) * ROLLOFF
     width = math.ceil(LOWPASS_ZEROS * orig / base)
     offsets = torch.arange(-width, width + orig, dtype=torch.float32) / orig

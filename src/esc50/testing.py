@@ -17,9 +17,9 @@ installed entry points, or ``registry``) into a small run on generated tone clip
 its contract, as ``esc50 train`` does: the set-up pass's two clips, then batches of 1, 2 and 3
 clips of odd, unequal lengths (padded batches), then one epoch of training and validation with
 batches of 3, 4 and a last one of 1; a model that pools steps (``step_embeddings`` and
-``pool_steps``) must then be its own forward split in two. The dataset check reads a folder with the plugin, checks
-every clip it lists and decodes a few; the logger check trains two epochs with the logger on
-and fails where the run would have disabled it. A broken contract raises
+``pool_steps``) must then be its own forward split in two. The dataset check reads a folder
+with the plugin, checks every clip it lists and decodes a few; the logger check trains two
+epochs with the logger on and fails where the run would have disabled it. A broken contract raises
 :class:`esc50.Esc50Error` with the one-line message a user would see; ``settings`` are TaskConfig
 keys for the run (``batch_size=4``, or ``**{"plugins.logmel.n_mels": 40}`` for a plugin's
 option).
