@@ -34,23 +34,20 @@ def shipped():
     return esc50.load("esc50-rescnn", warn=lambda _: None)
 
 
-@pytest.fixture(scope="module")
-def soundscape(tmp_path_factory, shipped) -> tuple[Path, list[str]]:
+@pytest.fixture
+def soundscape(real_data, tmp_path) -> tuple[Path, list[str]]:
     """Eight real ESC-50 clips of eight classes one after another (a 44.1 kHz WAV), and their
     classes."""
-    from tests.conftest import REAL_DATA
-    if not (REAL_DATA / "meta" / "esc50.csv").is_file():
-        pytest.skip(f"real ESC-50 clips not found at {REAL_DATA}")
-    with (REAL_DATA / "meta" / "esc50.csv").open() as handle:
+    with (real_data / "meta" / "esc50.csv").open() as handle:
         rows, seen = [], set()
         for row in csv.DictReader(handle):
             if row["fold"] == "2" and row["category"] not in seen and len(rows) < CLIPS:
                 rows.append(row)
                 seen.add(row["category"])
-    audio = torch.cat([load_clip(REAL_DATA / "audio" / r["filename"], RATE, 5 * RATE)[0]
+    audio = torch.cat([load_clip(real_data / "audio" / r["filename"], RATE, 5 * RATE)[0]
                        for r in rows])
-    path = tmp_path_factory.mktemp("soundscape") / "site" / "walk.wav"
-    path.parent.mkdir()
+    path = tmp_path / "soundscape" / "site" / "walk.wav"
+    path.parent.mkdir(parents=True)
     sf.write(path, audio.numpy(), RATE, subtype="PCM_16")
     return path, [r["category"] for r in rows]
 
