@@ -10,10 +10,10 @@ the sample rate, the window and the hop.
 
 Sources of each choice:
 - ONNX through torch's exporter (``torch.onnx.export(..., dynamo=True)``): ``torch.stft``
-  becomes its frames times a Fourier basis, one matrix product (commands/export_stft.py), so
-  onnxruntime runs the whole pipeline from the waveform; the length is a dynamic dimension, the
-  windows are cut inside the graph (:func:`windows_of`, plus the end-aligned window kept only
-  when the grid misses the end).
+  becomes its frames times the window through a DFT of two small matrix products
+  (commands/export_stft.py), so onnxruntime runs the whole pipeline from the waveform; the
+  length is a dynamic dimension, the windows are cut inside the graph (:func:`windows_of`, plus
+  the end-aligned window kept only when the grid misses the end).
 - TorchScript: the scoring of a batch of windows is traced (``torch.jit.trace``: every built-in
   model's forward is the same for every window), the cutting of windows around it is scripted
   (``torch.jit.script``: it depends on the length); ``torch.jit.load`` runs it with torch alone.

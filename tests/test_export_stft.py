@@ -1,4 +1,4 @@
-"""The exported ONNX file computes ``torch.stft`` as frames times a Fourier basis
+"""The exported ONNX file computes ``torch.stft`` as frames through two small DFT products
 (commands/export_stft.py) and cuts its windows from slices (commands/export.py windows_of):
 the same numbers as torch for every setting torch.stft takes, and no STFT operator or index
 table in the file."""
@@ -48,12 +48,13 @@ def exported(module: nn.Module, example: torch.Tensor) -> onnxruntime.InferenceS
     dict(n_fft=64, hop_length=24, window=torch.hann_window(64)),      # frames gathered
     dict(n_fft=64, hop_length=16, win_length=40, window=torch.hamming_window(40)),
     dict(n_fft=64, hop_length=32, win_length=48),                     # a rectangle in the middle
-    dict(n_fft=60, hop_length=15, window=torch.hann_window(60), center=False),
+    dict(n_fft=60, hop_length=15, window=torch.hann_window(60), center=False),  # 6 x 10
+    dict(n_fft=61, hop_length=20, window=torch.hann_window(61)),      # a prime: one product
     dict(n_fft=64, hop_length=16, window=torch.hann_window(64), normalized=True),
     dict(n_fft=64, hop_length=16, window=torch.hann_window(64), onesided=False),
     dict(n_fft=64, window=torch.hann_window(64), pad_mode="constant"),  # hop n_fft / 4
-], ids=["blocks", "gathered", "short-window", "rectangle", "odd", "normalized", "two-sided",
-        "default-hop"])
+], ids=["blocks", "gathered", "short-window", "rectangle", "6x10", "prime", "normalized",
+        "two-sided", "default-hop"])
 @pytest.mark.parametrize("batch", [True, False], ids=["batch", "one"])
 def test_the_exported_stft_equals_torch_stft(settings, batch):
     module = Stft(**settings).eval()
