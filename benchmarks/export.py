@@ -93,5 +93,6 @@ def main() -> None:
                   f"{seconds * 1000:.1f} | {(guesses == targets).mean():.1%} | "
                   f"{(guesses == reference).mean():.1%} |", flush=True)
 
+
 if __name__ == "__main__":
     main()
