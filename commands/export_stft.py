@@ -87,9 +87,10 @@ def dft_stages(n_fft: int, bins: int, scale: float) -> tuple[np.ndarray, np.ndar
 
 def frames_of(signal: Value, n_fft: int, hop: int) -> Value:
     """``[batch?, samples]`` -> ``[batch?, frames, n_fft]``: the frames every ``hop`` samples
-    that fit. Where ``hop`` divides ``n_fft`` (every built-in featurizer), the signal is cut into
-    blocks of ``hop`` samples and each frame is ``n_fft / hop`` neighbouring blocks side by side
-    (copies); otherwise each frame's samples are gathered by index."""
+    that fit. Where ``hop`` divides ``n_fft`` (the report's 256 and the laptop recipe's 512 do
+    for 1024; PANNs' 320 does not), the signal is cut into blocks of ``hop`` samples and each
+    frame is ``n_fft / hop`` neighbouring blocks side by side (copies); otherwise each frame's
+    samples are gathered by index."""
     count = op.Add(op.Div(op.Sub(op.Shape(signal, start=-1), _ints(n_fft)), _ints(hop)), _ints(1))
     if n_fft % hop == 0:
         per_frame = n_fft // hop
