@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -107,6 +108,34 @@ def test_a_bad_recording_costs_only_itself_and_the_class_filter_keeps_what_is_as
     assert code == 1 and "'dgo' is not one of the model's 4 classes" in output
     code, output = run_cli(str(model_dir), str(tree), "--out", str(out), "--classes", "1")
     assert code == 1 and "holds results made with other settings (classes)" in output
+
+
+def test_a_fifo_or_broken_link_in_the_tree_is_one_failure_and_is_never_opened(model_dir,
+                                                                             tmp_path):
+    """A FIFO named like audio would block whoever opens it: analyze lists it as failed without
+    opening it (a writer waiting on it would be let through by any reader), and the rest go on."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    pipe, gone = tree / "site2" / "pipe.wav", tree / "site1" / "gone.wav"
+    os.mkfifo(pipe)
+    gone.symlink_to(tree / "nowhere.wav")
+    opened = threading.Event()
+
+    def writer() -> None:
+        with open(pipe, "wb") as handle:  # blocks until someone opens the FIFO to read
+            opened.set()
+            handle.write(b"RIFF")
+
+    threading.Thread(target=writer, daemon=True).start()
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    assert code == 1 and not opened.is_set()
+    failed = {f["file"]: f["error"] for f in csv.DictReader((out / "failed.csv").open())}
+    assert set(failed) == {"site2/pipe.wav", "site1/gone.wav"}
+    assert "is a FIFO (named pipe), not a regular file" in failed["site2/pipe.wav"]
+    assert "is a broken link" in failed["site1/gone.wav"]
+    assert json.loads((out / "summary.json").read_text())["done"] == len(TREE)
+    code, output = run_cli(str(model_dir), str(pipe), "--out", str(tmp_path / "one"))
+    assert code == 1 and not opened.is_set()
+    assert output.strip().endswith(f"recordings {pipe} is a FIFO (named pipe), not a regular file")
 
 
 def test_a_killed_analysis_resumes_with_every_recording_exactly_once(model_dir, tmp_path):
@@ -260,6 +289,51 @@ def test_the_review_page_plays_every_detection_in_headless_chromium(model_dir, t
     assert all(abs(d - 1.0) < 0.01 for d in facts["durations"]), facts["durations"]
     assert all(width > 0 for width in facts["images"])
     assert sorted(facts["sections"]) == ["0", "1", "2", "3"]
+
+
+def test_a_recording_gone_or_damaged_since_its_analysis_costs_the_review_only_its_clips(
+        model_dir, tmp_path):
+    tree, out, review = write_tree(tmp_path / "tree"), tmp_path / "out", tmp_path / "review"
+    gone, damaged = "site2/long.wav", "site1/day1/noon.flac"
+
+    def analyze() -> tuple[dict, list[str], str]:
+        lines: list[str] = []
+        summary = esc50.analyze(model_dir, tree, out, segments=review, per_class=50,
+                                log=lines.append, progress=False)
+        return summary, lines, (review / "index.html").read_text()
+
+    _, _, page = analyze()
+    assert gone in page and damaged in page
+    (tree / gone).unlink()
+    (tree / damaged).write_bytes(b"fLaC but no more")
+    summary, lines, page = analyze()
+    assert summary["not_in_folder"] == [gone]
+    assert summary["recordings"] == summary["done"] == len(TREE) - 1
+    skipped = sorted(line for line in lines if line.endswith("; its detections are left out"))
+    assert len(skipped) == 2
+    assert skipped[0].startswith(f"review page: {tree / damaged}: cannot decode audio (")
+    assert skipped[1] == f"review page: {gone} is no longer in the analysed folder; its " \
+                         "detections are left out"
+    assert gone not in page and damaged not in page
+    kept = [row for row in csv.DictReader((out / "segments.csv").open())
+            if row["file"] not in (gone, damaged)]
+    assert kept and page.count("<figure>") == len(kept)  # every other detection, each playable
+    sources = [part.split('"')[0] for part in page.split('preload="none" src="')[1:]]
+    assert len(sources) == len(kept) and all((review / s).is_file() for s in sources)
+
+
+def test_the_review_clips_are_never_taken_for_recordings(model_dir, tmp_path):
+    tree = write_tree(tmp_path / "tree")
+    for _ in range(2):  # the second run walks a tree holding the first run's clips
+        summary = esc50.analyze(model_dir, tree, tree / "results", segments=tree / "review",
+                                log=lambda _: None, progress=False)
+    assert any((tree / "review" / "clips").rglob("*.wav"))
+    assert summary["recordings"] == len(TREE) and sorted(summary["files"]) == sorted(TREE)
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(tmp_path / "other"),
+                           "--segments", str(tree))
+    assert code == 1 and output.count("\n") == 1
+    assert f"--segments {tree} is the folder of recordings: the next run would take" in output
+    assert not (tmp_path / "other").exists()
 
 
 def test_a_damaged_settings_record_is_one_line(model_dir, tmp_path):

@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import soundfile as sf
 
 from esc50.core.data.clips import AUDIO_EXTENSIONS
 from esc50.core.errors import Esc50Error
+from esc50.core.files.read import why_not_a_file
 
 
 @dataclass(frozen=True)
@@ -31,19 +32,21 @@ class Recording:
     seconds: float
 
 
-def find_recordings(source: Path, skip: Path | None = None) -> list[Recording]:
+def find_recordings(source: Path, skip: Iterable[Path] = ()) -> list[Recording]:
     """Every audio file under ``source`` (or ``source`` itself, one file), sorted by path;
-    hidden folders and ``skip`` (a results folder inside the tree) are left out."""
-    if source.is_file():
-        return [Recording(source, Path(source.name), header_seconds(source))]
+    hidden folders and the folders ``skip`` names (what the analysis writes, should it be
+    inside the tree: its results, its review clips) are left out."""
     if not source.is_dir():
-        raise Esc50Error(f"{source}: no such folder or file of recordings")
-    skipped = skip.resolve() if skip is not None else None
+        problem = why_not_a_file(source)
+        if problem is not None:
+            raise Esc50Error(f"recordings {source} {problem}")
+        return [Recording(source, Path(source.name), header_seconds(source))]
+    skipped = {folder.resolve() for folder in skip}
     found = []
     for folder, names, files in os.walk(source):
         here = Path(folder)
         names[:] = sorted(n for n in names if not n.startswith(".")
-                          and (here / n).resolve() != skipped)
+                          and (here / n).resolve() not in skipped)
         found += [here / name for name in files
                   if Path(name).suffix.lower() in AUDIO_EXTENSIONS and not name.startswith(".")]
     if not found:
@@ -54,7 +57,10 @@ def find_recordings(source: Path, skip: Path | None = None) -> list[Recording]:
 
 
 def header_seconds(path: Path) -> float:
-    """A recording's length by its header; 0 when the header cannot be read."""
+    """A recording's length by its header; 0 when the header cannot be read or ``path`` is no
+    regular file (a FIFO would block the reading: analysing it says what it is)."""
+    if why_not_a_file(path) is not None:
+        return 0.0
     try:
         info = sf.info(str(path))
     except Exception:  # soundfile's errors vary by format; the analysis names the problem

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import html
 import re
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import soundfile as sf
 
+from esc50.core.data.audio import opened_audio
+from esc50.core.errors import Esc50Error
 from esc50.core.files.write import atomic_write, output_folder, write_text
 from esc50.core.results.plots import clock, png_bytes, spectrogram_figure
 
@@ -34,34 +37,53 @@ figcaption { font-size: 0.85em; }
 """
 
 
-def best_detections(records: list[dict[str, Any]], per_class: int
-                    ) -> dict[str, list[dict[str, Any]]]:
-    """Each class's ``per_class`` most probable segments over all ``records`` (with their
-    recording), classes ordered by how many segments they have."""
+def ranked_detections(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each class's segments over all ``records`` (with their recording), the most probable
+    first, classes ordered by how many segments they have."""
     by_class: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         for segment in record["segments"]:
             by_class.setdefault(segment["class"], []).append({**segment, "file": record["file"]})
     ordered = sorted(by_class.items(), key=lambda item: (-len(item[1]), item[0]))
-    return {name: sorted(found, key=lambda s: (-s["max_probability"], s["file"],
-                                               s["start"]))[:per_class]
+    return {name: sorted(found, key=lambda s: (-s["max_probability"], s["file"], s["start"]))
             for name, found in ordered}
 
 
+def cuts(detections: list[dict[str, Any]], sources: dict[str, Path], seconds: float,
+         skipped: dict[str, str]) -> Iterator[tuple[dict[str, Any], np.ndarray, int]]:
+    """Each detection whose window can be cut from its recording, with that audio and its rate.
+    A recording gone from the analysed folder, or that can no longer be read, goes into
+    ``skipped`` (its path in the results -> why) and its detections are passed over."""
+    for detection in detections:
+        file = detection["file"]
+        if file in skipped:
+            continue
+        try:
+            if file not in sources:
+                raise Esc50Error(f"{file} is no longer in the analysed folder")
+            audio, rate = cut(sources[file], detection["peak"], seconds)
+        except Esc50Error as exc:
+            skipped[file] = str(exc)
+            continue
+        yield detection, audio, rate
+
+
 def write_review(folder: Path, records: list[dict[str, Any]], sources: dict[str, Path],
-                 window_seconds: float, per_class: int) -> Path:
+                 window_seconds: float, per_class: int, log: Callable[[str], None]) -> Path:
     """Cut the clips, draw their spectrograms and write ``index.html`` into ``folder``;
-    ``sources``: each recording's file by its path in the results. Returns the page."""
+    ``sources``: each recording's file by its path in the results. A recording that is gone or
+    unreadable is named through ``log`` and its detections give way to the next most probable.
+    Returns the page."""
     output_folder(folder, "--segments folder")
-    sections = []
-    for number, (name, detections) in enumerate(best_detections(records, per_class).items()):
+    sections, skipped = [], {}
+    for number, (name, ranked) in enumerate(ranked_detections(records).items()):
         slug = f"{number:02d}-{re.sub(r'[^A-Za-z0-9_-]+', '_', name)}"
-        (folder / "clips" / slug).mkdir(parents=True, exist_ok=True)
         figures = []
-        for rank, detection in enumerate(detections, start=1):
+        chosen = islice(cuts(ranked, sources, window_seconds, skipped), per_class)
+        for rank, (detection, audio, rate) in enumerate(chosen, start=1):
             stem = f"clips/{slug}/{rank:03d}"
+            (folder / "clips" / slug).mkdir(parents=True, exist_ok=True)
             start = detection["peak"]
-            audio, rate = cut(sources[detection["file"]], start, window_seconds)
             atomic_write(folder / f"{stem}.wav", lambda h, a=audio, r=rate: sf.write(
                 h, a, r, format="WAV", subtype="PCM_16"))
             mono = audio.mean(axis=1) if audio.ndim > 1 else audio
@@ -75,10 +97,14 @@ def write_review(folder: Path, records: list[dict[str, Any]], sources: dict[str,
                 f'{html.escape(detection["file"])}, {clock(start)} - {clock(end)} '
                 f'(segment {clock(detection["start"])} - {clock(detection["end"])})'
                 "</figcaption></figure>")
+        if not figures:
+            continue
         sections.append(f'<section id="{slug}"><h2>{html.escape(name)}</h2>'
-                        + (f'<p>its {len(detections)} most probable detections</p>'
-                           if len(detections) > 1 else "<p>its most probable detection</p>")
+                        + (f'<p>its {len(figures)} most probable detections</p>'
+                           if len(figures) > 1 else "<p>its most probable detection</p>")
                         + "".join(figures) + "</section>")
+    for why in skipped.values():
+        log(f"review page: {why}; its detections are left out")
     page = folder / PAGE
     write_text(page, "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
                "<title>esc50 analyze: detections to review</title><style>" + STYLE
@@ -90,7 +116,7 @@ def write_review(folder: Path, records: list[dict[str, Any]], sources: dict[str,
 
 def cut(path: Path, start: float, seconds: float) -> tuple[np.ndarray, int]:
     """``seconds`` of ``path`` from ``start`` (fewer at its end), at its own rate."""
-    with sf.SoundFile(str(path)) as audio:
+    with opened_audio(path) as audio:
         rate = audio.samplerate
         audio.seek(min(int(round(start * rate)), audio.frames))
         return audio.read(int(round(seconds * rate)), dtype="float32"), rate

@@ -124,10 +124,14 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
     :func:`checked_arguments`)."""
     if per_class < 1:
         raise Esc50Error(f"--per-class {per_class} must be at least 1")
+    if segments is not None and segments.resolve() == folder.resolve():
+        raise Esc50Error(f"--segments {segments} is the folder of recordings: the next run would "
+                         "take its clips for recordings; name a folder of its own (one inside "
+                         "it is left out of the recordings)")
     model = load(model_source, warn=log)
     settings = checked_settings(model, settings)
     index, count = parse_shard(shard)
-    recordings = find_recordings(folder, skip=out)
+    recordings = find_recordings(folder, skip=[out] if segments is None else [out, segments])
     mine = shard_share(recordings, index, count)
     tree = ResultsTree(out, {**asdict(settings), "classes": list(settings.classes),
                              "formats": list(settings.formats), "model": model_digest(model)})
@@ -149,17 +153,16 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
     wall = time.perf_counter() - started
     with tree.locked():  # shards ending together: one writes the combined files at a time
         records, failures = tree.records(), tree.failures()
-        summary = summarize(records, failures, len(recordings), wall, counts.audio)
+        sources = {r.relative.as_posix(): r.path for r in recordings}
+        summary = summarize(records, failures, set(sources), wall, counts.audio)
         write_combined(tree, summary, records)
-        tried = {r["file"] for r in records} | {f["file"] for f in failures}
-        missing = [r for r in recordings if r.relative.as_posix() not in tried]
+        missing = summary["recordings"] - summary["done"] - summary["failed"]
         if segments is not None and not missing:
-            page = write_review(segments, records,
-                                {r.relative.as_posix(): r.path for r in recordings},
-                                model.config.length_wav / model.sample_rate, per_class)
+            page = write_review(segments, records, sources,
+                                model.config.length_wav / model.sample_rate, per_class, log)
             log(f"review page: {page}")
         elif segments is not None:
-            log(f"the review page waits for every recording: {len(missing)} not analysed yet "
+            log(f"the review page waits for every recording: {missing} not analysed yet "
                 "(by other shards?); the same command writes it once they are")
     return summary
 

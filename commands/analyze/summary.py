@@ -31,9 +31,12 @@ def detected_time(segments: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
-              recordings: int, wall_seconds: float, this_run_audio: float) -> dict[str, Any]:
-    """The summary of ``records`` (every recording done) and ``failures``; ``recordings``: how
-    many the tree holds; the time this run took for ``this_run_audio`` seconds of audio."""
+              in_folder: set[str], wall_seconds: float, this_run_audio: float
+              ) -> dict[str, Any]:
+    """The summary of ``records`` (every recording done) and ``failures``; ``in_folder``: the
+    recordings the analysed folder holds (their paths in the results), which the counts are of;
+    results of recordings no longer there are kept and named (``not_in_folder``); the time this
+    run took for ``this_run_audio`` seconds of audio."""
     classes: dict[str, dict[str, Any]] = {}
     for record in records:
         for name, seconds in detected_time(record["segments"]).items():
@@ -44,7 +47,9 @@ def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
     audio = sum(r["duration"] for r in records)
     busy = sum(r["seconds"] for r in records)
     return {
-        "recordings": recordings, "done": len(records), "failed": len(failures),
+        "recordings": len(in_folder), "done": sum(r["file"] in in_folder for r in records),
+        "failed": sum(f["file"] in in_folder for f in failures),
+        "not_in_folder": sorted({r["file"] for r in records + failures} - in_folder),
         "audio_hours": audio / 3600, "processing_seconds": busy,
         "real_time_factor": audio / busy if busy else None,
         "this_run": {"audio_seconds": this_run_audio, "wall_seconds": wall_seconds,
@@ -72,7 +77,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     factor = this_run["real_time_factor"]
     lines = [f"{summary['done']} of {summary['recordings']} recordings done"
              + (f", {summary['failed']} failed (failed.csv)" if summary["failed"] else "")
-             + f": {clock(summary['audio_hours'] * 3600, hours=True)} of audio",
+             + f": {clock(summary['audio_hours'] * 3600, hours=True)} of audio"
+             + (f"; the results also hold {len(summary['not_in_folder'])} no longer in the "
+                "folder (summary.json: not_in_folder)" if summary["not_in_folder"] else ""),
              f"this run: {clock(this_run['audio_seconds'], hours=True)} of audio in "
              f"{this_run['wall_seconds']:.1f} s" + (f" ({factor:.0f}x real time)" if factor
                                                      else ""), "",

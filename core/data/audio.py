@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -94,12 +95,21 @@ def mono_blocks(blocks: Iterable[tuple[np.ndarray, int]], sample_rate: int, sour
 def _read_blocks(path: Path, block_seconds: float) -> Iterator[tuple[np.ndarray, int]]:
     """float32 ``[frames, channels]`` blocks of ``path`` with its sample rate; a file soundfile
     cannot read is a one-line error naming it."""
-    path = checked_file(path, "audio file")  # a FIFO or a device would never end
+    with opened_audio(path) as audio:
+        frames = max(int(audio.samplerate * block_seconds), 1)
+        for data in audio.blocks(blocksize=frames, dtype="float32", always_2d=True):
+            yield data, audio.samplerate
+
+
+@contextmanager
+def opened_audio(path: Path) -> Iterator[sf.SoundFile]:
+    """``path`` opened by soundfile once it is known to be a regular file (a FIFO or a device
+    would never end); a file it cannot open, or read inside the ``with``, is a one-line error
+    naming it."""
+    path = checked_file(path, "audio file")
     try:
         with sf.SoundFile(str(path)) as audio:
-            frames = max(int(audio.samplerate * block_seconds), 1)
-            for data in audio.blocks(blocksize=frames, dtype="float32", always_2d=True):
-                yield data, audio.samplerate
+            yield audio
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as exc:
         raise Esc50Error(f"{path}: cannot decode audio ({' '.join(str(exc).split())})") from exc
 
