@@ -138,6 +138,22 @@ def test_a_fifo_or_broken_link_in_the_tree_is_one_failure_and_is_never_opened(mo
     assert output.strip().endswith(f"recordings {pipe} is a FIFO (named pipe), not a regular file")
 
 
+def test_a_file_name_that_is_not_utf8_is_analysed_and_written_as_its_bytes(model_dir, tmp_path):
+    """An archive from a Latin-1 system: 'café.wav' in Latin-1 bytes is no UTF-8 name."""
+    tree, out, review = write_tree(tmp_path / "tree"), tmp_path / "out", tmp_path / "review"
+    name = os.fsdecode(b"site2/caf\xe9.wav")
+    (tree / "site2" / "short.wav").rename(tree / name)
+    summary = esc50.analyze(model_dir, tree, out, formats=["csv", "json", "audacity", "raven"],
+                            segments=review, log=lambda _: None, progress=False)
+    assert summary["done"] == len(TREE) and summary["failed"] == 0 and name in summary["files"]
+    assert all((out / f"{name}{suffix}").is_file()
+               for suffix in (".csv", ".json", ".labels.txt", ".selections.txt"))
+    row = b"\nsite2/caf\xe9.wav,"  # its rows, in the combined table as in its own
+    count = (out / "segments.csv").read_bytes().count(row)
+    assert count >= 1 and (out / f"{name}.csv").read_bytes().count(row) == count
+    assert b"site2/caf\xe9.wav" in (review / "index.html").read_bytes()
+
+
 def test_a_killed_analysis_resumes_with_every_recording_exactly_once(model_dir, tmp_path):
     tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
     (tree / "more").mkdir()
@@ -166,6 +182,28 @@ def test_a_killed_analysis_resumes_with_every_recording_exactly_once(model_dir, 
     for path in out.rglob("*.csv"):
         list(csv.reader(path.open()))  # every result file whole
 
+
+
+def test_a_recording_changed_since_its_analysis_is_analysed_again(model_dir, tmp_path):
+    """A file still being recorded when the archive was first analysed grows: its results are
+    made again from the whole file, the others are not touched."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    growing = tree / "site2" / "short.wav"
+    esc50.analyze(model_dir, tree, out, log=lambda _: None, progress=False)
+    untouched = {p: p.stat().st_mtime_ns for p in out.rglob("*.csv") if p.name != "short.wav.csv"
+                 and p.parent != out}
+    sf.write(growing, np.concatenate([tone(FREQS[c], 1.0, seed=k)
+                                      for k, c in enumerate([1, 1, 1, 3, 3, 3, 3])]), SR)
+    lines: list[str] = []
+    summary = esc50.analyze(model_dir, tree, out, log=lines.append, progress=False)
+    assert f"{len(TREE) - 1} already done, 1 changed since their analysis; analysing 1 " in lines[0]
+    assert summary["done"] == len(TREE) and summary["files"]["site2/short.wav"]["duration"] == 7.0
+    rows = list(csv.DictReader((out / "site2" / "short.wav.csv").open()))
+    assert (rows[0]["class"], rows[-1]["class"], float(rows[-1]["end"])) == ("1", "3", 7.0)
+    assert {p: p.stat().st_mtime_ns for p in untouched} == untouched
+    again: list[str] = []
+    esc50.analyze(model_dir, tree, out, log=again.append, progress=False)
+    assert f"{len(TREE)} already done; analysing 0 " in again[0]
 
 
 def test_what_a_killed_write_left_of_a_recording_is_removed_and_nothing_else(model_dir,
@@ -305,7 +343,9 @@ def test_a_recording_gone_or_damaged_since_its_analysis_costs_the_review_only_it
     _, _, page = analyze()
     assert gone in page and damaged in page
     (tree / gone).unlink()
-    (tree / damaged).write_bytes(b"fLaC but no more")
+    before = (tree / damaged).stat()  # damaged in place (bit rot): same size and time
+    (tree / damaged).write_bytes(b"\0" * before.st_size)
+    os.utime(tree / damaged, ns=(before.st_atime_ns, before.st_mtime_ns))
     summary, lines, page = analyze()
     assert summary["not_in_folder"] == [gone]
     assert summary["recordings"] == summary["done"] == len(TREE) - 1

@@ -23,13 +23,16 @@ from esc50.core.files.read import why_not_a_file
 
 @dataclass(frozen=True)
 class Recording:
-    """One recording: its file, its path under the analysed folder (which its results mirror)
-    and its length in seconds by its header (0 when the header cannot be read: analysing it
-    says why)."""
+    """One recording: its file, its path under the analysed folder (which its results mirror),
+    its length in seconds by its header (0 when the header cannot be read: analysing it says
+    why) and its stamp: the file's size in bytes and modification time in nanoseconds when it
+    was listed, which its record is checked against (a file still being recorded, or replaced,
+    is analysed again)."""
 
     path: Path
     relative: Path
     seconds: float
+    stamp: tuple[int, int] = (0, 0)
 
 
 def find_recordings(source: Path, skip: Iterable[Path] = ()) -> list[Recording]:
@@ -40,7 +43,7 @@ def find_recordings(source: Path, skip: Iterable[Path] = ()) -> list[Recording]:
         problem = why_not_a_file(source)
         if problem is not None:
             raise Esc50Error(f"recordings {source} {problem}")
-        return [Recording(source, Path(source.name), header_seconds(source))]
+        return [Recording(source, Path(source.name), header_seconds(source), file_stamp(source))]
     skipped = {folder.resolve() for folder in skip}
     found = []
     for folder, names, files in os.walk(source):
@@ -52,8 +55,18 @@ def find_recordings(source: Path, skip: Iterable[Path] = ()) -> list[Recording]:
     if not found:
         raise Esc50Error(f"{source}: the folder holds no audio files "
                          f"({', '.join(sorted(AUDIO_EXTENSIONS))})")
-    return [Recording(path, path.relative_to(source), header_seconds(path))
+    return [Recording(path, path.relative_to(source), header_seconds(path), file_stamp(path))
             for path in sorted(found, key=lambda p: p.relative_to(source).as_posix())]
+
+
+def file_stamp(path: Path) -> tuple[int, int]:
+    """The size in bytes and modification time in nanoseconds of ``path`` ((0, 0) when it
+    cannot be read: analysing it says why)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return 0, 0
+    return status.st_size, status.st_mtime_ns
 
 
 def header_seconds(path: Path) -> float:
@@ -62,7 +75,7 @@ def header_seconds(path: Path) -> float:
     if why_not_a_file(path) is not None:
         return 0.0
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))  # a name need not be UTF-8
     except Exception:  # soundfile's errors vary by format; the analysis names the problem
         return 0.0
     return info.frames / info.samplerate if info.samplerate > 0 else 0.0

@@ -6,9 +6,11 @@ Beside the result files it keeps, in ``.esc50-analyze/``:
   sha256 of its checkpoints, hop, probability floor, classes, formats, ...). A later command
   with other settings is refused, naming them, so one tree never mixes two analyses.
 - ``done/<recording>.json``: a recording's record (its length, segments, top classes, the
-  seconds it took), written atomically after every result file of it: a recording is done when
-  its record exists, so a run killed at any moment (SIGKILL included) leaves each recording
-  either done or not started, and the same command again labels only what is not done.
+  seconds it took, the file's size and modification time), written atomically after every result
+  file of it: a recording is done when its record exists and names the file as it is now, so a
+  run killed at any moment (SIGKILL included) leaves each recording either done or not started,
+  and the same command again labels only what is not done, and what changed since (a file
+  still being recorded, or replaced): its record is removed before its results are made again.
 - ``failed/<recording>.json``: why a recording could not be analysed; the next run tries it
   again.
 - ``.lock``: held while the combined files are rewritten, so that shards ending together
@@ -23,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from esc50.commands.analyze.recordings import Recording
 from esc50.core.errors import Esc50Error
 from esc50.core.files.write import output_folder, remove_leftovers, write_text
 
@@ -65,8 +68,22 @@ class ResultsTree:
     def _record(self, part: str, relative: Path) -> Path:
         return self.state / part / f"{relative.as_posix()}.json"
 
-    def is_done(self, relative: Path) -> bool:
+    def was_done(self, relative: Path) -> bool:
+        """Whether a recording has a record, of the file as it is now or as it was."""
         return self._record("done", relative).is_file()
+
+    def is_done(self, recording: Recording) -> bool:
+        """Whether ``recording`` has a record of its file as it is now (its stamp: size and
+        modification time; a record written before stamps were kept is taken as it is)."""
+        if not self.was_done(recording.relative):
+            return False
+        try:
+            source = json.loads(self._record("done", recording.relative).read_text())["source"]
+        except KeyError:
+            return True
+        except (OSError, ValueError, TypeError):  # a damaged record: the recording is redone
+            return False
+        return tuple(source) == recording.stamp
 
     def mark_done(self, relative: Path, record: dict[str, Any]) -> None:
         """Record a recording as done (after its result files are written)."""
@@ -77,10 +94,13 @@ class ResultsTree:
 
     def clear_leftovers(self, relative: Path, files: list[Path]) -> None:
         """Delete what a run killed while writing a recording's result ``files`` or records
-        left of them (temporary files: the files themselves are whole or absent); called by
-        the one process that analyses the recording, before it starts."""
+        left of them (temporary files: the files themselves are whole or absent), and the
+        record of an earlier analysis of a file since changed, so that a run killed while
+        making its results again leaves it not done; called by the one process that analyses
+        the recording, before it starts."""
         for path in [*files, self._record("done", relative), self._record("failed", relative)]:
             remove_leftovers(path.parent, path.name)
+        self._record("done", relative).unlink(missing_ok=True)
 
     def mark_failed(self, relative: Path, error: str) -> None:
         path = self._record("failed", relative)

@@ -135,10 +135,13 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
     mine = shard_share(recordings, index, count)
     tree = ResultsTree(out, {**asdict(settings), "classes": list(settings.classes),
                              "formats": list(settings.formats), "model": model_digest(model)})
-    todo = [r for r in mine if not tree.is_done(r.relative)]
+    todo = [r for r in mine if not tree.is_done(r)]
+    changed = sum(tree.was_done(r.relative) for r in todo)
     log(f"{len(recordings)} recordings under {folder}"
         + (f"; shard {index}/{count} takes {len(mine)}" if count > 1 else "")
-        + f"; {len(mine) - len(todo)} already done; analysing {len(todo)} "
+        + f"; {len(mine) - len(todo)} already done"
+        + (f", {changed} changed since their analysis" if changed else "")
+        + f"; analysing {len(todo)} "
         f"({clock(sum(r.seconds for r in todo), hours=True)} of audio) with "
         f"{model.description}")
     if model.trained is not None:
@@ -236,7 +239,8 @@ def analyze_recording(model: Model, inputs: AudioInput, recording: Recording,
                          timeline)
     segments = [segment_json(s) for s in kept]
     tree.mark_done(recording.relative, {
-        "file": name, "duration": timeline.duration, "windows": len(timeline.windows),
+        "file": name, "source": list(recording.stamp), "duration": timeline.duration,
+        "windows": len(timeline.windows),
         "seconds": time.perf_counter() - started, "segments": segments,
         "top": list(detected_time(segments).items())[:TOP_CLASSES]})
 

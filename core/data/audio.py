@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -107,8 +108,8 @@ def opened_audio(path: Path) -> Iterator[sf.SoundFile]:
     would never end); a file it cannot open, or read inside the ``with``, is a one-line error
     naming it."""
     path = checked_file(path, "audio file")
-    try:
-        with sf.SoundFile(str(path)) as audio:
+    try:  # by its bytes: a name need not be UTF-8 (soundfile encodes a str strictly)
+        with sf.SoundFile(os.fsencode(path)) as audio:
             yield audio
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as exc:
         raise Esc50Error(f"{path}: cannot decode audio ({' '.join(str(exc).split())})") from exc

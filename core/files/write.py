@@ -61,8 +61,10 @@ def raise_write_error(path: Path, exc: BaseException, cause: OSError | None = No
 
 
 def write_text(path: Path, text: str) -> None:
-    """:func:`atomic_write` of a text file (UTF-8)."""
-    atomic_write(path, lambda handle: handle.write(text.encode()))
+    """:func:`atomic_write` of a text file (UTF-8). A file name that is not UTF-8 (an archive
+    named in Latin-1, say) is written as the bytes the file system holds, as Python reads such
+    names (``surrogateescape``)."""
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8", "surrogateescape")))
 
 
 def output_folder(path: str | Path, what: str = "output folder") -> Path:
@@ -88,7 +90,7 @@ def plain_name(name: str, what: str, inside: Path) -> str:
             os.path.isabs(name):
         raise Esc50Error(f"{what} {name!r} must be a plain name (no '/' or '..'): it is written "
                          f"inside {inside}")
-    if len(name.encode()) > 255:
-        raise Esc50Error(f"{what} {name[:40]!r}... is {len(name.encode())} bytes long; a file "
+    if len(os.fsencode(name)) > 255:
+        raise Esc50Error(f"{what} {name[:40]!r}... is {len(os.fsencode(name))} bytes long; a file "
                          "name holds at most 255")
     return name

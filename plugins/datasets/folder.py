@@ -11,6 +11,7 @@ clip length the longest file's, at most ``max_seconds`` (longer files are croppe
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -81,7 +82,7 @@ class Folder(DatasetReader):
         rates, longest = Counter(), 0.0
         for path in paths:
             try:
-                info = sf.info(str(path))
+                info = sf.info(os.fsencode(path))  # a name need not be UTF-8
             except (sf.LibsndfileError, RuntimeError, OSError):
                 continue
             rates[info.samplerate] += 1
