@@ -265,6 +265,11 @@ def test_shards_split_by_length_and_torchrun_names_the_shard():
             parse_shard(bad, {})
     with pytest.raises(Esc50Error, match="disagree"):
         parse_shard("1/2", {"RANK": "0", "WORLD_SIZE": "4"})
+    with pytest.raises(Esc50Error, match=r"^RANK=2 with WORLD_SIZE=2: torchrun's RANK runs "):
+        parse_shard(None, {"RANK": "2", "WORLD_SIZE": "2"})
+    with pytest.raises(Esc50Error, match=r"^WORLD_SIZE=2 is set but RANK is not: run under "):
+        parse_shard(None, {"WORLD_SIZE": "2"})  # never half the tree taken for all of it
+    assert parse_shard("2/3", {"WORLD_SIZE": "2"}) == (2, 3)
 
 
 def test_embeddings_come_with_the_window_table(model_dir, tmp_path):

@@ -95,14 +95,21 @@ def shard_share(recordings: list[Recording], index: int, count: int) -> list[Rec
 
 def parse_shard(text: str | None, environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
     """The shard this process is, 1-based, and how many there are: ``--shard i/n``, else
-    torchrun's RANK and WORLD_SIZE, else 1/1. Both given must agree."""
+    torchrun's RANK and WORLD_SIZE, else 1/1. Both given must agree; WORLD_SIZE alone is refused
+    (half a tree is never taken for all of it)."""
     from_env = None
-    if "WORLD_SIZE" in environ:
+    if "WORLD_SIZE" in environ and "RANK" not in environ and text is None:
+        raise Esc50Error(f"WORLD_SIZE={environ['WORLD_SIZE']} is set but RANK is not: run "
+                         "under torchrun (it sets both), or give --shard i/n")
+    if "WORLD_SIZE" in environ and "RANK" in environ:
         try:
-            rank, world = int(environ.get("RANK", "0")), int(environ["WORLD_SIZE"])
+            rank, world = int(environ["RANK"]), int(environ["WORLD_SIZE"])
         except ValueError:
-            raise Esc50Error(f"RANK={environ.get('RANK')!r} and WORLD_SIZE="
+            raise Esc50Error(f"RANK={environ['RANK']!r} and WORLD_SIZE="
                              f"{environ['WORLD_SIZE']!r} must be whole numbers") from None
+        if not 0 <= rank < world:
+            raise Esc50Error(f"RANK={rank} with WORLD_SIZE={world}: torchrun's RANK runs from 0 "
+                             "to WORLD_SIZE - 1")
         from_env = (rank + 1, world)
     if text is None:
         shard = from_env or (1, 1)
