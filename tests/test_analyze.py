@@ -6,6 +6,7 @@ the review page in headless Chromium; class filters and embeddings."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import shutil
@@ -204,6 +205,30 @@ def test_a_recording_changed_since_its_analysis_is_analysed_again(model_dir, tmp
     again: list[str] = []
     esc50.analyze(model_dir, tree, out, log=again.append, progress=False)
     assert f"{len(TREE)} already done; analysing 0 " in again[0]
+
+
+def test_a_recording_another_process_is_analysing_is_left_to_it(model_dir, tmp_path):
+    """Two commands on one tree at once (a nightly job still running when the next starts):
+    the recording the first one holds (its claim locked, as a running analysis locks it) is
+    not analysed by the second; once the first lets go, the same command finishes the tree."""
+    tree, out, review = write_tree(tmp_path / "tree"), tmp_path / "out", tmp_path / "review"
+    busy = "site2/long.wav"
+    claim = out / ".esc50-analyze" / "claims" / f"{busy}.lock"
+    claim.parent.mkdir(parents=True)
+    with claim.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        lines: list[str] = []
+        summary = esc50.analyze(model_dir, tree, out, segments=review, log=lines.append,
+                                progress=False)
+    assert f"note: {busy}: another process is analysing it; left to it" in lines
+    assert summary["done"] == len(TREE) - 1 and busy not in summary["files"]
+    assert any("the review page waits for every recording: 1 not analysed yet" in line
+               for line in lines) and not review.exists()
+    lines = []
+    summary = esc50.analyze(model_dir, tree, out, segments=review, log=lines.append,
+                            progress=False)
+    assert f"{len(TREE) - 1} already done; analysing 1 " in lines[0]
+    assert summary["done"] == len(TREE) and (review / "index.html").is_file()
 
 
 def test_what_a_killed_write_left_of_a_recording_is_removed_and_nothing_else(model_dir,

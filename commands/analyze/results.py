@@ -13,6 +13,9 @@ Beside the result files it keeps, in ``.esc50-analyze/``:
   still being recorded, or replaced): its record is removed before its results are made again.
 - ``failed/<recording>.json``: why a recording could not be analysed; the next run tries it
   again.
+- ``claims/<recording>.lock``: locked by the process analysing the recording, so that two
+  commands on one tree at once (a nightly job still running when the next starts) never
+  analyse one recording twice: the second leaves it to the first.
 - ``.lock``: held while the combined files are rewritten, so that shards ending together
   never interleave them.
 """
@@ -41,7 +44,7 @@ class ResultsTree:
     def __init__(self, root: Path, settings: dict[str, Any]) -> None:
         self.root = output_folder(root, "--out folder")
         self.state = self.root / STATE
-        for part in ("done", "failed"):
+        for part in ("done", "failed", "claims"):
             (self.state / part).mkdir(parents=True, exist_ok=True)
         recorded_file = self.state / "settings.json"
         if recorded_file.is_file():
@@ -114,6 +117,21 @@ class ResultsTree:
     def failures(self) -> list[dict[str, str]]:
         """Every recording that failed and is not done since, by path."""
         return [json.loads(p.read_text()) for p in sorted((self.state / "failed").rglob("*.json"))]
+
+    @contextmanager
+    def claimed(self, relative: Path) -> Iterator[bool]:
+        """Whether this process may analyse a recording: True while it holds the recording's
+        claim (a lock the system lets go of when the process ends, killed or not), False when
+        another process holds it."""
+        path = self.state / "claims" / f"{relative.as_posix()}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
 
     @contextmanager
     def locked(self) -> Iterator[None]:

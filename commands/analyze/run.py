@@ -182,32 +182,44 @@ def run_here(model: Model, source: str, todo: list[Recording], tree: ResultsTree
     """Analyse ``todo`` in this process, one recording after another."""
     inputs = AudioInput(model.sample_rate)
     for recording in sorted(todo, key=lambda r: (-r.seconds, r.relative.as_posix())):
-        outcome = analyze_safely(model, inputs, recording, tree, settings, advance)
-        tally(counts, recording, outcome, log)
+        tally(counts, recording, *analyze_safely(model, inputs, recording, tree, settings,
+                                                 advance), log)
 
 
-def tally(counts: Progress, recording: Recording, outcome: str | None, log: Log) -> None:
-    if outcome is None:
+def tally(counts: Progress, recording: Recording, outcome: str, message: str, log: Log) -> None:
+    """Count what became of ``recording`` (:func:`analyze_safely`'s ``outcome``) and say it
+    unless it is done."""
+    if outcome == "done":
         counts.done += 1
         counts.audio += recording.seconds
-    else:
+    elif outcome == "failed":
         counts.failed.append(recording.relative.as_posix())
-        log(f"error: {outcome}")
+        log(f"error: {message}")
+    else:
+        log(f"note: {message}")
 
 
 def analyze_safely(model: Model, inputs: AudioInput, recording: Recording, tree: ResultsTree,
-                   settings: Settings, advance: Callable[[float], None]) -> str | None:
-    """:func:`analyze_recording`; its one-line error (recorded as a failure) instead of an
-    exception, so one bad recording never costs the others."""
-    try:
-        analyze_recording(model, inputs, recording, tree, settings, advance)
-        return None
-    except Esc50Error as exc:
-        message = str(exc)
-    except Exception as exc:  # a bug or a decoder's surprise: named, the others go on
-        message = f"{recording.path}: {type(exc).__name__}: {' '.join(str(exc).split())}"
-    tree.mark_failed(recording.relative, message)
-    return message
+                   settings: Settings, advance: Callable[[float], None]) -> tuple[str, str]:
+    """:func:`analyze_recording` while this process holds the recording's claim:
+    ("done", ""); ("failed", its one-line error), recorded as a failure instead of raised, so
+    one bad recording never costs the others; or ("taken", why) when another process (the same
+    command started twice, say) is analysing it or has done it meanwhile."""
+    with tree.claimed(recording.relative) as mine:
+        if not mine or tree.is_done(recording):
+            advance(recording.seconds)
+            return "taken", f"{recording.relative.as_posix()}: " + (
+                "another process is analysing it; left to it" if not mine else
+                "another process analysed it meanwhile")
+        try:
+            analyze_recording(model, inputs, recording, tree, settings, advance)
+            return "done", ""
+        except Esc50Error as exc:
+            message = str(exc)
+        except Exception as exc:  # a bug or a decoder's surprise: named, the others go on
+            message = f"{recording.path}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        tree.mark_failed(recording.relative, message)
+        return "failed", message
 
 
 def analyze_recording(model: Model, inputs: AudioInput, recording: Recording,
@@ -335,8 +347,8 @@ def run_in_workers(model: Model, source: str, todo: list[Recording], tree: Resul
             advance(value)
         elif kind == "start":
             held[number] = by_name[value]
-        elif kind in ("done", "failed"):
-            tally(counts, held.pop(number), None if kind == "done" else value, log)
+        elif kind in ("done", "failed", "taken"):
+            tally(counts, held.pop(number), kind, value, log)
         elif kind == "exit":
             running.discard(number)
             if value:
@@ -357,9 +369,10 @@ def worker(number: int, source: str, root: str, recorded: dict[str, Any], settin
         inputs = AudioInput(model.sample_rate)
         while (recording := tasks.get()) is not None:
             messages.put((number, "start", recording.relative.as_posix()))
-            outcome = analyze_safely(model, inputs, recording, tree, settings,
-                                     lambda seconds: messages.put((number, "audio", seconds)))
-            messages.put((number, "done" if outcome is None else "failed", outcome))
+            outcome, message = analyze_safely(
+                model, inputs, recording, tree, settings,
+                lambda seconds: messages.put((number, "audio", seconds)))
+            messages.put((number, outcome, message))
     except Exception as exc:  # the model would not load here: every recording waits
         problem = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     messages.put((number, "exit", problem))
