@@ -107,6 +107,8 @@ def test_a_bad_recording_costs_only_itself_and_the_class_filter_keeps_what_is_as
     code, output = run_cli(str(model_dir), str(tree), "--out", str(tmp_path / "o2"),
                            "--classes", "2,dgo")
     assert code == 1 and "'dgo' is not one of the model's 4 classes" in output
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out), "--classes", "3,2,3")
+    assert f"{len(TREE)} already done" in output  # the same classes: a set, not a sequence
     code, output = run_cli(str(model_dir), str(tree), "--out", str(out), "--classes", "1")
     assert code == 1 and "holds results made with other settings (classes)" in output
 

@@ -38,6 +38,14 @@ STATE = ".esc50-analyze"
 FORMER_SETTINGS = {"each_window": True}
 
 
+def same_setting(recorded: Any, given: Any) -> bool:
+    """Whether a recorded setting and a given one are the same; a list (classes, formats, the
+    model's checkpoints) is a set: ``--classes dog,rain`` is ``--classes rain,dog``."""
+    if isinstance(recorded, list) and isinstance(given, list):
+        return sorted(map(str, recorded)) == sorted(map(str, given))
+    return recorded == given
+
+
 class ResultsTree:
     """The results folder ``root`` of an analysis with ``settings``."""
 
@@ -51,7 +59,7 @@ class ResultsTree:
             try:
                 recorded = {**FORMER_SETTINGS, **json.loads(recorded_file.read_text())}
                 differing = sorted(k for k in recorded.keys() | settings.keys()
-                                   if recorded.get(k) != settings.get(k))
+                                   if not same_setting(recorded.get(k), settings.get(k)))
             except (OSError, ValueError, AttributeError, TypeError):
                 raise Esc50Error(f"{recorded_file} is damaged (not the settings esc50 analyze "
                                  "writes): give another --out, or delete the folder's "

@@ -90,7 +90,8 @@ def checked_settings(model: Model, settings: Settings) -> Settings:
         raise Esc50Error(f"--classes: {unknown[0]!r} is not one of the model's "
                          f"{len(model.class_names)} classes"
                          + (f" (did you mean {', '.join(close)}?)" if close else ""))
-    return Settings(settings.hop, settings.min_prob, settings.top_k, settings.classes,
+    return Settings(settings.hop, settings.min_prob, settings.top_k,
+                    tuple(dict.fromkeys(settings.classes)),
                     tuple(checked_formats(list(settings.formats))), settings.embeddings,
                     settings.each_window)
 
