@@ -187,6 +187,32 @@ def test_a_killed_analysis_resumes_with_every_recording_exactly_once(model_dir, 
 
 
 
+def test_ctrl_c_stops_worker_processes_in_one_line(model_dir, tmp_path):
+    """Ctrl-C reaches the whole process group, workers included: the command says "Aborted!"
+    once, no worker prints a traceback, and the same command finishes the tree."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    (tree / "more").mkdir()
+    for k in range(8):  # more recordings, so that Ctrl-C lands in the middle
+        sf.write(tree / "more" / f"{k}.wav", tone(FREQS[k % 4], 20.0, seed=k), SR)
+    command = [sys.executable, "-m", "esc50", "analyze", str(model_dir), str(tree), "--out",
+               str(out), "--no-progress", "--jobs", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    done = out / ".esc50-analyze" / "done"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None and \
+            not list(done.rglob("*.json")):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 1 and stderr.rstrip().endswith("Aborted!")
+    assert "Traceback" not in stdout + stderr
+    assert 1 <= len(list(done.rglob("*.json"))) < len(TREE) + 8  # it did stop in the middle
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(list(done.rglob("*.json"))) == len(TREE) + 8
+
+
 def test_a_recording_changed_since_its_analysis_is_analysed_again(model_dir, tmp_path):
     """A file still being recorded when the archive was first analysed grows: its results are
     made again from the whole file, the others are not touched."""

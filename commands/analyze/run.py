@@ -374,6 +374,8 @@ def worker(number: int, source: str, root: str, recorded: dict[str, Any], settin
                 model, inputs, recording, tree, settings,
                 lambda seconds: messages.put((number, "audio", seconds)))
             messages.put((number, outcome, message))
+    except KeyboardInterrupt:  # Ctrl-C reaches every worker: the main process says it once
+        return  # what this worker held stays not done
     except Exception as exc:  # the model would not load here: every recording waits
         problem = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     messages.put((number, "exit", problem))
