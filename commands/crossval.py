@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from esc50.commands.workers import quiet_on_ctrl_c
 from esc50.core.results import folder as rundir
 from esc50.core.config import TaskConfig, load_config
 from esc50.core.files.digest import values_sha256
@@ -189,9 +190,9 @@ def parallel_folds(config: TaskConfig, root: Path, folds: list[int], allow_chang
     while waiting or running:
         while waiting and len(running) < jobs:
             fold = waiting.pop(0)
-            process = context.Process(target=_fold_process, daemon=True, args=(
-                config.to_dict(), root, fold, allow_changed_data, shared.table, shared.digests,
-                threads, messages))
+            process = context.Process(target=quiet_on_ctrl_c, daemon=True, args=(
+                _fold_process, config.to_dict(), root, fold, allow_changed_data, shared.table,
+                shared.digests, threads, messages))
             process.start()
             running[fold] = process
         try:

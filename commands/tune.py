@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from esc50.commands.workers import quiet_on_ctrl_c
 from esc50.core.config import TaskConfig, load_config, save_config
 from esc50.core.data.clips import find_clips
 from esc50.core.data.location import resolve_data_dir
-from esc50.core.errors import Esc50Error
+from esc50.core.errors import Esc50Error, Interrupted
 from esc50.core.files.read import read_text
 from esc50.core.files.write import output_folder, plain_name
 from esc50.core.plugin_api.choices import check_options_in_run
@@ -366,6 +367,8 @@ def run_trials(search: Search, trials: int, log: Log, worker: str = "") -> None:
                 run = trainer.fit()
                 scores.append(trainer.state.history[-1]["val_accuracy"])
                 trial.set_user_attr(f"run_fold_{fold}", str(run))
+        except Interrupted:  # Ctrl-C: the whole study stops, not only this trial
+            raise
         except Esc50Error as exc:  # the study goes on; the trial is recorded as failed
             trial.set_user_attr("error", str(exc))
             log(f"{worker}trial {trial.number}: failed: {exc}")
@@ -412,8 +415,8 @@ def tune(search: Search, trials: int, jobs: int, log: Log) -> dict[str, Any]:
     else:
         context = multiprocessing.get_context("spawn")
         shares = [trials // jobs + (i < trials % jobs) for i in range(jobs)]
-        workers = [context.Process(target=_worker, args=(search, share, f"[worker {i}] "))
-                   for i, share in enumerate(shares) if share]
+        workers = [context.Process(target=quiet_on_ctrl_c, args=(
+            _worker, search, share, f"[worker {i}] ")) for i, share in enumerate(shares) if share]
         for process in workers:
             process.start()
         for process in workers:

@@ -10,6 +10,11 @@ class Esc50Error(Exception):
     """A user-facing error (bad input, bad option, missing data); the CLI prints it on one line."""
 
 
+class Interrupted(Esc50Error):
+    """Ctrl-C, said in one line with what was kept. Code that goes on after an error (the next
+    trial of a study, say) stops on this one: the user asked everything to stop."""
+
+
 def optional_module(name: str, install: str) -> ModuleType:
     """The optional package ``name``, imported where it is asked for; missing, a one-line error
     saying what to install."""

@@ -15,6 +15,7 @@ from esc50.cli.main import cli
 from esc50.commands.tune import Dimension, parse_dimension, with_setting
 from esc50.core.config import TaskConfig, load_config
 from esc50.core.errors import Esc50Error
+from esc50.core.training.trainer import Trainer
 from tests.conftest import STFT_FLAGS, write_synthetic_dataset
 
 pytest.importorskip("optuna")
@@ -158,3 +159,23 @@ def test_tune_exits_non_zero_when_every_trial_failed(tmp_path):
     assert result.exit_code == 1, result.output
     assert "every trial failed (2): see each one's error above" in result.output
     assert result.output.count("failed:") == 2
+
+
+def test_ctrl_c_in_a_trial_stops_the_study_not_only_the_trial(tmp_path, monkeypatch):
+    """Ctrl-C in an epoch (KeyboardInterrupt where the signal lands) ends ``esc50 tune`` in one
+    line; before, the trial was recorded as failed and the next one started."""
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    started = []
+
+    def ctrl_c(self, epoch, training):
+        started.append(epoch)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "run_epoch", ctrl_c)
+    result = CliRunner().invoke(cli, tune_args(data, tmp_path, "--trials", "3", "--space",
+                                               "learning_rate=1e-3:1e-2:log"))
+    assert result.exit_code == 1 and started == [1], result.output
+    assert result.output.rstrip().splitlines()[-1].startswith(
+        "Error: interrupted in epoch 1 before any epoch finished")
+    assert "failed:" not in result.output
+

@@ -44,6 +44,7 @@ from esc50.commands.analyze.review import write_review
 from esc50.commands.analyze.summary import detected_time, summarize, write_combined
 from esc50.commands.api import Model, load
 from esc50.commands.arguments import checked_arguments
+from esc50.commands.workers import quiet_on_ctrl_c
 from esc50.commands.timeline import check_settings, csv_line, segment_json
 from esc50.core.data.stream import AudioInput
 from esc50.core.errors import Esc50Error
@@ -321,8 +322,9 @@ def run_in_workers(model: Model, source: str, todo: list[Recording], tree: Resul
     for _ in range(workers):
         tasks.put(None)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    processes = [context.Process(target=worker, daemon=True, args=(
-        number, source, str(tree.root), tree.settings, settings, tasks, messages, threads))
+    processes = [context.Process(target=quiet_on_ctrl_c, daemon=True, args=(
+        worker, number, source, str(tree.root), tree.settings, settings, tasks, messages,
+        threads))
         for number in range(workers)]
     for process in processes:
         process.start()
@@ -374,8 +376,6 @@ def worker(number: int, source: str, root: str, recorded: dict[str, Any], settin
                 model, inputs, recording, tree, settings,
                 lambda seconds: messages.put((number, "audio", seconds)))
             messages.put((number, outcome, message))
-    except KeyboardInterrupt:  # Ctrl-C reaches every worker: the main process says it once
-        return  # what this worker held stays not done
     except Exception as exc:  # the model would not load here: every recording waits
         problem = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     messages.put((number, "exit", problem))

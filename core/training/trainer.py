@@ -21,7 +21,7 @@ from esc50.core.config import TaskConfig
 from esc50.core.data.clips import leftovers
 from esc50.core.data.collate import collate
 from esc50.core.data.split import Split, make_split
-from esc50.core.errors import Esc50Error
+from esc50.core.errors import Esc50Error, Interrupted
 from esc50.core.plugin_api.contracts import Randomness, RunStart
 from esc50.core.plugin_api.choices import RunPlugins
 from esc50.core.plugin_api.registry import Registry
@@ -107,7 +107,7 @@ class Trainer:
             if fresh and not kept and self.dist.is_main:  # nothing worth keeping
                 shutil.rmtree(run_dir, ignore_errors=True)
             if isinstance(exc, KeyboardInterrupt):  # outside an epoch: a logger's event, say
-                raise Esc50Error(
+                raise Interrupted(
                     f"interrupted after epoch {len(self.state.history)}; last.pt holds the last "
                     f"epoch saved: continue with `esc50 train --resume {run_dir}`" if kept else
                     f"interrupted before any epoch finished: nothing was kept ({run_dir} is "
@@ -131,7 +131,7 @@ class Trainer:
                 train = self.run_epoch(epoch, True)
                 val = self.run_epoch(epoch, False) if self.split.holds_out else None
             except KeyboardInterrupt:
-                raise Esc50Error(f"interrupted in epoch {epoch}; last.pt holds epoch {epoch - 1}: "
+                raise Interrupted(f"interrupted in epoch {epoch}; last.pt holds epoch {epoch - 1}: "
                                  f"continue with `esc50 train --resume {run_dir}`" if history else
                                  f"interrupted in epoch {epoch} before any epoch finished: nothing "
                                  f"was kept ({run_dir} is removed)") from None
