@@ -161,21 +161,30 @@ def test_tune_exits_non_zero_when_every_trial_failed(tmp_path):
     assert result.output.count("failed:") == 2
 
 
-def test_ctrl_c_in_a_trial_stops_the_study_not_only_the_trial(tmp_path, monkeypatch):
-    """Ctrl-C in an epoch (KeyboardInterrupt where the signal lands) ends ``esc50 tune`` in one
-    line; before, the trial was recorded as failed and the next one started."""
-    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
-    started = []
+@pytest.mark.parametrize("where, message", [
+    ("epoch", "interrupted in epoch 1 before any epoch finished"),
+    ("save", "interrupted while saving epoch 1; continue with"),
+])
+def test_ctrl_c_in_a_trial_stops_the_study_not_only_the_trial(tmp_path, monkeypatch, where,
+                                                                 message):
+    """Ctrl-C (a KeyboardInterrupt where the signal lands: in an epoch, or while a checkpoint
+    is written) ends ``esc50 tune`` in one line; before, the trial was recorded as failed and
+    the next one started."""
+    from esc50.core.results import folder as rundir
 
-    def ctrl_c(self, epoch, training):
-        started.append(epoch)
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    landed = []
+
+    def ctrl_c(*args):
+        landed.append(args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Trainer, "run_epoch", ctrl_c)
+    if where == "epoch":
+        monkeypatch.setattr(Trainer, "run_epoch", ctrl_c)
+    else:
+        monkeypatch.setattr(rundir, "save_checkpoint", ctrl_c)
     result = CliRunner().invoke(cli, tune_args(data, tmp_path, "--trials", "3", "--space",
                                                "learning_rate=1e-3:1e-2:log"))
-    assert result.exit_code == 1 and started == [1], result.output
-    assert result.output.rstrip().splitlines()[-1].startswith(
-        "Error: interrupted in epoch 1 before any epoch finished")
+    assert result.exit_code == 1 and len(landed) == 1, result.output
+    assert result.output.rstrip().splitlines()[-1].startswith(f"Error: {message}")
     assert "failed:" not in result.output
-

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from torch import nn
 
 from esc50.core.config import TaskConfig, save_config
-from esc50.core.errors import Esc50Error
+from esc50.core.errors import Esc50Error, Interrupted
 from esc50.core.plugin_api.choices import RunPlugins
 from esc50.core.plugin_api.registry import Registry
 from esc50.core.files.write import remove_leftovers, write_text
@@ -104,7 +104,7 @@ class RunRecorder:
                 curves = learning_curves(state.history, f"{run_dir.name} ({self.config.model})")
                 save(curves, run_dir / "curves.png")
         except KeyboardInterrupt:  # the writes are atomic: the last complete epoch holds
-            raise Esc50Error(f"interrupted while saving epoch {epoch}; continue with "
+            raise Interrupted(f"interrupted while saving epoch {epoch}; continue with "
                              f"`esc50 train --resume {run_dir}`") from None
         self.loggers.emit("epoch", state.history[-1])
         if curves is not None:
