@@ -86,13 +86,11 @@ class ResultsTree:
     def is_done(self, recording: Recording) -> bool:
         """Whether ``recording`` has a record of its file as it is now (its stamp: size and
         modification time; a record written before stamps were kept is taken as it is)."""
-        if not self.was_done(recording.relative):
-            return False
         try:
             source = json.loads(self._record("done", recording.relative).read_text())["source"]
         except KeyError:
             return True
-        except (OSError, ValueError, TypeError):  # a damaged record: the recording is redone
+        except (OSError, ValueError, TypeError):  # no record, or a damaged one: (re)done
             return False
         return tuple(source) == recording.stamp
 

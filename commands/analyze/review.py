@@ -58,9 +58,10 @@ def cuts(detections: list[dict[str, Any]], sources: dict[str, Path], seconds: fl
         file = detection["file"]
         if file in skipped:
             continue
+        if file not in sources:
+            skipped[file] = f"{file} is no longer in the analysed folder"
+            continue
         try:
-            if file not in sources:
-                raise Esc50Error(f"{file} is no longer in the analysed folder")
             audio, rate = cut(sources[file], detection["peak"], seconds)
         except Esc50Error as exc:
             skipped[file] = str(exc)
