@@ -27,7 +27,7 @@ import os
 import queue
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -73,10 +73,8 @@ class Settings:
 
 @dataclass
 class Progress:
-    """Counts of one run: recordings done and failed, and the audio they held."""
+    """What one run did: the seconds of audio of the recordings it analysed."""
 
-    done: int = 0
-    failed: list[str] = field(default_factory=list)
     audio: float = 0.0
 
 
@@ -192,10 +190,8 @@ def tally(counts: Progress, recording: Recording, outcome: str, message: str, lo
     """Count what became of ``recording`` (:func:`analyze_safely`'s ``outcome``) and say it
     unless it is done."""
     if outcome == "done":
-        counts.done += 1
         counts.audio += recording.seconds
     elif outcome == "failed":
-        counts.failed.append(recording.relative.as_posix())
         log(f"error: {message}")
     else:
         log(f"note: {message}")
@@ -343,8 +339,6 @@ def run_in_workers(model: Model, source: str, todo: list[Recording], tree: Resul
                         f"{processes[number].exitcode}" + (
                             f" while analysing {lost.path} (it stays not done: run the same "
                             "command again)" if lost else ""))
-                    if lost:
-                        counts.failed.append(lost.relative.as_posix())
             continue
         if kind == "audio":
             advance(value)
