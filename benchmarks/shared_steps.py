@@ -26,6 +26,33 @@ from esc50.commands.timeline import build_timeline
 from esc50.core.data.audio import load_clip
 
 
+def soundscape(model: esc50.Model, root: Path, fold: int, clips: int
+               ) -> tuple[torch.Tensor, list[int]]:
+    """The first ``clips`` clips of ``fold`` one after another (each padded or cut to the
+    model's clip length) and the class of each."""
+    with (root / "meta" / "esc50.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if int(r["fold"]) == fold][:clips]
+    audio = torch.cat([load_clip(root / "audio" / r["filename"], model.sample_rate,
+                                 model.config.length_wav)[0] for r in rows])
+    return audio, [model.class_names.index(r["category"]) for r in rows]
+
+
+def top_classes(model: esc50.Model, audio: torch.Tensor, share_steps: bool) -> np.ndarray:
+    """The top class of each default window of ``audio``."""
+    timeline = build_timeline(model.members, model.class_names, [audio], model.sample_rate,
+                              model.config.length_wav, share_steps=share_steps)
+    return timeline.probabilities.argmax(axis=1)
+
+
+def right(top: np.ndarray, labels: list[int]) -> tuple[str, str]:
+    """How often the aligned windows and the straddling windows are right, as "x % of n"."""
+    aligned = [top[j] == labels[j // 2] for j in range(0, len(labels) * 2 - 1, 2)]
+    straddling = [top[j] in (labels[j // 2], labels[j // 2 + 1])
+                  for j in range(1, len(labels) * 2 - 1, 2)]
+    return (f"{100 * np.mean(aligned):.1f} % of {len(aligned)}",
+            f"{100 * np.mean(straddling):.1f} % of {len(straddling)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run")
@@ -34,29 +61,20 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=400)
     args = parser.parse_args()
     model = esc50.load(args.run)
-    rate, length = model.sample_rate, model.config.length_wav
-    root = Path(args.data)
-    with (root / "meta" / "esc50.csv").open() as handle:
-        rows = [r for r in csv.DictReader(handle) if int(r["fold"]) == args.fold][:args.clips]
-    audio = torch.cat([load_clip(root / "audio" / r["filename"], rate, length)[0] for r in rows])
-    labels = [model.class_names.index(r["category"]) for r in rows]
-    print(f"{args.run}: a soundscape of {len(rows)} fold-{args.fold} clips "
-          f"({audio.shape[0] / rate / 60:.1f} min); {torch.get_num_threads()} threads\n")
+    audio, labels = soundscape(model, Path(args.data), args.fold, args.clips)
+    print(f"{args.run}: a soundscape of {len(labels)} fold-{args.fold} clips "
+          f"({audio.shape[0] / model.sample_rate / 60:.1f} min); "
+          f"{torch.get_num_threads()} threads\n")
     print("| windows | seconds | aligned windows right | straddling windows right |")
     print("|---|---:|---:|---:|")
     tops = {}
     for name, share in (("each alone", False), ("pooled from a shared pass", True)):
         started = time.perf_counter()
-        timeline = build_timeline(model.members, model.class_names, [audio], rate, length,
-                                  share_steps=share)
+        top = top_classes(model, audio, share)
         seconds = time.perf_counter() - started
-        top = timeline.probabilities.argmax(axis=1)
         tops[name] = top
-        aligned = [top[j] == labels[j // 2] for j in range(0, len(rows) * 2 - 1, 2)]
-        straddling = [top[j] in (labels[j // 2], labels[j // 2 + 1])
-                      for j in range(1, len(rows) * 2 - 1, 2)]
-        print(f"| {name} | {seconds:.2f} | {100 * np.mean(aligned):.1f} % of {len(aligned)} "
-              f"| {100 * np.mean(straddling):.1f} % of {len(straddling)} |")
+        aligned, straddling = right(top, labels)
+        print(f"| {name} | {seconds:.2f} | {aligned} | {straddling} |")
     agree = np.mean(tops["each alone"] == tops["pooled from a shared pass"])
     print(f"\nthe two agree on the top class of {100 * agree:.1f} % of the windows")
 
