@@ -102,6 +102,7 @@ def test_a_bad_recording_costs_only_itself_and_the_class_filter_keeps_what_is_as
     assert code == 1 and "error: " in output and "broken.wav" in output
     failed = list(csv.DictReader((out / "failed.csv").open()))
     assert [f["file"] for f in failed] == ["site2/broken.wav"]
+    assert "b'" not in failed[0]["error"]  # the file named once, as its path
     assert {r["class"] for r in csv.DictReader((out / "segments.csv").open())} == {"2", "3"}
     assert json.loads((out / "summary.json").read_text())["done"] == len(TREE)
     code, output = run_cli(str(model_dir), str(tree), "--out", str(tmp_path / "o2"),
@@ -155,6 +156,45 @@ def test_a_file_name_that_is_not_utf8_is_analysed_and_written_as_its_bytes(model
     count = (out / "segments.csv").read_bytes().count(row)
     assert count >= 1 and (out / f"{name}.csv").read_bytes().count(row) == count
     assert b"site2/caf\xe9.wav" in (review / "index.html").read_bytes()
+
+
+def decodable_seconds(path: Path, step: int = 100) -> float:
+    """How much of ``path`` soundfile decodes, ``step`` frames at a time, before it fails."""
+    frames = 0
+    with sf.SoundFile(path) as audio:
+        try:
+            while len(block := audio.read(step)):
+                frames += len(block)
+        except sf.LibsndfileError:
+            pass
+    return frames / SR
+
+
+def test_a_recording_that_stops_decoding_part_way_is_analysed_up_to_there(model_dir, tmp_path):
+    """A FLAC cut short (a copy interrupted, a recorder out of power) is analysed as far as it
+    decodes, noted as such, and done; where it fails to decode from the start it fails."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    cut = tree / "site2" / "cut.flac"
+    sf.write(cut, np.concatenate([tone(FREQS[k % 4], 1.0, seed=k) for k in range(24)]), SR)
+    cut.write_bytes(cut.read_bytes()[:cut.stat().st_size // 2])
+    decodable = decodable_seconds(cut)
+    assert 4 < decodable < 20
+    with pytest.raises(Esc50Error, match=f"{cut}: cannot decode audio"):
+        esc50.load(model_dir).timeline(cut)  # one file, as predict reads it: an error
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    assert code == 0 and f"note: {cut}: decodes up to " in output and "b'" not in output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["done"] == len(TREE) + 1 and summary["failed"] == 0
+    assert [d["file"] for d in summary["damaged"]] == ["site2/cut.flac"]
+    assert "the rest is damaged" in summary["damaged"][0]["note"]
+    duration = summary["files"]["site2/cut.flac"]["duration"]
+    assert decodable - 0.1 <= duration <= decodable  # to the tenth of a second before the damage
+    rows = [r for r in csv.DictReader((out / "segments.csv").open())
+            if r["file"] == "site2/cut.flac"]
+    assert rows and float(rows[-1]["end"]) == pytest.approx(duration, abs=1e-3)
+    assert "1 analysed only up to where they stop decoding" in (out / "summary.txt").read_text()
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    assert code == 0 and f"{len(TREE) + 1} already done" in output  # not tried again
 
 
 def test_a_killed_analysis_resumes_with_every_recording_exactly_once(model_dir, tmp_path):

@@ -27,7 +27,7 @@ import os
 import queue
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -187,22 +187,23 @@ def run_here(model: Model, source: str, todo: list[Recording], tree: ResultsTree
 
 
 def tally(counts: Progress, recording: Recording, outcome: str, message: str, log: Log) -> None:
-    """Count what became of ``recording`` (:func:`analyze_safely`'s ``outcome``) and say it
-    unless it is done."""
+    """Count what became of ``recording`` (:func:`analyze_safely`'s ``outcome``) and say
+    ``message``: an error when it failed, else a note (none for a recording done whole)."""
     if outcome == "done":
         counts.audio += recording.seconds
-    elif outcome == "failed":
+    if outcome == "failed":
         log(f"error: {message}")
-    else:
+    elif message:
         log(f"note: {message}")
 
 
 def analyze_safely(model: Model, inputs: AudioInput, recording: Recording, tree: ResultsTree,
                    settings: Settings, advance: Callable[[float], None]) -> tuple[str, str]:
     """:func:`analyze_recording` while this process holds the recording's claim:
-    ("done", ""); ("failed", its one-line error), recorded as a failure instead of raised, so
-    one bad recording never costs the others; or ("taken", why) when another process (the same
-    command started twice, say) is analysing it or has done it meanwhile."""
+    ("done", "" or the note on its damaged tail); ("failed", its one-line error), recorded as
+    a failure instead of raised, so one bad recording never costs the others; or ("taken", why)
+    when another process (the same command started twice, say) is analysing it or has done it
+    meanwhile."""
     with tree.claimed(recording.relative) as mine:
         if not mine or tree.is_done(recording):
             advance(recording.seconds)
@@ -210,8 +211,7 @@ def analyze_safely(model: Model, inputs: AudioInput, recording: Recording, tree:
                 "another process is analysing it; left to it" if not mine else
                 "another process analysed it meanwhile")
         try:
-            analyze_recording(model, inputs, recording, tree, settings, advance)
-            return "done", ""
+            return "done", analyze_recording(model, inputs, recording, tree, settings, advance)
         except Esc50Error as exc:
             message = str(exc)
         except Exception as exc:  # a bug or a decoder's surprise: named, the others go on
@@ -222,13 +222,15 @@ def analyze_safely(model: Model, inputs: AudioInput, recording: Recording, tree:
 
 def analyze_recording(model: Model, inputs: AudioInput, recording: Recording,
                       tree: ResultsTree, settings: Settings,
-                      advance: Callable[[float], None]) -> None:
-    """One recording: its timeline, its result files, then its record (done)."""
+                      advance: Callable[[float], None]) -> str:
+    """One recording: its timeline, its result files, then its record (done). A recording that
+    stops decoding part way is analysed up to there: returns the note saying so (else "")."""
     started = time.perf_counter()
     base = tree.result_base(recording.relative)
     tree.clear_leftovers(recording.relative, [*(output_path(base, f) for f in SUFFIXES),
                                               *embedding_paths(base)])
     covered = [0.0]
+    damage: list[str] = []
 
     def on_window(window: Any) -> None:  # the progress bar follows the audio scored
         if window.end > covered[0]:
@@ -236,7 +238,8 @@ def analyze_recording(model: Model, inputs: AudioInput, recording: Recording,
             covered[0] = window.end
 
     with captured_embeddings(model.members) if settings.embeddings else nullcontext() as rows:
-        timeline = model.timeline_of(inputs, recording.path, settings.hop, settings.min_prob,
+        timeline = model.timeline_of(replace(inputs, damaged_tail=damage.append),
+                                     recording.path, settings.hop, settings.min_prob,
                                      settings.top_k, on_window,
                                      share_steps=not settings.each_window)
     advance(max(recording.seconds - covered[0], 0.0))
@@ -252,7 +255,9 @@ def analyze_recording(model: Model, inputs: AudioInput, recording: Recording,
         "file": name, "source": list(recording.stamp), "duration": timeline.duration,
         "windows": len(timeline.windows),
         "seconds": time.perf_counter() - started, "segments": segments,
-        "top": list(detected_time(segments).items())[:TOP_CLASSES]})
+        "top": list(detected_time(segments).items())[:TOP_CLASSES],
+        **({"damaged": damage[0]} if damage else {})})
+    return damage[0] if damage else ""
 
 
 @contextmanager

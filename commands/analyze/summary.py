@@ -34,7 +34,8 @@ def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
               in_folder: set[str], wall_seconds: float, this_run_audio: float
               ) -> dict[str, Any]:
     """The summary of ``records`` (every recording done) and ``failures``; ``in_folder``: the
-    recordings the analysed folder holds (their paths in the results), which the counts are of;
+    recordings the analysed folder holds (their paths in the results), which the counts are of
+    (``damaged``: those done only up to where they stop decoding, with the note on each);
     results of recordings no longer there are kept and named (``not_in_folder``); the time this
     run took for ``this_run_audio`` seconds of audio."""
     classes: dict[str, dict[str, Any]] = {}
@@ -49,6 +50,8 @@ def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
     return {
         "recordings": len(in_folder), "done": sum(r["file"] in in_folder for r in records),
         "failed": sum(f["file"] in in_folder for f in failures),
+        "damaged": [{"file": r["file"], "note": r["damaged"]} for r in records
+                    if "damaged" in r and r["file"] in in_folder],
         "not_in_folder": sorted({r["file"] for r in records + failures} - in_folder),
         "audio_hours": audio / 3600, "processing_seconds": busy,
         "real_time_factor": audio / busy if busy else None,
@@ -77,6 +80,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     factor = this_run["real_time_factor"]
     lines = [f"{summary['done']} of {summary['recordings']} recordings done"
              + (f", {summary['failed']} failed (failed.csv)" if summary["failed"] else "")
+             + (f", {len(summary['damaged'])} analysed only up to where they stop decoding "
+                "(summary.json: damaged)" if summary["damaged"] else "")
              + f": {clock(summary['audio_hours'] * 3600, hours=True)} of audio"
              + (f"; the results also hold {len(summary['not_in_folder'])} no longer in the "
                 "folder (summary.json: not_in_folder)" if summary["not_in_folder"] else ""),

@@ -7,7 +7,7 @@ import os
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -28,6 +28,8 @@ MAX_PERIOD = 1000  # samples in a resampling period, at most (resampling_ratio)
 # The sinc resampler's settings: torchaudio.functional.resample's defaults (a Hann-windowed sinc
 # reaching 6 zero crossings, cut off at 99 % of the lower Nyquist frequency).
 LOWPASS_ZEROS, ROLLOFF = 6, 0.99
+DECODER_ERRORS = (sf.LibsndfileError, RuntimeError, OSError, TypeError)  # what decoding raises
+DAMAGE_STEP = 0.1  # seconds read at a time to find where a damaged file stops decoding
 
 
 def load_clip(path: Path, sample_rate: int, length: int | None = None) -> tuple[torch.Tensor, int]:
@@ -38,12 +40,12 @@ def load_clip(path: Path, sample_rate: int, length: int | None = None) -> tuple[
     return (wav if length is None else fit_length(wav, length)), valid
 
 
-def read_mono(path: Path, sample_rate: int, block_seconds: float = BLOCK_SECONDS
-              ) -> Iterator[torch.Tensor]:
+def read_mono(path: Path, sample_rate: int, block_seconds: float = BLOCK_SECONDS,
+              damaged_tail: Callable[[str], None] | None = None) -> Iterator[torch.Tensor]:
     """The mono audio of ``path`` at ``sample_rate`` in consecutive float32 blocks of about
     ``block_seconds``, so a file of any length is read in bounded memory (see
-    :func:`mono_blocks`)."""
-    return mono_blocks(_read_blocks(path, block_seconds), sample_rate, str(path))
+    :func:`mono_blocks`); ``damaged_tail``: as :func:`_read_blocks` says."""
+    return mono_blocks(_read_blocks(path, block_seconds, damaged_tail), sample_rate, str(path))
 
 
 def mono_blocks(blocks: Iterable[tuple[np.ndarray, int]], sample_rate: int, source: str
@@ -93,13 +95,37 @@ def mono_blocks(blocks: Iterable[tuple[np.ndarray, int]], sample_rate: int, sour
     yield from resampler.finish()
 
 
-def _read_blocks(path: Path, block_seconds: float) -> Iterator[tuple[np.ndarray, int]]:
+def _read_blocks(path: Path, block_seconds: float,
+                 damaged_tail: Callable[[str], None] | None = None
+                 ) -> Iterator[tuple[np.ndarray, int]]:
     """float32 ``[frames, channels]`` blocks of ``path`` with its sample rate; a file soundfile
-    cannot read is a one-line error naming it."""
+    cannot read is a one-line error naming it. A file that stops decoding part way (a copy cut
+    short, a recorder that lost power) is that error too, unless ``damaged_tail`` is given:
+    then the audio decoded before the damage is kept (the stream ends there) and
+    ``damaged_tail`` gets one line saying where the file stops decoding and why."""
     with opened_audio(path) as audio:
-        frames = max(int(audio.samplerate * block_seconds), 1)
-        for data in audio.blocks(blocksize=frames, dtype="float32", always_2d=True):
-            yield data, audio.samplerate
+        rate = audio.samplerate
+        size, decoded = max(int(rate * block_seconds), 1), 0
+        while True:
+            try:
+                data = audio.read(size, dtype="float32", always_2d=True)
+            except DECODER_ERRORS as exc:
+                if damaged_tail is None:
+                    raise
+                if size > DAMAGE_STEP * rate:  # the damage is in this block: find where
+                    audio.seek(decoded)
+                    size = max(int(DAMAGE_STEP * rate), 1)
+                    continue
+                if decoded == 0:
+                    raise
+                whole = f" of {audio.frames / rate:.1f} s" if audio.frames > decoded else ""
+                damaged_tail(f"{path}: decodes up to {decoded / rate:.1f} s{whole}; the rest "
+                             f"is damaged ({decoder_message(exc)}), so only that much was read")
+                return
+            if data.shape[0] == 0:
+                return
+            decoded += data.shape[0]
+            yield data, rate
 
 
 @contextmanager
@@ -111,8 +137,15 @@ def opened_audio(path: Path) -> Iterator[sf.SoundFile]:
     try:  # by its bytes: a name need not be UTF-8 (soundfile encodes a str strictly)
         with sf.SoundFile(os.fsencode(path)) as audio:
             yield audio
-    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as exc:
-        raise Esc50Error(f"{path}: cannot decode audio ({' '.join(str(exc).split())})") from exc
+    except DECODER_ERRORS as exc:
+        raise Esc50Error(f"{path}: cannot decode audio ({decoder_message(exc)})") from exc
+
+
+def decoder_message(exc: Exception) -> str:
+    """What went wrong, on one line: libsndfile's own words without soundfile's prefix (which
+    names the file as the bytes it was opened by)."""
+    message = exc.error_string if isinstance(exc, sf.LibsndfileError) else str(exc)
+    return " ".join(message.split())
 
 
 def resampling_ratio(rate: int, sample_rate: int) -> tuple[int, int]:
