@@ -189,6 +189,8 @@ def test_a_recording_that_stops_decoding_part_way_is_analysed_up_to_there(model_
     assert "the rest is damaged" in summary["damaged"][0]["note"]
     duration = summary["files"]["site2/cut.flac"]["duration"]
     assert decodable - 0.1 <= duration <= decodable  # to the tenth of a second before the damage
+    assert summary["this_run"]["audio_seconds"] == pytest.approx(  # the audio analysed
+        sum(f["duration"] for f in summary["files"].values()))
     rows = [r for r in csv.DictReader((out / "segments.csv").open())
             if r["file"] == "site2/cut.flac"]
     assert rows and float(rows[-1]["end"]) == pytest.approx(duration, abs=1e-3)

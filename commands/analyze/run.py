@@ -27,7 +27,7 @@ import os
 import queue
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -73,9 +73,9 @@ class Settings:
 
 @dataclass
 class Progress:
-    """What one run did: the seconds of audio of the recordings it analysed."""
+    """What one run did: the recordings it analysed (their paths in the results)."""
 
-    audio: float = 0.0
+    done: set[str] = field(default_factory=set)
 
 
 def checked_settings(model: Model, settings: Settings) -> Settings:
@@ -157,7 +157,8 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
     with tree.locked():  # shards ending together: one writes the combined files at a time
         records, failures = tree.records(), tree.failures()
         sources = {r.relative.as_posix(): r.path for r in recordings}
-        summary = summarize(records, failures, set(sources), wall, counts.audio)
+        this_run = sum(r["duration"] for r in records if r["file"] in counts.done)
+        summary = summarize(records, failures, set(sources), wall, this_run)
         write_combined(tree, summary, records)
         missing = summary["recordings"] - summary["done"] - summary["failed"]
         if segments is not None and not missing:
@@ -190,7 +191,7 @@ def tally(counts: Progress, recording: Recording, outcome: str, message: str, lo
     """Count what became of ``recording`` (:func:`analyze_safely`'s ``outcome``) and say
     ``message``: an error when it failed, else a note (none for a recording done whole)."""
     if outcome == "done":
-        counts.audio += recording.seconds
+        counts.done.add(recording.relative.as_posix())
     if outcome == "failed":
         log(f"error: {message}")
     elif message:
