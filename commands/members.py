@@ -18,7 +18,7 @@ from typing import Any, Callable
 from esc50.commands.crossval import read_summary, same_experiment
 from esc50.core.config import TaskConfig, load_config
 from esc50.core.data.split import Split
-from esc50.core.errors import Esc50Error
+from esc50.core.errors import Esc50Error, did_you_mean
 from esc50.core.files.digest import file_sha256
 from esc50.core.plugin_api.registry import Registry
 from esc50.core.plugin_api.trained import TrainedModel
@@ -50,9 +50,10 @@ def model_source(source: str | Path, registry: Registry) -> tuple[Path, TrainedM
     if path.exists() or str(source) not in registry.trained:
         if not path.exists():
             names = ", ".join(sorted(registry.trained)) or "none installed"
+            hint = did_you_mean(str(source), registry.trained)
             raise Esc50Error(f"{source}: no such run folder or checkpoint, and no trained model "
-                             f"of that name (trained models: {names}; esc50 weights list "
-                             "shows them)")
+                             f"of that name ({hint + ' ' if hint else ''}trained models: "
+                             f"{names}; esc50 weights list shows them)")
         return path, None
     trained = registry.trained[str(source)]
     return trained.verified(), trained

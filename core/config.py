@@ -7,7 +7,6 @@ Load from TOML or YAML with :func:`load_config`, override with :meth:`TaskConfig
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import tomllib
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from esc50.core.convert import convert
-from esc50.core.errors import Esc50Error
+from esc50.core.errors import Esc50Error, did_you_mean
 from esc50.core.files.read import read_text
 from esc50.core.files.write import plain_name, write_text
 
@@ -136,7 +135,8 @@ class TaskConfig:
                                  f"--set {owners.split(',')[0]}.{key}=VALUE or in that plugin's "
                                  "table of a config file")
             elif key not in known:
-                raise Esc50Error(f"unknown config key {key!r}{_suggest(key, known)}")
+                hint = did_you_mean(key, known)
+                raise Esc50Error(f"unknown config key {key!r}" + (f" ({hint})" if hint else ""))
             else:
                 converted[key] = setting_value(key, value)
         return dataclasses.replace(self, **converted, options=options).validated()
@@ -305,11 +305,6 @@ def _toml_value(value: Any) -> str:
 
 def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(TaskConfig)
-
-
-def _suggest(word: str, choices: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=3)
-    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 def setting_value(key: str, value: Any) -> Any:

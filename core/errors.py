@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from types import ModuleType
+from typing import Iterable
 
 
 class Esc50Error(Exception):
@@ -13,6 +15,13 @@ class Esc50Error(Exception):
 class Interrupted(Esc50Error):
     """Ctrl-C, said in one line with what was kept. Code that goes on after an error (the next
     trial of a study, say) stops on this one: the user asked everything to stop."""
+
+
+def did_you_mean(word: str, names: Iterable[str], cutoff: float = 0.6) -> str:
+    """"did you mean a, b?" with up to three of ``names`` close to ``word`` (a typo's hint in an
+    error), or "" when none is."""
+    close = difflib.get_close_matches(word, list(names), n=3, cutoff=cutoff)
+    return f"did you mean {', '.join(close)}?" if close else ""
 
 
 def optional_module(name: str, install: str) -> ModuleType:

@@ -96,6 +96,9 @@ def test_hook_register_trained_models(packaged, tmp_path):
     with pytest.raises(Esc50Error, match=r"nope: no such run folder or checkpoint, and no "
                                          r"trained model of that name \(trained models: .*tones"):
         esc50.load("nope", registry=registry)
+    with pytest.raises(Esc50Error, match=r"tnoes: no such run folder or checkpoint, and no "
+                                         r"trained model of that name \(did you mean tones\? "):
+        esc50.load("tnoes", registry=registry)  # a typo gets the close name
 
 
 def test_a_package_holds_its_weights_in_half_precision_with_licence_card_and_record(packaged):

@@ -21,7 +21,6 @@ done (:mod:`summary`), and, once every recording of the tree is done, the review
 
 from __future__ import annotations
 
-import difflib
 import multiprocessing
 import os
 import queue
@@ -47,7 +46,7 @@ from esc50.commands.arguments import checked_arguments
 from esc50.commands.workers import quiet_on_ctrl_c
 from esc50.commands.timeline import check_settings, csv_line, segment_json
 from esc50.core.data.stream import AudioInput
-from esc50.core.errors import Esc50Error
+from esc50.core.errors import Esc50Error, did_you_mean
 from esc50.core.files.digest import file_sha256
 from esc50.core.files.write import atomic_write, write_text
 from esc50.core.results.plots import clock
@@ -85,10 +84,9 @@ def checked_settings(model: Model, settings: Settings) -> Settings:
     model.hop_samples(settings.hop)
     unknown = [c for c in settings.classes if c not in model.class_names]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], model.class_names, n=3)
+        hint = did_you_mean(unknown[0], model.class_names)
         raise Esc50Error(f"--classes: {unknown[0]!r} is not one of the model's "
-                         f"{len(model.class_names)} classes"
-                         + (f" (did you mean {', '.join(close)}?)" if close else ""))
+                         f"{len(model.class_names)} classes" + (f" ({hint})" if hint else ""))
     return Settings(settings.hop, settings.min_prob, settings.top_k,
                     tuple(dict.fromkeys(settings.classes)),
                     tuple(checked_formats(list(settings.formats))), settings.embeddings,

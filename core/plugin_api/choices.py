@@ -3,14 +3,13 @@ converted, once (:class:`RunPlugins`), and built as its contract says (:meth:`Ch
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from esc50.core.errors import Esc50Error
+from esc50.core.errors import Esc50Error, did_you_mean
 from esc50.core.files.fetch import WeightFile, fetch
 from esc50.core.plugin_api.adapters import adapt_augmentation, config_for
 from esc50.core.plugin_api.checks import plugin_label
@@ -67,8 +66,8 @@ class Choice:
             if isinstance(value, str) and value in self.weights:
                 kwargs[name] = str(fetch(self.weights[value]))  # a name: fetched
             elif isinstance(value, str) and looks_like_a_name(value) and not Path(value).exists():
-                close = difflib.get_close_matches(value, list(self.weights), n=3)
-                hint = f"did you mean {', '.join(close)}? " if close else ""
+                hint = did_you_mean(value, self.weights)
+                hint += " " if hint else ""
                 raise Esc50Error(f"{self.kind} {self.component.id}: {name}={value!r} is neither "
                                  f"a weights name nor a file ({hint}names: "
                                  f"{', '.join(sorted(self.weights)) or 'none'}; "

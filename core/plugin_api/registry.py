@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable
 
-from esc50.core.errors import Esc50Error
+from esc50.core.errors import Esc50Error, did_you_mean
 from esc50.core.files.fetch import WeightFile
 from esc50.core.plugin_api.adapters import legacy_options
 from esc50.core.plugin_api.choices import Choice
@@ -68,9 +68,9 @@ class Registry:
             raise Esc50Error(f"config has options for {key!r}, which could be "
                              f"{', '.join(sorted(c.id for c in matches))}: use the full id")
         if not matches:
-            close = difflib.get_close_matches(key, list(self.components), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise Esc50Error(f"config has options for {key!r}, which no plugin provides{hint}")
+            hint = did_you_mean(key, self.components)
+            raise Esc50Error(f"config has options for {key!r}, which no plugin provides"
+                             + (f"; {hint}" if hint else ""))
         return matches[0]
 
     def options_of(self, component: Component, options: dict[str, dict[str, Any]]
