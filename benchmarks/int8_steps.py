@@ -8,16 +8,17 @@ benchmarks/shared_steps.py scores them).
 
     python benchmarks/int8_steps.py RUN --data ESC-50 [--fold 1] [--clips 400] [--calibration 200]
 
-RUN is a ``rescnn`` run whose validation fold is ``--fold`` (a fold of ``esc50 cv``). To keep
-torch to AVX2, run it under the variables ``benchmarks/analyze.py --avx2`` sets: oneDNN honours
-``ONEDNN_MAX_CPU_ISA``, fbgemm does not (it picks its kernels from the CPU itself, so on a CPU
-with AVX-512 VNNI its figures are VNNI's whatever the variables say).
+RUN is a ``rescnn`` run whose validation fold is ``--fold`` (a fold of ``esc50 cv``), scored in
+float32 here (``ESC50_CPU_BF16=0``) whatever the CPU has. To keep torch to AVX2, run it under
+the variables ``benchmarks/analyze.py --avx2`` sets: oneDNN honours ``ONEDNN_MAX_CPU_ISA``,
+fbgemm does not (it picks its kernels from the CPU itself, so on a CPU with AVX-512 VNNI its
+figures are VNNI's whatever the variables say).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
+import os
 import csv
 import time
 import warnings
@@ -30,7 +31,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import esc50
 from esc50.core.data.audio import load_clip
-from shared_steps import right, soundscape, top_classes  # benchmarks/, the folder this runs from
+from esc50.core.training.device import NO_BF16_VARIABLE
+# benchmarks/, the folder this runs from:
+from shared_steps import right, soundscape, soundscape_arguments, top_classes
 
 SPAN_SECONDS = 45  # about one shared pass: 16 windows of 5 s every 2.5 s
 
@@ -93,11 +96,8 @@ def median_ms(call, repeats: int = 9) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--fold", type=int, default=1)
-    parser.add_argument("--clips", type=int, default=400)
+    os.environ[NO_BF16_VARIABLE] = "0"  # float32 throughout: int8 quantizes float32 tensors
+    parser = soundscape_arguments(__doc__.split("\n")[0])
     parser.add_argument("--calibration", type=int, default=200,
                         help="training-fold clips the activations are calibrated on")
     args = parser.parse_args()

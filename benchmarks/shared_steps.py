@@ -53,13 +53,18 @@ def right(top: np.ndarray, labels: list[int]) -> tuple[str, str]:
             f"{100 * np.mean(straddling):.1f} % of {len(straddling)}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def soundscape_arguments(description: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark on a fold's soundscape: RUN, --data, --fold, --clips."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("run")
     parser.add_argument("--data", required=True)
     parser.add_argument("--fold", type=int, default=1)
     parser.add_argument("--clips", type=int, default=400)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = soundscape_arguments(__doc__.split("\n")[0]).parse_args()
     model = esc50.load(args.run)
     audio, labels = soundscape(model, Path(args.data), args.fold, args.clips)
     print(f"{args.run}: a soundscape of {len(labels)} fold-{args.fold} clips "
