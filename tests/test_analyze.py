@@ -114,6 +114,24 @@ def test_a_bad_recording_costs_only_itself_and_the_class_filter_keeps_what_is_as
     assert code == 1 and "holds results made with other settings (classes)" in output
 
 
+def test_the_default_hop_given_or_not_continues_one_tree(model_dir, tmp_path):
+    """The default hop is recorded as its value (half the model's 1-second window), so giving
+    it continues the tree, and a tree made when it was recorded as null continues either way."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    assert run_cli(str(model_dir), str(tree), "--out", str(out))[0] == 0
+    recorded = out / ".esc50-analyze" / "settings.json"
+    settings = json.loads(recorded.read_text())
+    assert settings["hop"] == 0.5
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out), "--hop", "0.5")
+    assert code == 0 and f"{len(TREE)} already done" in output
+    recorded.write_text(json.dumps({**settings, "hop": None}))  # as older trees hold it
+    for hop in ([], ["--hop", "0.5"]):
+        code, output = run_cli(str(model_dir), str(tree), "--out", str(out), *hop)
+        assert code == 0 and f"{len(TREE)} already done" in output
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out), "--hop", "0.25")
+    assert code == 1 and "holds results made with other settings (hop)" in output
+
+
 def test_a_fifo_or_broken_link_in_the_tree_is_one_failure_and_is_never_opened(model_dir,
                                                                              tmp_path):
     """A FIFO named like audio would block whoever opens it: analyze lists it as failed without

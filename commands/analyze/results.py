@@ -49,7 +49,10 @@ def same_setting(recorded: Any, given: Any) -> bool:
 class ResultsTree:
     """The results folder ``root`` of an analysis with ``settings``."""
 
-    def __init__(self, root: Path, settings: dict[str, Any]) -> None:
+    def __init__(self, root: Path, settings: dict[str, Any],
+                 recorded_null: dict[str, Any] | None = None) -> None:
+        """``recorded_null``: what a setting recorded as null stands for (trees made before the
+        default hop was recorded as its value hold null for it)."""
         self.root = output_folder(root, "--out folder")
         self.state = self.root / STATE
         for part in ("done", "failed", "claims"):
@@ -58,6 +61,8 @@ class ResultsTree:
         if recorded_file.is_file():
             try:
                 recorded = {**FORMER_SETTINGS, **json.loads(recorded_file.read_text())}
+                recorded.update({k: v for k, v in (recorded_null or {}).items()
+                                 if k in recorded and recorded[k] is None})
                 differing = sorted(k for k in recorded.keys() | settings.keys()
                                    if not same_setting(recorded.get(k), settings.get(k)))
             except (OSError, ValueError, AttributeError, TypeError):

@@ -44,6 +44,7 @@ from esc50.commands.analyze.summary import detected_time, summarize, write_combi
 from esc50.commands.api import Model, load
 from esc50.commands.arguments import checked_arguments
 from esc50.commands.workers import quiet_on_ctrl_c
+from esc50.commands.predict import default_hop
 from esc50.commands.timeline import check_settings, csv_line, segment_json
 from esc50.core.data.stream import AudioInput
 from esc50.core.errors import Esc50Error, did_you_mean
@@ -61,7 +62,8 @@ TOP_CLASSES = 3
 class Settings:
     """What an analysis does with each recording (recorded in its results tree)."""
 
-    hop: float | None = None  # seconds between windows (None: half a window)
+    hop: float | None = None  # seconds between windows (None: half a window, as a number once
+    # checked, so that a tree made with the default continues with that hop given, and back)
     min_prob: float = 0.0  # classes (and segments) kept reach this probability
     top_k: int = 3  # classes per window
     classes: tuple[str, ...] = ()  # the classes whose segments are kept (all when empty)
@@ -79,18 +81,25 @@ class Progress:
 
 def checked_settings(model: Model, settings: Settings) -> Settings:
     """``settings`` checked once, before any recording is read (a class name the model does
-    not know is refused with the close ones)."""
+    not know is refused with the close ones), the hop in seconds (:func:`default_hop_seconds`
+    when not given)."""
     check_settings(settings.min_prob, settings.top_k)
-    model.hop_samples(settings.hop)
+    hop = default_hop_seconds(model) if settings.hop is None else settings.hop
+    model.hop_samples(hop)
     unknown = [c for c in settings.classes if c not in model.class_names]
     if unknown:
         hint = did_you_mean(unknown[0], model.class_names)
         raise Esc50Error(f"--classes: {unknown[0]!r} is not one of the model's "
                          f"{len(model.class_names)} classes" + (f" ({hint})" if hint else ""))
-    return Settings(settings.hop, settings.min_prob, settings.top_k,
+    return Settings(hop, settings.min_prob, settings.top_k,
                     tuple(dict.fromkeys(settings.classes)),
                     tuple(checked_formats(list(settings.formats))), settings.embeddings,
                     settings.each_window)
+
+
+def default_hop_seconds(model: Model) -> float:
+    """The hop a timeline takes when none is given (half a window), in seconds."""
+    return default_hop(model.config.length_wav) / model.sample_rate
 
 
 @checked_arguments
@@ -132,7 +141,8 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
     recordings = find_recordings(folder, skip=[out] if segments is None else [out, segments])
     mine = shard_share(recordings, index, count)
     tree = ResultsTree(out, {**asdict(settings), "classes": list(settings.classes),
-                             "formats": list(settings.formats), "model": model_digest(model)})
+                             "formats": list(settings.formats), "model": model_digest(model)},
+                       recorded_null={"hop": default_hop_seconds(model)})
     todo = [r for r in mine if not tree.is_done(r)]
     changed = sum(tree.was_done(r.relative) for r in todo)
     log(f"{len(recordings)} recordings under {folder}"
