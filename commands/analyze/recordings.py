@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-import soundfile as sf
 
+from esc50.core.data.audio import opened_audio
 from esc50.core.data.clips import AUDIO_EXTENSIONS
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import why_not_a_file
@@ -72,13 +72,11 @@ def file_stamp(path: Path) -> tuple[int, int]:
 def header_seconds(path: Path) -> float:
     """A recording's length by its header; 0 when the header cannot be read or ``path`` is no
     regular file (a FIFO would block the reading: analysing it says what it is)."""
-    if why_not_a_file(path) is not None:
-        return 0.0
-    try:
-        info = sf.info(os.fsencode(path))  # a name need not be UTF-8
+    try:  # the one checked opening of audio (by its bytes: a name need not be UTF-8)
+        with opened_audio(path) as audio:
+            return audio.frames / audio.samplerate if audio.samplerate > 0 else 0.0
     except Exception:  # soundfile's errors vary by format; the analysis names the problem
         return 0.0
-    return info.frames / info.samplerate if info.samplerate > 0 else 0.0
 
 
 def shard_share(recordings: list[Recording], index: int, count: int) -> list[Recording]:
