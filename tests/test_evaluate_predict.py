@@ -121,7 +121,7 @@ def test_a_run_whose_plugin_is_gone_names_the_package_to_install(trained, monkey
 
 @pytest.mark.parametrize("rate, target, seconds", [
     (44100, 16000, 7.3), (44100, 22050, 4.2), (48000, 44100, 5.01), (22050, 44100, 3.3),
-    (8000, 8000, 2.0)])
+    (16000, 48000, 2.7), (96000, 22050, 3.1), (8000, 8000, 2.0)])
 def test_a_file_read_in_blocks_equals_the_file_read_whole(tmp_path, rate, target, seconds):
     """Streaming keeps memory bounded without changing the audio: every block boundary falls
     mid-file (0.37 s blocks), and the joined blocks match mixing and resampling at once."""
