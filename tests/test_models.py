@@ -134,6 +134,63 @@ def test_a_clip_scores_the_same_alone_and_in_any_padded_batch(name):
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("affine, bias", [(True, False), (False, True)])
+def test_a_batch_norm_in_eval_folds_into_its_convolution_as_the_same_function(affine, bias):
+    """conv_bn is bn(conv(x)): in eval with the statistics folded into the convolution (values
+    and gradients, as when fine-tuning with frozen batch norms), in training with batch
+    statistics that update the running ones."""
+    from esc50.plugins.models.layers import conv_bn
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1, bias=bias)
+    bn = torch.nn.BatchNorm2d(5, affine=affine)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.2, 3)
+        if affine:
+            bn.weight.uniform_(0.5, 2)
+            bn.bias.uniform_(-1, 1)
+    x = torch.randn(2, 3, 8, 10)
+    parameters = [*conv.parameters(), *bn.parameters()]
+
+    def value_and_gradients(fn):
+        for p in parameters:
+            p.grad = None
+        out = fn(x)
+        out.square().sum().backward()
+        return out.detach(), [p.grad for p in parameters]
+
+    bn.eval()
+    folded, folded_grads = value_and_gradients(lambda x: conv_bn(conv, bn, x))
+    plain, plain_grads = value_and_gradients(lambda x: bn(conv(x)))
+    torch.testing.assert_close(folded, plain)
+    torch.testing.assert_close(folded_grads, plain_grads)
+    seen = []  # a hook on the convolution sees its own output, not one with the norm folded in
+    hook = conv.register_forward_hook(lambda module, args, out: seen.append(out.detach()))
+    torch.testing.assert_close(conv_bn(conv, bn, x), plain)
+    hook.remove()
+    torch.testing.assert_close(seen, [conv(x).detach()])
+    bn.train()
+    running = bn.running_mean.clone()
+    torch.testing.assert_close(conv_bn(conv, bn, x).mean((0, 2, 3)), torch.zeros(5) if not affine
+                               else bn.bias.detach(), atol=1e-5, rtol=0)
+    assert not torch.equal(bn.running_mean, running)
+
+
+def test_every_frame_is_read_as_filled_only_where_that_is_free_and_true():
+    from esc50.plugins.models.layers import fills_every_frame
+
+    assert fills_every_frame(torch.tensor([40, 40]), 40)
+    assert not fills_every_frame(torch.tensor([40, 39]), 40)
+    seen = []
+
+    def traced(x):
+        seen.append(fills_every_frame(torch.tensor([40]), 40))
+        return x * 2
+    torch.jit.trace(traced, torch.ones(1), check_trace=False)
+    assert seen == [False]  # a traced graph keeps the masks: it may be given padded clips
+
+
 def test_segment_pooling_leaves_out_padded_steps():
     from esc50.plugins.models.layers import masked_max, masked_mean
 

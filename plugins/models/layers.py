@@ -20,6 +20,34 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int | tuple[i
                          nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
+def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``bn(conv(x))``. Where ``bn`` normalizes by its running statistics (in eval), one
+    convolution with the batch norm folded into its weights and bias: the same function, without
+    a pass over the output. Gradients still reach every parameter; where a hook watches either
+    module (an activation map, say), the two modules run as they are, so the hook sees them."""
+    if bn.training or bn.running_var is None or hooked(conv, bn):
+        return bn(conv(x))
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    shift = -bn.running_mean * scale
+    if bn.affine:
+        scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
+    bias = shift if conv.bias is None else shift + conv.bias * scale
+    return conv._conv_forward(x, conv.weight * scale.view(-1, 1, 1, 1), bias)
+
+
+def hooked(*modules: nn.Module) -> bool:
+    """Whether a forward or backward hook is registered on any of ``modules`` or on all
+    modules (``torch.nn.modules.module.register_module_forward_hook`` and the like)."""
+    registries = [nn.modules.module._global_forward_hooks,
+                  nn.modules.module._global_forward_pre_hooks,
+                  nn.modules.module._global_backward_hooks,
+                  nn.modules.module._global_backward_pre_hooks]
+    for module in modules:
+        registries += [module._forward_hooks, module._forward_pre_hooks,
+                       module._backward_hooks, module._backward_pre_hooks]
+    return any(registries)
+
+
 def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Mean over the last (time) axis of [B, ..., T], counting only the first ``lengths`` steps."""
     mask = frame_mask(x.shape[-1], lengths).view(x.shape[0], *([1] * (x.dim() - 2)), -1)
@@ -32,8 +60,20 @@ def masked_max(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(~mask, float("-inf")).amax(-1)
 
 
-def zero_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``x`` [B, ..., T] with the steps past each clip's ``lengths`` set to zero."""
+def fills_every_frame(lengths: torch.Tensor, frames: int) -> bool:
+    """Whether every clip's valid length is all ``frames`` (nothing to zero), read only where that
+    costs no wait on a device: lengths on the host, not while traced or exported (there False,
+    as if padded)."""
+    if lengths.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_exporting():
+        return False
+    return bool((lengths >= frames).all())
+
+
+def zero_padding(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """``x`` [B, ..., T] with the steps past each clip's ``lengths`` set to zero (``None``: no
+    clip is padded, ``x`` as it is)."""
+    if lengths is None:
+        return x
     return x * frame_mask(x.shape[-1], lengths).view(x.shape[0], *([1] * (x.dim() - 2)), -1)
 
 

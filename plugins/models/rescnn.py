@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from esc50 import TaskConfig, hookimpl
-from esc50.plugins.models.layers import masked_max, masked_mean, zero_padding
+from esc50.plugins.models.layers import (conv_bn, fills_every_frame, masked_max, masked_mean,
+                                         zero_padding)
 
 ESC50_PLUGIN_API = 4
 TRAINED = Path(__file__).with_name("trained.toml")  # the models shipped trained (trained/)
@@ -48,10 +49,12 @@ class ResidualBlock(nn.Module):
         self.shortcut = (nn.Identity() if channels_in == channels_out else nn.Sequential(
             nn.Conv2d(channels_in, channels_out, 1, bias=False), nn.BatchNorm2d(channels_out)))
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(self.bn1(self.conv1(zero_padding(x, lengths))))
-        y = self.bn2(self.conv2(zero_padding(y, lengths)))
-        return torch.relu(y + self.shortcut(x))
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """``lengths``: each clip's valid steps, ``None`` where no clip is padded."""
+        y = torch.relu(conv_bn(self.conv1, self.bn1, zero_padding(x, lengths)))
+        y = conv_bn(self.conv2, self.bn2, zero_padding(y, lengths))
+        shortcut = x if isinstance(self.shortcut, nn.Identity) else conv_bn(*self.shortcut, x)
+        return torch.relu(y + shortcut)
 
 
 class ResCNN(nn.Module):
@@ -94,12 +97,16 @@ class ResCNN(nn.Module):
         """[B, C, F, T] features -> [B, widths[-1], about T / 2 ** stages] embeddings of steps
         along time (frequency summarized) and their valid lengths."""
         lengths = frame_lengths.clamp(1, features.shape[-1])
-        x = self.stem(zero_padding(features, lengths))
+        # Where no clip is padded there is nothing to zero, before and after every pooling.
+        padded = not fills_every_frame(lengths, features.shape[-1])
+        conv, bn, relu = self.stem
+        x = relu(conv_bn(conv, bn, zero_padding(features, lengths if padded else None)))
         for stage in self.stages:
             if x.shape[-1] >= 2 and x.shape[-2] >= 2:  # pool before every stage while it can
-                x, lengths = self.pool(zero_padding(x, lengths)), (lengths // 2).clamp(min=1)
+                x = self.pool(zero_padding(x, lengths if padded else None))
+                lengths = (lengths // 2).clamp(min=1)
             for block in stage:
-                x = block(x, lengths)
+                x = block(x, lengths if padded else None)
         return x.mean(dim=2), lengths
 
     def pool_steps(self, steps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
