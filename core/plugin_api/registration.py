@@ -85,7 +85,8 @@ def add_plugin(registry: Registry, plugin: object, namespace: str, package: str,
                 registry.problems.append(f"plugin {namespace} ({package}) failed in {hook_name}: "
                                      f"{one_line(exc)}")
     registered = [c for i, c in registry.components.items() if i not in before]
-    changes = porting_notes(api, registered, root) + notes
+    # a plugin written for this API has nothing to port (reading its source costs time)
+    changes = (porting_notes(api, registered, root) if api < current else []) + notes
     if declared is None and undeclared_warning:
         changes.append(f"declare the plugin API it is written for: ESC50_PLUGIN_API = "
                        f"{current} in {module or namespace}")
