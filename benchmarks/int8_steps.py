@@ -1,9 +1,9 @@
 """int8 for the shared pass of ``esc50 analyze``, measured and not adopted: the residual CNN's
-step network with its batch norms folded into the convolutions and no padding masks (a shared
-pass has no padding), quantized to int8 by torch's FX graph mode (per-channel weights,
-activations calibrated on clips of the run's training folds, the stem left in float32) on each
-of torch's two int8 engines, against the network as it is and its folded float32 copy, in the
-same run: milliseconds per 45-second span, and the windows of a held-out soundscape (as
+step network as it scores a shared pass (batch norms folded into the convolutions, no padding
+masks), copied without branches so that FX can trace it, quantized to int8 by torch's FX graph
+mode (per-channel weights, activations calibrated on clips of the run's training folds, the stem
+left in float32) on each of torch's two int8 engines, against the network as it is, in the same
+run: milliseconds per 45-second span, and the windows of a held-out soundscape (as
 benchmarks/shared_steps.py scores them).
 
     python benchmarks/int8_steps.py RUN --data ESC-50 [--fold 1] [--clips 400] [--calibration 200]
@@ -40,8 +40,8 @@ SPAN_SECONDS = 45  # about one shared pass: 16 windows of 5 s every 2.5 s
 
 class FoldedSteps(nn.Module):
     """A ResCNN's ``step_embeddings`` for inputs without padding and long enough to pool before
-    every stage: batch norms folded into the convolutions, no masks, no branches (so that FX
-    can trace it)."""
+    every stage, as the model computes them there (batch norms folded, no masks), with the
+    folded convolutions as modules and no branches, so that FX can trace and quantize it."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -116,7 +116,7 @@ def main() -> None:
         span = model_input(model, audio[:SPAN_SECONDS * model.sample_rate])
         frames = torch.tensor([span.shape[-1]])
         folded = FoldedSteps(network)
-        steps = {"float32, as the model is": None, "float32, folded, no masks": folded,
+        steps = {"float32, as the model is": None,
                  **{f"int8 ({engine})": quantized(folded, engine, calibration)
                     for engine in ("fbgemm", "onednn")}}
         print(f"{args.run}: a soundscape of {len(labels)} fold-{args.fold} clips, "

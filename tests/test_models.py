@@ -137,8 +137,8 @@ def test_a_clip_scores_the_same_alone_and_in_any_padded_batch(name):
 @pytest.mark.parametrize("affine, bias", [(True, False), (False, True)])
 def test_a_batch_norm_in_eval_folds_into_its_convolution_as_the_same_function(affine, bias):
     """conv_bn is bn(conv(x)): in eval with the statistics folded into the convolution (values
-    and gradients, as when fine-tuning with frozen batch norms), in training with batch
-    statistics that update the running ones."""
+    and gradients, as when fine-tuning with frozen batch norms; under a hook or autocast, the
+    two modules as they are), in training with batch statistics that update the running ones."""
     from esc50.plugins.models.layers import conv_bn
 
     torch.manual_seed(0)
@@ -170,6 +170,8 @@ def test_a_batch_norm_in_eval_folds_into_its_convolution_as_the_same_function(af
     torch.testing.assert_close(conv_bn(conv, bn, x), plain)
     hook.remove()
     torch.testing.assert_close(seen, [conv(x).detach()])
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):  # as trained: nothing folded
+        assert torch.equal(conv_bn(conv, bn, x), bn(conv(x)))
     bn.train()
     running = bn.running_mean.clone()
     torch.testing.assert_close(conv_bn(conv, bn, x).mean((0, 2, 3)), torch.zeros(5) if not affine

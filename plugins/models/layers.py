@@ -23,9 +23,12 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int | tuple[i
 def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
     """``bn(conv(x))``. Where ``bn`` normalizes by its running statistics (in eval), one
     convolution with the batch norm folded into its weights and bias: the same function, without
-    a pass over the output. Gradients still reach every parameter; where a hook watches either
-    module (an activation map, say), the two modules run as they are, so the hook sees them."""
-    if bn.training or bn.running_var is None or hooked(conv, bn):
+    a pass over the output. Gradients still reach every parameter. The two modules run as they
+    are where a hook watches either (an activation map, say), so that the hook sees them, and
+    under autocast: there the folded weights are rounded to bf16 with the statistics in them,
+    which moved 5 of 400 held-out clips of a model trained in bf16, for no time gained."""
+    if bn.training or bn.running_var is None or hooked(conv, bn) \
+            or torch.is_autocast_enabled(x.device.type):
         return bn(conv(x))
     scale = torch.rsqrt(bn.running_var + bn.eps)
     shift = -bn.running_mean * scale
