@@ -152,3 +152,36 @@ def test_int8_is_calibrated_on_training_clips_and_agrees_with_float(trained, tmp
     refused = CliRunner().invoke(cli, ["export", str(trained), "--format", "torchscript",
                                        "--quantize", "int8"])
     assert refused.exit_code == 1 and "only int8, and only for --format onnx" in refused.output
+
+
+def test_an_exported_residual_cnn_holds_its_weights_for_int8_to_quantize():
+    """The residual CNN folds its batch norms into its convolutions when scoring, but not while
+    exported: the file's convolutions read their weights from the file as stored (which int8
+    quantizes), not from multiplications computed at every call, and score as torch does."""
+    torch.manual_seed(0)
+    model = load_registry().create("model", "plugins.rescnn", small_config("unused"),
+                                   (1, 16, 40)).eval()
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+    features = torch.randn(2, 1, 16, 40)
+
+    class Whole(torch.nn.Module):  # whole clips, as an exported file scores them
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model(x, torch.full((x.shape[0],), x.shape[-1]))
+
+    program = torch.onnx.export(Whole().eval(), (features,), dynamo=True,
+                                input_names=["features"], verbose=False)
+    graph = program.model_proto.graph
+    stored = {initializer.name for initializer in graph.initializer}
+    convolutions = [node for node in graph.node if node.op_type == "Conv"]
+    assert convolutions and all(node.input[1] in stored for node in convolutions)
+    session = onnxruntime.InferenceSession(program.model_proto.SerializeToString())
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {"features": features.numpy()})[0],
+                                   model(features, torch.full((2,), 40)).numpy(), atol=1e-4)

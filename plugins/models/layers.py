@@ -24,10 +24,12 @@ def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tenso
     """``bn(conv(x))``. Where ``bn`` normalizes by its running statistics (in eval), one
     convolution with the batch norm folded into its weights and bias: the same function, without
     a pass over the output. Gradients still reach every parameter. The two modules run as they
-    are where a hook watches either (an activation map, say), so that the hook sees them, and
-    under autocast: there the folded weights are rounded to bf16 with the statistics in them,
-    which moved 5 of 400 held-out clips of a model trained in bf16, for no time gained."""
-    if bn.training or bn.running_var is None or hooked(conv, bn) \
+    are where a hook watches either (an activation map, say), so that the hook sees them; under
+    autocast, where the folded weights would be rounded to bf16 with the statistics in them
+    (that moved 5 of 400 held-out clips of a model trained in bf16, for no time gained); and
+    while traced or exported, so that an exported file holds the weights as they are (an
+    exporter folds batch norms itself, and int8 quantizes the weights it finds)."""
+    if bn.training or bn.running_var is None or hooked(conv, bn) or exporting() \
             or torch.is_autocast_enabled(x.device.type):
         return bn(conv(x))
     scale = torch.rsqrt(bn.running_var + bn.eps)
@@ -36,6 +38,11 @@ def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tenso
         scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
     bias = shift if conv.bias is None else shift + conv.bias * scale
     return conv._conv_forward(x, conv.weight * scale.view(-1, 1, 1, 1), bias)
+
+
+def exporting() -> bool:
+    """Whether the model is being traced (TorchScript, ONNX) or exported (``torch.export``)."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
 def hooked(*modules: nn.Module) -> bool:
@@ -67,7 +74,7 @@ def fills_every_frame(lengths: torch.Tensor, frames: int) -> bool:
     """Whether every clip's valid length is all ``frames`` (nothing to zero), read only where that
     costs no wait on a device: lengths on the host, not while traced or exported (there False,
     as if padded)."""
-    if lengths.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_exporting():
+    if lengths.device.type != "cpu" or exporting():
         return False
     return bool((lengths >= frames).all())
 
