@@ -191,6 +191,9 @@ def test_every_frame_is_read_as_filled_only_where_that_is_free_and_true():
         return x * 2
     torch.jit.trace(traced, torch.ones(1), check_trace=False)
     assert seen == [False]  # a traced graph keeps the masks: it may be given padded clips
+    compiled = torch.compile(lambda x, n: x * 2 if fills_every_frame(n, 40) else x,
+                             backend="eager", fullgraph=True)  # fullgraph: no read of n
+    assert torch.equal(compiled(torch.ones(1), torch.tensor([40])), torch.ones(1))
 
 
 def test_segment_pooling_leaves_out_padded_steps():
