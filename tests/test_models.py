@@ -184,10 +184,10 @@ def test_every_frame_is_read_as_filled_only_where_that_is_free_and_true():
 
     assert fills_every_frame(torch.tensor([40, 40]), 40)
     assert not fills_every_frame(torch.tensor([40, 39]), 40)
-    seen = []
+    seen, full = [], torch.tensor([40])
 
     def traced(x):
-        seen.append(fills_every_frame(torch.tensor([40]), 40))
+        seen.append(fills_every_frame(full, 40))
         return x * 2
     torch.jit.trace(traced, torch.ones(1), check_trace=False)
     assert seen == [False]  # a traced graph keeps the masks: it may be given padded clips
