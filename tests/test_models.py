@@ -179,6 +179,24 @@ def test_a_batch_norm_in_eval_folds_into_its_convolution_as_the_same_function(af
     assert not torch.equal(bn.running_mean, running)
 
 
+def test_a_hook_on_any_layer_of_the_residual_cnn_sees_it_run_in_eval():
+    """Scoring folds batch norms into convolutions and calls them directly; a forward hook on
+    any module (for an activation map, say) still fires, and changes no logit."""
+    model = build("rescnn").eval()
+    features, lengths = torch.randn(2, 1, BANDS, FRAMES), torch.tensor([FRAMES, FRAMES])
+    with torch.no_grad():
+        plain = model(features, lengths)
+        for name, module in model.named_modules():
+            if not name or isinstance(module, torch.nn.ModuleList):  # a list is never called
+                continue
+            seen = []
+            hook = module.register_forward_hook(lambda m, args, out: seen.append(out))
+            hooked = model(features, lengths)
+            hook.remove()
+            assert seen, f"the hook on {name} did not fire"
+            torch.testing.assert_close(hooked, plain, rtol=1e-4, atol=1e-4)
+
+
 def test_every_frame_is_read_as_filled_only_where_that_is_free_and_true():
     from esc50.plugins.models.layers import fills_every_frame
 

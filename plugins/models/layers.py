@@ -41,6 +41,18 @@ def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tenso
     return conv._conv_forward(x, conv.weight * scale.view(-1, 1, 1, 1), bias)
 
 
+def conv_bn_sequential(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``layers(x)`` for a Sequential that starts with a convolution and its batch norm, those
+    two through :func:`conv_bn`; where a hook watches the Sequential itself, it runs as it is."""
+    if hooked(layers):
+        return layers(x)
+    conv, bn, *rest = layers
+    x = conv_bn(conv, bn, x)
+    for layer in rest:
+        x = layer(x)
+    return x
+
+
 def traced() -> bool:
     """Whether the model is being traced (TorchScript, ONNX), exported (``torch.export``) or
     compiled (``torch.compile``): a graph made once for any input, where nothing is read from

@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from esc50 import TaskConfig, hookimpl
-from esc50.plugins.models.layers import (conv_bn, fills_every_frame, masked_max, masked_mean,
-                                         zero_padding)
+from esc50.plugins.models.layers import (conv_bn, conv_bn_sequential, fills_every_frame,
+                                         masked_max, masked_mean, zero_padding)
 
 ESC50_PLUGIN_API = 4
 TRAINED = Path(__file__).with_name("trained.toml")  # the models shipped trained (trained/)
@@ -56,7 +56,8 @@ class ResidualBlock(nn.Module):
         """``lengths``: each clip's valid steps, ``None`` where no clip is padded."""
         y = torch.relu(conv_bn(self.conv1, self.bn1, zero_padding(x, lengths)))
         y = conv_bn(self.conv2, self.bn2, zero_padding(y, lengths))
-        shortcut = x if isinstance(self.shortcut, nn.Identity) else conv_bn(*self.shortcut, x)
+        shortcut = (x if isinstance(self.shortcut, nn.Identity)
+                    else conv_bn_sequential(self.shortcut, x))
         return torch.relu(y + shortcut)
 
 
@@ -102,8 +103,7 @@ class ResCNN(nn.Module):
         lengths = frame_lengths.clamp(1, features.shape[-1])
         # Where no clip is padded there is nothing to zero, before and after every pooling.
         padded = not fills_every_frame(lengths, features.shape[-1])
-        conv, bn, relu = self.stem
-        x = relu(conv_bn(conv, bn, zero_padding(features, lengths if padded else None)))
+        x = conv_bn_sequential(self.stem, zero_padding(features, lengths if padded else None))
         for stage in self.stages:
             if x.shape[-1] >= 2 and x.shape[-2] >= 2:  # pool before every stage while it can
                 x = self.pool(zero_padding(x, lengths if padded else None))
