@@ -142,6 +142,31 @@ def test_a_file_read_in_blocks_equals_the_file_read_whole(tmp_path, rate, target
     assert torch.allclose(joined, whole, atol=1e-6)
 
 
+def test_every_common_pair_of_rates_resampled_block_by_block_equals_torchaudio():
+    """The block resampler (short periods taken together) against torchaudio's resampling of
+    the whole signal, for every pair of common rates, in blocks of 0.13 s and of 7 samples."""
+    import itertools
+
+    import torch
+    import torchaudio.functional as AF
+
+    from esc50.core.data.audio import BlockResampler, resampling_ratio
+
+    rates = [1000, 8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 192000]
+    for rate, target in itertools.product(rates, [8000, 16000, 22050, 32000, 44100, 48000]):
+        wav = torch.rand(int(rate * 1.7), generator=torch.Generator().manual_seed(rate)) - 0.5
+        # the periods the resampler works in (11 025 to 32 000 Hz is taken as 318:923, 7 ppm off)
+        whole = AF.resample(wav, *resampling_ratio(rate, target)) if rate != target else wav
+        for block in (max(1, int(rate * 0.13)), 7):
+            if block == 7 and rate > 11025:
+                continue  # a block of 7 samples: a few slow rates suffice
+            resampler = BlockResampler(rate, target)
+            pieces = [out for part in torch.split(wav, block) for out in resampler.push(part)]
+            joined = torch.cat(pieces + resampler.finish())
+            assert joined.shape == whole.shape, (rate, target, block)
+            assert float((joined - whole).abs().max()) < 1e-6, (rate, target, block)
+
+
 @pytest.mark.parametrize("total", [1, 99, 100, 101, 150, 250, 377])
 def test_windows_of_a_stream_are_the_windows_of_the_whole_clip(total):
     import torch
