@@ -179,21 +179,28 @@ def test_a_batch_norm_in_eval_folds_into_its_convolution_as_the_same_function(af
     assert not torch.equal(bn.running_mean, running)
 
 
-def test_a_hook_on_any_layer_of_the_residual_cnn_sees_it_run_in_eval():
+@pytest.mark.parametrize("name", ["rescnn", "kumar", "advanced"])
+def test_a_hook_on_any_layer_or_conv_bn_block_sees_it_run_in_eval(name):
     """Scoring folds batch norms into convolutions and calls them directly; a forward hook on
-    any module (for an activation map, say) still fires, and changes no logit."""
-    model = build("rescnn").eval()
+    any layer or conv-BN block (for an activation map, say) still fires, and changes no logit."""
+    model = build(name).eval()
     features, lengths = torch.randn(2, 1, BANDS, FRAMES), torch.tensor([FRAMES, FRAMES])
+
+    def watched(module: torch.nn.Module) -> bool:
+        children = list(module.children())
+        return not children or (isinstance(module, torch.nn.Sequential) and len(children) > 1
+                                and isinstance(children[0], torch.nn.Conv2d)
+                                and isinstance(children[1], torch.nn.BatchNorm2d))
     with torch.no_grad():
         plain = model(features, lengths)
-        for name, module in model.named_modules():
-            if not name or isinstance(module, torch.nn.ModuleList):  # a list is never called
+        for path, module in model.named_modules():
+            if not path or not watched(module):
                 continue
             seen = []
             hook = module.register_forward_hook(lambda m, args, out: seen.append(out))
             hooked = model(features, lengths)
             hook.remove()
-            assert seen, f"the hook on {name} did not fire"
+            assert seen, f"the hook on {path} did not fire"
             torch.testing.assert_close(hooked, plain, rtol=1e-4, atol=1e-4)
 
 

@@ -41,10 +41,13 @@ def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tenso
     return conv._conv_forward(x, conv.weight * scale.view(-1, 1, 1, 1), bias)
 
 
-def conv_bn_sequential(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """``layers(x)`` for a Sequential that starts with a convolution and its batch norm, those
-    two through :func:`conv_bn`; where a hook watches the Sequential itself, it runs as it is."""
-    if hooked(layers):
+def conv_bn_sequential(layers: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layers(x)``, where ``layers`` is a Sequential that starts with a convolution and its
+    batch norm, those two through :func:`conv_bn`; any other module, or one a hook watches, runs
+    as it is."""
+    starts_with_conv_bn = isinstance(layers, nn.Sequential) and len(layers) >= 2 and \
+        isinstance(layers[0], nn.Conv2d) and isinstance(layers[1], nn.BatchNorm2d)
+    if not starts_with_conv_bn or hooked(layers):
         return layers(x)
     conv, bn, *rest = layers
     x = conv_bn(conv, bn, x)
@@ -107,13 +110,18 @@ def masked_layers(layers: nn.Sequential, x: torch.Tensor, lengths: torch.Tensor
     """Run ``layers`` on [B, C, F, T] with each clip's padded steps zeroed before every layer,
     so that a clip's valid output does not depend on how much padding its batch adds: a
     convolution's zero padding at the end of a clip scored alone and the zeroed steps of a padded
-    batch are the same zeros (pointwise layers need no zeroing). Valid lengths follow the 2-wide max poolings (rounded as the
-    pooling rounds, at least one step). Returns the output and its valid lengths."""
+    batch are the same zeros (pointwise layers need no zeroing). Valid lengths follow the 2-wide
+    max poolings (rounded as the pooling rounds, at least one step). Where no clip is padded,
+    nothing is zeroed; conv-BN blocks run through :func:`conv_bn_sequential`. Returns the output
+    and its valid lengths."""
+    padded = not fills_every_frame(lengths, x.shape[-1])  # and stays so through the poolings
     for layer in layers:
-        x = layer(x if isinstance(layer, POINTWISE) else zero_padding(x, lengths))
+        if not isinstance(layer, POINTWISE):
+            x = zero_padding(x, lengths if padded else None)
+        x = conv_bn_sequential(layer, x)
         if isinstance(layer, nn.MaxPool2d):
             lengths = (-(-lengths // 2) if layer.ceil_mode else lengths // 2).clamp(min=1)
-    return zero_padding(x, lengths), lengths
+    return zero_padding(x, lengths if padded else None), lengths
 
 
 def per_clip(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,

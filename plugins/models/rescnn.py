@@ -56,8 +56,7 @@ class ResidualBlock(nn.Module):
         """``lengths``: each clip's valid steps, ``None`` where no clip is padded."""
         y = torch.relu(conv_bn(self.conv1, self.bn1, zero_padding(x, lengths)))
         y = conv_bn(self.conv2, self.bn2, zero_padding(y, lengths))
-        shortcut = (x if isinstance(self.shortcut, nn.Identity)
-                    else conv_bn_sequential(self.shortcut, x))
+        shortcut = conv_bn_sequential(self.shortcut, x)  # an identity as it is
         return torch.relu(y + shortcut)
 
 
