@@ -170,6 +170,11 @@ def test_a_batch_norm_in_eval_folds_into_its_convolution_as_the_same_function(af
     torch.testing.assert_close(conv_bn(conv, bn, x), plain)
     hook.remove()
     torch.testing.assert_close(seen, [conv(x).detach()])
+    from esc50.plugins.models.layers import hooked
+    assert not hooked(conv, bn)
+    del conv._backward_pre_hooks  # a torch without one of the registries: as if hooked
+    assert hooked(conv, bn)
+    conv._backward_pre_hooks = {}
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):  # as trained: nothing folded
         assert torch.equal(conv_bn(conv, bn, x), bn(conv(x)))
     bn.train()

@@ -63,17 +63,17 @@ def traced() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
+HOOK_REGISTRIES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                   "_backward_pre_hooks")  # torch's, on each module and (``_global...``) on all
+
+
 def hooked(*modules: nn.Module) -> bool:
     """Whether a forward or backward hook is registered on any of ``modules`` or on all
-    modules (``torch.nn.modules.module.register_module_forward_hook`` and the like)."""
-    registries = [nn.modules.module._global_forward_hooks,
-                  nn.modules.module._global_forward_pre_hooks,
-                  nn.modules.module._global_backward_hooks,
-                  nn.modules.module._global_backward_pre_hooks]
-    for module in modules:
-        registries += [module._forward_hooks, module._forward_pre_hooks,
-                       module._backward_hooks, module._backward_pre_hooks]
-    return any(registries)
+    modules (``torch.nn.modules.module.register_module_forward_hook`` and the like). A registry
+    this torch does not have counts as hooked, so that the modules run as they are."""
+    registries = [getattr(nn.modules.module, "_global" + name, None) for name in HOOK_REGISTRIES]
+    registries += [getattr(module, name, None) for module in modules for name in HOOK_REGISTRIES]
+    return any(registry is None or len(registry) > 0 for registry in registries)
 
 
 def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
