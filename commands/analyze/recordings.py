@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-
 from esc50.core.data.audio import opened_audio
 from esc50.core.data.clips import AUDIO_EXTENSIONS
 from esc50.core.errors import Esc50Error
