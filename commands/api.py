@@ -42,6 +42,7 @@ from esc50.commands.predict import (Prediction, audio_files, predict_files, prob
 from esc50.core.plugin_api.choices import check_options_in_run
 from esc50.core.plugin_api.hookspecs import KINDS
 from esc50.core.plugin_api.registry import Registry, load_registry
+from esc50.core.training.memory import keep_freed_memory
 from esc50.core.training.resume import resume as resume_run
 from esc50.core.training.trainer import Trainer
 
@@ -236,6 +237,7 @@ class Model:
                  warn: Log = print) -> None:
         self.path, self.trained = model_source(source, registry)
         self.checkpoint, self.registry = checkpoint, registry
+        keep_freed_memory()  # scoring allocates the same large buffers for every batch again
         self.runs = load_runs(self.path, checkpoint, registry, warn)
         self.members = [run.member for run in self.runs]
         self.config = self.runs[0].config

@@ -1,0 +1,90 @@
+"""How close the convolutions of a shared pass run to the CPU's arithmetic rate: each
+convolution of the shipped model's pass over 32.5 s of audio (the span of one 30 s block of
+``esc50 analyze``), timed alone on its own input, in billions of floating-point operations a
+second, against one large matrix product (2048 x 2048, float32) on the same cores in the same
+run, the rate that BLAS libraries get close to the CPU's peak with.
+
+    python benchmarks/conv_rate.py [MODEL]
+
+MODEL is a run folder, a cross-validation folder or a trained model's name (default
+``esc50-rescnn``). It runs in float32 (``ESC50_CPU_BF16=0``); run it under the variables of
+``benchmarks/analyze.py --avx2`` to keep torch to AVX2 instructions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import esc50
+from esc50.core.training.device import NO_BF16_VARIABLE
+
+SPAN_SECONDS = 32.5  # a 30 s block's windows: 12 of 5 s every 2.5 s
+MATRIX = 2048
+
+
+def median_seconds(call, repeats: int = 9) -> float:
+    call()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def pass_convolutions(model: esc50.Model) -> list[tuple[nn.Conv2d, torch.Tensor]]:
+    """Each convolution of one shared pass over ``SPAN_SECONDS`` of noise, with its input."""
+    classifier = model.members[0].classifier
+    audio = 0.1 * torch.randn(int(SPAN_SECONDS * model.sample_rate))
+    features, frames = classifier.features(audio[None], torch.tensor([audio.shape[0]]))
+    seen: list[tuple[nn.Conv2d, torch.Tensor]] = []
+    convolutions = [m for m in classifier.model.modules() if isinstance(m, nn.Conv2d)]
+    handles = [m.register_forward_hook(lambda m, args, _: seen.append((m, args[0])))
+               for m in convolutions]
+    classifier.model.step_embeddings(classifier.model_input(features), frames)
+    for handle in handles:
+        handle.remove()
+    return seen
+
+
+def main() -> None:
+    os.environ[NO_BF16_VARIABLE] = "0"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", nargs="?", default="esc50-rescnn")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = esc50.load(args.model, warn=lambda _: None)
+    a, b = torch.randn(MATRIX, MATRIX), torch.randn(MATRIX, MATRIX)
+    with torch.no_grad():
+        reference = 2 * MATRIX ** 3 / median_seconds(lambda: a @ b) / 1e9
+        print(f"{args.model}, one pass over {SPAN_SECONDS} s; {torch.get_num_threads()} threads, "
+              f"{torch.backends.cpu.get_cpu_capability()}, float32\n")
+        print("| convolution | input | ms | GFLOP/s | of the matrix product's rate |")
+        print("|---|---|---:|---:|---:|")
+        print(f"| (reference) matrix product {MATRIX} x {MATRIX} | | | {reference:.0f} | 100 % |")
+        total_ms = total_flops = 0.0
+        for conv, x in pass_convolutions(model):
+            seconds = median_seconds(lambda: F.conv2d(x, conv.weight, conv.bias, conv.stride,
+                                                      conv.padding, conv.dilation, conv.groups))
+            out = F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation,
+                           conv.groups)
+            flops = 2 * out.numel() * conv.weight[0].numel()
+            total_ms, total_flops = total_ms + 1000 * seconds, total_flops + flops
+            rate = flops / seconds / 1e9
+            kernel = "x".join(map(str, conv.kernel_size))
+            print(f"| {conv.in_channels} -> {conv.out_channels}, {kernel} | "
+                  f"{x.shape[-2]} x {x.shape[-1]} | {1000 * seconds:.2f} | {rate:.0f} | "
+                  f"{100 * rate / reference:.0f} % |")
+        rate = total_flops / total_ms / 1e6
+        print(f"| all | | {total_ms:.1f} | {rate:.0f} | {100 * rate / reference:.0f} % |")
+
+
+if __name__ == "__main__":
+    main()
