@@ -15,28 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import esc50
 from esc50.core.training.device import NO_BF16_VARIABLE
+from timing import median_seconds  # benchmarks/, the folder this script runs from
 
 SPAN_SECONDS = 32.5  # a 30 s block's windows: 12 of 5 s every 2.5 s
 MATRIX = 2048
-
-
-def median_seconds(call, repeats: int = 9) -> float:
-    call()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
 
 
 def pass_convolutions(model: esc50.Model) -> list[tuple[nn.Conv2d, torch.Tensor]]:

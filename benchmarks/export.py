@@ -15,9 +15,7 @@ decodes it, as one window.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
@@ -33,16 +31,7 @@ from esc50.core.data.audiocache import AudioCache
 from esc50.core.data.clips import find_clips
 from esc50.core.data.location import resolve_data_dir
 from esc50.core.data.split import Split
-
-
-def median_seconds(call, repeats: int) -> float:
-    call()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+from timing import median_seconds  # benchmarks/, the folder this script runs from
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ from esc50.core.data.audio import load_clip
 from esc50.core.training.device import NO_BF16_VARIABLE
 # benchmarks/, the folder this runs from:
 from shared_steps import right, soundscape, soundscape_arguments, top_classes
+from timing import median_seconds
 
 SPAN_SECONDS = 45  # about one shared pass: 16 windows of 5 s every 2.5 s
 
@@ -85,16 +86,6 @@ def model_input(model: esc50.Model, audio: torch.Tensor) -> torch.Tensor:
     return classifier.model_input(features)
 
 
-def median_ms(call, repeats: int = 9) -> float:
-    call()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return 1000 * float(np.median(times))
-
-
 def main() -> None:
     os.environ[NO_BF16_VARIABLE] = "0"  # float32 throughout: int8 quantizes float32 tensors
     parser = soundscape_arguments(__doc__.split("\n")[0])
@@ -128,9 +119,9 @@ def main() -> None:
         reference = None
         for name, steps_network in steps.items():
             if steps_network is None:
-                ms = median_ms(lambda: network.step_embeddings(span, frames))
+                ms = 1000 * median_seconds(lambda: network.step_embeddings(span, frames))
             else:
-                ms = median_ms(lambda: steps_network(span))
+                ms = 1000 * median_seconds(lambda: steps_network(span))
                 pools = 2 ** len(network.stages)
                 network.step_embeddings = lambda features, lengths, net=steps_network: (
                     net(features), (lengths.clamp(1, features.shape[-1]) // pools).clamp(min=1))

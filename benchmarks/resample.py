@@ -8,25 +8,14 @@ of noise (one read block) at each rate, in the same run; the median of 9 calls e
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torchaudio.functional as AF
 
 from esc50.core.data.audio import BlockResampler
+from timing import median_seconds  # benchmarks/, the folder this script runs from
 
 RATES = (8_000, 16_000, 32_000, 44_100, 48_000, 96_000)
-
-
-def median_ms(call) -> float:
-    call()
-    times = []
-    for _ in range(9):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return 1e3 * statistics.median(times)
 
 
 def main() -> None:
@@ -41,8 +30,8 @@ def main() -> None:
             continue
         wav = torch.rand(30 * rate, generator=torch.Generator().manual_seed(0)) - 0.5
         resampler = BlockResampler(rate, args.target)
-        reference = median_ms(lambda: AF.resample(wav, resampler.orig, resampler.new))
-        ours = median_ms(lambda: resampler.resample(wav))
+        reference = 1e3 * median_seconds(lambda: AF.resample(wav, resampler.orig, resampler.new))
+        ours = 1e3 * median_seconds(lambda: resampler.resample(wav))
         gap = float((AF.resample(wav, resampler.orig, resampler.new)
                      - resampler.resample(wav)).abs().max())
         print(f"| {rate} | {reference:.1f} | {ours:.1f} | {reference / ours:.2f}x | {gap:.1e} |")
