@@ -500,3 +500,28 @@ def test_a_damaged_settings_record_is_one_line(model_dir, tmp_path):
     (out / ".esc50-analyze" / "settings.json").write_text("[1, 2")
     code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
     assert code == 1 and "settings.json is damaged" in output and output.count("\n") == 1
+
+
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
+def test_the_worked_example_tree_is_scored_window_by_window_against_its_clips(real_data,
+                                                                              tmp_path):
+    """examples/field_recordings.py (docs/analyze.md's worked example) makes recordings of
+    fold-1 clips and scores analyze's windows against them: with the shipped model, which
+    trained on those clips, nearly every window covering one clip is right, so each window is
+    matched to its own clip (one clip off would score near chance)."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "field_recordings.py"
+    tree, out = tmp_path / "recordings", tmp_path / "results"
+    made = subprocess.run([sys.executable, str(example), "make", str(real_data), str(tree)],
+                          capture_output=True, text=True, check=True)
+    assert "12 recordings of 12 fold-1 clips" in made.stdout
+    with (tree / "truth.csv").open() as handle:
+        truth = list(csv.DictReader(handle))
+    assert len(truth) == 144 and len({row["recording"] for row in truth}) == 12
+    assert sf.info(str(tree / "site1" / "day1.flac")).duration == pytest.approx(60.0)
+    summary = esc50.analyze("esc50-rescnn", tree, out, formats=["json"], log=lambda _: None,
+                            progress=False)
+    assert summary["done"] == 12
+    scored = subprocess.run([sys.executable, str(example), "score", str(tree), str(out)],
+                            capture_output=True, text=True, check=True).stdout
+    right, total = (int(word) for word in scored.split()[0:3:2])
+    assert total == 144 and right >= 0.9 * total, scored
