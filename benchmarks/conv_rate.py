@@ -28,14 +28,15 @@ SPAN_SECONDS = 32.5  # a 30 s block's windows: 12 of 5 s every 2.5 s
 MATRIX = 2048
 
 
-def pass_convolutions(model: esc50.Model) -> list[tuple[nn.Conv2d, torch.Tensor]]:
-    """Each convolution of one shared pass over ``SPAN_SECONDS`` of noise, with its input."""
+def pass_convolutions(model: esc50.Model) -> list[tuple[nn.Conv2d, torch.Tensor, int]]:
+    """Each convolution of one shared pass over ``SPAN_SECONDS`` of noise, with its input and
+    the number of values it outputs."""
     classifier = model.members[0].classifier
     audio = 0.1 * torch.randn(int(SPAN_SECONDS * model.sample_rate))
     features, frames = classifier.features(audio[None], torch.tensor([audio.shape[0]]))
-    seen: list[tuple[nn.Conv2d, torch.Tensor]] = []
+    seen: list[tuple[nn.Conv2d, torch.Tensor, int]] = []
     convolutions = [m for m in classifier.model.modules() if isinstance(m, nn.Conv2d)]
-    handles = [m.register_forward_hook(lambda m, args, _: seen.append((m, args[0])))
+    handles = [m.register_forward_hook(lambda m, args, out: seen.append((m, args[0], out.numel())))
                for m in convolutions]
     classifier.model.step_embeddings(classifier.model_input(features), frames)
     for handle in handles:
@@ -59,12 +60,10 @@ def main() -> None:
         print("|---|---|---:|---:|---:|")
         print(f"| (reference) matrix product {MATRIX} x {MATRIX} | | | {reference:.0f} | 100 % |")
         total_ms = total_flops = 0.0
-        for conv, x in pass_convolutions(model):
+        for conv, x, outputs in pass_convolutions(model):
             seconds = median_seconds(lambda: F.conv2d(x, conv.weight, conv.bias, conv.stride,
                                                       conv.padding, conv.dilation, conv.groups))
-            out = F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation,
-                           conv.groups)
-            flops = 2 * out.numel() * conv.weight[0].numel()
+            flops = 2 * outputs * conv.weight[0].numel()  # a multiply and an add per weight
             total_ms, total_flops = total_ms + 1000 * seconds, total_flops + flops
             rate = flops / seconds / 1e9
             kernel = "x".join(map(str, conv.kernel_size))
