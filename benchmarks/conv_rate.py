@@ -28,12 +28,13 @@ SPAN_SECONDS = 32.5  # a 30 s block's windows: 12 of 5 s every 2.5 s
 MATRIX = 2048
 
 
-def pass_convolutions(model: esc50.Model) -> list[tuple[nn.Conv2d, torch.Tensor, int]]:
-    """Each convolution of one shared pass over ``SPAN_SECONDS`` of noise, with its input and
-    the number of values it outputs."""
+def pass_convolutions(model: esc50.Model, seconds: float = SPAN_SECONDS, clips: int = 1
+                      ) -> list[tuple[nn.Conv2d, torch.Tensor, int]]:
+    """Each convolution of one pass over ``clips`` of ``seconds`` of noise (by default one shared
+    pass of ``SPAN_SECONDS``), with its input and the number of values it outputs."""
     classifier = model.members[0].classifier
-    audio = 0.1 * torch.randn(int(SPAN_SECONDS * model.sample_rate))
-    features, frames = classifier.features(audio[None], torch.tensor([audio.shape[0]]))
+    audio = 0.1 * torch.randn(clips, int(seconds * model.sample_rate))
+    features, frames = classifier.features(audio, torch.full((clips,), audio.shape[1]))
     seen: list[tuple[nn.Conv2d, torch.Tensor, int]] = []
     convolutions = [m for m in classifier.model.modules() if isinstance(m, nn.Conv2d)]
     handles = [m.register_forward_hook(lambda m, args, out: seen.append((m, args[0], out.numel())))

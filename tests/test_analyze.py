@@ -334,6 +334,17 @@ def test_what_a_killed_write_left_of_a_recording_is_removed_and_nothing_else(mod
     assert not any(path.exists() for path in left) and other.read_bytes() == b"half a file"
     assert (out / "site2" / "short.wav.csv").is_file()
 
+def same_segments(found: dict[str, list], expected: dict[str, list]) -> bool:
+    """The same files with the same segments: times and classes exactly, probabilities to float
+    rounding (a worker process runs on fewer threads, and a matrix product of MKL kept to AVX2
+    can round another way on another number of threads)."""
+    def rounded(segments: list[dict]) -> list[dict]:
+        return [{k: round(v, 5) if k.endswith("probability") else v for k, v in s.items()}
+                for s in segments]
+    return found.keys() == expected.keys() and all(
+        rounded(found[f]) == rounded(expected[f]) for f in expected)
+
+
 def test_worker_processes_and_two_shards_cover_the_tree_exactly_once(model_dir, tmp_path):
     tree = write_tree(tmp_path / "tree")
     alone, workers, shards = tmp_path / "alone", tmp_path / "workers", tmp_path / "shards"
@@ -354,7 +365,8 @@ def test_worker_processes_and_two_shards_cover_the_tree_exactly_once(model_dir, 
             found[record["file"]] = record["segments"]
         return found
 
-    assert records(workers) == records(alone) == records(shards)
+    assert same_segments(records(workers), records(alone))
+    assert same_segments(records(shards), records(alone))
     assert len(records(shards)) == len(TREE)
     assert (shards / "review" / "index.html").is_file()  # the second shard completed the tree
 

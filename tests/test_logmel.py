@@ -80,7 +80,9 @@ def test_waveform_featurizer_passes_samples_through():
 def test_built_in_featurizers_give_a_clip_the_same_features_in_any_batch():
     """What lets a run's validation (features from its cache, computed for every clip at once)
     and `esc50 evaluate` (features computed batch by batch) give the same accuracy to the clip:
-    a clip's features do not depend on the other clips of its batch."""
+    a clip's features do not depend on the other clips of its batch, up to float rounding (a
+    matrix product of BLAS, MKL kept to AVX2 for one, may round a row differently in a batch of
+    another size, by about 1e-7 of the largest value)."""
     registry = load_registry()
     wav = torch.from_numpy(np.stack([tone(300.0 * (i + 1), seconds=1.0, sr=16000, seed=i)
                                      for i in range(7)]))
@@ -92,4 +94,6 @@ def test_built_in_featurizers_give_a_clip_the_same_features_in_any_batch():
             together = featurizer(wav)
             apart = torch.cat([featurizer(wav[i:i + 1]) for i in range(len(wav))])
             pairs = torch.cat([featurizer(wav[i:i + 3]) for i in range(0, len(wav), 3)])
-        assert torch.equal(together, apart) and torch.equal(together, pairs), spec
+        rounding = 1e-6 * together.abs().max().item()
+        for batched in (apart, pairs):
+            torch.testing.assert_close(batched, together, rtol=0, atol=rounding, msg=spec)
