@@ -22,6 +22,7 @@ def channels_last(*shape: int) -> torch.Tensor:
     (3, 64, 96, 9, 13),  # neither side a whole number of 4x4 blocks
     (2, 128, 32, 4, 4),  # one block
     (1, 64, 16, 1, 5),  # one row
+    (2, 64, 32, 3, 1),  # one time step
 ])
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_it_computes_the_convolution(n, channels, out_channels, height, width, with_bias):
