@@ -334,6 +334,7 @@ def test_what_a_killed_write_left_of_a_recording_is_removed_and_nothing_else(mod
     assert not any(path.exists() for path in left) and other.read_bytes() == b"half a file"
     assert (out / "site2" / "short.wav.csv").is_file()
 
+
 def same_segments(found: dict[str, list], expected: dict[str, list]) -> bool:
     """The same files with the same segments: times and classes exactly, probabilities to float
     rounding (a worker process runs on fewer threads, and a matrix product of MKL kept to AVX2

@@ -76,7 +76,8 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
     kernels = kernels.view(BLOCK * BLOCK, out_channels, channels).transpose(1, 2)  # [36, C, O]
     out = x.new_empty(n, TILE * rows, TILE * columns, out_channels)
     blocks_out = out.view(n, rows, TILE, columns, TILE, out_channels)
-    step = max(1, CHUNK_BYTES // (BLOCK * BLOCK * n * rows * max(channels, out_channels) * 4))
+    column_bytes = BLOCK * BLOCK * n * rows * max(channels, out_channels) * x.element_size()
+    step = max(1, CHUNK_BYTES // column_bytes)  # columns of blocks at a time
     for first in range(0, columns, step):
         last = min(columns, first + step)
         inputs = padded[:, :, TILE * first:TILE * last + BLOCK - TILE]
