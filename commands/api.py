@@ -266,6 +266,12 @@ class Model:
         return self.config.sample_rate
 
     @property
+    def numerics(self) -> str:
+        """How this model scores here: ``bf16`` (autocast, where its run scored so and this
+        machine computes bf16) or ``float32``."""
+        return "bf16" if any(member.scoring.bf16 for member in self.members) else "float32"
+
+    @property
     def description(self) -> str:
         """Which model this is: a checkpoint, or an ensemble of k models."""
         return describe(self.runs)

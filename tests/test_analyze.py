@@ -27,6 +27,7 @@ from esc50 import Esc50Error
 from esc50.cli.main import cli
 from esc50.commands.analyze.formats import RAVEN_COLUMNS
 from esc50.commands.analyze.recordings import Recording, parse_shard, shard_share
+from esc50.core.training import device
 from tests.conftest import FREQS, SR, tone, trained_tone_run, write_leftover
 
 # each recording: its tones (class per second-long stretch), at 8 kHz
@@ -344,6 +345,29 @@ def same_segments(found: dict[str, list], expected: dict[str, list]) -> bool:
                 for s in segments]
     return found.keys() == expected.keys() and all(
         rounded(found[f]) == rounded(expected[f]) for f in expected)
+
+
+def test_shards_scored_with_and_without_bf16_say_which_recording_was_which(tmp_path,
+                                                                          monkeypatch):
+    """Two shards, one on a machine with bf16 instructions and one without: the shipped model
+    (its run scored in bf16) labels the first share in bf16 and the second in float32, and the
+    summary counts both and names each recording's."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    found = []
+    for shard, has_bf16 in (("1/2", True), ("2/2", False)):
+        monkeypatch.setattr(device, "cpu_has_bf16", lambda value=has_bf16: value)
+        found.append(esc50.analyze("esc50-rescnn", tree, out, shard=shard, log=lambda _: None,
+                                   progress=False))
+        text = (out / "summary.txt").read_text()
+        assert ("recordings scored in" in text) == (shard == "2/2")
+    first, both = found
+    assert set(first["numerics"]) == {"bf16"}
+    numerics = {name: entry["numerics"] for name, entry in both["files"].items()}
+    assert sorted(numerics) == sorted(TREE)
+    assert {name for name, kind in numerics.items() if kind == "bf16"} == set(first["files"])
+    counts = {"bf16": len(first["files"]), "float32": len(TREE) - len(first["files"])}
+    assert both["numerics"] == counts and 0 < counts["bf16"] < len(TREE)
+    assert f"recordings scored in bf16 ({counts['bf16']}), float32 ({counts['float32']})" in text
 
 
 def test_worker_processes_and_two_shards_cover_the_tree_exactly_once(model_dir, tmp_path):

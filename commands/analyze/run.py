@@ -262,7 +262,7 @@ def analyze_recording(model: Model, inputs: AudioInput, recording: Recording,
     segments = [segment_json(s) for s in kept]
     tree.mark_done(recording.relative, {
         "file": name, "source": list(recording.stamp), "duration": timeline.duration,
-        "windows": len(timeline.windows),
+        "windows": len(timeline.windows), "numerics": model.numerics,
         "seconds": time.perf_counter() - started, "segments": segments,
         "top": list(detected_time(segments).items())[:TOP_CLASSES],
         **({"damaged": damage[0]} if damage else {})})

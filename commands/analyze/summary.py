@@ -1,7 +1,9 @@
 """What an analysis found, over every recording done in its results tree: the combined table of
 segments, the list of recordings that failed, and the summary (per class: the time detected,
 the segments and the recordings it was heard in; per recording: its length and top classes;
-in all: the hours of audio, the time it took and how many times real time that is).
+in all: the hours of audio, the time it took and how many times real time that is, and the
+numerics each recording was scored in: bf16 or float32, which differ where a tree is split over
+machines with and without bf16 instructions).
 
 All of it is made again from the records of the tree (:mod:`results`) at the end of every run,
 so after a resumed run or several shards it covers every recording done, each once."""
@@ -9,7 +11,7 @@ so after a resumed run or several shards it covers every recording done, each on
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from esc50.commands.analyze.results import ResultsTree
@@ -47,6 +49,8 @@ def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
             entry["recordings"] += 1
     audio = sum(r["duration"] for r in records)
     busy = sum(r["seconds"] for r in records)
+    numerics = Counter(r.get("numerics", "not recorded") for r in records
+                       if r["file"] in in_folder)
     return {
         "recordings": len(in_folder), "done": sum(r["file"] in in_folder for r in records),
         "failed": sum(f["file"] in in_folder for f in failures),
@@ -55,11 +59,13 @@ def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
         "not_in_folder": sorted({r["file"] for r in records + failures} - in_folder),
         "audio_hours": audio / 3600, "processing_seconds": busy,
         "real_time_factor": audio / busy if busy else None,
+        "numerics": dict(sorted(numerics.items())),
         "this_run": {"audio_seconds": this_run_audio, "wall_seconds": wall_seconds,
                      "real_time_factor": this_run_audio / wall_seconds if wall_seconds else None},
         "classes": dict(sorted(classes.items(), key=lambda item: (-item[1]["seconds"],
                                                                   item[0]))),
-        "files": {r["file"]: {"duration": r["duration"], "top": r["top"]} for r in records},
+        "files": {r["file"]: {"duration": r["duration"], "top": r["top"],
+                              "numerics": r.get("numerics", "not recorded")} for r in records},
         "failures": failures}
 
 
@@ -87,8 +93,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                 "folder (summary.json: not_in_folder)" if summary["not_in_folder"] else ""),
              f"this run: {clock(this_run['audio_seconds'], hours=True)} of audio in "
              f"{this_run['wall_seconds']:.1f} s" + (f" ({factor:.0f}x real time)" if factor
-                                                     else ""), "",
-             f"{'class':<24} {'detected':>10} {'segments':>9} {'recordings':>11}"]
+                                                     else "")]
+    if len(summary["numerics"]) > 1:  # shards or runs on machines with and without bf16
+        lines.append("recordings scored in " + ", ".join(
+            f"{kind} ({count})" for kind, count in summary["numerics"].items())
+            + ": labels can differ by a few windows between them (summary.json: numerics, "
+            "and each recording's under files)")
+    lines += ["", f"{'class':<24} {'detected':>10} {'segments':>9} {'recordings':>11}"]
     lines += [f"{name:<24} {clock(c['seconds'], hours=True):>10} {c['segments']:>9} "
               f"{c['recordings']:>11}" for name, c in summary["classes"].items()]
     lines += ["", f"{'recording':<40} {'length':>10}  top classes (detected time)"]
