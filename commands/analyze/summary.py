@@ -32,6 +32,12 @@ def detected_time(segments: list[dict[str, Any]]) -> dict[str, float]:
     return dict(sorted(seconds.items(), key=lambda item: (-item[1], item[0])))
 
 
+def numerics_of(record: dict[str, Any]) -> str:
+    """The numerics a recording was scored in (``not recorded`` in a record from before they
+    were)."""
+    return record.get("numerics", "not recorded")
+
+
 def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
               in_folder: set[str], wall_seconds: float, this_run_audio: float
               ) -> dict[str, Any]:
@@ -49,8 +55,7 @@ def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
             entry["recordings"] += 1
     audio = sum(r["duration"] for r in records)
     busy = sum(r["seconds"] for r in records)
-    numerics = Counter(r.get("numerics", "not recorded") for r in records
-                       if r["file"] in in_folder)
+    numerics = Counter(numerics_of(r) for r in records if r["file"] in in_folder)
     return {
         "recordings": len(in_folder), "done": sum(r["file"] in in_folder for r in records),
         "failed": sum(f["file"] in in_folder for f in failures),
@@ -65,7 +70,7 @@ def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
         "classes": dict(sorted(classes.items(), key=lambda item: (-item[1]["seconds"],
                                                                   item[0]))),
         "files": {r["file"]: {"duration": r["duration"], "top": r["top"],
-                              "numerics": r.get("numerics", "not recorded")} for r in records},
+                              "numerics": numerics_of(r)} for r in records},
         "failures": failures}
 
 
