@@ -55,7 +55,7 @@ def main() -> None:
             with torch.no_grad():
                 direct = median_seconds(lambda: F.conv2d(x, weight, conv.bias, padding=1))
                 fast = median_seconds(lambda: winograd.conv3x3(x, weight, conv.bias))
-            uses = conv.in_channels >= winograd.MIN_CHANNELS  # where Winograd is on
+            uses = winograd.suits(conv, x)  # where Winograd is on
             direct_total += direct
             chosen_total += fast if uses else direct
             print(f"| {name} | {conv.in_channels} -> {conv.out_channels} | "

@@ -51,14 +51,20 @@ OUTPUT_2D = torch.kron(OUTPUT, OUTPUT).float()  # [16, 36]
 
 
 def applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    """Whether ``conv`` on ``x`` runs here by :func:`conv3x3`: :data:`ENABLED`, a 3x3 convolution of
-    stride 1, padding 1, no dilation or groups, with at least :data:`MIN_CHANNELS` input
-    channels, on a float32 channels-last CPU tensor, without gradients."""
-    return ENABLED and conv.kernel_size == (3, 3) and conv.stride == (1, 1) \
-        and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 \
-        and conv.padding_mode == "zeros" and conv.in_channels >= MIN_CHANNELS \
-        and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 \
-        and x.is_contiguous(memory_format=torch.channels_last) and not torch.is_grad_enabled()
+    """Whether ``conv`` on ``x`` runs here by :func:`conv3x3`: :data:`ENABLED`, without
+    gradients, and :func:`suits`."""
+    return ENABLED and not torch.is_grad_enabled() and suits(conv, x)
+
+
+def suits(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    """Whether ``conv`` on ``x`` is one :func:`conv3x3` computes and pays for: a 3x3
+    convolution of stride 1, padding 1, no dilation or groups, with at least
+    :data:`MIN_CHANNELS` input channels, on a float32 channels-last CPU tensor."""
+    return conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1) \
+        and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros" \
+        and conv.in_channels >= MIN_CHANNELS and x.device.type == "cpu" \
+        and x.dtype == torch.float32 and x.dim() == 4 \
+        and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
