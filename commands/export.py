@@ -97,15 +97,18 @@ class Windowed(nn.Module):
         samples = wav.shape[0]
         grid = windows_of(wav, self.window, self.hop)
         covered = (grid.shape[0] - 1) * self.hop + self.window
-        windows = torch.cat([grid, wav[samples - self.window:].unsqueeze(0)])
-        probabilities = self.scores(windows, valid.expand(windows.shape[0]))
-        # the end-aligned window counts only where the grid stops short of the end: a count the
-        # ONNX exporter keeps symbolic (sym_min), TorchScript computes on integers
+        # the end-aligned window is scored only where the grid stops short of the end (a clip of
+        # one window is one window to score, not two): a count the ONNX exporter keeps symbolic
+        # (sym_min), told that it is never 0 (which the featurizer's padding asks and it cannot
+        # prove), and TorchScript computes on integers
         if torch.jit.is_scripting():
             extra = min(1, samples - covered)
         else:
             extra = torch.sym_min(1, samples - covered)
-        probabilities = probabilities[:grid.shape[0] + extra]
+            torch._check(grid.shape[0] + extra != 0)
+        windows = torch.cat([grid, wav[samples - self.window:].unsqueeze(0)]).narrow(
+            0, 0, grid.shape[0] + extra)
+        probabilities = self.scores(windows, valid.expand(windows.shape[0]))
         return probabilities, probabilities.mean(0)
 
 

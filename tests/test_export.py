@@ -75,6 +75,30 @@ def test_an_exported_file_scores_the_windows_predict_scores_at_any_length(traine
     assert len(timeline["windows"]) == 7  # 3.8 s: windows at 0, 0.5, ... 2.5 and at 2.8
 
 
+def test_an_onnx_file_scores_only_the_windows_it_returns(trained, tmp_path):
+    """A recording the hops cover exactly has no window aligned with its end: the file's model
+    sees as many windows as it returns (onnxruntime's profile of every convolution's input),
+    not one more that it then drops."""
+    out = tmp_path / "tones.onnx"
+    CliRunner().invoke(cli, ["export", str(trained), "--format", "onnx", "--out", str(out)])
+    options = onnxruntime.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "profile")
+    session = onnxruntime.InferenceSession(str(out), options)
+    returned = []
+    for samples in (SR, 2 * SR, int(1.2 * SR)):  # 1 window; 3 on the grid; 1 + 1 at the end
+        returned.append(session.run(["window_probabilities"],
+                                    {"wav": tone(FREQS[0], samples / SR)[:samples]})[0].shape[0])
+    events = json.loads(open(session.end_profiling()).read())
+    runs = [e for e in events if e.get("name") == "model_run"]
+    convolutions = [[e for e in events if e.get("cat") == "Node" and e["ts"] >= run["ts"]
+                     and e["ts"] <= run["ts"] + run["dur"] and e["args"].get("op_name") == "Conv"
+                     and e["name"].endswith("_kernel_time")] for run in runs]
+    assert returned == [1, 3, 2] and len(convolutions) == 3
+    for count, convs in zip(returned, convolutions):
+        assert convs and {e["args"]["input_type_shape"][0]["float"][0] for e in convs} == {count}
+
+
 @pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 @pytest.mark.parametrize("name", ["baseline", "advanced", "lstm", "crnn", "kumar", "rescnn"])
 def test_every_built_in_model_exports_to_both_formats(name, tmp_path):
