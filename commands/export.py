@@ -18,8 +18,9 @@ Sources of each choice:
   model's forward is the same for every window), the cutting of windows around it is scripted
   (``torch.jit.script``: it depends on the length); ``torch.jit.load`` runs it with torch alone.
 - int8 (``--quantize int8``, ONNX): onnxruntime's static quantization (QDQ format, weights int8
-  per channel, activations uint8, MinMax calibration; Conv, MatMul and Gemm), calibrated on
-  training clips only: never on clips the model is scored on. The model's first layer stays
+  per channel, activations uint8, MinMax calibration; Conv, MatMul and Gemm, and the Add and
+  Relu nodes between them), calibrated on training clips only: never on clips the model is
+  scored on. The model's first layer stays
   float32: quantizing the normalized features it reads took the laptop recipe's fold-1 model
   from 82.0 % to 28.5 % on fold 1, and leaving that one layer out gave 82.2 %
   (docs/export.md).
@@ -257,28 +258,34 @@ def calibration_clips(runs: list[LoadedRun], registry: Registry, data: str | Non
 
 
 MODEL_SCOPE = re.compile(r"^scores\.classifiers\.(\d+)\.model(\.|$)")  # a classifier's model
+WEIGHT_LAYERS = ("Conv", "MatMul", "Gemm")
+ELEMENT_WISE = ("Add", "Relu")  # residual sums and activations: int8 between int8 layers
 
 
 def model_layers(model: bytes) -> list[str]:
-    """The Conv, MatMul and Gemm nodes of the exported file that belong to a classifier's model
-    (by the module scopes torch's exporter records on each node), less each model's first
-    layer: what int8 quantizes. The featurizer (the mel filterbank's product with a power
-    spectrogram spans orders of magnitude no 8-bit scale holds), the normalization and the
-    layer that reads the features stay float32."""
+    """What int8 quantizes in the exported file: the Conv, MatMul and Gemm nodes that belong to
+    a classifier's model (by the module scopes torch's exporter records on each node), less
+    each model's first layer, and the model's Add and Relu nodes (onnxruntime leaves those on
+    integer tensors as they are) where it has such a layer to quantize. The featurizer (the mel
+    filterbank's product with a power spectrogram spans orders of magnitude no 8-bit scale
+    holds), the normalization and the layer that reads the features stay float32."""
     import onnx
 
     graph = onnx.load_from_string(model).graph
     layers: dict[str, list[str]] = {}
+    element_wise: dict[str, list[str]] = {}
     for node in graph.node:  # in topological order: a model's first layer comes first
-        if node.op_type not in ("Conv", "MatMul", "Gemm"):
+        if node.op_type not in WEIGHT_LAYERS + ELEMENT_WISE:
             continue
         scopes = [scope for prop in node.metadata_props
                   if prop.key == "pkg.torch.onnx.name_scopes"
                   for scope in json.loads(prop.value.replace("'", '"'))]
         member = next((m.group(1) for m in map(MODEL_SCOPE.match, scopes) if m), None)
         if member is not None:
-            layers.setdefault(member, []).append(node.name)
-    return [name for names in layers.values() for name in names[1:]]
+            found = layers if node.op_type in WEIGHT_LAYERS else element_wise
+            found.setdefault(member, []).append(node.name)
+    return [name for member, names in layers.items() if names[1:]
+            for name in names[1:] + element_wise.get(member, [])]
 
 
 def _quantized(model: bytes, clips: np.ndarray) -> bytes:

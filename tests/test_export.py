@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from esc50.cli.main import cli
 from esc50.commands.export import (Windowed, WindowScores, calibration_names,
-                                        exported_bytes)
+                                        exported_bytes, model_layers)
 from esc50.commands.members import load_runs
 from esc50.core.data.audio import load_clip
 from esc50.core.data.split import Split
@@ -176,6 +176,30 @@ def test_int8_is_calibrated_on_training_clips_and_agrees_with_float(trained, tmp
     refused = CliRunner().invoke(cli, ["export", str(trained), "--format", "torchscript",
                                        "--quantize", "int8"])
     assert refused.exit_code == 1 and "only int8, and only for --format onnx" in refused.output
+
+
+def test_int8_takes_a_models_layers_after_the_first_and_the_sums_and_relus_between():
+    """What int8 quantizes in a residual CNN's file: every convolution but the first (which
+    reads the normalized features), every ReLU and the residual sums; nothing of the featurizer
+    or the windowing before the first convolution."""
+    from tests.test_models import CONFIG
+
+    config = CONFIG.override(model="plugins.rescnn")
+    classifier = build_classifier(config, load_registry())
+    content = exported_bytes([classifier], "onnx", config.length_wav, config.length_wav // 2,
+                             "plugins.rescnn")
+    nodes = list(onnx.load_from_string(content).graph.node)  # in topological order
+    chosen = set(model_layers(content))
+    convolutions = [node for node in nodes if node.op_type == "Conv"]
+    start = nodes.index(convolutions[0])
+    assert convolutions[0].name not in chosen
+    assert {node.name for node in convolutions[1:]} <= chosen
+    assert {node.name for node in nodes if node.op_type == "Relu"} <= chosen
+    assert not chosen & {node.name for node in nodes[:start]}
+    sums = [node for node in nodes[start:] if node.name in chosen and node.op_type == "Add"]
+    assert len(sums) >= 3  # the three stages' residual sums (and the pooling's max + mean)
+    assert {node.op_type for node in nodes if node.name in chosen} <= {
+        "Conv", "MatMul", "Gemm", "Add", "Relu"}
 
 
 def test_an_exported_residual_cnn_holds_its_weights_for_int8_to_quantize():
