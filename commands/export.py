@@ -20,10 +20,9 @@ Sources of each choice:
 - int8 (``--quantize int8``, ONNX): onnxruntime's static quantization (QDQ format, weights int8
   per channel, activations uint8, MinMax calibration; Conv, MatMul and Gemm, and the Add and
   Relu nodes between them), calibrated on training clips only: never on clips the model is
-  scored on. The model's first layer stays
-  float32: quantizing the normalized features it reads took the laptop recipe's fold-1 model
-  from 82.0 % to 28.5 % on fold 1, and leaving that one layer out gave 82.2 %
-  (docs/export.md).
+  scored on. The model's first layer stays float32: quantizing the normalized features it reads
+  took the laptop recipe's fold-1 model from 82.0 % to 28.5 % on fold 1, and leaving that one
+  layer out gave 82.2 % (docs/export.md).
 """
 
 from __future__ import annotations

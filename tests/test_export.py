@@ -3,6 +3,7 @@ window) and gives the probabilities of every window `esc50 predict` scores, and 
 int8 through onnxruntime's quantization, calibrated on training clips only."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,7 +81,9 @@ def test_an_onnx_file_scores_only_the_windows_it_returns(trained, tmp_path):
     sees as many windows as it returns (onnxruntime's profile of every convolution's input),
     not one more that it then drops."""
     out = tmp_path / "tones.onnx"
-    CliRunner().invoke(cli, ["export", str(trained), "--format", "onnx", "--out", str(out)])
+    result = CliRunner().invoke(cli, ["export", str(trained), "--format", "onnx", "--out",
+                                      str(out)])
+    assert result.exit_code == 0, result.output
     options = onnxruntime.SessionOptions()
     options.enable_profiling = True
     options.profile_file_prefix = str(tmp_path / "profile")
@@ -89,7 +92,7 @@ def test_an_onnx_file_scores_only_the_windows_it_returns(trained, tmp_path):
     for samples in (SR, 2 * SR, int(1.2 * SR)):  # 1 window; 3 on the grid; 1 + 1 at the end
         returned.append(session.run(["window_probabilities"],
                                     {"wav": tone(FREQS[0], samples / SR)[:samples]})[0].shape[0])
-    events = json.loads(open(session.end_profiling()).read())
+    events = json.loads(Path(session.end_profiling()).read_text())
     runs = [e for e in events if e.get("name") == "model_run"]
     convolutions = [[e for e in events if e.get("cat") == "Node" and e["ts"] >= run["ts"]
                      and e["ts"] <= run["ts"] + run["dur"] and e["args"].get("op_name") == "Conv"
