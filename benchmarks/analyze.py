@@ -5,15 +5,16 @@ measurement in a process of its own (its peak RSS its own; for worker processes,
 worker's).
 
     python benchmarks/analyze.py MODEL [--recordings 12] [--minutes 5] [--jobs 1 2]
-        [--float32 | --avx2]
+        [--float32 | --avx2 | --sse4]
 
 MODEL is a run folder, a cross-validation folder or a trained model's name (``esc50-rescnn``).
 The tree holds RECORDINGS mono 16-bit WAV files at 44.1 kHz of tones in noise, MINUTES long each,
 in two folders. ``--float32`` scores in float32 even where the CPU has bf16 instructions
 (``ESC50_CPU_BF16=0``). ``--avx2`` also keeps torch, oneDNN and MKL to AVX2 instructions
 (``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``, ``MKL_ENABLE_INSTRUCTIONS=AVX2``):
-the instructions of a CPU without AVX-512 and bf16, on this CPU's cores, caches and clock. "x
-real time" is the tree's duration over the seconds it took.
+the instructions of a CPU without AVX-512 and bf16, on this CPU's cores, caches and clock.
+``--sse4`` keeps them to SSE4 (torch's ``default`` kernels, ``SSE41``, ``SSE4_2``): those of a
+CPU without AVX at all. "x real time" is the tree's duration over the seconds it took.
 """
 
 from __future__ import annotations
@@ -32,8 +33,13 @@ from esc50.core.training.device import NO_BF16_VARIABLE
 from fresh import in_fresh_process  # benchmarks/, the folder this script runs from
 from predict_memory import write_recording  # benchmarks/, the folder this script runs from
 
-AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-             "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+# The variables that keep torch, oneDNN and MKL to a narrower instruction set than the CPU's.
+INSTRUCTIONS = {
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "sse4": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
+             "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+}
 
 
 def measure(model: str, tree: Path, mode: str, jobs: int) -> dict:
@@ -58,8 +64,10 @@ def main() -> None:
     parser.add_argument("--recordings", type=int, default=12)
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--jobs", type=int, nargs="*", default=[1, 2])
-    parser.add_argument("--float32", action="store_true")
-    parser.add_argument("--avx2", action="store_true")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--float32", action="store_true")
+    for name in INSTRUCTIONS:
+        kind.add_argument(f"--{name}", dest="instructions", action="store_const", const=name)
     parser.add_argument("--one", nargs=3, metavar=("TREE", "MODE", "JOBS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -68,12 +76,12 @@ def main() -> None:
     hours = args.recordings * args.minutes / 60
     env = dict(os.environ)
     numerics = "as recorded (bf16 where the CPU has it)"
-    if args.float32 or args.avx2:
+    if args.float32 or args.instructions:
         env[NO_BF16_VARIABLE] = "0"
         numerics = "float32 (bf16 off)"
-    if args.avx2:
-        env.update(AVX2_ONLY)
-        numerics += ", AVX2 instructions only"
+    if args.instructions:
+        env.update(INSTRUCTIONS[args.instructions])
+        numerics += f", {args.instructions.upper()} instructions only"
     print(f"model: {args.model}; {args.recordings} recordings of {args.minutes:g} min "
           f"({hours:.2f} h); numerics {numerics}; {os.cpu_count()} cores\n")
     print("| what | seconds | x real time | peak RSS MiB (per process) |")

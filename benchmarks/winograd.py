@@ -6,8 +6,10 @@ esc50 scores: over one shared pass of ``esc50 analyze`` (32.5 s of audio) and ov
     python benchmarks/winograd.py [MODEL] [--clips 32]
 
 MODEL is a run folder, a cross-validation folder or a trained model's name (default
-``esc50-rescnn``). Run it under the variables of ``benchmarks/analyze.py --avx2`` to keep torch to
-AVX2 instructions, where esc50 turns Winograd on by itself; it times both ways whatever the CPU.
+``esc50-rescnn``). Run it under the variables of ``benchmarks/analyze.py --avx2`` (or ``--sse4``)
+to keep torch to AVX2 (or SSE4) instructions, where esc50 turns Winograd on by itself; it times
+both ways whatever the CPU. The last column says which way esc50 takes with Winograd on, from
+the input channels it needs on the kernels torch runs here.
 """
 
 from __future__ import annotations

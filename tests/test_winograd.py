@@ -69,33 +69,40 @@ def test_it_applies_only_to_what_it_computes(monkeypatch):
         assert not winograd.applies(conv, x)
 
 
-def enabled_in_a_process(**variables: str) -> tuple[bool, str]:
+def in_a_process(**variables: str) -> tuple[bool, str, int]:
     """Whether Winograd is on in a new process with ``variables`` (and neither of its two
-    variables otherwise), and the kernels torch runs there."""
+    variables otherwise), the kernels torch runs there, and the input channels it needs there."""
     env = {k: v for k, v in os.environ.items()
            if k not in (winograd.SWITCH, "ATEN_CPU_CAPABILITY")}
     code = ("import torch; from esc50.plugins.models import winograd; "
-            "print(winograd.ENABLED, torch.backends.cpu.get_cpu_capability())")
+            "print(winograd.ENABLED, torch.backends.cpu.get_cpu_capability(), "
+            "winograd.MIN_CHANNELS)")
     out = subprocess.run([sys.executable, "-c", code], env={**env, **variables},
                          capture_output=True, text=True, check=True).stdout
-    enabled, capability = out.split()
-    return enabled == "True", capability
+    enabled, capability, channels = out.split()
+    return enabled == "True", capability, int(channels)
 
 
-def test_it_is_on_where_torch_runs_avx2_kernels_at_most_unless_switched():
-    enabled, capability = enabled_in_a_process()
-    assert enabled == (capability == "AVX2")
-    assert enabled_in_a_process(**{winograd.SWITCH: "1"})[0]
+def test_it_is_on_where_torch_runs_x86_kernels_of_avx2_at_most_unless_switched():
+    """On from 64 input channels with AVX2 kernels, from 32 without AVX (torch's DEFAULT kernels
+    on x86), off with AVX-512's and on other CPUs."""
+    enabled, capability, channels = in_a_process()
+    assert enabled == (winograd.X86 and capability in ("AVX2", "DEFAULT"))
+    assert channels == (32 if capability == "DEFAULT" else 64)
+    assert in_a_process(**{winograd.SWITCH: "1"})[0]
     if capability in ("AVX2", "AVX512"):  # x86 with AVX2: torch can be kept to it, or below
-        assert enabled_in_a_process(ATEN_CPU_CAPABILITY="avx2") == (True, "AVX2")
-        assert enabled_in_a_process(ATEN_CPU_CAPABILITY="default") == (False, "DEFAULT")
-        assert not enabled_in_a_process(**{winograd.SWITCH: "0",
-                                           "ATEN_CPU_CAPABILITY": "avx2"})[0]
+        assert in_a_process(ATEN_CPU_CAPABILITY="avx2") == (True, "AVX2", 64)
+        assert in_a_process(ATEN_CPU_CAPABILITY="default") == (True, "DEFAULT", 32)
+        assert not in_a_process(**{winograd.SWITCH: "0", "ATEN_CPU_CAPABILITY": "avx2"})[0]
+        assert not in_a_process(**{winograd.SWITCH: "0", "ATEN_CPU_CAPABILITY": "default"})[0]
 
 
-def test_the_shipped_model_scores_the_same_through_it(monkeypatch):
+@pytest.mark.parametrize("min_channels, through_it", [(64, 5), (32, 6)])
+def test_the_shipped_model_scores_the_same_through_it(monkeypatch, min_channels, through_it):
     """The shipped model's logits over 32.5 s of noise (one shared pass of ``esc50 analyze``),
-    in float32, with its deeper 3x3 convolutions by Winograd and all of them direct."""
+    in float32, with its 3x3 convolutions from ``min_channels`` input channels by Winograd (all
+    but the stem for 32) and all of them direct."""
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", min_channels)
     model = esc50.load("esc50-rescnn", warn=lambda _: None)
     classifier = model.members[0].classifier
     torch.manual_seed(0)
@@ -116,6 +123,6 @@ def test_the_shipped_model_scores_the_same_through_it(monkeypatch):
     direct = logits(False)
     assert calls == []
     fast = logits(True)
-    assert len(calls) == 5  # every 3x3 convolution with 64 input channels or more
+    assert len(calls) == through_it
     torch.testing.assert_close(fast, direct, rtol=1e-4, atol=1e-4)
     assert fast.argmax() == direct.argmax()

@@ -30,9 +30,9 @@ def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tenso
     (that moved 5 of 400 held-out clips of a model trained in bf16, for no time gained); and
     while traced, exported or compiled (:func:`traced`), so that an exported file holds the
     weights as stored (an exporter folds batch norms itself, and int8 quantizes the weights it
-    finds). In eval without gradients on a CPU without AVX-512, a 3x3 convolution of 64 or more
-    channels runs as Winograd's F(4x4, 3x3) (:mod:`winograd`): the same values up to rounding, the
-    deeper layers in about half the time."""
+    finds). In eval without gradients on an x86 CPU without AVX-512, a 3x3 convolution of enough
+    input channels (:data:`winograd.MIN_CHANNELS`) runs as Winograd's F(4x4, 3x3)
+    (:mod:`winograd`): the same values up to rounding, the deeper layers in about half the time."""
     if bn.training or bn.running_var is None or hooked(conv, bn) or traced() \
             or torch.is_autocast_enabled(x.device.type):
         return bn(conv(x))

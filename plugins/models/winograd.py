@@ -12,26 +12,33 @@ are small matrix products of their own. The result is the convolution's up to fl
 Where it pays (``python benchmarks/winograd.py``; docs/analyze.md, "Speed"): with AVX2 alone the
 direct convolutions already run at the rate of a large matrix product (benchmarks/conv_rate.py),
 so only fewer multiplications can make them faster, and the deeper layers of the shipped model
-take little more than half their time this way. With AVX-512 the direct convolutions are twice
-as fast and the transforms, which move memory rather than compute, eat the gain; so
-:data:`ENABLED` is true where torch runs AVX2 kernels and no wider ones (``ESC50_WINOGRAD=1``
-forces it on, ``0`` off). It runs only where :func:`applies` says: in eval without gradients
-(training and its memory plan are untouched), float32 on the CPU, channels-last inputs (the
-layout esc50 runs convolutions in).
+take little more than half their time this way; without AVX (SSE4 only) every 3x3 convolution
+from 32 input channels takes half its time or less. With AVX-512 the direct convolutions are
+twice as fast as with AVX2 and the transforms, which move memory rather than compute, eat the
+gain; so :data:`ENABLED` is true where torch runs x86 kernels no wider than AVX2
+(``ESC50_WINOGRAD=1`` forces it on, ``0`` off; on other CPUs it is unmeasured and off). It runs
+only where :func:`applies` says: in eval without gradients (training and its memory plan are
+untouched), float32 on the CPU, channels-last inputs (the layout esc50 runs convolutions in).
 """
 
 from __future__ import annotations
 
 import os
+import platform
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-SWITCH = "ESC50_WINOGRAD"  # "1": on, "0": off; unset: on where torch runs AVX2 kernels at most
-AVX2_AT_MOST = torch.backends.cpu.get_cpu_capability() == "AVX2"
-ENABLED = os.environ.get(SWITCH, "1" if AVX2_AT_MOST else "0") == "1"
-MIN_CHANNELS = 64  # fewer input channels: the transforms cost what the products save (benchmark)
+SWITCH = "ESC50_WINOGRAD"  # "1": on, "0": off; unset: on where MIN_CHANNELS_BY_KERNELS says
+# Input channels from which it pays, by the x86 kernels torch runs (benchmarks/winograd.py): with
+# fewer, the transforms cost what the products save. Without AVX ("DEFAULT") the direct
+# convolutions are slow enough for 32 to pay; with AVX-512 it is off (the two ways come out even).
+MIN_CHANNELS_BY_KERNELS = {"DEFAULT": 32, "AVX2": 64}
+KERNELS = torch.backends.cpu.get_cpu_capability()
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+ENABLED = os.environ.get(SWITCH, "1" if X86 and KERNELS in MIN_CHANNELS_BY_KERNELS else "0") == "1"
+MIN_CHANNELS = MIN_CHANNELS_BY_KERNELS.get(KERNELS, MIN_CHANNELS_BY_KERNELS["AVX2"])
 CHUNK_BYTES = 8 << 20  # transformed inputs at most this large at a time (memory; cache)
 TILE, BLOCK = 4, 6  # outputs and inputs of one block along each axis
 
