@@ -9,18 +9,24 @@ Each file is written by ``esc50 export`` (int8: onnxruntime's static quantizatio
 on training clips); latency is the median over ``--repeats`` calls of one clip (one window,
 the run's clip length) in onnxruntime on the CPU with its default threads, and of the run's
 classifier in torch; accuracy scores every validation clip of the run's split, decoded as esc50
-decodes it, as one window.
+decodes it, as one window. The last two columns split an ONNX file's time in onnxruntime's
+profiler (kernel time, mean of ``--repeats`` calls of one clip): its convolutions with what they
+bring (the layout reorders of onnxruntime's convolution kernels; in int8 the quantize and
+dequantize nodes, the int8 sums and the layout transposes onnxruntime inserts for its int8
+kernels) against everything else (featurizer, normalization, masks, pooling).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
+import onnx
 import onnxruntime
 import torch
 
@@ -32,6 +38,38 @@ from esc50.core.data.clips import find_clips
 from esc50.core.data.location import resolve_data_dir
 from esc50.core.data.split import Split
 from timing import median_seconds  # benchmarks/, the folder this script runs from
+
+
+# op types that run a convolution or exist for one (quantizing, layouts); see kernel_split
+CONVOLUTION_PATH = {"Conv", "FusedConv", "QLinearConv", "QLinearAdd", "QuantizeLinear",
+                    "DequantizeLinear", "ReorderInput", "ReorderOutput"}
+
+
+def kernel_split(path: Path, wav: np.ndarray, calls: int) -> tuple[float, float]:
+    """Milliseconds of kernel time a call of the ONNX file at ``path`` takes in onnxruntime's
+    profiler (mean of ``calls`` calls after one), as (the convolution path: the op types of
+    :data:`CONVOLUTION_PATH` and the transposes onnxruntime inserts, named by no node of the
+    file; everything else)."""
+    options = onnxruntime.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(path.with_suffix(""))
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for _ in range(1 + calls):
+        session.run(["window_probabilities"], {"wav": wav})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    first = min((e for e in events if e["name"] == "model_run"), key=lambda e: e["ts"])
+    named = {node.name for node in onnx.load(str(path)).graph.node}
+    convolution = rest = 0.0
+    for event in events:
+        if (event.get("cat") != "Node" or not event["name"].endswith("_kernel_time")
+                or event["ts"] < first["ts"] + first["dur"]):  # the first call warms up
+            continue
+        op, node = event["args"]["op_name"], event["name"].removesuffix("_kernel_time")
+        if op in CONVOLUTION_PATH or (op == "Transpose" and node not in named):
+            convolution += event["dur"]
+        else:
+            rest += event["dur"]
+    return convolution / calls / 1000, rest / calls / 1000
 
 
 def main() -> None:
@@ -51,8 +89,9 @@ def main() -> None:
     print(f"run {args.run} ({config.model}), {len(clips)} validation clips of "
           f"{config.length_wav / config.sample_rate:g} s; onnxruntime {onnxruntime.__version__}, "
           f"torch {torch.__version__} with {torch.get_num_threads()} threads\n")
-    print("| what | file MiB | ms per clip | accuracy | agrees with torch |")
-    print("|---|---:|---:|---:|---:|")
+    print("| what | file MiB | ms per clip | accuracy | agrees with torch "
+          "| convolution path ms | rest ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     with torch.no_grad():
         lengths = torch.full((1,), config.length_wav)
         clip = torch.from_numpy(waves[:1])
@@ -63,7 +102,7 @@ def main() -> None:
                                                       config.length_wav)), 1).numpy()
             for i in range(0, len(waves), 32)]).argmax(1)
     print(f"| torch (esc50, float32) | - | {seconds * 1000:.1f} | "
-          f"{(reference == targets).mean():.1%} | - |", flush=True)
+          f"{(reference == targets).mean():.1%} | - | - | - |", flush=True)
     variants = [("float32, ONNX's STFT operator", None, True), ("float32", None, False),
                 ("int8", "int8", False)]
     with tempfile.TemporaryDirectory() as work:
@@ -78,9 +117,11 @@ def main() -> None:
             run = lambda wav: session.run(["window_probabilities"], {"wav": wav})[0]  # noqa: E731
             seconds = median_seconds(lambda: run(waves[0]), args.repeats)
             guesses = np.array([run(wav)[0].argmax() for wav in waves])
+            convolution, rest = kernel_split(path, waves[0], args.repeats)
             print(f"| onnxruntime, {label} | {path.stat().st_size / 2**20:.2f} | "
                   f"{seconds * 1000:.1f} | {(guesses == targets).mean():.1%} | "
-                  f"{(guesses == reference).mean():.1%} |", flush=True)
+                  f"{(guesses == reference).mean():.1%} | {convolution:.2f} | {rest:.2f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":
