@@ -27,7 +27,8 @@ from esc50.cli.errors import user_errors
 @click.option("--hop", type=float, help="seconds between windows (default: half a window).")
 @click.option("--top-k", type=int, default=3, show_default=True, help="classes per window.")
 @click.option("--jobs", type=int, default=1, show_default=True,
-              help="worker processes on this machine (each with its share of the cores).")
+              help="worker processes on this machine (each with its share of the cores; "
+              "as many as fit in memory, with a note when fewer).")
 @click.option("--shard", metavar="I/N", help="this machine's share of the recordings (1-based); "
               "the same command with 1/N ... N/N into one --out covers each recording once "
               "(under torchrun: its RANK and WORLD_SIZE).")

@@ -370,6 +370,59 @@ def test_shards_scored_with_and_without_bf16_say_which_recording_was_which(tmp_p
     assert f"recordings scored in bf16 ({counts['bf16']}), float32 ({counts['float32']})" in text
 
 
+def test_worker_processes_that_do_not_fit_in_memory_are_not_started(model_dir, tmp_path,
+                                                                    monkeypatch):
+    """A worker will hold what this process holds having loaded the model and scored the most
+    windows it scores at a time: with room for less than one more such process, the tree is
+    analysed in this process, as the note says, and every recording is done."""
+    from esc50.core.training.memory import resident_bytes
+
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    monkeypatch.setenv("ESC50_MEMORY_LIMIT", str(resident_bytes() + 2**29))  # 512 MiB more
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out), "--jobs", "3")
+    assert code == 0, output
+    note = next(line for line in output.splitlines() if line.startswith("memory: "))
+    assert note.startswith("memory: 3 worker processes need about ") and \
+        "ESC50_MEMORY_LIMIT" in note and note.endswith("running in this process alone")
+    assert len(list((out / ".esc50-analyze" / "done").rglob("*.json"))) == len(TREE)
+
+
+MIB = 2**20
+
+
+@pytest.mark.parametrize("jobs, room, planned, note", [
+    (4, 520 * MIB, 4, None),  # 4 x 110 MiB within 85 % of 520 MiB
+    (4, 330 * MIB, 2, "running 2"),
+    (4, 200 * MIB, 1, "running in this process alone"),  # room for one worker only
+    (1, 100 * MIB, 1, None)])
+def test_the_memory_plan_starts_the_worker_processes_that_fit(monkeypatch, jobs, room, planned,
+                                                              note):
+    """Each worker will hold 110 MiB; the plan keeps to 85 % of the room left
+    (``ESC50_MEMORY_LIMIT`` less what this process holds)."""
+    from esc50.core.training import memory
+
+    monkeypatch.setattr(memory, "resident_bytes", lambda: 100 * MIB)
+    monkeypatch.setenv("ESC50_MEMORY_LIMIT", str(100 * MIB + room))
+    processes, said = memory.plan_workers(jobs, 110 * MIB, "scoring")
+    assert processes == planned
+    if note is None:
+        assert said is None
+    else:
+        assert said == (f"memory: 4 worker processes need about 0.4 GiB (0.11 GiB each for "
+                        f"scoring), {room / 2**30:.1f} GiB is available (ESC50_MEMORY_LIMIT="
+                        f"{100 * MIB + room}, of which this process already holds 0.10 GiB): "
+                        f"{note}")
+
+
+def test_a_worker_ended_by_a_signal_is_named_by_it():
+    from esc50.commands.analyze.run import ended
+
+    assert ended(-signal.SIGKILL) == ("was killed by SIGKILL (as the system ends a process when "
+                                      "memory runs out: fewer --jobs need less)")
+    assert ended(-signal.SIGTERM) == "was killed by SIGTERM"
+    assert ended(1) == "ended with exit code 1"
+
+
 def test_worker_processes_and_two_shards_cover_the_tree_exactly_once(model_dir, tmp_path):
     tree = write_tree(tmp_path / "tree")
     alone, workers, shards = tmp_path / "alone", tmp_path / "workers", tmp_path / "shards"

@@ -80,7 +80,7 @@ def test_a_step_over_the_memory_budget_is_planned_as_micro_batches(synthetic_dat
     whole, _ = run("whole")
     assert whole.config.accumulate == 1
     from esc50.core.training import loop
-    from esc50.core.training.memory import _resident
+    from esc50.core.training.memory import resident_bytes
 
     model = whole.state.model
     step = loop.measure_step(whole.data, model, loop.training_loss(model, 0.0), 16, False, 0)
@@ -88,7 +88,7 @@ def test_a_step_over_the_memory_budget_is_planned_as_micro_batches(synthetic_dat
     def half_a_step() -> str:
         """Room for about half the batch above what the process holds now (a run can leave it
         holding more: freed memory is kept for reuse)."""
-        return str(_resident() + step // 2)
+        return str(resident_bytes() + step // 2)
     monkeypatch.setenv("ESC50_MEMORY_LIMIT", half_a_step())
     planned, lines = run("planned")
     note = next(line for line in lines if line.startswith("memory: "))
@@ -99,7 +99,7 @@ def test_a_step_over_the_memory_budget_is_planned_as_micro_batches(synthetic_dat
     for key, value in whole.state.model.state_dict().items():
         torch.testing.assert_close(planned.state.model.state_dict()[key], value, rtol=1e-4,
                                    atol=1e-5)
-    monkeypatch.setenv("ESC50_MEMORY_LIMIT", str(_resident() + 16 * 2**20))  # < one clip's step
+    monkeypatch.setenv("ESC50_MEMORY_LIMIT", str(resident_bytes() + 16 * 2**20))  # < one clip's step
     with pytest.raises(Esc50Error, match="needs about .* GiB on cpu even for one clip .* GiB is "
                                          "available \\(ESC50_MEMORY_LIMIT=.*, of which this "
                                          "process already holds .* GiB\\): .* the smallest "
@@ -111,11 +111,11 @@ def test_a_step_over_the_memory_budget_is_planned_as_micro_batches(synthetic_dat
 
 
 def test_decoding_that_cannot_fit_is_refused_before_it_starts(synthetic_data, monkeypatch):
-    from esc50.core.training.memory import _resident
+    from esc50.core.training.memory import resident_bytes
 
     # Room for what the process touches before the check (library pages faulted in on first
     # use), far below the GiBs the clips need.
-    monkeypatch.setenv("ESC50_MEMORY_LIMIT", str(_resident() + 2**28))
+    monkeypatch.setenv("ESC50_MEMORY_LIMIT", str(resident_bytes() + 2**28))
     with pytest.raises(Esc50Error, match="clips of length_wav=100000000 samples need about .* "
                                          "GiB .* is available .* the smallest "
                                          "ESC50_MEMORY_LIMIT that fits is about"):

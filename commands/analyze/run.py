@@ -11,7 +11,7 @@ done (:mod:`summary`), and, once every recording of the tree is done, the review
 
 - ``jobs`` worker processes on one machine take recordings from one queue, longest first, so a
   long recording starts early and never holds up the end of the others (each worker uses
-  ``cores / jobs`` threads).
+  ``cores / jobs`` threads); as many start as fit in memory (:func:`planned_processes`).
 - Several machines: each runs the same command with ``--shard i/n`` (or under torchrun, whose
   RANK and WORLD_SIZE say the same) into one results folder; the shards split the recordings
   by length (:mod:`recordings`) and together cover each exactly once.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import signal
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
@@ -44,14 +45,15 @@ from esc50.commands.analyze.summary import detected_time, summarize, write_combi
 from esc50.commands.api import Model, load
 from esc50.commands.arguments import checked_arguments
 from esc50.commands.workers import quiet_on_ctrl_c
-from esc50.commands.predict import default_hop
+from esc50.commands.predict import WINDOW_BATCH, default_hop
 from esc50.commands.timeline import check_settings, csv_line, segment_json
 from esc50.core.data.stream import AudioInput
 from esc50.core.errors import Esc50Error, did_you_mean
 from esc50.core.files.digest import file_sha256
 from esc50.core.files.write import atomic_write, write_text
 from esc50.core.results.plots import clock
-from esc50.core.training.scoring import Member
+from esc50.core.training.memory import plan_workers, resident_bytes
+from esc50.core.training.scoring import Member, mean_probabilities
 
 Log = Callable[[str], None]
 PER_CLASS = 10  # detections per class on the review page
@@ -113,10 +115,11 @@ def analyze(model: str | Path, folder: str | Path, out: str | Path, *,
     or a trained model's name) into the results tree ``out``, as ``esc50 analyze`` does (see
     the module docstring): ``formats`` of the result files (csv, json, audacity, raven),
     ``classes`` whose segments are kept, ``min_prob``, ``hop`` and ``top_k`` as for a timeline,
-    ``jobs`` worker processes, ``shard`` ("i/n") this machine's share, ``segments`` the folder
-    of the review page (``per_class`` detections a class), ``embeddings`` each window's,
-    ``each_window`` every window scored alone (as ``predict --timeline`` does) rather than from
-    a pass shared with its neighbours. Returns the summary of every recording done in ``out``."""
+    ``jobs`` worker processes (as many as fit in memory), ``shard`` ("i/n") this machine's
+    share, ``segments`` the folder of the review page (``per_class`` detections a class),
+    ``embeddings`` each window's, ``each_window`` every window scored alone (as ``predict
+    --timeline`` does) rather than from a pass shared with its neighbours. Returns the summary
+    of every recording done in ``out``."""
     settings = Settings(hop, min_prob, top_k, tuple(classes or ()), tuple(formats or ("csv",)),
                         embeddings, each_window)
     return run_analysis(model, Path(folder), Path(out), settings, jobs, shard,
@@ -154,13 +157,14 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
         f"{model.description}")
     if model.trained is not None:
         log(f"{model.trained.name}: licence of the weights: {model.trained.licence}")
+    processes = planned_processes(model, min(jobs, len(todo)), log) if todo else 1
     started = time.perf_counter()
     counts = Progress()
     with tqdm(total=sum(r.seconds for r in todo), unit="s", disable=not progress,
               desc="audio analysed", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of audio "
               "[{elapsed}<{remaining}]") as bar:
-        run = run_here if jobs == 1 or len(todo) <= 1 else run_in_workers
-        run(model, str(model_source), todo, tree, settings, jobs, counts, bar.update, log)
+        run = run_here if processes == 1 else run_in_workers
+        run(model, str(model_source), todo, tree, settings, processes, counts, bar.update, log)
     wall = time.perf_counter() - started
     with tree.locked():  # shards ending together: one writes the combined files at a time
         records, failures = tree.records(), tree.failures()
@@ -177,6 +181,24 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
             log(f"the review page waits for every recording: {missing} not analysed yet "
                 "(by other shards?); the same command writes it once they are")
     return summary
+
+
+def planned_processes(model: Model, jobs: int, log: Log) -> int:
+    """``jobs`` worker processes, or as many as fit in memory, said in a note
+    (:func:`plan_workers`). A worker will hold what this process holds once it has scored the
+    most windows a process scores at a time (``WINDOW_BATCH``, alone: more memory than a shared
+    pass over as many), as it does here first. One process (``jobs`` 1) is not planned: the
+    command scores as ``predict`` does."""
+    if jobs == 1:
+        return 1
+    length = model.config.length_wav
+    mean_probabilities(model.members, torch.zeros(WINDOW_BATCH, length),
+                       torch.full((WINDOW_BATCH,), length))
+    processes, note = plan_workers(jobs, resident_bytes(),
+                                   f"the model scoring {WINDOW_BATCH} windows at a time")
+    if note:
+        log(note)
+    return processes
 
 
 def model_digest(model: Model) -> list[str]:
@@ -349,8 +371,7 @@ def run_in_workers(model: Model, source: str, todo: list[Recording], tree: Resul
                 if not processes[number].is_alive():
                     lost = held.pop(number, None)
                     running.discard(number)
-                    log(f"error: worker {number + 1} ended with exit code "
-                        f"{processes[number].exitcode}" + (
+                    log(f"error: worker {number + 1} {ended(processes[number].exitcode)}" + (
                             f" while analysing {lost.path} (it stays not done: run the same "
                             "command again)" if lost else ""))
             continue
@@ -366,6 +387,20 @@ def run_in_workers(model: Model, source: str, todo: list[Recording], tree: Resul
                 log(f"error: worker {number + 1}: {value}")
     for process in processes:
         process.join()
+
+
+def ended(exit_code: int | None) -> str:
+    """How a worker process ended, by its exit code (a negative one: the signal that ended
+    it; SIGKILL is also how Linux's out-of-memory killer ends a process)."""
+    if exit_code is None or exit_code >= 0:
+        return f"ended with exit code {exit_code}"
+    try:
+        name = signal.Signals(-exit_code).name
+    except ValueError:  # a real-time signal has no name
+        name = f"signal {-exit_code}"
+    return f"was killed by {name}" + (
+        " (as the system ends a process when memory runs out: fewer --jobs need less)"
+        if -exit_code == signal.SIGKILL else "")
 
 
 def worker(number: int, source: str, root: str, recorded: dict[str, Any], settings: Settings,

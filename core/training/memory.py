@@ -1,7 +1,8 @@
 """Memory: what a run needs, planned against what this process may really use before anything
 large is allocated, and freed memory kept for reuse while training or scoring on a CPU.
 
-The plan (:func:`memory_budget`, :func:`check_data_memory`, :func:`plan_steps`):
+The plan (:func:`memory_budget`, :func:`check_data_memory`, :func:`plan_steps`,
+:func:`plan_workers`):
 - what this process may use is the least of the system's available memory (MemAvailable), what
   its container (cgroup v2 or v1) still allows, and ``ESC50_MEMORY_LIMIT`` (e.g. ``6G``) minus
   what it holds already; on a GPU, the device's free memory;
@@ -13,7 +14,11 @@ The plan (:func:`memory_budget`, :func:`check_data_memory`, :func:`plan_steps`):
   extended linearly to the batch, plus the optimizer's state and the moving average. A step
   that does not fit is split into micro-batches whose gradients are accumulated (``accumulate``:
   0 plans it; the effective batch stays ``batch_size``); one that does not fit even as single
-  clips is refused, in one line that says what fits.
+  clips is refused, in one line that says what fits;
+- before starting worker processes (``esc50 analyze --jobs``): each will hold what this
+  process holds once it has loaded the model and done the largest piece of the work, so as many
+  start as fit, at least two, or the work stays in this process; a note says so
+  (:func:`plan_workers`).
 
 Keeping freed memory:
 
@@ -93,7 +98,7 @@ def _meminfo(field: str) -> int | None:
     return None
 
 
-def _resident() -> int:
+def resident_bytes() -> int:
     """Bytes this process holds in memory now (its resident set)."""
     try:
         for line in open("/proc/self/status"):
@@ -151,7 +156,7 @@ def memory_budget(device: torch.device) -> tuple[int | None, str]:
     found = {"available memory": _meminfo("MemAvailable"),
              "the container's memory limit": _cgroup_room()}
     if os.environ.get(LIMIT_VARIABLE):
-        text, resident = os.environ[LIMIT_VARIABLE], _resident()
+        text, resident = os.environ[LIMIT_VARIABLE], resident_bytes()
         limit = parse_size(text)
         if limit <= resident:
             raise Esc50Error(
@@ -284,3 +289,22 @@ def plan_steps(config: TaskConfig, batch: int, step_bytes: Callable[[int], int],
         f"{device.type}, {available / GIB:.1f} GiB is available ({source}): training in "
         f"{accumulate} micro-batches of up to {micro} clips with their gradients accumulated "
         f"(the same effective batch of {batch}; batch normalization sees the micro-batches)"))
+
+
+def plan_workers(jobs: int, each: float, work: str) -> tuple[int, str | None]:
+    """How many processes to do ``work`` in, and a note to log when that is fewer than
+    ``jobs``: ``jobs`` worker processes where they fit, each holding ``each`` bytes (what this
+    process holds, having loaded the model and done the largest piece of the work once); else
+    as many as fit, if two or more; else 1, this process alone (which holds what it needs)."""
+    available, source = memory_budget(torch.device("cpu"))
+    if jobs == 1 or available is None:
+        return jobs, None
+    fits = min(jobs, int(MARGIN * available // each))
+    if fits == jobs:
+        return jobs, None
+    asked = (f"memory: {jobs} worker processes need about {jobs * each / GIB:.1f} GiB "
+             f"({each / GIB:.2f} GiB each for {work}), {available / GIB:.1f} GiB is available "
+             f"({source}): ")
+    if fits >= 2:
+        return fits, f"{asked}running {fits}"
+    return 1, f"{asked}running in this process alone"
