@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from esc50.commands.workers import quiet_on_ctrl_c
+from esc50.commands.workers import ended, quiet_on_ctrl_c
 from esc50.core.results import folder as rundir
 from esc50.core.config import TaskConfig, load_config
 from esc50.core.files.digest import values_sha256
@@ -30,6 +30,7 @@ from esc50.core.errors import Esc50Error
 from esc50.core.data.audiocache import AudioCache
 from esc50.core.files.cache import cache_dir
 from esc50.core.training.batches import ExperimentData
+from esc50.core.training.memory import memory_shares, share_memory
 from esc50.core.plugin_api.registry import Registry, load_registry
 from esc50.core.training.resume import resume
 from esc50.core.training.trainer import Trainer
@@ -183,7 +184,9 @@ def parallel_folds(config: TaskConfig, root: Path, folds: list[int], allow_chang
         log(f"decoded audio shared between the folds through {config.audio_cache}")
     AudioCache(shared.table.clips, config, skip_bad=config.skip_bad_files, warn=log,
                digests=list(shared.digests.values()))  # decoded here once, mapped by each fold
-    threads = max(1, (os.cpu_count() or 1) // min(jobs, len(folds)))
+    side_by_side = min(jobs, len(folds))
+    threads = max(1, (os.cpu_count() or 1) // side_by_side)
+    shares = memory_shares() * side_by_side  # each fold's memory planned within its share
     context = multiprocessing.get_context("spawn")  # no torch state forked into the folds
     messages = context.Queue()
     waiting, running, results, failed = list(folds), {}, {}, {}
@@ -192,7 +195,7 @@ def parallel_folds(config: TaskConfig, root: Path, folds: list[int], allow_chang
             fold = waiting.pop(0)
             process = context.Process(target=quiet_on_ctrl_c, daemon=True, args=(
                 _fold_process, config.to_dict(), root, fold, allow_changed_data, shared.table,
-                shared.digests, threads, messages))
+                shared.digests, threads, shares, messages))
             process.start()
             running[fold] = process
         try:
@@ -200,7 +203,7 @@ def parallel_folds(config: TaskConfig, root: Path, folds: list[int], allow_chang
         except queue.Empty:
             for fold, process in list(running.items()):
                 if not process.is_alive():  # ended without a word: killed (memory?)
-                    failed[fold] = f"its process ended with exit code {process.exitcode}"
+                    failed[fold] = f"its process {ended(process.exitcode)}"
                     log(f"[fold {fold}] failed: {failed[fold]}")
                     del running[fold]
             continue
@@ -222,10 +225,13 @@ def parallel_folds(config: TaskConfig, root: Path, folds: list[int], allow_chang
 
 
 def _fold_process(values: dict[str, Any], root: Path, fold: int, allow_changed_data: bool,
-                  table: Any, digests: dict[str, str], threads: int, messages: Any) -> None:
-    """One fold in a process of its own: its lines and its result (or its one-line error) go
-    back through ``messages`` as (fold, "log" | "done" | "error", text)."""
+                  table: Any, digests: dict[str, str], threads: int, shares: int,
+                  messages: Any) -> None:
+    """One fold in a process of its own, its memory planned within one of ``shares`` shares
+    (:func:`share_memory`): its lines and its result (or its one-line error) go back through
+    ``messages`` as (fold, "log" | "done" | "error", text)."""
     torch.set_num_threads(threads)
+    share_memory(shares)
     try:
         config = TaskConfig().override(**{**values, "progress": False})
         accuracy = _run_fold(config, load_registry(), root, fold, allow_changed_data,

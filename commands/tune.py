@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from esc50.commands.workers import quiet_on_ctrl_c
+from esc50.commands.workers import ended, quiet_on_ctrl_c
 from esc50.core.config import TaskConfig, load_config, save_config
 from esc50.core.data.clips import find_clips
 from esc50.core.data.location import resolve_data_dir
@@ -41,6 +41,7 @@ from esc50.core.plugin_api.choices import check_options_in_run
 from esc50.core.plugin_api.components import parse_spec
 from esc50.core.plugin_api.registry import Registry, load_registry
 from esc50.core.training.batches import ExperimentData
+from esc50.core.training.memory import memory_shares, share_memory
 from esc50.core.training.trainer import Trainer
 
 Log = Callable[[str], None]
@@ -414,21 +415,25 @@ def tune(search: Search, trials: int, jobs: int, log: Log) -> dict[str, Any]:
         run_trials(search, trials, log)
     else:
         context = multiprocessing.get_context("spawn")
-        shares = [trials // jobs + (i < trials % jobs) for i in range(jobs)]
+        counts = [trials // jobs + (i < trials % jobs) for i in range(jobs)]
+        shares = memory_shares() * min(jobs, trials)  # each worker's memory within its share
         workers = [context.Process(target=quiet_on_ctrl_c, args=(
-            _worker, search, share, f"[worker {i}] ")) for i, share in enumerate(shares) if share]
+            _worker, search, count, f"[worker {i}] ", shares))
+            for i, count in enumerate(counts) if count]
         for process in workers:
             process.start()
         for process in workers:
             process.join()
-        failed = [p.exitcode for p in workers if p.exitcode]
+        failed = [f"worker {i} {ended(p.exitcode)}" for i, p in enumerate(workers) if p.exitcode]
         if failed:
-            log(f"warning: {len(failed)} worker(s) ended with an error (exit codes {failed}); "
-                "the study keeps the trials they finished")
+            log(f"warning: {'; '.join(failed)}; the study keeps the trials they finished")
     return summary(search)
 
 
-def _worker(search: Search, trials: int, prefix: str) -> None:
+def _worker(search: Search, trials: int, prefix: str, shares: int) -> None:
+    """A worker process running ``trials`` trials, its memory planned within one of ``shares``
+    shares (:func:`share_memory`)."""
+    share_memory(shares)
     run_trials(search, trials, lambda line: print(line, flush=True), prefix)
 
 

@@ -415,7 +415,7 @@ def test_the_memory_plan_starts_the_worker_processes_that_fit(monkeypatch, jobs,
 
 
 def test_a_worker_ended_by_a_signal_is_named_by_it():
-    from esc50.commands.analyze.run import ended
+    from esc50.commands.workers import ended
 
     assert ended(-signal.SIGKILL) == ("was killed by SIGKILL (as the system ends a process when "
                                       "memory runs out: fewer --jobs need less)")

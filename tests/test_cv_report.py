@@ -156,6 +156,30 @@ def test_cv_jobs_trains_folds_in_parallel_processes_with_the_same_results(tmp_pa
     assert summaries[0]["folds"] == pytest.approx(summaries[1]["folds"])
 
 
+def test_folds_side_by_side_plan_their_memory_within_their_share(tmp_path, monkeypatch):
+    """Folds started together all see the same available memory: each plans within its share,
+    the command's own share (here a million, as if that many commands ran side by side) split
+    again between its two folds, so that here no fold finds room for its data and each says
+    so in one line."""
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2))
+    monkeypatch.setenv("ESC50_MEMORY_SHARES", "1000000")
+    result = CliRunner().invoke(cli, ["cv", "--data", str(data), "--epochs", "1", "--output-dir",
+                                      str(tmp_path / "runs"), "--name", "shared", "--jobs", "2",
+                                      "--set", f"audio_cache={tmp_path / 'audio'}", *SMALL])
+    assert result.exit_code == 1
+    for fold in (1, 2):
+        failure = next(line for line in result.output.splitlines()
+                       if line.startswith(f"[fold {fold}] failed: "))
+        assert " GiB is available (" in failure and \
+            "split 2000000 ways (ESC50_MEMORY_SHARES))" in failure, failure
+    monkeypatch.setenv("ESC50_MEMORY_SHARES", "two")
+    refused = CliRunner().invoke(cli, ["cv", "--data", str(data), "--epochs", "1",
+                                       "--output-dir", str(tmp_path / "runs"), "--name", "bad",
+                                       "--jobs", "2", *SMALL])
+    assert refused.exit_code == 1 and refused.output.strip().splitlines()[-1] == (
+        "Error: ESC50_MEMORY_SHARES='two': expected a whole number of at least 1")
+
+
 @pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_cv_jobs_reports_a_failed_fold_and_keeps_the_others(tmp_path):
     data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))

@@ -3,6 +3,7 @@ each fixing a class of hostile inputs where it arises, and property-based tests 
 (Hypothesis)."""
 
 import os
+import re
 import string
 import sys
 import types
@@ -127,6 +128,28 @@ def test_decoding_that_cannot_fit_is_refused_before_it_starts(synthetic_data, mo
                                              "process already holds .* the limit covers the "
                                              "whole process"):
             Trainer(small_config(synthetic_data), load_registry(), log=lambda _: None)
+
+
+def test_processes_side_by_side_each_plan_within_their_share(monkeypatch):
+    """``ESC50_MEMORY_SHARES=4``: a quarter of the room each, said in the source; the smallest
+    limit named in a refusal gives each share what it needs."""
+    from esc50.core.training import memory
+
+    mib = 2**20
+    monkeypatch.setattr(memory, "resident_bytes", lambda: 100 * mib)
+    monkeypatch.setenv("ESC50_MEMORY_LIMIT", str(500 * mib))
+    alone = memory.memory_budget(torch.device("cpu"))
+    monkeypatch.setenv("ESC50_MEMORY_SHARES", "4")
+    available, source = memory.memory_budget(torch.device("cpu"))
+    assert alone[0] == 400 * mib and available == 100 * mib
+    assert source == alone[1] + ", split 4 ways (ESC50_MEMORY_SHARES)"
+    need = 0.85 * 200 * mib  # what a share of 200 MiB holds: a limit of 100 + 4 x 200 MiB
+    assert memory.smallest_limit(source, need, available).endswith(f"about {900 / 1024:.1f}G")
+    for text in ("0", "two", "-1", "1.5"):
+        monkeypatch.setenv("ESC50_MEMORY_SHARES", text)
+        with pytest.raises(Esc50Error, match=f"^ESC50_MEMORY_SHARES='{re.escape(text)}': "
+                                             "expected a whole number of at least 1$"):
+            memory.memory_budget(torch.device("cpu"))
 
 
 # --- 2. small data is data ----------------------------------------------------------------

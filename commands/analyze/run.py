@@ -24,7 +24,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
-import signal
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
@@ -44,7 +43,7 @@ from esc50.commands.analyze.review import write_review
 from esc50.commands.analyze.summary import detected_time, summarize, write_combined
 from esc50.commands.api import Model, load
 from esc50.commands.arguments import checked_arguments
-from esc50.commands.workers import quiet_on_ctrl_c
+from esc50.commands.workers import ended, quiet_on_ctrl_c
 from esc50.commands.predict import WINDOW_BATCH, default_hop
 from esc50.commands.timeline import check_settings, csv_line, segment_json
 from esc50.core.data.stream import AudioInput
@@ -387,20 +386,6 @@ def run_in_workers(model: Model, source: str, todo: list[Recording], tree: Resul
                 log(f"error: worker {number + 1}: {value}")
     for process in processes:
         process.join()
-
-
-def ended(exit_code: int | None) -> str:
-    """How a worker process ended, by its exit code (a negative one: the signal that ended
-    it; SIGKILL is also how Linux's out-of-memory killer ends a process)."""
-    if exit_code is None or exit_code >= 0:
-        return f"ended with exit code {exit_code}"
-    try:
-        name = signal.Signals(-exit_code).name
-    except ValueError:  # a real-time signal has no name
-        name = f"signal {-exit_code}"
-    return f"was killed by {name}" + (
-        " (as the system ends a process when memory runs out: fewer --jobs need less)"
-        if -exit_code == signal.SIGKILL else "")
 
 
 def worker(number: int, source: str, root: str, recorded: dict[str, Any], settings: Settings,

@@ -5,7 +5,9 @@ The plan (:func:`memory_budget`, :func:`check_data_memory`, :func:`plan_steps`,
 :func:`plan_workers`):
 - what this process may use is the least of the system's available memory (MemAvailable), what
   its container (cgroup v2 or v1) still allows, and ``ESC50_MEMORY_LIMIT`` (e.g. ``6G``) minus
-  what it holds already; on a GPU, the device's free memory;
+  what it holds already; on a GPU, the device's free memory; split in ``ESC50_MEMORY_SHARES``
+  shares where processes run side by side (``cv --jobs``, ``tune --jobs``: :func:`share_memory`),
+  since they all see the same available memory when they start;
 - before decoding: the decoded audio (int16, unless memory-mapped from ``audio_cache``), the
   feature cache and the featurizer's working memory for a chunk of clips, measured on one short
   clip and scaled by the clip length;
@@ -76,6 +78,7 @@ def keep_freed_memory() -> bool:
 
 
 LIMIT_VARIABLE = "ESC50_MEMORY_LIMIT"
+SHARES_VARIABLE = "ESC50_MEMORY_SHARES"  # processes side by side, each planning within its share
 MARGIN = 0.85  # of the budget a plan may use: allocator overheads, what is not counted
 GIB = 2**30
 
@@ -138,21 +141,42 @@ def _cgroup_room() -> int | None:
     return None
 
 
+def memory_shares() -> int:
+    """In how many shares this process's budget is split (``ESC50_MEMORY_SHARES``, 1 when not
+    set): one for each process side by side that plans alike (:func:`share_memory`)."""
+    text = os.environ.get(SHARES_VARIABLE, "1")
+    if not text.strip().isdigit() or int(text) < 1:
+        raise Esc50Error(f"{SHARES_VARIABLE}={text!r}: expected a whole number of at least 1")
+    return int(text)
+
+
+def share_memory(shares: int) -> None:
+    """Plan this process's memory within one of ``shares`` shares of what is available: it
+    runs beside others started alike (the folds of ``cv --jobs``, the workers of ``tune
+    --jobs``), which all see the same available memory when they start. The process that
+    starts them passes its own :func:`memory_shares` times their number, so that a share set
+    already (commands side by side) is split again."""
+    os.environ[SHARES_VARIABLE] = str(shares)
+
+
 def smallest_limit(source: str, need: float, available: int) -> str:
     """Where ``ESC50_MEMORY_LIMIT`` set the budget: the smallest limit that gives ``need``
-    bytes (what the process holds already, plus the need with the plan's margin)."""
+    bytes (what the process holds already, plus the need with the plan's margin, in each
+    share)."""
     if not source.startswith(LIMIT_VARIABLE):
         return ""
-    limit = parse_size(source.split("=", 1)[1].split(",", 1)[0])
+    limit, shares = parse_size(source.split("=", 1)[1].split(",", 1)[0]), memory_shares()
     return (f"; the smallest {LIMIT_VARIABLE} that fits is about "
-            f"{(limit - available + need / MARGIN) / GIB:.1f}G")
+            f"{(limit + shares * (need / MARGIN - available)) / GIB:.1f}G")
 
 
 def memory_budget(device: torch.device) -> tuple[int | None, str]:
-    """Bytes this process may still allocate on ``device``, and where that figure comes from
-    (None: unknown, nothing is planned)."""
+    """Bytes this process may still allocate on ``device`` (its share: :func:`memory_shares`),
+    and where that figure comes from (None: unknown, nothing is planned)."""
+    shares = memory_shares()
+    split = f", split {shares} ways ({SHARES_VARIABLE})" if shares > 1 else ""
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0], "free GPU memory"
+        return torch.cuda.mem_get_info(device)[0] // shares, f"free GPU memory{split}"
     found = {"available memory": _meminfo("MemAvailable"),
              "the container's memory limit": _cgroup_room()}
     if os.environ.get(LIMIT_VARIABLE):
@@ -170,7 +194,7 @@ def memory_budget(device: torch.device) -> tuple[int | None, str]:
     if not known:
         return None, "unknown"
     source = min(known, key=known.get)
-    return known[source], source
+    return known[source] // shares, source + split
 
 
 class PeakMeter(TorchDispatchMode):
