@@ -179,14 +179,14 @@ def parallel_folds(config: TaskConfig, root: Path, folds: list[int], allow_chang
     every fold maps it. Each fold's lines come back prefixed ``[fold k]``; a fold that fails is
     reported with its error while the others go on, and the call then fails naming it (the
     finished folds stay on disk; running the same command again trains what is missing)."""
+    side_by_side = min(jobs, len(folds))
+    threads = max(1, (os.cpu_count() or 1) // side_by_side)
+    shares = memory_shares() * side_by_side  # each fold's memory planned within its share
     if not config.audio_cache:
         config = config.override(audio_cache=str(cache_dir() / "audio"))
         log(f"decoded audio shared between the folds through {config.audio_cache}")
     AudioCache(shared.table.clips, config, skip_bad=config.skip_bad_files, warn=log,
                digests=list(shared.digests.values()))  # decoded here once, mapped by each fold
-    side_by_side = min(jobs, len(folds))
-    threads = max(1, (os.cpu_count() or 1) // side_by_side)
-    shares = memory_shares() * side_by_side  # each fold's memory planned within its share
     context = multiprocessing.get_context("spawn")  # no torch state forked into the folds
     messages = context.Queue()
     waiting, running, results, failed = list(folds), {}, {}, {}

@@ -407,6 +407,7 @@ def tune(search: Search, trials: int, jobs: int, log: Log) -> dict[str, Any]:
     """Run ``trials`` trials (``jobs`` worker processes sharing the study), then summarize."""
     if trials < 1 or jobs < 1:
         raise Esc50Error(f"--trials {trials} and --jobs {jobs} must be at least 1")
+    shares = memory_shares() * min(jobs, trials)  # each worker's memory within its share
     open_study(search)  # created (and checked) once, before any worker starts
     log(f"study {search.name} ({search.storage}): {trials} trial(s), outer fold {search.outer} "
         f"left out of every trial, scored on inner fold(s) "
@@ -416,7 +417,6 @@ def tune(search: Search, trials: int, jobs: int, log: Log) -> dict[str, Any]:
     else:
         context = multiprocessing.get_context("spawn")
         counts = [trials // jobs + (i < trials % jobs) for i in range(jobs)]
-        shares = memory_shares() * min(jobs, trials)  # each worker's memory within its share
         workers = [context.Process(target=quiet_on_ctrl_c, args=(
             _worker, search, count, f"[worker {i}] ", shares))
             for i, count in enumerate(counts) if count]
