@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import unicodedata
 from types import ModuleType
 from typing import Iterable
 
 
+def one_line(text: str) -> str:
+    """``text`` with its control characters and line breaks written as escapes (``\\n``,
+    ``\\t``, ``\\x1b``): a file name holding one prints on one line, and cannot move the
+    terminal's cursor or colour its text."""
+    return "".join(c.encode("unicode_escape").decode("ascii")
+                    if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
+
+
 class Esc50Error(Exception):
-    """A user-facing error (bad input, bad option, missing data); the CLI prints it on one line."""
+    """A user-facing error (bad input, bad option, missing data); the CLI prints it on one line,
+    whatever the names in it hold (:func:`one_line`)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(one_line(a) if isinstance(a, str) else a for a in args))
 
 
 class Interrupted(Esc50Error):

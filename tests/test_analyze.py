@@ -96,14 +96,19 @@ def test_a_tree_is_labelled_into_every_format_by_its_rules(model_dir, tmp_path):
 
 
 def test_a_bad_recording_costs_only_itself_and_the_class_filter_keeps_what_is_asked(
-        model_dir, tmp_path):
-    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+        model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the tree named relative to here, as people type it
+    tree, out = write_tree(Path("tree")), tmp_path / "out"
     (tree / "site2" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    sf.write(tree / "site2" / "silent.wav", np.zeros(SR), SR)
     code, output = run_cli(str(model_dir), str(tree), "--out", str(out), "--classes", "2,3")
     assert code == 1 and "error: " in output and "broken.wav" in output
     failed = list(csv.DictReader((out / "failed.csv").open()))
-    assert [f["file"] for f in failed] == ["site2/broken.wav"]
-    assert "b'" not in failed[0]["error"]  # the file named once, as its path
+    assert [f["file"] for f in failed] == ["site2/broken.wav", "site2/silent.wav"]
+    # each file named once, as given, whichever check refused it
+    assert failed[0]["error"].startswith("tree/site2/broken.wav: cannot decode audio (")
+    assert failed[1]["error"] == "tree/site2/silent.wav: the audio is all silence (every " \
+        "sample is zero)"
     assert {r["class"] for r in csv.DictReader((out / "segments.csv").open())} == {"2", "3"}
     assert json.loads((out / "summary.json").read_text())["done"] == len(TREE)
     code, output = run_cli(str(model_dir), str(tree), "--out", str(tmp_path / "o2"),
@@ -175,6 +180,28 @@ def test_a_file_name_that_is_not_utf8_is_analysed_and_written_as_its_bytes(model
     count = (out / "segments.csv").read_bytes().count(row)
     assert count >= 1 and (out / f"{name}.csv").read_bytes().count(row) == count
     assert b"site2/caf\xe9.wav" in (review / "index.html").read_bytes()
+
+
+def test_names_holding_line_breaks_stay_on_their_line_in_what_is_printed(model_dir, tmp_path):
+    """Names with a line break, a tab or a terminal escape: the tables keep them as they are
+    (quoted in CSV); the terminal and summary.txt show them escaped, each on its one line."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    odd = "site2/two\nlines\t\x1b[31mred.wav"
+    (tree / "site2" / "short.wav").rename(tree / odd)
+    (tree / "site2" / "bad\nname.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    assert code == 1 and "\x1b" not in output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"error: {tree}/site2/bad\\nname.wav: cannot decode audio (")
+    shown = "site2/two\\nlines\\t\\x1b[31mred.wav"
+    lines = (out / "summary.txt").read_text().splitlines()
+    assert sum(line.startswith(shown + " ") for line in lines) == 1
+    table = lines[lines.index(next(line for line in lines if line.startswith("recording "))):]
+    assert len(table) == 1 + len(TREE)  # the header and a line per recording done
+    assert odd in {row["file"] for row in csv.DictReader((out / "segments.csv").open())}
+    failed = list(csv.DictReader((out / "failed.csv").open()))
+    assert [row["file"] for row in failed] == ["site2/bad\nname.wav"]
 
 
 def decodable_seconds(path: Path, step: int = 100) -> float:

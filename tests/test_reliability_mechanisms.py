@@ -3,6 +3,7 @@ each fixing a class of hostile inputs where it arises, and property-based tests 
 (Hypothesis)."""
 
 import os
+import pickle
 import re
 import string
 import sys
@@ -153,6 +154,16 @@ def test_processes_side_by_side_each_plan_within_their_share(monkeypatch):
 
 
 # --- 2. small data is data ----------------------------------------------------------------
+
+def test_an_error_is_one_line_whatever_the_names_in_it_hold():
+    """Line breaks, tabs and terminal escapes in a name are written as escapes; a name that is
+    not UTF-8 (surrogates) and other letters stay; so does the error sent between processes."""
+    name = "rec\r\nsecond line\t\x1b[2J\u2028" + os.fsdecode(b"caf\xe9") + "é.wav"
+    error = Esc50Error(f"{name}: the audio is all silence")
+    assert str(error) == ("rec\\r\\nsecond line\\t\\x1b[2J\\u2028" + os.fsdecode(b"caf\xe9")
+                          + "é.wav: the audio is all silence")
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)
+
 
 def test_small_classes_still_give_a_validation_share_and_one_class_is_refused(tmp_path):
     groups = [f"g{i}" for i in range(8)]

@@ -47,7 +47,7 @@ from esc50.commands.workers import ended, quiet_on_ctrl_c
 from esc50.commands.predict import WINDOW_BATCH, default_hop
 from esc50.commands.timeline import check_settings, csv_line, segment_json
 from esc50.core.data.stream import AudioInput
-from esc50.core.errors import Esc50Error, did_you_mean
+from esc50.core.errors import Esc50Error, did_you_mean, one_line
 from esc50.core.files.digest import file_sha256
 from esc50.core.files.write import atomic_write, write_text
 from esc50.core.results.plots import clock
@@ -222,9 +222,9 @@ def tally(counts: Progress, recording: Recording, outcome: str, message: str, lo
     if outcome == "done":
         counts.done.add(recording.relative.as_posix())
     if outcome == "failed":
-        log(f"error: {message}")
+        log(f"error: {one_line(message)}")
     elif message:
-        log(f"note: {message}")
+        log(f"note: {one_line(message)}")
 
 
 def analyze_safely(model: Model, inputs: AudioInput, recording: Recording, tree: ResultsTree,
@@ -245,7 +245,8 @@ def analyze_safely(model: Model, inputs: AudioInput, recording: Recording, tree:
         except Esc50Error as exc:
             message = str(exc)
         except Exception as exc:  # a bug or a decoder's surprise: named, the others go on
-            message = f"{recording.path}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            message = one_line(f"{recording.path}: {type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())}")
         tree.mark_failed(recording.relative, message)
         return "failed", message
 

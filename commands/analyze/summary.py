@@ -16,6 +16,7 @@ from typing import Any
 
 from esc50.commands.analyze.results import ResultsTree
 from esc50.commands.timeline import SEGMENT_FIELDS, csv_line, segment_row
+from esc50.core.errors import one_line
 from esc50.core.files.write import write_text
 from esc50.core.results.plots import clock
 
@@ -108,7 +109,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines += [f"{name:<24} {clock(c['seconds'], hours=True):>10} {c['segments']:>9} "
               f"{c['recordings']:>11}" for name, c in summary["classes"].items()]
     lines += ["", f"{'recording':<40} {'length':>10}  top classes (detected time)"]
-    lines += [f"{name:<40} {clock(f['duration'], hours=True):>10}  "
+    lines += [f"{one_line(name):<40} {clock(f['duration'], hours=True):>10}  "
               + ", ".join(f"{c} {clock(s)}" for c, s in f["top"]) for name, f in
               summary["files"].items()]
     return lines

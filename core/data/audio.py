@@ -119,7 +119,7 @@ def _read_blocks(path: Path, block_seconds: float,
                 if decoded == 0:
                     raise
                 whole = f" of {audio.frames / rate:.1f} s" if audio.frames > decoded else ""
-                damaged_tail(f"{os.fsdecode(audio.name)}: decodes up to {decoded / rate:.1f} s"
+                damaged_tail(f"{path}: decodes up to {decoded / rate:.1f} s"
                              f"{whole}; the rest is damaged ({decoder_message(exc)}), so only "
                              "that much was read")
                 return
@@ -133,10 +133,10 @@ def _read_blocks(path: Path, block_seconds: float,
 def opened_audio(path: Path) -> Iterator[sf.SoundFile]:
     """``path`` opened by soundfile once it is known to be a regular file (a FIFO or a device
     would never end); a file it cannot open, or read inside the ``with``, is a one-line error
-    naming it."""
-    path = checked_file(path, "audio file")
+    naming it as given (as the checks of its audio do)."""
+    checked = checked_file(path, "audio file")
     try:  # by its bytes: a name need not be UTF-8 (soundfile encodes a str strictly)
-        with sf.SoundFile(os.fsencode(path)) as audio:
+        with sf.SoundFile(os.fsencode(checked)) as audio:
             yield audio
     except DECODER_ERRORS as exc:
         raise Esc50Error(f"{path}: cannot decode audio ({decoder_message(exc)})") from exc
