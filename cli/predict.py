@@ -14,7 +14,7 @@ import click
 
 from esc50.cli.errors import user_errors
 from esc50.cli.options import CHECKPOINT_CHOICE
-from esc50.core.errors import Esc50Error
+from esc50.core.errors import Esc50Error, one_line
 
 
 @click.command()
@@ -102,7 +102,8 @@ def print_predictions(model: Any, inputs: Any, paths: list[Path], top_k: int, as
     else:
         for r in results:
             top = "  ".join(f"{name} {probability:.2f}" for name, probability in r.top)
-            click.echo(f"{r.path}: {top}" if r.error is None else f"{r.path}: error: {r.error}")
+            name = one_line(str(r.path))
+            click.echo(f"{name}: {top}" if r.error is None else f"{name}: error: {r.error}")
     failed = [r for r in results if r.error]
     for r in failed:
         click.echo(f"error: {r.error}", err=True)

@@ -15,7 +15,7 @@ from esc50.commands.predict import audio_files
 from esc50.commands.timeline import (SEGMENT_FIELDS, Timeline, Window, csv_line,
                                           segment_json, segment_row)
 from esc50.core.data.stream import STDIN
-from esc50.core.errors import Esc50Error
+from esc50.core.errors import Esc50Error, one_line
 from esc50.core.results.folder import refuse_run_file
 from esc50.core.results.plots import clock, figure_format, save
 
@@ -80,7 +80,7 @@ def print_timelines(model: Any, inputs: Any, paths: list[Path], top_k: int, hop:
                                              rank, name, f"{p:.4f}"])
                                    for rank, (name, p) in enumerate(window.top, 1)), nl=False)
         elif not as_csv and not as_json:
-            click.echo(f"{source}: windows of {model.config.length_wav / model.sample_rate:g} s"
+            click.echo(f"{one_line(source)}: windows of {model.config.length_wav / model.sample_rate:g} s"
                        f" ({model.description})")
 
             def on_window(window: Window) -> None:

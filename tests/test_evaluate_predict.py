@@ -85,6 +85,21 @@ def test_predict_any_rate_length_and_channel_count(trained, tmp_path):
         assert len(probabilities) == 2 and probabilities[0] >= probabilities[1]
 
 
+def test_a_name_with_a_line_break_is_one_line_of_text_and_kept_in_csv(trained, tmp_path):
+    _, run_dir = trained
+    odd = tmp_path / "two\nlines.wav"
+    sf.write(odd, tone(FREQS[1], 1.0, SR), SR)
+    text = CliRunner().invoke(cli, ["predict", str(run_dir), str(odd)])
+    assert text.exit_code == 0
+    lines = text.stdout.splitlines()  # the name escaped, the tone's class first
+    assert len(lines) == 1 and lines[0].startswith(f"{tmp_path}/two\\nlines.wav: 1 ")
+    timeline = CliRunner().invoke(cli, ["predict", str(run_dir), str(odd), "--timeline"])
+    assert timeline.exit_code == 0
+    assert timeline.stdout.startswith(f"{tmp_path}/two\\nlines.wav: windows of ")
+    table = CliRunner().invoke(cli, ["predict", str(run_dir), str(odd), "--csv"])
+    assert [row["file"] for row in csv.DictReader(io.StringIO(table.stdout))] == [str(odd)] * 3
+
+
 def test_a_copied_run_directory_predicts_the_same(trained, tmp_path):
     _, run_dir = trained
     clip = tmp_path / "clip, take 2.wav"  # a comma in the name: the CSV quotes it
