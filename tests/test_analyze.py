@@ -204,6 +204,28 @@ def test_names_holding_line_breaks_stay_on_their_line_in_what_is_printed(model_d
     assert [row["file"] for row in failed] == ["site2/bad\nname.wav"]
 
 
+def test_recordings_named_too_long_for_their_result_files_are_analysed(model_dir, tmp_path):
+    """A name of up to 255 bytes is a recording; its result files, records and temporary files
+    would add a suffix past what a file system holds: they are cut and end with a digest."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    names = ["a" * 240 + "x1.wav", "a" * 240 + "x2.wav", "é" * 125 + ".wav"]  # differ at the end
+    for name in names:
+        shutil.copy(tree / "site2" / "short.wav", tree / "site2" / name)
+    analysed = dict(formats=["csv", "json", "audacity", "raven"], embeddings=True,
+                    progress=False)
+    summary = esc50.analyze(model_dir, tree, out, log=lambda _: None, **analysed)
+    assert summary["done"] == len(TREE) + len(names) and summary["failed"] == 0
+    rows = list(csv.DictReader((out / "segments.csv").open(encoding="utf-8")))
+    for name in names:  # named in full in the tables, scored as the clip they copy
+        assert [r["class"] for r in rows if r["file"] == f"site2/{name}"] == ["1"]
+    results = list((out / "site2").iterdir())
+    assert len(results) == 6 * (2 + len(names))  # six files for each recording of site2
+    assert max(len(os.fsencode(p.name)) for p in results) <= 255
+    said: list[str] = []
+    esc50.analyze(model_dir, tree, out, log=said.append, **analysed)
+    assert f"; {len(TREE) + len(names)} already done; analysing 0 " in said[0]
+
+
 def decodable_seconds(path: Path, step: int = 100) -> float:
     """How much of ``path`` soundfile decodes, ``step`` frames at a time, before it fails."""
     frames = 0

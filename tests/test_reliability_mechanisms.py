@@ -25,13 +25,15 @@ from esc50.core.data.clips import find_clips
 from esc50.core.data.split import grouped_random_split, make_split, dataset_digests
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import read_table
+from esc50.core.files.write import remove_leftovers, write_text
 from esc50.core.plugin_api.hookspecs import hookimpl
 from esc50.core.plugin_api.components import parse_spec
 from esc50.core.plugin_api.registry import load_registry
 from esc50.core.results.checkpoint import load_checkpoint, save_checkpoint
 from esc50.core.training.trainer import Trainer
 from esc50.plugins.datasets.esc50 import CLIP_NAME
-from tests.conftest import SR, STFT_FLAGS, small_config, tone, write_synthetic_dataset
+from tests.conftest import (SR, STFT_FLAGS, small_config, tone, write_leftover,
+                            write_synthetic_dataset)
 
 SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
          "--batch-size", "8", "--no-progress"]
@@ -163,6 +165,18 @@ def test_an_error_is_one_line_whatever_the_names_in_it_hold():
     assert str(error) == ("rec\\r\\nsecond line\\t\\x1b[2J\\u2028" + os.fsdecode(b"caf\xe9")
                           + "é.wav: the audio is all silence")
     assert str(pickle.loads(pickle.dumps(error))) == str(error)
+
+
+def test_a_name_of_255_bytes_is_written_atomically_and_its_leftovers_alone_removed(tmp_path):
+    """A temporary file's name adds to its file's: a long name is cut, with a digest that keeps
+    apart two names differing only past the cut."""
+    name, twin = tmp_path / ("b" * 251 + ".txt"), tmp_path / ("b" * 251 + ".csv")
+    write_text(name, "whole\n")
+    assert name.read_text() == "whole\n"
+    left, other = write_leftover(name), write_leftover(twin)
+    assert len(left.name.encode()) <= 255 and left.name != other.name
+    remove_leftovers(tmp_path, name.name)
+    assert not left.exists() and other.exists() and name.exists()
 
 
 def test_small_classes_still_give_a_validation_share_and_one_class_is_refused(tmp_path):

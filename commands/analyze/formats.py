@@ -16,7 +16,8 @@ record for weeks opens.
 
 Each file is named for the recording with its suffix kept (``rec.wav`` gives ``rec.wav.csv``,
 ``rec.wav.labels.txt``, ``rec.wav.selections.txt``, ``rec.wav.json``), so that ``rec.wav`` and
-``rec.flac`` in one folder never share results, and is written atomically.
+``rec.flac`` in one folder never share results (a name too long for that is cut:
+:class:`~esc50.commands.analyze.results.ResultsTree`), and is written atomically.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from esc50.core.files.write import write_text
 
 SUFFIXES = {"csv": ".csv", "json": ".json", "audacity": ".labels.txt",
             "raven": ".selections.txt"}
+EMBEDDING_SUFFIXES = (".embeddings.npy", ".windows.csv")  # with --embeddings
 RAVEN_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)",
                  "Low Freq (Hz)", "High Freq (Hz)", "Class", "Probability", "Mean Probability"]
 

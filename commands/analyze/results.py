@@ -18,6 +18,10 @@ Beside the result files it keeps, in ``.esc50-analyze/``:
   analyse one recording twice: the second leaves it to the first.
 - ``.lock``: held while the combined files are rewritten, so that shards ending together
   never interleave them.
+
+A recording whose name is too long for a file system's 255 bytes once a suffix is added has its
+files and records named by the name's beginning and a digest of it (:func:`fitting_name`); the
+records and tables name it in full.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from esc50.commands.analyze.formats import EMBEDDING_SUFFIXES, SUFFIXES
 from esc50.commands.analyze.recordings import Recording
 from esc50.core.errors import Esc50Error
-from esc50.core.files.write import output_folder, remove_leftovers, write_text
+from esc50.core.files.write import fitting_name, output_folder, remove_leftovers, write_text
 
 STATE = ".esc50-analyze"
+RESULT_ROOM = max(len(suffix) for suffix in (*SUFFIXES.values(), *EMBEDDING_SUFFIXES))
 # Settings recorded since a later release, as the trees made before it were analysed: a tree
 # made before ``each_window`` was recorded scored every window alone.
 FORMER_SETTINGS = {"each_window": True}
@@ -78,11 +84,17 @@ class ResultsTree:
         self.settings = settings
 
     def result_base(self, relative: Path) -> Path:
-        """Where a recording's result files go: its path under the analysed folder, mirrored."""
-        return self.root / relative
+        """Where a recording's result files go: its path under the analysed folder, mirrored,
+        with room for the longest suffix of a result file."""
+        return self.root / relative.parent / fitting_name(relative.name, RESULT_ROOM)
+
+    def _state_file(self, part: str, relative: Path, suffix: str) -> Path:
+        """A recording's file in the ``part`` folder of the state (done, failed, claims)."""
+        name = fitting_name(relative.name, len(suffix)) + suffix
+        return self.state / part / relative.parent / name
 
     def _record(self, part: str, relative: Path) -> Path:
-        return self.state / part / f"{relative.as_posix()}.json"
+        return self._state_file(part, relative, ".json")
 
     def was_done(self, relative: Path) -> bool:
         """Whether a recording has a record, of the file as it is now or as it was."""
@@ -134,7 +146,7 @@ class ResultsTree:
         """Whether this process may analyse a recording: True while it holds the recording's
         claim (a lock the system lets go of when the process ends, killed or not), False when
         another process holds it."""
-        path = self.state / "claims" / f"{relative.as_posix()}.lock"
+        path = self._state_file("claims", relative, ".lock")
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as handle:
             try:

@@ -35,7 +35,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from esc50.commands.analyze.formats import SUFFIXES, checked_formats, output_path, write_outputs
+from esc50.commands.analyze.formats import (EMBEDDING_SUFFIXES, SUFFIXES, checked_formats,
+                                            output_path, write_outputs)
 from esc50.commands.analyze.recordings import (Recording, find_recordings, parse_shard,
                                                     shard_share)
 from esc50.commands.analyze.results import ResultsTree
@@ -325,8 +326,8 @@ def embedding_matrix(rows: list[list[torch.Tensor]], windows: int,
 def embedding_paths(base: Path) -> tuple[Path, Path]:
     """A recording's embeddings and its window table: ``<recording>.embeddings.npy`` and
     ``<recording>.windows.csv``."""
-    return (base.with_name(base.name + ".embeddings.npy"),
-            base.with_name(base.name + ".windows.csv"))
+    embeddings, table = (base.with_name(base.name + suffix) for suffix in EMBEDDING_SUFFIXES)
+    return embeddings, table
 
 
 def write_embeddings(base: Path, matrix: np.ndarray, timeline: Any) -> None:

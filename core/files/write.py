@@ -5,6 +5,7 @@ the previous version is intact."""
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -13,10 +14,40 @@ from typing import IO, Callable
 from esc50.core.errors import Esc50Error
 
 
+NAME_MAX = 255  # bytes in one file name, on the file systems people use
+TEMPORARY_SUFFIX = ".tmp"
+RANDOM_CHARACTERS = 8  # in the middle of a temporary file's name (mkstemp's)
+TEMPORARY_ROOM = len("..") + RANDOM_CHARACTERS + len(TEMPORARY_SUFFIX)  # added to the file's name
+
+
+def fitting_name(name: str, room: int = 0) -> str:
+    """``name`` where it fits in ``NAME_MAX - room`` bytes, so that ``room`` bytes of suffix can
+    follow it; else its beginning, cut between characters, then ``~`` and 16 hex digits of the
+    whole name's sha256 (names that differ only past the cut stay apart)."""
+    encoded = os.fsencode(name)
+    if len(encoded) <= NAME_MAX - room:
+        return name
+    tag = "~" + hashlib.sha256(encoded).hexdigest()[:16]
+    head, size = [], len(tag)
+    for char in name:  # a name that is not UTF-8 holds its bytes as surrogates: one each
+        size += len(os.fsencode(char))
+        if size > NAME_MAX - room:
+            break
+        head.append(char)
+    return "".join(head) + tag
+
+
+def temporary_prefix(name: str) -> str:
+    """The beginning of the temporary files' names for the file ``name`` (a long name cut to
+    leave room for the rest: :func:`fitting_name`)."""
+    return f".{fitting_name(name, TEMPORARY_ROOM)}."
+
+
 def temporary_beside(path: Path) -> tuple[int, str]:
     """A new temporary file next to ``path`` (an open descriptor and its name), with the
     permissions a plain new file gets under the process's umask (mkstemp's are 600)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.name),
+                               suffix=TEMPORARY_SUFFIX)
     umask = os.umask(0)
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)
@@ -27,8 +58,8 @@ def remove_leftovers(folder: Path, name: str | None = None) -> None:
     """Delete the temporary files that writes killed midway left in ``folder``: of the file
     ``name``, or of every file (for the one process that writes them: another's write in
     progress would lose its file)."""
-    target = "*" if name is None else glob.escape(name)
-    for leftover in folder.glob(f".{target}.{'[!.]' * 8}.tmp"):  # temporary_beside's names
+    target = ".*." if name is None else glob.escape(temporary_prefix(name))
+    for leftover in folder.glob(f"{target}{'[!.]' * RANDOM_CHARACTERS}{TEMPORARY_SUFFIX}"):
         leftover.unlink(missing_ok=True)
 
 
