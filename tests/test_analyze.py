@@ -6,6 +6,7 @@ the review page in headless Chromium; class filters and embeddings."""
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import json
 import os
@@ -27,6 +28,7 @@ from esc50 import Esc50Error
 from esc50.cli.main import cli
 from esc50.commands.analyze.formats import RAVEN_COLUMNS
 from esc50.commands.analyze.recordings import Recording, parse_shard, shard_share
+from esc50.core.files import write as write_module
 from esc50.core.training import device
 from tests.conftest import FREQS, SR, tone, trained_tone_run, write_leftover
 
@@ -224,6 +226,69 @@ def test_recordings_named_too_long_for_their_result_files_are_analysed(model_dir
     said: list[str] = []
     esc50.analyze(model_dir, tree, out, log=said.append, **analysed)
     assert f"; {len(TREE) + len(names)} already done; analysing 0 " in said[0]
+
+
+def full_disk_at(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up once the results of the recording ``name`` are written: making a file
+    there fails as the system fails it (ENOSPC)."""
+    make = write_module.temporary_beside
+
+    def temporary_beside(path: Path) -> tuple[int, str]:
+        if path.name.startswith(name):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return make(path)
+    monkeypatch.setattr(write_module, "temporary_beside", temporary_beside)
+
+
+def test_a_full_disk_stops_the_analysis_in_one_line_and_blames_no_recording(model_dir, tmp_path,
+                                                                             monkeypatch):
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    with monkeypatch.context() as patched:  # longest first: short.wav comes after noon.flac
+        full_disk_at("noon.flac", patched)
+        code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    assert code == 1 and output.splitlines()[-1] == (
+        f"Error: cannot write {out}/site1/day1/noon.flac.csv: No space left on device; nothing "
+        "was written. Every recording done is kept: make room, then the same command analyses "
+        "the others")
+    state = out / ".esc50-analyze"
+    done = {p.relative_to(state / "done").as_posix()[:-len(".json")]
+            for p in (state / "done").rglob("*.json")}
+    assert done == set(TREE) - {"site1/day1/noon.flac", "site2/short.wav"}  # none started after
+    assert not list((state / "failed").rglob("*.json"))  # the disk's fault, not a recording's
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    assert code == 0 and f"; {len(done)} already done; analysing 2 " in output
+    assert json.loads((out / "summary.json").read_text())["done"] == len(TREE)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of 64 KiB (tmpfs), where this machine lets tests mount one."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                             capture_output=True) if shutil.which("mount") else None
+    if mounted is None or mounted.returncode:
+        pytest.skip("mounting a small tmpfs needs root and the mount command")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_worker_processes_stop_together_on_a_full_disk(model_dir, tmp_path, small_disk):
+    tree, out = write_tree(tmp_path / "tree"), small_disk / "out"
+    for k in range(12):  # more recordings than 64 KiB holds the results of
+        shutil.copy(tree / "site2" / "short.wav", tree / "site2" / f"copy{k}.wav")
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out), "--jobs", "2")
+    last = output.splitlines()[-1]
+    assert code == 1 and last.startswith(f"Error: cannot write {out}/") and last.endswith(
+        ": No space left on device; nothing was written. Every recording done is kept: make "
+        "room, then the same command analyses the others")
+    state = out / ".esc50-analyze"
+    done = len(list((state / "done").rglob("*.json")))
+    assert 0 < done < len(TREE) + 12 and not list((state / "failed").rglob("*.json"))
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out), "--jobs", "2")
+    assert code == 0 and f"; {done} already done; " in output
+    assert json.loads((out / "summary.json").read_text())["done"] == len(TREE) + 12
 
 
 def decodable_seconds(path: Path, step: int = 100) -> float:

@@ -21,6 +21,7 @@ done (:mod:`summary`), and, once every recording of the tree is done, the review
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import queue
@@ -50,7 +51,7 @@ from esc50.commands.timeline import check_settings, csv_line, segment_json
 from esc50.core.data.stream import AudioInput
 from esc50.core.errors import Esc50Error, did_you_mean, one_line
 from esc50.core.files.digest import file_sha256
-from esc50.core.files.write import atomic_write, write_text
+from esc50.core.files.write import StorageError, atomic_write, write_text
 from esc50.core.results.plots import clock
 from esc50.core.training.memory import plan_workers, resident_bytes
 from esc50.core.training.scoring import Member, mean_probabilities
@@ -164,7 +165,12 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
               desc="audio analysed", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of audio "
               "[{elapsed}<{remaining}]") as bar:
         run = run_here if processes == 1 else run_in_workers
-        run(model, str(model_source), todo, tree, settings, processes, counts, bar.update, log)
+        try:
+            run(model, str(model_source), todo, tree, settings, processes, counts, bar.update,
+                log)
+        except StorageError as exc:
+            raise StorageError(f"{exc}. Every recording done is kept: make room, then the same "
+                               "command analyses the others") from None
     wall = time.perf_counter() - started
     with tree.locked():  # shards ending together: one writes the combined files at a time
         records, failures = tree.records(), tree.failures()
@@ -234,7 +240,8 @@ def analyze_safely(model: Model, inputs: AudioInput, recording: Recording, tree:
     ("done", "" or the note on its damaged tail); ("failed", its one-line error), recorded as
     a failure instead of raised, so one bad recording never costs the others; or ("taken", why)
     when another process (the same command started twice, say) is analysing it or has done it
-    meanwhile."""
+    meanwhile. A :class:`StorageError` (a full disk) is raised: it is no recording's fault, and
+    the recording stays not done."""
     with tree.claimed(recording.relative) as mine:
         if not mine or tree.is_done(recording):
             advance(recording.seconds)
@@ -243,6 +250,8 @@ def analyze_safely(model: Model, inputs: AudioInput, recording: Recording, tree:
                 "another process analysed it meanwhile")
         try:
             return "done", analyze_recording(model, inputs, recording, tree, settings, advance)
+        except StorageError:
+            raise  # not the recording's fault: the results cannot be stored, the run stops
         except Esc50Error as exc:
             message = str(exc)
         except Exception as exc:  # a bug or a decoder's surprise: named, the others go on
@@ -334,7 +343,9 @@ def write_embeddings(base: Path, matrix: np.ndarray, timeline: Any) -> None:
     """The embeddings [windows, dimensions] and the window table (each window's start, end and
     top class, in the same order): :func:`embedding_paths`."""
     embeddings, table = embedding_paths(base)
-    atomic_write(embeddings, lambda handle: np.save(handle, matrix.astype(np.float32)))
+    npy = io.BytesIO()  # numpy writes a file itself, and a full disk's error loses its errno
+    np.save(npy, matrix.astype(np.float32))
+    atomic_write(embeddings, lambda handle: handle.write(npy.getbuffer()))
     rows = [csv_line(["start", "end", "class", "probability"])] + [
         csv_line([f"{w.start:.3f}", f"{w.end:.3f}", *(w.top[0] if w.top else ("", ""))])
         for w in timeline.windows]
@@ -346,7 +357,8 @@ def run_in_workers(model: Model, source: str, todo: list[Recording], tree: Resul
                    advance: Callable[[float], None], log: Log) -> None:
     """Analyse ``todo`` in ``jobs`` worker processes sharing one queue, longest first; each
     worker uses its share of the cores. A worker that dies (killed) is reported with the
-    recording it held, which stays not done; the others go on."""
+    recording it held, which stays not done; the others go on. A worker that cannot store its
+    results stops them all, raising its :class:`StorageError` here."""
     context = multiprocessing.get_context("spawn")
     tasks, messages = context.Queue(), context.Queue()
     for recording in sorted(todo, key=lambda r: (-r.seconds, r.relative.as_posix())):
@@ -364,6 +376,7 @@ def run_in_workers(model: Model, source: str, todo: list[Recording], tree: Resul
     held: dict[int, Recording] = {}
     by_name = {r.relative.as_posix(): r for r in todo}
     running = set(range(workers))
+    stopped = ""  # why the results could not be stored, when a worker could not store them
     while running:
         try:
             number, kind, value = messages.get(timeout=1.0)
@@ -386,8 +399,15 @@ def run_in_workers(model: Model, source: str, todo: list[Recording], tree: Resul
             running.discard(number)
             if value:
                 log(f"error: worker {number + 1}: {value}")
+        elif kind == "storage":  # the results cannot be stored: every worker stops
+            stopped = value
+            for process in processes:
+                process.terminate()
+            running.clear()
     for process in processes:
         process.join()
+    if stopped:
+        raise StorageError(stopped)
 
 
 def worker(number: int, source: str, root: str, recorded: dict[str, Any], settings: Settings,
@@ -406,6 +426,9 @@ def worker(number: int, source: str, root: str, recorded: dict[str, Any], settin
                 model, inputs, recording, tree, settings,
                 lambda seconds: messages.put((number, "audio", seconds)))
             messages.put((number, outcome, message))
+    except StorageError as exc:
+        messages.put((number, "storage", str(exc)))
+        return
     except Exception as exc:  # the model would not load here: every recording waits
         problem = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     messages.put((number, "exit", problem))

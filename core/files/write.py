@@ -4,6 +4,7 @@ the previous version is intact."""
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
@@ -14,6 +15,12 @@ from typing import IO, Callable
 from esc50.core.errors import Esc50Error
 
 
+class StorageError(Esc50Error):
+    """A write the storage refused whatever was written: a full or read-only disk, a quota, a
+    failing device. Work that goes on file by file stops on it: every file after would fail."""
+
+
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
 NAME_MAX = 255  # bytes in one file name, on the file systems people use
 TEMPORARY_SUFFIX = ".tmp"
 RANDOM_CHARACTERS = 8  # in the middle of a temporary file's name (mkstemp's)
@@ -84,11 +91,13 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 def raise_write_error(path: Path, exc: BaseException, cause: OSError | None = None) -> None:
     """Turn a failed write (disk full, file too large, no permission) into a one-line error that
-    says the previous version of ``path`` is untouched."""
+    says the previous version of ``path`` is untouched: a :class:`StorageError` where the storage
+    refused it."""
     cause = exc if isinstance(exc, OSError) else cause
     if cause is not None:
         kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
-        raise Esc50Error(f"cannot write {path}: {cause.strerror or cause}; {kept}") from None
+        kind = StorageError if cause.errno in STORAGE_ERRNOS else Esc50Error
+        raise kind(f"cannot write {path}: {cause.strerror or cause}; {kept}") from None
 
 
 def write_text(path: Path, text: str) -> None:
