@@ -8,6 +8,7 @@ import functools
 import click
 
 from esc50.cli.errors import user_errors
+from esc50.cli.options import COUNT
 
 
 @click.command()
@@ -25,8 +26,8 @@ from esc50.cli.errors import user_errors
 @click.option("--min-prob", type=float, default=0.0, show_default=True,
               help="keep the classes (and segments) whose probability reaches this.")
 @click.option("--hop", type=float, help="seconds between windows (default: half a window).")
-@click.option("--top-k", type=int, default=3, show_default=True, help="classes per window.")
-@click.option("--jobs", type=int, default=1, show_default=True,
+@click.option("--top-k", type=COUNT, default=3, show_default=True, help="classes per window.")
+@click.option("--jobs", type=COUNT, default=1, show_default=True,
               help="worker processes on this machine (each with its share of the cores; "
               "as many as fit in memory, with a note when fewer).")
 @click.option("--shard", metavar="I/N", help="this machine's share of the recordings (1-based); "
@@ -35,7 +36,7 @@ from esc50.cli.errors import user_errors
 @click.option("--segments", type=click.Path(file_okay=False), help="a folder for the most "
               "confident detections of each class as audio clips and an HTML page to review "
               "them (index.html).")
-@click.option("--per-class", type=int, default=10, show_default=True,
+@click.option("--per-class", type=COUNT, default=10, show_default=True,
               help="detections per class with --segments.")
 @click.option("--embeddings", is_flag=True, help="also each window's embedding (the model's "
               "last hidden layer): <recording>.embeddings.npy with <recording>.windows.csv.")

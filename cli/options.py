@@ -10,6 +10,8 @@ import click
 from esc50.core.config import setting_value
 from esc50.core.errors import Esc50Error
 
+COUNT = click.IntRange(min=1)  # an option counting things (workers, classes, trials): 1 or more
+
 # Flags for the most used TaskConfig keys; every other key goes through --set KEY=VALUE.
 TRAIN_FLAGS = {
     "dataset": "dataset plugin id[:options], e.g. plugins.folder (default plugins.esc50)",

@@ -13,14 +13,14 @@ from typing import Any
 import click
 
 from esc50.cli.errors import user_errors
-from esc50.cli.options import CHECKPOINT_CHOICE
+from esc50.cli.options import CHECKPOINT_CHOICE, COUNT
 from esc50.core.errors import Esc50Error, one_line
 
 
 @click.command()
 @click.argument("checkpoint", metavar="MODEL")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
-@click.option("--top-k", type=int, default=3, show_default=True, help="classes per file (per "
+@click.option("--top-k", type=COUNT, default=3, show_default=True, help="classes per file (per "
               "window with --timeline).")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV output (file, rank, class, "
@@ -55,8 +55,6 @@ def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool, 
     from esc50.commands.timeline import check_settings
     from esc50.core.data.stream import AudioInput
 
-    if top_k < 1:
-        raise Esc50Error(f"--top-k {top_k} must be at least 1")
     if as_json and as_csv:
         raise Esc50Error("--json and --csv: choose one output format")
     if not timeline and (hop is not None or min_prob or window_rows or plot or rows):

@@ -80,8 +80,8 @@ def print_timelines(model: Any, inputs: Any, paths: list[Path], top_k: int, hop:
                                              rank, name, f"{p:.4f}"])
                                    for rank, (name, p) in enumerate(window.top, 1)), nl=False)
         elif not as_csv and not as_json:
-            click.echo(f"{one_line(source)}: windows of {model.config.length_wav / model.sample_rate:g} s"
-                       f" ({model.description})")
+            seconds = model.config.length_wav / model.sample_rate
+            click.echo(f"{one_line(source)}: windows of {seconds:g} s ({model.description})")
 
             def on_window(window: Window) -> None:
                 click.echo(window_line(window))

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from esc50.cli.errors import user_errors
-from esc50.cli.options import (ALLOW_CHANGED_DATA, RESUME_FLAGS, TRAIN_FLAGS,
+from esc50.cli.options import (ALLOW_CHANGED_DATA, COUNT, RESUME_FLAGS, TRAIN_FLAGS,
                                config_arguments, train_options)
 from esc50.core.config import SPLITS
 from esc50.core.errors import Esc50Error
@@ -84,7 +84,7 @@ def next_steps(target: Path) -> str:
 @train_options
 @click.option("--name", required=True, help="folder under --output-dir for the fold runs.")
 @click.option("--folds", help="comma-separated folds to hold out (default: every fold present).")
-@click.option("--jobs", type=int, default=1, show_default=True,
+@click.option("--jobs", type=COUNT, default=1, show_default=True,
               help="folds trained at once, each in its own process (one GPU shared, or the CPU "
               "cores split between them); the decoded audio is shared through the disk cache.")
 @click.option("--k", "k_folds", type=int, help="for a dataset without folds (plugins.folder, a "

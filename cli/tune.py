@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from esc50.cli.errors import user_errors
-from esc50.cli.options import config_arguments, train_options
+from esc50.cli.options import COUNT, config_arguments, train_options
 from esc50.core.errors import Esc50Error
 
 
@@ -22,11 +22,11 @@ from esc50.core.errors import Esc50Error
               help="a setting to search (a TaskConfig key or plugin.option); repeatable.")
 @click.option("--space-file", type=click.Path(dir_okay=False),
               help="a TOML file whose [space] table gives the settings to search.")
-@click.option("--trials", type=int, default=10, show_default=True,
+@click.option("--trials", type=COUNT, default=10, show_default=True,
               help="trials this command runs (the study keeps every earlier one).")
-@click.option("--jobs", type=int, default=1, show_default=True,
+@click.option("--jobs", type=COUNT, default=1, show_default=True,
               help="worker processes on this machine sharing the study.")
-@click.option("--inner-folds", type=int, default=1, show_default=True,
+@click.option("--inner-folds", type=COUNT, default=1, show_default=True,
               help="inner folds each trial is scored on (their mean).")
 @click.option("--storage", help="a database URL Optuna accepts (default: a SQLite file in the "
               "study folder); workers on several machines share one study through it.")

@@ -179,6 +179,25 @@ def test_a_name_of_255_bytes_is_written_atomically_and_its_leftovers_alone_remov
     assert not left.exists() and other.exists() and name.exists()
 
 
+@pytest.mark.parametrize("command, option", [
+    (["analyze", "esc50-rescnn", ".", "--out", "results"], "--top-k"),
+    (["analyze", "esc50-rescnn", ".", "--out", "results"], "--jobs"),
+    (["analyze", "esc50-rescnn", ".", "--out", "results"], "--per-class"),
+    (["predict", "esc50-rescnn", "-"], "--top-k"),
+    (["cv", "--name", "x"], "--jobs"),
+    (["tune", "--name", "x"], "--jobs"),
+    (["tune", "--name", "x"], "--trials"),
+    (["tune", "--name", "x"], "--inner-folds")])
+def test_a_count_below_one_is_refused_naming_its_option(command, option, tmp_path, monkeypatch):
+    """Before anything runs, and by the option's name (the Python API's argument names, such
+    as ``cv(jobs=0)``, mean nothing on the command line)."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [*command, option, "0"])
+    assert result.exit_code == 2 and list(tmp_path.iterdir()) == []
+    assert result.output.splitlines()[-1] == (f"Error: Invalid value for '{option}': 0 is not "
+                                              "in the range x>=1.")
+
+
 def test_small_classes_still_give_a_validation_share_and_one_class_is_refused(tmp_path):
     groups = [f"g{i}" for i in range(8)]
     train, val, note = grouped_random_split(groups, [0] * 4 + [1] * 4, 0.9, seed=0)
