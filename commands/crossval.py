@@ -24,7 +24,7 @@ from esc50.commands.workers import ended, quiet_on_ctrl_c
 from esc50.core.results import folder as rundir
 from esc50.core.config import TaskConfig, load_config
 from esc50.core.files.digest import values_sha256
-from esc50.core.files.write import output_folder, plain_name, write_text
+from esc50.core.files.write import StorageError, output_folder, plain_name, write_text
 from esc50.core.results.card import CARD, cv_card, data_facts, invocation
 from esc50.core.errors import Esc50Error
 from esc50.core.data.audiocache import AudioCache
@@ -177,8 +177,9 @@ def parallel_folds(config: TaskConfig, root: Path, folds: list[int], allow_chang
     The decoded audio is shared through the on-disk audio cache (``audio_cache``, by default a
     folder in esc50's cache folder): this process decodes it once before any fold starts, and
     every fold maps it. Each fold's lines come back prefixed ``[fold k]``; a fold that fails is
-    reported with its error while the others go on, and the call then fails naming it (the
-    finished folds stay on disk; running the same command again trains what is missing)."""
+    reported with its error while the others go on (but where it could not store its files, a
+    full disk, no fold starts after it), and the call then fails naming it (the finished folds
+    stay on disk; running the same command again trains what is missing)."""
     side_by_side = min(jobs, len(folds))
     threads = max(1, (os.cpu_count() or 1) // side_by_side)
     shares = memory_shares() * side_by_side  # each fold's memory planned within its share
@@ -216,6 +217,8 @@ def parallel_folds(config: TaskConfig, root: Path, folds: list[int], allow_chang
         else:
             failed[fold] = text
             log(f"[fold {fold}] failed: {text}")
+            if kind == "storage":  # no fold starts that would fail the same way
+                waiting.clear()
     if failed:
         done = ", ".join(f"fold {k}: {v:.3f}" for k, v in sorted(results.items())) or "none"
         reasons = "; ".join(f"fold {k}: {v}" for k, v in sorted(failed.items()))
@@ -237,6 +240,8 @@ def _fold_process(values: dict[str, Any], root: Path, fold: int, allow_changed_d
         accuracy = _run_fold(config, load_registry(), root, fold, allow_changed_data,
                              lambda line: messages.put((fold, "log", line)),
                              ExperimentData(table, digests))
+    except StorageError as exc:  # a full disk: the folds waiting would fail the same way
+        messages.put((fold, "storage", str(exc)))
     except Esc50Error as exc:
         messages.put((fold, "error", str(exc)))
     except Exception as exc:  # a bug: name it on one line, keep the other folds going

@@ -36,7 +36,7 @@ from esc50.core.data.clips import find_clips
 from esc50.core.data.location import resolve_data_dir
 from esc50.core.errors import Esc50Error, Interrupted
 from esc50.core.files.read import read_text
-from esc50.core.files.write import output_folder, plain_name
+from esc50.core.files.write import StorageError, output_folder, plain_name
 from esc50.core.plugin_api.choices import check_options_in_run
 from esc50.core.plugin_api.components import parse_spec
 from esc50.core.plugin_api.registry import Registry, load_registry
@@ -368,7 +368,7 @@ def run_trials(search: Search, trials: int, log: Log, worker: str = "") -> None:
                 run = trainer.fit()
                 scores.append(trainer.state.history[-1]["val_accuracy"])
                 trial.set_user_attr(f"run_fold_{fold}", str(run))
-        except Interrupted:  # Ctrl-C: the whole study stops, not only this trial
+        except (Interrupted, StorageError):  # Ctrl-C, a full disk: the whole study stops
             raise
         except Esc50Error as exc:  # the study goes on; the trial is recorded as failed
             trial.set_user_attr("error", str(exc))

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -83,6 +88,32 @@ def write_leftover(path: Path) -> Path:
     os.write(fd, b"half a file")
     os.close(fd)
     return Path(name)
+
+
+def full_disk_at(name_start: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk is full for the files whose temporary file's name starts with ``name_start``
+    (``.last.pt``, say: core/files/write.py names them): making one fails as the system fails
+    it, with ENOSPC."""
+    make = tempfile.mkstemp
+
+    def mkstemp(*args: Any, prefix: str = "", **kwargs: Any) -> tuple[int, str]:
+        if prefix.startswith(name_start):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return make(*args, prefix=prefix, **kwargs)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of 64 KiB (tmpfs), where this machine lets tests mount one."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                             capture_output=True) if shutil.which("mount") else None
+    if mounted is None or mounted.returncode:
+        pytest.skip("mounting a small tmpfs needs root and the mount command")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
 
 
 def trained_tone_run(folder: Path, num_epochs: int) -> Path:

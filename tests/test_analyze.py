@@ -6,7 +6,6 @@ the review page in headless Chromium; class filters and embeddings."""
 from __future__ import annotations
 
 import csv
-import errno
 import fcntl
 import json
 import os
@@ -28,9 +27,8 @@ from esc50 import Esc50Error
 from esc50.cli.main import cli
 from esc50.commands.analyze.formats import RAVEN_COLUMNS
 from esc50.commands.analyze.recordings import Recording, parse_shard, shard_share
-from esc50.core.files import write as write_module
 from esc50.core.training import device
-from tests.conftest import FREQS, SR, tone, trained_tone_run, write_leftover
+from tests.conftest import FREQS, SR, full_disk_at, tone, trained_tone_run, write_leftover
 
 # each recording: its tones (class per second-long stretch), at 8 kHz
 TREE = {"site1/day1/morning.wav": [0, 0, 0, 2, 2, 2], "site1/day1/noon.flac": [1, 1, 1, 1],
@@ -228,23 +226,11 @@ def test_recordings_named_too_long_for_their_result_files_are_analysed(model_dir
     assert f"; {len(TREE) + len(names)} already done; analysing 0 " in said[0]
 
 
-def full_disk_at(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The disk fills up once the results of the recording ``name`` are written: making a file
-    there fails as the system fails it (ENOSPC)."""
-    make = write_module.temporary_beside
-
-    def temporary_beside(path: Path) -> tuple[int, str]:
-        if path.name.startswith(name):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return make(path)
-    monkeypatch.setattr(write_module, "temporary_beside", temporary_beside)
-
-
 def test_a_full_disk_stops_the_analysis_in_one_line_and_blames_no_recording(model_dir, tmp_path,
                                                                              monkeypatch):
     tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
     with monkeypatch.context() as patched:  # longest first: short.wav comes after noon.flac
-        full_disk_at("noon.flac", patched)
+        full_disk_at(".noon.flac", patched)
         code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
     assert code == 1 and output.splitlines()[-1] == (
         f"Error: cannot write {out}/site1/day1/noon.flac.csv: No space left on device; nothing "
@@ -258,19 +244,6 @@ def test_a_full_disk_stops_the_analysis_in_one_line_and_blames_no_recording(mode
     code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
     assert code == 0 and f"; {len(done)} already done; analysing 2 " in output
     assert json.loads((out / "summary.json").read_text())["done"] == len(TREE)
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real file system of 64 KiB (tmpfs), where this machine lets tests mount one."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
-                             capture_output=True) if shutil.which("mount") else None
-    if mounted is None or mounted.returncode:
-        pytest.skip("mounting a small tmpfs needs root and the mount command")
-    yield disk
-    subprocess.run(["umount", str(disk)], check=True)
 
 
 def test_worker_processes_stop_together_on_a_full_disk(model_dir, tmp_path, small_disk):

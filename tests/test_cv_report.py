@@ -196,3 +196,18 @@ def test_cv_jobs_reports_a_failed_fold_and_keeps_the_others(tmp_path):
     for fold in (1, 3):
         assert (root / f"fold-{fold}" / "metrics.json").is_file()
     assert not (root / "cv.json").exists()
+
+
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
+def test_cv_jobs_starts_no_fold_after_one_that_found_the_disk_full(tmp_path, small_disk):
+    """The folds side by side fail on a disk of 64 KiB (a checkpoint is larger); the third,
+    which would fail the same way, never starts."""
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    result = CliRunner().invoke(cli, ["cv", "--data", str(data), "--epochs", "1", "--output-dir",
+                                      str(small_disk / "runs"), "--name", "full", "--jobs", "2",
+                                      "--set", f"audio_cache={tmp_path / 'audio'}", *SMALL])
+    last = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 1 and last.startswith("Error: 2 fold(s) failed (fold 1: "), \
+        result.output
+    assert last.count(": No space left on device; ") == 2 and "finished: none" in last
+    assert "[fold 3]" not in result.output

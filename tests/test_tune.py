@@ -16,7 +16,7 @@ from esc50.commands.tune import Dimension, parse_dimension, with_setting
 from esc50.core.config import TaskConfig, load_config
 from esc50.core.errors import Esc50Error
 from esc50.core.training.trainer import Trainer
-from tests.conftest import STFT_FLAGS, write_synthetic_dataset
+from tests.conftest import STFT_FLAGS, full_disk_at, write_synthetic_dataset
 
 pytest.importorskip("optuna")
 
@@ -188,3 +188,18 @@ def test_ctrl_c_in_a_trial_stops_the_study_not_only_the_trial(tmp_path, monkeypa
     assert result.exit_code == 1 and len(landed) == 1, result.output
     assert result.output.rstrip().splitlines()[-1].startswith(f"Error: {message}")
     assert "failed:" not in result.output
+
+
+def test_a_full_disk_in_a_trial_stops_the_study_in_one_line(tmp_path, monkeypatch):
+    """A trial that cannot store its checkpoint fails for the disk, not for its settings: the
+    study stops there, instead of recording it as failed and starting trials that would fail
+    the same way."""
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    full_disk_at(".last.pt.", monkeypatch)
+    result = CliRunner().invoke(cli, tune_args(data, tmp_path, "--trials", "3", "--space",
+                                               "learning_rate=1e-3:1e-2:log"))
+    last = result.output.rstrip().splitlines()[-1]
+    assert result.exit_code == 1 and last.startswith("Error: cannot write "), result.output
+    assert last.endswith("/last.pt: No space left on device; nothing was written")
+    assert "failed:" not in result.output and "trial 1" not in result.output
+

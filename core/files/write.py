@@ -52,9 +52,14 @@ def temporary_prefix(name: str) -> str:
 
 def temporary_beside(path: Path) -> tuple[int, str]:
     """A new temporary file next to ``path`` (an open descriptor and its name), with the
-    permissions a plain new file gets under the process's umask (mkstemp's are 600)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.name),
-                               suffix=TEMPORARY_SUFFIX)
+    permissions a plain new file gets under the process's umask (mkstemp's are 600); one that
+    cannot be made (no folder, no permission, a full or read-only disk) is a one-line error."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.name),
+                                   suffix=TEMPORARY_SUFFIX)
+    except OSError as exc:
+        raise_write_error(path, exc)
+        raise
     umask = os.umask(0)
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)
@@ -72,11 +77,7 @@ def remove_leftovers(folder: Path, name: str | None = None) -> None:
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through ``write(handle)`` to a temporary file, fsync it, then rename it over ``path``."""
-    try:
-        fd, tmp = temporary_beside(path)
-    except OSError as exc:  # no folder, no permission, a read-only disk, a name too long
-        raise_write_error(path, exc)
-        raise
+    fd, tmp = temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
