@@ -100,6 +100,23 @@ def test_a_name_with_a_line_break_is_one_line_of_text_and_kept_in_csv(trained, t
     assert [row["file"] for row in csv.DictReader(io.StringIO(table.stdout))] == [str(odd)] * 3
 
 
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="libsndfile without MPEG")
+def test_an_mp3_without_audio_is_said_to_be_damaged_not_missing(trained, tmp_path):
+    """libsndfile says "File does not exist or is not a regular file" of an MP3 it finds no
+    frame in (cut short, or not MP3 at all): esc50 has checked the file, so it says that."""
+    _, run_dir = trained
+    sf.write(tmp_path / "whole.mp3", tone(FREQS[1], 1.0, SR), SR)
+    (tmp_path / "head.mp3").write_bytes((tmp_path / "whole.mp3").read_bytes()[:200])
+    (tmp_path / "text.mp3").write_text("not audio\n" * 50)
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), str(tmp_path), "--json"])
+    rows = {row["file"].split("/")[-1]: row for row in json.loads(result.stdout)}
+    assert result.exit_code == 1 and rows["whole.mp3"]["top"][0]["class"] == "1"
+    for name in ("head.mp3", "text.mp3"):
+        assert rows[name]["error"] == (f"{tmp_path / name}: cannot decode audio (the decoder "
+                                       "found no audio frame in it: a damaged or cut file, or "
+                                       "not the format its name says)")
+
+
 def test_a_copied_run_directory_predicts_the_same(trained, tmp_path):
     _, run_dir = trained
     clip = tmp_path / "clip, take 2.wav"  # a comma in the name: the CSV quotes it

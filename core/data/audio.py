@@ -142,10 +142,18 @@ def opened_audio(path: Path) -> Iterator[sf.SoundFile]:
         raise Esc50Error(f"{path}: cannot decode audio ({decoder_message(exc)})") from exc
 
 
+# libsndfile says this of a regular file its MPEG decoder finds no frame in (a damaged or cut
+# MP3); esc50 opens only files it has checked are regular, so the words would mislead
+NOT_A_FILE = "File does not exist or is not a regular file"
+
+
 def decoder_message(exc: Exception) -> str:
     """What went wrong, on one line: libsndfile's own words without soundfile's prefix (which
-    names the file as the bytes it was opened by)."""
+    names the file as the bytes it was opened by), except where they would mislead."""
     message = exc.error_string if isinstance(exc, sf.LibsndfileError) else str(exc)
+    if message.startswith(NOT_A_FILE):
+        return ("the decoder found no audio frame in it: a damaged or cut file, or not the "
+                "format its name says")
     return " ".join(message.split())
 
 
