@@ -25,7 +25,7 @@ from esc50.core.data.clips import find_clips
 from esc50.core.data.split import grouped_random_split, make_split, dataset_digests
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import read_table
-from esc50.core.files.write import remove_leftovers, write_text
+from esc50.core.files.write import fitting_name, remove_leftovers, write_text
 from esc50.core.plugin_api.hookspecs import hookimpl
 from esc50.core.plugin_api.components import parse_spec
 from esc50.core.plugin_api.registry import load_registry
@@ -521,3 +521,21 @@ def test_any_file_name_is_an_esc50_clip_name_or_not(stem):
     if match:
         assert int(match["fold"]) >= 0 and int(match["target"]) >= 0
         assert f"{match['fold']}-{match['clip']}-{match['take']}-{match['target']}" == stem
+
+
+NAMES = st.one_of(st.text(min_size=1, max_size=300),
+                  st.binary(min_size=1, max_size=300).map(os.fsdecode))  # any bytes, as read
+
+
+@settings(max_examples=300, deadline=None)
+@given(NAMES, NAMES, st.integers(min_value=0, max_value=20))
+def test_any_name_fits_with_room_for_its_suffix_and_stays_apart(name, other, room):
+    """A name that fits is itself; any other is cut between characters to leave ``room``
+    bytes, and two names never become one."""
+    fitted = fitting_name(name, room)
+    assert len(os.fsencode(fitted)) <= 255 - room and fitting_name(name, room) == fitted
+    if len(os.fsencode(name)) <= 255 - room:
+        assert fitted == name
+    else:
+        assert name.startswith(fitted[:-17]) and fitted[-17] == "~"
+    assert (fitting_name(other, room) == fitted) == (other == name)
