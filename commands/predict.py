@@ -12,6 +12,7 @@ probabilities; ``--timeline`` keeps them (:mod:`esc50.commands.timeline`)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -39,7 +40,7 @@ def audio_files(paths: list[Path]) -> list[Path]:
     audio files under folders (sorted; a folder with none is reported when scored)."""
     found = []
     for path in paths:
-        if path.is_dir():
+        if os.path.isdir(path):  # a path the system refuses (a name too long) is not a folder
             inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS
                             and p.is_file())
             found += inside or [path]

@@ -117,6 +117,18 @@ def test_an_mp3_without_audio_is_said_to_be_damaged_not_missing(trained, tmp_pat
                                        "not the format its name says)")
 
 
+def test_a_name_no_file_system_holds_costs_only_itself(trained, tmp_path):
+    _, run_dir = trained
+    sf.write(tmp_path / "good.wav", tone(FREQS[2], 1.0, SR), SR)
+    too_long = tmp_path / ("q" * 300 + ".wav")
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), str(tmp_path / "good.wav"),
+                                      str(too_long), "--json"])
+    rows = {row["file"]: row for row in json.loads(result.stdout)}
+    assert result.exit_code == 1 and rows[str(tmp_path / "good.wav")]["top"][0]["class"] == "2"
+    assert rows[str(too_long)]["error"] == f"audio file {too_long} cannot be read (File name " \
+                                           "too long)"
+
+
 def test_a_copied_run_directory_predicts_the_same(trained, tmp_path):
     _, run_dir = trained
     clip = tmp_path / "clip, take 2.wav"  # a comma in the name: the CSV quotes it

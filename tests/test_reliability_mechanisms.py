@@ -177,6 +177,10 @@ def test_a_name_of_255_bytes_is_written_atomically_and_its_leftovers_alone_remov
     assert len(left.name.encode()) <= 255 and left.name != other.name
     remove_leftovers(tmp_path, name.name)
     assert not left.exists() and other.exists() and name.exists()
+    too_long = tmp_path / ("b" * 256)  # no file system holds it: one line, not a traceback
+    with pytest.raises(Esc50Error, match=f"^cannot write {too_long}: File name too long; "
+                                         "nothing was written$"):
+        write_text(too_long, "whole\n")
 
 
 @pytest.mark.parametrize("command, option", [
@@ -196,6 +200,15 @@ def test_a_count_below_one_is_refused_naming_its_option(command, option, tmp_pat
     assert result.exit_code == 2 and list(tmp_path.iterdir()) == []
     assert result.output.splitlines()[-1] == (f"Error: Invalid value for '{option}': 0 is not "
                                               "in the range x>=1.")
+
+
+def test_a_path_the_system_refuses_unforeseen_is_one_line_naming_it(tmp_path):
+    """No check of esc50's foresaw a name over 255 bytes as a model: the system's refusal is
+    one line naming the path, not a traceback (``--traceback`` still shows it)."""
+    too_long = "q" * 300
+    result = CliRunner().invoke(cli, ["evaluate", too_long])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [f"Error: {too_long}: File name too long"]
 
 
 def test_small_classes_still_give_a_validation_share_and_one_class_is_refused(tmp_path):

@@ -67,7 +67,7 @@ class AudioInput:
                                  "predict MODEL -`), or give files")
             stream = stream_blocks(sys.stdin.buffer, self.raw_rate, self.channels)
             return mono_blocks(stream, self.sample_rate, STDIN_NAME)
-        if path.is_dir():
+        if os.path.isdir(path):  # a path the system refuses (a name too long) is not one
             if not any(p.suffix.lower() in AUDIO_EXTENSIONS for p in path.rglob("*")):
                 raise Esc50Error(f"{path}: the folder holds no audio files")
             raise Esc50Error(f"{path} is a folder: a timeline is of one recording (esc50 "

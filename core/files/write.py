@@ -96,7 +96,9 @@ def raise_write_error(path: Path, exc: BaseException, cause: OSError | None = No
     refused it."""
     cause = exc if isinstance(exc, OSError) else cause
     if cause is not None:
-        kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
+        # os.path.exists, not Path.exists: a name too long makes the latter raise
+        kept = (f"the previous {path.name} is intact" if os.path.exists(path) else
+                "nothing was written")
         kind = StorageError if cause.errno in STORAGE_ERRNOS else Esc50Error
         raise kind(f"cannot write {path}: {cause.strerror or cause}; {kept}") from None
 
