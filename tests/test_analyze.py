@@ -27,6 +27,7 @@ from esc50 import Esc50Error
 from esc50.cli.main import cli
 from esc50.commands.analyze.formats import RAVEN_COLUMNS
 from esc50.commands.analyze.recordings import Recording, parse_shard, shard_share
+from esc50.commands.analyze.review import NOTHING_TO_REVIEW
 from esc50.core.training import device
 from tests.conftest import FREQS, SR, full_disk_at, tone, trained_tone_run, write_leftover
 
@@ -655,6 +656,18 @@ def test_a_recording_gone_or_damaged_since_its_analysis_costs_the_review_only_it
     assert kept and page.count("<figure>") == len(kept)  # every other detection, each playable
     sources = [part.split('"')[0] for part in page.split('preload="none" src="')[1:]]
     assert len(sources) == len(kept) and all((review / s).is_file() for s in sources)
+
+
+def test_a_review_page_with_nothing_to_review_says_so(model_dir, tmp_path):
+    tree, review = tmp_path / "tree", tmp_path / "review"
+    tree.mkdir()
+    (tree / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(tmp_path / "out"),
+                           "--segments", str(review))
+    page = (review / "index.html").read_text()
+    assert code == 1 and f"review page: {review / 'index.html'}" in output
+    assert "<section" not in page and f"<p>{NOTHING_TO_REVIEW}</p>" in page
+    assert "No detection to review" in page
 
 
 def test_the_review_clips_are_never_taken_for_recordings(model_dir, tmp_path):

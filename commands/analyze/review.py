@@ -27,6 +27,8 @@ from esc50.core.files.write import atomic_write, output_folder, write_text
 from esc50.core.results.plots import clock, png_bytes, spectrogram_figure
 
 PAGE = "index.html"
+NOTHING_TO_REVIEW = ("No detection to review: no recording analysed has a segment of the classes "
+                     "kept (the summary of the analysis and failed.csv say why).")
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1300px; }
 section { border-top: 2px solid #4c78a8; margin-top: 1.5em; }
@@ -111,7 +113,8 @@ def write_review(folder: Path, records: list[dict[str, Any]], sources: dict[str,
                "<title>esc50 analyze: detections to review</title><style>" + STYLE
                + "</style></head><body><h1>Detections to review</h1><p>For each class, the "
                "windows the model found it in most surely: listen before you trust the "
-               "tables.</p>" + "".join(sections) + "</body></html>\n")
+               "tables.</p>" + ("".join(sections) or f"<p>{NOTHING_TO_REVIEW}</p>")
+               + "</body></html>\n")
     return page
 
 
