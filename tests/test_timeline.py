@@ -155,10 +155,18 @@ def test_standard_input_as_wav_or_raw_pcm_gives_the_files_timeline(tones):
     assert from_file.exit_code == wav.exit_code == raw.exit_code == 0, raw.output
     assert csv_rows(wav.output) == csv_rows(raw.output) == csv_rows(from_file.output)
     assert wav.output.splitlines()[1].startswith("standard input,0.000,1.000,1,")
-    refused = CliRunner().invoke(cli, [*args, "-"], input=b"fLaC" + bytes(100))
-    assert refused.exit_code == 1
-    assert "standard input: not a WAV stream (it starts with b'fLaC'); for raw PCM give --rate" \
+    flac = io.BytesIO()
+    sf.write(flac, sf.read(recording)[0], rate, format="FLAC")
+    refused = CliRunner().invoke(cli, [*args, "-"], input=flac.getvalue())
+    assert refused.exit_code == 1 and "error: standard input: a FLAC stream, but standard " \
+        "input takes a WAV stream or raw PCM (--rate): give the file by its path instead" \
         in refused.output
+    empty = CliRunner().invoke(cli, [*args, "-"], input=b"")
+    assert empty.exit_code == 1 and "error: standard input is empty: pipe a WAV stream, or " \
+        "raw PCM with --rate, into esc50 (`... | esc50 predict MODEL -`)" in empty.output
+    unknown = CliRunner().invoke(cli, [*args, "-"], input=b"\x01\x02" * 100)
+    assert unknown.exit_code == 1 and "standard input: not a WAV stream (it starts with " \
+        "b'\\x01\\x02\\x01\\x02'); for raw PCM give --rate" in unknown.output
 
 
 def test_a_live_stream_is_labelled_as_it_arrives(tones):

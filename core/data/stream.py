@@ -34,6 +34,9 @@ READ_BYTES = 1 << 16  # at most this much is read at a time (less when the pipe 
 HEADER_BYTES = 16 << 20  # read before the audio of a WAV stream, at most (its chunks before
 # ``data``: format, metadata; a broadcast WAV's bext, iXML or cue chunks take kilobytes)
 FORMATS = {1: "pcm", 3: "float", 0xFFFE: "extensible"}
+# How other formats begin: piped in, each is named (standard input takes WAV or raw PCM)
+OTHER_STREAMS = {b"fLaC": "FLAC", b"OggS": "Ogg (Vorbis or Opus)", b"ID3": "MP3",
+                 b"FORM": "AIFF", b"caff": "CAF"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,14 @@ def stream_blocks(stream: BinaryIO, raw_rate: int | None = None, channels: int =
             raise Esc50Error(f"{STDIN_NAME}: a WAV stream at {rate} Hz, but --rate {raw_rate} "
                              "was given (--rate is for raw PCM: leave it out for WAV)")
     elif raw_rate is None:
+        if not head:
+            raise Esc50Error(f"{STDIN_NAME} is empty: pipe a WAV stream, or raw PCM with --rate, "
+                             "into esc50 (`... | esc50 predict MODEL -`)")
+        other = next((name for start, name in OTHER_STREAMS.items() if head.startswith(start)),
+                     None)
+        if other is not None:
+            raise Esc50Error(f"{STDIN_NAME}: a {other} stream, but standard input takes a WAV "
+                             "stream or raw PCM (--rate): give the file by its path instead")
         raise Esc50Error(f"{STDIN_NAME}: not a WAV stream (it starts with {head!r}); for raw "
                          "PCM give --rate (signed 16-bit little-endian, --channels interleaved)")
     else:
