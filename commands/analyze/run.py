@@ -225,11 +225,12 @@ def run_here(model: Model, source: str, todo: list[Recording], tree: ResultsTree
 
 def tally(counts: Progress, recording: Recording, outcome: str, message: str, log: Log) -> None:
     """Count what became of ``recording`` (:func:`analyze_safely`'s ``outcome``) and say
-    ``message``: an error when it failed, else a note (none for a recording done whole)."""
+    ``message``: an error when it failed (one line as it was made), else a note (none for a
+    recording done whole), whose names are shown on one line here."""
     if outcome == "done":
         counts.done.add(recording.relative.as_posix())
     if outcome == "failed":
-        log(f"error: {one_line(message)}")
+        log(f"error: {message}")
     elif message:
         log(f"note: {one_line(message)}")
 
