@@ -23,6 +23,7 @@ from esc50.core.data.audio import fit_length
 from esc50.core.data.clips import AUDIO_EXTENSIONS
 from esc50.core.data.stream import AudioInput
 from esc50.core.errors import Esc50Error
+from esc50.core.files.tree import walk_tree
 from esc50.core.training.scoring import Member, mean_probabilities, window_probabilities
 
 
@@ -37,15 +38,20 @@ class Prediction:
 
 def audio_files(paths: list[Path]) -> list[Path]:
     """Files as given (a missing one too: scoring it reports it; ``-``: standard input), and the
-    audio files under folders (sorted; a folder with none is reported when scored)."""
+    audio files under folders (walked as :func:`walk_tree` walks a tree); a folder with none,
+    or one that cannot be listed, stays in the list: scoring it says so."""
     found = []
     for path in paths:
-        if os.path.isdir(path):  # a path the system refuses (a name too long) is not a folder
-            inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS
-                            and p.is_file())
-            found += inside or [path]
-        else:
+        if not os.path.isdir(path):  # a path the system refuses (a name too long) is no folder
             found.append(path)
+            continue
+        try:
+            tree = walk_tree(path)
+        except Esc50Error:
+            found.append(path)
+            continue
+        inside = [p for p in tree.entries if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()]
+        found += sorted([*inside, *tree.unlisted]) or [path]
     return found
 
 

@@ -103,6 +103,29 @@ def full_disk_at(name_start: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
 
 
+def never_finished(wav: Path, out: Path) -> Path:
+    """``wav`` as a recorder that lost power leaves it: the RIFF and data sizes still 0."""
+    data = bytearray(wav.read_bytes())
+    position = 12
+    while data[position:position + 4] != b"data":
+        position += 8 + int.from_bytes(data[position + 4:position + 8], "little")
+    data[4:8] = data[position + 4:position + 8] = bytes(4)
+    out.write_bytes(bytes(data))
+    return out
+
+
+def unlistable(folders: set[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The system refuses to list ``folders`` (EACCES, as for a folder without read permission,
+    which a test running as root cannot make); remove one from the set to let it be listed."""
+    list_folder = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        if Path(os.fspath(path)) in folders:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return list_folder(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A real file system of 64 KiB (tmpfs), where this machine lets tests mount one."""

@@ -29,7 +29,8 @@ from esc50.commands.analyze.formats import RAVEN_COLUMNS
 from esc50.commands.analyze.recordings import Recording, parse_shard, shard_share
 from esc50.commands.analyze.review import NOTHING_TO_REVIEW
 from esc50.core.training import device
-from tests.conftest import FREQS, SR, full_disk_at, tone, trained_tone_run, write_leftover
+from tests.conftest import (FREQS, SR, full_disk_at, never_finished, tone, trained_tone_run,
+                            unlistable, write_leftover)
 
 # each recording: its tones (class per second-long stretch), at 8 kHz
 TREE = {"site1/day1/morning.wav": [0, 0, 0, 2, 2, 2], "site1/day1/noon.flac": [1, 1, 1, 1],
@@ -165,6 +166,63 @@ def test_a_fifo_or_broken_link_in_the_tree_is_one_failure_and_is_never_opened(mo
     code, output = run_cli(str(model_dir), str(pipe), "--out", str(tmp_path / "one"))
     assert code == 1 and not opened.is_set()
     assert output.strip().endswith(f"recordings {pipe} is a FIFO (named pipe), not a regular file")
+
+
+def test_links_to_folders_are_followed_and_what_they_reach_is_listed_once(model_dir, tmp_path):
+    """An archive spread over disks by links: a linked folder is analysed; a second link to it,
+    a link back up the tree and a second name for a recording add nothing."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    elsewhere = tmp_path / "disk2" / "site3"
+    elsewhere.mkdir(parents=True)
+    shutil.copy(tree / "site2" / "short.wav", elsewhere / "dawn.wav")
+    (tree / "site3").symlink_to(elsewhere)
+    (tree / "site3-again").symlink_to(elsewhere)
+    (tree / "site1" / "day1" / "up").symlink_to(tree)
+    (tree / "site2" / "same.wav").symlink_to(tree / "site2" / "long.wav")
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    assert code == 0, output
+    files = json.loads((out / "summary.json").read_text())["files"]
+    assert sorted(files) == sorted([*TREE, "site3/dawn.wav"])
+    assert files["site3/dawn.wav"]["top"] == [["1", 3.0]]
+
+
+def test_a_folder_that_cannot_be_listed_is_named_and_the_others_are_analysed(model_dir, tmp_path,
+                                                                             monkeypatch):
+    """A folder the system refuses to list (its permissions, a failing disk) is one error line
+    and one entry of the summary, the command exits 1, and the same command lists it again."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    refused = {tree, tree / "site2"}
+    unlistable(refused, monkeypatch)
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    assert code == 1 and output.splitlines()[-1] == f"Error: {tree}: cannot list the folder " \
+        "(Permission denied)"
+    refused.remove(tree)
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    line = f"{tree / 'site2'}: cannot list the folder (Permission denied): the recordings in " \
+        "it are not analysed"
+    assert code == 1 and f"error: {line}" in output.splitlines()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["unlisted"] == [line] and summary["failed"] == 0
+    assert sorted(summary["files"]) == sorted(n for n in TREE if n.startswith("site1/"))
+    assert (out / "summary.txt").read_text().startswith(
+        "3 of 3 recordings done, 1 folder could not be listed (summary.json: unlisted)")
+    refused.clear()
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    assert code == 0 and "3 already done; analysing 2" in output
+    assert json.loads((out / "summary.json").read_text())["unlisted"] == []
+
+
+def test_a_recording_whose_header_was_never_finished_is_analysed_whole(model_dir, tmp_path):
+    """A recorder that lost power leaves its WAV's sizes at 0: analysed as its finished copy."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    never_finished(tree / "site1" / "day1" / "morning.wav", tree / "site1" / "unclosed.wav")
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    assert code == 0, output
+    rows = list(csv.DictReader((out / "segments.csv").open()))
+    assert [{**r, "file": ""} for r in rows if r["file"] == "site1/unclosed.wav"] == \
+        [{**r, "file": ""} for r in rows if r["file"] == "site1/day1/morning.wav"]
+    assert json.loads((out / "summary.json").read_text())["files"]["site1/unclosed.wav"][
+        "duration"] == len(TREE["site1/day1/morning.wav"])
 
 
 def test_a_file_name_that_is_not_utf8_is_analysed_and_written_as_its_bytes(model_dir, tmp_path):

@@ -13,7 +13,7 @@ from esc50.core.config import TaskConfig
 from esc50.core.data.clips import find_clips, leftovers
 from esc50.core.errors import Esc50Error
 from esc50.core.plugin_api.registry import load_registry
-from tests.conftest import FREQS, REAL_DATA, SR, STFT_FLAGS, tone
+from tests.conftest import FREQS, REAL_DATA, SR, STFT_FLAGS, tone, unlistable
 
 FAST = [*STFT_FLAGS, "--batch-size", "16", "--no-progress"]
 
@@ -52,6 +52,28 @@ def test_folder_reads_class_folders_and_reports_what_it_leaves_out(tmp_path):
     assert "empty_class/ (0 audio files, fewer than min_clips_per_class=1" in lines
     with pytest.raises(Esc50Error, match="option groups='name' must be one of file, folder"):
         find_clips(root, TaskConfig().override(dataset="plugins.folder:groups=name"))
+
+
+def test_a_class_folder_is_read_through_links_and_one_it_cannot_list_is_an_error(
+        tmp_path, monkeypatch):
+    """Clips kept on another disk and linked in are read; a folder the system refuses to list
+    stops the reading, naming it, rather than leaving its clips out without a word."""
+    root = write_class_folders(tmp_path / "my_sounds")
+    moved = tmp_path / "disk2" / "outdoor"
+    moved.parent.mkdir()
+    (root / "dog" / "outdoor").rename(moved)
+    (root / "dog" / "outdoor").symlink_to(moved)
+    (root / "dog" / "outdoor-again").symlink_to(moved)  # a second name adds no clip
+    config = TaskConfig().override(dataset="plugins.folder:groups=prefix")
+    table = find_clips(root, config)
+    assert len(table.clips) == 32
+    assert sum(c.path.parent == root / "dog" / "outdoor" for c in table.clips) == 4
+    unlistable({root / "dog" / "outdoor"}, monkeypatch)
+    with pytest.raises(Esc50Error) as error:
+        find_clips(root, config)
+    assert str(error.value) == (f"{root / 'dog' / 'outdoor'}: cannot list the folder "
+                                f"(Permission denied): the clips in it would be missing; make "
+                                f"it readable, or move it out of {root / 'dog'}")
 
 
 @pytest.mark.slow

@@ -14,7 +14,8 @@ from esc50.cli.main import cli
 from esc50.core.training.classifier import load_classifier
 from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.trainer import Trainer
-from tests.conftest import FREQS, SR, small_config, tone, write_synthetic_dataset
+from tests.conftest import (FREQS, SR, small_config, tone, unlistable,
+                            write_synthetic_dataset)
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +128,26 @@ def test_a_name_no_file_system_holds_costs_only_itself(trained, tmp_path):
     assert result.exit_code == 1 and rows[str(tmp_path / "good.wav")]["top"][0]["class"] == "2"
     assert rows[str(too_long)]["error"] == f"audio file {too_long} cannot be read (File name " \
                                            "too long)"
+
+
+def test_a_folder_is_walked_through_links_and_one_it_cannot_list_is_its_own_error(
+        trained, tmp_path, monkeypatch):
+    _, run_dir = trained
+    folder, elsewhere = tmp_path / "recordings", tmp_path / "disk2"
+    for path, freq in ((folder / "here.wav", FREQS[0]), (elsewhere / "there.wav", FREQS[3]),
+                       (folder / "locked" / "inside.wav", FREQS[1])):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, tone(freq, 1.0, SR), SR)
+    (folder / "linked").symlink_to(elsewhere)
+    unlistable({folder / "locked"}, monkeypatch)
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), str(folder), "--json"])
+    rows = {row["file"]: row for row in json.loads(result.stdout)}
+    assert result.exit_code == 1 and list(rows) == [str(folder / n) for n in
+                                                    ("here.wav", "linked/there.wav", "locked")]
+    assert rows[str(folder / "here.wav")]["top"][0]["class"] == "0"
+    assert rows[str(folder / "linked" / "there.wav")]["top"][0]["class"] == "3"
+    assert rows[str(folder / "locked")]["error"] == f"{folder / 'locked'}: cannot list the " \
+        "folder (Permission denied)"
 
 
 def test_a_copied_run_directory_predicts_the_same(trained, tmp_path):

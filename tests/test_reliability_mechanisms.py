@@ -20,11 +20,15 @@ from torch import nn
 
 import esc50
 from esc50.cli.main import cli
+from esc50.commands.analyze.recordings import header_seconds
 from esc50.core.config import TaskConfig, load_config
+from esc50.core.data.audio import read_mono
 from esc50.core.data.clips import find_clips
 from esc50.core.data.split import grouped_random_split, make_split, dataset_digests
+from esc50.core.data.wav import unfinished_wav
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import read_table
+from esc50.core.files.tree import walk_tree
 from esc50.core.files.write import fitting_name, remove_leftovers, write_text
 from esc50.core.plugin_api.hookspecs import hookimpl
 from esc50.core.plugin_api.components import parse_spec
@@ -32,8 +36,8 @@ from esc50.core.plugin_api.registry import load_registry
 from esc50.core.results.checkpoint import load_checkpoint, save_checkpoint
 from esc50.core.training.trainer import Trainer
 from esc50.plugins.datasets.esc50 import CLIP_NAME
-from tests.conftest import (SR, STFT_FLAGS, small_config, tone, write_leftover,
-                            write_synthetic_dataset)
+from tests.conftest import (SR, STFT_FLAGS, never_finished, small_config, tone, unlistable,
+                            write_leftover, write_synthetic_dataset)
 
 SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
          "--batch-size", "8", "--no-progress"]
@@ -552,3 +556,72 @@ def test_any_name_fits_with_room_for_its_suffix_and_stays_apart(name, other, roo
     else:
         assert name.startswith(fitted[:-17]) and fitted[-17] == "~"
     assert (fitting_name(other, room) == fitted) == (other == name)
+
+
+def test_a_folder_tree_is_walked_through_links_once_naming_what_cannot_be_listed(tmp_path,
+                                                                                monkeypatch):
+    """The one walk of a user's folders (analyze, predict, datasets, noise): links to folders
+    are followed, what links reach twice (a loop, a second name) is listed once, hidden names
+    and skipped folders are left out, and a folder that cannot be listed is named."""
+    root, other = tmp_path / "tree", tmp_path / "other"
+    for path in (root / "a" / "1.wav", root / "b" / "2.wav", other / "3.wav",
+                 root / ".git" / "x.wav", root / "skip" / "4.wav"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    (root / "a" / "._1.wav").write_bytes(b"")
+    (root / "a" / "up").symlink_to(root)  # a loop
+    (root / "c").symlink_to(other)
+    (root / "d").symlink_to(other)  # a second name for c
+    (root / "b" / "two.wav").symlink_to(root / "b" / "2.wav")
+    (root / "gone.wav").symlink_to(root / "nowhere.wav")
+    tree = walk_tree(root, skip=[root / "skip"])
+    assert [p.relative_to(root).as_posix() for p in tree.entries] == [
+        "a/1.wav", "b/2.wav", "c/3.wav", "gone.wav"]
+    assert tree.hidden == 1 and tree.unlisted == {}
+    unlistable({root / "b"}, monkeypatch)
+    tree = walk_tree(root, skip=[root / "skip"])
+    assert [p.relative_to(root).as_posix() for p in tree.entries] == ["a/1.wav", "c/3.wav",
+                                                                     "gone.wav"]
+    assert tree.refusals() == [f"{root / 'b'}: cannot list the folder (Permission denied)"]
+    unlistable({root}, monkeypatch)
+    with pytest.raises(Esc50Error) as error:
+        walk_tree(root)
+    assert str(error.value) == f"{root}: cannot list the folder (Permission denied)"
+
+
+@pytest.mark.parametrize("subtype, container", [("PCM_16", "WAV"), ("PCM_U8", "WAV"),
+                                                ("PCM_24", "WAV"), ("FLOAT", "WAV"),
+                                                ("PCM_16", "WAVEX")])
+def test_a_wav_whose_header_was_never_finished_is_read_to_its_end(tmp_path, subtype, container):
+    """libsndfile reads no frame of a WAV whose data size is 0; esc50 reads the samples that
+    follow it, as ffmpeg and sox do, and leaves a finished WAV as it is."""
+    samples = np.stack([tone(440.0, 1.5, SR), tone(660.0, 1.5, SR)], axis=1) * 0.5
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, samples, SR, subtype=subtype, format=container)
+    with sf.SoundFile(never_finished(whole, tmp_path / "cut.wav")) as raw:
+        assert raw.frames == 0  # what libsndfile alone makes of it
+    expected = torch.cat(list(read_mono(whole, SR)))
+    read = torch.cat(list(read_mono(tmp_path / "cut.wav", SR)))
+    assert read.shape == (len(samples),) and torch.equal(read, expected)
+    assert header_seconds(tmp_path / "cut.wav") == len(samples) / SR  # analyze's listing
+    with (tmp_path / "cut.wav").open("ab") as handle:
+        handle.write(b"\x01")  # a frame cut short at the end is not read
+    assert torch.equal(torch.cat(list(read_mono(tmp_path / "cut.wav", SR))), expected)
+
+
+def test_a_finished_wav_with_chunks_after_its_data_is_read_as_its_header_says(tmp_path):
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, tone(440.0, 1.0, SR) * 0.5, SR, subtype="PCM_16")
+    data = bytearray(whole.read_bytes())
+    data += b"LIST" + (12).to_bytes(4, "little") + b"INFOISFT\x00\x00\x00\x00"
+    data[4:8] = (len(data) - 8).to_bytes(4, "little")
+    (tmp_path / "tagged.wav").write_bytes(bytes(data))
+    assert unfinished_wav(tmp_path / "tagged.wav") is None
+    assert torch.equal(torch.cat(list(read_mono(tmp_path / "tagged.wav", SR))),
+                       torch.cat(list(read_mono(whole, SR))))
+    for name, content in (("text.wav", b"not audio"), ("empty.wav", b"")):
+        (tmp_path / name).write_bytes(content)
+        assert unfinished_wav(tmp_path / name) is None
+    header_only = bytes(never_finished(whole, tmp_path / "x.wav").read_bytes()[:44])
+    (tmp_path / "header.wav").write_bytes(header_only)  # nothing after the header: no samples
+    assert unfinished_wav(tmp_path / "header.wav") is None

@@ -18,6 +18,7 @@ from esc50.core.data.audio import opened_audio
 from esc50.core.data.clips import AUDIO_EXTENSIONS
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import why_not_a_file
+from esc50.core.files.tree import walk_tree
 
 
 @dataclass(frozen=True)
@@ -34,28 +35,40 @@ class Recording:
     stamp: tuple[int, int] = (0, 0)
 
 
-def find_recordings(source: Path, skip: Iterable[Path] = ()) -> list[Recording]:
-    """Every audio file under ``source`` (or ``source`` itself, one file), sorted by path;
-    hidden folders and the folders ``skip`` names (what the analysis writes, should it be
-    inside the tree: its results, its review clips) are left out."""
+@dataclass(frozen=True)
+class Listing:
+    """What a folder tree holds: its recordings, sorted by path, and a one-line error for each
+    folder in it that could not be listed (no permission, a failing disk), whose recordings are
+    not among them."""
+
+    recordings: list[Recording]
+    unlisted: list[str]
+
+
+def find_recordings(source: Path, skip: Iterable[Path] = ()) -> Listing:
+    """Every audio file under ``source`` (or ``source`` itself, one file), walked as
+    :func:`walk_tree` walks a tree: links followed, what they reach listed once, hidden names
+    and the folders ``skip`` names (what the analysis writes, should it be inside the tree: its
+    results, its review clips) left out, and a folder that cannot be listed named in
+    :attr:`Listing.unlisted`; ``source`` that holds no audio file is an error."""
     if not source.is_dir():
         problem = why_not_a_file(source)
         if problem is not None:
             raise Esc50Error(f"recordings {source} {problem}")
-        return [Recording(source, Path(source.name), header_seconds(source), file_stamp(source))]
-    skipped = {folder.resolve() for folder in skip}
-    found = []
-    for folder, names, files in os.walk(source):
-        here = Path(folder)
-        names[:] = sorted(n for n in names if not n.startswith(".")
-                          and (here / n).resolve() not in skipped)
-        found += [here / name for name in files
-                  if Path(name).suffix.lower() in AUDIO_EXTENSIONS and not name.startswith(".")]
+        return Listing([Recording(source, Path(source.name), header_seconds(source),
+                                  file_stamp(source))], [])
+    tree = walk_tree(source, skip)
+    unlisted = [f"{line}: the recordings in it are not analysed" for line in tree.refusals()]
+    found = [path for path in tree.entries if path.suffix.lower() in AUDIO_EXTENSIONS]
     if not found:
         raise Esc50Error(f"{source}: the folder holds no audio files "
-                         f"({', '.join(sorted(AUDIO_EXTENSIONS))})")
-    return [Recording(path, path.relative_to(source), header_seconds(path), file_stamp(path))
-            for path in sorted(found, key=lambda p: p.relative_to(source).as_posix())]
+                         f"({', '.join(sorted(AUDIO_EXTENSIONS))})"
+                         + (f"; {len(unlisted)} of its folders could not be listed: "
+                            f"{unlisted[0]}" if unlisted else ""))
+    return Listing([Recording(path, path.relative_to(source), header_seconds(path),
+                              file_stamp(path))
+                    for path in sorted(found, key=lambda p: p.relative_to(source).as_posix())],
+                   unlisted)
 
 
 def file_stamp(path: Path) -> tuple[int, int]:

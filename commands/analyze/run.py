@@ -15,8 +15,9 @@ done (:mod:`summary`), and, once every recording of the tree is done, the review
 - Several machines: each runs the same command with ``--shard i/n`` (or under torchrun, whose
   RANK and WORLD_SIZE say the same) into one results folder; the shards split the recordings
   by length (:mod:`recordings`) and together cover each exactly once.
-- A recording that cannot be read gets one line in ``failed.csv`` and the summary; the others
-  go on; the call says how many failed (the command exits 1).
+- A recording that cannot be read gets one line in ``failed.csv`` and the summary, a folder that
+  cannot be listed one line in the summary; the others go on; the call says how many failed
+  (the command exits 1).
 """
 
 from __future__ import annotations
@@ -142,7 +143,10 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
     model = load(model_source, warn=log)
     settings = checked_settings(model, settings)
     index, count = parse_shard(shard)
-    recordings = find_recordings(folder, skip=[out] if segments is None else [out, segments])
+    listing = find_recordings(folder, skip=[out] if segments is None else [out, segments])
+    recordings = listing.recordings
+    for error in listing.unlisted:
+        log(f"error: {error}")
     mine = shard_share(recordings, index, count)
     tree = ResultsTree(out, {**asdict(settings), "classes": list(settings.classes),
                              "formats": list(settings.formats), "model": model_digest(model)},
@@ -176,7 +180,7 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
         records, failures = tree.records(), tree.failures()
         sources = {r.relative.as_posix(): r.path for r in recordings}
         this_run = sum(r["duration"] for r in records if r["file"] in counts.done)
-        summary = summarize(records, failures, set(sources), wall, this_run)
+        summary = summarize(records, failures, set(sources), wall, this_run, listing.unlisted)
         write_combined(tree, summary, records)
         missing = summary["recordings"] - summary["done"] - summary["failed"]
         if segments is not None and not missing:

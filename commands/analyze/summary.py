@@ -40,13 +40,14 @@ def numerics_of(record: dict[str, Any]) -> str:
 
 
 def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
-              in_folder: set[str], wall_seconds: float, this_run_audio: float
-              ) -> dict[str, Any]:
+              in_folder: set[str], wall_seconds: float, this_run_audio: float,
+              unlisted: list[str]) -> dict[str, Any]:
     """The summary of ``records`` (every recording done) and ``failures``; ``in_folder``: the
     recordings the analysed folder holds (their paths in the results), which the counts are of
     (``damaged``: those done only up to where they stop decoding, with the note on each);
     results of recordings no longer there are kept and named (``not_in_folder``); the time this
-    run took for ``this_run_audio`` seconds of audio."""
+    run took for ``this_run_audio`` seconds of audio; ``unlisted``: the folders of the tree that
+    could not be listed, one line each."""
     classes: dict[str, dict[str, Any]] = {}
     for record in records:
         for name, seconds in detected_time(record["segments"]).items():
@@ -72,7 +73,7 @@ def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
                                                                   item[0]))),
         "files": {r["file"]: {"duration": r["duration"], "top": r["top"],
                               "numerics": numerics_of(r)} for r in records},
-        "failures": failures}
+        "failures": failures, "unlisted": unlisted}
 
 
 def write_combined(tree: ResultsTree, summary: dict[str, Any],
@@ -92,6 +93,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     factor = this_run["real_time_factor"]
     lines = [f"{summary['done']} of {summary['recordings']} recordings done"
              + (f", {summary['failed']} failed (failed.csv)" if summary["failed"] else "")
+             + (f", {len(summary['unlisted'])} "
+                f"folder{'s' if len(summary['unlisted']) > 1 else ''} could not be listed "
+                "(summary.json: unlisted)" if summary["unlisted"] else "")
              + (f", {len(summary['damaged'])} analysed only up to where they stop decoding "
                 "(summary.json: damaged)" if summary["damaged"] else "")
              + f": {clock(summary['audio_hours'] * 3600, hours=True)} of audio"

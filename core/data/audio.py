@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -13,6 +13,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from esc50.core.data.wav import SamplesOf, unfinished_wav
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import checked_file
 
@@ -132,11 +133,20 @@ def _read_blocks(path: Path, block_seconds: float,
 @contextmanager
 def opened_audio(path: Path) -> Iterator[sf.SoundFile]:
     """``path`` opened by soundfile once it is known to be a regular file (a FIFO or a device
-    would never end); a file it cannot open, or read inside the ``with``, is a one-line error
-    naming it as given (as the checks of its audio do)."""
+    would never end); a WAV file whose header was never finished is read to its end
+    (:func:`~esc50.core.data.wav.unfinished_wav`); a file it cannot open, or read inside the ``with``, is a one-line
+    error naming it as given (as the checks of its audio do)."""
     checked = checked_file(path, "audio file")
     try:  # by its bytes: a name need not be UTF-8 (soundfile encodes a str strictly)
-        with sf.SoundFile(os.fsencode(checked)) as audio:
+        with ExitStack() as stack:
+            audio = stack.enter_context(sf.SoundFile(os.fsencode(checked)))
+            unfinished = unfinished_wav(checked) if audio.frames == 0 and \
+                audio.format in ("WAV", "WAVEX") else None
+            if unfinished is not None:
+                samples = SamplesOf(stack.enter_context(open(checked, "rb")), unfinished.offset)
+                audio = stack.enter_context(sf.SoundFile(
+                    samples, format="RAW", samplerate=unfinished.samplerate,
+                    channels=unfinished.channels, subtype=unfinished.subtype, endian="LITTLE"))
             yield audio
     except DECODER_ERRORS as exc:
         raise Esc50Error(f"{path}: cannot decode audio ({decoder_message(exc)})") from exc

@@ -23,6 +23,7 @@ import soundfile as sf
 from esc50.core.config import TaskConfig
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import why_not_a_file
+from esc50.core.files.tree import walk_tree
 from esc50.core.plugin_api.contracts import Clip, ClipTable
 from esc50.core.plugin_api.registry import Choice, Registry, load_registry
 
@@ -139,15 +140,25 @@ def assign_folds(table: ClipTable, k: int, seed: int) -> None:
 
 
 def list_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path], int]:
-    """The audio files under ``folder`` (sorted regular files with an audio extension), the
-    other entries a reader should report as not used (other files, and what is no regular
-    file: a broken link, a FIFO, a folder named like an audio file), and how many hidden files
-    (names starting with ".", macOS ``._*`` among them) were skipped."""
-    audio, other, hidden = [], [], 0
-    for path in sorted(folder.rglob("*") if recursive else folder.iterdir()):
-        if any(part.startswith(".") for part in path.relative_to(folder).parts):
-            hidden += path.is_file()
-        elif why_not_a_file(path) is None:
+    """The audio files in ``folder``, or under it (``recursive``: walked as :func:`walk_tree`
+    walks a tree, links followed, a folder that cannot be listed an error, since its clips
+    would be missing without a word), sorted regular files with an audio extension; the other
+    entries a reader should report as not used (other files, and what is no regular file: a
+    broken link, a FIFO, a folder named like an audio file); and how many hidden files (names
+    starting with ".", macOS ``._*`` among them) were skipped."""
+    if recursive:
+        tree = walk_tree(folder)
+        if tree.unlisted:
+            raise Esc50Error(f"{tree.refusals()[0]}: the clips in it would be missing; make it "
+                             f"readable, or move it out of {folder}")
+        entries, hidden = tree.entries, tree.hidden
+    else:
+        listed = sorted(folder.iterdir())
+        entries = [path for path in listed if not path.name.startswith(".")]
+        hidden = sum(path.is_file() for path in listed if path.name.startswith("."))
+    audio, other = [], []
+    for path in entries:
+        if why_not_a_file(path) is None:
             (audio if path.suffix.lower() in AUDIO_EXTENSIONS else other).append(path)
         elif not path.is_dir() or path.suffix.lower() in AUDIO_EXTENSIONS:
             other.append(path)

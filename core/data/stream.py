@@ -6,8 +6,8 @@ PCM when a rate is given (``--rate``; signed 16-bit little-endian, ``channels`` 
 e.g. ``arecord -f S16_LE -r 16000 | esc50 predict RUN - --timeline``. Each read returns what the
 pipe holds, so a live stream is scored as it arrives.
 
-Sources of each choice: the WAV layout (RIFF chunks, ``fmt `` with format tags 1 = PCM, 3 =
-IEEE float, 0xFFFE = extensible, whose sub-format GUID starts with the tag) follows Microsoft's
+Sources of each choice: the WAV layout (RIFF chunks, the ``fmt `` chunk read as
+:func:`~esc50.core.data.wav.wav_format` reads it) follows Microsoft's
 WAVEFORMATEX/WAVEFORMATEXTENSIBLE; RF64 is RIFF with 64-bit sizes (EBU Tech 3306), read alike
 since the sizes are not used.
 """
@@ -26,7 +26,9 @@ import torch
 
 from esc50.core.data.audio import MAX_RATE, MIN_RATE, float_samples, mono_blocks, read_mono
 from esc50.core.data.clips import AUDIO_EXTENSIONS
+from esc50.core.data.wav import wav_format
 from esc50.core.errors import Esc50Error
+from esc50.core.files.tree import walk_tree
 
 STDIN = Path("-")
 STDIN_NAME = "standard input"
@@ -71,7 +73,7 @@ class AudioInput:
             stream = stream_blocks(sys.stdin.buffer, self.raw_rate, self.channels)
             return mono_blocks(stream, self.sample_rate, STDIN_NAME)
         if os.path.isdir(path):  # a path the system refuses (a name too long) is not one
-            if not any(p.suffix.lower() in AUDIO_EXTENSIONS for p in path.rglob("*")):
+            if not any(p.suffix.lower() in AUDIO_EXTENSIONS for p in walk_tree(path).entries):
                 raise Esc50Error(f"{path}: the folder holds no audio files")
             raise Esc50Error(f"{path} is a folder: a timeline is of one recording (esc50 "
                              "predict lists a folder's files; esc50 analyze labels a whole tree)")
@@ -172,11 +174,11 @@ def _wav_header(reader: _Reader):
         body = reader.exactly(size + size % 2, what=f"{chunk.decode('latin-1')!r} chunk")
         if chunk == b"fmt ":
             fmt = body[:size]
-    if fmt is None or len(fmt) < 16:
+    layout = wav_format(fmt) if fmt is not None else None
+    if layout is None:
         raise Esc50Error(f"{STDIN_NAME}: the WAV stream has no format chunk before its data")
-    tag, channels, rate, _, block_align, bits = struct.unpack("<HHIIHH", fmt[:16])
-    if tag == 0xFFFE and len(fmt) >= 26:
-        tag = struct.unpack("<H", fmt[24:26])[0]  # the sub-format GUID's first two bytes
+    tag, channels, rate, block_align, bits = (layout.tag, layout.channels, layout.rate,
+                                              layout.block_align, layout.bits)
     if channels < 1 or block_align < 1:
         raise Esc50Error(f"{STDIN_NAME}: the WAV header says {channels} channel(s) and "
                          f"{block_align}-byte frames")

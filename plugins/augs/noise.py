@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from esc50 import (AUDIO_EXTENSIONS, Augmentation, Esc50Error, TaskConfig, check_min_max, hookimpl,
+from esc50 import (Augmentation, Esc50Error, TaskConfig, check_min_max, hookimpl, list_files,
                    to_device, uniform)
 from esc50.core.data.audio import load_clip
 
@@ -110,7 +110,7 @@ def colour_gain(freqs: torch.Tensor, f_decay_db: torch.Tensor) -> torch.Tensor:
 def _load_noise_folder(folder: Path, sample_rate: int) -> list[torch.Tensor]:
     if not folder.is_dir():
         raise Esc50Error(f"noise folder {folder} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+    files = list_files(folder, recursive=True)[0]
     if not files:
         raise Esc50Error(f"noise folder {folder} holds no audio files")
     return [load_clip(f, sample_rate)[0] for f in files]  # refuses silent recordings too

@@ -11,14 +11,12 @@ clip length the longest file's, at most ``max_seconds`` (longer files are croppe
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
-import soundfile as sf
-
 from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, describe_unused,
                    hookimpl, list_files)
+from esc50.core.data.audio import opened_audio
 
 ESC50_PLUGIN_API = 4
 
@@ -81,12 +79,13 @@ class Folder(DatasetReader):
         whose header cannot be read are left to the decoder to report."""
         rates, longest = Counter(), 0.0
         for path in paths:
-            try:
-                info = sf.info(os.fsencode(path))  # a name need not be UTF-8
-            except (sf.LibsndfileError, RuntimeError, OSError):
+            try:  # read as every clip is (a WAV whose header was never finished, too)
+                with opened_audio(path) as audio:
+                    file_rate, frames = audio.samplerate, audio.frames
+            except Esc50Error:
                 continue
-            rates[info.samplerate] += 1
-            longest = max(longest, info.frames / max(info.samplerate, 1))
+            rates[file_rate] += 1
+            longest = max(longest, frames / max(file_rate, 1))
         rate = rates.most_common(1)[0][0] if rates else 44_100
         return rate, min(longest, self.max_seconds) or self.max_seconds
 
