@@ -22,7 +22,7 @@ import esc50
 from esc50.cli.main import cli
 from esc50.commands.analyze.recordings import header_seconds
 from esc50.core.config import TaskConfig, load_config
-from esc50.core.data.audio import read_mono
+from esc50.core.data.audio import opened_audio, read_mono
 from esc50.core.data.clips import find_clips
 from esc50.core.data.split import grouped_random_split, make_split, dataset_digests
 from esc50.core.data.wav import unfinished_wav
@@ -625,3 +625,30 @@ def test_a_finished_wav_with_chunks_after_its_data_is_read_as_its_header_says(tm
     header_only = bytes(never_finished(whole, tmp_path / "x.wav").read_bytes()[:44])
     (tmp_path / "header.wav").write_bytes(header_only)  # nothing after the header: no samples
     assert unfinished_wav(tmp_path / "header.wav") is None
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from([1, 3, 6, 7, 0xFFFE, 2, 0]), st.integers(0, 3),
+       st.sampled_from([0, 1, 8000, 48_000, 2**32 - 1]),
+       st.sampled_from([0, 8, 16, 24, 32, 64, 12]), st.binary(max_size=12),
+       st.binary(max_size=64))
+def test_any_never_finished_wav_is_audio_or_one_line(tmp_path, tag, channels, rate, bits, extra,
+                                                     tail):
+    """Whatever its format chunk says and whatever follows it, a WAV whose sizes are 0 is read
+    as that many whole frames of that format, or refused in one line naming it."""
+    fmt = (tag.to_bytes(2, "little") + channels.to_bytes(2, "little") + rate.to_bytes(4, "little")
+           + bytes(4) + (channels * bits // 8 % 65536).to_bytes(2, "little")
+           + bits.to_bytes(2, "little") + extra)
+    path = tmp_path / "rec.wav"
+    path.write_bytes(b"RIFF" + bytes(4) + b"WAVEfmt " + len(fmt).to_bytes(4, "little") + fmt
+                     + b"\x00" * (len(fmt) % 2) + b"data" + bytes(4) + tail)
+    try:
+        with opened_audio(path) as audio:
+            frames = audio.read(dtype="float32", always_2d=True)
+    except Esc50Error as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)
+    else:
+        layout = unfinished_wav(path)
+        if layout is not None:
+            assert frames.shape == (len(tail) // (channels * bits // 8), channels)

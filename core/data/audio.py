@@ -134,8 +134,8 @@ def _read_blocks(path: Path, block_seconds: float,
 def opened_audio(path: Path) -> Iterator[sf.SoundFile]:
     """``path`` opened by soundfile once it is known to be a regular file (a FIFO or a device
     would never end); a WAV file whose header was never finished is read to its end
-    (:func:`~esc50.core.data.wav.unfinished_wav`); a file it cannot open, or read inside the ``with``, is a one-line
-    error naming it as given (as the checks of its audio do)."""
+    (:func:`~esc50.core.data.wav.unfinished_wav`); a file it cannot open, or read inside the
+    ``with``, is a one-line error naming it as given (as the checks of its audio do)."""
     checked = checked_file(path, "audio file")
     try:  # by its bytes: a name need not be UTF-8 (soundfile encodes a str strictly)
         with ExitStack() as stack:
