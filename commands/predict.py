@@ -38,8 +38,9 @@ class Prediction:
 
 def audio_files(paths: list[Path]) -> list[Path]:
     """Files as given (a missing one too: scoring it reports it; ``-``: standard input), and the
-    audio files under folders (walked as :func:`walk_tree` walks a tree); a folder with none,
-    or one that cannot be listed, stays in the list: scoring it says so."""
+    entries named like audio under folders (walked as :func:`walk_tree` walks a tree); a
+    folder with none, one that cannot be listed, a broken link or a FIFO stays in the list:
+    scoring it says what it is (never opening a FIFO)."""
     found = []
     for path in paths:
         if not os.path.isdir(path):  # a path the system refuses (a name too long) is no folder
@@ -50,7 +51,7 @@ def audio_files(paths: list[Path]) -> list[Path]:
         except Esc50Error:
             found.append(path)
             continue
-        inside = [p for p in tree.entries if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()]
+        inside = [p for p in tree.entries if p.suffix.lower() in AUDIO_EXTENSIONS]
         found += sorted([*inside, *tree.unlisted]) or [path]
     return found
 

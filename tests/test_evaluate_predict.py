@@ -139,11 +139,13 @@ def test_a_folder_is_walked_through_links_and_one_it_cannot_list_is_its_own_erro
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, tone(freq, 1.0, SR), SR)
     (folder / "linked").symlink_to(elsewhere)
+    (folder / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
     unlistable({folder / "locked"}, monkeypatch)
     result = CliRunner().invoke(cli, ["predict", str(run_dir), str(folder), "--json"])
     rows = {row["file"]: row for row in json.loads(result.stdout)}
-    assert result.exit_code == 1 and list(rows) == [str(folder / n) for n in
-                                                    ("here.wav", "linked/there.wav", "locked")]
+    assert result.exit_code == 1 and list(rows) == [
+        str(folder / n) for n in ("gone.wav", "here.wav", "linked/there.wav", "locked")]
+    assert "is a broken link" in rows[str(folder / "gone.wav")]["error"]
     assert rows[str(folder / "here.wav")]["top"][0]["class"] == "0"
     assert rows[str(folder / "linked" / "there.wav")]["top"][0]["class"] == "3"
     assert rows[str(folder / "locked")]["error"] == f"{folder / 'locked'}: cannot list the " \
