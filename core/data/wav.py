@@ -48,7 +48,10 @@ def unfinished_wav(path: Path | str | bytes) -> UnfinishedWav | None:
         end, position, layout = os.fstat(handle.fileno()).st_size, 12, None
         while position + 8 <= end:
             handle.seek(position)
-            name, size = struct.unpack("<4sI", handle.read(8))
+            chunk = handle.read(8)
+            if len(chunk) < 8:  # cut shorter while being read
+                return None
+            name, size = struct.unpack("<4sI", chunk)
             if name == b"data":
                 samples = position + 8
                 return UnfinishedWav(samples, *layout) if layout and not size and \

@@ -16,10 +16,9 @@ from esc50.core.errors import Esc50Error, one_line
 @dataclass(frozen=True)
 class FolderTree:
     """What a folder tree holds: ``entries``, every entry that is no folder (files, FIFOs,
-    broken links, ...), sorted; ``hidden``, how many such entries were left
-    out for a name starting with "." (macOS ``._*`` files among them); ``unlisted``, each
-    folder in the tree that could not be listed (no permission, a failing disk), with the
-    system's reason."""
+    broken links, ...), sorted; ``hidden``, how many such entries were left out for a name
+    starting with "." (macOS ``._*`` files among them); ``unlisted``, each folder in the tree
+    that could not be listed (no permission, a failing disk), with the system's reason."""
 
     entries: list[Path]
     hidden: int
@@ -46,11 +45,11 @@ def walk_tree(root: Path, skip: Iterable[Path] = ()) -> FolderTree:
     seen: set[str] = set()  # the real paths of the folders and entries listed
     entries, hidden = [], 0
     for folder, names, files in os.walk(root, followlinks=True, onerror=refusals.append):
-        here = Path(folder)
-        if os.path.realpath(here) in seen:  # reached again through a link
+        here, real_folder = Path(folder), os.path.realpath(folder)
+        if real_folder in seen:  # reached again through a link
             names[:] = []
             continue
-        seen.add(os.path.realpath(here))
+        seen.add(real_folder)
         names[:] = sorted(n for n in names if not n.startswith(".")
                           and os.path.realpath(here / n) not in skipped)
         for name in sorted(files):
@@ -60,7 +59,8 @@ def walk_tree(root: Path, skip: Iterable[Path] = ()) -> FolderTree:
             elif real not in seen:
                 seen.add(real)
                 entries.append(here / name)
-    unlisted = {Path(error.filename): error.strerror for error in refusals}
+    unlisted = {Path(error.filename or root): error.strerror or str(error)
+                for error in refusals}
     if Path(root) in unlisted:
         raise Esc50Error(refusal(Path(root), unlisted[Path(root)]))
     return FolderTree(sorted(entries), hidden, unlisted)
