@@ -65,5 +65,5 @@ def analyze(model: str, folder: str, out: str, formats: tuple[str, ...], classes
     click.echo("\n".join(summary_lines(summary)[:2]))
     click.echo(f"results in {out}: segments.csv (every segment), summary.txt, summary.json"
                + (", failed.csv" if summary["failed"] else ""))
-    if summary["failures"] or summary["unlisted"]:
+    if summary["failures"] or summary["unlisted"] or summary["this_run"]["not_done"]:
         raise SystemExit(1)

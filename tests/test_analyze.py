@@ -420,6 +420,52 @@ def test_ctrl_c_stops_worker_processes_in_one_line(model_dir, tmp_path):
     assert len(list(done.rglob("*.json"))) == len(TREE) + 8
 
 
+def lock_holder(path: Path) -> int | None:
+    """The process holding a flock on ``path``, by /proc/locks (None while none does)."""
+    try:
+        inode = os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1] == "FLOCK" and int(fields[5].split(":")[-1]) == inode:
+            return int(fields[4])
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="reads the holder of a lock in "
+                    "Linux's /proc/locks")
+def test_a_worker_killed_while_analysing_leaves_its_recording_not_done_and_exits_1(
+        model_dir, tmp_path):
+    """A worker the system kills (as it does when memory runs out) takes its recording's
+    analysis with it: the command names the recording, says that it is not done and exits 1
+    (it exited 0), and the same command analyses it."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    sf.write(tree / "site2" / "hour.wav", tone(FREQS[1], 600.0), SR)  # the longest: first
+    command = [sys.executable, "-m", "esc50", "analyze", str(model_dir), str(tree), "--out",
+               str(out), "--no-progress", "--jobs", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    claim, holder = out / ".esc50-analyze" / "claims" / "site2" / "hour.wav.lock", None
+    while process.poll() is None and holder is None:
+        holder = lock_holder(claim)
+        time.sleep(0.01)
+    assert holder is not None and holder != process.pid
+    os.kill(holder, signal.SIGKILL)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 1
+    assert f"was killed by SIGKILL (as the system ends a process when memory runs out: fewer " \
+        f"--jobs need less) while analysing {tree / 'site2' / 'hour.wav'}" in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["this_run"]["not_done"] == ["site2/hour.wav"]
+    assert summary["done"] == len(TREE) and not summary["failures"]
+    assert "1 of its recordings not done (summary.json: this_run, not_done)" in stdout
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["done"] == len(TREE) + 1 and summary["this_run"]["not_done"] == []
+
+
 def test_a_recording_changed_since_its_analysis_is_analysed_again(model_dir, tmp_path):
     """A file still being recorded when the archive was first analysed grows: its results are
     made again from the whole file, the others are not touched."""

@@ -16,8 +16,9 @@ done (:mod:`summary`), and, once every recording of the tree is done, the review
   RANK and WORLD_SIZE say the same) into one results folder; the shards split the recordings
   by length (:mod:`recordings`) and together cover each exactly once.
 - A recording that cannot be read gets one line in ``failed.csv`` and the summary, a folder that
-  cannot be listed one line in the summary; the others go on; the call says how many failed
-  (the command exits 1).
+  cannot be listed one line in the summary; the others go on; the call says how many failed,
+  and how many of its share it left neither done nor failed (a worker killed while analysing
+  one); the command then exits 1.
 """
 
 from __future__ import annotations
@@ -180,7 +181,11 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
         records, failures = tree.records(), tree.failures()
         sources = {r.relative.as_posix(): r.path for r in recordings}
         this_run = sum(r["duration"] for r in records if r["file"] in counts.done)
-        summary = summarize(records, failures, set(sources), wall, this_run, listing.unlisted)
+        finished = {r["file"] for r in records} | {f["file"] for f in failures}
+        not_done = [name for name in (r.relative.as_posix() for r in mine)
+                    if name not in finished]
+        summary = summarize(records, failures, set(sources), wall, this_run, listing.unlisted,
+                            not_done)
         write_combined(tree, summary, records)
         missing = summary["recordings"] - summary["done"] - summary["failed"]
         if segments is not None and not missing:

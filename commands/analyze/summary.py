@@ -41,13 +41,15 @@ def numerics_of(record: dict[str, Any]) -> str:
 
 def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
               in_folder: set[str], wall_seconds: float, this_run_audio: float,
-              unlisted: list[str]) -> dict[str, Any]:
+              unlisted: list[str], not_done: list[str]) -> dict[str, Any]:
     """The summary of ``records`` (every recording done) and ``failures``; ``in_folder``: the
     recordings the analysed folder holds (their paths in the results), which the counts are of
     (``damaged``: those done only up to where they stop decoding, with the note on each);
     results of recordings no longer there are kept and named (``not_in_folder``); the time this
-    run took for ``this_run_audio`` seconds of audio; ``unlisted``: the folders of the tree that
-    could not be listed, one line each."""
+    run took for ``this_run_audio`` seconds of audio, and the recordings of its share it left
+    neither done nor failed (``not_done``: a worker killed while analysing one, another process
+    still analysing it); ``unlisted``: the folders of the tree that could not be listed, one
+    line each."""
     classes: dict[str, dict[str, Any]] = {}
     for record in records:
         for name, seconds in detected_time(record["segments"]).items():
@@ -68,7 +70,8 @@ def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
         "real_time_factor": audio / busy if busy else None,
         "numerics": dict(sorted(numerics.items())),
         "this_run": {"audio_seconds": this_run_audio, "wall_seconds": wall_seconds,
-                     "real_time_factor": this_run_audio / wall_seconds if wall_seconds else None},
+                     "real_time_factor": this_run_audio / wall_seconds if wall_seconds else None,
+                     "not_done": not_done},
         "classes": dict(sorted(classes.items(), key=lambda item: (-item[1]["seconds"],
                                                                   item[0]))),
         "files": {r["file"]: {"duration": r["duration"], "top": r["top"],
@@ -103,7 +106,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                 "folder (summary.json: not_in_folder)" if summary["not_in_folder"] else ""),
              f"this run: {clock(this_run['audio_seconds'], hours=True)} of audio in "
              f"{this_run['wall_seconds']:.1f} s" + (f" ({factor:.0f}x real time)" if factor
-                                                     else "")]
+                                                     else "")
+             + (f"; {len(this_run['not_done'])} of its recordings not done (summary.json: "
+                "this_run, not_done): the same command analyses them" if this_run["not_done"]
+                else "")]
     if len(summary["numerics"]) > 1:  # shards or runs on machines with and without bf16
         lines.append("recordings scored in " + ", ".join(
             f"{kind} ({count})" for kind, count in summary["numerics"].items())
