@@ -127,6 +127,34 @@ def unlistable(folders: set[Path], monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def exfat_disk(tmp_path):
+    """A real exFAT file system, as on the SD cards and USB drives recordings travel on (a
+    16 MiB image through a loop device and Linux's FUSE exFAT), where this machine lets tests
+    mount one (root, and the packages exfat-fuse and exfatprogs, which .ci/run installs)."""
+    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in (
+            "losetup", "mkfs.exfat", "mount.exfat-fuse", "umount")):
+        pytest.skip("mounting an exFAT image needs root, losetup, exfatprogs and exfat-fuse")
+    image, disk = tmp_path / "exfat.img", tmp_path / "exfat"
+    with image.open("wb") as handle:
+        handle.truncate(16 << 20)
+    disk.mkdir()
+    made = subprocess.run(["mkfs.exfat", str(image)], capture_output=True)
+    loop = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True,
+                          text=True) if made.returncode == 0 else made
+    if loop.returncode:
+        pytest.skip(f"no loop device for an exFAT image: {loop.stderr.strip()}")
+    device = loop.stdout.strip()
+    mounted = subprocess.run(["mount.exfat-fuse", device, str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode:
+        subprocess.run(["losetup", "-d", device])
+        pytest.skip(f"FUSE exFAT would not mount: {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+    subprocess.run(["losetup", "-d", device], check=True)
+
+
+@pytest.fixture
 def small_disk(tmp_path):
     """A real file system of 64 KiB (tmpfs), where this machine lets tests mount one."""
     disk = tmp_path / "disk"

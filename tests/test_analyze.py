@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -225,6 +226,46 @@ def test_a_recording_whose_header_was_never_finished_is_analysed_whole(model_dir
         "duration"] == len(TREE["site1/day1/morning.wav"])
 
 
+def test_recordings_named_as_an_exfat_drive_cannot_hold_fail_alone(model_dir, tmp_path,
+                                                                   exfat_disk):
+    """Results written to an exFAT drive, which holds no ':' and no name that is not UTF-8:
+    those recordings fail, each in one line saying why, and the others are done (the first
+    such name stopped the whole analysis: its failure could not be recorded either)."""
+    tree, out = write_tree(tmp_path / "tree"), exfat_disk / "results"
+    for name in ("site2/12:00.wav", os.fsdecode(b"site2/caf\xe9.wav")):
+        shutil.copy(tree / "site2" / "short.wav", tree / name)
+    for run in range(2):  # the same command again: the same two failures, nothing twice
+        code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+        with (out / "failed.csv").open(newline="", errors="surrogateescape") as handle:
+            failed = {f["file"]: f["error"] for f in csv.DictReader(handle)}
+        assert code == 1 and sorted(failed) == ["site2/12:00.wav", "site2/caf\udce9.wav"]
+        assert all(error.startswith(f"cannot write {out / 'site2' / name}.csv: the file system "
+                                    "there refuses this name (") for name, error in
+                   ((n.split("/")[1], e) for n, e in failed.items()))
+        assert json.loads((out / "summary.json").read_text())["done"] == len(TREE)
+    assert f"{len(TREE)} already done" in output
+
+
+def test_a_failure_recorded_by_an_earlier_release_goes_once_the_recording_is_done(model_dir,
+                                                                                 tmp_path):
+    """Earlier releases named a failure record as the recording (failed/site2/short.wav.json);
+    one that is done since leaves failed.csv, and a new failure replaces it."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    assert run_cli(str(model_dir), str(tree), "--out", str(out))[0] == 0
+    state = out / ".esc50-analyze"
+    for name in ("short.wav", "long.wav"):
+        (state / "done" / "site2" / f"{name}.json").unlink()
+        (state / "failed" / "site2").mkdir(exist_ok=True)
+        (state / "failed" / "site2" / f"{name}.json").write_text(json.dumps(
+            {"file": f"site2/{name}", "error": "an earlier failure"}))
+    (tree / "site2" / "long.wav").write_bytes(b"RIFF junk")
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    failed = list(csv.DictReader((out / "failed.csv").open()))
+    assert code == 1 and [f["file"] for f in failed] == ["site2/long.wav"]
+    assert failed[0]["error"] != "an earlier failure"
+    assert not list((state / "failed" / "site2").iterdir())
+
+
 def test_a_file_name_that_is_not_utf8_is_analysed_and_written_as_its_bytes(model_dir, tmp_path):
     """An archive from a Latin-1 system: 'café.wav' in Latin-1 bytes is no UTF-8 name."""
     tree, out, review = write_tree(tmp_path / "tree"), tmp_path / "out", tmp_path / "review"
@@ -420,6 +461,12 @@ def test_ctrl_c_stops_worker_processes_in_one_line(model_dir, tmp_path):
     assert len(list(done.rglob("*.json"))) == len(TREE) + 8
 
 
+def claim_file(out: Path, recording: str) -> Path:
+    """The lock a process analysing ``recording`` holds: named by the sha256 of its path."""
+    digest = hashlib.sha256(recording.encode()).hexdigest()
+    return out / ".esc50-analyze" / "claims" / f"{digest}.lock"
+
+
 def lock_holder(path: Path) -> int | None:
     """The process holding a flock on ``path``, by /proc/locks (None while none does)."""
     try:
@@ -446,7 +493,7 @@ def test_a_worker_killed_while_analysing_leaves_its_recording_not_done_and_exits
                str(out), "--no-progress", "--jobs", "2"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-    claim, holder = out / ".esc50-analyze" / "claims" / "site2" / "hour.wav.lock", None
+    claim, holder = claim_file(out, "site2/hour.wav"), None
     while process.poll() is None and holder is None:
         holder = lock_holder(claim)
         time.sleep(0.01)
@@ -494,7 +541,7 @@ def test_a_recording_another_process_is_analysing_is_left_to_it(model_dir, tmp_p
     not analysed by the second; once the first lets go, the same command finishes the tree."""
     tree, out, review = write_tree(tmp_path / "tree"), tmp_path / "out", tmp_path / "review"
     busy = "site2/long.wav"
-    claim = out / ".esc50-analyze" / "claims" / f"{busy}.lock"
+    claim = claim_file(out, busy)
     claim.parent.mkdir(parents=True)
     with claim.open("a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)

@@ -28,7 +28,7 @@ from pathlib import Path
 from esc50.commands.timeline import (SEGMENT_FIELDS, Segment, Timeline, csv_line,
                                           segment_json, segment_row)
 from esc50.core.errors import Esc50Error
-from esc50.core.files.write import write_text
+from esc50.core.files.write import output_folder, write_text
 
 SUFFIXES = {"csv": ".csv", "json": ".json", "audacity": ".labels.txt",
             "raven": ".selections.txt"}
@@ -54,7 +54,7 @@ def write_outputs(base: Path, formats: list[str], timeline: Timeline, source: st
                   segments: list[Segment], nyquist: float) -> list[Path]:
     """Write a recording's ``segments`` (its timeline's, filtered) in every format of
     ``formats``; returns the files."""
-    base.parent.mkdir(parents=True, exist_ok=True)
+    output_folder(base.parent, "results folder")
     written = []
     for fmt in formats:
         path = output_path(base, fmt)

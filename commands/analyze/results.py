@@ -11,11 +11,16 @@ Beside the result files it keeps, in ``.esc50-analyze/``:
   run killed at any moment (SIGKILL included) leaves each recording either done or not started,
   and the same command again labels only what is not done, and what changed since (a file
   still being recorded, or replaced): its record is removed before its results are made again.
-- ``failed/<recording>.json``: why a recording could not be analysed; the next run tries it
+- ``failed/<digest>.json``: why a recording could not be analysed; the next run tries it
   again.
-- ``claims/<recording>.lock``: locked by the process analysing the recording, so that two
+- ``claims/<digest>.lock``: locked by the process analysing the recording, so that two
   commands on one tree at once (a nightly job still running when the next starts) never
   analyse one recording twice: the second leaves it to the first.
+
+Failures and claims are named by the sha256 of the recording's path (``<digest>``), which
+every file system holds, so a recording whose name the results' file system refuses (an exFAT
+drive refuses ``12:00.wav`` and a name that is not UTF-8) is claimed, fails in one line and
+is recorded as failed, and the others go on (its name stopped the whole analysis).
 - ``.lock``: held while the combined files are rewritten, so that shards ending together
   never interleave them.
 
@@ -27,7 +32,9 @@ records and tables name it in full.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -35,7 +42,8 @@ from typing import Any, Iterator
 from esc50.commands.analyze.formats import EMBEDDING_SUFFIXES, SUFFIXES
 from esc50.commands.analyze.recordings import Recording
 from esc50.core.errors import Esc50Error
-from esc50.core.files.write import fitting_name, output_folder, remove_leftovers, write_text
+from esc50.core.files.write import (fitting_name, output_folder, remove_file, remove_leftovers,
+                                   write_text)
 
 STATE = ".esc50-analyze"
 RESULT_ROOM = max(len(suffix) for suffix in (*SUFFIXES.values(), *EMBEDDING_SUFFIXES))
@@ -88,23 +96,33 @@ class ResultsTree:
         with room for the longest suffix of a result file."""
         return self.root / relative.parent / fitting_name(relative.name, RESULT_ROOM)
 
-    def _state_file(self, part: str, relative: Path, suffix: str) -> Path:
-        """A recording's file in the ``part`` folder of the state (done, failed, claims)."""
-        name = fitting_name(relative.name, len(suffix)) + suffix
-        return self.state / part / relative.parent / name
+    def _done_record(self, relative: Path) -> Path:
+        """A recording's record in ``done``, named as the recording (what resumes trees)."""
+        name = fitting_name(relative.name, len(".json")) + ".json"
+        return self.state / "done" / relative.parent / name
 
-    def _record(self, part: str, relative: Path) -> Path:
-        return self._state_file(part, relative, ".json")
+    def _digest_file(self, part: str, relative: Path, suffix: str) -> Path:
+        """A recording's file in the ``part`` folder of the state (failed, claims), named by
+        its path's sha256."""
+        return self.state / part / (hashlib.sha256(os.fsencode(relative.as_posix()))
+                                    .hexdigest() + suffix)
+
+    def _failed_records(self, relative: Path) -> list[Path]:
+        """A recording's failure record, then where trees made before failures were named by
+        digest held it."""
+        name = fitting_name(relative.name, len(".json")) + ".json"
+        return [self._digest_file("failed", relative, ".json"),
+                self.state / "failed" / relative.parent / name]
 
     def was_done(self, relative: Path) -> bool:
         """Whether a recording has a record, of the file as it is now or as it was."""
-        return self._record("done", relative).is_file()
+        return os.path.isfile(self._done_record(relative))  # False for a name refused
 
     def is_done(self, recording: Recording) -> bool:
         """Whether ``recording`` has a record of its file as it is now (its stamp: size and
         modification time; a record written before stamps were kept is taken as it is)."""
         try:
-            source = json.loads(self._record("done", recording.relative).read_text())["source"]
+            source = json.loads(self._done_record(recording.relative).read_text())["source"]
         except KeyError:
             return True
         except (OSError, ValueError, TypeError):  # no record, or a damaged one: (re)done
@@ -113,10 +131,11 @@ class ResultsTree:
 
     def mark_done(self, relative: Path, record: dict[str, Any]) -> None:
         """Record a recording as done (after its result files are written)."""
-        path = self._record("done", relative)
+        path = self._done_record(relative)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, json.dumps(record) + "\n")
-        self._record("failed", relative).unlink(missing_ok=True)
+        for failed in self._failed_records(relative):
+            remove_file(failed)
 
     def clear_leftovers(self, relative: Path, files: list[Path]) -> None:
         """Delete what a run killed while writing a recording's result ``files`` or records
@@ -124,14 +143,15 @@ class ResultsTree:
         record of an earlier analysis of a file since changed, so that a run killed while
         making its results again leaves it not done; called by the one process that analyses
         the recording, before it starts."""
-        for path in [*files, self._record("done", relative), self._record("failed", relative)]:
+        for path in [*files, self._done_record(relative), *self._failed_records(relative)]:
             remove_leftovers(path.parent, path.name)
-        self._record("done", relative).unlink(missing_ok=True)
+        remove_file(self._done_record(relative))
 
     def mark_failed(self, relative: Path, error: str) -> None:
-        path = self._record("failed", relative)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps({"file": relative.as_posix(), "error": error}) + "\n")
+        record, *former = self._failed_records(relative)
+        write_text(record, json.dumps({"file": relative.as_posix(), "error": error}) + "\n")
+        for path in former:
+            remove_file(path)
 
     def records(self) -> list[dict[str, Any]]:
         """Every done recording's record, by path."""
@@ -139,16 +159,15 @@ class ResultsTree:
 
     def failures(self) -> list[dict[str, str]]:
         """Every recording that failed and is not done since, by path."""
-        return [json.loads(p.read_text()) for p in sorted((self.state / "failed").rglob("*.json"))]
+        return sorted((json.loads(p.read_text()) for p in (self.state / "failed").rglob("*.json")),
+                      key=lambda failure: failure["file"])
 
     @contextmanager
     def claimed(self, relative: Path) -> Iterator[bool]:
         """Whether this process may analyse a recording: True while it holds the recording's
         claim (a lock the system lets go of when the process ends, killed or not), False when
         another process holds it."""
-        path = self._state_file("claims", relative, ".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as handle:
+        with self._digest_file("claims", relative, ".lock").open("a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -21,6 +21,9 @@ class StorageError(Esc50Error):
 
 
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
+# what a file system says of a name it cannot hold: exFAT and FAT of ':' or '?' (Linux's FUSE
+# exFAT says ENOENT), of a name that is not UTF-8 (EILSEQ)
+NAME_REFUSED_ERRNOS = {errno.EINVAL, errno.EILSEQ}
 NAME_MAX = 255  # bytes in one file name, on the file systems people use
 TEMPORARY_SUFFIX = ".tmp"
 RANDOM_CHARACTERS = 8  # in the middle of a temporary file's name (mkstemp's)
@@ -75,6 +78,15 @@ def remove_leftovers(folder: Path, name: str | None = None) -> None:
         leftover.unlink(missing_ok=True)
 
 
+def remove_file(path: Path) -> None:
+    """Delete ``path`` if it is there; a name its file system cannot hold is not there."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        if exc.errno not in NAME_REFUSED_ERRNOS:
+            raise
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through ``write(handle)`` to a temporary file, fsync it, then rename it over ``path``."""
     fd, tmp = temporary_beside(path)
@@ -100,7 +112,17 @@ def raise_write_error(path: Path, exc: BaseException, cause: OSError | None = No
         kept = (f"the previous {path.name} is intact" if os.path.exists(path) else
                 "nothing was written")
         kind = StorageError if cause.errno in STORAGE_ERRNOS else Esc50Error
-        raise kind(f"cannot write {path}: {cause.strerror or cause}; {kept}") from None
+        reason = cause.strerror or str(cause)
+        if name_refused(cause, path):
+            reason = f"the file system there refuses this name ({reason})"
+        raise kind(f"cannot write {path}: {reason}; {kept}") from None
+
+
+def name_refused(error: OSError, path: Path) -> bool:
+    """Whether ``error``, raised making ``path``, says its file system cannot hold the name:
+    an invalid name or encoding, or "no such file" where the folder exists."""
+    return error.errno in NAME_REFUSED_ERRNOS or (
+        error.errno == errno.ENOENT and os.path.isdir(path.parent))
 
 
 def write_text(path: Path, text: str) -> None:
