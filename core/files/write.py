@@ -112,17 +112,18 @@ def raise_write_error(path: Path, exc: BaseException, cause: OSError | None = No
         kept = (f"the previous {path.name} is intact" if os.path.exists(path) else
                 "nothing was written")
         kind = StorageError if cause.errno in STORAGE_ERRNOS else Esc50Error
-        reason = cause.strerror or str(cause)
-        if name_refused(cause, path):
-            reason = f"the file system there refuses this name ({reason})"
-        raise kind(f"cannot write {path}: {reason}; {kept}") from None
+        raise kind(f"cannot write {path}: {why_not_written(cause, path)}; {kept}") from None
 
 
-def name_refused(error: OSError, path: Path) -> bool:
-    """Whether ``error``, raised making ``path``, says its file system cannot hold the name:
-    an invalid name or encoding, or "no such file" where the folder exists."""
-    return error.errno in NAME_REFUSED_ERRNOS or (
-        error.errno == errno.ENOENT and os.path.isdir(path.parent))
+def why_not_written(error: OSError, path: Path) -> str:
+    """The system's reason for ``error``, raised making ``path``; said to be its name where
+    the file system cannot hold it (an invalid name or encoding, or "no such file" where the
+    folder exists)."""
+    reason = error.strerror or str(error)
+    if error.errno in NAME_REFUSED_ERRNOS or (error.errno == errno.ENOENT and
+                                              os.path.isdir(path.parent)):
+        return f"the file system there refuses this name ({reason})"
+    return reason
 
 
 def write_text(path: Path, text: str) -> None:
@@ -141,7 +142,7 @@ def output_folder(path: str | Path, what: str = "output folder") -> Path:
     except FileExistsError:
         raise Esc50Error(f"cannot use {what} {path}: a file is in the way") from None
     except OSError as exc:
-        raise Esc50Error(f"cannot create {what} {path}: {exc.strerror or exc}") from None
+        raise Esc50Error(f"cannot create {what} {path}: {why_not_written(exc, path)}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise Esc50Error(f"cannot write in {what} {path}: permission denied (or a read-only "
                          "disk)")
