@@ -16,13 +16,13 @@ Beside the result files it keeps, in ``.esc50-analyze/``:
 - ``claims/<digest>.lock``: locked by the process analysing the recording, so that two
   commands on one tree at once (a nightly job still running when the next starts) never
   analyse one recording twice: the second leaves it to the first.
+- ``.lock``: held while the combined files are rewritten, so that shards ending together
+  never interleave them.
 
 Failures and claims are named by the sha256 of the recording's path (``<digest>``), which
 every file system holds, so a recording whose name the results' file system refuses (an exFAT
 drive refuses ``12:00.wav`` and a name that is not UTF-8) is claimed, fails in one line and
 is recorded as failed, and the others go on (its name stopped the whole analysis).
-- ``.lock``: held while the combined files are rewritten, so that shards ending together
-  never interleave them.
 
 A recording whose name is too long for a file system's 255 bytes once a suffix is added has its
 files and records named by the name's beginning and a digest of it (:func:`fitting_name`); the
