@@ -232,20 +232,22 @@ def test_recordings_named_as_an_exfat_drive_cannot_hold_fail_alone(model_dir, tm
     those recordings fail, each in one line saying why, and the others are done (the first
     such name stopped the whole analysis: its failure could not be recorded either)."""
     tree, out = write_tree(tmp_path / "tree"), exfat_disk / "results"
-    (tree / "site:3").mkdir()
-    for name in ("site2/12:00.wav", os.fsdecode(b"site2/caf\xe9.wav"), "site:3/dawn.wav"):
+    folders = ["site:3", os.fsdecode(b"sit\xe9")]
+    for name in ("site2/12:00.wav", os.fsdecode(b"site2/caf\xe9.wav"),
+                 *(f"{folder}/dawn.wav" for folder in folders)):
+        (tree / name).parent.mkdir(exist_ok=True)
         shutil.copy(tree / "site2" / "short.wav", tree / name)
     for run in range(2):  # the same command again: the same failures, nothing twice
         code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
         with (out / "failed.csv").open(newline="", errors="surrogateescape") as handle:
             failed = {f["file"]: f["error"] for f in csv.DictReader(handle)}
-        assert code == 1 and sorted(failed) == ["site2/12:00.wav", "site2/caf\udce9.wav",
-                                                "site:3/dawn.wav"]
+        assert code == 1 and sorted(failed) == sorted(["site2/12:00.wav", "site2/caf\udce9.wav",
+                                                       "site:3/dawn.wav", "sit\udce9/dawn.wav"])
         refused = "the file system there refuses this name ("
         assert all(failed[name].startswith(f"cannot write {out / name}.csv: {refused}")
                    for name in ("site2/12:00.wav", "site2/caf\udce9.wav"))
-        assert failed["site:3/dawn.wav"].startswith(f"cannot create results folder "
-                                                    f"{out / 'site:3'}: {refused}")
+        assert all(failed[f"{folder}/dawn.wav"].startswith(
+            f"cannot create results folder {out / folder}: {refused}") for folder in folders)
         assert json.loads((out / "summary.json").read_text())["done"] == len(TREE)
     assert f"{len(TREE)} already done" in output
 

@@ -74,7 +74,13 @@ def remove_leftovers(folder: Path, name: str | None = None) -> None:
     ``name``, or of every file (for the one process that writes them: another's write in
     progress would lose its file)."""
     target = ".*." if name is None else glob.escape(temporary_prefix(name))
-    for leftover in folder.glob(f"{target}{'[!.]' * RANDOM_CHARACTERS}{TEMPORARY_SUFFIX}"):
+    try:
+        leftovers = list(folder.glob(f"{target}{'[!.]' * RANDOM_CHARACTERS}{TEMPORARY_SUFFIX}"))
+    except OSError as exc:  # a folder whose name its file system cannot hold holds nothing
+        if exc.errno not in NAME_REFUSED_ERRNOS:
+            raise
+        leftovers = []
+    for leftover in leftovers:
         leftover.unlink(missing_ok=True)
 
 
