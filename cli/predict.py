@@ -84,7 +84,8 @@ def print_predictions(model: Any, inputs: Any, paths: list[Path], top_k: int, as
     from esc50.commands.predict import audio_files, predict_files
 
     results = list(predict_files(model.members, model.class_names, inputs,
-                                 model.config.length_wav, audio_files(paths), top_k))
+                                 model.config.length_wav, audio_files(paths), top_k,
+                                 model.window_batch))
     if as_json:
         click.echo(json.dumps([{"file": str(r.path), "error": r.error,
                                 "top": [{"class": c, "probability": p} for c, p in r.top]}

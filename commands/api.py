@@ -37,12 +37,13 @@ from esc50.commands.timeline import Timeline, Window, build_timeline, hop_sample
 from esc50.core.results.folder import read_metrics
 from esc50.core.results.plots import PlotFigure, confusion_figure, learning_curves
 from esc50.commands.export import default_name, export_runs
-from esc50.commands.predict import (Prediction, audio_files, predict_files, probabilities,
-                                         top_classes)
+from esc50.commands.predict import (WINDOW_BATCH, Prediction, audio_files, predict_files,
+                                         probabilities, top_classes)
 from esc50.core.plugin_api.choices import check_options_in_run
 from esc50.core.plugin_api.hookspecs import KINDS
 from esc50.core.plugin_api.registry import Registry, load_registry
-from esc50.core.training.memory import keep_freed_memory
+from esc50.core.training.memory import keep_freed_memory, measure, plan_windows
+from esc50.core.training.scoring import mean_probabilities
 from esc50.core.training.resume import resume as resume_run
 from esc50.core.training.trainer import Trainer
 
@@ -242,6 +243,22 @@ class Model:
         self.members = [run.member for run in self.runs]
         self.config = self.runs[0].config
         self._reports: dict[tuple, dict] = {}
+        self._warn = warn
+        self._window_batch: int | None = None
+
+    def window_batch(self) -> int:
+        """The most windows this process scores at a time: ``WINDOW_BATCH``, or as many as fit
+        in memory (:func:`plan_windows`, on what scoring one window allocates), said in a note.
+        Planned once, the first time a recording has more than one window to score."""
+        if self._window_batch is None:
+            length = self.config.length_wav
+            window_bytes = measure(lambda: mean_probabilities(
+                self.members, torch.zeros(1, length), torch.full((1,), length)),
+                torch.device("cpu"))
+            self._window_batch, note = plan_windows(WINDOW_BATCH, window_bytes)
+            if note:
+                self._warn(note)
+        return self._window_batch
 
     @property
     def is_ensemble(self) -> bool:
@@ -299,7 +316,8 @@ class Model:
             return result.top
         clips = self._sample_clips(audio, sample_rate, "predict")
         results = [top_classes(probabilities(self.members, blocks, self.config.length_wav,
-                                             "the samples"), self.class_names, top_k)
+                                             "the samples", self.window_batch),
+                               self.class_names, top_k)
                    for blocks in clips]
         return results[0] if np.ndim(audio) == 1 else results
 
@@ -308,7 +326,7 @@ class Model:
         """A :class:`Prediction` per file (files as given, folders searched for audio)."""
         files = audio_files([Path(p) for p in paths])
         return predict_files(self.members, self.class_names, AudioInput(self.sample_rate),
-                             self.config.length_wav, files, top_k)
+                             self.config.length_wav, files, top_k, self.window_batch)
 
     @checked_arguments
     def timeline(self, audio: str | Path | np.ndarray | torch.Tensor,
@@ -328,7 +346,7 @@ class Model:
         [blocks] = self._sample_clips(audio, sample_rate, "timeline")
         return build_timeline(self.members, self.class_names, blocks, self.sample_rate,
                               self.config.length_wav, self.hop_samples(hop), min_prob, top_k,
-                              "the samples")
+                              "the samples", window_batch=self.window_batch)
 
     def timeline_of(self, inputs: AudioInput, path: Path, hop: float | None = None,
                     min_prob: float = 0.0, top_k: int = 3,
@@ -339,7 +357,8 @@ class Model:
         windows scored from one pass over their audio (:func:`build_timeline`)."""
         return build_timeline(self.members, self.class_names, inputs.blocks(path),
                               self.sample_rate, self.config.length_wav, self.hop_samples(hop),
-                              min_prob, top_k, inputs.name(path), on_window, share_steps)
+                              min_prob, top_k, inputs.name(path), on_window, share_steps,
+                              self.window_batch)
 
     def hop_samples(self, hop: float | None) -> int | None:
         """A hop in seconds as this model's samples, checked (:func:`timeline.hop_samples`)."""

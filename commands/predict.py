@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -57,6 +57,12 @@ def audio_files(paths: list[Path]) -> list[Path]:
 
 
 WINDOW_BATCH = 16  # windows featurized and scored at a time, at most
+
+
+def at_most_a_batch() -> int:
+    """The windows scored at a time where no memory plan says fewer (:meth:`Model.window_batch
+    <esc50.commands.api.Model.window_batch>` plans it)."""
+    return WINDOW_BATCH
 
 
 @dataclass
@@ -108,19 +114,24 @@ def windows(blocks: Iterable[torch.Tensor], length: int, hop: int | None = None
 
 @torch.no_grad()
 def scored_windows(members: list[Member], blocks: Iterable[torch.Tensor], length: int,
-                   hop: int | None = None, source: str = "the audio", share_steps: bool = False
-                   ) -> Iterator[ScoredWindow]:
+                   hop: int | None = None, source: str = "the audio", share_steps: bool = False,
+                   window_batch: Callable[[], int] = at_most_a_batch) -> Iterator[ScoredWindow]:
     """Every window of a clip of any length arriving in blocks, with its class probabilities
     (one model's, or an ensemble's mean), scored as soon as a block completes it
-    (``WINDOW_BATCH`` at a time at most). A clip shorter than the featurizer's analysis window
-    is a one-line error naming ``source``. ``share_steps``: consecutive whole windows are scored
-    together from one pass over the audio they span, by a model that pools steps
+    (``window_batch()`` at a time at most, asked once a block completes more than one). A clip
+    shorter than the featurizer's analysis window is a one-line error naming ``source``.
+    ``share_steps``: consecutive whole windows are scored together from one pass over the audio
+    they span, by a model that pools steps
     (:func:`~esc50.core.training.scoring.window_probabilities`); else each window alone."""
     hop = hop or default_hop(length)
     min_samples = max(m.classifier.featurizer.min_samples for m in members)
+    size = None  # asked once a block completes more than one window
     for done in windows_by_block(blocks, length, hop):
-        for first in range(0, len(done), WINDOW_BATCH):
-            chunk = done[first:first + WINDOW_BATCH]
+        if size is None and len(done) > 1:
+            size = window_batch()
+        step = size or 1
+        for first in range(0, len(done), step):
+            chunk = done[first:first + step]
             short = min(valid for _, _, valid in chunk)
             if short < min_samples:
                 raise Esc50Error(f"{source}: {short} samples, shorter than one analysis window "
@@ -138,23 +149,27 @@ def scored_windows(members: list[Member], blocks: Iterable[torch.Tensor], length
 
 
 def probabilities(members: list[Member], blocks: Iterable[torch.Tensor], length: int,
-                  source: str = "the audio") -> torch.Tensor:
+                  source: str = "the audio", window_batch: Callable[[], int] = at_most_a_batch
+                  ) -> torch.Tensor:
     """Class probabilities [classes] of a mono clip of any length arriving in blocks: the mean
-    over its half-overlapping windows."""
+    over its half-overlapping windows (``window_batch``: as :func:`scored_windows` says)."""
     total, count = None, 0
-    for window in scored_windows(members, blocks, length, source=source):
+    for window in scored_windows(members, blocks, length, source=source,
+                                 window_batch=window_batch):
         total = window.probabilities if total is None else total + window.probabilities
         count += 1
     return total / count
 
 
 def predict_files(members: list[Member], class_names: list[str], audio: AudioInput,
-                  length: int, paths: list[Path], top_k: int = 3) -> Iterator[Prediction]:
+                  length: int, paths: list[Path], top_k: int = 3,
+                  window_batch: Callable[[], int] = at_most_a_batch) -> Iterator[Prediction]:
     """Top-``top_k`` (class, probability) per file; a file that cannot be read yields its error
-    and the others are still scored."""
+    and the others are still scored (``window_batch``: as :func:`scored_windows` says)."""
     for path in paths:
         try:
-            scores = probabilities(members, audio.blocks(path), length, audio.name(path))
+            scores = probabilities(members, audio.blocks(path), length, audio.name(path),
+                                   window_batch)
         except Esc50Error as exc:
             yield Prediction(path, [], str(exc))
             continue

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from esc50.commands.predict import default_hop, scored_windows
+from esc50.commands.predict import at_most_a_batch, default_hop, scored_windows
 from esc50.core.errors import Esc50Error, optional_module
 from esc50.core.results.plots import timeline_figure
 from esc50.core.training.scoring import Member
@@ -139,17 +139,20 @@ def build_timeline(members: list[Member], class_names: list[str], blocks: Iterab
                    sample_rate: int, length: int, hop: int | None = None, min_prob: float = 0.0,
                    top_k: int = 3, source: str = "the audio",
                    on_window: Callable[[Window], None] | None = None,
-                   share_steps: bool = False) -> Timeline:
+                   share_steps: bool = False,
+                   window_batch: Callable[[], int] = at_most_a_batch) -> Timeline:
     """The :class:`Timeline` of audio arriving in ``blocks`` (mono, at ``sample_rate``);
     ``on_window`` is called with each window as soon as it is scored (a live stream's output);
-    ``share_steps``: as :func:`~esc50.commands.predict.scored_windows` says."""
+    ``share_steps`` and ``window_batch``: as :func:`~esc50.commands.predict.scored_windows`
+    says."""
     check_settings(min_prob, top_k)
     hop = hop or default_hop(length)
     spans: list[tuple[int, int]] = []  # each window's first and end sample
     rows: list[np.ndarray] = []  # its probabilities (kept compact: hours of windows add up)
     timeline = Timeline(source, class_names, length / sample_rate, hop / sample_rate,
                         len(members), min_prob, 0.0)
-    for window in scored_windows(members, blocks, length, hop, source, share_steps):
+    for window in scored_windows(members, blocks, length, hop, source, share_steps,
+                                 window_batch):
         row = window.probabilities.float().numpy().copy()
         spans.append((window.start, window.end))
         rows.append(row)

@@ -48,7 +48,7 @@ from esc50.commands.analyze.summary import detected_time, summarize, write_combi
 from esc50.commands.api import Model, load
 from esc50.commands.arguments import checked_arguments
 from esc50.commands.workers import ended, quiet_on_ctrl_c
-from esc50.commands.predict import WINDOW_BATCH, default_hop
+from esc50.commands.predict import default_hop
 from esc50.commands.timeline import check_settings, csv_line, segment_json
 from esc50.core.data.stream import AudioInput
 from esc50.core.errors import Esc50Error, did_you_mean, one_line
@@ -200,17 +200,18 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
 
 def planned_processes(model: Model, jobs: int, log: Log) -> int:
     """``jobs`` worker processes, or as many as fit in memory, said in a note
-    (:func:`plan_workers`). A worker will hold what this process holds once it has scored the
-    most windows a process scores at a time (``WINDOW_BATCH``, alone: more memory than a shared
-    pass over as many), as it does here first. One process (``jobs`` 1) is not planned: the
-    command scores as ``predict`` does."""
+    (:func:`plan_workers`). The windows scored at a time are planned first
+    (:meth:`Model.window_batch`: here, before any recording's embeddings are captured). A
+    worker will hold what this process holds once it has scored that many windows (alone: more
+    memory than a shared pass over as many), as it does here first. One process (``jobs`` 1)
+    needs no more: the command scores as ``predict`` does."""
+    batch = model.window_batch()
     if jobs == 1:
         return 1
     length = model.config.length_wav
-    mean_probabilities(model.members, torch.zeros(WINDOW_BATCH, length),
-                       torch.full((WINDOW_BATCH,), length))
+    mean_probabilities(model.members, torch.zeros(batch, length), torch.full((batch,), length))
     processes, note = plan_workers(jobs, resident_bytes(),
-                                   f"the model scoring {WINDOW_BATCH} windows at a time")
+                                   f"the model scoring {batch} windows at a time")
     if note:
         log(note)
     return processes
@@ -428,6 +429,7 @@ def worker(number: int, source: str, root: str, recorded: dict[str, Any], settin
     problem = ""
     try:
         model = load(source, warn=lambda _: None)
+        model.window_batch()  # planned before any recording's embeddings are captured
         tree = ResultsTree(Path(root), recorded)
         inputs = AudioInput(model.sample_rate)
         while (recording := tasks.get()) is not None:

@@ -2,7 +2,7 @@
 large is allocated, and freed memory kept for reuse while training or scoring on a CPU.
 
 The plan (:func:`memory_budget`, :func:`check_data_memory`, :func:`plan_steps`,
-:func:`plan_workers`):
+:func:`plan_windows`, :func:`plan_workers`):
 - what this process may use is the least of the system's available memory (MemAvailable), what
   its container (cgroup v2 or v1) still allows, and ``ESC50_MEMORY_LIMIT`` (e.g. ``6G``) minus
   what it holds already; on a GPU, the device's free memory; split in ``ESC50_MEMORY_SHARES``
@@ -17,6 +17,10 @@ The plan (:func:`memory_budget`, :func:`check_data_memory`, :func:`plan_steps`,
   that does not fit is split into micro-batches whose gradients are accumulated (``accumulate``:
   0 plans it; the effective batch stays ``batch_size``); one that does not fit even as single
   clips is refused, in one line that says what fits;
+- before scoring windows in batches (a recording longer than one window, in ``predict``,
+  ``analyze`` or a loaded model): one window is scored with its live tensors counted, and as
+  many windows are scored at a time as fit, at most 16, with a note when fewer
+  (:func:`plan_windows`);
 - before starting worker processes (``esc50 analyze --jobs``): each will hold what this
   process holds once it has loaded the model and done the largest piece of the work, so as many
   start as fit, at least two, or the work stays in this process; a note says so
@@ -202,6 +206,14 @@ class PeakMeter(TorchDispatchMode):
     shared by views counted once), per device type, and their peak: what a piece of work
     needs on top of what existed before it."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        """False: torch would otherwise guard the meter against torch.compile, and the guard
+        imports all of torch._dynamo (about 880 modules, over a second) on first use. The meter
+        measures eager work only (a training step before the model is compiled, a window
+        scored)."""
+        return False
+
     def __init__(self) -> None:
         super().__init__()
         self.live: dict[tuple[str, int], list[int]] = {}
@@ -313,6 +325,23 @@ def plan_steps(config: TaskConfig, batch: int, step_bytes: Callable[[int], int],
         f"{device.type}, {available / GIB:.1f} GiB is available ({source}): training in "
         f"{accumulate} micro-batches of up to {micro} clips with their gradients accumulated "
         f"(the same effective batch of {batch}; batch normalization sees the micro-batches)"))
+
+
+def plan_windows(most: int, window_bytes: int) -> tuple[int, str | None]:
+    """How many windows to score at a time, at most ``most``, and a note when fewer fit:
+    ``window_bytes`` is what scoring one window allocates (its live tensors at their peak,
+    counted by :class:`PeakMeter`: an upper bound of what each more window of a batch adds).
+    One window at least: it has just been scored."""
+    available, source = memory_budget(torch.device("cpu"))
+    if available is None or window_bytes <= 0:
+        return most, None
+    fits = int(MARGIN * available // window_bytes)
+    if fits >= most:
+        return most, None
+    size = max(fits, 1)
+    return size, (f"memory: scoring a window allocates about {window_bytes / 2**20:.0f} MiB and "
+                  f"{available / GIB:.2f} GiB is available ({source}): scoring {size} "
+                  f"window{'s' if size > 1 else ''} at a time, not {most}")
 
 
 def plan_workers(jobs: int, each: float, work: str) -> tuple[int, str | None]:
