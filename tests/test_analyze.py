@@ -252,6 +252,26 @@ def test_recordings_named_as_an_exfat_drive_cannot_hold_fail_alone(model_dir, tm
     assert f"{len(TREE)} already done" in output
 
 
+def test_names_an_exfat_drive_takes_for_one_fail_the_second_not_the_first(model_dir, tmp_path,
+                                                                          exfat_disk):
+    """exFAT finds a file by any case of its name, so site2/SHORT.wav's results would be
+    site2/short.wav's: the second by path fails in one line saying so, the first is analysed
+    once. They overwrote each other's results and records, each run analysing one again."""
+    tree, out = write_tree(tmp_path / "tree"), exfat_disk / "results"
+    sf.write(tree / "site2" / "SHORT.wav", tone(FREQS[3], 2.0), SR)
+    for run in range(2):
+        code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+        failed = {f["file"]: f["error"] for f in csv.DictReader((out / "failed.csv").open())}
+        assert code == 1 and failed == {"site2/short.wav": (
+            f"{tree / 'site2' / 'short.wav'}: its result files would be those of site2/SHORT.wav: "
+            f"the file system of {out} does not tell upper from lower case in names; rename one "
+            "of them, or give --out a folder on a file system that does")}
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["done"] == len(TREE) and summary["files"]["site2/SHORT.wav"]["top"] == \
+            [["3", 2.0]] and not summary["this_run"]["not_done"]
+    assert f"; {len(TREE)} already done; analysing 0 " in output
+
+
 def test_a_failure_recorded_by_an_earlier_release_goes_once_the_recording_is_done(model_dir,
                                                                                  tmp_path):
     """Earlier releases named a failure record as the recording (failed/site2/short.wav.json);

@@ -90,6 +90,24 @@ class ResultsTree:
         else:
             write_text(recorded_file, json.dumps(settings, indent=2) + "\n")
         self.settings = settings
+        # exFAT, FAT, NTFS and macOS's APFS by default find a file by any case of its name
+        self.ignores_case = os.path.isfile(self.state / "SETTINGS.JSON")
+
+    def sharing_files(self, recordings: list[Recording]) -> dict[Recording, Recording]:
+        """The recordings whose result files would be another's on this tree's file system
+        (``rec.wav`` and ``REC.wav`` where it ignores case), each with the first recording, by
+        path, whose files they would be; the others have files of their own."""
+        if not self.ignores_case:
+            return {}
+        first: dict[str, Recording] = {}
+        sharing = {}
+        for recording in sorted(recordings, key=lambda r: r.relative.as_posix()):
+            key = self.result_base(recording.relative).as_posix().casefold()
+            if key in first:
+                sharing[recording] = first[key]
+            else:
+                first[key] = recording
+        return sharing
 
     def result_base(self, relative: Path) -> Path:
         """Where a recording's result files go: its path under the analysed folder, mirrored,

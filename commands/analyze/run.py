@@ -152,11 +152,19 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
     tree = ResultsTree(out, {**asdict(settings), "classes": list(settings.classes),
                              "formats": list(settings.formats), "model": model_digest(model)},
                        recorded_null={"hop": default_hop_seconds(model)})
-    todo = [r for r in mine if not tree.is_done(r)]
+    sharing = tree.sharing_files(mine)
+    for recording, owner in sharing.items():
+        message = one_line(
+            f"{recording.path}: its result files would be those of {owner.relative.as_posix()}: "
+            f"the file system of {out} does not tell upper from lower case in names; rename "
+            "one of them, or give --out a folder on a file system that does")
+        tree.mark_failed(recording.relative, message)
+        log(f"error: {message}")
+    todo = [r for r in mine if r not in sharing and not tree.is_done(r)]
     changed = sum(tree.was_done(r.relative) for r in todo)
     log(f"{len(recordings)} recordings under {folder}"
         + (f"; shard {index}/{count} takes {len(mine)}" if count > 1 else "")
-        + f"; {len(mine) - len(todo)} already done"
+        + f"; {len(mine) - len(todo) - len(sharing)} already done"
         + (f", {changed} changed since their analysis" if changed else "")
         + f"; analysing {len(todo)} "
         f"({clock(sum(r.seconds for r in todo), hours=True)} of audio) with "
