@@ -144,8 +144,9 @@ def list_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[
     walks a tree, links followed, a folder that cannot be listed an error, since its clips
     would be missing without a word), sorted regular files with an audio extension; the other
     entries a reader should report as not used (other files, and what is no regular file: a
-    broken link, a FIFO, a folder named like an audio file); and how many hidden files (names
-    starting with ".", macOS ``._*`` among them) were skipped."""
+    broken link, a FIFO, and in ``folder`` alone a folder named like an audio file, which a
+    recursive walk enters); and how many hidden files (names starting with ".", macOS ``._*``
+    among them) were skipped."""
     if recursive:
         tree = walk_tree(folder)
         if tree.unlisted:
