@@ -9,8 +9,8 @@ combined table of segments, the failures and the summary are made again from eve
 done (:mod:`summary`), and, once every recording of the tree is done, the review page
 (:mod:`review`).
 
-- ``jobs`` worker processes on one machine take recordings from one queue, longest first, so a
-  long recording starts early and never holds up the end of the others (each worker uses
+- ``jobs`` worker processes on one machine are handed recordings one at a time, longest first,
+  so a long recording starts early and never holds up the end of the others (each worker uses
   ``cores / jobs`` threads); as many start as fit in memory (:func:`planned_processes`).
 - Several machines: each runs the same command with ``--shard i/n`` (or under torchrun, whose
   RANK and WORLD_SIZE say the same) into one results folder; the shards split the recordings
@@ -26,9 +26,9 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
-import queue
 import time
 from contextlib import contextmanager, nullcontext
+from multiprocessing import connection
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -374,65 +374,86 @@ def write_embeddings(base: Path, matrix: np.ndarray, timeline: Any) -> None:
 def run_in_workers(model: Model, source: str, todo: list[Recording], tree: ResultsTree,
                    settings: Settings, jobs: int, counts: Progress,
                    advance: Callable[[float], None], log: Log) -> None:
-    """Analyse ``todo`` in ``jobs`` worker processes sharing one queue, longest first; each
-    worker uses its share of the cores. A worker that dies (killed) is reported with the
-    recording it held, which stays not done; the others go on. A worker that cannot store its
-    results stops them all, raising its :class:`StorageError` here."""
+    """Analyse ``todo`` in ``jobs`` worker processes, longest first: this process hands each
+    worker its next recording when it reports the last, through a pipe of its own. A worker
+    killed at any moment (the system's out-of-memory killer) so breaks only its own pipe: with
+    one queue for all, a worker killed while writing to it held the queue's lock for good, and
+    the others hung. Each worker uses its share of the cores. A worker that dies is reported
+    with the recording it held, which stays not done; the others go on. A worker that cannot
+    store its results stops them all, raising its :class:`StorageError` here."""
     context = multiprocessing.get_context("spawn")
-    tasks, messages = context.Queue(), context.Queue()
-    for recording in sorted(todo, key=lambda r: (-r.seconds, r.relative.as_posix())):
-        tasks.put(recording)
+    waiting = sorted(todo, key=lambda r: (-r.seconds, r.relative.as_posix()))
     workers = min(jobs, len(todo))
-    for _ in range(workers):
-        tasks.put(None)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    processes = [context.Process(target=quiet_on_ctrl_c, daemon=True, args=(
-        worker, number, source, str(tree.root), tree.settings, settings, tasks, messages,
-        threads))
-        for number in range(workers)]
-    for process in processes:
+    pipes, processes = [], []
+    for _ in range(workers):
+        mine, theirs = context.Pipe()
+        process = context.Process(target=quiet_on_ctrl_c, daemon=True, args=(
+            worker, source, str(tree.root), tree.settings, settings, theirs, threads))
         process.start()
+        theirs.close()  # the worker's end lives in the worker alone: its death closes the pipe
+        pipes.append(mine)
+        processes.append(process)
     held: dict[int, Recording] = {}
-    by_name = {r.relative.as_posix(): r for r in todo}
     running = set(range(workers))
     stopped = ""  # why the results could not be stored, when a worker could not store them
-    while running:
+
+    def lose(number: int) -> None:
+        """Worker ``number`` ended without a word (killed): say so, with what it held."""
+        processes[number].join()
+        lost = held.pop(number, None)
+        running.discard(number)
+        log(f"error: worker {number + 1} {ended(processes[number].exitcode)}" + (
+            f" while analysing {lost.path} (it stays not done: run the same command again)"
+            if lost else ""))
+
+    def hand_out(number: int) -> None:
+        """The next recording to worker ``number`` (None when there is none: it ends)."""
+        recording = waiting.pop(0) if waiting else None
         try:
-            number, kind, value = messages.get(timeout=1.0)
-        except queue.Empty:
-            for number in list(running):
-                if not processes[number].is_alive():
-                    lost = held.pop(number, None)
-                    running.discard(number)
-                    log(f"error: worker {number + 1} {ended(processes[number].exitcode)}" + (
-                            f" while analysing {lost.path} (it stays not done: run the same "
-                            "command again)" if lost else ""))
-            continue
-        if kind == "audio":
-            advance(value)
-        elif kind == "start":
-            held[number] = by_name[value]
-        elif kind in ("done", "failed", "taken"):
-            tally(counts, held.pop(number), kind, value, log)
-        elif kind == "exit":
-            running.discard(number)
-            if value:
-                log(f"error: worker {number + 1}: {value}")
-        elif kind == "storage":  # the results cannot be stored: every worker stops
-            stopped = value
-            for process in processes:
-                process.terminate()
-            running.clear()
+            pipes[number].send(recording)
+        except OSError:  # it died meanwhile: the recording waits for another
+            if recording is not None:
+                waiting.insert(0, recording)
+            return
+        if recording is not None:
+            held[number] = recording
+
+    while running:
+        for pipe in connection.wait([pipes[number] for number in running], timeout=1.0):
+            number = pipes.index(pipe)
+            try:
+                kind, value = pipe.recv()
+            except (EOFError, OSError):  # its end closed: the worker is gone
+                lose(number)
+                continue
+            if kind == "audio":
+                advance(value)
+            elif kind == "ready":
+                hand_out(number)
+            elif kind in ("done", "failed", "taken"):
+                tally(counts, held.pop(number), kind, value, log)
+                hand_out(number)
+            elif kind == "exit":
+                running.discard(number)
+                if value:
+                    log(f"error: worker {number + 1}: {value}")
+            elif kind == "storage":  # the results cannot be stored: every worker stops
+                stopped = value
+                for process in processes:
+                    process.terminate()
+                running.clear()
+                break
     for process in processes:
         process.join()
     if stopped:
         raise StorageError(stopped)
 
 
-def worker(number: int, source: str, root: str, recorded: dict[str, Any], settings: Settings,
-           tasks: Any, messages: Any, threads: int) -> None:
-    """Worker ``number``: the model loaded once, then recordings from ``tasks`` until None;
-    what it does goes back through ``messages`` as (number, kind, value)."""
+def worker(source: str, root: str, recorded: dict[str, Any], settings: Settings,
+           pipe: Any, threads: int) -> None:
+    """A worker process: the model loaded once, then each recording handed to it through
+    ``pipe`` until None; what it does goes back through ``pipe`` as (kind, value)."""
     torch.set_num_threads(threads)
     problem = ""
     try:
@@ -440,15 +461,14 @@ def worker(number: int, source: str, root: str, recorded: dict[str, Any], settin
         model.window_batch()  # planned before any recording's embeddings are captured
         tree = ResultsTree(Path(root), recorded)
         inputs = AudioInput(model.sample_rate)
-        while (recording := tasks.get()) is not None:
-            messages.put((number, "start", recording.relative.as_posix()))
-            outcome, message = analyze_safely(
-                model, inputs, recording, tree, settings,
-                lambda seconds: messages.put((number, "audio", seconds)))
-            messages.put((number, outcome, message))
+        pipe.send(("ready", ""))
+        while (recording := pipe.recv()) is not None:
+            outcome, message = analyze_safely(model, inputs, recording, tree, settings,
+                                              lambda seconds: pipe.send(("audio", seconds)))
+            pipe.send((outcome, message))
     except StorageError as exc:
-        messages.put((number, "storage", str(exc)))
+        pipe.send(("storage", str(exc)))
         return
     except Exception as exc:  # the model would not load here: every recording waits
         problem = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-    messages.put((number, "exit", problem))
+    pipe.send(("exit", problem))
