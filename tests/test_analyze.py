@@ -270,6 +270,13 @@ def test_names_an_exfat_drive_takes_for_one_fail_the_second_not_the_first(model_
         assert summary["done"] == len(TREE) and summary["files"]["site2/SHORT.wav"]["top"] == \
             [["3", 2.0]] and not summary["this_run"]["not_done"]
     assert f"; {len(TREE)} already done; analysing 0 " in output
+    sharded = exfat_disk / "sharded"  # the two fall to two shards (dealt by length)
+    for shard in ("1/2", "2/2"):
+        code, output = run_cli(str(model_dir), str(tree), "--out", str(sharded), "--shard", shard)
+    failed = [f["file"] for f in csv.DictReader((sharded / "failed.csv").open())]
+    summary = json.loads((sharded / "summary.json").read_text())
+    assert failed == ["site2/short.wav"] and summary["done"] == len(TREE)
+    assert summary["files"]["site2/SHORT.wav"]["top"] == [["3", 2.0]]
 
 
 def test_a_failure_recorded_by_an_earlier_release_goes_once_the_recording_is_done(model_dir,

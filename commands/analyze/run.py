@@ -28,8 +28,8 @@ import multiprocessing
 import os
 import time
 from contextlib import contextmanager, nullcontext
-from multiprocessing import connection
 from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import connection
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -152,7 +152,8 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
     tree = ResultsTree(out, {**asdict(settings), "classes": list(settings.classes),
                              "formats": list(settings.formats), "model": model_digest(model)},
                        recorded_null={"hop": default_hop_seconds(model)})
-    sharing = tree.sharing_files(mine)
+    sharing = {recording: owner for recording, owner in tree.sharing_files(recordings).items()
+               if recording in mine}  # of the whole tree: the two may fall to two shards
     for recording, owner in sharing.items():
         message = one_line(
             f"{recording.path}: its result files would be those of {owner.relative.as_posix()}: "
