@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import queue
 import shutil
 import statistics
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from esc50.commands.workers import ended, quiet_on_ctrl_c
+from esc50.commands.workers import ended, received, start_worker
 from esc50.core.results import folder as rundir
 from esc50.core.config import TaskConfig, load_config
 from esc50.core.files.digest import values_sha256
@@ -176,10 +175,11 @@ def parallel_folds(config: TaskConfig, root: Path, folds: list[int], allow_chang
 
     The decoded audio is shared through the on-disk audio cache (``audio_cache``, by default a
     folder in esc50's cache folder): this process decodes it once before any fold starts, and
-    every fold maps it. Each fold's lines come back prefixed ``[fold k]``; a fold that fails is
-    reported with its error while the others go on (but where it could not store its files, a
-    full disk, no fold starts after it), and the call then fails naming it (the finished folds
-    stay on disk; running the same command again trains what is missing)."""
+    every fold maps it. Each fold's lines come back through a pipe of its own, prefixed
+    ``[fold k]``; a fold that fails is reported with its error while the others go on (but where
+    it could not store its files, a full disk, no fold starts after it), and one killed at any
+    moment (halfway through a line included) with how it ended; the call then fails naming it
+    (the finished folds stay on disk; running the same command again trains what is missing)."""
     side_by_side = min(jobs, len(folds))
     threads = max(1, (os.cpu_count() or 1) // side_by_side)
     shares = memory_shares() * side_by_side  # each fold's memory planned within its share
@@ -189,32 +189,24 @@ def parallel_folds(config: TaskConfig, root: Path, folds: list[int], allow_chang
     AudioCache(shared.table.clips, config, skip_bad=config.skip_bad_files, warn=log,
                digests=list(shared.digests.values()))  # decoded here once, mapped by each fold
     context = multiprocessing.get_context("spawn")  # no torch state forked into the folds
-    messages = context.Queue()
-    waiting, running, results, failed = list(folds), {}, {}, {}
+    waiting, running, pipes, results, failed = list(folds), {}, {}, {}, {}
     while waiting or running:
         while waiting and len(running) < jobs:
             fold = waiting.pop(0)
-            process = context.Process(target=quiet_on_ctrl_c, daemon=True, args=(
-                _fold_process, config.to_dict(), root, fold, allow_changed_data, shared.table,
-                shared.digests, threads, shares, messages))
-            process.start()
-            running[fold] = process
-        try:
-            fold, kind, text = messages.get(timeout=1.0)
-        except queue.Empty:
-            for fold, process in list(running.items()):
-                if not process.is_alive():  # ended without a word: killed (memory?)
-                    failed[fold] = f"its process {ended(process.exitcode)}"
-                    log(f"[fold {fold}] failed: {failed[fold]}")
-                    del running[fold]
-            continue
-        if kind == "log":
-            log(f"[fold {fold}] {text}")
-            continue
-        running.pop(fold).join()
-        if kind == "done":
-            results[fold] = float(text)
-        else:
+            running[fold], pipes[fold] = start_worker(
+                context, _fold_process, config.to_dict(), root, fold, allow_changed_data,
+                shared.table, shared.digests, threads, shares)
+        for fold, message in received(pipes):
+            if message and message[0] == "log":
+                log(f"[fold {fold}] {message[1]}")
+                continue
+            process = running.pop(fold)
+            process.join()
+            pipes.pop(fold).close()
+            kind, text = message or ("lost", f"its process {ended(process.exitcode)}")
+            if kind == "done":
+                results[fold] = float(text)
+                continue
             failed[fold] = text
             log(f"[fold {fold}] failed: {text}")
             if kind == "storage":  # no fold starts that would fail the same way
@@ -229,22 +221,22 @@ def parallel_folds(config: TaskConfig, root: Path, folds: list[int], allow_chang
 
 def _fold_process(values: dict[str, Any], root: Path, fold: int, allow_changed_data: bool,
                   table: Any, digests: dict[str, str], threads: int, shares: int,
-                  messages: Any) -> None:
+                  pipe: Any) -> None:
     """One fold in a process of its own, its memory planned within one of ``shares`` shares
     (:func:`share_memory`): its lines and its result (or its one-line error) go back through
-    ``messages`` as (fold, "log" | "done" | "error", text)."""
+    ``pipe`` as ("log" | "done" | "error" | "storage", text)."""
     torch.set_num_threads(threads)
     share_memory(shares)
     try:
         config = TaskConfig().override(**{**values, "progress": False})
         accuracy = _run_fold(config, load_registry(), root, fold, allow_changed_data,
-                             lambda line: messages.put((fold, "log", line)),
+                             lambda line: pipe.send(("log", line)),
                              ExperimentData(table, digests))
     except StorageError as exc:  # a full disk: the folds waiting would fail the same way
-        messages.put((fold, "storage", str(exc)))
+        pipe.send(("storage", str(exc)))
     except Esc50Error as exc:
-        messages.put((fold, "error", str(exc)))
+        pipe.send(("error", str(exc)))
     except Exception as exc:  # a bug: name it on one line, keep the other folds going
-        messages.put((fold, "error", f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
+        pipe.send(("error", f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
     else:
-        messages.put((fold, "done", repr(accuracy)))
+        pipe.send(("done", repr(accuracy)))

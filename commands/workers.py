@@ -1,11 +1,14 @@
 """What the worker processes of ``esc50 cv``, ``tune`` and ``analyze --jobs`` share: Ctrl-C
 reaches the whole process group, workers included, and only the main process says so; a worker
-that ends badly is named by how it ended."""
+that ends badly is named by how it ended; ``cv`` and ``analyze`` talk with each worker through a
+pipe of its own (:func:`start_worker`, :func:`received`)."""
 
 from __future__ import annotations
 
 import signal
-from typing import Any, Callable
+from multiprocessing import connection
+from multiprocessing.context import SpawnContext, SpawnProcess
+from typing import Any, Callable, Hashable, Iterator, Mapping, TypeVar
 
 from esc50.core.errors import Interrupted
 
@@ -34,3 +37,34 @@ def ended(exit_code: int | None) -> str:
     return f"was killed by {name}" + (
         " (as the system ends a process when memory runs out: fewer --jobs need less)"
         if -exit_code == signal.SIGKILL else "")
+
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+def start_worker(context: SpawnContext, target: Callable[..., Any], *args: Any
+                 ) -> tuple[SpawnProcess, connection.Connection]:
+    """Start ``target(*args, pipe)`` in a process of its own (under :func:`quiet_on_ctrl_c`)
+    and return it with this process's end of ``pipe``. The worker's end lives in the worker
+    alone, so a worker killed at any moment, even halfway through a message, breaks only its
+    own pipe and this process sees its end (:func:`received`). With one queue for all workers,
+    a worker killed while writing to it held the queue's lock for good and left half a message
+    in it: the other workers and the command hung."""
+    mine, theirs = context.Pipe()
+    process = context.Process(target=quiet_on_ctrl_c, daemon=True, args=(target, *args, theirs))
+    process.start()
+    theirs.close()
+    return process, mine
+
+
+def received(pipes: Mapping[Key, connection.Connection]
+             ) -> Iterator[tuple[Key, Any | None]]:
+    """Wait for messages from the workers' ``pipes``; yield (key, message) for each pipe that
+    has one, or (key, None) for one whose worker is gone (its end closed, maybe halfway
+    through a message)."""
+    ready = connection.wait(list(pipes.values()))
+    for key, pipe in [(key, pipe) for key, pipe in pipes.items() if pipe in ready]:
+        try:
+            yield key, pipe.recv()
+        except (EOFError, OSError):
+            yield key, None

@@ -126,6 +126,44 @@ def unlistable(folders: set[Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "scandir", scandir)
 
 
+DYING_SITE = """
+import os, signal, struct
+from multiprocessing import connection
+
+send = connection.Connection._send_bytes
+
+
+def half_then_killed(self, buf):
+    # The first process to write a message holding MARK writes half of it and is killed.
+    data = bytes(buf)
+    if os.environ["ESC50_DIE_WRITING"].encode() in data:
+        try:
+            os.close(os.open(os.environ["ESC50_DIE_TOKEN"], os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return send(self, buf)
+        self._send(struct.pack("!i", len(data)) + data[:len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return send(self, buf)
+
+
+if os.environ.get("ESC50_DIE_WRITING"):
+    connection.Connection._send_bytes = half_then_killed
+"""
+
+
+def killed_mid_message(marker: str, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The first process Python starts from now on that writes a message to a multiprocessing
+    pipe or queue holding ``marker`` is killed (SIGKILL) halfway through writing it, as the
+    system's out-of-memory killer may strike: a ``sitecustomize`` module on PYTHONPATH does it
+    in each new process. Returns the file whose existence says a process was killed so."""
+    (folder / "sitecustomize.py").write_text(DYING_SITE)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p))
+    monkeypatch.setenv("ESC50_DIE_WRITING", marker)
+    monkeypatch.setenv("ESC50_DIE_TOKEN", str(folder / "killed"))
+    return folder / "killed"
+
+
 @pytest.fixture
 def exfat_disk(tmp_path):
     """A real exFAT file system, as on the SD cards and USB drives recordings travel on (a

@@ -30,8 +30,8 @@ from esc50.commands.analyze.formats import RAVEN_COLUMNS
 from esc50.commands.analyze.recordings import Recording, parse_shard, shard_share
 from esc50.commands.analyze.review import NOTHING_TO_REVIEW
 from esc50.core.training import device
-from tests.conftest import (FREQS, SR, full_disk_at, never_finished, tone, trained_tone_run,
-                            unlistable, write_leftover)
+from tests.conftest import (FREQS, SR, full_disk_at, killed_mid_message, never_finished, tone,
+                            trained_tone_run, unlistable, write_leftover)
 
 # each recording: its tones (class per second-long stretch), at 8 kHz
 TREE = {"site1/day1/morning.wav": [0, 0, 0, 2, 2, 2], "site1/day1/noon.flac": [1, 1, 1, 1],
@@ -544,6 +544,27 @@ def test_a_worker_killed_while_analysing_leaves_its_recording_not_done_and_exits
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["done"] == len(TREE) + 1 and summary["this_run"]["not_done"] == []
+
+
+def test_a_worker_killed_halfway_through_a_message_is_named_and_the_others_go_on(
+        model_dir, tmp_path, monkeypatch):
+    """A worker killed while it writes to the command (its pipe holds half a message) is named
+    with the recording it held; the other worker analyses the rest, and the command neither
+    hangs nor reads the half message as one."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    (tmp_path / "site").mkdir()
+    killed = killed_mid_message("audio", tmp_path / "site", monkeypatch)  # its first progress
+    lines: list[str] = []
+    summary = esc50.analyze(model_dir, tree, out, jobs=2, log=lines.append, progress=False)
+    assert killed.exists()
+    lost = [line for line in lines if line.startswith("error: worker ")]
+    assert len(lost) == 1 and " was killed by SIGKILL " in lost[0], lines
+    assert summary["this_run"]["not_done"] == [
+        name for name in TREE if f"while analysing {tree / name} (it stays not done" in lost[0]]
+    assert summary["done"] == len(TREE) - 1 and not summary["failures"]
+    monkeypatch.delenv("ESC50_DIE_WRITING")
+    summary = esc50.analyze(model_dir, tree, out, log=lines.append, progress=False)
+    assert summary["done"] == len(TREE) and summary["this_run"]["not_done"] == []
 
 
 def test_a_recording_changed_since_its_analysis_is_analysed_again(model_dir, tmp_path):

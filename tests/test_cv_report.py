@@ -13,7 +13,8 @@ from esc50.cli.main import cli
 from esc50.core.data.clips import find_clips
 from esc50.core.data.split import make_split
 from esc50.core.training.trainer import Trainer
-from tests.conftest import STFT_FLAGS, small_config, write_synthetic_dataset
+from tests.conftest import (STFT_FLAGS, killed_mid_message, small_config,
+                            write_synthetic_dataset)
 
 SMALL = ["--set", "sample_rate=8000", "--set", "length_wav=8000", *STFT_FLAGS,
          "--set", "num_classes=4", "--batch-size", "16", "--no-progress"]
@@ -196,6 +197,35 @@ def test_cv_jobs_reports_a_failed_fold_and_keeps_the_others(tmp_path):
     for fold in (1, 3):
         assert (root / f"fold-{fold}" / "metrics.json").is_file()
     assert not (root / "cv.json").exists()
+
+
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
+def test_cv_jobs_names_a_fold_killed_mid_message_and_the_others_finish(tmp_path, monkeypatch):
+    """A fold killed halfway through writing a line to the command (as the out-of-memory killer
+    may strike) is named with how it ended; the others finish and the same command trains it.
+    With one queue for all folds, the killed fold held the queue's lock and left half a message
+    in it: the other folds and the command hung for good."""
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2))
+    (tmp_path / "site").mkdir()
+    killed = killed_mid_message("log", tmp_path / "site", monkeypatch)
+    args = ["cv", "--data", str(data), "--epochs", "1", "--output-dir", str(tmp_path / "runs"),
+            "--name", "killed", "--jobs", "2", "--set", f"audio_cache={tmp_path / 'audio'}",
+            *SMALL]
+    result = CliRunner().invoke(cli, args)
+    assert killed.exists() and result.exit_code == 1
+    lost = [fold for fold in (1, 2) if f"[fold {fold}] failed: its process was killed by SIGKILL "
+            "(as the system ends a process when memory runs out: fewer --jobs need less)"
+            in result.output]
+    assert len(lost) == 1, result.output
+    kept = 3 - lost[0]
+    assert (tmp_path / "runs" / "killed" / f"fold-{kept}" / "metrics.json").is_file()
+    assert result.output.strip().splitlines()[-1].startswith(
+        f"Error: 1 fold(s) failed (fold {lost[0]}: its process was killed by SIGKILL")
+    monkeypatch.delenv("ESC50_DIE_WRITING")
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert f"[fold {kept}] fold {kept}: already trained in " in again.output  # not trained twice
+    assert json.loads((tmp_path / "runs" / "killed" / "cv.json").read_text())["folds"]
 
 
 @pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)

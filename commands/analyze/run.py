@@ -29,7 +29,6 @@ import os
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
-from multiprocessing import connection
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -47,7 +46,7 @@ from esc50.commands.analyze.review import write_review
 from esc50.commands.analyze.summary import detected_time, summarize, write_combined
 from esc50.commands.api import Model, load
 from esc50.commands.arguments import checked_arguments
-from esc50.commands.workers import ended, quiet_on_ctrl_c
+from esc50.commands.workers import ended, received, start_worker
 from esc50.commands.predict import default_hop
 from esc50.commands.timeline import check_settings, csv_line, segment_json
 from esc50.core.data.stream import AudioInput
@@ -376,25 +375,17 @@ def run_in_workers(model: Model, source: str, todo: list[Recording], tree: Resul
                    settings: Settings, jobs: int, counts: Progress,
                    advance: Callable[[float], None], log: Log) -> None:
     """Analyse ``todo`` in ``jobs`` worker processes, longest first: this process hands each
-    worker its next recording when it reports the last, through a pipe of its own. A worker
-    killed at any moment (the system's out-of-memory killer) so breaks only its own pipe: with
-    one queue for all, a worker killed while writing to it held the queue's lock for good, and
-    the others hung. Each worker uses its share of the cores. A worker that dies is reported
-    with the recording it held, which stays not done; the others go on. A worker that cannot
-    store its results stops them all, raising its :class:`StorageError` here."""
+    worker its next recording when it reports the last, through a pipe of its own
+    (:func:`start_worker`: a worker killed at any moment breaks only its own pipe). Each worker
+    uses its share of the cores. A worker that dies is reported with the recording it held,
+    which stays not done; the others go on. A worker that cannot store its results stops them
+    all, raising its :class:`StorageError` here."""
     context = multiprocessing.get_context("spawn")
     waiting = sorted(todo, key=lambda r: (-r.seconds, r.relative.as_posix()))
     workers = min(jobs, len(todo))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    pipes, processes = [], []
-    for _ in range(workers):
-        mine, theirs = context.Pipe()
-        process = context.Process(target=quiet_on_ctrl_c, daemon=True, args=(
-            worker, source, str(tree.root), tree.settings, settings, theirs, threads))
-        process.start()
-        theirs.close()  # the worker's end lives in the worker alone: its death closes the pipe
-        pipes.append(mine)
-        processes.append(process)
+    processes, pipes = zip(*(start_worker(context, worker, source, str(tree.root), tree.settings,
+                                          settings, threads) for _ in range(workers)))
     held: dict[int, Recording] = {}
     running = set(range(workers))
     stopped = ""  # why the results could not be stored, when a worker could not store them
@@ -421,13 +412,11 @@ def run_in_workers(model: Model, source: str, todo: list[Recording], tree: Resul
             held[number] = recording
 
     while running:
-        for pipe in connection.wait([pipes[number] for number in running], timeout=1.0):
-            number = pipes.index(pipe)
-            try:
-                kind, value = pipe.recv()
-            except (EOFError, OSError):  # its end closed: the worker is gone
+        for number, message in received({number: pipes[number] for number in running}):
+            if message is None:  # its end closed: the worker is gone
                 lose(number)
                 continue
+            kind, value = message
             if kind == "audio":
                 advance(value)
             elif kind == "ready":
@@ -452,7 +441,7 @@ def run_in_workers(model: Model, source: str, todo: list[Recording], tree: Resul
 
 
 def worker(source: str, root: str, recorded: dict[str, Any], settings: Settings,
-           pipe: Any, threads: int) -> None:
+           threads: int, pipe: Any) -> None:
     """A worker process: the model loaded once, then each recording handed to it through
     ``pipe`` until None; what it does goes back through ``pipe`` as (kind, value)."""
     torch.set_num_threads(threads)
