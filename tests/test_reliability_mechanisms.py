@@ -6,6 +6,7 @@ import os
 import pickle
 import re
 import string
+import struct
 import sys
 import types
 
@@ -645,6 +646,49 @@ def test_a_wav_whose_header_was_never_finished_is_read_to_its_end(tmp_path, subt
     with (tmp_path / "cut.wav").open("ab") as handle:
         handle.write(b"\x01")  # a frame cut short at the end is not read
     assert torch.equal(torch.cat(list(read_mono(tmp_path / "cut.wav", SR))), expected)
+
+
+def test_a_wav_whose_header_stopped_being_updated_is_read_to_its_end(tmp_path):
+    """A recorder that updates the header now and then and loses power leaves a data size
+    short of the samples: libsndfile reads only that many, and the rest was lost without a
+    word. esc50 reads them all (what follows the data is not chunks: samples)."""
+    samples = np.stack([tone(440.0, 2.0, SR), tone(660.0, 2.0, SR)], axis=1) * 0.5
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, samples, SR, subtype="PCM_24")
+    data = bytearray(whole.read_bytes())
+    size_at = data.index(b"data") + 4
+    data[size_at:size_at + 4] = (6 * SR // 2).to_bytes(4, "little")  # half a second's frames
+    (tmp_path / "stale.wav").write_bytes(bytes(data))
+    with sf.SoundFile(tmp_path / "stale.wav") as alone:
+        assert alone.frames == SR // 2  # what libsndfile alone makes of it
+    read = torch.cat(list(read_mono(tmp_path / "stale.wav", SR)))
+    assert torch.equal(read, torch.cat(list(read_mono(whole, SR))))
+    assert header_seconds(tmp_path / "stale.wav") == len(samples) / SR  # analyze's listing
+
+
+def test_a_wav_past_4_gib_whose_size_wrapped_is_read_to_its_end(tmp_path):
+    """A WAV holding more than 4 GiB of samples has a data size of that modulo 2**32 (32 bits
+    hold no more): libsndfile read the remainder alone, hours short. A sparse file of 4 GiB and
+    a second (nothing but its header and its last second on the disk)."""
+    last = (tone(440.0, 1.0, SR) * 0.5 * 32767).astype("<i2").tobytes()
+    length = 2**32 + len(last)  # bytes of samples
+    header = (b"RIFF" + (36 + length).to_bytes(8, "little")[:4] + b"WAVEfmt "
+              + (16).to_bytes(4, "little")
+              + struct.pack("<HHIIHH", 1, 1, SR, 2 * SR, 2, 16)
+              + b"data" + (length % 2**32).to_bytes(4, "little"))
+    path = tmp_path / "days.wav"
+    with path.open("wb") as handle:
+        handle.write(header)
+        handle.truncate(len(header) + 2**32)  # a hole: zeros the disk does not hold
+        handle.seek(0, os.SEEK_END)
+        handle.write(last)
+    with sf.SoundFile(path) as alone:
+        assert alone.frames == len(last) // 2
+    with opened_audio(path) as audio:
+        assert audio.frames == length // 2 and audio.samplerate == SR
+        audio.seek(audio.frames - SR)
+        tail = audio.read(dtype="int16")
+    assert tail.tobytes() == last
 
 
 def test_a_finished_wav_with_chunks_after_its_data_is_read_as_its_header_says(tmp_path):

@@ -133,15 +133,15 @@ def _read_blocks(path: Path, block_seconds: float,
 @contextmanager
 def opened_audio(path: Path) -> Iterator[sf.SoundFile]:
     """``path`` opened by soundfile once it is known to be a regular file (a FIFO or a device
-    would never end); a WAV file whose header was never finished is read to its end
-    (:func:`~esc50.core.data.wav.unfinished_wav`); a file it cannot open, or read inside the
+    would never end); a WAV file whose header was never finished (its data size 0, stale or
+    wrapped past 4 GiB) is read to its end (:func:`~esc50.core.data.wav.unfinished_wav`); a
+    file it cannot open, or read inside the
     ``with``, is a one-line error naming it as given (as the checks of its audio do)."""
     checked = checked_file(path, "audio file")
     try:  # by its bytes: a name need not be UTF-8 (soundfile encodes a str strictly)
         with ExitStack() as stack:
             audio = stack.enter_context(sf.SoundFile(os.fsencode(checked)))
-            unfinished = unfinished_wav(checked) if audio.frames == 0 and \
-                audio.format in ("WAV", "WAVEX") else None
+            unfinished = unfinished_wav(checked) if audio.format in ("WAV", "WAVEX") else None
             if unfinished is not None:
                 samples = SamplesOf(stack.enter_context(open(checked, "rb")), unfinished.offset)
                 audio = stack.enter_context(sf.SoundFile(

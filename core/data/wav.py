@@ -2,9 +2,14 @@
 a WAV file whose header was never finished.
 
 A recorder that lost power, or a program killed while writing, leaves the size of the data
-chunk at 0, as written before the first sample; libsndfile then reads no frame of the audio
-the file holds, and the recording would be lost. As ffmpeg and sox do, the samples after a data
-chunk of size 0 are taken to run to the end of the file (whole frames).
+chunk at 0, as written before the first sample, or at what it was when the header was last
+updated; a recording longer than 4 GiB leaves it wrapped past 2**32 (a size 32 bits cannot
+hold). libsndfile then reads only the frames that size says, no frame at all for 0, and the
+rest of the recording would be lost without a word. Where the data chunk's size falls short of
+the bytes that follow it and those bytes are not chunks (four printable letters and a size, one
+after another to the end of the file, as a tagged file's ``LIST`` chunk after its data is), the
+samples are taken to run to the end of the file (whole frames). ffmpeg and sox do so for a size
+of 0.
 
 Sources: the RIFF WAVE layout (Microsoft/IBM, "Multimedia Programming Interface and Data
 Specifications 1.0", 1991: chunks of a four-letter id, a little-endian 32-bit size and a body
@@ -39,27 +44,47 @@ class UnfinishedWav:
 
 
 def unfinished_wav(path: Path | str | bytes) -> UnfinishedWav | None:
-    """The samples of ``path`` if it is a WAV file whose data chunk says 0 bytes while bytes
-    follow it, in a sample format soundfile reads raw; None for any other file."""
+    """The samples of ``path`` if it is a WAV file whose data chunk's size falls short of the
+    samples that follow it (0, stale or wrapped: see the module docstring), in a sample format
+    soundfile reads raw; None for any other file."""
     with open(path, "rb") as handle:
         head = handle.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
             return None
         end, position, layout = os.fstat(handle.fileno()).st_size, 12, None
-        while position + 8 <= end:
-            handle.seek(position)
-            chunk = handle.read(8)
-            if len(chunk) < 8:  # cut shorter while being read
-                return None
-            name, size = struct.unpack("<4sI", chunk)
+        while (chunk := chunk_at(handle, position, end)) is not None:
+            name, size = chunk
             if name == b"data":
-                samples = position + 8
-                return UnfinishedWav(samples, *layout) if layout and not size and \
-                    samples < end else None
+                samples, after = position + 8, position + 8 + size + (size & 1)
+                return UnfinishedWav(samples, *layout) if layout and after < end and \
+                    not chunks_to_end(handle, after, end) else None
             if name == b"fmt ":
                 layout = raw_layout(handle.read(min(size, FMT_BYTES)))
             position += 8 + size + (size & 1)
     return None
+
+
+def chunk_at(handle: BinaryIO, position: int, end: int) -> tuple[bytes, int] | None:
+    """The (id, size) of the chunk header at ``position``; None where no header fits before
+    ``end`` (or the file was cut shorter while being read)."""
+    if position + 8 > end:
+        return None
+    handle.seek(position)
+    header = handle.read(8)
+    return struct.unpack("<4sI", header) if len(header) == 8 else None
+
+
+def chunks_to_end(handle: BinaryIO, position: int, end: int) -> bool:
+    """Whether the bytes from ``position`` to ``end`` are RIFF chunks, one after another: each
+    named with four printable ASCII letters, the last ending within a header's length of
+    ``end`` (a pad byte, say). Samples are not, but by a chance too small to matter: their
+    first four bytes would have to be letters and the sizes would have to land at the end."""
+    while (chunk := chunk_at(handle, position, end)) is not None:
+        name, size = chunk
+        if not all(0x20 <= letter < 0x7F for letter in name):
+            return False
+        position += 8 + size + (size & 1)
+    return position <= end
 
 
 @dataclass(frozen=True)
