@@ -214,16 +214,23 @@ def test_a_folder_that_cannot_be_listed_is_named_and_the_others_are_analysed(mod
 
 
 def test_a_recording_whose_header_was_never_finished_is_analysed_whole(model_dir, tmp_path):
-    """A recorder that lost power leaves its WAV's sizes at 0: analysed as its finished copy."""
+    """A recorder that lost power leaves its WAV's sizes at 0: analysed as its finished copy,
+    and noted as damaged (other programs read no sample of it)."""
     tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
-    never_finished(tree / "site1" / "day1" / "morning.wav", tree / "site1" / "unclosed.wav")
+    unclosed = never_finished(tree / "site1" / "day1" / "morning.wav",
+                              tree / "site1" / "unclosed.wav")
     code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
     assert code == 0, output
     rows = list(csv.DictReader((out / "segments.csv").open()))
     assert [{**r, "file": ""} for r in rows if r["file"] == "site1/unclosed.wav"] == \
         [{**r, "file": ""} for r in rows if r["file"] == "site1/day1/morning.wav"]
-    assert json.loads((out / "summary.json").read_text())["files"]["site1/unclosed.wav"][
-        "duration"] == len(TREE["site1/day1/morning.wav"])
+    summary = json.loads((out / "summary.json").read_text())
+    seconds = len(TREE["site1/day1/morning.wav"])
+    assert summary["files"]["site1/unclosed.wav"]["duration"] == seconds
+    note = (f"{unclosed}: its header says 0.0 s of the {seconds:.1f} s of samples it holds (a "
+            "header never finished, or a size past 4 GiB), so all were read")
+    assert summary["damaged"] == [{"file": "site1/unclosed.wav", "note": note}]
+    assert f"note: {note}" in output
 
 
 def test_recordings_named_as_an_exfat_drive_cannot_hold_fail_alone(model_dir, tmp_path,
@@ -433,7 +440,7 @@ def test_a_recording_that_stops_decoding_part_way_is_analysed_up_to_there(model_
     rows = [r for r in csv.DictReader((out / "segments.csv").open())
             if r["file"] == "site2/cut.flac"]
     assert rows and float(rows[-1]["end"]) == pytest.approx(duration, abs=1e-3)
-    assert "1 analysed only up to where they stop decoding" in (out / "summary.txt").read_text()
+    assert "1 damaged, read as far as they decode" in (out / "summary.txt").read_text()
     code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
     assert code == 0 and f"{len(TREE) + 1} already done" in output  # not tried again
 

@@ -256,7 +256,7 @@ def tally(counts: Progress, recording: Recording, outcome: str, message: str, lo
 def analyze_safely(model: Model, inputs: AudioInput, recording: Recording, tree: ResultsTree,
                    settings: Settings, advance: Callable[[float], None]) -> tuple[str, str]:
     """:func:`analyze_recording` while this process holds the recording's claim:
-    ("done", "" or the note on its damaged tail); ("failed", its one-line error), recorded as
+    ("done", "" or the notes on its damage); ("failed", its one-line error), recorded as
     a failure instead of raised, so one bad recording never costs the others; or ("taken", why)
     when another process (the same command started twice, say) is analysing it or has done it
     meanwhile. A :class:`StorageError` (a full disk) is raised: it is no recording's fault, and
@@ -298,7 +298,7 @@ def analyze_recording(model: Model, inputs: AudioInput, recording: Recording,
             covered[0] = window.end
 
     with captured_embeddings(model.members) if settings.embeddings else nullcontext() as rows:
-        timeline = model.timeline_of(replace(inputs, damaged_tail=damage.append),
+        timeline = model.timeline_of(replace(inputs, damage=damage.append),
                                      recording.path, settings.hop, settings.min_prob,
                                      settings.top_k, on_window,
                                      share_steps=not settings.each_window)
@@ -316,8 +316,8 @@ def analyze_recording(model: Model, inputs: AudioInput, recording: Recording,
         "windows": len(timeline.windows), "numerics": model.numerics,
         "seconds": time.perf_counter() - started, "segments": segments,
         "top": list(detected_time(segments).items())[:TOP_CLASSES],
-        **({"damaged": damage[0]} if damage else {})})
-    return damage[0] if damage else ""
+        **({"damaged": "; ".join(damage)} if damage else {})})
+    return "; ".join(damage)
 
 
 @contextmanager

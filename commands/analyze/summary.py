@@ -44,7 +44,8 @@ def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
               unlisted: list[str], not_done: list[str]) -> dict[str, Any]:
     """The summary of ``records`` (every recording done) and ``failures``; ``in_folder``: the
     recordings the analysed folder holds (their paths in the results), which the counts are of
-    (``damaged``: those done only up to where they stop decoding, with the note on each);
+    (``damaged``: those read only up to where they stop decoding, or past a header that was
+    never finished, with the notes on each);
     results of recordings no longer there are kept and named (``not_in_folder``); the time this
     run took for ``this_run_audio`` seconds of audio, and the recordings of its share it left
     neither done nor failed (``not_done``: a worker killed while analysing one, another process
@@ -99,7 +100,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
              + (f", {len(summary['unlisted'])} "
                 f"folder{'s' if len(summary['unlisted']) > 1 else ''} could not be listed "
                 "(summary.json: unlisted)" if summary["unlisted"] else "")
-             + (f", {len(summary['damaged'])} analysed only up to where they stop decoding "
+             + (f", {len(summary['damaged'])} damaged, read as far as they decode "
                 "(summary.json: damaged)" if summary["damaged"] else "")
              + f": {clock(summary['audio_hours'] * 3600, hours=True)} of audio"
              + (f"; the results also hold {len(summary['not_in_folder'])} no longer in the "

@@ -42,11 +42,11 @@ def load_clip(path: Path, sample_rate: int, length: int | None = None) -> tuple[
 
 
 def read_mono(path: Path, sample_rate: int, block_seconds: float = BLOCK_SECONDS,
-              damaged_tail: Callable[[str], None] | None = None) -> Iterator[torch.Tensor]:
+              damage: Callable[[str], None] | None = None) -> Iterator[torch.Tensor]:
     """The mono audio of ``path`` at ``sample_rate`` in consecutive float32 blocks of about
     ``block_seconds``, so a file of any length is read in bounded memory (see
-    :func:`mono_blocks`); ``damaged_tail``: as :func:`_read_blocks` says."""
-    return mono_blocks(_read_blocks(path, block_seconds, damaged_tail), sample_rate, str(path))
+    :func:`mono_blocks`); ``damage``: as :func:`_read_blocks` says."""
+    return mono_blocks(_read_blocks(path, block_seconds, damage), sample_rate, str(path))
 
 
 def mono_blocks(blocks: Iterable[tuple[np.ndarray, int]], sample_rate: int, source: str
@@ -97,21 +97,22 @@ def mono_blocks(blocks: Iterable[tuple[np.ndarray, int]], sample_rate: int, sour
 
 
 def _read_blocks(path: Path, block_seconds: float,
-                 damaged_tail: Callable[[str], None] | None = None
+                 damage: Callable[[str], None] | None = None
                  ) -> Iterator[tuple[np.ndarray, int]]:
     """float32 ``[frames, channels]`` blocks of ``path`` with its sample rate; a file soundfile
     cannot read is a one-line error naming it. A file that stops decoding part way (a copy cut
-    short, a recorder that lost power) is that error too, unless ``damaged_tail`` is given:
-    then the audio decoded before the damage is kept (the stream ends there) and
-    ``damaged_tail`` gets one line saying where the file stops decoding and why."""
-    with opened_audio(path) as audio:
+    short, a recorder that lost power) is that error too, unless ``damage`` is given: then the
+    audio decoded before the damage is kept (the stream ends there) and ``damage`` gets one
+    line saying where the file stops decoding and why; it also gets the line of a WAV header
+    that was never finished (:func:`opened_audio`)."""
+    with opened_audio(path, damage) as audio:
         rate = audio.samplerate
         size, decoded = max(int(rate * block_seconds), 1), 0
         while True:
             try:
                 data = audio.read(size, dtype="float32", always_2d=True)
             except DECODER_ERRORS as exc:
-                if damaged_tail is None:
+                if damage is None:
                     raise
                 if size > DAMAGE_STEP * rate:  # the damage is in this block: find where
                     audio.seek(decoded)
@@ -120,7 +121,7 @@ def _read_blocks(path: Path, block_seconds: float,
                 if decoded == 0:
                     raise
                 whole = f" of {audio.frames / rate:.1f} s" if audio.frames > decoded else ""
-                damaged_tail(f"{path}: decodes up to {decoded / rate:.1f} s"
+                damage(f"{path}: decodes up to {decoded / rate:.1f} s"
                              f"{whole}; the rest is damaged ({decoder_message(exc)}), so only "
                              "that much was read")
                 return
@@ -131,22 +132,28 @@ def _read_blocks(path: Path, block_seconds: float,
 
 
 @contextmanager
-def opened_audio(path: Path) -> Iterator[sf.SoundFile]:
+def opened_audio(path: Path, damage: Callable[[str], None] | None = None
+                 ) -> Iterator[sf.SoundFile]:
     """``path`` opened by soundfile once it is known to be a regular file (a FIFO or a device
     would never end); a WAV file whose header was never finished (its data size 0, stale or
-    wrapped past 4 GiB) is read to its end (:func:`~esc50.core.data.wav.unfinished_wav`); a
-    file it cannot open, or read inside the
-    ``with``, is a one-line error naming it as given (as the checks of its audio do)."""
+    wrapped past 4 GiB) is read to its end (:func:`~esc50.core.data.wav.unfinished_wav`), and
+    said so to ``damage`` when given; a file it cannot open, or read inside the ``with``, is a
+    one-line error naming it as given (as the checks of its audio do)."""
     checked = checked_file(path, "audio file")
     try:  # by its bytes: a name need not be UTF-8 (soundfile encodes a str strictly)
         with ExitStack() as stack:
             audio = stack.enter_context(sf.SoundFile(os.fsencode(checked)))
             unfinished = unfinished_wav(checked) if audio.format in ("WAV", "WAVEX") else None
             if unfinished is not None:
+                said = audio.frames / audio.samplerate
                 samples = SamplesOf(stack.enter_context(open(checked, "rb")), unfinished.offset)
                 audio = stack.enter_context(sf.SoundFile(
                     samples, format="RAW", samplerate=unfinished.samplerate,
                     channels=unfinished.channels, subtype=unfinished.subtype, endian="LITTLE"))
+                if damage is not None:
+                    damage(f"{path}: its header says {said:.1f} s of the "
+                           f"{audio.frames / audio.samplerate:.1f} s of samples it holds (a "
+                           "header never finished, or a size past 4 GiB), so all were read")
             yield audio
     except DECODER_ERRORS as exc:
         raise Esc50Error(f"{path}: cannot decode audio ({decoder_message(exc)})") from exc

@@ -45,13 +45,14 @@ OTHER_STREAMS = {b"fLaC": "FLAC", b"OggS": "Ogg (Vorbis or Opus)", b"ID3": "MP3"
 class AudioInput:
     """How prediction reads its inputs: files and folders at their own rate, resampled to
     ``sample_rate``; standard input as WAV, or as raw PCM at ``raw_rate`` with ``channels``.
-    ``damaged_tail``: a file that stops decoding part way is read up to there and noted to it
-    (:func:`~esc50.core.data.audio.read_mono`) instead of refused."""
+    ``damage``: a file that stops decoding part way is read up to there and noted to it
+    (:func:`~esc50.core.data.audio.read_mono`) instead of refused, as is a WAV header that was
+    never finished."""
 
     sample_rate: int
     raw_rate: int | None = None
     channels: int = 1
-    damaged_tail: Callable[[str], None] | None = None
+    damage: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:  # checked once, before any input is read
         if self.channels < 1:
@@ -77,7 +78,7 @@ class AudioInput:
                 raise Esc50Error(f"{path}: the folder holds no audio files")
             raise Esc50Error(f"{path} is a folder: a timeline is of one recording (esc50 "
                              "predict lists a folder's files; esc50 analyze labels a whole tree)")
-        return read_mono(path, self.sample_rate, damaged_tail=self.damaged_tail)
+        return read_mono(path, self.sample_rate, damage=self.damage)
 
 
 def stream_blocks(stream: BinaryIO, raw_rate: int | None = None, channels: int = 1
