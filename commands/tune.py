@@ -278,15 +278,21 @@ def from_database_code(exc: BaseException) -> bool:
                                 for package in DATABASE_PACKAGES)
 
 
+def study_storage(search: Search) -> Any:
+    """The study's storage: a SQLite file waits up to two minutes for another worker's write."""
+    optuna = optuna_module()
+    return optuna.storages.RDBStorage(
+        search.storage, engine_kwargs={"connect_args": {"timeout": 120}}) \
+        if search.storage.startswith("sqlite") else optuna.storages.get_storage(search.storage)
+
+
 def open_study(search: Search) -> Any:
     optuna = optuna_module()
     check_foreign_tables(search.storage)
     with storage_errors(search.storage):
-        storage = optuna.storages.RDBStorage(
-            search.storage, engine_kwargs={"connect_args": {"timeout": 120}}) \
-            if search.storage.startswith("sqlite") else search.storage
         study = optuna.create_study(
-            study_name=search.name, storage=storage, direction="maximize", load_if_exists=True,
+            study_name=search.name, storage=study_storage(search), direction="maximize",
+            load_if_exists=True,
             pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(
                 1, search.base.num_epochs // 3)))
         return _checked_study(search, study)
@@ -417,17 +423,44 @@ def tune(search: Search, trials: int, jobs: int, log: Log) -> dict[str, Any]:
     else:
         context = multiprocessing.get_context("spawn")
         counts = [trials // jobs + (i < trials % jobs) for i in range(jobs)]
-        workers = [context.Process(target=quiet_on_ctrl_c, args=(
-            _worker, search, count, f"[worker {i}] ", shares))
-            for i, count in enumerate(counts) if count]
-        for process in workers:
+        workers = {i: context.Process(target=quiet_on_ctrl_c, args=(
+            _worker, search, count, worker_name(i), shares))
+            for i, count in enumerate(counts) if count}
+        for process in workers.values():
             process.start()
-        for process in workers:
+        for process in workers.values():
             process.join()
-        failed = [f"worker {i} {ended(p.exitcode)}" for i, p in enumerate(workers) if p.exitcode]
-        if failed:
-            log(f"warning: {'; '.join(failed)}; the study keeps the trials they finished")
+        for i, process in workers.items():
+            if process.exitcode:
+                log(f"warning: worker {i} {ended(process.exitcode)}: "
+                    f"{lost_trials(search, worker_name(i), counts[i], process.exitcode)}; the "
+                    "study keeps the trials it finished")
     return summary(search)
+
+
+def worker_name(number: int) -> str:
+    """How worker ``number``'s lines start, and what its trials record as their worker."""
+    return f"[worker {number}] "
+
+
+def lost_trials(search: Search, worker: str, count: int, exit_code: int) -> str:
+    """Record as failed the trial ``worker`` left running when it ended with ``exit_code``
+    (killed mid-trial, it could not: the trial stayed "running" in the study for good), saying
+    how the worker ended; what became of its ``count`` trials, in words."""
+    optuna = optuna_module()
+    with storage_errors(search.storage):
+        storage = study_storage(search)
+        study = storage.get_study_id_from_name(search.name)
+        mine = [t for t in storage.get_all_trials(study, deepcopy=False)
+                if t.user_attrs.get("worker") == worker]
+        lost = [t.number for t in mine if t.state == optuna.trial.TrialState.RUNNING]
+        for number in lost:
+            trial = storage.get_trial_id_from_study_id_trial_number(study, number)
+            storage.set_trial_user_attr(trial, "error", f"its worker process {ended(exit_code)}")
+            storage.set_trial_state_values(trial, optuna.trial.TrialState.FAIL)
+    said = [f"its trial {', '.join(map(str, lost))} recorded as failed"] if lost else []
+    said += [f"{count - len(mine)} of its {count} trials not run"] if len(mine) < count else []
+    return ", and ".join(said) or "all its trials ended"
 
 
 def _worker(search: Search, trials: int, prefix: str, shares: int) -> None:

@@ -3,8 +3,13 @@ the search, scored once by the final run), a study that continues and that two w
 processes share, ordinary trial run folders, and the best settings as a config file."""
 
 import json
+import os
 import re
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,6 +120,71 @@ def test_two_worker_processes_share_one_study_and_it_continues(tmp_path):
     other = CliRunner().invoke(cli, [*args, "--epochs", "3", "--trials", "1"])
     assert other.exit_code == 1 and "was started with other settings (num_epochs)" in \
         other.output
+
+
+def trial_states(database: Path) -> dict[str, int]:
+    with sqlite3.connect(database) as db:
+        return dict(db.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
+
+
+def running(database: Path) -> int:
+    """The trials running in the study, 0 before its tables are made (or while it is locked)."""
+    try:
+        return trial_states(database).get("RUNNING", 0) if database.is_file() else 0
+    except sqlite3.OperationalError:
+        return 0
+
+
+def spawned_children(parent: int) -> list[int]:
+    """The worker processes ``parent`` started (multiprocessing's spawn, not its resource
+    tracker), from Linux's /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds workers in Linux's /proc")
+def test_a_worker_killed_mid_trial_leaves_its_trial_failed_not_running_for_good(tmp_path):
+    """A worker the system kills (as it does when memory runs out) cannot record its trial's
+    end: the trial stayed "running" in the study for good. The command records it as failed,
+    saying how the worker ended, and names what was not run."""
+    data = write_synthetic_dataset(tmp_path / "data", folds=(1, 2, 3))
+    database = tmp_path / "runs" / "killed" / "study.db"
+    command = [sys.executable, "-m", "esc50", "tune", "--name", "killed", "--data", str(data),
+               "--val-fold", "3", "--output-dir", str(tmp_path / "runs"), "--space",
+               "learning_rate=1e-3:1e-2:log", "--epochs", "30", "--trials", "4", "--jobs", "2",
+               *SMALL]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    while process.poll() is None and running(database) < 2:
+        time.sleep(0.05)
+    victim = spawned_children(process.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 0, stderr  # the other worker's trials are a study's result
+    warning = next(line for line in stdout.splitlines() if line.startswith("warning: worker "))
+    assert re.fullmatch(r"warning: worker \d was killed by SIGKILL \(as the system ends a "
+                        r"process when memory runs out: fewer --jobs need less\): its trial "
+                        r"\d recorded as failed, and 1 of its 2 trials not run; the study "
+                        r"keeps the trials it finished", warning), warning
+    assert trial_states(database) == {"COMPLETE": 2, "FAIL": 1} or \
+        trial_states(database) == {"COMPLETE": 1, "PRUNED": 1, "FAIL": 1}
+    with sqlite3.connect(database) as db:
+        errors = [row[0] for row in db.execute(
+            "SELECT value_json FROM trial_user_attributes WHERE key = 'error'")]
+    assert len(errors) == 1 and json.loads(errors[0]).startswith(
+        "its worker process was killed by SIGKILL")
+    show = CliRunner().invoke(cli, ["tune", "--name", "killed", "--output-dir",
+                                    str(tmp_path / "runs"), "--show"])
+    assert "running" not in show.output and " 1 fail" in show.output, show.output
 
 
 def tune_args(data, tmp_path, *extra):
