@@ -37,19 +37,28 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 from esc50.commands.analyze.formats import EMBEDDING_SUFFIXES, SUFFIXES
 from esc50.commands.analyze.recordings import Recording
 from esc50.core.errors import Esc50Error
-from esc50.core.files.write import (fitting_name, output_folder, remove_file, remove_leftovers,
-                                   write_text)
+from esc50.core.files.write import (fitting_name, output_folder, raise_write_error, remove_file,
+                                   temporaries_in, temporary_of, write_text)
 
 STATE = ".esc50-analyze"
 RESULT_ROOM = max(len(suffix) for suffix in (*SUFFIXES.values(), *EMBEDDING_SUFFIXES))
 # Settings recorded since a later release, as the trees made before it were analysed: a tree
 # made before ``each_window`` was recorded scored every window alone.
 FORMER_SETTINGS = {"each_window": True}
+
+
+def resize(path: Path, handle: IO[str], size: int) -> None:
+    """Set the size of the open file ``path``; a refusal is one line (:func:`raise_write_error`)."""
+    try:
+        os.ftruncate(handle.fileno(), size)
+    except OSError as exc:
+        raise_write_error(path, exc)
+        raise
 
 
 def same_setting(recorded: Any, given: Any) -> bool:
@@ -90,6 +99,7 @@ class ResultsTree:
         else:
             write_text(recorded_file, json.dumps(settings, indent=2) + "\n")
         self.settings = settings
+        self._temporaries: dict[Path, list[str]] = {}  # by folder, as this process found them
         # exFAT, FAT, NTFS and macOS's APFS by default find a file by any case of its name
         self.ignores_case = os.path.isfile(self.state / "SETTINGS.JSON")
 
@@ -160,10 +170,26 @@ class ResultsTree:
         left of them (temporary files: the files themselves are whole or absent), and the
         record of an earlier analysis of a file since changed, so that a run killed while
         making its results again leaves it not done; called by the one process that analyses
-        the recording, before it starts."""
+        the recording, before it starts, while it holds the recording's claim.
+
+        Each folder is looked in once a process (:meth:`_temporaries_in`): a folder of
+        thousands of recordings was listed again for each, six times, and the time a recording
+        took grew with the folder (23 ms a recording at 20 000 against 2.5 at 1 000:
+        benchmarks/results_tree.py). A write killed since then can only have been of a
+        recording another process claimed meanwhile, and :meth:`claimed` then has the folders
+        looked in again."""
         for path in [*files, self._done_record(relative), *self._failed_records(relative)]:
-            remove_leftovers(path.parent, path.name)
+            temporaries = self._temporaries_in(path.parent)
+            for leftover in [name for name in temporaries if temporary_of(name, path.name)]:
+                temporaries.remove(leftover)
+                remove_file(path.parent / leftover)
         remove_file(self._done_record(relative))
+
+    def _temporaries_in(self, folder: Path) -> list[str]:
+        """The temporary files in ``folder`` when this process first looked in it."""
+        if folder not in self._temporaries:
+            self._temporaries[folder] = temporaries_in(folder)
+        return self._temporaries[folder]
 
     def mark_failed(self, relative: Path, error: str) -> None:
         record, *former = self._failed_records(relative)
@@ -184,14 +210,23 @@ class ResultsTree:
     def claimed(self, relative: Path) -> Iterator[bool]:
         """Whether this process may analyse a recording: True while it holds the recording's
         claim (a lock the system lets go of when the process ends, killed or not), False when
-        another process holds it."""
-        with self._digest_file("claims", relative, ".lock").open("a") as handle:
+        another process holds it. The claim's file is one byte long (a size set, nothing
+        written: a full disk does not refuse it) while its holder works on the recording, and
+        empty once the holder is through: one found a byte long was held by a process that
+        ended midway (killed), maybe while writing, so the folders are looked in again for what
+        it left (:meth:`clear_leftovers`)."""
+        claim = self._digest_file("claims", relative, ".lock")
+        with claim.open("a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 yield False
                 return
+            if os.fstat(handle.fileno()).st_size:
+                self._temporaries.clear()
+            resize(claim, handle, 1)
             yield True
+            resize(claim, handle, 0)
 
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -5,9 +5,9 @@ the previous version is intact."""
 from __future__ import annotations
 
 import errno
-import glob
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Callable
@@ -28,6 +28,10 @@ NAME_MAX = 255  # bytes in one file name, on the file systems people use
 TEMPORARY_SUFFIX = ".tmp"
 RANDOM_CHARACTERS = 8  # in the middle of a temporary file's name (mkstemp's)
 TEMPORARY_ROOM = len("..") + RANDOM_CHARACTERS + len(TEMPORARY_SUFFIX)  # added to the file's name
+TEMPORARY_TAIL = "x" * RANDOM_CHARACTERS + TEMPORARY_SUFFIX  # as long as what follows the prefix
+# ".<name>.<random characters>.tmp": a temporary file's whole name (temporary_beside)
+TEMPORARY_NAME = re.compile(rf"\..*\.[^.]{{{RANDOM_CHARACTERS}}}{re.escape(TEMPORARY_SUFFIX)}",
+                            re.DOTALL)
 
 
 def fitting_name(name: str, room: int = 0) -> str:
@@ -69,19 +73,33 @@ def temporary_beside(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
+def temporaries_in(folder: Path) -> list[str]:
+    """The names of the temporary files in ``folder`` (of writes in progress, or killed
+    midway); none in a folder that is not there, or whose name its file system cannot hold."""
+    try:
+        with os.scandir(folder) as entries:
+            return [entry.name for entry in entries if TEMPORARY_NAME.fullmatch(entry.name)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        if exc.errno not in NAME_REFUSED_ERRNOS:
+            raise
+        return []
+
+
+def temporary_of(temporary: str, name: str) -> bool:
+    """Whether ``temporary`` (a name :func:`temporaries_in` found) is of a write of ``name``."""
+    prefix = temporary_prefix(name)
+    return temporary.startswith(prefix) and len(temporary) == len(prefix) + len(TEMPORARY_TAIL)
+
+
 def remove_leftovers(folder: Path, name: str | None = None) -> None:
     """Delete the temporary files that writes killed midway left in ``folder``: of the file
     ``name``, or of every file (for the one process that writes them: another's write in
     progress would lose its file)."""
-    target = ".*." if name is None else glob.escape(temporary_prefix(name))
-    try:
-        leftovers = list(folder.glob(f"{target}{'[!.]' * RANDOM_CHARACTERS}{TEMPORARY_SUFFIX}"))
-    except OSError as exc:  # a folder whose name its file system cannot hold holds nothing
-        if exc.errno not in NAME_REFUSED_ERRNOS:
-            raise
-        leftovers = []
-    for leftover in leftovers:
-        leftover.unlink(missing_ok=True)
+    for leftover in temporaries_in(folder):
+        if name is None or temporary_of(leftover, name):
+            (folder / leftover).unlink(missing_ok=True)
 
 
 def remove_file(path: Path) -> None:
