@@ -15,7 +15,8 @@ Beside the result files it keeps, in ``.esc50-analyze/``:
   again.
 - ``claims/<digest>.lock``: locked by the process analysing the recording, so that two
   commands on one tree at once (a nightly job still running when the next starts) never
-  analyse one recording twice: the second leaves it to the first.
+  analyse one recording twice: the second leaves it to the first. One byte long while its
+  holder works on the recording: one found so was held by a process that ended midway.
 - ``.lock``: held while the combined files are rewritten, so that shards ending together
   never interleave them.
 
