@@ -175,7 +175,7 @@ class ResultsTree:
 
         Each folder is looked in once a process (:meth:`_temporaries_in`): a folder of
         thousands of recordings was listed again for each, six times, and the time a recording
-        took grew with the folder (23 ms a recording at 20 000 against 2.5 at 1 000:
+        took grew with the folder (74 ms a recording at 20 000 against 5.8 at 1 000:
         benchmarks/results_tree.py). A write killed since then can only have been of a
         recording another process claimed meanwhile, and :meth:`claimed` then has the folders
         looked in again."""

@@ -121,9 +121,8 @@ def _read_blocks(path: Path, block_seconds: float,
                 if decoded == 0:
                     raise
                 whole = f" of {audio.frames / rate:.1f} s" if audio.frames > decoded else ""
-                damage(f"{path}: decodes up to {decoded / rate:.1f} s"
-                             f"{whole}; the rest is damaged ({decoder_message(exc)}), so only "
-                             "that much was read")
+                damage(f"{path}: decodes up to {decoded / rate:.1f} s{whole}; the rest is "
+                       f"damaged ({decoder_message(exc)}), so only that much was read")
                 return
             if data.shape[0] == 0:
                 return

@@ -28,7 +28,6 @@ NAME_MAX = 255  # bytes in one file name, on the file systems people use
 TEMPORARY_SUFFIX = ".tmp"
 RANDOM_CHARACTERS = 8  # in the middle of a temporary file's name (mkstemp's)
 TEMPORARY_ROOM = len("..") + RANDOM_CHARACTERS + len(TEMPORARY_SUFFIX)  # added to the file's name
-TEMPORARY_TAIL = "x" * RANDOM_CHARACTERS + TEMPORARY_SUFFIX  # as long as what follows the prefix
 # ".<name>.<random characters>.tmp": a temporary file's whole name (temporary_beside)
 TEMPORARY_NAME = re.compile(rf"\..*\.[^.]{{{RANDOM_CHARACTERS}}}{re.escape(TEMPORARY_SUFFIX)}",
                             re.DOTALL)
@@ -90,7 +89,8 @@ def temporaries_in(folder: Path) -> list[str]:
 def temporary_of(temporary: str, name: str) -> bool:
     """Whether ``temporary`` (a name :func:`temporaries_in` found) is of a write of ``name``."""
     prefix = temporary_prefix(name)
-    return temporary.startswith(prefix) and len(temporary) == len(prefix) + len(TEMPORARY_TAIL)
+    return temporary.startswith(prefix) and \
+        len(temporary) == len(prefix) + RANDOM_CHARACTERS + len(TEMPORARY_SUFFIX)
 
 
 def remove_leftovers(folder: Path, name: str | None = None) -> None:
