@@ -5,6 +5,7 @@ each fixing a class of hostile inputs where it arises, and property-based tests 
 import os
 import pickle
 import re
+import shutil
 import string
 import struct
 import sys
@@ -689,6 +690,25 @@ def test_a_wav_past_4_gib_whose_size_wrapped_is_read_to_its_end(tmp_path):
         audio.seek(audio.frames - SR)
         tail = audio.read(dtype="int16")
     assert tail.tobytes() == last
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_audio_under_a_path_too_long_for_libsndfile_is_read(tmp_path, suffix):
+    """libsndfile refuses a file name of 1024 bytes or more ("Supplied filename too long"): a
+    recording deep in a tree of long folder names failed, in every reader. It is read."""
+    deep = tmp_path.joinpath(*[f"site{k}-" + "x" * 200 for k in range(6)])
+    deep.mkdir(parents=True)
+    path = deep / f"rec{suffix}"
+    assert len(os.fsencode(path)) >= 1024
+    samples = tone(440.0, 1.5, SR) * 0.5
+    with path.open("wb") as handle:  # soundfile cannot write it by its name either
+        sf.write(handle, samples, SR, format=suffix[1:].upper())
+    shutil.copy(path, tmp_path / f"short{suffix}")
+    with pytest.raises(sf.LibsndfileError, match="too long"):
+        sf.info(str(path))
+    read = torch.cat(list(read_mono(path, SR)))
+    assert torch.equal(read, torch.cat(list(read_mono(tmp_path / f"short{suffix}", SR))))
+    assert header_seconds(path) == len(samples) / SR
 
 
 def test_a_finished_wav_with_chunks_after_its_data_is_read_as_its_header_says(tmp_path):

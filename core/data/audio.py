@@ -31,6 +31,9 @@ MAX_PERIOD = 1000  # samples in a resampling period, at most (resampling_ratio)
 LOWPASS_ZEROS, ROLLOFF = 6, 0.99
 DECODER_ERRORS = (sf.LibsndfileError, RuntimeError, OSError, TypeError)  # what decoding raises
 DAMAGE_STEP = 0.1  # seconds read at a time to find where a damaged file stops decoding
+# libsndfile refuses a file name of this many bytes or more ("Supplied filename too long"),
+# which a deep tree of long folder names reaches
+LIBSNDFILE_NAME_MAX = 1024
 
 
 def load_clip(path: Path, sample_rate: int, length: int | None = None) -> tuple[torch.Tensor, int]:
@@ -139,9 +142,9 @@ def opened_audio(path: Path, damage: Callable[[str], None] | None = None
     said so to ``damage`` when given; a file it cannot open, or read inside the ``with``, is a
     one-line error naming it as given (as the checks of its audio do)."""
     checked = checked_file(path, "audio file")
-    try:  # by its bytes: a name need not be UTF-8 (soundfile encodes a str strictly)
+    try:
         with ExitStack() as stack:
-            audio = stack.enter_context(sf.SoundFile(os.fsencode(checked)))
+            audio = stack.enter_context(sound_file(checked, stack))
             unfinished = unfinished_wav(checked) if audio.format in ("WAV", "WAVEX") else None
             if unfinished is not None:
                 said = audio.frames / audio.samplerate
@@ -156,6 +159,17 @@ def opened_audio(path: Path, damage: Callable[[str], None] | None = None
             yield audio
     except DECODER_ERRORS as exc:
         raise Esc50Error(f"{path}: cannot decode audio ({decoder_message(exc)})") from exc
+
+
+def sound_file(path: Path, stack: ExitStack) -> sf.SoundFile:
+    """soundfile's view of ``path``, a checked regular file: opened by its name (in bytes: a
+    name need not be UTF-8, and soundfile encodes a str strictly), which libsndfile also
+    guesses some formats from (an MP3 that does not start with a frame), or, where the name is
+    too long for libsndfile, by a descriptor (``stack`` closes it)."""
+    name = os.fsencode(path)
+    if len(name) < LIBSNDFILE_NAME_MAX:
+        return sf.SoundFile(name)
+    return sf.SoundFile(stack.enter_context(open(path, "rb")).fileno(), closefd=False)
 
 
 # libsndfile says this of a regular file its MPEG decoder finds no frame in (a damaged or cut

@@ -10,9 +10,9 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-import soundfile as sf
 from tqdm import tqdm
 
+from esc50.core.data.audio import opened_audio
 from esc50.core.errors import Esc50Error
 
 OFFICIAL_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
@@ -88,7 +88,8 @@ def _check_complete(root: Path) -> None:
     for name in names:
         path = root / "audio" / name
         try:
-            sf.info(str(path))
-        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            with opened_audio(path):
+                pass
+        except Esc50Error as exc:
             raise Esc50Error(f"downloaded dataset is incomplete: {path.name} is missing or "
                              f"unreadable ({exc})") from exc
