@@ -237,6 +237,29 @@ def test_a_recording_whose_header_was_never_finished_is_analysed_whole(model_dir
     assert f"note: {note}" in output
 
 
+def test_a_recording_whose_results_path_is_too_long_for_the_system_fails_alone(model_dir,
+                                                                               tmp_path):
+    """A recording deep in a tree whose results, under a longer --out, would pass the system's
+    4096 bytes a path: it stopped the whole analysis ("File name too long", from the search
+    for its earlier failure record). It fails in one line; the others are done, twice."""
+    tree = write_tree(tmp_path / "tree")
+    deep = tree.joinpath(*[f"d{k:02d}" + "x" * 237 for k in range(15)])
+    deep.mkdir(parents=True)
+    with (deep / "rec.wav").open("wb") as handle:  # soundfile cannot write it by its name
+        sf.write(handle, tone(FREQS[2], 2.0), SR, format="WAV")
+    out = tmp_path / ("o" * 250) / ("p" * 250)
+    assert len(os.fsencode(deep / "rec.wav")) < 4096 < len(os.fsencode(out)) + len(
+        os.fsencode((deep / "rec.wav").relative_to(tree)))
+    for _ in range(2):
+        code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+        assert code == 1 and f"{len(TREE)} of {len(TREE) + 1} recordings done, 1 failed" in \
+            output, output[-500:]
+        errors = [line for line in output.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and errors[0].startswith(
+            f"error: cannot create results folder {out}/d00") and errors[0].endswith(
+            ": File name too long"), errors
+
+
 def test_recordings_named_as_an_exfat_drive_cannot_hold_fail_alone(model_dir, tmp_path,
                                                                    exfat_disk):
     """Results written to an exFAT drive, which holds no ':' and no name that is not UTF-8:

@@ -24,6 +24,9 @@ STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
 # what a file system says of a name it cannot hold: exFAT and FAT of ':' or '?' (Linux's FUSE
 # exFAT says ENOENT), of a name that is not UTF-8 (EILSEQ)
 NAME_REFUSED_ERRNOS = {errno.EINVAL, errno.EILSEQ}
+# a path that cannot be there: a name refused, or a path longer than the system takes (4096
+# bytes on Linux) or with a name over 255 bytes (ENAMETOOLONG)
+NEVER_THERE_ERRNOS = NAME_REFUSED_ERRNOS | {errno.ENAMETOOLONG}
 NAME_MAX = 255  # bytes in one file name, on the file systems people use
 TEMPORARY_SUFFIX = ".tmp"
 RANDOM_CHARACTERS = 8  # in the middle of a temporary file's name (mkstemp's)
@@ -74,14 +77,14 @@ def temporary_beside(path: Path) -> tuple[int, str]:
 
 def temporaries_in(folder: Path) -> list[str]:
     """The names of the temporary files in ``folder`` (of writes in progress, or killed
-    midway); none in a folder that is not there, or whose name its file system cannot hold."""
+    midway); none in a folder that is not there, or cannot be (:data:`NEVER_THERE_ERRNOS`)."""
     try:
         with os.scandir(folder) as entries:
             return [entry.name for entry in entries if TEMPORARY_NAME.fullmatch(entry.name)]
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
-        if exc.errno not in NAME_REFUSED_ERRNOS:
+        if exc.errno not in NEVER_THERE_ERRNOS:
             raise
         return []
 
@@ -103,11 +106,12 @@ def remove_leftovers(folder: Path, name: str | None = None) -> None:
 
 
 def remove_file(path: Path) -> None:
-    """Delete ``path`` if it is there; a name its file system cannot hold is not there."""
+    """Delete ``path`` if it is there; a path that cannot be there (a name its file system
+    cannot hold, a path too long: :data:`NEVER_THERE_ERRNOS`) is not."""
     try:
         path.unlink(missing_ok=True)
     except OSError as exc:
-        if exc.errno not in NAME_REFUSED_ERRNOS:
+        if exc.errno not in NEVER_THERE_ERRNOS:
             raise
 
 
