@@ -718,9 +718,16 @@ def test_a_finished_wav_with_chunks_after_its_data_is_read_as_its_header_says(tm
     data += b"LIST" + (12).to_bytes(4, "little") + b"INFOISFT\x00\x00\x00\x00"
     data[4:8] = (len(data) - 8).to_bytes(4, "little")
     (tmp_path / "tagged.wav").write_bytes(bytes(data))
-    assert unfinished_wav(tmp_path / "tagged.wav") is None
-    assert torch.equal(torch.cat(list(read_mono(tmp_path / "tagged.wav", SR))),
-                       torch.cat(list(read_mono(whole, SR))))
+    id3v1 = b"TAG" + b"dawn chorus".ljust(30, b"\0") + b"site 3".ljust(95, b"\0")
+    trailers = {"id3.wav": whole.read_bytes() + id3v1,  # what tagging tools append to any file
+                "padded.wav": whole.read_bytes() + bytes(5000),  # to a disk's cluster
+                "both.wav": bytes(data) + bytes(700)}
+    for name, content in trailers.items():
+        (tmp_path / name).write_bytes(content)
+    for name in ["tagged.wav", *trailers]:
+        assert unfinished_wav(tmp_path / name) is None, name
+        assert torch.equal(torch.cat(list(read_mono(tmp_path / name, SR))),
+                           torch.cat(list(read_mono(whole, SR)))), name
     for name, content in (("text.wav", b"not audio"), ("empty.wav", b"")):
         (tmp_path / name).write_bytes(content)
         assert unfinished_wav(tmp_path / name) is None

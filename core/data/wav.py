@@ -6,10 +6,10 @@ chunk at 0, as written before the first sample, or at what it was when the heade
 updated; a recording longer than 4 GiB leaves it wrapped past 2**32 (a size 32 bits cannot
 hold). libsndfile then reads only the frames that size says, no frame at all for 0, and the
 rest of the recording would be lost without a word. Where the data chunk's size falls short of
-the bytes that follow it and those bytes are not chunks (four printable letters and a size, one
-after another to the end of the file, as a tagged file's ``LIST`` chunk after its data is), the
-samples are taken to run to the end of the file (whole frames). ffmpeg and sox do so for a size
-of 0.
+the bytes that follow it and those bytes are not what files carry after their data (chunks:
+four printable letters and a size, one after another, as a tagged file's ``LIST`` chunk is;
+then maybe an ID3 version 1 tag or zeros padding the file), the samples are taken to run to the
+end of the file (whole frames). ffmpeg and sox do so for a size of 0.
 
 Sources: the RIFF WAVE layout (Microsoft/IBM, "Multimedia Programming Interface and Data
 Specifications 1.0", 1991: chunks of a four-letter id, a little-endian 32-bit size and a body
@@ -31,6 +31,8 @@ SUBTYPES = {(1, 8): "PCM_U8", (1, 16): "PCM_16", (1, 24): "PCM_24", (1, 32): "PC
             (3, 32): "FLOAT", (3, 64): "DOUBLE", (6, 8): "ALAW", (7, 8): "ULAW"}
 EXTENSIBLE = 0xFFFE
 FMT_BYTES = 40  # the longest fmt chunk body (WAVE_FORMAT_EXTENSIBLE's)
+ID3V1_BYTES = 128  # an ID3 version 1 tag: "TAG", then title, artist, ... in fixed fields
+ZERO_BLOCK = 1 << 20  # bytes read at a time looking for the end of a run of zeros
 
 
 @dataclass(frozen=True)
@@ -75,16 +77,32 @@ def chunk_at(handle: BinaryIO, position: int, end: int) -> tuple[bytes, int] | N
 
 
 def chunks_to_end(handle: BinaryIO, position: int, end: int) -> bool:
-    """Whether the bytes from ``position`` to ``end`` are RIFF chunks, one after another: each
-    named with four printable ASCII letters, the last ending within a header's length of
-    ``end`` (a pad byte, say). Samples are not, but by a chance too small to matter: their
-    first four bytes would have to be letters and the sizes would have to land at the end."""
+    """Whether the bytes from ``position`` to ``end`` are what files carry after their data
+    rather than samples: RIFF chunks, one after another, each named with four printable ASCII
+    letters, the last ending within a header's length of ``end`` (a pad byte, say); then,
+    maybe, an ID3 version 1 tag (128 bytes from "TAG", which tagging tools append to any file)
+    or zeros alone (a file padded to its disk's cluster). Samples are not, but by a chance too
+    small to matter: their first four bytes would have to be letters and the sizes would have
+    to land at the end."""
     while (chunk := chunk_at(handle, position, end)) is not None:
+        if end - position == ID3V1_BYTES and chunk[0][:3] == b"TAG":
+            return True
         name, size = chunk
         if not all(0x20 <= letter < 0x7F for letter in name):
-            return False
+            return zeros_to_end(handle, position, end)
         position += 8 + size + (size & 1)
     return position <= end
+
+
+def zeros_to_end(handle: BinaryIO, position: int, end: int) -> bool:
+    """Whether every byte from ``position`` to ``end`` is zero (read until one is not)."""
+    handle.seek(position)
+    while position < end:
+        block = handle.read(min(ZERO_BLOCK, end - position))
+        if not block or block.count(0) != len(block):  # a byte not zero (or the file cut)
+            return False
+        position += len(block)
+    return True
 
 
 @dataclass(frozen=True)
