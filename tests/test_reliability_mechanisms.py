@@ -670,7 +670,8 @@ def test_a_wav_whose_header_stopped_being_updated_is_read_to_its_end(tmp_path):
 def test_a_wav_past_4_gib_whose_size_wrapped_is_read_to_its_end(tmp_path):
     """A WAV holding more than 4 GiB of samples has a data size of that modulo 2**32 (32 bits
     hold no more): libsndfile read the remainder alone, hours short. A sparse file of 4 GiB and
-    a second (nothing but its header and its last second on the disk)."""
+    a second (on the disk only its header, its first two seconds and its last)."""
+    first = (tone(660.0, 2.0, SR) * 0.5 * 32767).astype("<i2").tobytes()
     last = (tone(440.0, 1.0, SR) * 0.5 * 32767).astype("<i2").tobytes()
     length = 2**32 + len(last)  # bytes of samples
     header = (b"RIFF" + (36 + length).to_bytes(8, "little")[:4] + b"WAVEfmt "
@@ -679,7 +680,7 @@ def test_a_wav_past_4_gib_whose_size_wrapped_is_read_to_its_end(tmp_path):
               + b"data" + (length % 2**32).to_bytes(4, "little"))
     path = tmp_path / "days.wav"
     with path.open("wb") as handle:
-        handle.write(header)
+        handle.write(header + first)  # past the size's remainder: samples, as in a recording
         handle.truncate(len(header) + 2**32)  # a hole: zeros the disk does not hold
         handle.seek(0, os.SEEK_END)
         handle.write(last)
