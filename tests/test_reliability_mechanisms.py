@@ -10,6 +10,7 @@ import string
 import struct
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from torch import nn
 import esc50
 from esc50.cli.main import cli
 from esc50.commands.analyze.recordings import header_seconds
+from esc50.commands.analyze.results import ResultsTree
 from esc50.core.config import TaskConfig, load_config
 from esc50.core.data.audio import opened_audio, read_mono
 from esc50.core.data.clips import find_clips
@@ -31,7 +33,7 @@ from esc50.core.data.wav import unfinished_wav
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import read_table
 from esc50.core.files.tree import walk_tree
-from esc50.core.files.write import fitting_name, remove_leftovers, write_text
+from esc50.core.files.write import fitting_name, write_text
 from esc50.core.plugin_api.hookspecs import hookimpl
 from esc50.core.plugin_api.components import parse_spec
 from esc50.core.plugin_api.registry import load_registry
@@ -214,12 +216,13 @@ def test_an_error_is_one_line_whatever_the_names_in_it_hold():
 def test_a_name_of_255_bytes_is_written_atomically_and_its_leftovers_alone_removed(tmp_path):
     """A temporary file's name adds to its file's: a long name is cut, with a digest that keeps
     apart two names differing only past the cut."""
+    tree = ResultsTree(tmp_path, {"each_window": False})  # what removes one file's leftovers
     name, twin = tmp_path / ("b" * 251 + ".txt"), tmp_path / ("b" * 251 + ".csv")
     write_text(name, "whole\n")
     assert name.read_text() == "whole\n"
     left, other = write_leftover(name), write_leftover(twin)
     assert len(left.name.encode()) <= 255 and left.name != other.name
-    remove_leftovers(tmp_path, name.name)
+    tree.clear_leftovers(Path("rec.wav"), [name])
     assert not left.exists() and other.exists() and name.exists()
     too_long = tmp_path / ("b" * 256)  # no file system holds it: one line, not a traceback
     with pytest.raises(Esc50Error, match=f"^cannot write {too_long}: File name too long; "

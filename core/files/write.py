@@ -96,13 +96,12 @@ def temporary_of(temporary: str, name: str) -> bool:
         len(temporary) == len(prefix) + RANDOM_CHARACTERS + len(TEMPORARY_SUFFIX)
 
 
-def remove_leftovers(folder: Path, name: str | None = None) -> None:
-    """Delete the temporary files that writes killed midway left in ``folder``: of the file
-    ``name``, or of every file (for the one process that writes them: another's write in
-    progress would lose its file)."""
+def remove_leftovers(folder: Path) -> None:
+    """Delete the temporary files that writes killed midway left in ``folder`` (for the one
+    process that writes there: another's write in progress would lose its file; the leftovers
+    of one file alone: :func:`temporary_of`)."""
     for leftover in temporaries_in(folder):
-        if name is None or temporary_of(leftover, name):
-            (folder / leftover).unlink(missing_ok=True)
+        (folder / leftover).unlink(missing_ok=True)
 
 
 def remove_file(path: Path) -> None:
