@@ -358,9 +358,11 @@ def run_trials(search: Search, trials: int, log: Log, worker: str = "") -> None:
         return shared
 
     def objective(trial: Any) -> float:
+        # the trial's first write names its worker: a worker killed after it (suggesting reads
+        # the study, training takes minutes) leaves a trial the command can record as failed
+        trial.set_user_attr("worker", worker or str(os.getpid()))
         started = time.perf_counter()
         values = {d.key: d.suggest(trial) for d in search.space}
-        trial.set_user_attr("worker", worker or str(os.getpid()))
         scores = []
         try:
             for index, fold in enumerate(search.inner):

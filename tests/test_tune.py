@@ -127,10 +127,16 @@ def trial_states(database: Path) -> dict[str, int]:
         return dict(db.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
 
 
-def running(database: Path) -> int:
-    """The trials running in the study, 0 before its tables are made (or while it is locked)."""
+def running_with_worker(database: Path) -> int:
+    """The running trials of the study that name their worker (0 before its tables are made,
+    or while it is locked)."""
+    if not database.is_file():  # connecting would make the file
+        return 0
     try:
-        return trial_states(database).get("RUNNING", 0) if database.is_file() else 0
+        with sqlite3.connect(database) as db:
+            return db.execute(
+                "SELECT COUNT(*) FROM trials JOIN trial_user_attributes USING (trial_id) "
+                "WHERE state = 'RUNNING' AND key = 'worker'").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
 
@@ -164,7 +170,7 @@ def test_a_worker_killed_mid_trial_leaves_its_trial_failed_not_running_for_good(
                *SMALL]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-    while process.poll() is None and running(database) < 2:
+    while process.poll() is None and running_with_worker(database) < 2:
         time.sleep(0.05)
     victim = spawned_children(process.pid)[0]
     os.kill(victim, signal.SIGKILL)
