@@ -42,7 +42,7 @@ from esc50.commands.predict import (WINDOW_BATCH, Prediction, audio_files, predi
 from esc50.core.plugin_api.choices import check_options_in_run
 from esc50.core.plugin_api.hookspecs import KINDS
 from esc50.core.plugin_api.registry import Registry, load_registry
-from esc50.core.training.memory import keep_freed_memory, measure, plan_windows
+from esc50.core.training.memory import keep_freed_memory, measure, plan_batch
 from esc50.core.training.scoring import mean_probabilities
 from esc50.core.training.resume import resume as resume_run
 from esc50.core.training.trainer import Trainer
@@ -248,14 +248,14 @@ class Model:
 
     def window_batch(self) -> int:
         """The most windows this process scores at a time: ``WINDOW_BATCH``, or as many as fit
-        in memory (:func:`plan_windows`, on what scoring one window allocates), said in a note.
+        in memory (:func:`plan_batch`, on what scoring one window allocates), said in a note.
         Planned once, the first time a recording has more than one window to score."""
         if self._window_batch is None:
             length = self.config.length_wav
             window_bytes = measure(lambda: mean_probabilities(
                 self.members, torch.zeros(1, length), torch.full((1,), length)),
                 torch.device("cpu"))
-            self._window_batch, note = plan_windows(WINDOW_BATCH, window_bytes)
+            self._window_batch, note = plan_batch(WINDOW_BATCH, window_bytes, "window")
             if note:
                 self._warn(note)
         return self._window_batch

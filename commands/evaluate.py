@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from esc50.commands.members import LoadedRun, check_unseen
-from esc50.core.data.audiocache import AudioCache
+from esc50.core.data.audiocache import AudioCache, decoded_bytes
 from esc50.core.data.clips import find_clips
 from esc50.core.data.location import resolve_data_dir
 from esc50.core.data.split import Split, dataset_digests
@@ -16,7 +16,7 @@ from esc50.core.errors import Esc50Error
 from esc50.core.files.digest import file_sha256
 from esc50.core.plugin_api.registry import Registry
 from esc50.core.results.metrics import classification_report, evaluation
-from esc50.core.training.scoring import probabilities
+from esc50.core.training.scoring import planned, probabilities
 
 
 TRAINING_LABEL = (" (clips the model trained on: training accuracy, not an estimate for unseen "
@@ -72,10 +72,12 @@ def evaluate_runs(runs: list[LoadedRun], registry: Registry, data: str | None = 
                          {names[i]: file_sha256(table.clips[i].path) for i in indices}, selection)
     clips = [table.clips[i] for i in indices]
     targets = np.array([c.target for c in clips])
+    members = [planned(run.member, len(clips), config.length_wav,
+                       decoded_bytes(len(clips), config), warn) for run in runs]
     audio = AudioCache(clips, config, min_samples=max(
-        run.member.classifier.featurizer.min_samples for run in runs))
-    each = [probabilities(run.member.classifier, audio.waves, audio.lengths, run.member.scoring)
-            for run in runs]
+        member.classifier.featurizer.min_samples for member in members))
+    each = [probabilities(member.classifier, audio.waves, audio.lengths, member.scoring)
+            for member in members]
     report = evaluation(sum(each) / len(each), targets, [str(c.path) for c in clips],
                         state["class_names"])
     result = {"epoch": state["epoch"], "data": str(table.root), "selection": selection,

@@ -35,7 +35,7 @@ from esc50.commands.crossval import experiment_settings, read_summary, same_expe
 from esc50.commands.evaluate import evaluate_runs
 from esc50.commands.members import LoadedRun, checked_members, load_runs
 from esc50.core.config import TaskConfig, load_config
-from esc50.core.data.audiocache import AudioCache
+from esc50.core.data.audiocache import AudioCache, decoded_bytes
 from esc50.core.data.clips import find_clips
 from esc50.core.data.location import resolve_data_dir
 from esc50.core.data.split import Split
@@ -49,7 +49,7 @@ from esc50.core.results.card import CARD, limits
 from esc50.core.results.checkpoint import load_checkpoint, save_checkpoint
 from esc50.core.results.folder import checkpoint_path
 from esc50.core.results.metrics import classification_report
-from esc50.core.training.scoring import Member, probabilities
+from esc50.core.training.scoring import Member, planned, probabilities
 
 MODEL_FILE = "model.pt"
 RECORD = "record"
@@ -90,17 +90,18 @@ def package_run(run_dir: Path, out: Path, name: str, registry: Registry, half: b
     model = run.member.classifier.model
     shipped["model"] = {k: v.clone() for k, v in model.state_dict().items()}  # scored weights
     table = find_clips(resolve_data_dir(data or run.config.data), run.config, registry)
+    member = planned(run.member, len(table.clips), run.config.length_wav,
+                     decoded_bytes(len(table.clips), run.config), log)
     audio = AudioCache(table.clips, run.config,
-                       min_samples=run.member.classifier.featurizer.min_samples)
+                       min_samples=member.classifier.featurizer.min_samples)
     started = time.perf_counter()
-    full = probabilities(run.member.classifier, audio.waves, audio.lengths, run.member.scoring)
+    full = probabilities(member.classifier, audio.waves, audio.lengths, member.scoring)
     seconds = time.perf_counter() - started
     changed = None
     if half:
         halved = {k: v.half() if v.is_floating_point() else v for k, v in shipped["model"].items()}
         model.load_state_dict(halved)  # float16 values in the float32 model
-        scores = probabilities(run.member.classifier, audio.waves, audio.lengths,
-                               run.member.scoring)
+        scores = probabilities(member.classifier, audio.waves, audio.lengths, member.scoring)
         changed = int((scores.argmax(axis=1) != full.argmax(axis=1)).sum())
         if changed == 0:
             shipped["model"] = halved

@@ -160,6 +160,58 @@ def test_windows_are_scored_as_many_at_a_time_as_fit_in_memory(synthetic_data, t
     np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_clips_are_evaluated_as_many_at_a_time_as_fit_beside_their_audio(synthetic_data,
+                                                                          tmp_path, monkeypatch):
+    """Evaluating under a budget the run's own scoring batch would exceed: the model scores as
+    many clips at a time as fit beside their decoded audio, says so, and gives the run's
+    figures (it scored the run's batch whatever the memory); where not even one clip fits
+    beside the audio, one line before anything is decoded."""
+    from esc50.core.training.memory import MARGIN, measure, resident_bytes
+    from esc50.core.training.scoring import probabilities
+
+    config = small_config(synthetic_data, model="big.wide", output_dir=str(tmp_path),
+                          run_name="wide", num_epochs=1, batch_size=4)
+    Trainer(config, wide_registry(), log=lambda _: None).fit()
+
+    def evaluated(lines: list[str]) -> dict:
+        return esc50.load(tmp_path / "wide", registry=wide_registry(),
+                          warn=lines.append).evaluate(warn=lines.append)
+
+    unplanned: list[str] = []
+    expected = evaluated(unplanned)
+    assert not unplanned
+    [run] = esc50.load(tmp_path / "wide", registry=wide_registry()).runs
+    member, length, clips = run.member, config.length_wav, expected["clips"]
+    assert member.scoring.batch == 4 and clips > 4
+    clip = measure(lambda: probabilities(member.classifier, torch.zeros(
+        1, length, dtype=torch.int16), torch.tensor([length]), member.scoring),
+        torch.device("cpu"))
+    audio = clips * length * 2
+    # room for the audio and about 2.5 clips' scoring above what the process holds
+    monkeypatch.setenv("ESC50_MEMORY_LIMIT",
+                       str(int(resident_bytes() + (audio + 2.5 * clip) / MARGIN)))
+    lines: list[str] = []
+    found = evaluated(lines)
+    [note] = lines
+    size = int(re.search(r": scoring (\d+) clips? at a time, not 4 ", note)[1])
+    assert 1 <= size <= 3, note
+    assert note.startswith(f"memory: scoring a clip allocates about {clip / 2**20:.0f} MiB and ")
+    assert f" besides the {clips} decoded clips ({audio / 2**30:.2f} GiB): " in note
+    assert note.endswith("(the run scored 4 at a time: its probabilities can differ from these "
+                         "in float rounding)")
+    assert found["accuracy"] == expected["accuracy"]
+    assert found["confusion_matrix"] == expected["confusion_matrix"]
+    np.testing.assert_allclose([w["p_true"] for w in found["worst"]],
+                               [w["p_true"] for w in expected["worst"]], rtol=1e-4, atol=1e-6)
+    monkeypatch.setenv("ESC50_MEMORY_LIMIT", str(int(resident_bytes() + (audio + 0.5 * clip)
+                                                     / MARGIN)))
+    with pytest.raises(Esc50Error, match=f"^the {clips} decoded clips need about .* GiB and "
+                                         "scoring one clip about .* MiB, but .* GiB is available "
+                                         r"\(ESC50_MEMORY_LIMIT=.*; the smallest "
+                                         "ESC50_MEMORY_LIMIT that fits is about .*G$"):
+        evaluated([])
+
+
 def test_decoding_that_cannot_fit_is_refused_before_it_starts(synthetic_data, monkeypatch):
     from esc50.core.training.memory import resident_bytes
 

@@ -19,6 +19,12 @@ from esc50.core.files.digest import file_sha256
 from esc50.core.plugin_api.contracts import Clip
 
 
+def decoded_bytes(clips: int, config: TaskConfig) -> int:
+    """What ``clips`` decoded clips take in memory (int16, none when memory-mapped from
+    ``config.audio_cache``)."""
+    return 0 if config.audio_cache else clips * config.length_wav * torch.int16.itemsize
+
+
 class AudioCache:
     """Every clip decoded once, resampled and padded/cropped, kept as int16: in memory, or with
     ``config.audio_cache`` set, in a memory-mapped store in that folder that later runs on the

@@ -2,7 +2,7 @@
 large is allocated, and freed memory kept for reuse while training or scoring on a CPU.
 
 The plan (:func:`memory_budget`, :func:`check_data_memory`, :func:`plan_steps`,
-:func:`plan_windows`, :func:`plan_workers`):
+:func:`plan_batch`, :func:`plan_workers`):
 - what this process may use is the least of the system's available memory (MemAvailable), what
   its container (cgroup v2 or v1) still allows, and ``ESC50_MEMORY_LIMIT`` (e.g. ``6G``) minus
   what it holds already; on a GPU, the device's free memory; split in ``ESC50_MEMORY_SHARES``
@@ -20,7 +20,11 @@ The plan (:func:`memory_budget`, :func:`check_data_memory`, :func:`plan_steps`,
 - before scoring windows in batches (a recording longer than one window, in ``predict``,
   ``analyze`` or a loaded model): one window is scored with its live tensors counted, and as
   many windows are scored at a time as fit, at most 16, with a note when fewer
-  (:func:`plan_windows`);
+  (:func:`plan_batch`);
+- before decoding clips to score them outside training (``evaluate``, ``package``): one clip
+  is scored with its live tensors counted, and as many clips are scored at a time as fit beside
+  their decoded audio, at most the run's own scoring batch, with a note when fewer; one line
+  when not even one fits (:func:`plan_batch`);
 - before starting worker processes (``esc50 analyze --jobs``): each will hold what this
   process holds once it has loaded the model and done the largest piece of the work, so as many
   start as fit, at least two, or the work stays in this process; a note says so
@@ -58,6 +62,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from esc50.core.config import TaskConfig
+from esc50.core.data.audiocache import decoded_bytes
 from esc50.core.errors import Esc50Error
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
@@ -258,7 +263,7 @@ def check_data_memory(config: TaskConfig, clips: int, feature_shape: tuple[int, 
     memory; else return how many clips to featurize at a time (at most ``batch_size``)."""
     available, source = memory_budget(torch.device("cpu"))
     length = config.length_wav
-    audio = 0 if config.audio_cache else clips * length * 2
+    audio = decoded_bytes(clips, config)
     features = clips * 4 * feature_shape[0] * feature_shape[1] * feature_shape[2] \
         if config.cache_features else 0
     per_clip = featurize_bytes_per_sample * length
@@ -327,21 +332,30 @@ def plan_steps(config: TaskConfig, batch: int, step_bytes: Callable[[int], int],
         f"(the same effective batch of {batch}; batch normalization sees the micro-batches)"))
 
 
-def plan_windows(most: int, window_bytes: int) -> tuple[int, str | None]:
-    """How many windows to score at a time, at most ``most``, and a note when fewer fit:
-    ``window_bytes`` is what scoring one window allocates (its live tensors at their peak,
-    counted by :class:`PeakMeter`: an upper bound of what each more window of a batch adds).
-    One window at least: it has just been scored."""
+def plan_batch(most: int, item_bytes: int, item: str, held_bytes: int = 0,
+               held: str = "") -> tuple[int, str | None]:
+    """How many items (``item``: window, clip) to score at a time, at most ``most``, and a note
+    when fewer fit: ``item_bytes`` is what scoring one allocates (its live tensors at their
+    peak, counted by :class:`PeakMeter`: an upper bound of what each more one of a batch adds).
+    ``held_bytes``: what the process is yet to allocate besides (``held`` says what, such as the
+    decoded clips to score); one line when not even one item fits beside it. Without it, one
+    item at least: one has just been scored."""
     available, source = memory_budget(torch.device("cpu"))
-    if available is None or window_bytes <= 0:
+    if available is None or item_bytes <= 0:
         return most, None
-    fits = int(MARGIN * available // window_bytes)
+    fits = int((MARGIN * available - held_bytes) // item_bytes)
     if fits >= most:
         return most, None
+    if fits < 1 and held_bytes:
+        raise Esc50Error(
+            f"{held} need about {held_bytes / GIB:.2f} GiB and scoring one {item} about "
+            f"{item_bytes / 2**20:.0f} MiB, but {available / GIB:.2f} GiB is available "
+            f"({source})" + smallest_limit(source, held_bytes + item_bytes, available))
     size = max(fits, 1)
-    return size, (f"memory: scoring a window allocates about {window_bytes / 2**20:.0f} MiB and "
-                  f"{available / GIB:.2f} GiB is available ({source}): scoring {size} "
-                  f"window{'s' if size > 1 else ''} at a time, not {most}")
+    besides = f" besides {held} ({held_bytes / GIB:.2f} GiB)" if held_bytes else ""
+    return size, (f"memory: scoring a {item} allocates about {item_bytes / 2**20:.0f} MiB and "
+                  f"{available / GIB:.2f} GiB is available ({source}){besides}: scoring {size} "
+                  f"{item}{'s' if size > 1 else ''} at a time, not {most}")
 
 
 def plan_workers(jobs: int, each: float, work: str) -> tuple[int, str | None]:

@@ -6,7 +6,9 @@ Two scorings of the same clips are equal when they see the same decoded audio (t
 padded to the run's clip length), the same batches (:attr:`Scoring.batch` clips at a time, in
 the split's order), the same featurizing of each batch and the same numerics in the model (bf16
 autocast where the run trained with it). A run records its :class:`Scoring` in its checkpoints,
-and every later scoring reads it from there.
+and every later scoring reads it from there. Outside training, a machine with less memory than
+the run's scores in smaller batches where the recorded one would not fit (:func:`planned`),
+and says so: the probabilities then differ from the run's in float rounding only.
 
 Sources of each choice:
 - bf16 for scoring where the run trained in it: validating in bf16 and evaluating in float32
@@ -19,7 +21,7 @@ Sources of each choice:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -30,6 +32,7 @@ from esc50.core.errors import Esc50Error
 from esc50.core.training.classifier import Classifier
 from esc50.core.training import device
 from esc50.core.training.device import autocast
+from esc50.core.training.memory import measure, plan_batch
 
 SCORE_BATCH = 64  # clips scored at a time (fewer when a training step's micro-batch is smaller)
 
@@ -107,6 +110,25 @@ class Member:
 
     classifier: Classifier
     scoring: Scoring
+
+
+def planned(member: Member, clips: int, length: int, audio_bytes: int,
+            warn: Callable[[str], None]) -> Member:
+    """``member`` scoring as many of ``clips`` clips (``length`` samples each) at a time as fit
+    in memory beside their decoded audio (``audio_bytes``, not decoded yet), at most its run's
+    own batch: a note when fewer, one line when not even one clip fits. Planned on what scoring
+    one silent clip allocates."""
+    clip_bytes = measure(lambda: probabilities(
+        member.classifier, torch.zeros(1, length, dtype=torch.int16), torch.tensor([length]),
+        member.scoring), torch.device("cpu"))
+    most = min(member.scoring.batch, clips)
+    batch, note = plan_batch(most, clip_bytes, "clip", audio_bytes,
+                             f"the {clips} decoded clips")
+    if note is None:
+        return member
+    warn(f"{note} (the run scored {member.scoring.batch} at a time: its probabilities can "
+         "differ from these in float rounding)")
+    return replace(member, scoring=replace(member.scoring, batch=batch))
 
 
 @torch.no_grad()
