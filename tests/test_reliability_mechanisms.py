@@ -25,6 +25,7 @@ import esc50
 from esc50.cli.main import cli
 from esc50.commands.analyze.recordings import header_seconds
 from esc50.commands.analyze.results import ResultsTree
+from esc50.commands.evaluate import evaluate_runs
 from esc50.core.config import TaskConfig, load_config
 from esc50.core.data.audio import opened_audio, read_mono
 from esc50.core.data.clips import find_clips
@@ -173,23 +174,23 @@ def test_clips_are_evaluated_as_many_at_a_time_as_fit_beside_their_audio(synthet
                           run_name="wide", num_epochs=1, batch_size=4)
     Trainer(config, wide_registry(), log=lambda _: None).fit()
 
-    def evaluated(lines: list[str]) -> dict:
-        return esc50.load(tmp_path / "wide", registry=wide_registry(),
-                          warn=lines.append).evaluate(warn=lines.append)
+    model = esc50.load(tmp_path / "wide", registry=wide_registry())
+
+    def evaluated(lines: list[str]) -> dict:  # the loaded model, evaluated again each time
+        return evaluate_runs(model.runs, model.registry, warn=lines.append)
 
     unplanned: list[str] = []
     expected = evaluated(unplanned)
     assert not unplanned
-    [run] = esc50.load(tmp_path / "wide", registry=wide_registry()).runs
-    member, length, clips = run.member, config.length_wav, expected["clips"]
+    member, length, clips = model.runs[0].member, config.length_wav, expected["clips"]
     assert member.scoring.batch == 4 and clips > 4
     clip = measure(lambda: probabilities(member.classifier, torch.zeros(
         1, length, dtype=torch.int16), torch.tensor([length]), member.scoring),
         torch.device("cpu"))
     audio = clips * length * 2
-    # room for the audio and about 2.5 clips' scoring above what the process holds
+    # room for the audio and about 3.5 clips' scoring above what the process holds
     monkeypatch.setenv("ESC50_MEMORY_LIMIT",
-                       str(int(resident_bytes() + (audio + 2.5 * clip) / MARGIN)))
+                       str(int(resident_bytes() + (audio + 3.5 * clip) / MARGIN)))
     lines: list[str] = []
     found = evaluated(lines)
     [note] = lines
@@ -199,10 +200,13 @@ def test_clips_are_evaluated_as_many_at_a_time_as_fit_beside_their_audio(synthet
     assert f" besides the {clips} decoded clips ({audio / 2**30:.2f} GiB): " in note
     assert note.endswith("(the run scored 4 at a time: its probabilities can differ from these "
                          "in float rounding)")
-    assert found["accuracy"] == expected["accuracy"]
-    assert found["confusion_matrix"] == expected["confusion_matrix"]
-    np.testing.assert_allclose([w["p_true"] for w in found["worst"]],
-                               [w["p_true"] for w in expected["worst"]], rtol=1e-4, atol=1e-6)
+
+    def true_class_probabilities(report: dict) -> list[float]:  # every clip's (8 <= 10 listed)
+        return [w["p_true"] for w in sorted(report["worst"], key=lambda w: w["row"])]
+
+    assert len(expected["worst"]) == clips
+    np.testing.assert_allclose(true_class_probabilities(found),
+                               true_class_probabilities(expected), rtol=1e-4, atol=1e-6)
     monkeypatch.setenv("ESC50_MEMORY_LIMIT", str(int(resident_bytes() + (audio + 0.5 * clip)
                                                      / MARGIN)))
     with pytest.raises(Esc50Error, match=f"^the {clips} decoded clips need about .* GiB and "
