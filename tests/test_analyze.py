@@ -413,6 +413,7 @@ def test_a_full_disk_stops_the_analysis_in_one_line_and_blames_no_recording(mode
     assert json.loads((out / "summary.json").read_text())["done"] == len(TREE)
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_worker_processes_stop_together_on_a_full_disk(model_dir, tmp_path, small_disk):
     tree, out = write_tree(tmp_path / "tree"), small_disk / "out"
     for k in range(12):  # more recordings than 64 KiB holds the results of
@@ -472,6 +473,7 @@ def test_a_recording_that_stops_decoding_part_way_is_analysed_up_to_there(model_
     assert code == 0 and f"{len(TREE) + 1} already done" in output  # not tried again
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_a_killed_analysis_resumes_with_every_recording_exactly_once(model_dir, tmp_path):
     tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
     (tree / "more").mkdir()
@@ -501,7 +503,7 @@ def test_a_killed_analysis_resumes_with_every_recording_exactly_once(model_dir, 
         list(csv.reader(path.open()))  # every result file whole
 
 
-
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_ctrl_c_stops_worker_processes_in_one_line(model_dir, tmp_path):
     """Ctrl-C reaches the whole process group, workers included: the command says "Aborted!"
     once, no worker prints a traceback, and the same command finishes the tree."""
@@ -547,6 +549,7 @@ def lock_holder(path: Path) -> int | None:
     return None
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 @pytest.mark.skipif(not Path("/proc/locks").exists(), reason="reads the holder of a lock in "
                     "Linux's /proc/locks")
 def test_a_worker_killed_while_analysing_leaves_its_recording_not_done_and_exits_1(

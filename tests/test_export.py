@@ -41,6 +41,7 @@ def run_exported(path, fmt, wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return tuple(t.numpy() for t in torch.jit.load(str(path))(torch.from_numpy(wav)))
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_an_exported_file_scores_the_windows_predict_scores_at_any_length(trained, tmp_path,
                                                                          fmt, real_data):

@@ -222,6 +222,7 @@ def test_an_empty_folder_and_a_clip_shorter_than_an_analysis_window_are_refused(
            "featurizer (256 samples)" in result.output
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_the_onnx_example_labels_a_file_as_esc50_does_with_onnxruntime_alone(tones, tmp_path):
     """examples/onnx_timeline.py imports onnxruntime, numpy and soundfile only, resamples a
     44.1 kHz stereo file itself and scores it a chunk of windows at a time; its CSV is esc50

@@ -46,6 +46,7 @@ def test_search_spaces_parse_and_set_keys_options_and_spec_options():
     assert with_setting(config, "learning_rate", 0.01).learning_rate == 0.01
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_a_search_never_reads_the_outer_fold_and_scores_it_once(tmp_path, monkeypatch):
     from esc50.core.data import audiocache
     from esc50.core.files import digest

@@ -83,6 +83,7 @@ def in_a_process(**variables: str) -> tuple[bool, str, int]:
     return enabled == "True", capability, int(channels)
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_it_is_on_where_torch_runs_x86_kernels_of_avx2_at_most_unless_switched():
     """On from 64 input channels with AVX2 kernels, from 32 without AVX (torch's DEFAULT kernels
     on x86), off with AVX-512's and on other CPUs."""
