@@ -17,12 +17,14 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from click.testing import CliRunner
 
 import esc50
@@ -471,6 +473,56 @@ def test_a_recording_that_stops_decoding_part_way_is_analysed_up_to_there(model_
     assert "1 damaged, read as far as they decode" in (out / "summary.txt").read_text()
     code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
     assert code == 0 and f"{len(TREE) + 1} already done" in output  # not tried again
+
+
+def mp3_with_a_damaged_frame(path: Path) -> int:
+    """A 6-second tone MP3 whose first frame header past the middle is zeros, as a copy error
+    leaves it (libmpg123 prints lines of its own on it, resyncs and stops short); where that
+    header is."""
+    sf.write(path, np.concatenate([tone(FREQS[k % 4], 1.0, seed=k) for k in range(6)]), SR)
+    data = bytearray(path.read_bytes())
+    at = next(i for i in range(len(data) // 2, len(data) - 1)
+              if data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0)  # a frame's sync word
+    data[at:at + 4] = bytes(4)
+    path.write_bytes(bytes(data))
+    return at
+
+
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="libsndfile without MPEG")
+def test_the_mp3_decoders_own_lines_become_one_note_naming_the_file(model_dir, tmp_path,
+                                                                     capfd):
+    """libmpg123 writes its notes on damaged frames straight to standard error, several a file
+    and naming none. They reach the terminal no more: analyze says in one line naming the file
+    what the decoder said and skipped, and decoding in threads (as training's does) keeps them
+    too, each thread's file read as alone."""
+    from esc50.core.data.audio import load_clip
+
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    damaged = tree / "site2" / "copied.mp3"
+    at = mp3_with_a_damaged_frame(damaged)
+    with sf.SoundFile(damaged) as audio:
+        alone = audio.read(dtype="float32")
+        header = audio.frames
+    printed = capfd.readouterr().err
+    assert "Illegal Audio-MPEG-Header" in printed and 0 < len(alone) < header  # libsndfile's way
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    assert code == 0, output
+    [note] = json.loads((out / "summary.json").read_text())["damaged"]
+    assert note["file"] == "site2/copied.mp3"
+    assert note["note"] == (
+        f"{damaged}: parts of it are damaged (its decoder said \"Illegal Audio-MPEG-Header "
+        f"0x00000000 at offset {at}.\", and 1 more "
+        f"such line); the decoder skipped them: {len(alone) / SR:.2f} s of audio read, where "
+        f"its header gives {header / SR:.2f} s")
+    assert f"note: {note['note']}" in output
+    mp3s = [tmp_path / f"{k}.mp3" for k in range(8)]
+    for path in mp3s:
+        mp3_with_a_damaged_frame(path)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        clips = list(pool.map(lambda path: load_clip(path, SR)[0], mp3s))
+    assert all(torch.equal(clip, clips[0]) for clip in clips)
+    assert clips[0].shape[0] == len(alone)
+    assert capfd.readouterr().err == ""  # nothing of the decoder's printed
 
 
 @pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)

@@ -13,6 +13,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from esc50.core.data.decoder_output import SoundFile, damage_said
 from esc50.core.data.wav import SamplesOf, unfinished_wav
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import checked_file
@@ -107,7 +108,8 @@ def _read_blocks(path: Path, block_seconds: float,
     short, a recorder that lost power) is that error too, unless ``damage`` is given: then the
     audio decoded before the damage is kept (the stream ends there) and ``damage`` gets one
     line saying where the file stops decoding and why; it also gets the line of a WAV header
-    that was never finished (:func:`opened_audio`)."""
+    that was never finished (:func:`opened_audio`), and one of damaged parts the decoder
+    skipped, as it said (:mod:`~esc50.core.data.decoder_output`)."""
     with opened_audio(path, damage) as audio:
         rate = audio.samplerate
         size, decoded = max(int(rate * block_seconds), 1), 0
@@ -128,6 +130,12 @@ def _read_blocks(path: Path, block_seconds: float,
                        f"damaged ({decoder_message(exc)}), so only that much was read")
                 return
             if data.shape[0] == 0:
+                said = damage_said(audio.decoder_said)
+                if damage is not None and said:
+                    read = f": {decoded / rate:.2f} s of audio read, where its header gives " \
+                        f"{audio.frames / rate:.2f} s" if audio.frames > decoded else ""
+                    damage(f"{path}: parts of it are damaged ({said}); the decoder skipped "
+                           f"them{read}")
                 return
             decoded += data.shape[0]
             yield data, rate
@@ -135,8 +143,8 @@ def _read_blocks(path: Path, block_seconds: float,
 
 @contextmanager
 def opened_audio(path: Path, damage: Callable[[str], None] | None = None
-                 ) -> Iterator[sf.SoundFile]:
-    """``path`` opened by soundfile once it is known to be a regular file (a FIFO or a device
+                 ) -> Iterator[SoundFile]:
+    """``path`` opened by soundfile (what its decoder prints kept: :class:`SoundFile`) once it is known to be a regular file (a FIFO or a device
     would never end); a WAV file whose header was never finished (its data size 0, stale or
     wrapped past 4 GiB) is read to its end (:func:`~esc50.core.data.wav.unfinished_wav`), and
     said so to ``damage`` when given; a file it cannot open, or read inside the ``with``, is a
@@ -149,7 +157,7 @@ def opened_audio(path: Path, damage: Callable[[str], None] | None = None
             if unfinished is not None:
                 said = audio.frames / audio.samplerate
                 samples = SamplesOf(stack.enter_context(open(checked, "rb")), unfinished.offset)
-                audio = stack.enter_context(sf.SoundFile(
+                audio = stack.enter_context(SoundFile(
                     samples, format="RAW", samplerate=unfinished.samplerate,
                     channels=unfinished.channels, subtype=unfinished.subtype, endian="LITTLE"))
                 if damage is not None:
@@ -161,15 +169,15 @@ def opened_audio(path: Path, damage: Callable[[str], None] | None = None
         raise Esc50Error(f"{path}: cannot decode audio ({decoder_message(exc)})") from exc
 
 
-def sound_file(path: Path, stack: ExitStack) -> sf.SoundFile:
+def sound_file(path: Path, stack: ExitStack) -> SoundFile:
     """soundfile's view of ``path``, a checked regular file: opened by its name (in bytes: a
     name need not be UTF-8, and soundfile encodes a str strictly), which libsndfile also
     guesses some formats from (an MP3 that does not start with a frame), or, where the name is
     too long for libsndfile, by a descriptor (``stack`` closes it)."""
     name = os.fsencode(path)
     if len(name) < LIBSNDFILE_NAME_MAX:
-        return sf.SoundFile(name)
-    return sf.SoundFile(stack.enter_context(open(path, "rb")).fileno(), closefd=False)
+        return SoundFile(name)
+    return SoundFile(stack.enter_context(open(path, "rb")).fileno(), closefd=False)
 
 
 # libsndfile says this of a regular file its MPEG decoder finds no frame in (a damaged or cut
