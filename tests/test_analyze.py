@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -498,8 +499,14 @@ def test_the_mp3_decoders_own_lines_become_one_note_naming_the_file(model_dir, t
     from esc50.core.data.audio import load_clip
 
     tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
-    damaged = tree / "site2" / "copied.mp3"
+    damaged, stopped = tree / "site2" / "copied.mp3", tree / "site2" / "stopped.mp3"
     at = mp3_with_a_damaged_frame(damaged)
+    rate = 22050  # 12 s whose third quarter-kilobyte run is garbled: libsndfile stops there
+    sf.write(stopped, 0.3 * np.sin(2 * np.pi * 440 * np.arange(12 * rate) / rate), rate)
+    data = bytearray(stopped.read_bytes())
+    third = len(data) // 3
+    data[third:third + 3000] = bytes((byte * 7 + 13) & 255 for byte in data[third:third + 3000])
+    stopped.write_bytes(bytes(data))
     with sf.SoundFile(damaged) as audio:
         alone = audio.read(dtype="float32")
         header = audio.frames
@@ -507,8 +514,11 @@ def test_the_mp3_decoders_own_lines_become_one_note_naming_the_file(model_dir, t
     assert "Illegal Audio-MPEG-Header" in printed and 0 < len(alone) < header  # libsndfile's way
     code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
     assert code == 0, output
-    [note] = json.loads((out / "summary.json").read_text())["damaged"]
-    assert note["file"] == "site2/copied.mp3"
+    note, stop = json.loads((out / "summary.json").read_text())["damaged"]
+    assert note["file"] == "site2/copied.mp3" and stop["file"] == "site2/stopped.mp3"
+    assert stop["note"].startswith(f"{stopped}: decodes up to ") and re.search(
+        r"; the rest is damaged \(.+; its decoder said \"[^\"]+\", and \d+ more such lines\), so "
+        "only that much was read$", stop["note"])
     assert note["note"] == (
         f"{damaged}: parts of it are damaged (its decoder said \"Illegal Audio-MPEG-Header "
         f"0x00000000 at offset {at}.\", and 1 more "

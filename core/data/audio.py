@@ -126,8 +126,10 @@ def _read_blocks(path: Path, block_seconds: float,
                 if decoded == 0:
                     raise
                 whole = f" of {audio.frames / rate:.1f} s" if audio.frames > decoded else ""
+                said = damage_said(audio.decoder_said)
                 damage(f"{path}: decodes up to {decoded / rate:.1f} s{whole}; the rest is "
-                       f"damaged ({decoder_message(exc)}), so only that much was read")
+                       f"damaged ({decoder_message(exc)}{'; ' + said if said else ''}), so "
+                       "only that much was read")
                 return
             if data.shape[0] == 0:
                 said = damage_said(audio.decoder_said)
