@@ -535,6 +535,29 @@ def test_the_mp3_decoders_own_lines_become_one_note_naming_the_file(model_dir, t
     assert capfd.readouterr().err == ""  # nothing of the decoder's printed
 
 
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="libsndfile without MPEG")
+def test_a_decoder_whose_lines_cannot_be_kept_still_decodes(tmp_path, capfd, monkeypatch):
+    """Where no file can be had to keep the decoder's lines in (memory refused, the temporary
+    folder gone), they are printed as libsndfile prints them, and the audio is decoded alike."""
+    import errno
+    import tempfile
+
+    from esc50.core.data.audio import load_clip
+
+    mp3_with_a_damaged_frame(tmp_path / "copied.mp3")
+    kept = load_clip(tmp_path / "copied.mp3", SR)[0]
+    assert capfd.readouterr().err == ""
+
+    def refused(*args):
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "memfd_create", refused, raising=False)
+        patch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+        printed = load_clip(tmp_path / "copied.mp3", SR)[0]
+    assert torch.equal(printed, kept) and "Illegal Audio-MPEG-Header" in capfd.readouterr().err
+
+
 @pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_a_killed_analysis_resumes_with_every_recording_exactly_once(model_dir, tmp_path):
     tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"

@@ -146,11 +146,12 @@ def _read_blocks(path: Path, block_seconds: float,
 @contextmanager
 def opened_audio(path: Path, damage: Callable[[str], None] | None = None
                  ) -> Iterator[SoundFile]:
-    """``path`` opened by soundfile (what its decoder prints kept: :class:`SoundFile`) once it is known to be a regular file (a FIFO or a device
-    would never end); a WAV file whose header was never finished (its data size 0, stale or
-    wrapped past 4 GiB) is read to its end (:func:`~esc50.core.data.wav.unfinished_wav`), and
-    said so to ``damage`` when given; a file it cannot open, or read inside the ``with``, is a
-    one-line error naming it as given (as the checks of its audio do)."""
+    """``path`` opened by soundfile (what its decoder prints kept: :class:`SoundFile`) once it
+    is known to be a regular file (a FIFO or a device would never end); a WAV file whose header
+    was never finished (its data size 0, stale or wrapped past 4 GiB) is read to its end
+    (:func:`~esc50.core.data.wav.unfinished_wav`), and said so to ``damage`` when given; a file
+    it cannot open, or read inside the ``with``, is a one-line error naming it as given (as the
+    checks of its audio do)."""
     checked = checked_file(path, "audio file")
     try:
         with ExitStack() as stack:

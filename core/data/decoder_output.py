@@ -26,8 +26,23 @@ DAMAGE_MARKS = ("Illegal Audio-MPEG-Header", "Skipped", "error:")
 
 _lock = threading.Lock()
 _users = 0  # decoder calls running now, in any thread of the process
-_saved: int | None = None  # descriptor 2 as it was before the first of them
-_sink: Any = None  # the file descriptor 2 writes to meanwhile
+_saved: int | None = None  # descriptor 2 as it was before the first of them (None: closed)
+_sink: int | None = None  # the file descriptor 2 writes to meanwhile (None: not taken)
+
+
+def _open_sink() -> int | None:
+    """A file for descriptor 2 to write to, in memory where the system allows; None where
+    none can be had (a full temporary folder; no ``pread`` on Windows): then the decoder's
+    lines are printed, as without esc50, and never cost the file its decoding."""
+    if not hasattr(os, "pread"):
+        return None
+    try:
+        if hasattr(os, "memfd_create"):
+            return os.memfd_create("esc50-decoder-output")
+        with tempfile.TemporaryFile() as file:
+            return os.dup(file.fileno())
+    except OSError:
+        return None
 
 
 @contextmanager
@@ -36,34 +51,33 @@ def captured(lines: list[str]) -> Iterator[None]:
     appended to ``lines``, not printed. Calls in several threads at once share one capture
     (the descriptor is the process's); each gets what was written during its own call."""
     global _users, _saved, _sink
-    if not hasattr(os, "pread"):  # Windows: the lines are printed, as without esc50
-        yield
-        return
     with _lock:
         if _users == 0:
-            sys.stderr.flush()  # Python's own lines so far go where they were going
-            _sink = tempfile.TemporaryFile()
-            try:
-                _saved = os.dup(2)
-            except OSError:  # no standard error at all: none again afterwards
-                _saved = None
-            os.dup2(_sink.fileno(), 2)
+            _sink = _open_sink()
+            if _sink is not None:
+                sys.stderr.flush()  # Python's own lines so far go where they were going
+                try:
+                    _saved = os.dup(2)
+                except OSError:  # no standard error at all: none again afterwards
+                    _saved = None
+                os.dup2(_sink, 2)
         _users += 1
-        start = os.lseek(2, 0, os.SEEK_CUR)
+        start = os.lseek(_sink, 0, os.SEEK_CUR) if _sink is not None else 0
     try:
         yield
     finally:
         with _lock:
-            end = os.lseek(2, 0, os.SEEK_CUR)
-            text = os.pread(_sink.fileno(), end - start, start)
+            text = b""
+            if _sink is not None:
+                text = os.pread(_sink, os.lseek(_sink, 0, os.SEEK_CUR) - start, start)
             _users -= 1
-            if _users == 0:
+            if _users == 0 and _sink is not None:
                 if _saved is None:
                     os.close(2)
                 else:
                     os.dup2(_saved, 2)
                     os.close(_saved)
-                _sink.close()
+                os.close(_sink)
         lines.extend(text.decode(errors="replace").splitlines())
 
 
