@@ -501,7 +501,7 @@ def test_the_mp3_decoders_own_lines_become_one_note_naming_the_file(model_dir, t
     tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
     damaged, stopped = tree / "site2" / "copied.mp3", tree / "site2" / "stopped.mp3"
     at = mp3_with_a_damaged_frame(damaged)
-    rate = 22050  # 12 s whose third quarter-kilobyte run is garbled: libsndfile stops there
+    rate = 22050  # 12 s, 3000 bytes garbled from a third of the way in: libsndfile stops there
     sf.write(stopped, 0.3 * np.sin(2 * np.pi * 440 * np.arange(12 * rate) / rate), rate)
     data = bytearray(stopped.read_bytes())
     third = len(data) // 3
