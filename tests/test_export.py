@@ -77,6 +77,7 @@ def test_an_exported_file_scores_the_windows_predict_scores_at_any_length(traine
     assert len(timeline["windows"]) == 7  # 3.8 s: windows at 0, 0.5, ... 2.5 and at 2.8
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_an_onnx_file_scores_only_the_windows_it_returns(trained, tmp_path):
     """A recording the hops cover exactly has no window aligned with its end: the file's model
     sees as many windows as it returns (onnxruntime's profile of every convolution's input),
@@ -152,6 +153,7 @@ def test_a_model_that_cannot_be_exported_gets_a_one_line_reason(tmp_path):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_int8_is_calibrated_on_training_clips_and_agrees_with_float(trained, tmp_path):
     out = tmp_path / "tones.int8.onnx"
     result = CliRunner().invoke(cli, ["export", str(trained), "--format", "onnx", "--quantize",
@@ -182,6 +184,7 @@ def test_int8_is_calibrated_on_training_clips_and_agrees_with_float(trained, tmp
     assert refused.exit_code == 1 and "only int8, and only for --format onnx" in refused.output
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_int8_takes_a_models_layers_after_the_first_and_the_sums_and_relus_between():
     """What int8 quantizes in a residual CNN's file: every convolution but the first (which
     reads the normalized features), every ReLU and the residual sums; nothing of the featurizer

@@ -77,6 +77,7 @@ def test_windows_are_the_unfold_windows(window, hop):
                                       wav[:samples].unfold(0, window, hop).numpy())
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_an_exported_log_mel_file_has_no_stft_operator_and_no_index_table(tmp_path):
     config = small_config(tmp_path).override(model="plugins.crnn")
     classifier = build_classifier(config, load_registry())

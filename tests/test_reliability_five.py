@@ -241,6 +241,7 @@ def test_integer_samples_are_scaled_by_their_type(run):
         model.predict(wave > 0, sample_rate=SR)
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
 def test_int8_calibration_uses_only_clips_with_the_recorded_content(run, tmp_path):
     pytest.importorskip("onnxruntime")
     data, run_dir = run
