@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from esc50.commands.members import LoadedRun, check_unseen
-from esc50.core.data.audiocache import AudioCache, decoded_bytes
+from esc50.core.data.audiocache import AudioCache
 from esc50.core.data.clips import find_clips
 from esc50.core.data.location import resolve_data_dir
 from esc50.core.data.split import Split, dataset_digests
@@ -72,8 +72,7 @@ def evaluate_runs(runs: list[LoadedRun], registry: Registry, data: str | None = 
                          {names[i]: file_sha256(table.clips[i].path) for i in indices}, selection)
     clips = [table.clips[i] for i in indices]
     targets = np.array([c.target for c in clips])
-    members = [planned(run.member, len(clips), config.length_wav,
-                       decoded_bytes(len(clips), config), warn) for run in runs]
+    members = [planned(run.member, len(clips), config, warn) for run in runs]
     audio = AudioCache(clips, config, min_samples=max(
         member.classifier.featurizer.min_samples for member in members))
     each = [probabilities(member.classifier, audio.waves, audio.lengths, member.scoring)

@@ -35,7 +35,7 @@ from esc50.commands.crossval import experiment_settings, read_summary, same_expe
 from esc50.commands.evaluate import evaluate_runs
 from esc50.commands.members import LoadedRun, checked_members, load_runs
 from esc50.core.config import TaskConfig, load_config
-from esc50.core.data.audiocache import AudioCache, decoded_bytes
+from esc50.core.data.audiocache import AudioCache
 from esc50.core.data.clips import find_clips
 from esc50.core.data.location import resolve_data_dir
 from esc50.core.data.split import Split
@@ -90,8 +90,7 @@ def package_run(run_dir: Path, out: Path, name: str, registry: Registry, half: b
     model = run.member.classifier.model
     shipped["model"] = {k: v.clone() for k, v in model.state_dict().items()}  # scored weights
     table = find_clips(resolve_data_dir(data or run.config.data), run.config, registry)
-    member = planned(run.member, len(table.clips), run.config.length_wav,
-                     decoded_bytes(len(table.clips), run.config), log)
+    member = planned(run.member, len(table.clips), run.config, log)
     audio = AudioCache(table.clips, run.config,
                        min_samples=member.classifier.featurizer.min_samples)
     started = time.perf_counter()

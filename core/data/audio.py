@@ -132,8 +132,7 @@ def _read_blocks(path: Path, block_seconds: float,
                        "only that much was read")
                 return
             if data.shape[0] == 0:
-                said = damage_said(audio.decoder_said)
-                if damage is not None and said:
+                if damage is not None and (said := damage_said(audio.decoder_said)):
                     read = f": {decoded / rate:.2f} s of audio read, where its header gives " \
                         f"{audio.frames / rate:.2f} s" if audio.frames > decoded else ""
                     damage(f"{path}: parts of it are damaged ({said}); the decoder skipped "

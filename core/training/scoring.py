@@ -27,7 +27,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from esc50.core.config import TaskConfig
 from esc50.core.data.audio import to_float
+from esc50.core.data.audiocache import decoded_bytes
 from esc50.core.errors import Esc50Error
 from esc50.core.training.classifier import Classifier
 from esc50.core.training import device
@@ -112,17 +114,18 @@ class Member:
     scoring: Scoring
 
 
-def planned(member: Member, clips: int, length: int, audio_bytes: int,
+def planned(member: Member, clips: int, config: TaskConfig,
             warn: Callable[[str], None]) -> Member:
-    """``member`` scoring as many of ``clips`` clips (``length`` samples each) at a time as fit
-    in memory beside their decoded audio (``audio_bytes``, not decoded yet), at most its run's
-    own batch: a note when fewer, one line when not even one clip fits. Planned on what scoring
-    one silent clip allocates."""
+    """``member`` scoring as many of ``clips`` clips, decoded as ``config`` says, at a time as
+    fit in memory beside their decoded audio (not decoded yet), at most its run's own batch: a
+    note when fewer, one line when not even one clip fits. Planned on what scoring one silent
+    clip allocates."""
+    length = config.length_wav
     clip_bytes = measure(lambda: probabilities(
         member.classifier, torch.zeros(1, length, dtype=torch.int16), torch.tensor([length]),
         member.scoring), torch.device("cpu"))
     most = min(member.scoring.batch, clips)
-    batch, note = plan_batch(most, clip_bytes, "clip", audio_bytes,
+    batch, note = plan_batch(most, clip_bytes, "clip", decoded_bytes(clips, config),
                              f"the {clips} decoded clips")
     if note is None:
         return member
