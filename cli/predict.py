@@ -53,7 +53,6 @@ def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool, 
     from esc50.cli.timeline import print_timelines
     from esc50.commands import api
     from esc50.commands.timeline import check_settings
-    from esc50.core.data.stream import AudioInput
 
     if as_json and as_csv:
         raise Esc50Error("--json and --csv: choose one output format")
@@ -62,7 +61,7 @@ def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool, 
     model = api.load(checkpoint, which, warn=functools.partial(click.echo, err=True))
     check_settings(min_prob, top_k)  # every option once, before any input is read
     model.hop_samples(hop)
-    inputs = AudioInput(model.sample_rate, rate, channels)
+    inputs = model.audio_input(rate, channels)
     if model.is_ensemble:
         click.echo(f"scoring with {model.description}: their probabilities averaged", err=True)
     if model.trained is not None:

@@ -30,7 +30,7 @@ from esc50.core.config import TaskConfig, load_config, recipe_path
 from esc50.commands.arguments import checked_arguments
 from esc50.commands import tune as search
 from esc50.commands.crossval import cross_validate
-from esc50.core.errors import Esc50Error, optional_module
+from esc50.core.errors import Esc50Error, one_line, optional_module
 from esc50.commands.evaluate import evaluate_runs
 from esc50.commands.members import LoadedRun, describe, load_runs, model_source
 from esc50.commands.timeline import Timeline, Window, build_timeline, hop_samples
@@ -260,6 +260,14 @@ class Model:
                 self._warn(note)
         return self._window_batch
 
+    def audio_input(self, raw_rate: int | None = None, channels: int = 1) -> AudioInput:
+        """How this model reads recordings: at its sample rate (standard input as WAV, or as raw
+        PCM at ``raw_rate`` with ``channels``). A file that stops decoding part way, whose
+        decoder skipped damaged parts or whose WAV header was never finished is read as far as
+        it decodes, said in a note through ``warn``."""
+        return AudioInput(self.sample_rate, raw_rate, channels,
+                          damage=lambda line: self._warn(f"note: {one_line(line)}"))
+
     @property
     def is_ensemble(self) -> bool:
         return len(self.runs) > 1
@@ -325,7 +333,7 @@ class Model:
     def predict_files(self, paths: list[str | Path], top_k: int = 3) -> Iterator[Prediction]:
         """A :class:`Prediction` per file (files as given, folders searched for audio)."""
         files = audio_files([Path(p) for p in paths])
-        return predict_files(self.members, self.class_names, AudioInput(self.sample_rate),
+        return predict_files(self.members, self.class_names, self.audio_input(),
                              self.config.length_wav, files, top_k, self.window_batch)
 
     @checked_arguments
@@ -338,8 +346,7 @@ class Model:
         ``sample_rate``. ``.dataframe()`` gives the segments (or ``"windows"``) as a pandas
         DataFrame, ``.plot()`` a figure."""
         if isinstance(audio, (str, Path)):
-            return self.timeline_of(AudioInput(self.sample_rate), Path(audio), hop, min_prob,
-                                    top_k)
+            return self.timeline_of(self.audio_input(), Path(audio), hop, min_prob, top_k)
         if np.ndim(audio) != 1:
             raise Esc50Error(f"timeline(samples) takes mono samples [T], not shape "
                              f"{tuple(np.shape(audio))}")
