@@ -7,8 +7,9 @@ import csv
 import functools
 import io
 import json
+import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import click
 
@@ -79,30 +80,43 @@ def predict(checkpoint: str, files: tuple[str, ...], top_k: int, as_json: bool, 
 
 def print_predictions(model: Any, inputs: Any, paths: list[Path], top_k: int, as_json: bool,
                       as_csv: bool) -> bool:
-    """The top classes of each file as text, JSON or CSV; whether any file failed."""
+    """The top classes of each file as text, JSON or CSV, printed as soon as the file is scored
+    (a folder of thousands shows its first files at once, and an interruption keeps what was
+    printed); whether any file failed."""
     from esc50.commands.predict import audio_files, predict_files
 
-    results = list(predict_files(model.members, model.class_names, inputs,
-                                 model.config.length_wav, audio_files(paths), top_k,
-                                 model.window_batch))
+    results = predict_files(model.members, model.class_names, inputs, model.config.length_wav,
+                            audio_files(paths), top_k, model.window_batch)
+    failed = []
     if as_json:
-        click.echo(json.dumps([{"file": str(r.path), "error": r.error,
-                                "top": [{"class": c, "probability": p} for c, p in r.top]}
-                               for r in results], indent=2))
+        click.echo("[")
     elif as_csv:
-        text = io.StringIO()
-        rows = csv.writer(text, lineterminator="\n")  # quotes a name that needs it
-        rows.writerow(["file", "rank", "class", "probability"])
-        for r in results:
-            rows.writerows([r.path, rank, name, f"{probability:.4f}"]
-                           for rank, (name, probability) in enumerate(r.top, start=1))
-        click.echo(text.getvalue(), nl=False)
-    else:
-        for r in results:
+        click.echo(csv_rows([["file", "rank", "class", "probability"]]), nl=False)
+    for index, r in enumerate(results):
+        if as_json:
+            item = {"file": str(r.path), "error": r.error,
+                    "top": [{"class": c, "probability": p} for c, p in r.top]}
+            click.echo((",\n" if index else "") + textwrap.indent(json.dumps(item, indent=2), "  "),
+                       nl=False)
+        elif as_csv:
+            click.echo(csv_rows([r.path, rank, name, f"{probability:.4f}"]
+                                for rank, (name, probability) in enumerate(r.top, start=1)),
+                       nl=False)
+        else:
             top = "  ".join(f"{name} {probability:.2f}" for name, probability in r.top)
             name = one_line(str(r.path))
             click.echo(f"{name}: {top}" if r.error is None else f"{name}: error: {r.error}")
-    failed = [r for r in results if r.error]
+        if r.error:
+            failed.append(r)
+    if as_json:
+        click.echo("\n]")
     for r in failed:
         click.echo(f"error: {r.error}", err=True)
     return bool(failed)
+
+
+def csv_rows(rows: Iterable[list[Any]]) -> str:
+    """``rows`` as CSV text (a name that needs it quoted)."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    return text.getvalue()

@@ -403,14 +403,14 @@ class Model:
     def export(self, fmt: str, out: str | Path | None = None, quantize: str | None = None,
                data: str | Path | None = None, hop: float | None = None,
                log: Log = print) -> tuple[Path, Path]:
-        """Write this model (an ensemble as one file) as a file that takes a mono waveform of
-        any length (shorter than a window: padded as predict pads) at its sample rate and
-        returns the probabilities of each window (every ``hop`` seconds; half a window by default) and their mean,
-        featurizer and normalization included: ``fmt`` is ``"onnx"`` or ``"torchscript"``;
-        ``quantize="int8"`` (ONNX) quantizes it, calibrated on training clips of ``data`` (the
-        run's data by default); ``out`` defaults to ``model.<ext>`` (``model.int8.onnx``) in
-        the run folder (for a trained model named by name: ``<name>.<ext>`` in the current
-        folder). Returns the file and its JSON side file (class names, rate, window, hop)."""
+        """Write this model (an ensemble as one file) as a file that takes a mono waveform of any
+        length (shorter than a window: padded as predict pads) at its sample rate and returns the
+        probabilities of each window (every ``hop`` seconds; half a window by default) and their
+        mean, featurizer and normalization included: ``fmt`` is ``"onnx"`` or ``"torchscript"``;
+        ``quantize="int8"`` (ONNX) quantizes it, calibrated on training clips of ``data`` (the run's
+        data by default); ``out`` defaults to ``model.<ext>`` (``model.int8.onnx``) in the run
+        folder (for a trained model named by name: ``<name>.<ext>`` in the current folder). Returns
+        the file and its JSON side file (class names, rate, window, hop)."""
         if self.trained:  # shipped inside a package: written here, named for the model
             default = Path(default_name(fmt, quantize, self.trained.name))
         else:

@@ -3,8 +3,10 @@ standard input (WAV or raw PCM, a live stream labelled as it arrives), through t
 and with onnxruntime alone (examples/onnx_timeline.py)."""
 
 import ast
+import csv
 import io
 import json
+import os
 import select
 import struct
 import subprocess
@@ -191,6 +193,47 @@ def test_a_live_stream_is_labelled_as_it_arrives(tones):
     process.stdin.close()
     rest = process.stdout.read().decode()
     assert process.wait() == 0 and "segments of standard input" in rest
+
+
+FIRST_FILE_PRINTED = {  # form: whether the output so far holds the first file's whole result
+    "text": lambda out, first: out.startswith(f"{first}: ") and out.endswith("\n"),
+    "csv": lambda out, first: out.count(f"\n{first},") == 3,
+    "json": lambda out, first: out.endswith("]\n  }"),
+}
+
+
+@pytest.mark.parametrize("form", sorted(FIRST_FILE_PRINTED))
+def test_predict_prints_each_file_as_soon_as_it_is_scored(tones, tmp_path, form):
+    """predict on a folder of thousands of files printed nothing until the last one was scored
+    (and an interruption lost every line): each file is printed once scored, in every form. The
+    second input is standard input, fed only once the first file's result is printed."""
+    run_dir, _, _ = tones
+    first = tmp_path / "first.wav"
+    sf.write(first, tone(FREQS[2], 1.0, seed=7), SR, subtype="PCM_16")
+    flags = {"text": [], "csv": ["--csv"], "json": ["--json"]}[form]
+    process = subprocess.Popen([ESC50, "predict", str(run_dir), str(first), "-", *flags],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    printed = ""
+    while not FIRST_FILE_PRINTED[form](printed, first):
+        ready, _, _ = select.select([process.stdout], [], [], 600)
+        assert ready, f"nothing more printed within 10 minutes; so far: {printed!r}"
+        more = os.read(process.stdout.fileno(), 1 << 16).decode()
+        assert more, process.stderr.read().decode()
+        printed += more
+    second = io.BytesIO()
+    sf.write(second, tone(FREQS[1], 1.0, seed=8), SR, format="WAV", subtype="PCM_16")
+    process.stdin.write(second.getvalue())
+    process.stdin.close()
+    printed += process.stdout.read().decode()
+    assert process.wait() == 0, process.stderr.read().decode()
+    if form == "json":
+        tops = [item["top"][0]["class"] for item in json.loads(printed)]
+    elif form == "csv":
+        tops = [row[2] for row in csv.reader(io.StringIO(printed)) if row[1] == "1"]
+    else:
+        tops = [line.split(": ")[1].split()[0] for line in printed.splitlines()]
+    assert tops == ["2", "1"]
 
 
 @pytest.mark.parametrize("rate", [1, 2_000_000_000])
