@@ -3,13 +3,14 @@ the run's validation clips, against the run in torch and against a float32 file 
 ONNX's STFT operator (what esc50 exported before commands/export_stft.py), measured in the same
 run.
 
-    python benchmarks/export.py RUN [--data DIR] [--repeats 30]
+    python benchmarks/export.py RUN [--data DIR] [--repeats 30] [--threads N]
 
 Each file is written by ``esc50 export`` (int8: onnxruntime's static quantization, calibrated
 on training clips); latency is the median over ``--repeats`` calls of one clip (one window,
-the run's clip length) in onnxruntime on the CPU with its default threads, and of the run's
-classifier in torch; accuracy scores every validation clip of the run's split, decoded as esc50
-decodes it, as one window. The last two columns split an ONNX file's time in onnxruntime's
+the run's clip length) in onnxruntime on the CPU with its default threads (``--threads N``: N
+threads in onnxruntime and in torch, as one worker a core would run), and of the run's
+classifier in torch; accuracy scores every validation clip of the run's split, decoded as
+esc50 decodes it, as one window. The last two columns split an ONNX file's time in onnxruntime's
 profiler (kernel time, mean of ``--repeats`` calls of one clip): its convolutions with what they
 bring (the layout reorders of onnxruntime's convolution kernels; in int8 the quantize and
 dequantize nodes, the int8 sums and the layout transposes onnxruntime inserts for its int8
@@ -45,12 +46,21 @@ CONVOLUTION_PATH = {"Conv", "FusedConv", "QLinearConv", "QLinearAdd", "QuantizeL
                     "DequantizeLinear", "ReorderInput", "ReorderOutput"}
 
 
-def kernel_split(path: Path, wav: np.ndarray, calls: int) -> tuple[float, float]:
+def session_options(threads: int | None) -> onnxruntime.SessionOptions:
+    """onnxruntime's options with ``threads`` threads in an operator (None: its default)."""
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
+def kernel_split(path: Path, wav: np.ndarray, calls: int, threads: int | None
+                 ) -> tuple[float, float]:
     """Milliseconds of kernel time a call of the ONNX file at ``path`` takes in onnxruntime's
     profiler (mean of ``calls`` calls after one), as (the convolution path: the op types of
     :data:`CONVOLUTION_PATH` and the transposes onnxruntime inserts, named by no node of the
     file; everything else)."""
-    options = onnxruntime.SessionOptions()
+    options = session_options(threads)
     options.enable_profiling = True
     options.profile_file_prefix = str(path.with_suffix(""))
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -77,7 +87,11 @@ def main() -> None:
     parser.add_argument("run")
     parser.add_argument("--data", help="the dataset folder (default: the run's)")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, help="threads in onnxruntime and torch "
+                        "(default: each one's own)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = esc50.load(args.run)
     config = model.config
     table = find_clips(resolve_data_dir(args.data or config.data), config)
@@ -88,7 +102,8 @@ def main() -> None:
     targets = np.array([c.target for c in clips])
     print(f"run {args.run} ({config.model}), {len(clips)} validation clips of "
           f"{config.length_wav / config.sample_rate:g} s; onnxruntime {onnxruntime.__version__}, "
-          f"torch {torch.__version__} with {torch.get_num_threads()} threads\n")
+          f"torch {torch.__version__} with {torch.get_num_threads()} threads, onnxruntime with "
+          f"{args.threads or 'its default'} threads\n")
     print("| what | file MiB | ms per clip | accuracy | agrees with torch "
           "| convolution path ms | rest ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -112,12 +127,12 @@ def main() -> None:
                 else nullcontext()
             with keep:
                 path, _ = model.export("onnx", Path(work) / f"m{k}.onnx", quantize, args.data)
-            session = onnxruntime.InferenceSession(str(path),
+            session = onnxruntime.InferenceSession(str(path), session_options(args.threads),
                                                    providers=["CPUExecutionProvider"])
             run = lambda wav: session.run(["window_probabilities"], {"wav": wav})[0]  # noqa: E731
             seconds = median_seconds(lambda: run(waves[0]), args.repeats)
             guesses = np.array([run(wav)[0].argmax() for wav in waves])
-            convolution, rest = kernel_split(path, waves[0], args.repeats)
+            convolution, rest = kernel_split(path, waves[0], args.repeats, args.threads)
             print(f"| onnxruntime, {label} | {path.stat().st_size / 2**20:.2f} | "
                   f"{seconds * 1000:.1f} | {(guesses == targets).mean():.1%} | "
                   f"{(guesses == reference).mean():.1%} | {convolution:.2f} | {rest:.2f} |",
