@@ -95,7 +95,7 @@ def print_predictions(model: Any, inputs: Any, paths: list[Path], top_k: int, as
     for index, r in enumerate(results):
         if as_json:
             item = {"file": str(r.path), "error": r.error,
-                    "top": [{"class": c, "probability": p} for c, p in r.top]}
+                    "top": [{"class": c, "probability": p} for c, p in r.top], "notes": r.notes}
             click.echo((",\n" if index else "") + textwrap.indent(json.dumps(item, indent=2), "  "),
                        nl=False)
         elif as_csv:

@@ -13,7 +13,7 @@ probabilities; ``--timeline`` keeps them (:mod:`esc50.commands.timeline`)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -29,11 +29,13 @@ from esc50.core.training.scoring import Member, mean_probabilities, window_proba
 
 @dataclass
 class Prediction:
-    """The top classes of one file, or why it could not be scored."""
+    """The top classes of one file, or why it could not be scored; ``notes``: what reading it
+    noted (damaged parts, the file read as far as it decodes)."""
 
     path: Path
     top: list[tuple[str, float]]
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def audio_files(paths: list[Path]) -> list[Path]:
@@ -164,16 +166,19 @@ def probabilities(members: list[Member], blocks: Iterable[torch.Tensor], length:
 def predict_files(members: list[Member], class_names: list[str], audio: AudioInput,
                   length: int, paths: list[Path], top_k: int = 3,
                   window_batch: Callable[[], int] = at_most_a_batch) -> Iterator[Prediction]:
-    """Top-``top_k`` (class, probability) per file; a file that cannot be read yields its error
-    and the others are still scored (``window_batch``: as :func:`scored_windows` says)."""
+    """Top-``top_k`` (class, probability) per file, with the damage notes ``audio`` takes
+    (:meth:`AudioInput.noting`); a file that cannot be read yields its error and the others are
+    still scored (``window_batch``: as :func:`scored_windows` says)."""
     for path in paths:
+        notes: list[str] = []
+        reading = audio.noting(notes)
         try:
-            scores = probabilities(members, audio.blocks(path), length, audio.name(path),
+            scores = probabilities(members, reading.blocks(path), length, reading.name(path),
                                    window_batch)
         except Esc50Error as exc:
-            yield Prediction(path, [], str(exc))
+            yield Prediction(path, [], str(exc), notes)
             continue
-        yield Prediction(path, top_classes(scores, class_names, top_k))
+        yield Prediction(path, top_classes(scores, class_names, top_k), notes=notes)
 
 
 def top_classes(probabilities: torch.Tensor, class_names: list[str], top_k: int

@@ -537,8 +537,8 @@ def test_predict_reads_a_damaged_recording_as_far_as_it_decodes_and_says_so(mode
                                                                               tmp_path, capfd):
     """predict and the Python API read a recording cut short, one whose MP3 decoder skipped a
     damaged frame and one whose WAV header was never finished as analyze does: as far as they
-    decode, each with a one-line note naming it (a cut one was an error, the others silent),
-    and the decoder's own lines never reach the terminal."""
+    decode, each with a one-line note naming it, also in its JSON result (a cut one was an
+    error, the others silent), and the decoder's own lines never reach the terminal."""
     tree = write_tree(tmp_path / "tree")
     cut = tree / "cut.flac"
     sf.write(cut, np.concatenate([tone(FREQS[k % 4], 1.0, seed=k) for k in range(24)]), SR)
@@ -557,9 +557,13 @@ def test_predict_reads_a_damaged_recording_as_far_as_it_decodes_and_says_so(mode
     assert [next(str(p) for p in damaged if line.startswith(f"note: {p}: ")) for line in notes] \
         == list(map(str, damaged))
     assert "decodes up to" in notes[1] and "its header says 0.0 s" in notes[0]
+    assert [p["notes"] for p in predictions] == [[line.removeprefix("note: ")] for line in notes]
     said: list[str] = []
-    timeline = esc50.load(model_dir, warn=said.append).timeline(cut)
+    model = esc50.load(model_dir, warn=said.append)
+    timeline = model.timeline(cut)
     assert said == [notes[1]]
+    [result] = model.predict_files([cut])
+    assert result.notes == [notes[1].removeprefix("note: ")] and said == [notes[1]] * 2
     assert timeline.windows[-1].end == pytest.approx(decodable_seconds(cut), abs=0.1)
     assert "Illegal Audio-MPEG-Header" not in capfd.readouterr().err
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
@@ -63,6 +63,18 @@ class AudioInput:
 
     def name(self, path: Path) -> str:
         return STDIN_NAME if path == STDIN else str(path)
+
+    def noting(self, notes: list[str]) -> AudioInput:
+        """This input with each damage note also kept in ``notes`` (as it is where damage is
+        refused)."""
+        if self.damage is None:
+            return self
+        said = self.damage
+
+        def damage(line: str) -> None:
+            notes.append(line)
+            said(line)
+        return replace(self, damage=damage)
 
     def blocks(self, path: Path) -> Iterator[torch.Tensor]:
         """Mono float32 blocks at ``sample_rate`` (:func:`mono_blocks`); a folder given with no
