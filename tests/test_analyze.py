@@ -130,6 +130,37 @@ def test_a_bad_recording_costs_only_itself_and_the_class_filter_keeps_what_is_as
     assert code == 1 and "holds results made with other settings (classes)" in output
 
 
+def test_files_left_out_for_their_names_are_counted_and_audio_it_cannot_decode_is_named(
+        model_dir, tmp_path):
+    """Phones record AAC in .m4a, which libsndfile does not decode: such files, like the notes
+    beside the recordings, were left out without a word, so a tree of them looked analysed.
+    They are counted by extension in one line (and in the summary), the undecodable audio named
+    with what to do."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    for name in ("site1/call.m4a", "site1/day1/notes.txt", "site2/README", "site2/memo.m4a"):
+        (tree / name).write_bytes(b"not audio esc50 reads")
+    (tree / "site2" / ".DS_Store").write_bytes(b"hidden")  # hidden files stay unmentioned
+    code, output = run_cli(str(model_dir), str(tree), "--out", str(out))
+    assert code == 0, output
+    assert (f"note: 4 files under {tree} not analysed, their names not those of audio esc50 "
+            "decodes: (no extension) 1, .m4a 2, .txt 1 (site1/call.m4a, site1/day1/notes.txt, "
+            "site2/README, and 1 more); .m4a is audio esc50 cannot decode: convert such files "
+            "first (ffmpeg -i rec.m4a rec.flac)\n") in output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["done"] == summary["recordings"] == len(TREE) and summary["failed"] == 0
+    assert summary["not_audio"] == {"(no extension)": 1, ".m4a": 2, ".txt": 1}
+    assert "recordings done, 4 other files not audio by name (summary.json: not_audio)" in \
+        (out / "summary.txt").read_text()
+    code, output = run_cli(str(model_dir), str(tree / "site1"), "--out", str(tmp_path / "o1"))
+    assert code == 0 and (f"note: 2 files under {tree / 'site1'} not analysed, their names not "
+                          "those of audio esc50 decodes: .m4a 1, .txt 1 (call.m4a, "
+                          "day1/notes.txt); .m4a is audio") in output
+    code, output = run_cli(str(model_dir), str(tree / "site1" / "day1"), "--out",
+                           str(tmp_path / "o2"))
+    assert code == 0 and (f"note: 1 file under {tree / 'site1' / 'day1'} not analysed, its name "
+                          "not that of audio esc50 decodes: .txt 1 (notes.txt)\n") in output
+
+
 def test_the_default_hop_given_or_not_continues_one_tree(model_dir, tmp_path):
     """The default hop is recorded as its value (half the model's 1-second window), so giving
     it continues the tree, and a tree made when it was recorded as null continues either way."""

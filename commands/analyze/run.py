@@ -39,8 +39,8 @@ from tqdm.auto import tqdm
 
 from esc50.commands.analyze.formats import (EMBEDDING_SUFFIXES, SUFFIXES, checked_formats,
                                             output_path, write_outputs)
-from esc50.commands.analyze.recordings import (Recording, find_recordings, parse_shard,
-                                                    shard_share)
+from esc50.commands.analyze.recordings import (Recording, find_recordings, not_audio_note,
+                                                    parse_shard, shard_share)
 from esc50.commands.analyze.results import ResultsTree
 from esc50.commands.analyze.review import write_review
 from esc50.commands.analyze.summary import detected_time, summarize, write_combined
@@ -147,6 +147,8 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
     recordings = listing.recordings
     for error in listing.unlisted:
         log(f"error: {error}")
+    if listing.not_audio:
+        log(f"note: {one_line(not_audio_note(folder, listing.not_audio))}")
     mine = shard_share(recordings, index, count)
     tree = ResultsTree(out, {**asdict(settings), "classes": list(settings.classes),
                              "formats": list(settings.formats), "model": model_digest(model)},
@@ -193,7 +195,7 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
         not_done = [name for name in (r.relative.as_posix() for r in mine)
                     if name not in finished]
         summary = summarize(records, failures, set(sources), wall, this_run, listing.unlisted,
-                            not_done)
+                            not_done, listing.not_audio)
         write_combined(tree, summary, records)
         missing = summary["recordings"] - summary["done"] - summary["failed"]
         if segments is not None and not missing:

@@ -14,6 +14,7 @@ import json
 from collections import Counter, defaultdict
 from typing import Any
 
+from esc50.commands.analyze.recordings import by_extension
 from esc50.commands.analyze.results import ResultsTree
 from esc50.commands.timeline import SEGMENT_FIELDS, csv_line, segment_row
 from esc50.core.errors import one_line
@@ -41,7 +42,8 @@ def numerics_of(record: dict[str, Any]) -> str:
 
 def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
               in_folder: set[str], wall_seconds: float, this_run_audio: float,
-              unlisted: list[str], not_done: list[str]) -> dict[str, Any]:
+              unlisted: list[str], not_done: list[str], not_audio: list[str]
+              ) -> dict[str, Any]:
     """The summary of ``records`` (every recording done) and ``failures``; ``in_folder``: the
     recordings the analysed folder holds (their paths in the results), which the counts are of
     (``damaged``: those read only up to where they stop decoding, or past a header that was
@@ -50,7 +52,8 @@ def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
     run took for ``this_run_audio`` seconds of audio, and the recordings of its share it left
     neither done nor failed (``not_done``: a worker killed while analysing one, another process
     still analysing it); ``unlisted``: the folders of the tree that could not be listed, one
-    line each."""
+    line each; ``not_audio``: the other files of the tree, left out for their names (counted
+    by extension)."""
     classes: dict[str, dict[str, Any]] = {}
     for record in records:
         for name, seconds in detected_time(record["segments"]).items():
@@ -77,7 +80,8 @@ def summarize(records: list[dict[str, Any]], failures: list[dict[str, str]],
                                                                   item[0]))),
         "files": {r["file"]: {"duration": r["duration"], "top": r["top"],
                               "numerics": numerics_of(r)} for r in records},
-        "failures": failures, "unlisted": unlisted}
+        "failures": failures, "unlisted": unlisted,
+        "not_audio": by_extension(not_audio)}
 
 
 def write_combined(tree: ResultsTree, summary: dict[str, Any],
@@ -102,6 +106,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                 "(summary.json: unlisted)" if summary["unlisted"] else "")
              + (f", {len(summary['damaged'])} damaged, read as far as they decode "
                 "(summary.json: damaged)" if summary["damaged"] else "")
+             + (f", {others} other file{'s' if others > 1 else ''} not audio by name "
+                "(summary.json: not_audio)" if (others := sum(summary["not_audio"].values()))
+                else "")
              + f": {clock(summary['audio_hours'] * 3600, hours=True)} of audio"
              + (f"; the results also hold {len(summary['not_in_folder'])} no longer in the "
                 "folder (summary.json: not_in_folder)" if summary["not_in_folder"] else ""),
