@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from esc50.commands.workers import ended, quiet_on_ctrl_c
+from esc50.commands.workers import ended, quiet_on_ctrl_c, start_quietly
 from esc50.core.config import TaskConfig, load_config, save_config
 from esc50.core.data.clips import find_clips
 from esc50.core.data.location import resolve_data_dir
@@ -429,7 +429,7 @@ def tune(search: Search, trials: int, jobs: int, log: Log) -> dict[str, Any]:
             _worker, search, count, worker_name(i), shares))
             for i, count in enumerate(counts) if count}
         for process in workers.values():
-            process.start()
+            start_quietly(process)
         for process in workers.values():
             process.join()
         for i, process in workers.items():

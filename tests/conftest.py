@@ -164,6 +164,29 @@ def killed_mid_message(marker: str, folder: Path, monkeypatch: pytest.MonkeyPatc
     return folder / "killed"
 
 
+HELD_SITE = """
+import os, sys, time
+
+if os.environ.get("ESC50_HOLD_START") and "--multiprocessing-fork" in sys.argv:
+    gate = os.environ["ESC50_HOLD_START"]
+    open(os.path.join(gate, f"started-{os.getpid()}"), "w").close()
+    while not os.path.exists(os.path.join(gate, "go")):
+        time.sleep(0.01)
+"""
+
+
+def held_at_start(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every worker process multiprocessing spawns from now on stops in its start-up, before
+    it imports what its target needs (a ``sitecustomize`` module on PYTHONPATH), writes
+    ``started-PID`` into the folder returned and goes on once a file ``go`` is there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(HELD_SITE)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p))
+    monkeypatch.setenv("ESC50_HOLD_START", str(folder))
+    return folder
+
+
 @pytest.fixture
 def exfat_disk(tmp_path):
     """A real exFAT file system, as on the SD cards and USB drives recordings travel on (a

@@ -37,8 +37,9 @@ from esc50.commands.analyze.results import ResultsTree
 from esc50.commands.analyze.review import NOTHING_TO_REVIEW
 from esc50.core.files.write import write_text
 from esc50.core.training import device
-from tests.conftest import (FREQS, SR, full_disk_at, killed_mid_message, never_finished, tone,
-                            trained_tone_run, unlistable, write_leftover)
+from tests.conftest import (FREQS, SR, full_disk_at, held_at_start, killed_mid_message,
+                            never_finished, tone, trained_tone_run, unlistable,
+                            write_leftover)
 
 # each recording: its tones (class per second-long stretch), at 8 kHz
 TREE = {"site1/day1/morning.wav": [0, 0, 0, 2, 2, 2], "site1/day1/noon.flac": [1, 1, 1, 1],
@@ -677,6 +678,29 @@ def test_ctrl_c_stops_worker_processes_in_one_line(model_dir, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert len(list(done.rglob("*.json"))) == len(TREE) + 8
+
+
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow` (CI runs it)
+def test_ctrl_c_while_workers_start_is_one_line_too(model_dir, tmp_path, monkeypatch):
+    """A spawned worker imports for a second or more before its body runs, and Ctrl-C then
+    printed a KeyboardInterrupt traceback from the middle of an import. Both workers are held
+    in their start-up while Ctrl-C reaches the process group: "Aborted!" once, no traceback."""
+    gate = held_at_start(tmp_path / "site", monkeypatch)
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    command = [sys.executable, "-m", "esc50", "analyze", str(model_dir), str(tree), "--out",
+               str(out), "--no-progress", "--jobs", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None and \
+            len(list(gate.glob("started-*"))) < 2:
+        time.sleep(0.05)
+    assert len(list(gate.glob("started-*"))) == 2, process.communicate()
+    os.killpg(process.pid, signal.SIGINT)
+    (gate / "go").touch()
+    stdout, stderr = process.communicate()
+    assert process.returncode == 1 and stderr.rstrip().endswith("Aborted!"), stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
 
 
 def claim_file(out: Path, recording: str) -> Path:
