@@ -86,7 +86,7 @@ def print_predictions(model: Any, inputs: Any, paths: list[Path], top_k: int, as
     from esc50.commands.predict import audio_files, predict_files
 
     results = predict_files(model.members, model.class_names, inputs, model.config.length_wav,
-                            audio_files(paths), top_k, model.window_batch)
+                            audio_files(paths, model.note), top_k, model.window_batch)
     failed = []
     if as_json:
         click.echo("[")

@@ -260,13 +260,16 @@ class Model:
                 self._warn(note)
         return self._window_batch
 
+    def note(self, line: str) -> None:
+        """Say ``line`` through ``warn`` as a note, on one line."""
+        self._warn(f"note: {one_line(line)}")
+
     def audio_input(self, raw_rate: int | None = None, channels: int = 1) -> AudioInput:
         """How this model reads recordings: at its sample rate (standard input as WAV, or as raw
         PCM at ``raw_rate`` with ``channels``). A file that stops decoding part way, whose
         decoder skipped damaged parts or whose WAV header was never finished is read as far as
-        it decodes, said in a note through ``warn``."""
-        return AudioInput(self.sample_rate, raw_rate, channels,
-                          damage=lambda line: self._warn(f"note: {one_line(line)}"))
+        it decodes, said in a :meth:`note`."""
+        return AudioInput(self.sample_rate, raw_rate, channels, damage=self.note)
 
     @property
     def is_ensemble(self) -> bool:
@@ -332,7 +335,7 @@ class Model:
     @checked_arguments
     def predict_files(self, paths: list[str | Path], top_k: int = 3) -> Iterator[Prediction]:
         """A :class:`Prediction` per file (files as given, folders searched for audio)."""
-        files = audio_files([Path(p) for p in paths])
+        files = audio_files([Path(p) for p in paths], self.note)
         return predict_files(self.members, self.class_names, self.audio_input(),
                              self.config.length_wav, files, top_k, self.window_batch)
 

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from esc50.core.data.audio import fit_length
-from esc50.core.data.clips import AUDIO_EXTENSIONS
+from esc50.core.data.clips import AUDIO_EXTENSIONS, named_not_audio, not_audio_note
 from esc50.core.data.stream import AudioInput
 from esc50.core.errors import Esc50Error
 from esc50.core.files.tree import walk_tree
@@ -38,11 +38,13 @@ class Prediction:
     notes: list[str] = field(default_factory=list)
 
 
-def audio_files(paths: list[Path]) -> list[Path]:
+def audio_files(paths: list[Path], note: Callable[[str], None] = lambda _: None
+                ) -> list[Path]:
     """Files as given (a missing one too: scoring it reports it; ``-``: standard input), and the
     entries named like audio under folders (walked as :func:`walk_tree` walks a tree); a
     folder with none, one that cannot be listed, a broken link or a FIFO stays in the list:
-    scoring it says what it is (never opening a FIFO)."""
+    scoring it says what it is (never opening a FIFO). A folder's other files are counted in
+    one line to ``note`` (:func:`not_audio_note`)."""
     found = []
     for path in paths:
         if not os.path.isdir(path):  # a path the system refuses (a name too long) is no folder
@@ -55,6 +57,8 @@ def audio_files(paths: list[Path]) -> list[Path]:
             continue
         inside = [p for p in tree.entries if p.suffix.lower() in AUDIO_EXTENSIONS]
         found += sorted([*inside, *tree.unlisted]) or [path]
+        if inside and (others := named_not_audio(tree.entries, path)):
+            note(not_audio_note(path, others, "scored"))
     return found
 
 

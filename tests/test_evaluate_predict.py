@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
+from esc50 import load
 from esc50.cli.main import cli
 from esc50.core.training.classifier import load_classifier
 from esc50.core.plugin_api.registry import load_registry
@@ -84,6 +85,26 @@ def test_predict_any_rate_length_and_channel_count(trained, tmp_path):
     for name in files:
         probabilities = [t["probability"] for t in rows[name]["top"]]
         assert len(probabilities) == 2 and probabilities[0] >= probabilities[1]
+
+
+def test_predict_on_a_folder_counts_the_files_it_leaves_out_for_their_names(trained, tmp_path):
+    """A folder of phone recordings (.m4a, which libsndfile does not decode) beside WAVs: the
+    WAVs were scored and the rest left out without a word. One note counts them, as analyze
+    does, and names the audio esc50 cannot decode."""
+    _, run_dir = trained
+    sf.write(tmp_path / "tone.wav", tone(FREQS[2], 1.0, SR), SR)
+    for name in ("call.m4a", "notes.txt"):
+        (tmp_path / name).write_bytes(b"not audio esc50 reads")
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [row["file"] for row in json.loads(result.stdout)] == [str(tmp_path / "tone.wav")]
+    assert (f"note: 2 files under {tmp_path} not scored, their names not those of audio esc50 "
+            "decodes: .m4a 1, .txt 1 (call.m4a, notes.txt); .m4a is audio esc50 cannot decode: "
+            "convert such files first (ffmpeg -i rec.m4a rec.flac)\n") in result.stderr
+    said: list[str] = []
+    [only] = load(run_dir, warn=said.append).predict(tmp_path)
+    assert only.path == tmp_path / "tone.wav" and said == [
+        line for line in result.stderr.splitlines() if line.startswith("note: ")]
 
 
 def test_a_name_with_a_line_break_is_one_line_of_text_and_kept_in_csv(trained, tmp_path):

@@ -10,20 +10,15 @@ alike: the same tree, sorted by path, lengths read from the files' headers.
 from __future__ import annotations
 
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
 from esc50.core.data.audio import opened_audio
-from esc50.core.data.clips import AUDIO_EXTENSIONS
+from esc50.core.data.clips import AUDIO_EXTENSIONS, named_not_audio
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import why_not_a_file
 from esc50.core.files.tree import walk_tree
-
-
-# audio that phones and other recorders write and libsndfile does not decode (AAC, WMA, AMR)
-UNDECODED_AUDIO = {".m4a", ".aac", ".wma", ".amr", ".3gp"}
 
 
 @dataclass(frozen=True)
@@ -66,9 +61,7 @@ def find_recordings(source: Path, skip: Iterable[Path] = ()) -> Listing:
     tree = walk_tree(source, skip)
     unlisted = [f"{line}: the recordings in it are not analysed" for line in tree.refusals()]
     found = [path for path in tree.entries if path.suffix.lower() in AUDIO_EXTENSIONS]
-    not_audio = sorted(path.relative_to(source).as_posix() for path in tree.entries
-                       if path.suffix.lower() not in AUDIO_EXTENSIONS
-                       and why_not_a_file(path) is None)
+    not_audio = named_not_audio(tree.entries, source)
     if not found:
         raise Esc50Error(f"{source}: the folder holds no audio files "
                          f"({', '.join(sorted(AUDIO_EXTENSIONS))})"
@@ -78,28 +71,6 @@ def find_recordings(source: Path, skip: Iterable[Path] = ()) -> Listing:
                               file_stamp(path))
                     for path in sorted(found, key=lambda p: p.relative_to(source).as_posix())],
                    unlisted, not_audio)
-
-
-def by_extension(names: list[str]) -> dict[str, int]:
-    """How many of the files ``names`` have each extension (lower case), by extension."""
-    return dict(sorted(Counter(Path(name).suffix.lower() or "(no extension)"
-                               for name in names).items()))
-
-
-def not_audio_note(folder: Path, names: list[str], shown: int = 3) -> str:
-    """One line on the files under ``folder`` left out for their names (``names``: their paths
-    under it): how many of each extension, the first ``shown``, and what to do with audio that
-    esc50 cannot decode."""
-    kinds = by_extension(names)
-    undecoded = sorted(set(kinds) & UNDECODED_AUDIO)
-    more = f", and {len(names) - shown} more" if len(names) > shown else ""
-    return (f"{len(names)} file{'s' if len(names) > 1 else ''} under {folder} not analysed, "
-            f"{'their names not those' if len(names) > 1 else 'its name not that'} of audio "
-            f"esc50 decodes: {', '.join(f'{kind} {count}' for kind, count in kinds.items())} "
-            f"({', '.join(names[:shown])}{more})"
-            + (f"; {', '.join(undecoded)} {'is' if len(undecoded) == 1 else 'are'} audio esc50 "
-               "cannot decode: convert such files "
-               f"first (ffmpeg -i rec{undecoded[0]} rec.flac)" if undecoded else ""))
 
 
 def file_stamp(path: Path) -> tuple[int, int]:

@@ -39,8 +39,8 @@ from tqdm.auto import tqdm
 
 from esc50.commands.analyze.formats import (EMBEDDING_SUFFIXES, SUFFIXES, checked_formats,
                                             output_path, write_outputs)
-from esc50.commands.analyze.recordings import (Recording, find_recordings, not_audio_note,
-                                                    parse_shard, shard_share)
+from esc50.commands.analyze.recordings import (Recording, find_recordings, parse_shard,
+                                                    shard_share)
 from esc50.commands.analyze.results import ResultsTree
 from esc50.commands.analyze.review import write_review
 from esc50.commands.analyze.summary import detected_time, summarize, write_combined
@@ -49,6 +49,7 @@ from esc50.commands.arguments import checked_arguments
 from esc50.commands.workers import ended, received, start_worker
 from esc50.commands.predict import default_hop
 from esc50.commands.timeline import check_settings, csv_line, segment_json
+from esc50.core.data.clips import not_audio_note
 from esc50.core.data.stream import AudioInput
 from esc50.core.errors import Esc50Error, did_you_mean, one_line
 from esc50.core.files.digest import file_sha256
@@ -148,7 +149,7 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
     for error in listing.unlisted:
         log(f"error: {error}")
     if listing.not_audio:
-        log(f"note: {one_line(not_audio_note(folder, listing.not_audio))}")
+        log(f"note: {one_line(not_audio_note(folder, listing.not_audio, 'analysed'))}")
     mine = shard_share(recordings, index, count)
     tree = ResultsTree(out, {**asdict(settings), "classes": list(settings.classes),
                              "formats": list(settings.formats), "model": model_digest(model)},

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +30,38 @@ from esc50.core.plugin_api.registry import Choice, Registry, load_registry
 # What soundfile decodes, by extension; headerless RAW needs parameters no file carries.
 AUDIO_EXTENSIONS = ({f".{ext.lower()}" for ext in sf.available_formats()}
                     | {".oga", ".opus", ".aif"}) - {".raw"}
+
+# audio that phones and other recorders write and libsndfile does not decode (AAC, WMA, AMR)
+UNDECODED_AUDIO = {".m4a", ".aac", ".wma", ".amr", ".3gp"}
+
+
+def by_extension(names: list[str]) -> dict[str, int]:
+    """How many of the files ``names`` have each extension (lower case), by extension."""
+    return dict(sorted(Counter(Path(name).suffix.lower() or "(no extension)"
+                               for name in names).items()))
+
+
+def named_not_audio(entries: list[Path], root: Path) -> list[str]:
+    """The regular files of ``entries`` (a walk of ``root``) whose names are not those of audio
+    esc50 decodes, as their paths under ``root``, sorted."""
+    return sorted(path.relative_to(root).as_posix() for path in entries
+                  if path.suffix.lower() not in AUDIO_EXTENSIONS and why_not_a_file(path) is None)
+
+
+def not_audio_note(folder: Path, names: list[str], left: str, shown: int = 3) -> str:
+    """One line on the files under ``folder`` left out for their names (``names``: their paths
+    under it; ``left``: what was not done with them, e.g. "analysed"): how many of each
+    extension, the first ``shown``, and what to do with audio that esc50 cannot decode."""
+    kinds = by_extension(names)
+    undecoded = sorted(set(kinds) & UNDECODED_AUDIO)
+    more = f", and {len(names) - shown} more" if len(names) > shown else ""
+    return (f"{len(names)} file{'s' if len(names) > 1 else ''} under {folder} not {left}, "
+            f"{'their names not those' if len(names) > 1 else 'its name not that'} of audio "
+            f"esc50 decodes: {', '.join(f'{kind} {count}' for kind, count in kinds.items())} "
+            f"({', '.join(names[:shown])}{more})"
+            + (f"; {', '.join(undecoded)} {'is' if len(undecoded) == 1 else 'are'} audio esc50 "
+               "cannot decode: convert such files "
+               f"first (ffmpeg -i rec{undecoded[0]} rec.flac)" if undecoded else ""))
 
 
 def find_clips(root: Path, config: TaskConfig, registry: Registry | None = None,
