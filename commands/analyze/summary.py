@@ -15,8 +15,8 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from esc50.commands.analyze.results import ResultsTree
-from esc50.core.data.clips import by_extension
 from esc50.commands.timeline import SEGMENT_FIELDS, csv_line, segment_row
+from esc50.core.data.clips import by_extension
 from esc50.core.errors import one_line
 from esc50.core.files.write import write_text
 from esc50.core.results.plots import clock
