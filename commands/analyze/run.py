@@ -149,7 +149,7 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
     for error in listing.unlisted:
         log(f"error: {error}")
     if listing.not_audio:
-        log(f"note: {one_line(not_audio_note(folder, listing.not_audio, 'analysed'))}")
+        model.note(not_audio_note(folder, listing.not_audio, "analysed"))  # warn is log
     mine = shard_share(recordings, index, count)
     tree = ResultsTree(out, {**asdict(settings), "classes": list(settings.classes),
                              "formats": list(settings.formats), "model": model_digest(model)},
