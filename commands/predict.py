@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from esc50.core.data.audio import fit_length
-from esc50.core.data.clips import AUDIO_EXTENSIONS, named_not_audio, not_audio_note
+from esc50.core.data.clips import not_audio_note, split_by_name
 from esc50.core.data.stream import AudioInput
 from esc50.core.errors import Esc50Error
 from esc50.core.files.tree import walk_tree
@@ -55,9 +55,9 @@ def audio_files(paths: list[Path], note: Callable[[str], None] = lambda _: None
         except Esc50Error:
             found.append(path)
             continue
-        inside = [p for p in tree.entries if p.suffix.lower() in AUDIO_EXTENSIONS]
+        inside, others = split_by_name(tree.entries, path)
         found += sorted([*inside, *tree.unlisted]) or [path]
-        if inside and (others := named_not_audio(tree.entries, path)):
+        if inside and others:
             note(not_audio_note(path, others, "scored"))
     return found
 

@@ -2,12 +2,14 @@
 what they read, what they leave out (and say so), and runs on them end to end."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
+import esc50
 from esc50.cli.main import cli
 from esc50.core.config import TaskConfig
 from esc50.core.data.clips import find_clips, leftovers
@@ -130,6 +132,15 @@ def test_csv_manifest_with_relative_paths_folds_and_groups(tmp_path):
     (tmp_path / "m.csv").write_text("file,label\nx.wav,a\n")
     with pytest.raises(Esc50Error, match="the header lacks path"):
         find_clips(tmp_path, TaskConfig().override(dataset="plugins.csv:file=m.csv"))
+    (tmp_path / "m.csv").write_text("path,label\nanywhere/clips/horn0.wav,horn\nphone.M4A,dog\n")
+    with pytest.raises(Esc50Error, match=r"m.csv: row 3: phone.M4A is not an audio file "):
+        find_clips(tmp_path, TaskConfig().override(dataset="plugins.csv:file=m.csv"))
+
+
+def test_audio_is_told_by_its_extension_in_any_case():
+    assert [esc50.named_as_audio(Path(name)) for name in
+            ["a.wav", "B.FLAC", "c.Ogg", "d.opus", "e.mp3", "f.m4a", "g.raw", "h", "wav"]] == \
+        [True, True, True, True, True, False, False, False, False]
 
 
 def test_labels_that_differ_only_in_case_or_spaces_are_warned_about(tmp_path):

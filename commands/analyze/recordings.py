@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from esc50.core.data.audio import opened_audio
-from esc50.core.data.clips import AUDIO_EXTENSIONS, named_not_audio
+from esc50.core.data.clips import AUDIO_EXTENSIONS, split_by_name
 from esc50.core.errors import Esc50Error
 from esc50.core.files.read import why_not_a_file
 from esc50.core.files.tree import walk_tree
@@ -60,8 +60,7 @@ def find_recordings(source: Path, skip: Iterable[Path] = ()) -> Listing:
                                   file_stamp(source))], [])
     tree = walk_tree(source, skip)
     unlisted = [f"{line}: the recordings in it are not analysed" for line in tree.refusals()]
-    found = [path for path in tree.entries if path.suffix.lower() in AUDIO_EXTENSIONS]
-    not_audio = named_not_audio(tree.entries, source)
+    found, not_audio = split_by_name(tree.entries, source)
     if not found:
         raise Esc50Error(f"{source}: the folder holds no audio files "
                          f"({', '.join(sorted(AUDIO_EXTENSIONS))})"

@@ -41,11 +41,19 @@ def by_extension(names: list[str]) -> dict[str, int]:
                                for name in names).items()))
 
 
-def named_not_audio(entries: list[Path], root: Path) -> list[str]:
-    """The regular files of ``entries`` (a walk of ``root``) whose names are not those of audio
-    esc50 decodes, as their paths under ``root``, sorted."""
-    return sorted(path.relative_to(root).as_posix() for path in entries
-                  if path.suffix.lower() not in AUDIO_EXTENSIONS and why_not_a_file(path) is None)
+def named_as_audio(path: Path) -> bool:
+    """Whether ``path`` is named as audio esc50 decodes: by its extension, in any case."""
+    return path.suffix.lower() in AUDIO_EXTENSIONS
+
+
+def split_by_name(entries: list[Path], root: Path) -> tuple[list[Path], list[str]]:
+    """The entries of a walk of ``root`` named as audio esc50 decodes (:func:`named_as_audio`),
+    in their order, and the regular files among the others as their paths under ``root``,
+    sorted: the files left out for their names (:func:`not_audio_note`)."""
+    audio = [path for path in entries if named_as_audio(path)]
+    others = sorted(path.relative_to(root).as_posix() for path in entries
+                    if not named_as_audio(path) and why_not_a_file(path) is None)
+    return audio, others
 
 
 def not_audio_note(folder: Path, names: list[str], left: str, shown: int = 3) -> str:
@@ -192,8 +200,8 @@ def list_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[
     audio, other = [], []
     for path in entries:
         if why_not_a_file(path) is None:
-            (audio if path.suffix.lower() in AUDIO_EXTENSIONS else other).append(path)
-        elif not path.is_dir() or path.suffix.lower() in AUDIO_EXTENSIONS:
+            (audio if named_as_audio(path) else other).append(path)
+        elif not path.is_dir() or named_as_audio(path):
             other.append(path)
     return audio, other, hidden
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from esc50.core.data.audio import MAX_RATE, MIN_RATE, float_samples, mono_blocks, read_mono
-from esc50.core.data.clips import AUDIO_EXTENSIONS
+from esc50.core.data.clips import named_as_audio
 from esc50.core.data.wav import wav_format
 from esc50.core.errors import Esc50Error
 from esc50.core.files.tree import walk_tree
@@ -86,7 +86,7 @@ class AudioInput:
             stream = stream_blocks(sys.stdin.buffer, self.raw_rate, self.channels)
             return mono_blocks(stream, self.sample_rate, STDIN_NAME)
         if os.path.isdir(path):  # a path the system refuses (a name too long) is not one
-            if not any(p.suffix.lower() in AUDIO_EXTENSIONS for p in walk_tree(path).entries):
+            if not any(named_as_audio(p) for p in walk_tree(path).entries):
                 raise Esc50Error(f"{path}: the folder holds no audio files")
             raise Esc50Error(f"{path} is a folder: a timeline is of one recording (esc50 "
                              "predict lists a folder's files; esc50 analyze labels a whole tree)")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from esc50 import (AUDIO_EXTENSIONS, Clip, ClipTable, DatasetReader, Esc50Error,
-                   hookimpl, read_table)
+from esc50 import (Clip, ClipTable, DatasetReader, Esc50Error, hookimpl, named_as_audio,
+                   read_table)
 
 ESC50_PLUGIN_API = 4
 
@@ -62,7 +62,7 @@ class Manifest(DatasetReader):
         if not path_text or not label:
             raise Esc50Error(f"{manifest}: row {number} needs a path and a label")
         path = Path(os.path.normpath(manifest.parent / path_text))  # links kept as named
-        if path.suffix.lower() not in AUDIO_EXTENSIONS:
+        if not named_as_audio(path):
             raise Esc50Error(f"{manifest}: row {number}: {path_text} is not an audio file "
                              "soundfile reads")
         fold_text = (row.get("fold") or "").strip()

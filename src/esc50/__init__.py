@@ -46,7 +46,7 @@ _NAMES = {
     "check_range": _CONTRACTS, "check_min_max": _CONTRACTS, "frame_mask": _CONTRACTS,
     "list_files": "esc50.core.data.clips", "read_table": "esc50.core.files.read",
     "AUDIO_EXTENSIONS": "esc50.core.data.clips", "check_unique_stems": "esc50.core.data.clips",
-    "describe_unused": "esc50.core.data.clips",
+    "describe_unused": "esc50.core.data.clips", "named_as_audio": "esc50.core.data.clips",
     "Registry": "esc50.core.plugin_api.registry",
     "load_registry": "esc50.core.plugin_api.registry",
     "check_model": _TESTING, "check_augmentation": _TESTING, "check_featurizer": _TESTING,
