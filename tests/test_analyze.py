@@ -1113,7 +1113,8 @@ def test_a_recording_gone_or_damaged_since_its_analysis_costs_the_review_only_it
     assert summary["recordings"] == summary["done"] == len(TREE) - 1
     skipped = sorted(line for line in lines if line.endswith("; its detections are left out"))
     assert len(skipped) == 2
-    assert skipped[0].startswith(f"review page: {tree / damaged}: cannot decode audio (")
+    assert skipped[0].startswith(f"review page: {tree / damaged}: cannot decode audio: its "
+                                 "first 4096 bytes are zeros ")
     assert skipped[1] == f"review page: {gone} is no longer in the analysed folder; its " \
                          "detections are left out"
     assert gone not in page and damaged not in page

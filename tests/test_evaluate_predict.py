@@ -139,6 +139,28 @@ def test_an_mp3_without_audio_is_said_to_be_damaged_not_missing(trained, tmp_pat
                                        "not the format its name says)")
 
 
+def test_an_empty_file_and_one_of_zeros_are_said_to_be_so(trained, tmp_path):
+    """A recorder that stopped before writing, or a failed copy, leaves a file of no bytes or
+    of zeros: its error says that, where the decoder's words ("Format not recognised.") do not;
+    the other files are scored."""
+    _, run_dir = trained
+    sf.write(tmp_path / "whole.wav", tone(FREQS[1], 1.0, SR), SR)
+    (tmp_path / "empty.flac").write_bytes(b"")
+    (tmp_path / "zeros.wav").write_bytes(bytes(10_000))
+    (tmp_path / "few.ogg").write_bytes(bytes(100))
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), str(tmp_path), "--json"])
+    rows = {row["file"].split("/")[-1]: row.get("error") for row in json.loads(result.stdout)}
+    assert result.exit_code == 1 and rows.pop("whole.wav") is None
+    header = "zeros where an audio header should be (a recording never written, or a copy " \
+        "that failed)"
+    assert rows == {
+        "empty.flac": f"{tmp_path}/empty.flac: the file is empty (0 bytes): nothing was written "
+                      "into it",
+        "zeros.wav": f"{tmp_path}/zeros.wav: cannot decode audio: its first 4096 bytes are "
+                     f"{header}",
+        "few.ogg": f"{tmp_path}/few.ogg: cannot decode audio: its 100 bytes are all {header}"}
+
+
 def test_a_name_no_file_system_holds_costs_only_itself(trained, tmp_path):
     _, run_dir = trained
     sf.write(tmp_path / "good.wav", tone(FREQS[2], 1.0, SR), SR)

@@ -168,7 +168,29 @@ def opened_audio(path: Path, damage: Callable[[str], None] | None = None
                            "header never finished, or a size past 4 GiB), so all were read")
             yield audio
     except DECODER_ERRORS as exc:
-        raise Esc50Error(f"{path}: cannot decode audio ({decoder_message(exc)})") from exc
+        raise Esc50Error(f"{path}: {undecodable(checked, exc)}") from exc
+
+
+HEAD_BYTES = 4096  # the start of a file its decoder refused, read for a header
+
+
+def undecodable(path: Path, exc: Exception) -> str:
+    """Why the decoder refused ``path``, on one line: a file with nothing in it, or only zeros
+    where its header should be (what a recorder that stopped before writing, or a failed copy,
+    leaves), said as such; else the decoder's words (:func:`decoder_message`)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(HEAD_BYTES)
+    except OSError:
+        head = None
+    if head == b"":
+        return "the file is empty (0 bytes): nothing was written into it"
+    if head and not head.strip(b"\0"):
+        bytes_ = f"first {len(head)} bytes are" if len(head) == HEAD_BYTES else \
+            f"{len(head)} bytes are all"
+        return (f"cannot decode audio: its {bytes_} zeros where an audio header should be (a "
+                "recording never written, or a copy that failed)")
+    return f"cannot decode audio ({decoder_message(exc)})"
 
 
 def sound_file(path: Path, stack: ExitStack) -> SoundFile:
