@@ -19,6 +19,10 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from esc50.core.cpu_threads import spin_briefly
+
+spin_briefly()  # before torch is imported: libgomp reads it once, when torch loads it
+
 try:
     __version__ = version("esc50")
 except PackageNotFoundError:  # running from a source tree that is not installed
