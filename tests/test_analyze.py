@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -821,6 +822,27 @@ def test_a_recording_another_process_is_analysing_is_left_to_it(model_dir, tmp_p
                             progress=False)
     assert f"{len(TREE) - 1} already done; analysing 1 " in lines[0]
     assert summary["done"] == len(TREE) and (review / "index.html").is_file()
+
+
+def test_recordings_left_to_another_process_are_said_in_one_line(model_dir, tmp_path):
+    """Two commands on one tree at once leave each other most of it, a note each: said once,
+    counted, at the end, not a line a recording."""
+    tree, out = write_tree(tmp_path / "tree"), tmp_path / "out"
+    busy = sorted(TREE)[:3]
+    with ExitStack() as stack:
+        for name in busy:
+            claim = claim_file(out, name)
+            claim.parent.mkdir(parents=True, exist_ok=True)
+            fcntl.flock(stack.enter_context(claim.open("a")), fcntl.LOCK_EX)
+        lines: list[str] = []
+        summary = esc50.analyze(model_dir, tree, out, log=lines.append, progress=False)
+    notes = [line for line in lines if "another process" in line]
+    assert len(notes) == 1 and notes[0].startswith(
+        "note: 3 recordings left to another process analysing this tree into these results "
+        "(the same command started twice?): ")
+    assert notes[0].endswith("another process is analysing it; left to it; and 1 more")
+    assert sum(name in notes[0] for name in busy) == 2
+    assert summary["done"] == len(TREE) - 3 and not set(busy) & set(summary["files"])
 
 
 def test_what_a_killed_write_left_of_a_recording_is_removed_and_nothing_else(model_dir,

@@ -79,9 +79,11 @@ class Settings:
 
 @dataclass
 class Progress:
-    """What one run did: the recordings it analysed (their paths in the results)."""
+    """What one run did: the recordings it analysed (their paths in the results), and what it
+    said of those it left to another process (:func:`analyze_safely`'s "taken")."""
 
     done: set[str] = field(default_factory=set)
+    taken: list[str] = field(default_factory=list)
 
 
 def checked_settings(model: Model, settings: Settings) -> Settings:
@@ -187,6 +189,8 @@ def run_analysis(model_source: str | Path, folder: Path, out: Path, settings: Se
         except StorageError as exc:
             raise StorageError(f"{exc}. Every recording done is kept: make room, then the same "
                                "command analyses the others") from None
+    if counts.taken:
+        log(f"note: {taken_note(counts.taken)}")
     wall = time.perf_counter() - started
     with tree.locked():  # shards ending together: one writes the combined files at a time
         records, failures = tree.records(), tree.failures()
@@ -252,8 +256,21 @@ def tally(counts: Progress, recording: Recording, outcome: str, message: str, lo
         counts.done.add(recording.relative.as_posix())
     if outcome == "failed":
         log(f"error: {message}")
+    elif outcome == "taken":
+        counts.taken.append(message)
     elif message:
         log(f"note: {one_line(message)}")
+
+
+def taken_note(taken: list[str], shown: int = 2) -> str:
+    """One line on the recordings left to another process (``taken``: what was said of each),
+    said once at the end: two commands on one tree at once leave each other most of it."""
+    if len(taken) == 1:
+        return one_line(taken[0])
+    more = f"; and {len(taken) - shown} more" if len(taken) > shown else ""
+    return one_line(f"{len(taken)} recordings left to another process analysing this tree into "
+                    f"these results (the same command started twice?): "
+                    f"{'; '.join(taken[:shown])}{more}")
 
 
 def analyze_safely(model: Model, inputs: AudioInput, recording: Recording, tree: ResultsTree,
