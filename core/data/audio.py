@@ -186,9 +186,9 @@ def undecodable(path: Path, exc: Exception) -> str:
     if head == b"":
         return "the file is empty (0 bytes): nothing was written into it"
     if head and not head.strip(b"\0"):
-        bytes_ = f"first {len(head)} bytes are" if len(head) == HEAD_BYTES else \
+        span = f"first {len(head)} bytes are" if len(head) == HEAD_BYTES else \
             f"{len(head)} bytes are all"
-        return (f"cannot decode audio: its {bytes_} zeros where an audio header should be (a "
+        return (f"cannot decode audio: its {span} zeros where an audio header should be (a "
                 "recording never written, or a copy that failed)")
     return f"cannot decode audio ({decoder_message(exc)})"
 
