@@ -7,7 +7,7 @@ operation spins before it sleeps: ``GOMP_SPINCOUNT`` times, 300 000 where neithe
 While another process holds a core, the thread the others wait for is not running, and each
 operation waits out their spinning: on 2 CPU cores beside one busy process, ``esc50 analyze``
 took 11x as long as alone and a training epoch 4.1x; with 10 000 spins, 2.0x and 2.5x, and as
-long as before alone. Two trainings at once on those cores are the exception: 1.5-1.9x slower
+long as before alone. Two trainings at once on those cores are the exception: 1.5-1.8x slower
 with 10 000 (docs/performance.md, "A CPU shared with other work"). libgomp reads the variable
 once, when torch loads it, so :func:`spin_briefly` runs when esc50 is imported, before torch is.
 """
