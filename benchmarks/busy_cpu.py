@@ -27,6 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from esc50.core.cpu_threads import WAIT_VARIABLES
 from esc50.core.data.clips import named_as_audio
 
 LIBGOMP_DEFAULT = {"GOMP_SPINCOUNT": "300000"}  # libgomp's own, where OMP_WAIT_POLICY is unset
@@ -35,7 +36,7 @@ LIBGOMP_DEFAULT = {"GOMP_SPINCOUNT": "300000"}  # libgomp's own, where OMP_WAIT_
 def started(arguments: list[str], variables: dict[str, str]) -> subprocess.Popen:
     """``esc50 ARGUMENTS`` in a process of its own, with ``variables`` set (and neither OpenMP
     wait variable inherited)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env = {k: v for k, v in os.environ.items() if k not in WAIT_VARIABLES}
     return subprocess.Popen([sys.executable, "-m", "esc50", *arguments, "--no-progress"],
                             env={**env, **variables}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
@@ -79,7 +80,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     clips = sorted(p for p in (Path(args.data) / "audio").iterdir() if named_as_audio(p))
-    settings = {"libgomp's default (GOMP_SPINCOUNT=300000)": LIBGOMP_DEFAULT,
+    settings = {f"libgomp's default (GOMP_SPINCOUNT={LIBGOMP_DEFAULT['GOMP_SPINCOUNT']})":
+                LIBGOMP_DEFAULT,
                 **{f"GOMP_SPINCOUNT={n}": {"GOMP_SPINCOUNT": str(n)} for n in args.spins},
                 "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"}}
     what = "the second epoch of esc50 train --recipe laptop" if args.train else \

@@ -18,11 +18,12 @@ import os
 from typing import MutableMapping
 
 SPINS = 10000  # what an idle thread spins before it sleeps (libgomp's default: 300 000)
+WAIT_VARIABLES = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")  # how a user sets libgomp's waiting
 
 
 def spin_briefly(environ: MutableMapping[str, str] = os.environ) -> None:
     """Set ``GOMP_SPINCOUNT`` to :data:`SPINS` in ``environ`` (worker processes inherit it),
     unless ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` is set there: a setting of one's own
     stays."""
-    if "GOMP_SPINCOUNT" not in environ and "OMP_WAIT_POLICY" not in environ:
+    if not any(name in environ for name in WAIT_VARIABLES):
         environ["GOMP_SPINCOUNT"] = str(SPINS)

@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from esc50.core.cpu_threads import SPINS
-
-WAITS = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
+from esc50.core.cpu_threads import SPINS, WAIT_VARIABLES
 
 # torch's Linux wheels bring libgomp; a torch built with another OpenMP reads other variables
 pytestmark = pytest.mark.skipif(not list((Path(torch.__file__).parent / "lib").glob("libgomp*")),
@@ -22,7 +20,7 @@ pytestmark = pytest.mark.skipif(not list((Path(torch.__file__).parent / "lib").g
 def libgomp_settings(code: str, **variables: str) -> str:
     """What libgomp says of its settings when ``code`` (which imports torch) runs in a fresh
     Python with ``variables`` set (and no OpenMP wait variable inherited)."""
-    env = {k: v for k, v in os.environ.items() if k not in WAITS}
+    env = {k: v for k, v in os.environ.items() if k not in WAIT_VARIABLES}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, env={**env, "OMP_DISPLAY_ENV": "VERBOSE", **variables})
     return done.stderr
