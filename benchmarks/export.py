@@ -1,7 +1,10 @@
 """A run exported to ONNX in float32 and in int8: file size, latency per clip and accuracy on
 the run's validation clips, against the run in torch and against a float32 file that keeps
 ONNX's STFT operator (what esc50 exported before commands/export_stft.py), measured in the same
-run.
+run. One more float32 file holds only the graph traced for whole windows (no masks of padded
+frames), the graph the int8 file runs for a recording of at least one window
+(commands/export_int8.py): esc50 does not write it (it would score a shorter recording wrongly),
+but its time is what float32 would take with the int8 file's two graphs.
 
     python benchmarks/export.py RUN [--data DIR] [--repeats 30] [--threads N]
 
@@ -24,6 +27,7 @@ import json
 import tempfile
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Iterator
 from unittest import mock
 
 import numpy as np
@@ -33,6 +37,8 @@ import torch
 
 import esc50
 from esc50.commands import export_stft
+from esc50.commands.export_int8 import inner_graphs
+from esc50.core.plugin_api.contracts import tracing_whole_clips
 from esc50.core.data.audio import to_float
 from esc50.core.data.audiocache import AudioCache
 from esc50.core.data.clips import find_clips
@@ -44,6 +50,7 @@ from timing import median_seconds  # benchmarks/, the folder this script runs fr
 # op types that run a convolution or exist for one (quantizing, layouts); see kernel_split
 CONVOLUTION_PATH = {"Conv", "FusedConv", "QLinearConv", "QLinearAdd", "QuantizeLinear",
                     "DequantizeLinear", "ReorderInput", "ReorderOutput"}
+CONTROL_FLOW = {"If", "Loop", "Scan"}  # nodes that run a graph of their own
 
 
 def session_options(threads: int | None) -> onnxruntime.SessionOptions:
@@ -52,6 +59,15 @@ def session_options(threads: int | None) -> onnxruntime.SessionOptions:
     if threads:
         options.intra_op_num_threads = threads
     return options
+
+
+def node_names(graph: onnx.GraphProto) -> Iterator[str]:
+    """The names of a graph's nodes and of the nodes of the graphs inside them (an int8
+    file's two graphs: commands/export_int8.py)."""
+    for node in graph.node:
+        yield node.name
+        for inner in inner_graphs(node):
+            yield from node_names(inner)
 
 
 def kernel_split(path: Path, wav: np.ndarray, calls: int, threads: int | None
@@ -68,13 +84,15 @@ def kernel_split(path: Path, wav: np.ndarray, calls: int, threads: int | None
         session.run(["window_probabilities"], {"wav": wav})
     events = json.loads(Path(session.end_profiling()).read_text())
     first = min((e for e in events if e["name"] == "model_run"), key=lambda e: e["ts"])
-    named = {node.name for node in onnx.load(str(path)).graph.node}
+    named = set(node_names(onnx.load(str(path)).graph))
     convolution = rest = 0.0
     for event in events:
         if (event.get("cat") != "Node" or not event["name"].endswith("_kernel_time")
                 or event["ts"] < first["ts"] + first["dur"]):  # the first call warms up
             continue
         op, node = event["args"]["op_name"], event["name"].removesuffix("_kernel_time")
+        if op in CONTROL_FLOW:
+            continue  # its time is its graph's nodes', counted one by one
         if op in CONVOLUTION_PATH or (op == "Transpose" and node not in named):
             convolution += event["dur"]
         else:
@@ -118,14 +136,15 @@ def main() -> None:
             for i in range(0, len(waves), 32)]).argmax(1)
     print(f"| torch (esc50, float32) | - | {seconds * 1000:.1f} | "
           f"{(reference == targets).mean():.1%} | - | - | - |", flush=True)
-    variants = [("float32, ONNX's STFT operator", None, True), ("float32", None, False),
-                ("int8", "int8", False)]
+    variants = [  # an empty translation table leaves torch.stft to ONNX's STFT operator
+        ("float32, ONNX's STFT operator", None, mock.patch.dict(export_stft.TRANSLATIONS,
+                                                                clear=True)),
+        ("float32", None, nullcontext()),
+        ("float32, whole-window graph only", None, tracing_whole_clips()),
+        ("int8", "int8", nullcontext())]
     with tempfile.TemporaryDirectory() as work:
-        for k, (label, quantize, stft_operator) in enumerate(variants):
-            # an empty translation table leaves torch.stft to the exporter's STFT operator
-            keep = mock.patch.dict(export_stft.TRANSLATIONS, clear=True) if stft_operator \
-                else nullcontext()
-            with keep:
+        for k, (label, quantize, exporting) in enumerate(variants):
+            with exporting:
                 path, _ = model.export("onnx", Path(work) / f"m{k}.onnx", quantize, args.data)
             session = onnxruntime.InferenceSession(str(path), session_options(args.threads),
                                                    providers=["CPUExecutionProvider"])

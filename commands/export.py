@@ -17,12 +17,14 @@ Sources of each choice:
 - TorchScript: the scoring of a batch of windows is traced (``torch.jit.trace``: every built-in
   model's forward is the same for every window), the cutting of windows around it is scripted
   (``torch.jit.script``: it depends on the length); ``torch.jit.load`` runs it with torch alone.
-- int8 (``--quantize int8``, ONNX): onnxruntime's static quantization (QDQ format, weights int8
-  per channel, activations uint8, MinMax calibration; Conv, MatMul and Gemm, and the Add and
-  Relu nodes between them), calibrated on training clips only: never on clips the model is
-  scored on. The model's first layer stays float32: quantizing the normalized features it reads
-  took the laptop recipe's fold-1 model from 82.0 % to 28.5 % on fold 1, and leaving that one
-  layer out gave 82.2 % (docs/export.md).
+- int8 (``--quantize int8``, ONNX; commands/export_int8.py): onnxruntime's static quantization
+  (QDQ format, weights int8 per channel, activations uint8, MinMax calibration; Conv, MatMul and
+  Gemm, and the Add and Relu nodes between them), calibrated on training clips only: never on
+  clips the model is scored on. The model's first layer stays float32: quantizing the
+  normalized features it reads took the laptop recipe's fold-1 model from 82.0 % to 28.5 % on
+  fold 1, and leaving that one layer out gave 82.2 % (docs/export.md). The int8 file holds two
+  graphs sharing their weights: one traced for whole windows, without masks, for a recording of
+  at least one window, and this module's general one for a shorter recording.
 """
 
 from __future__ import annotations
@@ -30,28 +32,21 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import logging
-import random
 import re
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
+from esc50.commands.export_int8 import by_length, calibration_clips, quantized
 from esc50.commands.members import LoadedRun
 from esc50.commands.predict import default_hop
-from esc50.core.data.audio import to_float
-from esc50.core.data.audiocache import AudioCache
-from esc50.core.data.clips import find_clips
 from esc50.core.data.location import resolve_data_dir
-from esc50.core.data.split import Split
 from esc50.core.errors import Esc50Error
-from esc50.core.files.digest import file_sha256
 from esc50.core.files.write import atomic_write, output_folder, write_text
+from esc50.core.plugin_api.contracts import tracing_whole_clips
 from esc50.core.plugin_api.registry import Registry
 from esc50.core.results.folder import refuse_run_file
 from esc50.core.training.classifier import Classifier
@@ -59,7 +54,6 @@ from esc50.core.training.scoring import Member, Scoring, mean_probabilities
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 QUANTIZED = ("int8",)
-CALIBRATION_CLIPS = 128  # training clips onnxruntime's calibration sees
 
 
 class WindowScores(nn.Module):
@@ -162,11 +156,14 @@ def export_runs(runs: list[LoadedRun], fmt: str, path: Path, registry: Registry,
         raise Esc50Error(f"--hop of {hop} samples must be between 1 sample and one window "
                          f"({window} samples)")
     name = " + ".join(sorted({run.config.model for run in runs}))
-    content = exported_bytes([run.member.classifier for run in runs], fmt, window, hop, name)
+    classifiers = [run.member.classifier for run in runs]
+    content = exported_bytes(classifiers, fmt, window, hop, name)
     calibration = None
     if quantize:
         clips = calibration_clips(runs, registry, data, log)
-        content = _quantized(content, clips)
+        with tracing_whole_clips():  # the graph for recordings of at least one window
+            whole = exported_bytes(classifiers, fmt, window, hop, name)
+        content = by_length(quantized(whole, clips), quantized(content, clips), window)
         calibration = (f"{len(clips)} clips the model(s) trained on (their content checked "
                        f"against the sha256 the runs recorded), from "
                        f"{resolve_data_dir(data or config.data)}")
@@ -221,104 +218,6 @@ def _onnx_bytes(module: nn.Module, example: torch.Tensor, shortest: int) -> byte
                                 custom_translation_table=TRANSLATIONS,
                                 verbose=False)
     return program.model_proto.SerializeToString()
-
-
-def calibration_names(runs: list[LoadedRun]) -> dict[str, str]:
-    """Up to ``CALIBRATION_CLIPS`` clips the models trained on (a seeded draw from their
-    recorded training splits: never one they are scored on), with the sha256 recorded for
-    each."""
-    splits = [Split.from_dict(run.state["split"]) for run in runs]
-    digests = {name: split.digests.get(name, "") for split in splits for name in split.train}
-    chosen = random.Random(0).sample(sorted(digests), min(CALIBRATION_CLIPS, len(digests)))
-    return {name: digests[name] for name in sorted(chosen)}
-
-
-def calibration_clips(runs: list[LoadedRun], registry: Registry, data: str | None,
-                      log: Callable[[str], None] = print) -> np.ndarray:
-    """The :func:`calibration_names` clips of ``data`` (the run's by default) whose content is
-    the recorded one (a file of the same name holding other audio is not a training clip),
-    decoded as the run decodes them: float32 [clips, window]. Fewer than asked is said."""
-    config = runs[0].config
-    table = find_clips(resolve_data_dir(data or config.data), config, registry)
-    rows = dict(zip(table.names(), table.clips))
-    wanted = calibration_names(runs)
-    present = [name for name in wanted if name in rows]
-    chosen = [rows[name] for name in present if file_sha256(rows[name].path) == wanted[name]]
-    if not chosen:
-        raise Esc50Error(f"none of the models' training clips is in {table.root} "
-                         f"({len(present)} of {len(wanted)} names found, none with the recorded "
-                         "content): int8 calibration needs them (--data names the dataset "
-                         "folder the model trained on)")
-    if len(chosen) < len(wanted):
-        log(f"note: int8 calibration on {len(chosen)} of the {len(wanted)} training clips "
-            f"asked for: {len(wanted) - len(present)} not in {table.root}, "
-            f"{len(present) - len(chosen)} with other content than the model trained on")
-    return to_float(AudioCache(chosen, config).waves).numpy()
-
-
-MODEL_SCOPE = re.compile(r"^scores\.classifiers\.(\d+)\.model(\.|$)")  # a classifier's model
-WEIGHT_LAYERS = ("Conv", "MatMul", "Gemm")
-ELEMENT_WISE = ("Add", "Relu")  # residual sums and activations: int8 between int8 layers
-
-
-def model_layers(model: bytes) -> list[str]:
-    """What int8 quantizes in the exported file: the Conv, MatMul and Gemm nodes that belong to
-    a classifier's model (by the module scopes torch's exporter records on each node), less
-    each model's first layer, and the model's Add and Relu nodes (onnxruntime leaves those on
-    integer tensors as they are) where it has such a layer to quantize. The featurizer (the mel
-    filterbank's product with a power spectrogram spans orders of magnitude no 8-bit scale
-    holds), the normalization and the layer that reads the features stay float32."""
-    import onnx
-
-    graph = onnx.load_from_string(model).graph
-    layers: dict[str, list[str]] = {}
-    element_wise: dict[str, list[str]] = {}
-    for node in graph.node:  # in topological order: a model's first layer comes first
-        if node.op_type not in WEIGHT_LAYERS + ELEMENT_WISE:
-            continue
-        scopes = [scope for prop in node.metadata_props
-                  if prop.key == "pkg.torch.onnx.name_scopes"
-                  for scope in json.loads(prop.value.replace("'", '"'))]
-        member = next((m.group(1) for m in map(MODEL_SCOPE.match, scopes) if m), None)
-        if member is not None:
-            found = layers if node.op_type in WEIGHT_LAYERS else element_wise
-            found.setdefault(member, []).append(node.name)
-    return [name for member, names in layers.items() if names[1:]
-            for name in names[1:] + element_wise.get(member, [])]
-
-
-def _quantized(model: bytes, clips: np.ndarray) -> bytes:
-    """The ONNX model's layers (:func:`model_layers`) quantized to int8 by onnxruntime,
-    calibrated on ``clips``."""
-    try:
-        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                              quantize_static)
-    except ImportError:
-        raise Esc50Error("int8 export needs onnxruntime: pip install onnxruntime") from None
-    layers = model_layers(model)
-    if not layers:
-        raise Esc50Error("--quantize int8: the model has no convolution or matrix product after "
-                         "its first layer (which stays float32), so there is nothing to quantize")
-
-    class Clips(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.left: Iterator[dict[str, Any]] = iter({"wav": clip} for clip in clips)
-
-        def get_next(self) -> dict[str, Any] | None:
-            return next(self.left, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-        source.write_bytes(model)
-        quiet = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process, every time
-        try:
-            quantize_static(str(source), str(target), Clips(), quant_format=QuantFormat.QDQ,
-                            nodes_to_quantize=layers, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        finally:
-            logging.getLogger().setLevel(quiet)
-        return target.read_bytes()
 
 
 BF16_NOTE = ("; the model was trained and is scored by esc50 under bf16 autocast (on a CPU "

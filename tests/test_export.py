@@ -12,8 +12,8 @@ import torch
 from click.testing import CliRunner
 
 from esc50.cli.main import cli
-from esc50.commands.export import (Windowed, WindowScores, calibration_names,
-                                        exported_bytes, model_layers)
+from esc50.commands.export import Windowed, WindowScores, exported_bytes
+from esc50.commands.export_int8 import calibration_names, model_layers
 from esc50.commands.members import load_runs
 from esc50.core.data.audio import load_clip
 from esc50.core.data.split import Split
@@ -165,20 +165,38 @@ def test_int8_is_calibrated_on_training_clips_and_agrees_with_float(trained, tmp
     split = Split.from_dict(runs[0].state["split"])
     assert sorted(calibration_names(runs)) == sorted(split.train)  # all 32; no validation clip
     session = onnxruntime.InferenceSession(str(out))
-    graph = onnx.load(str(out)).graph
-    assert [n.op_type for n in graph.node].count("QuantizeLinear") > 0
-    produced = {output: node.op_type for node in graph.node for output in node.output}
-    layers = [node for node in graph.node if node.op_type in ("Conv", "MatMul", "Gemm")]
-    int8 = [node for node in layers if produced.get(node.input[1]) == "DequantizeLinear"]
-    first = next(node for node in layers if node.op_type == "Conv")  # the CRNN's first layer
-    assert int8 and first not in int8 and layers.index(first) < layers.index(int8[0])
-    audio = np.concatenate([tone(f, 1.5, seed=11 + i) for i, f in enumerate(FREQS)])
-    quantized = session.run(["window_probabilities"], {"wav": audio})[0]
+    model = onnx.load(str(out))
+    (choice,) = [node for node in model.graph.node if node.op_type == "If"]
+    graphs = {attribute.name: attribute.g for attribute in choice.attribute}
+    for graph in graphs.values():  # at least a window long, and shorter
+        produced = {output: node.op_type for node in graph.node for output in node.output}
+        layers = [node for node in graph.node if node.op_type in ("Conv", "MatMul", "Gemm")]
+        int8 = [node for node in layers if produced.get(node.input[1]) == "DequantizeLinear"]
+        first = next(node for node in layers if node.op_type == "Conv")  # the CRNN's first layer
+        assert int8 and first not in int8 and layers.index(first) < layers.index(int8[0])
+    # the graph for whole windows leaves out the masks of padded frames the other multiplies by
+    masks = {name: [node.op_type for node in graph.node].count("Mul")
+             for name, graph in graphs.items()}
+    assert masks["then_branch"] < masks["else_branch"]
+    # what both graphs hold (the weights above all) is stored once, in the file's own graph
+    def stored(graph):
+        return {onnx.numpy_helper.to_array(tensor).tobytes() for tensor in graph.initializer}
+
+    assert not stored(graphs["then_branch"]) & stored(graphs["else_branch"])
+    int8 = onnx.TensorProto.INT8  # the quantized weights
+    assert [t.data_type for t in model.graph.initializer].count(int8) >= 2
+    assert not [t for g in graphs.values() for t in g.initializer if t.data_type == int8]
+    exact = Windowed(WindowScores([runs[0].member.classifier]), SR, SR // 2).eval()
+    long = np.concatenate([tone(f, 1.5, seed=11 + i) for i, f in enumerate(FREQS)])
+    short = [tone(f, 0.6, seed=21 + i) for i, f in enumerate(FREQS)]  # one padded window each
+    quantized = np.concatenate([session.run(["window_probabilities"], {"wav": wav})[0]
+                                for wav in (long, *short)])
     with torch.no_grad():  # the float model the file was made from
-        exact = Windowed(WindowScores([runs[0].member.classifier]), SR, SR // 2).eval()(
-            torch.from_numpy(audio))[0].numpy()
-    assert (quantized.argmax(1) == exact.argmax(1)).mean() >= 0.9
-    assert np.abs(quantized - exact).max() < 0.2
+        expected = np.concatenate([exact(torch.from_numpy(wav))[0].numpy()
+                                   for wav in (long, *short)])
+    assert len(quantized) == len(expected) == 11 + len(short)
+    assert (quantized.argmax(1) == expected.argmax(1)).mean() >= 0.9
+    assert np.abs(quantized - expected).max() < 0.2
     refused = CliRunner().invoke(cli, ["export", str(trained), "--format", "torchscript",
                                        "--quantize", "int8"])
     assert refused.exit_code == 1 and "only int8, and only for --format onnx" in refused.output

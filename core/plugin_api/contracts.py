@@ -21,8 +21,10 @@ Plugins import these names from ``esc50`` itself (``from esc50 import Augmentati
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Iterator
 
 import torch
 from torch import nn
@@ -270,6 +272,30 @@ def frame_mask(frames: int, lengths: torch.Tensor) -> torch.Tensor:
     ``frames``), the ones that hold real, not padded, input."""
     valid = lengths.clamp(1, frames)
     return torch.arange(frames, device=lengths.device)[None, :] < valid[:, None]
+
+
+_tracing = threading.local()  # this thread's exporter: ``whole_clips`` while it traces such a graph
+
+
+def whole_clips() -> bool:
+    """Whether the graph being traced scores whole clips only: every clip's ``frame_lengths``
+    is all its frames, as in the graph ``esc50 export --quantize int8`` traces for recordings of
+    at least one window. A model may leave its masking of padded frames out of such a graph
+    (where a graph is traced its lengths cannot be read). False everywhere else, and in every
+    other thread."""
+    return getattr(_tracing, "whole_clips", False)
+
+
+@contextmanager
+def tracing_whole_clips() -> Iterator[None]:
+    """Within, in this thread: :func:`whole_clips` is True (for the exporter, around tracing
+    such a graph)."""
+    before = whole_clips()
+    _tracing.whole_clips = True
+    try:
+        yield
+    finally:
+        _tracing.whole_clips = before
 
 
 def check_range(name: str, value: float, low: float, high: float) -> None:

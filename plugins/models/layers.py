@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from esc50 import frame_mask
+from esc50 import frame_mask, whole_clips
 from esc50.plugins.models import winograd
 
 
@@ -83,30 +83,39 @@ def hooked(*modules: nn.Module) -> bool:
 
 
 def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Mean over the last (time) axis of [B, ..., T], counting only the first ``lengths`` steps."""
+    """Mean over the last (time) axis of [B, ..., T], counting only the first ``lengths`` steps
+    (all of them in a graph for whole clips: :func:`esc50.whole_clips`)."""
+    if whole_clips():
+        return x.mean(-1)
     mask = frame_mask(x.shape[-1], lengths).view(x.shape[0], *([1] * (x.dim() - 2)), -1)
     return (x * mask).sum(-1) / mask.sum(-1)
 
 
 def masked_max(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Max over the last (time) axis of [B, ..., T], ignoring padded steps."""
+    """Max over the last (time) axis of [B, ..., T], ignoring padded steps (none in a graph for
+    whole clips)."""
+    if whole_clips():
+        return x.amax(-1)
     mask = frame_mask(x.shape[-1], lengths).view(x.shape[0], *([1] * (x.dim() - 2)), -1)
     return x.masked_fill(~mask, float("-inf")).amax(-1)
 
 
 def fills_every_frame(lengths: torch.Tensor, frames: int) -> bool:
-    """Whether every clip's valid length is all ``frames`` (nothing to zero), read only where that
+    """Whether every clip's valid length is all ``frames`` (nothing to zero): True in a graph
+    traced for whole clips only (:func:`esc50.whole_clips`); otherwise read only where that
     costs no wait on a device: lengths on the host, not while traced, exported or compiled
     (there False, as if padded)."""
+    if whole_clips():
+        return True
     if lengths.device.type != "cpu" or traced():
         return False
     return bool((lengths >= frames).all())
 
 
 def zero_padding(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """``x`` [B, ..., T] with the steps past each clip's ``lengths`` set to zero (``None``: no
-    clip is padded, ``x`` as it is)."""
-    if lengths is None:
+    """``x`` [B, ..., T] with the steps past each clip's ``lengths`` set to zero (``None``, or a
+    graph traced for whole clips: no clip is padded, ``x`` as it is)."""
+    if lengths is None or whole_clips():
         return x
     return x * frame_mask(x.shape[-1], lengths).view(x.shape[0], *([1] * (x.dim() - 2)), -1)
 

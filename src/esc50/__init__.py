@@ -48,6 +48,7 @@ _NAMES = {
     "ClipTable": _CONTRACTS, "Logger": _CONTRACTS, "RunStart": _CONTRACTS,
     "Randomness": _CONTRACTS, "to_device": _CONTRACTS, "uniform": _CONTRACTS,
     "check_range": _CONTRACTS, "check_min_max": _CONTRACTS, "frame_mask": _CONTRACTS,
+    "whole_clips": _CONTRACTS,
     "list_files": "esc50.core.data.clips", "read_table": "esc50.core.files.read",
     "AUDIO_EXTENSIONS": "esc50.core.data.clips", "check_unique_stems": "esc50.core.data.clips",
     "describe_unused": "esc50.core.data.clips", "named_as_audio": "esc50.core.data.clips",
