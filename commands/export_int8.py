@@ -8,8 +8,8 @@
   featurizer, the normalization and the layer that reads the features stay float32.
 - A model's average poolings after its first layer become depthwise convolutions of the same
   value (:func:`pools_as_convolutions`), so that they run on onnxruntime's int8 convolution
-  kernel: its int8 average pooling (``QLinearAveragePool``) took 0.40 ms of a 4.6 ms call where
-  the float32 pooling takes 0.05 (docs/export.md).
+  kernel: its int8 average pooling (``QLinearAveragePool``) took 0.40 ms for two poolings of a
+  4.6 ms call, where the float32 file's three took 0.08 (docs/export.md).
 - Two graphs in one file (:func:`by_length`): the exporter traces the classifier a second time
   for whole windows only (:func:`esc50.whole_clips`: a model may leave out its masks of padded
   frames), and the file runs that graph for a recording of at least one window and the general
