@@ -93,15 +93,21 @@ def _member(node: Any) -> str | None:
     return next((m.group(1) for m in map(MODEL_SCOPE.match, scopes) if m), None)
 
 
-def _after_first_layer(graph: Any) -> dict[str, list[Any]]:
-    """Each model's nodes (by classifier) from its first Conv, MatMul or Gemm on, in the
-    graph's topological order, that first layer included."""
+def _model_nodes(graph: Any) -> dict[str, list[Any]]:
+    """Each classifier's model's nodes (by the classifier's index), in the graph's topological
+    order."""
     found: dict[str, list[Any]] = {}
     for node in graph.node:
         member = _member(node)
-        if member is not None and (member in found or node.op_type in WEIGHT_LAYERS):
+        if member is not None:
             found.setdefault(member, []).append(node)
     return found
+
+
+def _after_first_layer(nodes: list[Any]) -> list[Any]:
+    """A model's nodes after its first Conv, MatMul or Gemm (none where it has no such layer)."""
+    first = next((i for i, node in enumerate(nodes) if node.op_type in WEIGHT_LAYERS), len(nodes))
+    return nodes[first + 1:]
 
 
 def model_layers(model: bytes) -> list[str]:
@@ -111,17 +117,12 @@ def model_layers(model: bytes) -> list[str]:
     quantize."""
     import onnx
 
-    graph = onnx.load_from_string(model).graph
-    element_wise: dict[str, list[str]] = {}
-    for node in graph.node:
-        member = _member(node)
-        if member is not None and node.op_type in ELEMENT_WISE:
-            element_wise.setdefault(member, []).append(node.name)
     chosen = []
-    for member, nodes in _after_first_layer(graph).items():
-        layers = [node.name for node in nodes[1:] if node.op_type in WEIGHT_LAYERS]
+    for nodes in _model_nodes(onnx.load_from_string(model).graph).values():
+        layers = [node.name for node in _after_first_layer(nodes)
+                  if node.op_type in WEIGHT_LAYERS]
         if layers:
-            chosen += layers + element_wise.get(member, [])
+            chosen += layers + [node.name for node in nodes if node.op_type in ELEMENT_WISE]
     return chosen
 
 
@@ -137,8 +138,8 @@ def pools_as_convolutions(model: bytes) -> bytes:
     graph = proto.graph
     channels = {info.name: info.type.tensor_type.shape.dim[1].dim_value
                 for info in graph.value_info if len(info.type.tensor_type.shape.dim) == 4}
-    pools = {node.name for nodes in _after_first_layer(graph).values() for node in nodes
-             if node.op_type == "AveragePool"}
+    pools = {node.name for nodes in _model_nodes(graph).values()
+             for node in _after_first_layer(nodes) if node.op_type == "AveragePool"}
     nodes = []
     for node in graph.node:
         settings = {a.name: helper.get_attribute_value(a) for a in node.attribute}
