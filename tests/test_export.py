@@ -18,6 +18,7 @@ from esc50.commands.members import load_runs
 from esc50.core.data.audio import load_clip
 from esc50.core.data.split import Split
 from esc50.core.errors import Esc50Error
+from esc50.core.plugin_api.contracts import tracing_whole_clips
 from esc50.core.plugin_api.registry import load_registry
 from esc50.core.training.classifier import Classifier, build_classifier
 from tests.conftest import FREQS, SR, small_config, tone, trained_tone_run
@@ -138,6 +139,13 @@ def test_every_built_in_model_exports_to_both_formats(name, tmp_path):
     if name == "baseline":
         with pytest.raises(Esc50Error, match="^plugins.baseline cannot be exported to onnx: "):
             exported_bytes([classifier], "onnx", window, hop, "plugins.baseline")
+        return
+    # the graph traced for whole windows (the int8 file's from one window on): the same
+    # probabilities for a recording of several windows, its masks left out or not
+    whole = tmp_path / f"{name}.whole.onnx"
+    with tracing_whole_clips():
+        whole.write_bytes(exported_bytes([classifier], "onnx", window, hop, f"plugins.{name}"))
+    np.testing.assert_allclose(run_exported(whole, "onnx", wav.numpy())[0], expected, atol=1e-4)
 
 
 def test_a_model_that_cannot_be_exported_gets_a_one_line_reason(tmp_path):
