@@ -244,14 +244,14 @@ def by_length(whole: bytes, padded: bytes, window: int) -> bytes:
         graph.ClearField("input")  # wav: read from the file's graph
         graph.name = prefix.rstrip("/")
         branches.append(graph)
-    keys = [{_content(tensor) for tensor in graph.initializer} for graph in branches]
+    contents = [[_content(tensor) for tensor in graph.initializer] for graph in branches]
+    in_both = set(contents[0]) & set(contents[1])
     shared: dict[str, Any] = {}
-    for graph in branches:
+    for graph, keys in zip(branches, contents):
         moved: dict[str, str] = {}
         kept = []
-        for tensor in graph.initializer:
-            key = _content(tensor)
-            if not all(key in found for found in keys):
+        for tensor, key in zip(graph.initializer, keys):
+            if key not in in_both:
                 kept.append(tensor)
                 continue
             if key not in shared:

@@ -191,9 +191,9 @@ def test_int8_is_calibrated_on_training_clips_and_agrees_with_float(trained, tmp
         return {onnx.numpy_helper.to_array(tensor).tobytes() for tensor in graph.initializer}
 
     assert not stored(graphs["then_branch"]) & stored(graphs["else_branch"])
-    int8 = onnx.TensorProto.INT8  # the quantized weights
-    assert [t.data_type for t in model.graph.initializer].count(int8) >= 2
-    assert not [t for g in graphs.values() for t in g.initializer if t.data_type == int8]
+    weight_type = onnx.TensorProto.INT8  # the quantized weights
+    assert [t.data_type for t in model.graph.initializer].count(weight_type) >= 2
+    assert not [t for g in graphs.values() for t in g.initializer if t.data_type == weight_type]
     exact = Windowed(WindowScores([runs[0].member.classifier]), SR, SR // 2).eval()
     long = np.concatenate([tone(f, 1.5, seed=11 + i) for i, f in enumerate(FREQS)])
     short = [tone(f, 0.6, seed=21 + i) for i, f in enumerate(FREQS)]  # one padded window each
